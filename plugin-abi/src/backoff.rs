@@ -1,0 +1,281 @@
+//! Choria's backoff policies: the same tables, clamping and jitter as
+//! `github.com/choria-io/go-choria/backoff`.
+//!
+//! Tries count from 1, so the first sleep of a retry loop uses the table's *second*
+//! entry; an index past the end uses the last entry. Every duration gets jitter
+//! `m/2 + uniform[0, m)` milliseconds, and 0 stays 0.
+//!
+//! ```
+//! use provtarget_abi::backoff::{self, FIVE_SEC};
+//! use std::time::Duration;
+//!
+//! assert_eq!(FIVE_SEC.base(1), Duration::from_millis(750));
+//! assert_eq!(FIVE_SEC.base(1_000), Duration::from_millis(5_000)); // clamped
+//! let d = FIVE_SEC.duration(1); // jittered: 375 ms ..= 1124 ms
+//! assert!(d >= Duration::from_millis(375) && d < Duration::from_millis(1125));
+//! assert!(std::ptr::eq(backoff::DEFAULT.table(), FIVE_SEC.table()));
+//! ```
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::cancel::{Cancellation, Cancelled};
+
+/// A backoff table in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    millis: &'static [u64],
+}
+
+const FIVE_SEC_START_GRACE_MS: [u64; 20] = [
+    0, 25, 50, 75, 100, 125, 150, 200, 250, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000,
+    4500, 5000,
+];
+const FIVE_SEC_MS: [u64; 11] = [
+    500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000,
+];
+const TWENTY_SEC_MS: [u64; 44] = [
+    500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, //
+    5500, 5750, 6000, 6500, 7000, 7500, 8000, 8500, 9000, 9500, 10000, //
+    10500, 10750, 11000, 11500, 12000, 12500, 13000, 13500, 14000, 14500, 15000, //
+    15500, 15750, 16000, 16500, 17000, 17500, 18000, 18500, 19000, 19500, 20000,
+];
+
+/// Starts at 0 ms, grows to 5 s (20 steps).
+pub const FIVE_SEC_START_GRACE: Policy = Policy {
+    millis: &FIVE_SEC_START_GRACE_MS,
+};
+/// 500 ms growing to 5 s (11 steps).
+pub const FIVE_SEC: Policy = Policy {
+    millis: &FIVE_SEC_MS,
+};
+/// 500 ms growing to 20 s (44 steps).
+pub const TWENTY_SEC: Policy = Policy {
+    millis: &TWENTY_SEC_MS,
+};
+/// Choria's default policy: [`FIVE_SEC`].
+pub const DEFAULT: Policy = FIVE_SEC;
+
+impl Policy {
+    /// The table, in milliseconds.
+    pub fn table(&self) -> &'static [u64] {
+        self.millis
+    }
+
+    /// The un-jittered duration for try `n` (clamped to the last entry).
+    pub fn base(&self, n: usize) -> Duration {
+        let last = self.millis.len().saturating_sub(1);
+        Duration::from_millis(self.millis.get(n.min(last)).copied().unwrap_or(0))
+    }
+
+    /// The jittered duration for try `n`: `m/2 + uniform[0, m)` ms where `m` is
+    /// [`Policy::base`]`(n)`; 0 stays 0.
+    pub fn duration(&self, n: usize) -> Duration {
+        let m = self.base(n).as_millis() as u64;
+        if m == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(m / 2 + random_below(m))
+    }
+
+    /// Sleeps for [`Policy::duration`]`(try_)`, returning early with [`Cancelled`]
+    /// when `cancel` is cancelled.
+    pub fn sleep<C: Cancellation + ?Sized>(
+        &self,
+        cancel: &C,
+        try_: usize,
+    ) -> Result<(), Cancelled> {
+        cancel.sleep(self.duration(try_))
+    }
+
+    /// Calls `attempt(try)` with tries 1, 2, 3, … until it succeeds, sleeping
+    /// [`Policy::duration`]`(try)` after each failure. There is no retry limit: it
+    /// returns only with a value or with [`Cancelled`] (checked before every try and
+    /// during every sleep), as Choria's `backoff.For` does.
+    pub fn retry<C, T, E, F>(&self, cancel: &C, mut attempt: F) -> Result<T, Cancelled>
+    where
+        C: Cancellation + ?Sized,
+        F: FnMut(usize) -> Result<T, E>,
+    {
+        let mut try_ = 0usize;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(Cancelled);
+            }
+            try_ = try_.saturating_add(1);
+            if let Ok(value) = attempt(try_) {
+                return Ok(value);
+            }
+            self.sleep(cancel, try_)?;
+        }
+    }
+}
+
+/// A uniform number in `[0, bound)`; `bound` must be non-zero. Jitter only spreads
+/// retries of many servers apart, so a small splitmix64 generator seeded from the clock
+/// serves (and keeps this crate free of dependencies).
+fn random_below(bound: u64) -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut seed = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    if seed == 0 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x1234_5678);
+        let _ = STATE.compare_exchange(0, now | 1, Ordering::Relaxed, Ordering::Relaxed);
+        seed = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    }
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    // Multiply-shift maps z onto [0, bound) without modulo bias worth caring about here.
+    ((z as u128 * bound as u128) >> 64) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    #[test]
+    fn tables_match_choria_entry_for_entry() {
+        assert_eq!(
+            FIVE_SEC_START_GRACE.table(),
+            &[
+                0, 25, 50, 75, 100, 125, 150, 200, 250, 500, 750, 1000, 1500, 2000, 2500, 3000,
+                3500, 4000, 4500, 5000
+            ]
+        );
+        assert_eq!(
+            FIVE_SEC.table(),
+            &[500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000]
+        );
+        assert_eq!(DEFAULT.table(), FIVE_SEC.table());
+        // TwentySec is four blocks of 11: start, +250, +250, then +500 steps.
+        let mut expected = Vec::new();
+        for block in 0..4u64 {
+            let start = if block == 0 { 500 } else { block * 5000 + 500 };
+            expected.extend([start, start + 250, start + 500]);
+            let mut v = start + 500;
+            while v < (block + 1) * 5000 {
+                v += 500;
+                expected.push(v);
+            }
+        }
+        assert_eq!(expected.len(), 44);
+        assert_eq!(TWENTY_SEC.table(), expected.as_slice());
+        assert_eq!(TWENTY_SEC.table()[..11], FIVE_SEC.table()[..]);
+        assert_eq!(*TWENTY_SEC.table().last().unwrap(), 20_000);
+    }
+
+    #[test]
+    fn index_clamps_to_last_entry() {
+        assert_eq!(FIVE_SEC.base(0), Duration::from_millis(500));
+        assert_eq!(FIVE_SEC.base(10), Duration::from_millis(5000));
+        assert_eq!(FIVE_SEC.base(11), Duration::from_millis(5000));
+        assert_eq!(FIVE_SEC.base(usize::MAX), Duration::from_millis(5000));
+        assert_eq!(TWENTY_SEC.base(43), Duration::from_millis(20_000));
+        assert_eq!(TWENTY_SEC.base(500), Duration::from_millis(20_000));
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_one_and_a_half() {
+        for policy in [FIVE_SEC_START_GRACE, FIVE_SEC, TWENTY_SEC] {
+            for n in 0..policy.table().len() + 2 {
+                let m = policy.base(n).as_millis() as u64;
+                let (mut lo, mut hi) = (u64::MAX, 0);
+                for _ in 0..400 {
+                    let d = policy.duration(n).as_millis() as u64;
+                    if m == 0 {
+                        assert_eq!(d, 0, "zero stays zero");
+                        continue;
+                    }
+                    assert!(
+                        d >= m / 2 && d < m / 2 + m,
+                        "{d} outside [{}, {})",
+                        m / 2,
+                        m / 2 + m
+                    );
+                    lo = lo.min(d);
+                    hi = hi.max(d);
+                }
+                if m >= 500 {
+                    // The jitter really spreads: 400 draws cover most of the range.
+                    assert!(hi - lo > m / 2, "jitter for {m} ms too narrow: {lo}..{hi}");
+                }
+            }
+        }
+    }
+
+    struct Recorder {
+        cancel_after_sleeps: usize,
+        sleeps: RefCell<Vec<Duration>>,
+        cancelled: Cell<bool>,
+    }
+
+    impl Cancellation for Recorder {
+        fn is_cancelled(&self) -> bool {
+            self.cancelled.get()
+        }
+        fn sleep(&self, d: Duration) -> Result<(), Cancelled> {
+            self.sleeps.borrow_mut().push(d);
+            if self.sleeps.borrow().len() >= self.cancel_after_sleeps {
+                self.cancelled.set(true);
+                return Err(Cancelled);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn retry_counts_tries_from_one_and_sleeps_between() {
+        let rec = Recorder {
+            cancel_after_sleeps: usize::MAX,
+            sleeps: RefCell::new(vec![]),
+            cancelled: Cell::new(false),
+        };
+        let mut seen = vec![];
+        let got = FIVE_SEC_START_GRACE.retry(&rec, |t| {
+            seen.push(t);
+            if t == 4 {
+                Ok("done")
+            } else {
+                Err("not yet")
+            }
+        });
+        assert_eq!(got, Ok("done"));
+        assert_eq!(seen, vec![1, 2, 3, 4]);
+        let sleeps = rec.sleeps.borrow();
+        assert_eq!(sleeps.len(), 3);
+        // First sleep uses the second entry (25 ms → 12..37 ms).
+        assert!(sleeps[0] >= Duration::from_millis(12) && sleeps[0] < Duration::from_millis(37));
+    }
+
+    #[test]
+    fn retry_stops_when_cancelled() {
+        let rec = Recorder {
+            cancel_after_sleeps: 2,
+            sleeps: RefCell::new(vec![]),
+            cancelled: Cell::new(false),
+        };
+        let mut tries = 0;
+        let got: Result<(), Cancelled> = FIVE_SEC.retry(&rec, |_| {
+            tries += 1;
+            Err::<(), _>("never")
+        });
+        assert_eq!(got, Err(Cancelled));
+        assert_eq!(tries, 2);
+
+        // Already cancelled: no try at all.
+        let mut called = false;
+        let got: Result<(), Cancelled> = FIVE_SEC.retry(&rec, |_| {
+            called = true;
+            Ok::<(), ()>(())
+        });
+        assert_eq!(got, Err(Cancelled));
+        assert!(!called);
+    }
+}

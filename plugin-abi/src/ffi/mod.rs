@@ -1,0 +1,11 @@
+//! The binary contract: abi_stable types, one frozen module per released layout.
+//!
+//! Nothing here is meant for plugin authors (they use [`crate::Resolver`] and
+//! [`crate::export_plugin!`]) or for hosts (they use [`crate::host`]). It is public
+//! only so the export macro can name it.
+
+pub mod v1_0;
+pub mod v1_1;
+
+/// The layout plugins built against this crate export.
+pub use v1_1 as current;

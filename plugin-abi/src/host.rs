@@ -1,0 +1,445 @@
+//! The host's side of the contract: open a plugin library, read whichever released
+//! layout it was built against, and call it through one native API.
+//!
+//! No abi_stable type appears in this module's public API, so a host (and a future
+//! move away from abi_stable) deals only with [`PluginLibrary`], [`PluginResolver`],
+//! [`PluginInfo`] and [`HostServices`].
+//!
+//! This module does the abi_stable part of loading only. Opening a library runs its
+//! code, so a host must first decide the file is trustworthy and well-formed (the
+//! provtarget loader checks ownership, mode, pins and ELF headers before calling
+//! [`PluginLibrary::open`]).
+
+use std::{fmt, path::Path, time::Duration};
+
+use abi_stable::{
+    library::{lib_header_from_raw_library, LibHeader, LibraryError, RawLibrary},
+    sabi_trait::TD_Opaque,
+    std_types::{RStr, Tuple2},
+};
+
+use crate::{ffi, ConfigKey, LogLevel, PluginType};
+
+/// What the host offers a plugin during a call: cancellation, an interruptible sleep
+/// and logging. The host implements it once per call, typically carrying the plugin's
+/// name into its log records.
+pub trait HostServices: Send + Sync {
+    /// Whether the current call has been cancelled.
+    fn is_cancelled(&self) -> bool;
+    /// Sleeps up to `duration`; returns `true` if cancelled before or during the sleep.
+    fn sleep(&self, duration: Duration) -> bool;
+    /// Receives one log line from the plugin.
+    fn log(&self, level: LogLevel, message: &str);
+}
+
+/// A plugin's self-description, read from the library without running the resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// Display name.
+    pub name: String,
+    /// Plugin version as declared (the host validates it as semver).
+    pub version: String,
+    /// The declared plugin type.
+    pub plugin_type: PluginType,
+    /// The raw type id as declared (ids outside 0–7 read as [`PluginType::Unknown`]).
+    pub plugin_type_id: u32,
+    /// Vendor.
+    pub vendor: String,
+    /// One-line description.
+    pub description: String,
+    /// Interface version the plugin was built against, e.g. `1.0.0`.
+    pub interface_version: String,
+    /// `rustc --version` of the compiler that built the plugin.
+    pub rustc_version: String,
+    /// Target triple the plugin was built for.
+    pub target: String,
+    /// abi_stable version the plugin links.
+    pub abi_stable_version: String,
+    /// provtarget-abi (SDK) version the plugin was built with.
+    pub sdk_version: String,
+}
+
+/// The stage at which [`PluginLibrary::open`] refused a library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenErrorKind {
+    /// The dynamic linker refused the file (not a library, wrong architecture,
+    /// missing dependency, ...).
+    NotLoadable,
+    /// The library loaded but exports no provtarget root module.
+    NotAPlugin,
+    /// The library was built with an incompatible abi_stable.
+    AbiStableMismatch,
+    /// The library was built against another major interface version.
+    InterfaceMismatch,
+    /// The library's types do not match any layout this host reads.
+    LayoutMismatch,
+    /// The library's root-module constructor failed or panicked.
+    RootModule,
+}
+
+/// Why a library could not be opened as a plugin.
+#[derive(Debug, Clone)]
+pub struct OpenError {
+    /// The stage that refused it.
+    pub kind: OpenErrorKind,
+    /// One line saying what is wrong and what to do.
+    pub message: String,
+    /// Full detail (abi_stable's layout report can run to a thousand lines); for debug
+    /// logs only.
+    pub detail: String,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// The interface versions this host can read, newest first.
+pub const SUPPORTED_INTERFACES: [&str; 2] =
+    [ffi::v1_1::INTERFACE_VERSION, ffi::v1_0::INTERFACE_VERSION];
+
+enum Module {
+    V1_1(ffi::v1_1::PluginModule_Ref),
+    V1_0(ffi::v1_0::PluginModule_Ref),
+}
+
+/// An opened, layout-checked plugin library. Libraries are never unloaded.
+pub struct PluginLibrary {
+    module: Module,
+}
+
+impl PluginLibrary {
+    /// Loads the library at `path` and checks it against every layout this host reads,
+    /// newest first.
+    ///
+    /// # Safety
+    ///
+    /// Loading a library runs its initialisers with the host's privileges. The caller
+    /// must have established that the file is trusted and is a well-formed library for
+    /// this platform (a truncated ELF file can crash the process inside `dlopen`).
+    pub unsafe fn open(path: &Path) -> Result<PluginLibrary, OpenError> {
+        let raw = RawLibrary::load_at(path).map_err(|e| OpenError {
+            kind: OpenErrorKind::NotLoadable,
+            message: format!("not a loadable library: {}", dl_message(&e)),
+            detail: e.to_string(),
+        })?;
+        // SAFETY: the header borrows from the library, which is leaked just below and
+        // so lives for the rest of the process.
+        let header = unsafe { lib_header_from_raw_library(&raw) };
+        std::mem::forget(raw);
+        let header = header.map_err(|e| match e {
+            LibraryError::GetSymbolError { .. } => OpenError {
+                kind: OpenErrorKind::NotAPlugin,
+                message: "not a provtarget plugin: it exports no provtarget root module \
+                          (build it with provtarget_abi::export_plugin!)"
+                    .into(),
+                detail: e.to_string(),
+            },
+            other => OpenError {
+                kind: OpenErrorKind::AbiStableMismatch,
+                message: format!(
+                    "built with an incompatible abi_stable ({}); rebuild it against \
+                     provtarget-abi {}",
+                    first_line(&other.to_string()),
+                    crate::INTERFACE_VERSION
+                ),
+                detail: other.to_string(),
+            },
+        })?;
+        Self::from_header(header)
+    }
+
+    fn from_header(header: &'static LibHeader) -> Result<PluginLibrary, OpenError> {
+        let declared = header.version_strings().version.as_str().to_string();
+        let major = declared.split('.').next().unwrap_or("");
+        let supported_major = crate::INTERFACE_VERSION.split('.').next().unwrap_or("");
+        if major != supported_major {
+            return Err(OpenError {
+                kind: OpenErrorKind::InterfaceMismatch,
+                message: format!(
+                    "built against provtarget plugin interface {declared}, but this host \
+                     reads {supported_major}.x ({}); rebuild it against provtarget-abi \
+                     {supported_major}.x",
+                    SUPPORTED_INTERFACES.join(", ")
+                ),
+                detail: String::new(),
+            });
+        }
+        // Newest layout first; an older plugin is refused by it ("too many fields")
+        // and read through its own frozen layout instead.
+        let newest = match header.init_root_module::<ffi::v1_1::PluginModule_Ref>() {
+            Ok(m) => {
+                return Ok(PluginLibrary {
+                    module: Module::V1_1(m),
+                })
+            }
+            Err(e) => e,
+        };
+        let older = match header.init_root_module::<ffi::v1_0::PluginModule_Ref>() {
+            Ok(m) => {
+                return Ok(PluginLibrary {
+                    module: Module::V1_0(m),
+                })
+            }
+            Err(e) => e,
+        };
+        // Report against the layout the plugin claims to implement.
+        let relevant = if declared.starts_with("1.0.") {
+            older
+        } else {
+            newest
+        };
+        Err(library_error(relevant, &declared))
+    }
+
+    /// The interface version whose layout this library was read with.
+    pub fn interface_version(&self) -> &'static str {
+        match self.module {
+            Module::V1_1(_) => ffi::v1_1::INTERFACE_VERSION,
+            Module::V1_0(_) => ffi::v1_0::INTERFACE_VERSION,
+        }
+    }
+
+    /// The plugin's self-description.
+    pub fn info(&self) -> PluginInfo {
+        match &self.module {
+            Module::V1_1(m) => adapt_v1_1::info((m.info())()),
+            Module::V1_0(m) => adapt_v1_0::info((m.info())()),
+        }
+    }
+
+    /// The configuration keys the plugin declares (none before interface 1.1).
+    pub fn config_keys(&self) -> Vec<ConfigKey> {
+        match &self.module {
+            Module::V1_1(m) => (m.config_keys())()
+                .into_iter()
+                .map(|k| ConfigKey {
+                    key: k.key.into(),
+                    default: k.default.into(),
+                    description: k.description.into(),
+                })
+                .collect(),
+            Module::V1_0(_) => Vec::new(),
+        }
+    }
+
+    /// Runs the plugin's constructor. The error is the plugin's one-line message
+    /// (including panics, which the SDK turns into errors).
+    pub fn new_resolver(&self) -> Result<PluginResolver, String> {
+        let inner = match &self.module {
+            Module::V1_1(m) => Inner::V1_1((m.new_resolver())().into_result()?),
+            Module::V1_0(m) => Inner::V1_0((m.new_resolver())().into_result()?),
+        };
+        Ok(PluginResolver { inner })
+    }
+}
+
+impl fmt::Debug for PluginLibrary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginLibrary")
+            .field("interface_version", &self.interface_version())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Inner {
+    V1_1(ffi::v1_1::FfiResolverBox),
+    V1_0(ffi::v1_0::FfiResolverBox),
+}
+
+/// A resolver object created by a plugin, callable from any thread.
+pub struct PluginResolver {
+    inner: Inner,
+}
+
+impl PluginResolver {
+    /// The resolver's display name.
+    pub fn name(&self) -> String {
+        match &self.inner {
+            Inner::V1_1(r) => r.name().into(),
+            Inner::V1_0(r) => r.name().into(),
+        }
+    }
+
+    /// Calls the plugin's `configure` with the host configuration; returns the
+    /// provisioning settings it hands back.
+    pub fn configure(
+        &mut self,
+        host: &dyn HostServices,
+        config: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, String> {
+        let shim = HostShim(host);
+        let pairs = config
+            .iter()
+            .map(|(k, v)| Tuple2(k.as_str().into(), v.as_str().into()))
+            .collect();
+        let out = match &mut self.inner {
+            Inner::V1_1(r) => r.configure(adapt_v1_1::host(&shim), pairs).into_result(),
+            Inner::V1_0(r) => r.configure(adapt_v1_0::host(&shim), pairs).into_result(),
+        };
+        out.map(|v| v.into_iter().map(|t| (t.0.into(), t.1.into())).collect())
+            .map_err(Into::into)
+    }
+
+    /// Calls the plugin's `targets`: `host:port` strings, unvalidated.
+    pub fn targets(&self, host: &dyn HostServices) -> Result<Vec<String>, String> {
+        let shim = HostShim(host);
+        let out = match &self.inner {
+            Inner::V1_1(r) => r.targets(adapt_v1_1::host(&shim)).into_result(),
+            Inner::V1_0(r) => r.targets(adapt_v1_0::host(&shim)).into_result(),
+        };
+        out.map(|v| v.into_iter().map(Into::into).collect())
+            .map_err(Into::into)
+    }
+}
+
+impl fmt::Debug for PluginResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginResolver")
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+/// Carries the host's services into the FFI host trait of each layout.
+struct HostShim<'a>(&'a dyn HostServices);
+
+/// Stamps out the adapter between one layout's FFI types and the native API. The
+/// layouts are identical in these parts today; a layout that diverges gets its own
+/// hand-written adapter.
+macro_rules! layout_adapter {
+    ($adapter:ident, $layout:ident) => {
+        mod $adapter {
+            use super::*;
+            use crate::ffi::$layout as l;
+
+            pub(super) fn info(i: l::FfiPluginInfo) -> PluginInfo {
+                PluginInfo {
+                    name: i.name.into(),
+                    version: i.version.into(),
+                    plugin_type: PluginType::from_id(i.plugin_type),
+                    plugin_type_id: i.plugin_type,
+                    vendor: i.vendor.into(),
+                    description: i.description.into(),
+                    interface_version: i.interface_version.into(),
+                    rustc_version: i.rustc_version.into(),
+                    target: i.target.into(),
+                    abi_stable_version: i.abi_stable_version.into(),
+                    sdk_version: i.sdk_version.into(),
+                }
+            }
+
+            impl l::FfiHost for HostShim<'_> {
+                fn is_cancelled(&self) -> bool {
+                    self.0.is_cancelled()
+                }
+                fn sleep_ms(&self, millis: u64) -> bool {
+                    self.0.sleep(Duration::from_millis(millis))
+                }
+                fn log(&self, level: u8, message: RStr<'_>) {
+                    self.0.log(LogLevel::from_u8(level), message.as_str())
+                }
+            }
+
+            pub(super) fn host<'a>(shim: &'a HostShim<'a>) -> l::FfiHostRef<'a> {
+                l::FfiHost_TO::from_ptr(shim, TD_Opaque)
+            }
+        }
+    };
+}
+
+layout_adapter!(adapt_v1_1, v1_1);
+layout_adapter!(adapt_v1_0, v1_0);
+
+fn library_error(e: LibraryError, declared: &str) -> OpenError {
+    let detail = e.to_string();
+    match e {
+        LibraryError::AbiInstability(_) => OpenError {
+            kind: OpenErrorKind::LayoutMismatch,
+            message: format!(
+                "layout mismatch for interface {declared}: {}; rebuild the plugin against \
+                 provtarget-abi {}",
+                layout_error_summary(&detail),
+                crate::INTERFACE_VERSION
+            ),
+            detail,
+        },
+        LibraryError::RootModule { .. } => OpenError {
+            kind: OpenErrorKind::RootModule,
+            message: format!("root module failed to initialise: {}", one_line(&detail)),
+            detail,
+        },
+        _ => OpenError {
+            kind: OpenErrorKind::InterfaceMismatch,
+            message: format!(
+                "interface version {declared} refused: {}",
+                first_line(&detail)
+            ),
+            detail,
+        },
+    }
+}
+
+/// Reduces abi_stable's layout report (hundreds of lines) to its distinct `Error:`
+/// lines.
+fn layout_error_summary(report: &str) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for line in report.lines() {
+        if let Some(pos) = line.find("Error:") {
+            let text = one_line(line[pos + "Error:".len()..].trim());
+            if !text.is_empty() && !seen.contains(&text) {
+                seen.push(text);
+            }
+        }
+    }
+    if seen.is_empty() {
+        return first_line(report);
+    }
+    let mut summary = seen.join("; ");
+    if summary.len() > 300 {
+        let cut = (0..=300)
+            .rev()
+            .find(|&i| summary.is_char_boundary(i))
+            .unwrap_or(0);
+        summary.truncate(cut);
+        summary.push('…');
+    }
+    summary
+}
+
+fn dl_message(e: &LibraryError) -> String {
+    match e {
+        LibraryError::OpenError { err, .. } => one_line(&err.to_string()),
+        other => first_line(&other.to_string()),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    one_line(s.lines().find(|l| !l.trim().is_empty()).unwrap_or(""))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_summary_keeps_distinct_error_lines() {
+        let report = "lots\n  Error:too many fields\n  more\n    Error: too many fields\n Error:mismatched type name\n";
+        assert_eq!(
+            layout_error_summary(report),
+            "too many fields; mismatched type name"
+        );
+        assert_eq!(
+            layout_error_summary("\n\nfirst real line\nsecond"),
+            "first real line"
+        );
+    }
+}

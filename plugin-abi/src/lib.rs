@@ -1,0 +1,139 @@
+//! The stable-ABI contract between provtarget and its Provisioning Target resolver
+//! plugins, and the SDK plugin authors write against.
+//!
+//! A resolver is an ordinary Rust type implementing [`Resolver`]; one
+//! [`export_plugin!`] line turns the crate (built as a `cdylib`) into a library the
+//! `provtarget` host can load. Plugin authors write no `extern`, no `unsafe` and no
+//! abi_stable types.
+//!
+//! ```
+//! use provtarget_abi::{backoff, export_plugin, Config, Context, Error, Resolver, Settings};
+//!
+//! struct Static {
+//!     brokers: Vec<String>,
+//! }
+//!
+//! impl Resolver for Static {
+//!     const NAME: &'static str = "Acme static brokers";
+//!     const VERSION: &'static str = "1.0.0";
+//!
+//!     fn new() -> Result<Self, Error> {
+//!         Ok(Static { brokers: vec![] })
+//!     }
+//!
+//!     fn configure(&mut self, ctx: &Context<'_>, config: &Config) -> Result<Settings, Error> {
+//!         let list = config.get_or("plugin.acme.brokers", "prov.example.net:4222");
+//!         self.brokers = list.split(',').map(|s| s.trim().to_string()).collect();
+//!         ctx.info(format!("using {} broker(s)", self.brokers.len()));
+//!         Ok(Settings::new())
+//!     }
+//!
+//!     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
+//!         // Retry forever (until the host cancels) with Choria's backoff.
+//!         Ok(backoff::FIVE_SEC.retry(ctx, |_try| {
+//!             if self.brokers.is_empty() { Err("no brokers") } else { Ok(self.brokers.clone()) }
+//!         })?)
+//!     }
+//! }
+//!
+//! export_plugin!(Static);
+//! # fn main() {}
+//! ```
+//!
+//! # Compatibility promise
+//!
+//! The interface is versioned `major.minor` ([`INTERFACE_VERSION`]), independently of
+//! plugin versions:
+//! - a plugin built against interface 1.*x* loads in every 1.*y* host, older or newer:
+//!   the host keeps a frozen copy of every released layout ([`ffi`]) and reads an older
+//!   plugin through it, supplying defaults for what that layout lacks (a 1.0 plugin
+//!   reports no [`ConfigKey`]s);
+//! - a plugin built against another major version is refused with a one-line reason
+//!   naming both versions;
+//! - additions (new optional functions) bump the minor version; any other change bumps
+//!   the major. The evolution rules are spelled out in [`ffi::v1_1`].
+//!
+//! Libraries are never unloaded once loaded: upgrade a plugin by restarting the host.
+//!
+//! # Panics and errors
+//!
+//! Every call from the host into a plugin runs under `catch_unwind`. A panic becomes an
+//! error such as `plugin Acme static brokers panicked in targets: boom at src/lib.rs:9`,
+//! and the host carries on. Build plugins with `panic = "unwind"` (the default):
+//! `panic = "abort"` makes containment impossible.
+//!
+//! # For hosts
+//!
+//! [`host`] opens libraries and adapts every supported layout to one native API, so no
+//! abi_stable type reaches the host's own code.
+#![deny(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn)]
+
+pub mod backoff;
+mod cancel;
+#[doc(hidden)]
+pub mod export;
+pub mod ffi;
+pub mod host;
+mod plugin_type;
+mod sdk;
+
+pub use cancel::{Cancellation, Cancelled};
+pub use plugin_type::PluginType;
+pub use sdk::{Config, ConfigKey, Context, Error, LogLevel, Resolver, Settings};
+
+/// The interface version plugins built against this crate declare (`major.minor.0`).
+pub const INTERFACE_VERSION: &str = ffi::current::INTERFACE_VERSION;
+
+/// The abi_stable version this crate is built on, recorded in every plugin as a build
+/// canary.
+pub const ABI_STABLE_VERSION: &str = "0.11";
+
+/// The name of the symbol every plugin exports (abi_stable's root-module loader).
+/// Hosts can look for it in a file's dynamic symbol table before running any of its
+/// code.
+pub const ROOT_SYMBOL: &str = abi_stable::library::ROOT_MODULE_LOADER_NAME;
+
+/// Exports a [`Resolver`] as this library's provtarget plugin. Call it exactly once,
+/// at the crate root of a `cdylib` crate.
+///
+/// ```
+/// # use provtarget_abi::{export_plugin, Context, Error, Resolver};
+/// struct Fixed;
+/// impl Resolver for Fixed {
+///     const NAME: &'static str = "Fixed";
+///     const VERSION: &'static str = "0.1.0";
+///     fn new() -> Result<Self, Error> { Ok(Fixed) }
+///     fn targets(&self, _: &Context<'_>) -> Result<Vec<String>, Error> {
+///         Ok(vec!["prov.example.net:4222".into()])
+///     }
+/// }
+/// export_plugin!(Fixed);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($resolver:ty) => {
+        // The name is abi_stable 0.11's root-module symbol; a unit test in
+        // provtarget-abi checks it against `ROOT_SYMBOL`.
+        #[no_mangle]
+        #[doc(hidden)]
+        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::export::LibHeaderAlias =
+            $crate::export::lib_header::<$resolver>();
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn export_macro_uses_abi_stables_root_symbol() {
+        // `export_plugin!` spells the symbol out (a `static`'s name must be an
+        // identifier); an abi_stable upgrade that renames it must fail here.
+        let macro_source = include_str!("lib.rs");
+        let ident = format!("pub static {}:", super::ROOT_SYMBOL);
+        assert!(
+            macro_source.contains(&ident),
+            "export_plugin! must declare `{ident}`"
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! The contract, exercised through real `dlopen`s of real cdylibs built from this
+//! workspace: sample plugin, panicking plugins, and plugins built against a frozen 1.0
+//! contract and a future 2.0 one.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc, Arc, Condvar, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use provtarget_abi::{
+    host::{HostServices, OpenErrorKind, PluginLibrary},
+    LogLevel, PluginType,
+};
+use provtarget_testsupport::{cdylib, TempDir};
+
+/// A host for tests: records log lines, and sleeps on a condvar that `cancel` wakes.
+#[derive(Default)]
+struct TestHost {
+    cancelled: Mutex<bool>,
+    wake: Condvar,
+    logs: Mutex<Vec<(LogLevel, String)>>,
+    sleeps: AtomicUsize,
+    interrupted_sleeps: AtomicUsize,
+    /// Skip real sleeping (for retry-loop tests).
+    instant_sleep: AtomicBool,
+    on_sleep: Mutex<Option<Box<dyn FnMut(usize) + Send>>>,
+    sleep_started: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl TestHost {
+    fn cancel(&self) {
+        *self.cancelled.lock().unwrap() = true;
+        self.wake.notify_all();
+    }
+    fn logs(&self) -> Vec<(LogLevel, String)> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl HostServices for TestHost {
+    fn is_cancelled(&self) -> bool {
+        *self.cancelled.lock().unwrap()
+    }
+    fn sleep(&self, duration: Duration) -> bool {
+        let n = self.sleeps.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(hook) = self.on_sleep.lock().unwrap().as_mut() {
+            hook(n);
+        }
+        if let Some(tx) = self.sleep_started.lock().unwrap().as_ref() {
+            let _ = tx.send(());
+        }
+        if self.instant_sleep.load(Ordering::SeqCst) {
+            return self.is_cancelled();
+        }
+        let deadline = Instant::now() + duration;
+        let mut cancelled = self.cancelled.lock().unwrap();
+        while !*cancelled {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            cancelled = self.wake.wait_timeout(cancelled, deadline - now).unwrap().0;
+        }
+        if Instant::now() < deadline {
+            self.interrupted_sleeps.fetch_add(1, Ordering::SeqCst);
+        }
+        true
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.lock().unwrap().push((level, message.to_string()));
+    }
+}
+
+fn open(package: &str) -> PluginLibrary {
+    open_path(&cdylib(package))
+}
+
+fn open_path(path: &std::path::Path) -> PluginLibrary {
+    // SAFETY: the library was just built from this repository.
+    unsafe { PluginLibrary::open(path) }.unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn dc_hint_describes_itself() {
+    let lib = open("provtarget-dc-hint");
+    let info = lib.info();
+    assert_eq!(info.name, "Acme DC hints Provisioning Target");
+    assert_eq!(info.version, "1.0.0");
+    assert_eq!(info.plugin_type, PluginType::ProvisionTargetResolver);
+    assert_eq!(info.vendor, "Acme");
+    assert_eq!(info.interface_version, provtarget_abi::INTERFACE_VERSION);
+    assert_eq!(lib.interface_version(), "1.1.0");
+    assert!(
+        info.rustc_version.starts_with("rustc "),
+        "{}",
+        info.rustc_version
+    );
+    assert!(!info.target.is_empty() && info.target != "unknown");
+    let keys: Vec<String> = lib.config_keys().into_iter().map(|k| k.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "plugin.acme.dc_hint.file",
+            "plugin.acme.dc_hint.domain",
+            "plugin.acme.dc_hint.port"
+        ]
+    );
+}
+
+#[test]
+fn dc_hint_resolves_the_datacenter_target_with_configured_template_and_port() {
+    let dir = TempDir::new("dc-hint-ok");
+    let file = dir.write("dc.json", r#"{"datacenter": "fra2"}"#);
+    let lib = open("provtarget-dc-hint");
+    let mut resolver = lib.new_resolver().unwrap();
+    let host = TestHost::default();
+    let file_s = file.display().to_string();
+    resolver
+        .configure(&host, &config(&[("plugin.acme.dc_hint.file", &file_s)]))
+        .unwrap();
+    assert_eq!(
+        resolver.targets(&host).unwrap(),
+        ["_provision.fra2.example.net:4222"]
+    );
+
+    let settings = resolver
+        .configure(
+            &host,
+            &config(&[
+                ("plugin.acme.dc_hint.file", &file_s),
+                ("plugin.acme.dc_hint.domain", "prov-{dc}.corp.net"),
+                ("plugin.acme.dc_hint.port", "4333"),
+            ]),
+        )
+        .unwrap();
+    assert!(settings.contains(&("plugin.acme.dc_hint.port".into(), "4333".into())));
+    assert_eq!(
+        resolver.targets(&host).unwrap(),
+        ["prov-fra2.corp.net:4333"]
+    );
+}
+
+#[test]
+fn dc_hint_refuses_bad_configuration_with_a_hint() {
+    let lib = open("provtarget-dc-hint");
+    let mut resolver = lib.new_resolver().unwrap();
+    let host = TestHost::default();
+    let err = resolver
+        .configure(&host, &config(&[("plugin.acme.dc_hint.port", "99999")]))
+        .unwrap_err();
+    assert!(
+        err.contains("plugin.acme.dc_hint.port") && err.contains("1 to 65535"),
+        "{err}"
+    );
+    let err = resolver
+        .configure(
+            &host,
+            &config(&[("plugin.acme.dc_hint.domain", "static.example.net")]),
+        )
+        .unwrap_err();
+    assert!(err.contains("{dc}"), "{err}");
+}
+
+#[test]
+fn dc_hint_keeps_retrying_until_the_file_appears() {
+    let dir = TempDir::new("dc-hint-retry");
+    let file = dir.path().join("dc.json");
+    let lib = open("provtarget-dc-hint");
+    let mut resolver = lib.new_resolver().unwrap();
+    let host = Arc::new(TestHost::default());
+    host.instant_sleep.store(true, Ordering::SeqCst);
+    let file_s = file.display().to_string();
+    resolver
+        .configure(&*host, &config(&[("plugin.acme.dc_hint.file", &file_s)]))
+        .unwrap();
+    // The first two tries fail (missing file, then bad JSON); the file is fixed on
+    // the second sleep.
+    let target = file.clone();
+    *host.on_sleep.lock().unwrap() = Some(Box::new(move |n| match n {
+        1 => std::fs::write(&target, "{ not json").unwrap(),
+        2 => std::fs::write(&target, r#"{"datacenter": "ams1"}"#).unwrap(),
+        _ => {}
+    }));
+    assert_eq!(
+        resolver.targets(&*host).unwrap(),
+        ["_provision.ams1.example.net:4222"]
+    );
+    assert_eq!(host.sleeps.load(Ordering::SeqCst), 2);
+    let errors: Vec<String> = host
+        .logs()
+        .into_iter()
+        .filter(|(l, _)| *l == LogLevel::Error)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("cannot read") && errors[0].contains("dc.json"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[1].contains("is not valid JSON"), "{}", errors[1]);
+    assert!(host
+        .logs()
+        .iter()
+        .any(|(l, m)| *l == LogLevel::Info && m.starts_with("Sleeping ")));
+}
+
+#[test]
+fn cancellation_interrupts_the_dc_hint_backoff_sleep() {
+    let dir = TempDir::new("dc-hint-cancel");
+    let lib = open("provtarget-dc-hint");
+    let mut resolver = lib.new_resolver().unwrap();
+    let host = Arc::new(TestHost::default());
+    let missing = dir.path().join("never.json").display().to_string();
+    resolver
+        .configure(&*host, &config(&[("plugin.acme.dc_hint.file", &missing)]))
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    *host.sleep_started.lock().unwrap() = Some(tx);
+    let canceller = {
+        let host = host.clone();
+        std::thread::spawn(move || {
+            rx.recv().unwrap();
+            host.cancel();
+        })
+    };
+    let err = resolver.targets(&*host).unwrap_err();
+    canceller.join().unwrap();
+    assert_eq!(err, "context canceled");
+    assert_eq!(
+        host.sleeps.load(Ordering::SeqCst),
+        1,
+        "no further try after cancel"
+    );
+    assert_eq!(
+        host.interrupted_sleeps.load(Ordering::SeqCst),
+        1,
+        "the backoff sleep must end early when cancelled"
+    );
+}
+
+#[test]
+fn panics_in_configure_and_targets_become_errors_naming_the_plugin() {
+    let lib = open("provtarget-testkit");
+    let host = TestHost::default();
+
+    let mut resolver = lib.new_resolver().unwrap();
+    let err = resolver
+        .configure(&host, &config(&[("testkit.mode", "panic-configure")]))
+        .unwrap_err();
+    assert!(
+        err.starts_with(
+            "plugin Test Kit panicked in configure: testkit was told to panic in configure at "
+        ),
+        "{err}"
+    );
+
+    let mut resolver = lib.new_resolver().unwrap();
+    resolver
+        .configure(&host, &config(&[("testkit.mode", "panic-targets")]))
+        .unwrap();
+    for _ in 0..3 {
+        let err = resolver.targets(&host).unwrap_err();
+        assert!(
+            err.starts_with(
+                "plugin Test Kit panicked in targets: testkit was told to panic in targets"
+            ),
+            "{err}"
+        );
+    }
+
+    // The process is fine and the same library still works.
+    let mut resolver = lib.new_resolver().unwrap();
+    resolver
+        .configure(&host, &config(&[("testkit.targets", "a:1,b:2")]))
+        .unwrap();
+    assert_eq!(resolver.targets(&host).unwrap(), ["a:1", "b:2"]);
+}
+
+#[test]
+fn a_panicking_constructor_is_an_error() {
+    let lib = open("provtarget-test-badctor");
+    let err = lib.new_resolver().unwrap_err();
+    assert!(
+        err.starts_with(
+            "plugin Exploding Constructor panicked in new: constructor exploded on purpose"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_log_lines_reach_the_host_with_their_levels() {
+    let lib = open("provtarget-testkit");
+    let host = TestHost::default();
+    let mut resolver = lib.new_resolver().unwrap();
+    resolver
+        .configure(
+            &host,
+            &config(&[("testkit.mode", "log"), ("testkit.targets", "x:1")]),
+        )
+        .unwrap();
+    assert_eq!(resolver.targets(&host).unwrap(), ["x:1"]);
+    let logs = host.logs();
+    for (level, text) in [
+        (LogLevel::Info, "testkit configured in mode log"),
+        (LogLevel::Error, "testkit error line"),
+        (LogLevel::Warn, "testkit warn line"),
+        (LogLevel::Info, "testkit info line"),
+        (LogLevel::Debug, "testkit debug line"),
+        (LogLevel::Trace, "testkit trace line"),
+    ] {
+        assert!(
+            logs.contains(&(level, text.to_string())),
+            "missing {level:?} {text}: {logs:?}"
+        );
+    }
+}
+
+#[test]
+fn wrong_plugin_type_is_reported_as_declared() {
+    // The contract reports the declared type; refusing it is the loader's job.
+    let info = open("provtarget-test-wrongtype").info();
+    assert_eq!(info.plugin_type, PluginType::Agent);
+    assert_eq!(info.plugin_type_id, 2);
+}
+
+#[test]
+fn a_plugin_built_against_frozen_interface_1_0_loads_in_this_1_1_host() {
+    // Load a current plugin first, then the legacy one, then another current one: the
+    // layouts must not interfere inside one process.
+    let current = open("provtarget-testkit");
+    let legacy = open_path(&provtarget_testsupport::legacy_1_0_plugin());
+    let again = open("provtarget-dc-hint");
+    assert_eq!(current.interface_version(), "1.1.0");
+    assert_eq!(again.interface_version(), "1.1.0");
+    assert_eq!(legacy.interface_version(), "1.0.0");
+
+    let info = legacy.info();
+    assert_eq!(info.name, "Legacy 1.0 Resolver");
+    assert_eq!(info.interface_version, "1.0.0");
+    assert_eq!(info.plugin_type, PluginType::ProvisionTargetResolver);
+    // 1.0 has no config_keys function: the host supplies the default.
+    assert!(legacy.config_keys().is_empty());
+
+    let host = TestHost::default();
+    let mut resolver = legacy.new_resolver().unwrap();
+    resolver.configure(&host, &[]).unwrap();
+    assert_eq!(resolver.name(), "Legacy 1.0 Resolver");
+    assert_eq!(
+        resolver.targets(&host).unwrap(),
+        ["legacy.example.net:4222"]
+    );
+    assert!(host
+        .logs()
+        .contains(&(LogLevel::Info, "legacy resolver resolving".to_string())));
+}
+
+#[test]
+fn a_plugin_built_against_another_major_is_refused_in_one_line() {
+    let path = cdylib("provtarget-test-future");
+    // SAFETY: built from this workspace.
+    let err = unsafe { PluginLibrary::open(&path) }.unwrap_err();
+    assert_eq!(err.kind, OpenErrorKind::InterfaceMismatch);
+    assert!(err.message.contains("interface 2.0.0"), "{}", err.message);
+    assert!(err.message.contains("1.x"), "{}", err.message);
+    assert!(!err.message.contains('\n'));
+}
+
+#[test]
+fn a_library_without_root_module_is_not_a_plugin() {
+    let path = cdylib("provtarget-test-noroot");
+    // SAFETY: built from this workspace.
+    let err = unsafe { PluginLibrary::open(&path) }.unwrap_err();
+    assert_eq!(err.kind, OpenErrorKind::NotAPlugin);
+    assert!(
+        err.message.starts_with("not a provtarget plugin"),
+        "{}",
+        err.message
+    );
+}

@@ -1,0 +1,218 @@
+//! Test support: builds the workspace's real cdylibs and the `provtarget` binary (once
+//! per process) and hands out their paths, plus small temp-directory helpers.
+//!
+//! ```no_run
+//! let dc_hint = provtarget_testsupport::cdylib("provtarget-dc-hint");
+//! assert!(dc_hint.exists());
+//! ```
+#![deny(missing_docs)]
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        OnceLock,
+    },
+};
+
+/// The workspace root (the folder holding the top `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/support sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// Cargo's target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Which cargo profile to build artifacts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `dev`, output in `target/debug` (tests).
+    Debug,
+    /// `release`, output in `target/release` (benchmarks).
+    Release,
+}
+
+impl Profile {
+    fn dir(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+}
+
+/// Builds every library and binary of the workspace with `profile`, once per process.
+/// Panics with cargo's output if the build fails: tests cannot run without it.
+pub fn build_workspace(profile: Profile) -> PathBuf {
+    static DEBUG: OnceLock<PathBuf> = OnceLock::new();
+    static RELEASE: OnceLock<PathBuf> = OnceLock::new();
+    let cell = match profile {
+        Profile::Debug => &DEBUG,
+        Profile::Release => &RELEASE,
+    };
+    cell.get_or_init(|| {
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root()).args([
+            "build",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--quiet",
+        ]);
+        if profile == Profile::Release {
+            cmd.arg("--release");
+        }
+        let out = cmd
+            .output()
+            .expect("cannot run cargo to build the test plugins");
+        assert!(
+            out.status.success(),
+            "cargo build of the workspace failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target_dir().join(profile.dir())
+    })
+    .clone()
+}
+
+/// The platform file name of a cdylib built from `package`.
+pub fn cdylib_file_name(package: &str) -> String {
+    let stem = package.replace('-', "_");
+    format!(
+        "{}{stem}{}",
+        env::consts::DLL_PREFIX,
+        env::consts::DLL_SUFFIX
+    )
+}
+
+/// The path of the debug cdylib built from workspace package `package`, building the
+/// workspace first if this process has not yet.
+pub fn cdylib(package: &str) -> PathBuf {
+    cdylib_in(package, Profile::Debug)
+}
+
+/// Like [`cdylib`], for a chosen profile.
+pub fn cdylib_in(package: &str, profile: Profile) -> PathBuf {
+    let path = build_workspace(profile).join(cdylib_file_name(package));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// The plugin built against the frozen interface 1.0 contract (`tests/legacy-1.0`, a
+/// separate workspace), built once per process into `target/legacy-1.0`.
+pub fn legacy_1_0_plugin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root().join("tests").join("legacy-1.0");
+            let target = target_dir().join("legacy-1.0");
+            let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .current_dir(&root)
+                .args(["build", "--quiet", "--manifest-path"])
+                .arg(root.join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .output()
+                .expect("cannot run cargo to build the legacy 1.0 plugin");
+            assert!(
+                out.status.success(),
+                "cargo build of tests/legacy-1.0 failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let path = target
+                .join("debug")
+                .join(cdylib_file_name("provtarget-test-legacy"));
+            assert!(path.exists(), "{} was not built", path.display());
+            path
+        })
+        .clone()
+}
+
+/// The path of the debug `provtarget` binary, building the workspace first if needed.
+pub fn provtarget_bin() -> PathBuf {
+    let path =
+        build_workspace(Profile::Debug).join(format!("provtarget{}", env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A fresh, empty directory under the target directory, removed on drop. Kept under
+/// `target/` (owned by the invoking user, mode 0755) so the loader's trust checks on
+/// the directory pass, unlike a world-writable `/tmp`.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates the directory with mode 0755.
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = target_dir()
+            .join("test-tmp")
+            .join(format!("{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("cannot create test directory");
+        set_mode(&path, 0o755);
+        TempDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Copies `src` into the directory as `name` (mode 0644) and returns the new path.
+    pub fn copy_in(&self, src: &Path, name: &str) -> PathBuf {
+        let dest = self.path.join(name);
+        std::fs::copy(src, &dest).expect("cannot copy into test directory");
+        set_mode(&dest, 0o644);
+        dest
+    }
+
+    /// Writes `contents` to `name` (mode 0644) and returns the path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let dest = self.path.join(name);
+        std::fs::write(&dest, contents).expect("cannot write into test directory");
+        set_mode(&dest, 0o644);
+        dest
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Sets a file's permission bits (Unix).
+pub fn set_mode(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .expect("cannot set permissions");
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+}

@@ -1,0 +1,4 @@
+//! provtarget host library.
+#![deny(missing_docs)]
+
+pub mod resolver;

@@ -1,0 +1,172 @@
+//! The native resolver interface every resolver implements, built-in or plugin, and
+//! the per-call context the host hands it.
+
+use std::{
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+use provtarget_abi::{host::HostServices, Cancellation, Cancelled, Config, LogLevel};
+
+/// Provisioning settings a resolver reports after `configure`: `(key, value)` pairs,
+/// shown by `buildinfo` with secrets masked.
+pub type Settings = Vec<(String, String)>;
+
+/// A provisioning target resolver as the host sees it.
+///
+/// Implemented by the built-in `Choria JWT Resolver` and, through an adapter, by every
+/// loaded plugin. `configure` is called once at start-up before the resolver is
+/// shared; `targets` may then be called from any thread.
+pub trait TargetResolver: Send + Sync {
+    /// Display name, e.g. `Choria JWT Resolver`.
+    fn name(&self) -> String;
+
+    /// Version shown next to the name in `buildinfo`.
+    fn version(&self) -> String;
+
+    /// Reads the host configuration; returns the provisioning settings to report.
+    /// Errors are one line, naming what is wrong and how to fix it.
+    fn configure(&mut self, ctx: &ResolveContext, config: &Config) -> Result<Settings, String>;
+
+    /// Returns provisioning brokers as `host:port` or `scheme://host:port` strings
+    /// (validated by the host afterwards). Should retry until it has targets or
+    /// `ctx` is cancelled.
+    fn targets(&self, ctx: &ResolveContext) -> Result<Vec<String>, String>;
+}
+
+/// A cancellation flag with a condition variable, so sleepers wake as soon as it is
+/// set. Cloning shares the flag.
+#[derive(Clone, Default, Debug)]
+pub struct CancelToken {
+    inner: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+
+    /// Cancels, waking every sleeper.
+    pub fn cancel(&self) {
+        let (flag, wake) = &*self.inner;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+    }
+
+    /// Whether [`CancelToken::cancel`] has been called.
+    pub fn is_cancelled(&self) -> bool {
+        *self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sleeps up to `duration`; returns `true` if cancelled before or during it.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let (flag, wake) = &*self.inner;
+        let deadline = Instant::now().checked_add(duration);
+        let mut cancelled = flag.lock().unwrap_or_else(|e| e.into_inner());
+        while !*cancelled {
+            let now = Instant::now();
+            let remaining = match deadline {
+                Some(d) if d > now => d - now,
+                Some(_) => return false,
+                None => Duration::from_secs(3600),
+            };
+            cancelled = wake
+                .wait_timeout(cancelled, remaining)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// What a resolver is handed on each call: the call's cancellation and a logger that
+/// tags every line with the resolver's name (the `plugin` field of the host's
+/// `tracing` events).
+#[derive(Clone, Debug)]
+pub struct ResolveContext {
+    cancel: CancelToken,
+    plugin: Arc<str>,
+}
+
+impl ResolveContext {
+    /// A context for resolver `plugin` that `cancel` cancels.
+    pub fn new(plugin: &str, cancel: CancelToken) -> ResolveContext {
+        ResolveContext {
+            cancel,
+            plugin: plugin.into(),
+        }
+    }
+
+    /// The resolver name log lines are tagged with.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// The cancellation token of this call.
+    pub fn token(&self) -> &CancelToken {
+        &self.cancel
+    }
+
+    /// Emits `message` through `tracing` at `level`, with `plugin = <name>`.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+        }
+    }
+}
+
+impl Cancellation for ResolveContext {
+    fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+    fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
+        if self.cancel.sleep(duration) {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl HostServices for ResolveContext {
+    fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+    fn sleep(&self, duration: Duration) -> bool {
+        self.cancel.sleep(duration)
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        ResolveContext::log(self, level, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_wakes_a_sleeper_early() {
+        let token = CancelToken::new();
+        let t2 = token.clone();
+        let sleeper = std::thread::spawn(move || t2.sleep(Duration::from_secs(3600)));
+        std::thread::sleep(Duration::from_millis(20));
+        token.cancel();
+        assert!(sleeper.join().unwrap(), "sleep must report cancellation");
+        assert!(token.is_cancelled());
+        assert!(
+            token.sleep(Duration::from_secs(3600)),
+            "already cancelled: returns at once"
+        );
+    }
+
+    #[test]
+    fn uncancelled_sleep_runs_out() {
+        assert!(!CancelToken::new().sleep(Duration::from_millis(5)));
+    }
+}

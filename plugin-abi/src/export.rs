@@ -59,8 +59,8 @@ extern "C" fn info<R: Resolver>() -> FfiPluginInfo {
         vendor: R::VENDOR.into(),
         description: R::DESCRIPTION.into(),
         interface_version: INTERFACE_VERSION.into(),
-        rustc_version: env!("PROVTARGET_BUILD_RUSTC").into(),
-        target: env!("PROVTARGET_BUILD_TARGET").into(),
+        rustc_version: crate::BUILD_RUSTC.into(),
+        target: crate::BUILD_TARGET.into(),
         abi_stable_version: crate::ABI_STABLE_VERSION.into(),
         sdk_version: env!("CARGO_PKG_VERSION").into(),
     }

@@ -89,6 +89,13 @@ pub const INTERFACE_VERSION: &str = ffi::current::INTERFACE_VERSION;
 /// canary.
 pub const ABI_STABLE_VERSION: &str = "0.11";
 
+/// `rustc --version` of the compiler that built this crate: in a plugin, the plugin's
+/// compiler; in a host, the host's. `buildinfo` shows both so mismatches are visible.
+pub const BUILD_RUSTC: &str = env!("PROVTARGET_BUILD_RUSTC");
+
+/// The target triple this crate was built for.
+pub const BUILD_TARGET: &str = env!("PROVTARGET_BUILD_TARGET");
+
 /// The name of the symbol every plugin exports (abi_stable's root-module loader).
 /// Hosts can look for it in a file's dynamic symbol table before running any of its
 /// code.
@@ -137,3 +144,8 @@ mod tests {
         );
     }
 }
+
+/// The vendor guide (`README.md`), compiled as a doctest so its example keeps building.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct VendorGuide;

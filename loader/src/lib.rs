@@ -1,17 +1,90 @@
 //! Turns plugin directories into loaded resolvers and precise refusals.
 //!
-//! SKELETON: public API fixed; trust checks, ELF pre-checks, pinning and tests are
-//! being filled in (issue 3).
+//! [`load_all`] scans the configured directories (not recursively) for `*.so` files
+//! (`*.dylib` and `*.so` on macOS), in file-name order, and gives every file a
+//! [`Verdict`]: loaded, rejected at a [`Stage`] with a one-line reason naming the file
+//! and the fix, or skipped. Nothing here fails as a whole and nothing panics: a
+//! refused file is reported, never fatal, and a missing directory just means no
+//! plugins.
+//!
+//! ```
+//! use provtarget_loader::{load_all, LoaderOptions, Stage, Verdict};
+//!
+//! // A missing directory is not an error: the host runs its built-in resolver.
+//! let options = LoaderOptions {
+//!     directories: vec!["/nonexistent/provtarget".into()],
+//!     ..LoaderOptions::default()
+//! };
+//! let report = load_all(&options);
+//! assert!(report.libraries.is_empty() && report.plugins.is_empty());
+//! assert!(report.warnings.is_empty());
+//!
+//! // A text file named like a library is refused before any code of it could run;
+//! // other files are skipped, saying why.
+//! let dir = std::env::temp_dir().join(format!("provtarget-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! std::fs::write(dir.join("broken.so"), "not a library")?;
+//! std::fs::write(dir.join("notes.txt"), "hello")?;
+//! # use std::os::unix::fs::PermissionsExt;
+//! # for name in ["", "broken.so", "notes.txt"] {
+//! #     let mode = if name.is_empty() { 0o755 } else { 0o644 };
+//! #     std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode))?;
+//! # }
+//! let report = load_all(&LoaderOptions { directories: vec![dir.clone()], ..Default::default() });
+//! for library in &report.libraries {
+//!     println!("{} {}: {}", library.verdict.status(), library.path.display(),
+//!              library.verdict.reason().unwrap_or(""));
+//! }
+//! assert!(matches!(report.libraries[0].verdict,
+//!                  Verdict::Rejected { stage: Stage::Format, .. }));
+//! assert_eq!(report.libraries[1].verdict.status(), "skipped");
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # What is checked, in order
+//!
+//! 1. **Trust**, on the *open descriptor*, never on a path: the directory is opened
+//!    with `O_DIRECTORY | O_NOFOLLOW` and each file relative to it with
+//!    `O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK` (a symlink is refused, a FIFO cannot
+//!    block). The file must be a regular file; it and its directory must be owned by
+//!    root or by the effective uid of this process, and be neither group- nor
+//!    world-writable. [`LoaderOptions::insecure_skip_owner_checks`] skips the owner and
+//!    mode rule (never the file-type rule) and says so in [`LoadReport::warnings`].
+//! 2. **Facts** from the same descriptor: size, mtime, owner, mode and SHA-256
+//!    ([`FileFacts`]).
+//! 3. **Pinning**, when [`LoaderOptions::pin_file`] is set: a `sha256sum` listing
+//!    (`<hash>  <file name>`, matched by file name). A malformed pin file loads
+//!    nothing.
+//! 4. **Format** (Linux): ELF class, byte order and machine of this host, a shared
+//!    object, every segment and header table inside the file, and the provtarget root
+//!    module symbol among its exports. A truncated copy would crash the process inside
+//!    `dlopen`; a library without the symbol would run its initialisers for nothing.
+//! 5. **Load** of that very file (`/proc/self/fd/N` on Linux), then the abi_stable
+//!    header, the interface version and layout, the plugin info (non-empty name,
+//!    semver version), the plugin type, the duplicate-name rule (the later file is
+//!    refused) and the constructor.
+//!
+//! Libraries are never unloaded: upgrade a plugin by restarting the host.
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod discover;
+#[cfg(target_os = "linux")]
+mod elf;
+mod load;
+mod pins;
+mod text;
+mod trust;
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use provtarget_abi::{
-    host::{PluginInfo, PluginLibrary, PluginResolver},
-    ConfigKey, PluginType,
+    host::{PluginInfo, PluginResolver},
+    ConfigKey,
 };
 
 /// Where operators install plugins.
@@ -193,20 +266,70 @@ pub struct LoadReport {
 /// Scans every directory in `options` and loads what passes every check. Never fails
 /// as a whole: each file gets its verdict; missing directories are not errors.
 pub fn load_all(options: &LoaderOptions) -> LoadReport {
-    let mut report = LoadReport::default();
-    for dir in &options.directories {
-        let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(_) => continue,
-        };
-        entries.sort();
-        for path in entries {
-            if path.extension().and_then(|e| e.to_str()) != Some("so") {
+    let (session, warnings) = load::Session::start(options);
+    let mut report = LoadReport {
+        warnings,
+        ..LoadReport::default()
+    };
+    for dir_path in &options.directories {
+        let dir = match trust::open_dir(dir_path) {
+            Ok(dir) => dir,
+            Err(trust::DirError::Missing) => {
+                tracing::debug!(directory = %dir_path.display(), "plugin directory does not exist");
                 continue;
             }
-            let (record, loaded) = load_one(&path, &report);
+            Err(trust::DirError::Unusable { reason, .. }) => {
+                tracing::warn!("{reason}");
+                report.warnings.push(reason);
+                continue;
+            }
+        };
+        let names = match discover::list(&dir) {
+            Ok(names) => names,
+            Err(e) => {
+                let w = format!(
+                    "cannot list plugin directory {}: {e}; check its permissions",
+                    text::shown(dir_path)
+                );
+                tracing::warn!("{w}");
+                report.warnings.push(w);
+                continue;
+            }
+        };
+        let untrusted_dir = session.directory_problem(&dir);
+        if let Some(problem) = &untrusted_dir {
+            let w = format!("{problem}; no plugin in it will load");
+            tracing::warn!("{w}");
+            report.warnings.push(w);
+        }
+        for name in names {
+            let path = dir_path.join(&name);
+            let (record, accepted) = if let Some(reason) = discover::skip_reason(&name) {
+                let mut record = load::new_record(&path);
+                record.verdict = Verdict::Skipped { reason };
+                load::log_verdict(&record);
+                (record, None)
+            } else if let Some(problem) = &untrusted_dir {
+                let mut record = load::new_record(&path);
+                record.verdict = Verdict::Rejected {
+                    stage: Stage::Trust,
+                    reason: format!("{}: {problem}", text::shown(&path)),
+                };
+                load::log_verdict(&record);
+                (record, None)
+            } else {
+                let loaded: Vec<(String, PathBuf)> = report
+                    .plugins
+                    .iter()
+                    .filter_map(|p| {
+                        let earlier = report.libraries.get(p.record)?;
+                        Some((p.info.name.clone(), earlier.path.clone()))
+                    })
+                    .collect();
+                session.examine(&dir, &name, &path, &loaded)
+            };
             report.libraries.push(record);
-            if let Some((info, resolver)) = loaded {
+            if let Some((info, resolver)) = accepted {
                 report.plugins.push(LoadedPlugin {
                     record: report.libraries.len() - 1,
                     info,
@@ -218,79 +341,50 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
     report
 }
 
-/// Runs every check on one file, as `provtarget plugins check` does.
+/// Runs every check on one file, as `provtarget plugins check FILE` does: the
+/// directory rule on its parent, trust, pinning, format, load, info, type and
+/// constructor (there is no earlier plugin, so no duplicate). The file-name suffix
+/// is not required. Warnings (e.g. the developer override) are logged.
 pub fn check_file(path: &Path, options: &LoaderOptions) -> (LibraryRecord, Option<LoadedPlugin>) {
-    let _ = options;
-    let (record, loaded) = load_one(path, &LoadReport::default());
-    let plugin = loaded.map(|(info, resolver)| LoadedPlugin {
+    let (session, _warnings) = load::Session::start(options);
+    let reject = |stage, reason: String| {
+        let mut record = load::new_record(path);
+        record.verdict = Verdict::Rejected { stage, reason };
+        load::log_verdict(&record);
+        (record, None)
+    };
+    let p = text::shown(path);
+    let Some(name) = path.file_name() else {
+        return reject(
+            Stage::Open,
+            format!("{p} does not name a file; give the path of a plugin library"),
+        );
+    };
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let dir = match trust::open_dir(parent) {
+        Ok(dir) => dir,
+        Err(trust::DirError::Missing) => {
+            return reject(
+                Stage::Open,
+                format!("cannot open {p}: its directory does not exist"),
+            )
+        }
+        Err(trust::DirError::Unusable { reason, untrusted }) => {
+            let stage = if untrusted { Stage::Trust } else { Stage::Open };
+            return reject(stage, format!("{p}: {reason}"));
+        }
+    };
+    if let Some(problem) = session.directory_problem(&dir) {
+        return reject(Stage::Trust, format!("{p}: {problem}"));
+    }
+    let (record, accepted) = session.examine(&dir, name, path, &[]);
+    let plugin = accepted.map(|(info, resolver)| LoadedPlugin {
         record: 0,
         info,
         resolver,
     });
     (record, plugin)
-}
-
-fn load_one(
-    path: &Path,
-    report: &LoadReport,
-) -> (LibraryRecord, Option<(PluginInfo, PluginResolver)>) {
-    let start = Instant::now();
-    let mut record = LibraryRecord {
-        path: path.to_path_buf(),
-        verdict: Verdict::Loaded,
-        file: None,
-        plugin: None,
-        load_time: Duration::ZERO,
-    };
-    let reject = |record: &mut LibraryRecord, stage, reason: String| {
-        record.verdict = Verdict::Rejected { stage, reason };
-    };
-    // SKELETON: no trust or format checks yet.
-    let lib = match unsafe { PluginLibrary::open(path) } {
-        Ok(lib) => lib,
-        Err(e) => {
-            reject(
-                &mut record,
-                Stage::Load,
-                format!("{}: {}", path.display(), e.message),
-            );
-            record.load_time = start.elapsed();
-            return (record, None);
-        }
-    };
-    let info = lib.info();
-    record.plugin = Some(PluginFacts {
-        info: info.clone(),
-        interface_version: lib.interface_version().into(),
-        config_keys: lib.config_keys(),
-    });
-    if info.plugin_type != PluginType::ProvisionTargetResolver {
-        reject(
-            &mut record,
-            Stage::PluginType,
-            format!(
-                "plugin {} is not a valid ProvisionTargetResolver",
-                info.name
-            ),
-        );
-        return (record, None);
-    }
-    if let Some(first) = report.plugins.iter().find(|p| p.info.name == info.name) {
-        let earlier = report.libraries[first.record].path.display().to_string();
-        reject(
-            &mut record,
-            Stage::Duplicate,
-            format!("duplicate of {earlier}"),
-        );
-        return (record, None);
-    }
-    let resolver = match lib.new_resolver() {
-        Ok(r) => r,
-        Err(e) => {
-            reject(&mut record, Stage::Constructor, e);
-            return (record, None);
-        }
-    };
-    record.load_time = start.elapsed();
-    (record, Some((info, resolver)))
 }

@@ -1,0 +1,76 @@
+//! Discovery: which entries of a plugin directory are candidate libraries, in a
+//! deterministic order.
+
+use std::{
+    ffi::{OsStr, OsString},
+    io,
+    os::unix::ffi::OsStrExt,
+};
+
+use crate::trust::Dir;
+
+/// The suffixes of plugin libraries on this platform.
+#[cfg(target_os = "macos")]
+pub(crate) const SUFFIXES: &[&str] = &[".dylib", ".so"];
+/// The suffixes of plugin libraries on this platform.
+#[cfg(not(target_os = "macos"))]
+pub(crate) const SUFFIXES: &[&str] = &[".so"];
+
+/// The names in `dir`, sorted by their bytes (not recursive; `.` and `..` excluded).
+pub(crate) fn list(dir: &Dir) -> io::Result<Vec<OsString>> {
+    // On Linux, list the very directory whose descriptor was opened (and judged).
+    #[cfg(target_os = "linux")]
+    let listed = {
+        use std::os::unix::io::AsRawFd;
+        std::fs::read_dir(format!("/proc/self/fd/{}", dir.file.as_raw_fd()))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let listed = std::fs::read_dir(&dir.path);
+    let mut names = Vec::new();
+    for entry in listed? {
+        names.push(entry?.file_name());
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+/// `None` if `name` is a candidate library, else why it is skipped.
+pub(crate) fn skip_reason(name: &OsStr) -> Option<String> {
+    let bytes = name.as_bytes();
+    if bytes.starts_with(b".") {
+        return Some("hidden file (its name starts with '.'); not considered".into());
+    }
+    let is_library = SUFFIXES
+        .iter()
+        .any(|suffix| bytes.len() > suffix.len() && bytes.ends_with(suffix.as_bytes()));
+    if is_library {
+        None
+    } else {
+        Some(format!(
+            "not a plugin library (only {} files are loaded)",
+            SUFFIXES
+                .iter()
+                .map(|s| format!("*{s}"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_platform_suffixes_and_no_dotfiles() {
+        assert_eq!(skip_reason(OsStr::new("libacme.so")), None);
+        assert!(skip_reason(OsStr::new(".libacme.so"))
+            .unwrap()
+            .contains("hidden"));
+        assert!(skip_reason(OsStr::new(".so")).is_some());
+        assert!(skip_reason(OsStr::new("libacme.so.1"))
+            .unwrap()
+            .contains("*.so"));
+        assert!(skip_reason(OsStr::new("README")).is_some());
+    }
+}

@@ -1,0 +1,471 @@
+//! The per-file pipeline: open → trust → read (facts, hash) → pin → ELF pre-check →
+//! `dlopen` → verify → construct. Each step either passes or produces the
+//! one-line refusal for its [`Stage`].
+
+use std::{
+    ffi::OsStr,
+    fs::File,
+    io::Read,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant, UNIX_EPOCH},
+};
+
+use provtarget_abi::{
+    host::{OpenErrorKind, PluginInfo, PluginLibrary, PluginResolver},
+    PluginType,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    pins::Pins,
+    text::{one_line, one_line_escaped, shown},
+    trust::{self, Dir, OpenFailure},
+    FileFacts, LibraryRecord, LoaderOptions, PluginFacts, Stage, Verdict,
+};
+
+/// A file larger than this is refused unread: no resolver plugin is near it, and the
+/// whole file is read into memory to be hashed and checked.
+const MAX_LIBRARY_SIZE: u64 = 1 << 30;
+
+/// What one load run shares between files: options, our uid, the parsed pin file.
+pub(crate) struct Session<'a> {
+    options: &'a LoaderOptions,
+    euid: u32,
+    /// `None` when pinning is off; `Some(Err)` when the pin file is unusable.
+    pins: Option<Result<Pins, String>>,
+}
+
+/// A plugin that passed every check, ready to be recorded as loaded.
+pub(crate) type Accepted = (PluginInfo, PluginResolver);
+
+/// Why a step refused the file.
+type Refusal = (Stage, String);
+
+impl<'a> Session<'a> {
+    /// Starts a run: reads the pin file once, and returns the warnings the options
+    /// call for (each also logged).
+    pub(crate) fn start(options: &'a LoaderOptions) -> (Session<'a>, Vec<String>) {
+        let euid = trust::effective_uid();
+        let mut warnings = Vec::new();
+        if options.insecure_skip_owner_checks {
+            let w = "insecure_skip_owner_checks is on: plugin files, their directories and \
+                     the pin file are not checked for owner and mode (developer override; \
+                     never use it in production)"
+                .to_string();
+            tracing::warn!("{w}");
+            warnings.push(w);
+        }
+        let pins = options.pin_file.as_deref().map(|path| {
+            let pins = Pins::load(path, euid, options.insecure_skip_owner_checks);
+            if let Err(reason) = &pins {
+                let w = format!("{reason}; no plugin will load until it is fixed");
+                tracing::warn!("{w}");
+                warnings.push(w);
+            }
+            pins
+        });
+        (
+            Session {
+                options,
+                euid,
+                pins,
+            },
+            warnings,
+        )
+    }
+
+    /// The owner/mode rule for a plugin directory (`None`: passes or skipped by the
+    /// developer override).
+    pub(crate) fn directory_problem(&self, dir: &Dir) -> Option<String> {
+        if self.options.insecure_skip_owner_checks {
+            return None;
+        }
+        match dir.file.metadata() {
+            Ok(meta) => trust::owner_mode_problem(&meta, &dir.path, "plugin directory", self.euid),
+            Err(e) => Some(format!(
+                "cannot stat plugin directory {}: {e}",
+                shown(&dir.path)
+            )),
+        }
+    }
+
+    /// Runs every check on `name` in `dir` (shown as `path`). `loaded` lists the
+    /// plugins already loaded in this run, for the duplicate-name rule.
+    pub(crate) fn examine(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+        loaded: &[(String, PathBuf)],
+    ) -> (LibraryRecord, Option<Accepted>) {
+        let start = Instant::now();
+        let mut record = new_record(path);
+        let outcome = self.run(dir, name, path, loaded, &mut record);
+        let accepted = match outcome {
+            Ok(accepted) => Some(accepted),
+            Err((stage, reason)) => {
+                record.verdict = Verdict::Rejected { stage, reason };
+                None
+            }
+        };
+        record.load_time = start.elapsed();
+        log_verdict(&record);
+        (record, accepted)
+    }
+
+    fn run(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+        loaded: &[(String, PathBuf)],
+        record: &mut LibraryRecord,
+    ) -> Result<Accepted, Refusal> {
+        let p = shown(path);
+
+        // 1. Open without following symlinks or blocking, relative to the judged
+        //    directory.
+        let mut file = trust::open_in(dir, name, path).map_err(|f| match f {
+            OpenFailure::Untrusted(reason) => (Stage::Trust, reason),
+            OpenFailure::Failed(reason) => (Stage::Open, reason),
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| (Stage::Open, format!("cannot stat {p}: {e}")))?;
+
+        // 2. File type: never skipped, not even by the developer override.
+        if let Some(reason) = trust::file_type_problem(&meta, path) {
+            return Err((Stage::Trust, reason));
+        }
+
+        // 3. Read it once, from the descriptor: facts, hash and ELF check all use
+        //    these bytes. (Reading an untrusted file runs nothing, and gives the
+        //    report its owner, mode and hash.)
+        if meta.len() > MAX_LIBRARY_SIZE {
+            return Err((
+                Stage::Format,
+                format!(
+                    "{p} is {} bytes, larger than any plugin library ({MAX_LIBRARY_SIZE} \
+                     bytes at most); remove it",
+                    meta.len()
+                ),
+            ));
+        }
+        let bytes = read_all(&mut file, meta.len())
+            .map_err(|e| (Stage::Open, format!("cannot read {p}: {e}")))?;
+        if bytes.len() as u64 != meta.len() {
+            return Err((
+                Stage::Open,
+                format!(
+                    "{p} changed while being read ({} bytes, then {}); retry once it is \
+                     completely copied",
+                    meta.len(),
+                    bytes.len()
+                ),
+            ));
+        }
+        let sha256 = hex(&Sha256::digest(&bytes));
+        record.file = Some(FileFacts {
+            size: bytes.len() as u64,
+            mtime: meta.modified().unwrap_or(UNIX_EPOCH),
+            sha256: sha256.clone(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        });
+
+        // 4. Owner and mode.
+        if !self.options.insecure_skip_owner_checks {
+            if let Some(reason) = trust::owner_mode_problem(&meta, path, "", self.euid) {
+                return Err((Stage::Trust, reason));
+            }
+        }
+
+        // 5. Pinning.
+        match &self.pins {
+            None => {}
+            Some(Ok(pins)) => pins
+                .check(path, name, &sha256)
+                .map_err(|r| (Stage::Pin, r))?,
+            Some(Err(reason)) => {
+                return Err((Stage::Pin, format!("{p} not loaded: {reason}")));
+            }
+        }
+
+        // 6. Well-formed library for this host, exporting the root module: decided
+        //    from the bytes, before any of its code can run.
+        precheck(&bytes, path)?;
+
+        // 7. Load that very file and read its root module.
+        let library = open_library(file, path)?;
+        let info = library.info();
+        record.plugin = Some(PluginFacts {
+            info: info.clone(),
+            interface_version: library.interface_version().to_string(),
+            config_keys: library.config_keys(),
+        });
+
+        // 8. What it says about itself.
+        validate_info(&info, path)?;
+        let plugin = one_line_escaped(&info.name);
+        if info.plugin_type != PluginType::ProvisionTargetResolver {
+            return Err((
+                Stage::PluginType,
+                format!(
+                    "{p}: plugin {plugin} is not a valid ProvisionTargetResolver (it declares \
+                     type {} ({})); remove it from the provtarget plugin directory",
+                    info.plugin_type, info.plugin_type_id
+                ),
+            ));
+        }
+        if let Some((_, earlier)) = loaded.iter().find(|(n, _)| *n == info.name) {
+            return Err((
+                Stage::Duplicate,
+                format!(
+                    "{p}: plugin {plugin} is already loaded from {}; remove one of the two files",
+                    shown(earlier)
+                ),
+            ));
+        }
+
+        // 9. Construct the resolver (panics come back as errors).
+        let resolver = library.new_resolver().map_err(|e| {
+            let vendor = one_line_escaped(info.vendor.trim());
+            let whom = if vendor.is_empty() {
+                "the plugin's vendor".to_string()
+            } else {
+                format!("its vendor ({vendor})")
+            };
+            (
+                Stage::Constructor,
+                format!(
+                    "{p}: plugin {plugin} could not be constructed: {}; check its \
+                     requirements or report it to {whom}",
+                    one_line(&e)
+                ),
+            )
+        })?;
+        Ok((info, resolver))
+    }
+}
+
+/// A record for `path` before any check: facts unknown, verdict to be decided.
+pub(crate) fn new_record(path: &Path) -> LibraryRecord {
+    LibraryRecord {
+        path: path.to_path_buf(),
+        verdict: Verdict::Loaded,
+        file: None,
+        plugin: None,
+        load_time: Duration::ZERO,
+    }
+}
+
+/// One `tracing` event per verdict: info when loaded, warn when rejected.
+pub(crate) fn log_verdict(record: &LibraryRecord) {
+    let path = record.path.display();
+    match &record.verdict {
+        Verdict::Loaded => {
+            let plugin = record.plugin.as_ref();
+            tracing::info!(
+                %path,
+                plugin = plugin.map(|p| p.info.name.as_str()).unwrap_or(""),
+                version = plugin.map(|p| p.info.version.as_str()).unwrap_or(""),
+                interface = plugin.map(|p| p.interface_version.as_str()).unwrap_or(""),
+                sha256 = record.file.as_ref().map(|f| f.sha256.as_str()).unwrap_or(""),
+                load_time_us = record.load_time.as_micros() as u64,
+                "loaded provtarget plugin"
+            );
+        }
+        Verdict::Rejected { stage, reason } => {
+            tracing::warn!(%path, stage = stage.as_str(), "refused plugin library: {reason}");
+        }
+        Verdict::Skipped { reason } => {
+            tracing::debug!(%path, "skipped: {reason}");
+        }
+    }
+}
+
+fn read_all(file: &mut File, expected: u64) -> std::io::Result<Vec<u8>> {
+    // One byte more than expected, to notice a file that grew while being read.
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    file.take(expected.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The ELF pre-check (Linux). Elsewhere the dynamic linker is the only judge.
+#[cfg(target_os = "linux")]
+fn precheck(bytes: &[u8], path: &Path) -> Result<(), Refusal> {
+    use crate::elf::{self, ElfProblem};
+    let p = shown(path);
+    elf::check(bytes, provtarget_abi::ROOT_SYMBOL).map_err(|problem| match problem {
+        ElfProblem::Format(what) => (
+            Stage::Format,
+            format!("{p} {what}; it is not a plugin library for this host: remove it or install the right build"),
+        ),
+        ElfProblem::Truncated(what) => (
+            Stage::Format,
+            format!("{p} is truncated: {what}; copy or reinstall it completely"),
+        ),
+        ElfProblem::NoRootModule(what) => (
+            Stage::RootModule,
+            format!(
+                "{p} is not a provtarget plugin: {what}; build it with provtarget_abi::export_plugin!"
+            ),
+        ),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn precheck(_bytes: &[u8], _path: &Path) -> Result<(), Refusal> {
+    Ok(())
+}
+
+/// `dlopen`s the file behind `file` and checks its root module.
+///
+/// On Linux it loads `/proc/self/fd/N`: the very inode that was judged and read, so
+/// nothing can be swapped in between. Once the dynamic linker has accepted the file,
+/// the descriptor is kept open for the life of the process, like the library itself
+/// (libraries are never unloaded): glibc recognises an already-loaded library by the
+/// name it was opened with, so if `/proc/self/fd/N` were closed and `N` reused for
+/// another file, `dlopen` would silently hand back the first library.
+fn open_library(file: File, path: &Path) -> Result<PluginLibrary, Refusal> {
+    #[cfg(target_os = "linux")]
+    let load_path = {
+        use std::os::unix::io::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+    };
+    // Elsewhere, load by path (the check-to-load race stays open there).
+    #[cfg(not(target_os = "linux"))]
+    let load_path = path.to_path_buf();
+
+    #[allow(unsafe_code)]
+    // SAFETY: `PluginLibrary::open` runs the library's initialisers. Every check that
+    // can be made without running code has passed: the descriptor is a regular file
+    // owned by root or us, not writable by others, in a directory with the same
+    // properties, pinned if pinning is on, and (Linux) a complete ELF shared library
+    // for this host that exports the root module. A library that exports the symbol
+    // and still crashes in its constructor is beyond what an in-process loader can
+    // contain (DESIGN.md §5).
+    let opened = unsafe { PluginLibrary::open(&load_path) };
+    let p = shown(path);
+    match opened {
+        Ok(library) => {
+            keep_open_forever(file);
+            Ok(library)
+        }
+        Err(e) => {
+            if e.kind != OpenErrorKind::NotLoadable {
+                // The dynamic linker accepted it: it stays loaded, so must its name.
+                keep_open_forever(file);
+            }
+            tracing::debug!(path = %path.display(), detail = %e.detail, "plugin library refused");
+            let message = one_line(&e.message.replace(&*load_path.to_string_lossy(), &p));
+            let (stage, fix) = match e.kind {
+                OpenErrorKind::NotLoadable => (
+                    Stage::Load,
+                    "; rebuild it for this host or install its missing dependencies",
+                ),
+                OpenErrorKind::NotAPlugin => (Stage::RootModule, ""),
+                OpenErrorKind::AbiStableMismatch => (Stage::AbiHeader, ""),
+                OpenErrorKind::InterfaceMismatch | OpenErrorKind::LayoutMismatch => {
+                    (Stage::Interface, "")
+                }
+                OpenErrorKind::RootModule => {
+                    (Stage::Constructor, "; report it to the plugin's vendor")
+                }
+                _ => (Stage::Load, ""),
+            };
+            Err((stage, format!("{p}: {message}{fix}")))
+        }
+    }
+}
+
+/// Deliberately leaks the descriptor (see [`open_library`]).
+fn keep_open_forever(file: File) {
+    use std::os::unix::io::IntoRawFd;
+    let _fd = file.into_raw_fd();
+}
+
+/// Plugin info rules: a printable, non-empty name and a semver version.
+fn validate_info(info: &PluginInfo, path: &Path) -> Result<(), Refusal> {
+    let p = shown(path);
+    if info.name.trim().is_empty() {
+        return Err((
+            Stage::Info,
+            format!("{p} declares an empty plugin name; give the plugin a name and rebuild it"),
+        ));
+    }
+    if info.name.chars().any(char::is_control) {
+        return Err((
+            Stage::Info,
+            format!(
+                "{p} declares a plugin name with control characters ({}); rename the plugin \
+                 and rebuild it",
+                one_line_escaped(&info.name)
+            ),
+        ));
+    }
+    if let Err(e) = semver::Version::parse(&info.version) {
+        return Err((
+            Stage::Info,
+            format!(
+                "{p}: plugin {} declares version `{}`, which is not semver ({e}); use a \
+                 version like 1.2.3 and rebuild it",
+                one_line_escaped(&info.name),
+                one_line_escaped(&info.version)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, version: &str) -> PluginInfo {
+        PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            plugin_type: PluginType::ProvisionTargetResolver,
+            plugin_type_id: 3,
+            vendor: "v".into(),
+            description: String::new(),
+            interface_version: "1.1.0".into(),
+            rustc_version: String::new(),
+            target: String::new(),
+            abi_stable_version: String::new(),
+            sdk_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn info_needs_a_name_and_a_semver_version() {
+        let p = Path::new("/d/x.so");
+        assert!(validate_info(&info("Acme", "1.2.3-rc.1"), p).is_ok());
+        let (stage, reason) = validate_info(&info("  ", "1.0.0"), p).unwrap_err();
+        assert_eq!(stage, Stage::Info);
+        assert!(reason.contains("empty plugin name"), "{reason}");
+        let (_, reason) = validate_info(&info("Acme", "1.0"), p).unwrap_err();
+        assert!(reason.contains("`1.0`, which is not semver"), "{reason}");
+        let (_, reason) = validate_info(&info("A\ncme", "1.0.0"), p).unwrap_err();
+        assert!(reason.contains("control characters") && !reason.contains('\n'));
+    }
+
+    #[test]
+    fn hex_is_lower_case() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+    }
+}

@@ -1,0 +1,751 @@
+//! The loader's behaviour, file by file, with real libraries in real directories.
+//!
+//! Every refusal is checked for its stage, the key words of its reason, that the
+//! reason names the file, and that it is one line. Files that must be refused before
+//! `dlopen` are also checked to be absent from this process's memory map: no code of
+//! theirs ran.
+
+use std::{
+    ffi::OsStr,
+    fs,
+    os::unix::fs::{symlink, MetadataExt},
+    path::{Path, PathBuf},
+    sync::mpsc,
+    time::Duration,
+};
+
+use provtarget_loader::{
+    check_file, load_all, LibraryRecord, LoadReport, LoaderOptions, Stage, Verdict,
+};
+use provtarget_testsupport::{cdylib, legacy_1_0_plugin, set_mode, TempDir};
+use sha2::{Digest, Sha256};
+
+// ---------------------------------------------------------------------------------
+// helpers
+
+fn options(dirs: &[&Path]) -> LoaderOptions {
+    LoaderOptions {
+        directories: dirs.iter().map(|d| d.to_path_buf()).collect(),
+        pin_file: None,
+        insecure_skip_owner_checks: false,
+    }
+}
+
+fn load(dir: &TempDir) -> LoadReport {
+    load_all(&options(&[dir.path()]))
+}
+
+fn record<'a>(report: &'a LoadReport, name: &str) -> &'a LibraryRecord {
+    report
+        .libraries
+        .iter()
+        .find(|r| r.path.file_name() == Some(OsStr::new(name)))
+        .unwrap_or_else(|| panic!("no record for {name}: {:#?}", report.libraries))
+}
+
+#[track_caller]
+fn assert_rejected(record: &LibraryRecord, stage: Stage, words: &[&str]) {
+    let Verdict::Rejected {
+        stage: actual,
+        reason,
+    } = &record.verdict
+    else {
+        panic!(
+            "{} was not rejected: {:?}",
+            record.path.display(),
+            record.verdict
+        );
+    };
+    assert_eq!(*actual, stage, "wrong stage; reason: {reason}");
+    assert!(
+        reason.contains(&*record.path.to_string_lossy()),
+        "reason does not name the file: {reason}"
+    );
+    assert!(!reason.contains('\n'), "reason is not one line: {reason}");
+    for word in words {
+        assert!(reason.contains(word), "reason lacks {word:?}: {reason}");
+    }
+}
+
+#[track_caller]
+fn assert_loaded(report: &LoadReport, name: &str) {
+    let r = record(report, name);
+    assert_eq!(r.verdict, Verdict::Loaded, "{}", r.path.display());
+    let index = report
+        .libraries
+        .iter()
+        .position(|x| std::ptr::eq(x, r))
+        .unwrap();
+    assert!(
+        report.plugins.iter().any(|p| p.record == index),
+        "{name} loaded but not among the plugins"
+    );
+}
+
+/// Whether any part of `path` is mapped into this process (it is, once `dlopen`ed).
+fn is_mapped(path: &Path) -> bool {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    maps.lines().any(|l| l.ends_with(&*path.to_string_lossy()))
+}
+
+#[track_caller]
+fn assert_not_loaded_by_dynamic_linker(path: &Path) {
+    assert!(
+        !is_mapped(path),
+        "{} was handed to dlopen, but should have been refused before",
+        path.display()
+    );
+}
+
+fn sha256_hex(path: &Path) -> String {
+    Sha256::digest(fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self").map(|m| m.uid()).ok() == Some(0)
+}
+
+/// Runs `f` on another thread and fails (instead of hanging the suite) if it never
+/// returns: for the cases that must not block.
+fn must_not_block<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("the loader blocked")
+}
+
+const DC_HINT: &str = "provtarget-dc-hint";
+const TESTKIT: &str = "provtarget-testkit";
+
+// ---------------------------------------------------------------------------------
+// loading
+
+#[test]
+fn a_valid_plugin_loads_with_its_facts_recorded() {
+    let dir = TempDir::new("loader-valid");
+    let path = dir.copy_in(&cdylib(DC_HINT), "libdc_hint.so");
+    let report = load(&dir);
+
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.libraries.len(), 1);
+    assert_eq!(report.plugins.len(), 1);
+    assert_loaded(&report, "libdc_hint.so");
+    assert!(
+        is_mapped(&path),
+        "the loaded file is the one that was checked"
+    );
+
+    let r = &report.libraries[0];
+    let file = r.file.as_ref().expect("file facts");
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!(file.size, meta.len());
+    assert_eq!(file.mtime, meta.modified().unwrap());
+    assert_eq!(file.sha256, sha256_hex(&path));
+    assert_eq!(file.sha256.len(), 64);
+    assert_eq!((file.uid, file.gid), (meta.uid(), meta.gid()));
+    assert_eq!(file.mode, 0o644);
+    // And it agrees with the `sha256sum` tool, when the machine has it.
+    if let Ok(out) = std::process::Command::new("sha256sum").arg(&path).output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(&file.sha256), "sha256sum says {text}");
+    }
+
+    let facts = r.plugin.as_ref().expect("plugin facts");
+    assert_eq!(facts.info.name, "Acme DC hints Provisioning Target");
+    assert_eq!(facts.interface_version, "1.1.0");
+    assert!(semver::Version::parse(&facts.info.version).is_ok());
+    assert!(!facts.info.rustc_version.is_empty() && !facts.info.target.is_empty());
+
+    let plugin = &report.plugins[0];
+    assert_eq!(plugin.record, 0);
+    assert_eq!(plugin.info, facts.info);
+    assert_eq!(plugin.resolver.name(), facts.info.name);
+}
+
+#[test]
+fn a_plugin_built_against_interface_1_0_loads() {
+    let dir = TempDir::new("loader-legacy");
+    dir.copy_in(&legacy_1_0_plugin(), "liblegacy.so");
+    let report = load(&dir);
+    assert_loaded(&report, "liblegacy.so");
+    let facts = report.libraries[0].plugin.as_ref().unwrap();
+    assert_eq!(facts.interface_version, "1.0.0");
+    assert!(facts.config_keys.is_empty());
+}
+
+#[test]
+fn distinct_plugins_loaded_one_after_another_are_each_themselves() {
+    // Libraries are loaded through /proc/self/fd/N; if a descriptor were closed and its
+    // number reused, glibc would hand back the earlier library for the later file.
+    let first = TempDir::new("loader-seq-a");
+    first.copy_in(&cdylib(TESTKIT), "a.so");
+    first.copy_in(&cdylib("provtarget-test-wrongtype"), "b.so");
+    let report = load(&first);
+    assert_eq!(report.plugins[0].info.name, "Test Kit");
+
+    let second = TempDir::new("loader-seq-b");
+    second.copy_in(&cdylib(DC_HINT), "a.so");
+    let report = load(&second);
+    assert_eq!(
+        report.plugins[0].info.name,
+        "Acme DC hints Provisioning Target"
+    );
+}
+
+#[test]
+fn the_same_directory_can_be_loaded_twice() {
+    let dir = TempDir::new("loader-twice");
+    dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    for _ in 0..2 {
+        let report = load(&dir);
+        assert_loaded(&report, "libtestkit.so");
+        assert_eq!(report.plugins[0].resolver.name(), "Test Kit");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// discovery
+
+#[test]
+fn a_missing_directory_gives_an_empty_report() {
+    let report = load_all(&options(&[Path::new("/nonexistent/provtarget/plugins")]));
+    assert!(report.libraries.is_empty());
+    assert!(report.plugins.is_empty());
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
+
+#[test]
+fn dotfiles_and_other_suffixes_are_skipped_saying_why() {
+    let dir = TempDir::new("loader-skip");
+    dir.copy_in(&cdylib(TESTKIT), ".hidden.so");
+    dir.copy_in(&cdylib(TESTKIT), "libtestkit.so.1");
+    dir.write("README.md", "docs");
+    let report = load(&dir);
+    assert!(report.plugins.is_empty());
+    assert_eq!(report.libraries.len(), 3);
+    for r in &report.libraries {
+        assert_eq!(r.verdict.status(), "skipped", "{}", r.path.display());
+        assert!(r.file.is_none() && r.plugin.is_none());
+    }
+    let reason = |n| record(&report, n).verdict.reason().unwrap().to_string();
+    assert!(reason(".hidden.so").contains("hidden"));
+    assert!(reason("libtestkit.so.1").contains("*.so"));
+    assert!(reason("README.md").contains("*.so"));
+    assert_not_loaded_by_dynamic_linker(&dir.path().join(".hidden.so"));
+}
+
+#[test]
+fn files_are_reported_in_directory_order_then_file_name_order() {
+    let one = TempDir::new("loader-order-1");
+    let two = TempDir::new("loader-order-2");
+    for name in ["c.so", "a.so", "b.txt"] {
+        one.write(name, "x");
+    }
+    two.write("0.so", "x");
+    let report = load_all(&options(&[one.path(), two.path()]));
+    let names: Vec<_> = report
+        .libraries
+        .iter()
+        .map(|r| r.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.so", "b.txt", "c.so", "0.so"]);
+    assert_eq!(report.libraries[0].path, one.path().join("a.so"));
+}
+
+#[test]
+fn a_directory_path_that_is_a_file_or_a_symlink_is_a_warning() {
+    let dir = TempDir::new("loader-dirwarn");
+    let file = dir.write("plugins", "not a dir");
+    let report = load_all(&options(&[&file]));
+    assert!(report.libraries.is_empty());
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].contains("is not a directory"));
+
+    let real = TempDir::new("loader-dirwarn-real");
+    real.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let link = dir.path().join("linked");
+    symlink(real.path(), &link).unwrap();
+    let report = load_all(&options(&[&link]));
+    assert!(report.libraries.is_empty() && report.plugins.is_empty());
+    assert!(
+        report.warnings[0].contains("is a symlink"),
+        "{:?}",
+        report.warnings
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// format: refused before dlopen
+
+#[test]
+fn an_empty_file_is_refused_before_dlopen() {
+    let dir = TempDir::new("loader-empty");
+    let path = dir.write("empty.so", "");
+    let report = load(&dir);
+    assert_rejected(record(&report, "empty.so"), Stage::Format, &["is empty"]);
+    let facts = report.libraries[0].file.as_ref().unwrap();
+    assert_eq!(facts.size, 0);
+    assert_eq!(
+        facts.sha256,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
+fn a_text_file_is_refused_before_dlopen() {
+    let dir = TempDir::new("loader-text");
+    let path = dir.write("notes.so", "#!/bin/sh\necho this is not a library\n");
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "notes.so"),
+        Stage::Format,
+        &["not an ELF file", "remove it"],
+    );
+    assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
+fn truncated_copies_of_a_real_plugin_are_refused_before_dlopen() {
+    // dlopen of a truncated ELF dies with SIGBUS (DESIGN.md §3): this test reaching
+    // its end is part of what it checks.
+    let full = fs::read(cdylib(TESTKIT)).unwrap();
+    let len = full.len();
+    let dir = TempDir::new("loader-truncated");
+    let cuts = [16, 64, 4096, len / 4, len / 2, len - 4096, len - 1];
+    for cut in cuts {
+        dir.write(&format!("cut-{cut:09}.so"), &full[..cut]);
+    }
+    let report = load(&dir);
+    assert!(report.plugins.is_empty());
+    for cut in cuts {
+        let name = format!("cut-{cut:09}.so");
+        assert_rejected(
+            record(&report, &name),
+            Stage::Format,
+            &["truncated", "reinstall"],
+        );
+        assert_not_loaded_by_dynamic_linker(&dir.path().join(&name));
+    }
+}
+
+#[test]
+fn an_executable_copied_as_a_library_is_refused_before_dlopen() {
+    let dir = TempDir::new("loader-exe");
+    let path = dir.copy_in(Path::new("/bin/true"), "true.so");
+    set_mode(&path, 0o755);
+    let report = load(&dir);
+    let r = record(&report, "true.so");
+    // A PIE executable is ELF type DYN, so it gets as far as the symbol lookup; a
+    // non-PIE one is refused by type.
+    match &r.verdict {
+        Verdict::Rejected {
+            stage: Stage::RootModule,
+            ..
+        } => assert_rejected(r, Stage::RootModule, &["not a provtarget plugin"]),
+        _ => assert_rejected(r, Stage::Format, &["executable"]),
+    }
+    assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
+fn a_library_without_the_root_module_is_refused_before_dlopen() {
+    let dir = TempDir::new("loader-noroot");
+    let path = dir.copy_in(&cdylib("provtarget-test-noroot"), "libnoroot.so");
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "libnoroot.so"),
+        Stage::RootModule,
+        &["not a provtarget plugin", "export_plugin!"],
+    );
+    assert!(report.libraries[0].plugin.is_none());
+    assert_not_loaded_by_dynamic_linker(&path);
+}
+
+// ---------------------------------------------------------------------------------
+// verification after dlopen
+
+#[test]
+fn a_plugin_built_against_an_incompatible_contract_is_refused() {
+    let dir = TempDir::new("loader-future");
+    dir.copy_in(&cdylib("provtarget-test-future"), "libfuture.so");
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "libfuture.so"),
+        Stage::Interface,
+        &["2.0.0", "rebuild it against provtarget-abi 1.x"],
+    );
+}
+
+#[test]
+fn a_plugin_of_the_wrong_type_is_refused() {
+    let dir = TempDir::new("loader-wrongtype");
+    dir.copy_in(&cdylib("provtarget-test-wrongtype"), "libagent.so");
+    let report = load(&dir);
+    let r = record(&report, "libagent.so");
+    assert_rejected(
+        r,
+        Stage::PluginType,
+        &["plugin Acme Agent is not a valid ProvisionTargetResolver"],
+    );
+    // What it said about itself is still on record.
+    assert_eq!(r.plugin.as_ref().unwrap().info.name, "Acme Agent");
+}
+
+#[test]
+fn a_panicking_constructor_is_refused_and_contained() {
+    let dir = TempDir::new("loader-badctor");
+    dir.copy_in(&cdylib("provtarget-test-badctor"), "libbad.so");
+    dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "libbad.so"),
+        Stage::Constructor,
+        &["Exploding Constructor", "constructor exploded on purpose"],
+    );
+    // and the host carries on with the next file.
+    assert_loaded(&report, "libtestkit.so");
+}
+
+#[test]
+fn a_duplicate_plugin_name_refuses_the_later_file_naming_the_earlier() {
+    let dir = TempDir::new("loader-dup");
+    let first = dir.copy_in(&cdylib(TESTKIT), "a-testkit.so");
+    dir.copy_in(&cdylib(TESTKIT), "b-testkit.so");
+    let report = load(&dir);
+    assert_loaded(&report, "a-testkit.so");
+    assert_rejected(
+        record(&report, "b-testkit.so"),
+        Stage::Duplicate,
+        &["Test Kit", "already loaded from", &first.to_string_lossy()],
+    );
+    assert_eq!(report.plugins.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------
+// trust
+
+#[test]
+fn a_world_writable_copy_is_refused() {
+    let dir = TempDir::new("loader-ww");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    set_mode(&path, 0o666);
+    let report = load(&dir);
+    let r = record(&report, "libtestkit.so");
+    assert_rejected(
+        r,
+        Stage::Trust,
+        &["group- and world-writable", "0666", "chmod go-w"],
+    );
+    // The report still shows owner and mode.
+    assert_eq!(r.file.as_ref().unwrap().mode, 0o666);
+    assert_not_loaded_by_dynamic_linker(&path);
+
+    set_mode(&path, 0o646);
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Trust,
+        &["is world-writable (mode 0646)", "chmod o-w"],
+    );
+}
+
+#[test]
+fn a_group_writable_copy_is_refused() {
+    let dir = TempDir::new("loader-gw");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    set_mode(&path, 0o664);
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Trust,
+        &["group-writable", "chmod g-w"],
+    );
+}
+
+#[test]
+fn a_group_writable_directory_refuses_every_library_in_it() {
+    let dir = TempDir::new("loader-gwdir");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    dir.write("README", "x");
+    set_mode(dir.path(), 0o775);
+    let report = load(&dir);
+    let shown_dir = dir.path().to_string_lossy().into_owned();
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Trust,
+        &[
+            "plugin directory",
+            &shown_dir,
+            "group-writable",
+            "chmod g-w",
+        ],
+    );
+    assert_eq!(record(&report, "README").verdict.status(), "skipped");
+    assert!(report.warnings.iter().any(|w| w.contains(&shown_dir)));
+    assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
+fn a_symlink_to_a_valid_plugin_is_refused() {
+    let store = TempDir::new("loader-link-store");
+    let target = store.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let dir = TempDir::new("loader-link");
+    symlink(&target, dir.path().join("libtestkit.so")).unwrap();
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Trust,
+        &["is a symlink", "replace the link"],
+    );
+    assert!(report.plugins.is_empty());
+}
+
+#[test]
+fn a_fifo_named_like_a_library_is_refused_without_blocking() {
+    let dir = TempDir::new("loader-fifo");
+    let fifo = dir.path().join("x.so");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let path = dir.path().to_path_buf();
+    let report = must_not_block(move || load_all(&options(&[&path])));
+    assert_rejected(record(&report, "x.so"), Stage::Trust, &["FIFO"]);
+}
+
+#[test]
+fn a_socket_named_like_a_library_is_refused() {
+    let dir = TempDir::new("loader-sock");
+    let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("x.so")).unwrap();
+    let path = dir.path().to_path_buf();
+    let report = must_not_block(move || load_all(&options(&[&path])));
+    assert_rejected(record(&report, "x.so"), Stage::Trust, &["socket"]);
+}
+
+#[test]
+fn a_directory_named_like_a_library_is_refused() {
+    let dir = TempDir::new("loader-dirso");
+    fs::create_dir(dir.path().join("x.so")).unwrap();
+    let report = load(&dir);
+    assert_rejected(record(&report, "x.so"), Stage::Trust, &["is a directory"]);
+}
+
+#[test]
+fn files_and_directories_owned_by_another_user_are_refused() {
+    if !is_root() {
+        println!("skipped: needs root to chown files to another uid");
+        return;
+    }
+    let dir = TempDir::new("loader-owner");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    std::os::unix::fs::chown(&path, Some(4242), Some(4242)).unwrap();
+    let report = load(&dir);
+    let r = record(&report, "libtestkit.so");
+    assert_rejected(r, Stage::Trust, &["owned by uid 4242", "chown root"]);
+    let facts = r.file.as_ref().unwrap();
+    assert_eq!((facts.uid, facts.gid), (4242, 4242));
+
+    let other = TempDir::new("loader-owner-dir");
+    other.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    std::os::unix::fs::chown(other.path(), Some(4242), None).unwrap();
+    let report = load(&other);
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Trust,
+        &["plugin directory", "owned by uid 4242"],
+    );
+}
+
+#[test]
+fn the_developer_override_skips_owner_and_mode_rules_only_and_says_so() {
+    let dir = TempDir::new("loader-override");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    set_mode(&path, 0o666);
+    set_mode(dir.path(), 0o777);
+    let store = TempDir::new("loader-override-store");
+    let target = store.copy_in(&cdylib(DC_HINT), "libdc.so");
+    symlink(&target, dir.path().join("libdc.so")).unwrap();
+
+    let strict = load(&dir);
+    assert!(strict.plugins.is_empty());
+
+    let mut opts = options(&[dir.path()]);
+    opts.insecure_skip_owner_checks = true;
+    let report = load_all(&opts);
+    assert_loaded(&report, "libtestkit.so");
+    assert_rejected(record(&report, "libdc.so"), Stage::Trust, &["is a symlink"]);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].contains("insecure_skip_owner_checks"));
+    set_mode(dir.path(), 0o755);
+}
+
+// ---------------------------------------------------------------------------------
+// pinning
+
+fn pinned(dir: &TempDir, pins: &str) -> LoadReport {
+    let pin_store = TempDir::new("loader-pins-file");
+    let pin_file = pin_store.write("pins.sha256", pins);
+    let mut opts = options(&[dir.path()]);
+    opts.pin_file = Some(pin_file);
+    load_all(&opts)
+}
+
+#[test]
+fn a_correctly_pinned_library_loads() {
+    let dir = TempDir::new("loader-pin-ok");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let hash = sha256_hex(&path);
+    // As `sha256sum /path/*.so` prints it, plus a binary-mode line and a comment.
+    let pins = format!(
+        "# pinned builds\n{hash}  {}\n{hash} *other.so\n",
+        path.display()
+    );
+    let report = pinned(&dir, &pins);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_loaded(&report, "libtestkit.so");
+}
+
+#[test]
+fn an_unpinned_library_is_refused_with_the_line_to_add() {
+    let dir = TempDir::new("loader-pin-missing");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let hash = sha256_hex(&path);
+    let other = "0".repeat(64);
+    let report = pinned(&dir, &format!("{other}  libother.so\n"));
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Pin,
+        &["not pinned in", &format!("add: {hash}  libtestkit.so")],
+    );
+    assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
+fn a_pin_mismatch_is_refused_showing_both_hashes() {
+    let dir = TempDir::new("loader-pin-mismatch");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let hash = sha256_hex(&path);
+    let pinned_hash = "ab".repeat(32);
+    let report = pinned(&dir, &format!("{pinned_hash}  libtestkit.so\n"));
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Pin,
+        &[&hash, &pinned_hash],
+    );
+    assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
+fn a_malformed_pin_file_loads_nothing_and_says_which_line() {
+    let dir = TempDir::new("loader-pin-bad");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let hash = sha256_hex(&path);
+    let report = pinned(&dir, &format!("{hash}  libtestkit.so\nnot a pin line\n"));
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Pin,
+        &["line 2", "sha256sum format"],
+    );
+    assert_eq!(report.warnings.len(), 1);
+    assert!(report.warnings[0].contains("no plugin will load"));
+}
+
+#[test]
+fn a_missing_or_writable_pin_file_loads_nothing() {
+    let dir = TempDir::new("loader-pin-unusable");
+    dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let mut opts = options(&[dir.path()]);
+    opts.pin_file = Some(PathBuf::from("/nonexistent/pins"));
+    let report = load_all(&opts);
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Pin,
+        &["cannot open pin file /nonexistent/pins"],
+    );
+
+    let pin_store = TempDir::new("loader-pin-ww");
+    let pins = pin_store.write("pins", "");
+    set_mode(&pins, 0o646);
+    opts.pin_file = Some(pins);
+    let report = load_all(&opts);
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Pin,
+        &["pin file", "world-writable"],
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// check_file
+
+#[test]
+fn check_file_runs_every_check_on_one_file() {
+    let dir = TempDir::new("loader-check");
+    let good = dir.copy_in(&cdylib(DC_HINT), "libdc_hint.so");
+    let (r, plugin) = check_file(&good, &LoaderOptions::default());
+    assert_eq!(r.verdict, Verdict::Loaded);
+    let plugin = plugin.expect("loaded");
+    assert_eq!(plugin.record, 0);
+    assert_eq!(plugin.info.name, "Acme DC hints Provisioning Target");
+    assert_eq!(r.file.unwrap().sha256, sha256_hex(&good));
+
+    let noroot = dir.copy_in(&cdylib("provtarget-test-noroot"), "whatever.txt");
+    let (r, plugin) = check_file(&noroot, &LoaderOptions::default());
+    assert!(plugin.is_none());
+    assert_rejected(&r, Stage::RootModule, &["not a provtarget plugin"]);
+    assert_not_loaded_by_dynamic_linker(&noroot);
+}
+
+#[test]
+fn check_file_applies_the_directory_rule_to_the_parent() {
+    let dir = TempDir::new("loader-check-dir");
+    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    set_mode(dir.path(), 0o757);
+    let (r, plugin) = check_file(&path, &LoaderOptions::default());
+    assert!(plugin.is_none());
+    assert_rejected(
+        &r,
+        Stage::Trust,
+        &["plugin directory", "world-writable", "chmod o-w"],
+    );
+    set_mode(dir.path(), 0o755);
+}
+
+#[test]
+fn check_file_refuses_symlinks_missing_files_and_executables() {
+    let dir = TempDir::new("loader-check-misc");
+    let target = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let link = dir.path().join("link.so");
+    symlink(&target, &link).unwrap();
+    let (r, _) = check_file(&link, &LoaderOptions::default());
+    assert_rejected(&r, Stage::Trust, &["is a symlink"]);
+
+    let (r, _) = check_file(&dir.path().join("absent.so"), &LoaderOptions::default());
+    assert_rejected(&r, Stage::Open, &["cannot open", "No such file"]);
+
+    // /usr/bin/true in place: root-owned, in a root-owned directory, so it passes
+    // trust and is refused by the format checks, without being loaded.
+    let true_bin = Path::new("/usr/bin/true");
+    if true_bin.exists() {
+        let (r, _) = check_file(true_bin, &LoaderOptions::default());
+        assert!(
+            matches!(
+                r.verdict,
+                Verdict::Rejected {
+                    stage: Stage::RootModule | Stage::Format,
+                    ..
+                }
+            ),
+            "{:?}",
+            r.verdict
+        );
+    }
+}

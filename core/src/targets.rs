@@ -1,0 +1,524 @@
+//! Turning what a resolver returns into provisioning servers, with Choria's rules and
+//! error texts.
+//!
+//! A resolver hands back strings such as `broker1.example.net:4222` or
+//! `tls://broker1.example.net:4222`. [`parse_servers`] turns the whole list into
+//! [`Server`]s or fails on the first entry it cannot use (all-or-nothing, as Choria's
+//! `srvcache.StringHostsToServers`), and [`servers_from`] wraps a resolver's result
+//! with Choria's provisioning error texts.
+//!
+//! ```
+//! use provtarget::targets::{parse_servers, servers_from};
+//!
+//! let list = vec![" broker1:4222 ".to_string(), "TLS://u:p@[::1]:4223/path".to_string()];
+//! let servers = parse_servers(&list).unwrap();
+//! assert_eq!(servers[0].to_string(), "nats://broker1:4222");
+//! assert_eq!(servers[1].to_string(), "tls://[::1]:4223");
+//!
+//! assert_eq!(
+//!     parse_servers(&["foo".to_string()]).unwrap_err(),
+//!     "could not parse host foo: address foo: missing port in address"
+//! );
+//! assert_eq!(
+//!     servers_from("Acme", Ok(vec![])).unwrap_err(),
+//!     "provisioning target plugin Acme returned no servers"
+//! );
+//! ```
+//!
+//! # How one entry is read
+//!
+//! 1. Surrounding white space is trimmed.
+//! 2. If the entry parses as a URL *with a host* (Go's `net/url` rules:
+//!    `scheme://[user[:password]@]host[:port][/path][?query][#fragment]`), its host and
+//!    port are used and its scheme, lower-cased, becomes the server's scheme.
+//!    Credentials, path, query and fragment are dropped. An entry like `foo:4222` is
+//!    *not* such a URL (Go reads `foo` as a scheme with an opaque part), nor is
+//!    `nats://h:x` (Go refuses the non-numeric port), so both fall through to step 3
+//!    with the whole entry.
+//! 3. Otherwise the entry itself must be `host:port` (IPv6 hosts in brackets) and the
+//!    scheme is `nats`.
+//! 4. The host/port split follows Go's `net.SplitHostPort` and the port Go's
+//!    `strconv.ParseUint(port, 10, 16)`, including their error texts, so messages match
+//!    what Choria prints:
+//!
+//! | entry         | error                                                                       |
+//! |---------------|-----------------------------------------------------------------------------|
+//! | `foo`         | `could not parse host foo: address foo: missing port in address`            |
+//! | `x:x`         | `could not parse host port x:x: strconv.ParseUint: parsing "x": invalid syntax` |
+//! | `h:99999`     | `could not parse host port h:99999: strconv.ParseUint: parsing "99999": value out of range` |
+//! | `a:b:c`       | `could not parse host a:b:c: address a:b:c: too many colons in address`     |
+//! | `nats://h`    | `could not parse host h: address h: missing port in address` (the URL's host is named) |
+//!
+//! # Where we are stricter than Choria
+//!
+//! Choria accepts an empty host (`:4222`, `[]:4222`, `nats://:4222`) and port 0. We refuse
+//! both, naming the entry:
+//!
+//! - `could not parse host :4222: address :4222: missing host in address` — a NATS
+//!   client given an empty host dials the *local* machine, so a resolver bug would
+//!   silently provision against whatever listens on localhost.
+//! - `could not parse host port h:0: port 0 is not a usable broker port` — nothing can
+//!   be connected to on port 0; accepting it only moves the failure into an endless
+//!   connect loop, whereas an error here is visible in `provtarget targets` and lets a
+//!   resolver chain fall back to its next resolver.
+//!
+//! IPv6 hosts are printed bracketed (`nats://[::1]:4222`); Choria prints them bare,
+//! which no URL parser can read back.
+//!
+//! Percent-encoded hosts (`nats://h%41:4222`) are not decoded: such an entry is not
+//! read as a URL and fails in step 3, where Go would decode it. No real broker name
+//! needs percent-encoding.
+
+use std::fmt;
+
+/// Returned by the host when no resolver is active (Choria's text).
+pub const NO_RESOLVER: &str = "no Provisioning Target Resolver registered";
+
+/// The scheme of entries that do not name one.
+pub const DEFAULT_SCHEME: &str = "nats";
+
+/// One provisioning broker: where to connect and how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Server {
+    /// Lower-cased URL scheme, `nats` unless the entry named another (e.g. `tls`).
+    pub scheme: String,
+    /// Host name or IP address, without brackets (`::1`, not `[::1]`).
+    pub host: String,
+    /// TCP port, never 0.
+    pub port: u16,
+}
+
+impl fmt::Display for Server {
+    /// `scheme://host:port`, with an IPv6 host in brackets: `nats://[::1]:4222`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+/// Parses every entry of `list` into a [`Server`], failing with the first bad entry's
+/// error (see the [module docs](self) for the rules and error texts). An empty list
+/// gives an empty result; [`servers_from`] turns that into an error.
+pub fn parse_servers(list: &[String]) -> Result<Vec<Server>, String> {
+    list.iter().map(|entry| parse_server(entry)).collect()
+}
+
+/// Applies Choria's provisioning wrapper to a resolver's result:
+///
+/// - an error becomes `could not determine provisioning servers using <Name>
+///   provisioning target plugin: <err>`;
+/// - an empty list becomes `provisioning target plugin <Name> returned no servers`;
+/// - otherwise the list is parsed with [`parse_servers`], a parse error being wrapped
+///   like a resolver error.
+pub fn servers_from(
+    resolver_name: &str,
+    result: Result<Vec<String>, String>,
+) -> Result<Vec<Server>, String> {
+    let could_not = |err: String| {
+        format!(
+            "could not determine provisioning servers using {resolver_name} provisioning target plugin: {err}"
+        )
+    };
+    let list = result.map_err(could_not)?;
+    if list.is_empty() {
+        return Err(format!(
+            "provisioning target plugin {resolver_name} returned no servers"
+        ));
+    }
+    parse_servers(&list).map_err(could_not)
+}
+
+/// One entry; the error is the full Choria-style message.
+fn parse_server(entry: &str) -> Result<Server, String> {
+    let entry = entry.trim();
+    let (scheme, hostport) = match url_host(entry) {
+        Some((scheme, host)) => (scheme.unwrap_or_else(|| DEFAULT_SCHEME.to_string()), host),
+        None => (DEFAULT_SCHEME.to_string(), entry),
+    };
+
+    let (host, port) = split_host_port(hostport)
+        .map_err(|err| format!("could not parse host {hostport}: {err}"))?;
+    let port =
+        parse_port(port).map_err(|err| format!("could not parse host port {hostport}: {err}"))?;
+
+    let host = host.trim();
+    if host.is_empty() {
+        return Err(format!(
+            "could not parse host {hostport}: address {hostport}: missing host in address"
+        ));
+    }
+    if port == 0 {
+        return Err(format!(
+            "could not parse host port {hostport}: port 0 is not a usable broker port"
+        ));
+    }
+    Ok(Server {
+        scheme,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// The scheme (lower-cased, if any) and the `host[:port]` part of `entry` when Go's
+/// `url.Parse` would accept it and find a non-empty host; `None` otherwise.
+fn url_host(entry: &str) -> Option<(Option<String>, &str)> {
+    if entry.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return None; // net/url: invalid control character in URL
+    }
+    let (entry, fragment) = entry.split_once('#').unwrap_or((entry, ""));
+    if !valid_escapes(fragment) {
+        return None;
+    }
+    let (scheme, rest) = split_scheme(entry)?;
+    // The query is cut off first (a lone trailing `?` is a "forced" empty query).
+    let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
+
+    if !rest.starts_with('/') {
+        // With a scheme this is an opaque URL (`foo:4222`): no host. Without one, Go
+        // refuses a first path segment holding a colon; either way there is no host.
+        return None;
+    }
+    if !rest.starts_with("//") || (scheme.is_none() && rest.starts_with("///")) {
+        return None; // a path, no authority
+    }
+    let authority = &rest[2..];
+    let (authority, path) = match authority.find('/') {
+        Some(i) => (&authority[..i], &authority[i..]),
+        None => (authority, ""),
+    };
+    let host = match authority.rfind('@') {
+        Some(i) => {
+            let userinfo = &authority[..i];
+            if !valid_userinfo(userinfo) || !valid_escapes(userinfo) {
+                return None; // net/url: invalid userinfo
+            }
+            &authority[i + 1..]
+        }
+        None => authority,
+    };
+    if !valid_url_host(host) || !valid_escapes(path) || host.is_empty() {
+        return None;
+    }
+    Some((scheme.map(|s| s.to_ascii_lowercase()), host))
+}
+
+/// Go's `getScheme`: `Some((scheme, rest))` where scheme is `None` when the entry does
+/// not start with one; `None` when it starts with `:` (missing protocol scheme).
+fn split_scheme(entry: &str) -> Option<(Option<&str>, &str)> {
+    for (i, c) in entry.bytes().enumerate() {
+        match c {
+            b'a'..=b'z' | b'A'..=b'Z' => {}
+            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
+            b':' if i == 0 => return None,
+            b':' => return Some((Some(&entry[..i]), &entry[i + 1..])),
+            _ => return Some((None, entry)),
+        }
+    }
+    Some((None, entry))
+}
+
+/// Go's `parseHost` checks (without percent-decoding, see the module docs): a
+/// bracketed host may only be followed by `:digits`; otherwise whatever follows the
+/// last colon must be digits; every byte must be allowed in a URL host.
+fn valid_url_host(host: &str) -> bool {
+    let port_part = if host.starts_with('[') {
+        match host.rfind(']') {
+            Some(i) => &host[i + 1..],
+            None => return false, // missing ']' in host
+        }
+    } else {
+        host.rfind(':').map_or("", |i| &host[i..])
+    };
+    let valid_optional_port = port_part.is_empty()
+        || (port_part.starts_with(':') && port_part[1..].bytes().all(|b| b.is_ascii_digit()));
+    valid_optional_port
+        && host.bytes().all(|b| {
+            b >= 0x80 || b.is_ascii_alphanumeric() || b"!$&'()*+,;=:[]<>\"-_.~".contains(&b)
+        })
+}
+
+/// Go's `validUserinfo`.
+fn valid_userinfo(userinfo: &str) -> bool {
+    userinfo
+        .bytes()
+        .all(|b| b >= 0x80 || b.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&b))
+}
+
+/// Every `%` is followed by two hex digits (Go refuses the URL otherwise).
+fn valid_escapes(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let ok = bytes.len() > i + 2
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit();
+            if !ok {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// Go's `net.SplitHostPort`, with its `*net.AddrError` texts.
+fn split_host_port(hostport: &str) -> Result<(&str, &str), String> {
+    const MISSING_PORT: &str = "missing port in address";
+    const TOO_MANY_COLONS: &str = "too many colons in address";
+    let addr_err = |why: &str| {
+        if hostport.is_empty() {
+            why.to_string()
+        } else {
+            format!("address {hostport}: {why}")
+        }
+    };
+
+    let Some(last_colon) = hostport.rfind(':') else {
+        return Err(addr_err(MISSING_PORT));
+    };
+    let (host, after_open, after_close) = if hostport.starts_with('[') {
+        let Some(end) = hostport.find(']') else {
+            return Err(addr_err("missing ']' in address"));
+        };
+        if end + 1 == hostport.len() {
+            return Err(addr_err(MISSING_PORT));
+        } else if end + 1 != last_colon {
+            return Err(addr_err(if hostport.as_bytes()[end + 1] == b':' {
+                TOO_MANY_COLONS
+            } else {
+                MISSING_PORT
+            }));
+        }
+        (&hostport[1..end], 1, end + 1)
+    } else {
+        let host = &hostport[..last_colon];
+        if host.contains(':') {
+            return Err(addr_err(TOO_MANY_COLONS));
+        }
+        (host, 0, 0)
+    };
+    if hostport[after_open..].contains('[') {
+        return Err(addr_err("unexpected '[' in address"));
+    }
+    if hostport[after_close..].contains(']') {
+        return Err(addr_err("unexpected ']' in address"));
+    }
+    Ok((host, &hostport[last_colon + 1..]))
+}
+
+/// Go's `strconv.ParseUint(port, 10, 16)`, with its `*strconv.NumError` texts. Like
+/// Go, a value that overflows before a bad character is reported as out of range.
+fn parse_port(port: &str) -> Result<u16, String> {
+    let syntax = || {
+        format!(
+            "strconv.ParseUint: parsing {}: invalid syntax",
+            go_quote(port)
+        )
+    };
+    let range = || {
+        format!(
+            "strconv.ParseUint: parsing {}: value out of range",
+            go_quote(port)
+        )
+    };
+    if port.is_empty() {
+        return Err(syntax());
+    }
+    let mut n: u32 = 0;
+    for b in port.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(syntax());
+        }
+        n = n * 10 + u32::from(b - b'0');
+        if n > u32::from(u16::MAX) {
+            return Err(range());
+        }
+    }
+    Ok(n as u16)
+}
+
+/// Go's `strconv.Quote` for the strings a port can hold: printable characters as they
+/// are, `"` and `\` escaped, control characters as `\n`, `\t`, `\xNN` or `\uNNNN`.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(entry: &str) -> Result<String, String> {
+        parse_server(entry).map(|s| s.to_string())
+    }
+
+    #[test]
+    fn go_split_host_port_texts() {
+        assert_eq!(split_host_port("h:1"), Ok(("h", "1")));
+        assert_eq!(split_host_port("[::1]:1"), Ok(("::1", "1")));
+        assert_eq!(split_host_port(":1"), Ok(("", "1")));
+        assert_eq!(split_host_port("h:"), Ok(("h", "")));
+        assert_eq!(
+            split_host_port("h").unwrap_err(),
+            "address h: missing port in address"
+        );
+        assert_eq!(split_host_port("").unwrap_err(), "missing port in address");
+        assert_eq!(
+            split_host_port("[::1]").unwrap_err(),
+            "address [::1]: missing port in address"
+        );
+        assert_eq!(
+            split_host_port("[::1]:1:2").unwrap_err(),
+            "address [::1]:1:2: too many colons in address"
+        );
+        assert_eq!(
+            split_host_port("[::1]x:1").unwrap_err(),
+            "address [::1]x:1: missing port in address"
+        );
+        assert_eq!(
+            split_host_port("[::1:1").unwrap_err(),
+            "address [::1:1: missing ']' in address"
+        );
+        assert_eq!(
+            split_host_port("a[b:1").unwrap_err(),
+            "address a[b:1: unexpected '[' in address"
+        );
+        assert_eq!(
+            split_host_port("ab]:1").unwrap_err(),
+            "address ab]:1: unexpected ']' in address"
+        );
+        assert_eq!(
+            split_host_port("::1").unwrap_err(),
+            "address ::1: too many colons in address"
+        );
+    }
+
+    #[test]
+    fn go_parse_uint_texts() {
+        assert_eq!(parse_port("4222"), Ok(4222));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        assert_eq!(parse_port("0004222"), Ok(4222));
+        assert_eq!(
+            parse_port("65536").unwrap_err(),
+            r#"strconv.ParseUint: parsing "65536": value out of range"#
+        );
+        assert_eq!(
+            parse_port("").unwrap_err(),
+            r#"strconv.ParseUint: parsing "": invalid syntax"#
+        );
+        assert_eq!(
+            parse_port("+1").unwrap_err(),
+            r#"strconv.ParseUint: parsing "+1": invalid syntax"#
+        );
+        assert_eq!(
+            parse_port("-1").unwrap_err(),
+            r#"strconv.ParseUint: parsing "-1": invalid syntax"#
+        );
+        // Go reports overflow as soon as it happens, before a later bad character.
+        assert_eq!(
+            parse_port("999999x").unwrap_err(),
+            r#"strconv.ParseUint: parsing "999999x": value out of range"#
+        );
+        assert_eq!(
+            parse_port("1x99999").unwrap_err(),
+            r#"strconv.ParseUint: parsing "1x99999": invalid syntax"#
+        );
+        assert_eq!(
+            parse_port("4\t2\"\\").unwrap_err(),
+            r#"strconv.ParseUint: parsing "4\t2\"\\": invalid syntax"#
+        );
+        assert_eq!(go_quote("\u{1}\u{85}é"), "\"\\x01\\u0085é\"");
+    }
+
+    #[test]
+    fn url_detection_follows_go() {
+        assert_eq!(url_host("foo:4222"), None, "opaque: scheme foo");
+        assert_eq!(url_host("127.0.0.1:4222"), None, "colon in first segment");
+        assert_eq!(url_host("nats://h:x"), None, "invalid port after host");
+        assert_eq!(url_host("nats://h 1:1"), None, "space in host");
+        assert_eq!(url_host("nats://u{x@h:1"), None, "invalid userinfo");
+        assert_eq!(url_host("nats://h:1/%zz"), None, "bad escape in path");
+        assert_eq!(url_host("nats:///h:1"), None, "empty host");
+        assert_eq!(url_host("://h:1"), None, "missing protocol scheme");
+        assert_eq!(url_host("nats://[::1:1"), None, "missing ']' in host");
+        assert_eq!(url_host("nats://[::1]x"), None, "invalid port after host");
+        assert_eq!(
+            url_host("NATS://u:p@h:1/p?q#f"),
+            Some((Some("nats".to_string()), "h:1"))
+        );
+        assert_eq!(url_host("//h:1"), Some((None, "h:1")));
+        assert_eq!(
+            url_host("nats://h?x"),
+            Some((Some("nats".to_string()), "h"))
+        );
+        assert_eq!(
+            url_host("nats://[::1]"),
+            Some((Some("nats".into()), "[::1]"))
+        );
+    }
+
+    #[test]
+    fn entries() {
+        assert_eq!(one("foo:4222").unwrap(), "nats://foo:4222");
+        assert_eq!(one("//foo:4222").unwrap(), "nats://foo:4222");
+        assert_eq!(one("nats://h:4222?x=1#frag").unwrap(), "nats://h:4222");
+        assert_eq!(
+            one("[fe80::1%eth0]:4222").unwrap(),
+            "nats://[fe80::1%eth0]:4222"
+        );
+        assert_eq!(
+            one("nats://h").unwrap_err(),
+            "could not parse host h: address h: missing port in address"
+        );
+        assert_eq!(
+            one("nats://h:x").unwrap_err(),
+            "could not parse host nats://h:x: address nats://h:x: too many colons in address"
+        );
+        assert_eq!(
+            one("nats://:4222").unwrap_err(),
+            "could not parse host :4222: address :4222: missing host in address"
+        );
+        assert_eq!(
+            one("nats://h:0").unwrap_err(),
+            "could not parse host port h:0: port 0 is not a usable broker port"
+        );
+    }
+
+    #[test]
+    fn display_brackets_only_ipv6() {
+        let s = |host: &str| Server {
+            scheme: "nats".into(),
+            host: host.into(),
+            port: 1,
+        };
+        assert_eq!(s("::1").to_string(), "nats://[::1]:1");
+        assert_eq!(s("10.0.0.1").to_string(), "nats://10.0.0.1:1");
+        assert_eq!(s("h.example").to_string(), "nats://h.example:1");
+    }
+}

@@ -230,7 +230,7 @@ pub(crate) fn check(data: &[u8], root_symbol: &str) -> Result<(), ElfProblem> {
     if len == 0 {
         return Err(format("is empty (0 bytes)"));
     }
-    if data.len() < 4 || data[..4] != *b"\x7fELF" {
+    if data.get(..4) != Some(b"\x7fELF".as_slice()) {
         return Err(format("is not an ELF file (no ELF magic number)"));
     }
     let ident = Reader {
@@ -277,9 +277,9 @@ pub(crate) fn check(data: &[u8], root_symbol: &str) -> Result<(), ElfProblem> {
     within("ELF header", 0, l.ehdr_size, len)?;
     // The whole header is inside the file (checked just above), so these reads
     // succeed; they stay checked all the same.
-    let header = |_field: u64| cut("ELF header", len);
-    let e_type = r.u16(16).ok_or_else(|| header(16))?;
-    let e_machine = r.u16(18).ok_or_else(|| header(18))?;
+    let header = || cut("ELF header", len);
+    let e_type = r.u16(16).ok_or_else(header)?;
+    let e_machine = r.u16(18).ok_or_else(header)?;
     match e_type {
         ET_DYN => {}
         ET_EXEC => {
@@ -302,18 +302,12 @@ pub(crate) fn check(data: &[u8], root_symbol: &str) -> Result<(), ElfProblem> {
             )));
         }
     }
-    let phoff = r.word(l.e_phoff).ok_or_else(|| header(l.e_phoff))?;
-    let shoff = r.word(l.e_shoff).ok_or_else(|| header(l.e_shoff))?;
-    let phentsize = r.u16(l.e_phentsize).ok_or_else(|| header(l.e_phentsize))?;
-    let phnum_raw = r
-        .u16(l.e_phentsize + 2)
-        .ok_or_else(|| header(l.e_phentsize))?;
-    let shentsize = r
-        .u16(l.e_phentsize + 4)
-        .ok_or_else(|| header(l.e_phentsize))?;
-    let shnum_raw = r
-        .u16(l.e_phentsize + 6)
-        .ok_or_else(|| header(l.e_phentsize))?;
+    let phoff = r.word(l.e_phoff).ok_or_else(header)?;
+    let shoff = r.word(l.e_shoff).ok_or_else(header)?;
+    let phentsize = r.u16(l.e_phentsize).ok_or_else(header)?;
+    let phnum_raw = r.u16(l.e_phentsize + 2).ok_or_else(header)?;
+    let shentsize = r.u16(l.e_phentsize + 4).ok_or_else(header)?;
+    let shnum_raw = r.u16(l.e_phentsize + 6).ok_or_else(header)?;
 
     // Section headers: needed for the dynamic symbol table, and section 0 carries the
     // real counts when they overflow 16 bits.
@@ -655,5 +649,25 @@ mod tests {
         assert!(
             matches!(check(&f, ROOT), Err(ElfProblem::Truncated(m)) if m.contains("loadable segment 0"))
         );
+    }
+
+    #[test]
+    fn real_libraries_are_judged_without_loading_them() {
+        use provtarget_testsupport::cdylib;
+        let root = provtarget_abi::ROOT_SYMBOL;
+        let plugin = std::fs::read(cdylib("provtarget-testkit")).unwrap();
+        assert_eq!(check(&plugin, root), Ok(()));
+        let noroot = std::fs::read(cdylib("provtarget-test-noroot")).unwrap();
+        assert!(matches!(
+            check(&noroot, root),
+            Err(ElfProblem::NoRootModule(_))
+        ));
+        // Any proper prefix of a real plugin is refused (64 cuts spread over the file,
+        // plus the last bytes, where the section header table sits).
+        let len = plugin.len();
+        let cuts = (0..64).map(|i| i * (len / 64)).chain(len - 64..len);
+        for cut_at in cuts {
+            assert!(check(&plugin[..cut_at], root).is_err(), "cut at {cut_at}");
+        }
     }
 }

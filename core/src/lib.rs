@@ -1,4 +1,9 @@
 //! provtarget host library.
 #![deny(missing_docs)]
 
+pub mod buildinfo;
+pub mod config;
+pub mod default_resolver;
+pub mod host;
 pub mod resolver;
+pub mod targets;

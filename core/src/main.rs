@@ -1,1 +1,338 @@
-fn main() {}
+//! The `provtarget` command: `buildinfo`, `targets` and `plugins check`.
+
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::{Args, Parser, Subcommand};
+use provtarget::{
+    buildinfo,
+    config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE},
+    host::Host,
+    resolver::CancelToken,
+};
+use provtarget_loader::{LoaderOptions, Verdict};
+use serde_json::json;
+use tracing_subscriber::EnvFilter;
+
+/// Finds the provisioning broker of an unprovisioned Choria server through resolver
+/// plugins.
+#[derive(Parser)]
+#[command(name = "provtarget", version, about, long_about = None)]
+struct Cli {
+    /// Log level or filter for messages on stderr (error, warn, info, debug, trace);
+    /// defaults to RUST_LOG, else warn.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show build data, the active resolver, provisioning settings and every plugin
+    /// library found, loaded or refused, and why.
+    Buildinfo {
+        #[command(flatten)]
+        host: HostArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve the provisioning brokers once, like `choria tool provisioner`.
+    Targets {
+        #[command(flatten)]
+        host: HostArgs,
+        /// Give up (cancelling the resolver) after this long: 30, 30s, 500ms, 2m.
+        /// Overrides plugin.provtarget.timeout.
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect plugin libraries.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Run every loader check on one library (for vendor CI): exit 0 and print its
+    /// information, or exit 1 with the reason it would be refused.
+    Check {
+        /// The library file.
+        file: PathBuf,
+        /// A sha256sum-format pin file to check the library against.
+        #[arg(long, value_name = "FILE")]
+        pins: Option<PathBuf>,
+        /// Developer override: skip the owner/mode rule.
+        #[arg(long)]
+        insecure_skip_owner_checks: bool,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// Configuration file (key = value lines).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Plugin directory; repeat for several. Overrides plugin.provtarget.directories.
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    /// Resolver name for the chain, in order; repeat for several (`default` is the
+    /// built-in one). Overrides plugin.provtarget.resolvers.
+    #[arg(long = "resolver", value_name = "NAME")]
+    resolvers: Vec<String>,
+    /// sha256sum-format pin file. Overrides plugin.provtarget.pins.
+    #[arg(long, value_name = "FILE")]
+    pins: Option<PathBuf>,
+    /// Developer override: load plugins whatever their owner and mode. Never use in
+    /// production.
+    #[arg(long)]
+    insecure_skip_owner_checks: bool,
+    /// Set any configuration key, e.g. --set plugin.acme.dc_hint.file=/tmp/dc.json.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl HostArgs {
+    fn config(&self, timeout: Option<&str>) -> Result<HostConfig, String> {
+        let (path, required) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let mut b = ConfigBuilder::new()
+            .file(&path, required)?
+            .env(std::env::vars());
+        for item in &self.set {
+            match item.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => b = b.flag(k, v),
+                _ => {
+                    return Err(format!(
+                    "--set {item:?}: expected KEY=VALUE, e.g. --set plugin.provtarget.timeout=30"
+                ))
+                }
+            }
+        }
+        if !self.plugin_dirs.is_empty() {
+            b = b.flag(keys::DIRECTORIES, &join_paths(&self.plugin_dirs));
+        }
+        if !self.resolvers.is_empty() {
+            b = b.flag(keys::RESOLVERS, &self.resolvers.join(","));
+        }
+        if let Some(p) = &self.pins {
+            b = b.flag(keys::PINS, &p.display().to_string());
+        }
+        if self.insecure_skip_owner_checks {
+            b = b.flag(keys::INSECURE_SKIP_OWNER_CHECKS, "true");
+        }
+        if let Some(t) = timeout {
+            provtarget::config::parse_duration(t).map_err(|e| format!("--timeout {e}"))?;
+            b = b.flag(keys::TIMEOUT, t);
+        }
+        Ok(b.build())
+    }
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_level.as_deref()) {
+        eprintln!("provtarget: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Buildinfo { host, json } => buildinfo_cmd(&host, json),
+        Command::Targets {
+            host,
+            timeout,
+            json,
+        } => targets_cmd(&host, timeout.as_deref(), json),
+        Command::Plugins {
+            command:
+                PluginsCommand::Check {
+                    file,
+                    pins,
+                    insecure_skip_owner_checks,
+                    json,
+                },
+        } => check_cmd(&file, pins, insecure_skip_owner_checks, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("provtarget: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) -> Result<(), String> {
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).map_err(|e| {
+            format!("--log-level {l:?} is not a level or filter ({e}); use error, warn, info, debug or trace")
+        })?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: stderr usually ends up in a journal or log file.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_target(false)
+        .init();
+    Ok(())
+}
+
+fn print_json(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("provtarget: cannot render JSON: {e}"),
+    }
+}
+
+fn buildinfo_cmd(args: &HostArgs, as_json: bool) -> Result<ExitCode, String> {
+    let host = Host::start(args.config(None)?);
+    if as_json {
+        print_json(&buildinfo::json(&host));
+    } else {
+        print!("{}", buildinfo::text(&host));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn targets_cmd(args: &HostArgs, timeout: Option<&str>, as_json: bool) -> Result<ExitCode, String> {
+    let host = Host::start(args.config(timeout)?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let cancel = CancelToken::new();
+    if !as_json {
+        println!(
+            "Attempting provisioner resolution using: {}",
+            host.resolver_name().0
+        );
+    }
+    let result = runtime.block_on(async {
+        let interrupt = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("interrupted; cancelling the resolver");
+                interrupt.cancel();
+            }
+        });
+        host.resolve(&cancel).await
+    });
+    let failed = |f: &[(String, String)]| {
+        f.iter()
+            .map(|(n, e)| json!({"resolver": n, "error": e}))
+            .collect::<Vec<_>>()
+    };
+    match result {
+        Ok(res) => {
+            if as_json {
+                print_json(&json!({
+                    "resolver": res.resolver,
+                    "servers": res.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                    "failed": failed(&res.failed),
+                }));
+            } else {
+                if res.resolver != host.resolver_name().0 {
+                    println!("Resolved by: {}", res.resolver);
+                }
+                println!("Provisioning using {} broker(s):", res.servers.len());
+                for s in &res.servers {
+                    println!("   {s}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if as_json {
+                print_json(&json!({"error": e.message, "failed": failed(&e.failed)}));
+            }
+            eprintln!("provtarget: {}", e.message);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn check_cmd(
+    file: &Path,
+    pins: Option<PathBuf>,
+    insecure: bool,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let options = LoaderOptions {
+        directories: Vec::new(),
+        pin_file: pins,
+        insecure_skip_owner_checks: insecure,
+    };
+    let (record, _plugin) = provtarget_loader::check_file(file, &options);
+    if as_json {
+        print_json(&buildinfo::record_json(&record));
+    } else {
+        match &record.verdict {
+            Verdict::Loaded => println!("{}: ok", record.path.display()),
+            Verdict::Rejected { stage, reason } => {
+                println!("{}: refused at {}", record.path.display(), stage.as_str());
+                println!("    Reason: {reason}");
+            }
+            Verdict::Skipped { reason } => {
+                println!("{}: skipped", record.path.display());
+                println!("    Reason: {reason}");
+            }
+        }
+        if let Some(p) = &record.plugin {
+            println!("    Name: {}", p.info.name);
+            println!("    Version: {}", p.info.version);
+            println!("    Type: {}", p.info.plugin_type);
+            println!("    Vendor: {}", p.info.vendor);
+            println!("    Description: {}", p.info.description);
+            println!("    Interface: {}", p.interface_version);
+            println!(
+                "    Built with: {} for {}",
+                p.info.rustc_version, p.info.target
+            );
+            println!(
+                "    SDK: provtarget-abi {} on abi_stable {}",
+                p.info.sdk_version, p.info.abi_stable_version
+            );
+            for k in &p.config_keys {
+                println!(
+                    "    Config: {} (default {:?}): {}",
+                    k.key, k.default, k.description
+                );
+            }
+        }
+        if let Some(f) = &record.file {
+            println!("    SHA256: {}", f.sha256);
+            println!(
+                "    Size: {} bytes, owner {} mode {:04o}",
+                f.size, f.uid, f.mode
+            );
+        }
+    }
+    Ok(if record.verdict == Verdict::Loaded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -39,6 +39,7 @@ pub trait TargetResolver: Send + Sync {
 #[derive(Clone, Default, Debug)]
 pub struct CancelToken {
     inner: Arc<(Mutex<bool>, Condvar)>,
+    notify: Arc<tokio::sync::Notify>,
 }
 
 impl CancelToken {
@@ -52,6 +53,22 @@ impl CancelToken {
         let (flag, wake) = &*self.inner;
         *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
         wake.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    /// Completes once the token is cancelled (for async callers).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Register interest before checking the flag, so a cancel between the
+            // check and the await is not missed.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Whether [`CancelToken::cancel`] has been called.

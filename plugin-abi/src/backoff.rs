@@ -17,7 +17,10 @@
 //! ```
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -117,16 +120,19 @@ impl Policy {
 /// retries of many servers apart, so a small splitmix64 generator seeded from the clock
 /// serves (and keeps this crate free of dependencies).
 fn random_below(bound: u64) -> u64 {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let mut seed = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-    if seed == 0 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: OnceLock<u64> = OnceLock::new();
+    // Seeded once per process from the clock and the process id, so a fleet of servers
+    // started together does not retry in lockstep.
+    let seed = *SEED.get_or_init(|| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x1234_5678);
-        let _ = STATE.compare_exchange(0, now | 1, Ordering::Relaxed, Ordering::Relaxed);
-        seed = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-    }
+        now ^ (u64::from(std::process::id()) << 32)
+    });
+    let step = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = seed.wrapping_add(step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -169,6 +175,36 @@ mod tests {
         assert_eq!(TWENTY_SEC.table(), expected.as_slice());
         assert_eq!(TWENTY_SEC.table()[..11], FIVE_SEC.table()[..]);
         assert_eq!(*TWENTY_SEC.table().last().unwrap(), 20_000);
+    }
+
+    #[test]
+    fn jitter_seed_differs_between_processes() {
+        // Run this test binary again as a child: the two processes must draw different
+        // jitter sequences (a fixed seed would make a fleet retry in lockstep).
+        if std::env::var_os("PROVTARGET_JITTER_CHILD").is_some() {
+            let draws: Vec<String> = (0..16)
+                .map(|_| FIVE_SEC.duration(10).as_millis().to_string())
+                .collect();
+            println!("DRAWS={}", draws.join(","));
+            return;
+        }
+        let run = || {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "backoff::tests::jitter_seed_differs_between_processes",
+                    "--nocapture",
+                ])
+                .env("PROVTARGET_JITTER_CHILD", "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .find(|l| l.starts_with("DRAWS="))
+                .map(String::from)
+                .expect("child printed draws")
+        };
+        assert_ne!(run(), run());
     }
 
     #[test]

@@ -16,6 +16,9 @@ use provtarget_abi::{
 };
 use provtarget_testsupport::{cdylib, TempDir};
 
+/// Called with the 1-based number of each sleep.
+type SleepHook = Box<dyn FnMut(usize) + Send>;
+
 /// A host for tests: records log lines, and sleeps on a condvar that `cancel` wakes.
 #[derive(Default)]
 struct TestHost {
@@ -26,7 +29,7 @@ struct TestHost {
     interrupted_sleeps: AtomicUsize,
     /// Skip real sleeping (for retry-loop tests).
     instant_sleep: AtomicBool,
-    on_sleep: Mutex<Option<Box<dyn FnMut(usize) + Send>>>,
+    on_sleep: Mutex<Option<SleepHook>>,
     sleep_started: Mutex<Option<mpsc::Sender<()>>>,
 }
 

@@ -1,0 +1,315 @@
+//! `provtarget buildinfo`: Choria-like text, and one JSON object for tools.
+
+use std::{fmt::Write as _, time::UNIX_EPOCH};
+
+use provtarget_loader::{LibraryRecord, Verdict};
+use serde_json::{json, Value};
+
+use crate::host::{Host, Origin};
+
+/// What replaces a secret's value.
+pub const MASK: &str = "*****";
+
+/// Whether a setting's value is a secret (`token`, `password`, `pwd`, `secret` in its
+/// key), to be shown as [`MASK`].
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["token", "password", "pwd", "secret"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+fn shown(key: &str, value: &str) -> String {
+    if is_secret(key) && !value.is_empty() {
+        MASK.to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// The Choria-style text report.
+pub fn text(host: &Host) -> String {
+    let mut out = String::new();
+    let config = host.config();
+    let (name, version) = host.resolver_name();
+    let _ = writeln!(out, "Build Data:");
+    let _ = writeln!(out, "     Version: {}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        out,
+        "     Plugin Interface: {} (reads {})",
+        provtarget_abi::INTERFACE_VERSION,
+        provtarget_abi::host::SUPPORTED_INTERFACES.join(", ")
+    );
+    let _ = writeln!(out, "     Compiler: {}", provtarget_abi::BUILD_RUSTC);
+    let _ = writeln!(out, "     Target: {}", provtarget_abi::BUILD_TARGET);
+    let _ = writeln!(
+        out,
+        "     abi_stable: {}",
+        provtarget_abi::ABI_STABLE_VERSION
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Server Settings:");
+    if version.is_empty() {
+        let _ = writeln!(out, "    Provisioning Target Resolver: {name}");
+    } else {
+        let _ = writeln!(
+            out,
+            "    Provisioning Target Resolver: {name} version {version}"
+        );
+    }
+    if host.chain().len() > 1 {
+        let chain: Vec<&str> = host.chain().iter().map(|r| r.name.as_str()).collect();
+        let _ = writeln!(out, "            Resolver Chain: {}", chain.join(" -> "));
+    }
+    for d in host.disabled() {
+        let _ = writeln!(
+            out,
+            "            Disabled Resolver: {}: {}",
+            d.name, d.reason
+        );
+    }
+    let _ = writeln!(
+        out,
+        "            Configuration File: {}",
+        config
+            .file()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none (built-in defaults)".into())
+    );
+    let dirs: Vec<String> = config
+        .directories()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    let _ = writeln!(out, "            Plugin Directories: {}", dirs.join(", "));
+    let _ = writeln!(
+        out,
+        "            Plugin Pins: {}",
+        config
+            .pin_file()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not pinned".into())
+    );
+    let _ = writeln!(
+        out,
+        "            Plugin Owner Checks: {}",
+        if config.insecure_skip_owner_checks() {
+            "DISABLED (developer override plugin.provtarget.insecure_skip_owner_checks)"
+        } else {
+            "enforced"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "            Resolver Timeout: {}",
+        config
+            .timeout()
+            .map(|t| format!("{:?}", t))
+            .unwrap_or_else(|| "none".into())
+    );
+    let settings: Vec<(&str, &str)> = host
+        .chain()
+        .iter()
+        .flat_map(|r| r.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .collect();
+    if !settings.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "    Provisioning Settings:");
+        for (k, v) in settings {
+            let _ = writeln!(out, "            {k}: {}", shown(k, v));
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Provisioning Target Plugins:");
+    if host.report().libraries.is_empty() {
+        let _ = writeln!(out, "    none found in {}", dirs.join(", "));
+    }
+    for lib in &host.report().libraries {
+        write_library(&mut out, host, lib);
+    }
+    if !host.warnings().is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Warnings:");
+        for w in host.warnings() {
+            let _ = writeln!(out, "    {w}");
+        }
+    }
+    out
+}
+
+fn active_state(host: &Host, lib: &LibraryRecord) -> &'static str {
+    let active = host
+        .chain()
+        .iter()
+        .any(|r| r.origin == Origin::Plugin(lib.path.clone()));
+    if active {
+        "active"
+    } else {
+        "not active"
+    }
+}
+
+fn write_library(out: &mut String, host: &Host, lib: &LibraryRecord) {
+    let _ = writeln!(out, "    {}", lib.path.display());
+    match &lib.verdict {
+        Verdict::Loaded => {
+            let _ = writeln!(out, "        Status: loaded ({})", active_state(host, lib));
+        }
+        Verdict::Rejected { stage, reason } => {
+            let _ = writeln!(out, "        Status: rejected at {}", stage.as_str());
+            let _ = writeln!(out, "        Reason: {reason}");
+        }
+        Verdict::Skipped { reason } => {
+            let _ = writeln!(out, "        Status: skipped");
+            let _ = writeln!(out, "        Reason: {reason}");
+        }
+    }
+    if let Some(p) = &lib.plugin {
+        let _ = writeln!(
+            out,
+            "        Plugin: {} version {}",
+            p.info.name, p.info.version
+        );
+        let _ = writeln!(out, "        Type: {}", p.info.plugin_type);
+        if !p.info.vendor.is_empty() {
+            let _ = writeln!(out, "        Vendor: {}", p.info.vendor);
+        }
+        let _ = writeln!(
+            out,
+            "        Interface: {} (built with {}, {})",
+            p.interface_version, p.info.rustc_version, p.info.target
+        );
+    }
+    if let Some(f) = &lib.file {
+        let _ = writeln!(
+            out,
+            "        File: sha256:{} {} bytes, owner {} mode {:04o}",
+            short_hash(&f.sha256),
+            f.size,
+            f.uid,
+            f.mode
+        );
+    }
+}
+
+/// The JSON report: `resolver`, `chain`, `plugins` and more.
+pub fn json(host: &Host) -> Value {
+    let config = host.config();
+    let (name, version) = host.resolver_name();
+    let settings: serde_json::Map<String, Value> = host
+        .chain()
+        .iter()
+        .flat_map(|r| r.settings.iter())
+        .map(|(k, v)| (k.clone(), Value::String(shown(k, v))))
+        .collect();
+    let plugins: Vec<Value> = host
+        .report()
+        .libraries
+        .iter()
+        .map(|lib| library_json(host, lib))
+        .collect();
+    json!({
+        "build": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "interface_version": provtarget_abi::INTERFACE_VERSION,
+            "supported_interfaces": provtarget_abi::host::SUPPORTED_INTERFACES,
+            "rustc": provtarget_abi::BUILD_RUSTC,
+            "target": provtarget_abi::BUILD_TARGET,
+            "abi_stable": provtarget_abi::ABI_STABLE_VERSION,
+        },
+        "resolver": { "name": name, "version": version },
+        "chain": host.chain().iter().map(|r| json!({
+            "name": r.name,
+            "version": r.version,
+            "origin": match &r.origin {
+                Origin::BuiltIn => Value::String("built-in".into()),
+                Origin::Plugin(p) => Value::String(p.display().to_string()),
+            },
+        })).collect::<Vec<_>>(),
+        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": d.reason})).collect::<Vec<_>>(),
+        "settings": settings,
+        "config_file": config.file().map(|p| p.display().to_string()),
+        "directories": config.directories().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+        "pin_file": config.pin_file().map(|p| p.display().to_string()),
+        "owner_checks": !config.insecure_skip_owner_checks(),
+        "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
+        "plugins": plugins,
+        "warnings": host.warnings(),
+    })
+}
+
+/// One library as JSON (also used by `plugins check --json`).
+pub fn library_json(host: &Host, lib: &LibraryRecord) -> Value {
+    let mut v = record_json(lib);
+    if lib.verdict == Verdict::Loaded {
+        v["active"] = Value::Bool(active_state(host, lib) == "active");
+    }
+    v
+}
+
+/// One library as JSON, without host context.
+pub fn record_json(lib: &LibraryRecord) -> Value {
+    let (stage, reason) = match &lib.verdict {
+        Verdict::Rejected { stage, reason } => (Some(stage.as_str()), Some(reason.clone())),
+        Verdict::Skipped { reason } => (None, Some(reason.clone())),
+        Verdict::Loaded => (None, None),
+    };
+    let plugin = lib.plugin.as_ref();
+    let file = lib.file.as_ref();
+    json!({
+        "path": lib.path.display().to_string(),
+        "status": lib.verdict.status(),
+        "stage": stage,
+        "reason": reason,
+        "name": plugin.map(|p| p.info.name.clone()),
+        "version": plugin.map(|p| p.info.version.clone()),
+        "type": plugin.map(|p| p.info.plugin_type.to_string()),
+        "vendor": plugin.map(|p| p.info.vendor.clone()),
+        "description": plugin.map(|p| p.info.description.clone()),
+        "interface_version": plugin.map(|p| p.interface_version.clone()),
+        "rustc": plugin.map(|p| p.info.rustc_version.clone()),
+        "target": plugin.map(|p| p.info.target.clone()),
+        "config_keys": plugin.map(|p| p.config_keys.iter().map(|k| json!({
+            "key": k.key, "default": k.default, "description": k.description
+        })).collect::<Vec<_>>()),
+        "sha256": file.map(|f| f.sha256.clone()),
+        "size": file.map(|f| f.size),
+        "mtime": file.and_then(|f| f.mtime.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+        "uid": file.map(|f| f.uid),
+        "gid": file.map(|f| f.gid),
+        "mode": file.map(|f| format!("{:04o}", f.mode)),
+        "load_time_ms": lib.load_time.as_secs_f64() * 1000.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised_by_key() {
+        for k in [
+            "provisioning.token",
+            "provisioning.broker_password",
+            "chpwd",
+            "API_SECRET",
+            "testkit.token",
+        ] {
+            assert!(is_secret(k), "{k}");
+            assert_eq!(shown(k, "hunter2"), MASK);
+        }
+        assert_eq!(shown("provisioning.token", ""), "", "empty stays empty");
+        for k in [
+            "provisioning.broker_urls",
+            "provisioning.srv_domain",
+            "provisioning.jwt_file",
+        ] {
+            assert!(!is_secret(k), "{k}");
+            assert_eq!(shown(k, "v"), "v");
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! Host configuration: a Choria-style `key = value` file, environment variables and
+//! command-line flags, merged with precedence **flags > environment > file > build
+//! defaults**.
+//!
+//! ```
+//! use provtarget::config::{ConfigBuilder, keys};
+//!
+//! let config = ConfigBuilder::new()
+//!     .file_text("server.conf", "# provisioning\nplugin.provtarget.timeout = 30\nplugin.provtarget.typo = 1\n")
+//!     .env([("PROVTARGET_TIMEOUT", "45")])
+//!     .flag(keys::DIRECTORIES, "/opt/plugins")
+//!     .build();
+//! assert_eq!(config.get(keys::TIMEOUT), Some("45"));          // env beats the file
+//! assert_eq!(config.directories(), vec![std::path::PathBuf::from("/opt/plugins")]);
+//! assert!(config.warnings()[0].contains("plugin.provtarget.typo"));
+//! ```
+//!
+//! Every `plugin.provtarget.<name>` key can also be set through the environment as
+//! `PROVTARGET_<NAME>` (upper case). The whole merged map, including keys of other
+//! plugins, is handed to every resolver's `configure`.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+/// The configuration keys the host itself reads.
+pub mod keys {
+    /// Comma-separated plugin directories (default `/usr/lib/choria/provtarget`).
+    pub const DIRECTORIES: &str = "plugin.provtarget.directories";
+    /// Ordered, comma-separated resolver names forming the chain; `default` names the
+    /// built-in `Choria JWT Resolver`.
+    pub const RESOLVERS: &str = "plugin.provtarget.resolvers";
+    /// A `sha256sum`-format pin file; when set only pinned libraries load.
+    pub const PINS: &str = "plugin.provtarget.pins";
+    /// Deadline for one resolver's `targets` (and `configure`) call, e.g. `30`, `30s`,
+    /// `2m`, `500ms`.
+    pub const TIMEOUT: &str = "plugin.provtarget.timeout";
+    /// The provisioning JWT read by the default resolver.
+    pub const JWT_FILE: &str = "plugin.provtarget.jwt_file";
+    /// Comma-separated provisioning broker URLs for the default resolver.
+    pub const BROKER_URLS: &str = "plugin.provtarget.broker_urls";
+    /// SRV domain the default resolver looks up `_choria-provisioner._tcp.` in.
+    pub const SRV_DOMAIN: &str = "plugin.provtarget.srv_domain";
+    /// `ip:port` of the DNS server for SRV lookups (default: the system's).
+    pub const DNS_SERVER: &str = "plugin.provtarget.dns_server";
+    /// Developer override: `true` skips the plugin owner/mode rule. Never in production.
+    pub const INSECURE_SKIP_OWNER_CHECKS: &str = "plugin.provtarget.insecure_skip_owner_checks";
+
+    /// Every key above.
+    pub const ALL: [&str; 9] = [
+        DIRECTORIES,
+        RESOLVERS,
+        PINS,
+        TIMEOUT,
+        JWT_FILE,
+        BROKER_URLS,
+        SRV_DOMAIN,
+        DNS_SERVER,
+        INSECURE_SKIP_OWNER_CHECKS,
+    ];
+}
+
+/// The default configuration file.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/choria/server.conf";
+
+const HOST_PREFIX: &str = "plugin.provtarget.";
+const ENV_PREFIX: &str = "PROVTARGET_";
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// Compiled in by the packager.
+    BuildDefault,
+    /// The configuration file.
+    File,
+    /// An environment variable.
+    Environment,
+    /// A command-line flag.
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::BuildDefault => "build default",
+            Source::File => "file",
+            Source::Environment => "environment",
+            Source::Flag => "flag",
+        })
+    }
+}
+
+/// The merged host configuration.
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    values: BTreeMap<String, (String, Source)>,
+    file: Option<PathBuf>,
+    warnings: Vec<String>,
+}
+
+impl HostConfig {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|(v, _)| v.as_str())
+    }
+
+    /// Where `key`'s value came from.
+    pub fn source(&self, key: &str) -> Option<Source> {
+        self.values.get(key).map(|(_, s)| *s)
+    }
+
+    /// The configuration file that was read, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Problems found while reading (malformed lines, unknown host keys, bad values).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Every key and value, for resolvers' `configure`.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.values
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The resolver configuration handed to `configure`.
+    pub fn resolver_config(&self) -> provtarget_abi::Config {
+        self.values
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Plugin directories (comma separated), or the built-in default.
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let dirs: Vec<PathBuf> = split_list(self.get(keys::DIRECTORIES).unwrap_or(""))
+            .map(PathBuf::from)
+            .collect();
+        if dirs.is_empty() {
+            default_directories()
+        } else {
+            dirs
+        }
+    }
+
+    /// The ordered resolver chain as configured (empty: not configured).
+    pub fn resolvers(&self) -> Vec<String> {
+        split_list(self.get(keys::RESOLVERS).unwrap_or(""))
+            .map(String::from)
+            .collect()
+    }
+
+    /// The pin file, if configured.
+    pub fn pin_file(&self) -> Option<PathBuf> {
+        self.get(keys::PINS)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// The per-resolver deadline, if configured and valid (invalid values were
+    /// reported in [`HostConfig::warnings`]).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.get(keys::TIMEOUT).and_then(|v| parse_duration(v).ok())
+    }
+
+    /// Whether the developer override for owner/mode checks is on.
+    pub fn insecure_skip_owner_checks(&self) -> bool {
+        self.get(keys::INSECURE_SKIP_OWNER_CHECKS)
+            .map(|v| parse_bool(v) == Ok(true))
+            .unwrap_or(false)
+    }
+}
+
+/// The plugin directories used when none is configured: the packager's
+/// `PROVTARGET_DEFAULT_DIRECTORIES` at build time, else `/usr/lib/choria/provtarget`.
+pub fn default_directories() -> Vec<PathBuf> {
+    let compiled = option_env!("PROVTARGET_DEFAULT_DIRECTORIES").unwrap_or("");
+    let dirs: Vec<PathBuf> = split_list(compiled).map(PathBuf::from).collect();
+    if dirs.is_empty() {
+        vec![PathBuf::from(provtarget_loader::DEFAULT_DIRECTORY)]
+    } else {
+        dirs
+    }
+}
+
+fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Collects configuration layers; [`ConfigBuilder::build`] merges and validates them.
+#[derive(Debug, Default)]
+pub struct ConfigBuilder {
+    config: HostConfig,
+}
+
+impl ConfigBuilder {
+    /// An empty builder.
+    pub fn new() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    fn set(&mut self, key: &str, value: &str, source: Source) {
+        let key = key.trim().to_string();
+        match self.config.values.get(&key) {
+            Some((_, existing)) if *existing > source => {}
+            _ => {
+                self.config
+                    .values
+                    .insert(key, (value.trim().to_string(), source));
+            }
+        }
+    }
+
+    /// Reads a configuration file. A missing file is an error only when `required`
+    /// (the operator named it explicitly).
+    pub fn file(mut self, path: &Path, required: bool) -> Result<ConfigBuilder, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                self.config.file = Some(path.to_path_buf());
+                Ok(self.file_text(&path.display().to_string(), &text))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(self),
+            Err(e) => Err(format!(
+                "cannot read configuration file {}: {e}; check the path given to --config",
+                path.display()
+            )),
+        }
+    }
+
+    /// Parses configuration text (`key = value` lines, `#` comments); `name` is used in
+    /// warnings.
+    pub fn file_text(mut self, name: &str, text: &str) -> ConfigBuilder {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => self.set(k, v, Source::File),
+                _ => self.config.warnings.push(format!(
+                    "{name}:{}: ignoring {line:?}: expected `key = value`",
+                    n + 1
+                )),
+            }
+        }
+        self
+    }
+
+    /// Applies `PROVTARGET_<NAME>` environment variables to `plugin.provtarget.<name>`.
+    pub fn env<I, K, V>(mut self, vars: I) -> ConfigBuilder
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        for (k, v) in vars {
+            if let Some(name) = k.as_ref().strip_prefix(ENV_PREFIX) {
+                if name.is_empty() {
+                    continue;
+                }
+                let key = format!("{HOST_PREFIX}{}", name.to_ascii_lowercase());
+                self.set(&key, v.as_ref(), Source::Environment);
+            }
+        }
+        self
+    }
+
+    /// Applies a command-line flag.
+    pub fn flag(mut self, key: &str, value: &str) -> ConfigBuilder {
+        self.set(key, value, Source::Flag);
+        self
+    }
+
+    /// Applies a build-time default (lowest precedence).
+    pub fn build_default(mut self, key: &str, value: &str) -> ConfigBuilder {
+        self.set(key, value, Source::BuildDefault);
+        self
+    }
+
+    /// Merges the layers and validates host keys, recording warnings.
+    pub fn build(mut self) -> HostConfig {
+        let host_keys: Vec<String> = self
+            .config
+            .values
+            .keys()
+            .filter(|k| k.starts_with(HOST_PREFIX))
+            .cloned()
+            .collect();
+        for key in host_keys {
+            if !keys::ALL.contains(&key.as_str()) {
+                let hint = keys::ALL
+                    .iter()
+                    .min_by_key(|known| edit_distance(known, &key))
+                    .filter(|known| edit_distance(known, &key) <= 3)
+                    .map(|known| format!("; did you mean {known}?"))
+                    .unwrap_or_else(|| format!("; known keys: {}", keys::ALL.join(", ")));
+                self.config
+                    .warnings
+                    .push(format!("unknown configuration key {key}{hint}"));
+            }
+        }
+        if let Some(v) = self.config.get(keys::TIMEOUT) {
+            if let Err(e) = parse_duration(v) {
+                self.config
+                    .warnings
+                    .push(format!("{} = {v:?} ignored: {e}", keys::TIMEOUT));
+            }
+        }
+        if let Some(v) = self.config.get(keys::INSECURE_SKIP_OWNER_CHECKS) {
+            if parse_bool(v).is_err() {
+                self.config.warnings.push(format!(
+                    "{} = {v:?} ignored: use true or false",
+                    keys::INSECURE_SKIP_OWNER_CHECKS
+                ));
+            }
+        }
+        self.config
+    }
+}
+
+/// Parses `30`, `1.5`, `30s`, `500ms` or `2m` into a duration (must be > 0).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * scale <= 1e9 => {
+            Ok(Duration::from_secs_f64(v * scale))
+        }
+        _ => Err(format!(
+            "{text:?} is not a duration; use seconds (30), or 500ms, 30s, 2m"
+        )),
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, ()> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "no" | "n" | "off" | "" => Ok(false),
+        _ => Err(()),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_flags_env_file_build_default() {
+        let c = ConfigBuilder::new()
+            .build_default(keys::SRV_DOMAIN, "build.example")
+            .build_default(keys::BROKER_URLS, "b:1")
+            .build_default(keys::JWT_FILE, "/build.jwt")
+            .build_default(keys::PINS, "/build.pins")
+            .file_text(
+                "f",
+                "plugin.provtarget.srv_domain = file.example\nplugin.provtarget.broker_urls=f:1\nplugin.provtarget.jwt_file = /file.jwt\n",
+            )
+            .env([
+                ("PROVTARGET_SRV_DOMAIN", "env.example"),
+                ("PROVTARGET_BROKER_URLS", "e:1"),
+                ("UNRELATED", "x"),
+            ])
+            .flag(keys::SRV_DOMAIN, "flag.example")
+            .build();
+        assert_eq!(c.get(keys::SRV_DOMAIN), Some("flag.example"));
+        assert_eq!(c.source(keys::SRV_DOMAIN), Some(Source::Flag));
+        assert_eq!(c.get(keys::BROKER_URLS), Some("e:1"));
+        assert_eq!(c.source(keys::BROKER_URLS), Some(Source::Environment));
+        assert_eq!(c.get(keys::JWT_FILE), Some("/file.jwt"));
+        assert_eq!(c.source(keys::JWT_FILE), Some(Source::File));
+        assert_eq!(c.get(keys::PINS), Some("/build.pins"));
+        assert_eq!(c.source(keys::PINS), Some(Source::BuildDefault));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn comments_blank_and_malformed_lines() {
+        let c = ConfigBuilder::new()
+            .file_text(
+                "server.conf",
+                "# comment\n\n   # indented comment\nidentity = web1.example.net\nthis line is wrong\n=novalue\nplugin.acme.x = a = b\n",
+            )
+            .build();
+        assert_eq!(c.get("identity"), Some("web1.example.net"));
+        assert_eq!(c.get("plugin.acme.x"), Some("a = b"));
+        assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
+        assert!(c.warnings()[0].starts_with("server.conf:5: ignoring \"this line is wrong\""));
+        assert!(c.warnings()[1].starts_with("server.conf:6:"));
+    }
+
+    #[test]
+    fn unknown_host_keys_warn_with_a_suggestion_other_plugins_keys_do_not() {
+        let c = ConfigBuilder::new()
+            .file_text("f", "plugin.provtarget.directory = /x\nplugin.provtarget.zzzzzzzzzzzz = 1\nplugin.acme.anything = 1\n")
+            .build();
+        let w = c.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w.iter().any(|m| m.contains("plugin.provtarget.directory")
+            && m.contains("did you mean plugin.provtarget.directories?")));
+        assert!(w
+            .iter()
+            .any(|m| m.contains("plugin.provtarget.zzzzzzzzzzzz") && m.contains("known keys")));
+    }
+
+    #[test]
+    fn lists_durations_and_booleans() {
+        let c = ConfigBuilder::new()
+            .flag(keys::DIRECTORIES, " /a , ,/b ")
+            .flag(
+                keys::RESOLVERS,
+                "Acme DC hints Provisioning Target, default",
+            )
+            .flag(keys::TIMEOUT, "1.5s")
+            .flag(keys::INSECURE_SKIP_OWNER_CHECKS, "yes")
+            .build();
+        assert_eq!(
+            c.directories(),
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(
+            c.resolvers(),
+            vec!["Acme DC hints Provisioning Target", "default"]
+        );
+        assert_eq!(c.timeout(), Some(Duration::from_millis(1500)));
+        assert!(c.insecure_skip_owner_checks());
+        assert_eq!(
+            ConfigBuilder::new().build().directories(),
+            default_directories()
+        );
+        assert!(!ConfigBuilder::new().build().insecure_skip_owner_checks());
+
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["", "0", "-1", "abc", "5x", "NaN", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        let c = ConfigBuilder::new()
+            .flag(keys::TIMEOUT, "soon")
+            .flag(keys::INSECURE_SKIP_OWNER_CHECKS, "maybe")
+            .build();
+        assert_eq!(c.timeout(), None);
+        assert!(c.warnings()[0].contains("plugin.provtarget.timeout = \"soon\" ignored"));
+        assert!(c.warnings()[1].contains("use true or false"));
+    }
+
+    #[test]
+    fn missing_files() {
+        let missing = Path::new("/nonexistent/provtarget/server.conf");
+        assert!(ConfigBuilder::new().file(missing, false).is_ok());
+        let err = ConfigBuilder::new().file(missing, true).unwrap_err();
+        assert!(
+            err.starts_with("cannot read configuration file /nonexistent/provtarget/server.conf"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! The host library in-process: selection, configure failures, cancellation and the
+//! runtime staying responsive while a plugin misbehaves. Real plugins, real dlopen.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use provtarget::{
+    config::{keys, ConfigBuilder, HostConfig},
+    host::{Host, Origin},
+    resolver::CancelToken,
+};
+use provtarget_testsupport::{cdylib, cdylib_file_name, TempDir};
+
+fn dir_with(label: &str, packages: &[&str]) -> TempDir {
+    let dir = TempDir::new(label);
+    for p in packages {
+        dir.copy_in(&cdylib(p), &cdylib_file_name(p));
+    }
+    dir
+}
+
+fn config(dir: &TempDir, pairs: &[(&str, &str)]) -> HostConfig {
+    let mut b = ConfigBuilder::new().flag(keys::DIRECTORIES, &dir.path().display().to_string());
+    for (k, v) in pairs {
+        b = b.flag(k, v);
+    }
+    b.build()
+}
+
+#[test]
+fn a_resolver_whose_configure_panics_is_disabled_and_the_built_in_takes_over() {
+    let dir = dir_with("host-cfg-panic", &["provtarget-testkit"]);
+    let host = Host::start(config(&dir, &[("testkit.mode", "panic-configure")]));
+    assert_eq!(host.disabled().len(), 1);
+    assert_eq!(host.disabled()[0].name, "Test Kit");
+    assert!(
+        host.disabled()[0]
+            .reason
+            .contains("plugin Test Kit panicked in configure"),
+        "{:?}",
+        host.disabled()
+    );
+    assert_eq!(host.chain().len(), 1);
+    assert_eq!(host.chain()[0].origin, Origin::BuiltIn);
+    assert_eq!(host.resolver_name().0, "Choria JWT Resolver");
+    assert!(host
+        .warnings()
+        .iter()
+        .any(|w| w.contains("falling back to the built-in")));
+}
+
+#[test]
+fn configure_settings_are_kept_for_buildinfo() {
+    let dir = dir_with("host-settings", &["provtarget-testkit"]);
+    let host = Host::start(config(&dir, &[("testkit.mode", "ok")]));
+    assert_eq!(
+        host.resolver_name(),
+        ("Test Kit".to_string(), "0.3.1".to_string())
+    );
+    let settings = &host.chain()[0].settings;
+    assert!(settings.contains(&("testkit.mode".to_string(), "ok".to_string())));
+    let text = provtarget::buildinfo::text(&host);
+    assert!(text.contains("testkit.token: *****"), "{text}");
+    assert!(!text.contains("s3cr3t-token"), "{text}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_runtime_stays_responsive_while_a_resolver_ignores_cancellation() {
+    let dir = dir_with("host-hang", &["provtarget-testkit"]);
+    let host = Host::start(config(
+        &dir,
+        &[
+            ("testkit.mode", "hang"),
+            ("testkit.hang_ms", "20000"),
+            (keys::TIMEOUT, "200ms"),
+        ],
+    ));
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let err = host.resolve(&CancelToken::new()).await.unwrap_err();
+    ticker.abort();
+    assert!(err.message.starts_with(
+        "could not determine provisioning servers using Test Kit provisioning target plugin: context deadline exceeded; the resolver ignored cancellation"
+    ), "{}", err.message);
+    // On a single-threaded runtime, other tasks only run if the resolver is off it.
+    assert!(ticks.load(Ordering::SeqCst) >= 5, "runtime was blocked");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancelling_the_host_stops_a_waiting_resolver_cleanly() {
+    let dir = dir_with("host-cancel", &["provtarget-testkit"]);
+    let host = Host::start(config(&dir, &[("testkit.mode", "wait")]));
+    let cancel = CancelToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trigger.cancel();
+    });
+    let err = host.resolve(&cancel).await.unwrap_err();
+    assert_eq!(
+        err.message,
+        "could not determine provisioning servers using Test Kit provisioning target plugin: context canceled"
+    );
+    assert_eq!(err.failed.len(), 1);
+}
+
+#[test]
+fn resolvers_named_but_not_loaded_are_reported() {
+    let dir = dir_with("host-missing", &["provtarget-testkit"]);
+    let host = Host::start(config(&dir, &[(keys::RESOLVERS, "Nope, Test Kit")]));
+    assert_eq!(host.resolver_name().0, "Test Kit");
+    assert!(
+        host.warnings().iter().any(|w| w.contains(
+            "resolver Nope named in plugin.provtarget.resolvers is not loaded (loaded: Test Kit)"
+        )),
+        "{:?}",
+        host.warnings()
+    );
+}

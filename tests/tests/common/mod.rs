@@ -1,0 +1,118 @@
+//! Shared helpers: a plugin directory built from real cdylibs, and running the real
+//! `provtarget` binary with a liveness guard.
+#![allow(dead_code, unused_imports)]
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub use provtarget_testsupport::{cdylib, cdylib_file_name, TempDir};
+
+/// Output of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "expected success:\n{self:#?}");
+        self
+    }
+    pub fn failed(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "expected exit {code}:\n{self:#?}");
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `provtarget args...` with no configuration file and a clean environment,
+/// killing it (and failing) if it is still running after a generous liveness limit.
+pub fn provtarget(args: &[&str]) -> Run {
+    provtarget_env(args, &[])
+}
+
+/// Like [`provtarget`] with extra environment variables.
+pub fn provtarget_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let bin = provtarget_testsupport::provtarget_bin();
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("cannot start provtarget");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    // Liveness guard only (not a performance assertion): a hung host fails the test
+    // instead of hanging the suite.
+    let limit = Duration::from_secs(60);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("provtarget {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code(),
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// A plugin directory holding copies of the given workspace cdylibs.
+pub fn plugin_dir(label: &str, packages: &[&str]) -> TempDir {
+    let dir = TempDir::new(label);
+    for p in packages {
+        dir.copy_in(&cdylib(p), &cdylib_file_name(p));
+    }
+    dir
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A JWT with the given JSON claims (unsigned: the default resolver does not verify).
+pub fn jwt(claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.{}",
+        b64.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64.encode(claims.to_string()),
+        b64.encode(b"not-a-real-signature")
+    )
+}
+
+pub fn write_file(dir: &TempDir, name: &str, body: &str) -> PathBuf {
+    dir.write(name, body)
+}

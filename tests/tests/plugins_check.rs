@@ -1,0 +1,68 @@
+//! `provtarget plugins check FILE`, the vendor's CI gate.
+mod common;
+use common::*;
+
+#[test]
+fn a_good_plugin_passes_and_prints_its_info() {
+    let dir = plugin_dir("pc-good", &["provtarget-dc-hint"]);
+    let file = dir.path().join(cdylib_file_name("provtarget-dc-hint"));
+    let run = provtarget(&["plugins", "check", &path_str(&file)]);
+    run.ok();
+    assert!(
+        run.stdout
+            .starts_with(&format!("{}: ok\n", path_str(&file))),
+        "{}",
+        run.stdout
+    );
+    for want in [
+        "Name: Acme DC hints Provisioning Target",
+        "Version: 1.0.0",
+        "Type: Provisioning Target Resolver",
+        "Interface: 1.1.0",
+        "Config: plugin.acme.dc_hint.file (default \"/etc/dc.json\")",
+        "SHA256: ",
+    ] {
+        assert!(run.stdout.contains(want), "{want}:\n{}", run.stdout);
+    }
+    let json = provtarget(&["plugins", "check", "--json", &path_str(&file)]);
+    json.ok();
+    assert_eq!(json.json()["status"], "loaded");
+}
+
+#[test]
+fn bad_files_fail_with_their_reason() {
+    let dir = plugin_dir("pc-bad", &["provtarget-test-wrongtype"]);
+    let text = dir.write("notes.so", "just text");
+    let run = provtarget(&["plugins", "check", &path_str(&text)]);
+    run.failed(1);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "{}: refused at format\n    Reason: ",
+            path_str(&text)
+        )),
+        "{}",
+        run.stdout
+    );
+
+    let agent = dir
+        .path()
+        .join(cdylib_file_name("provtarget-test-wrongtype"));
+    let run = provtarget(&["plugins", "check", &path_str(&agent)]);
+    run.failed(1);
+    assert!(
+        run.stdout
+            .contains(": refused at plugin-type\n    Reason: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("plugin Acme Agent is not a valid ProvisionTargetResolver"),
+        "{}",
+        run.stdout
+    );
+
+    let run = provtarget(&["plugins", "check", "--json", "/nonexistent/lib.so"]);
+    run.failed(1);
+    assert_eq!(run.json()["status"], "rejected");
+}

@@ -184,7 +184,18 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: Option<&str>) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
     let filter = match level {
+        // A bare word would parse as a target name ("loud" = everything from target
+        // `loud`), silently logging nothing: only level names may stand alone.
+        Some(l)
+            if !l.contains(['=', ',', '['])
+                && !LEVELS.contains(&l.trim().to_ascii_lowercase().as_str()) =>
+        {
+            return Err(format!(
+                "--log-level {l:?} is not a level or filter; use error, warn, info, debug or trace"
+            ));
+        }
         Some(l) => EnvFilter::try_new(l).map_err(|e| {
             format!("--log-level {l:?} is not a level or filter ({e}); use error, warn, info, debug or trace")
         })?,

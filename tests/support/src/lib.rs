@@ -69,29 +69,30 @@ pub fn build_workspace(profile: Profile) -> PathBuf {
         Profile::Release => &RELEASE,
     };
     cell.get_or_init(|| {
-        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args([
-            "build",
-            "--workspace",
-            "--lib",
-            "--bins",
-            "--quiet",
-        ]);
+        let mut args = vec!["build", "--workspace", "--lib", "--bins", "--quiet"];
         if profile == Profile::Release {
-            cmd.arg("--release");
+            args.push("--release");
         }
-        let out = cmd
-            .output()
-            .expect("cannot run cargo to build the test plugins");
-        assert!(
-            out.status.success(),
-            "cargo build of the workspace failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cargo(&workspace_root(), &args, "the workspace");
         target_dir().join(profile.dir())
     })
     .clone()
+}
+
+/// Runs `cargo <args>` in `dir` (the same cargo that runs the tests), panicking with
+/// its output if it fails: tests cannot run without what it builds.
+fn cargo<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S], what: &str) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build of {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The platform file name of a cdylib built from `package`.
@@ -125,20 +126,16 @@ pub fn legacy_1_0_plugin() -> PathBuf {
         .get_or_init(|| {
             let root = workspace_root().join("tests").join("legacy-1.0");
             let target = target_dir().join("legacy-1.0");
-            let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let out = Command::new(cargo)
-                .current_dir(&root)
-                .args(["build", "--quiet", "--manifest-path"])
-                .arg(root.join("Cargo.toml"))
-                .arg("--target-dir")
-                .arg(&target)
-                .output()
-                .expect("cannot run cargo to build the legacy 1.0 plugin");
-            assert!(
-                out.status.success(),
-                "cargo build of tests/legacy-1.0 failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let manifest = root.join("Cargo.toml");
+            let args = [
+                "build".as_ref(),
+                "--quiet".as_ref(),
+                "--manifest-path".as_ref(),
+                manifest.as_os_str(),
+                "--target-dir".as_ref(),
+                target.as_os_str(),
+            ];
+            cargo(&root, &args, "tests/legacy-1.0");
             let path = target
                 .join("debug")
                 .join(cdylib_file_name("provtarget-test-legacy"));

@@ -162,7 +162,10 @@ impl Host {
     /// Like [`Host::start`] with an already-made load report.
     pub fn start_with(config: HostConfig, mut report: LoadReport) -> Host {
         let mut warnings: Vec<String> = config.warnings().to_vec();
-        warnings.extend(report.warnings.iter().cloned());
+        // The loader logs its own warnings; keep them for buildinfo without logging
+        // them a second time.
+        let already_logged = report.warnings.len();
+        warnings.splice(0..0, report.warnings.iter().cloned());
         let plugins = std::mem::take(&mut report.plugins);
         let mut candidates: Vec<(Box<dyn TargetResolver>, Origin)> = Vec::new();
         let wanted = config.resolvers();
@@ -283,7 +286,7 @@ impl Host {
                 }
             }
         }
-        for w in &warnings {
+        for w in &warnings[already_logged..] {
             tracing::warn!("{w}");
         }
         Host {

@@ -169,6 +169,21 @@ fn unknown_host_keys_and_developer_override_are_visible() {
         "{}",
         run.stdout
     );
+    // The start-up warning is logged exactly once, and listed in the report.
+    assert_eq!(
+        run.stderr
+            .matches("insecure_skip_owner_checks is on")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("Warnings:\n    insecure_skip_owner_checks is on"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .contains(&format!("Configuration File: {}", path_str(&conf))),

@@ -5,6 +5,7 @@
 use std::{
     any::Any,
     cell::RefCell,
+    mem::ManuallyDrop,
     panic::{self, AssertUnwindSafe},
     sync::Once,
 };
@@ -68,7 +69,10 @@ extern "C" fn info<R: Resolver>() -> FfiPluginInfo {
 
 extern "C" fn new_resolver<R: Resolver>() -> RResult<FfiResolverBox, RString> {
     match guarded::<R, _>("new", R::new) {
-        Ok(resolver) => RResult::ROk(FfiResolver_TO::from_value(Exported(resolver), TD_Opaque)),
+        Ok(resolver) => RResult::ROk(FfiResolver_TO::from_value(
+            Exported(ManuallyDrop::new(resolver)),
+            TD_Opaque,
+        )),
         Err(e) => RResult::RErr(e.into()),
     }
 }
@@ -86,7 +90,24 @@ extern "C" fn config_keys<R: Resolver>() -> RVec<FfiConfigKey> {
         .collect()
 }
 
-struct Exported<R>(R);
+/// The resolver as the host holds it. `ManuallyDrop` so that dropping it (when the
+/// host lets go of the resolver) also runs under [`guarded`]: abi_stable's own
+/// destructor shim aborts the process if a `Drop` impl panics.
+struct Exported<R>(ManuallyDrop<R>);
+
+impl<R> Drop for Exported<R> {
+    fn drop(&mut self) {
+        install_panic_hook();
+        let outer = CAPTURE.with(|c| c.borrow_mut().replace(None));
+        // SAFETY: `self.0` is never used again: this is `Exported`'s own destructor.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+            ManuallyDrop::drop(&mut self.0)
+        }));
+        CAPTURE.with(|c| *c.borrow_mut() = outer);
+        // A panicking destructor has nobody to report to; the value is gone either way.
+        drop(result);
+    }
+}
 
 impl<R: Resolver> FfiResolver for Exported<R> {
     fn name(&self) -> RString {

@@ -291,6 +291,26 @@ fn panics_in_configure_and_targets_become_errors_naming_the_plugin() {
 }
 
 #[test]
+fn a_panic_in_the_resolvers_destructor_does_not_take_the_host_down() {
+    let lib = open("provtarget-testkit");
+    let host = TestHost::default();
+    for _ in 0..2 {
+        let mut resolver = lib.new_resolver().unwrap();
+        resolver
+            .configure(
+                &host,
+                &config(&[("testkit.mode", "panic-drop"), ("testkit.targets", "d:1")]),
+            )
+            .unwrap();
+        assert_eq!(resolver.targets(&host).unwrap(), ["d:1"]);
+        // Without containment, abi_stable's destructor shim aborts this process here.
+        drop(resolver);
+    }
+    let resolver = lib.new_resolver().unwrap();
+    assert_eq!(resolver.name(), "Test Kit");
+}
+
+#[test]
 fn a_panicking_constructor_is_an_error() {
     let lib = open("provtarget-test-badctor");
     let err = lib.new_resolver().unwrap_err();

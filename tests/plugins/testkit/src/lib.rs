@@ -11,6 +11,8 @@
 //! | `wait` | ok | sleeps through the host until cancelled |
 //! | `hang` | ok | ignores cancellation: blocks for `testkit.hang_ms` (default 60 000) |
 //! | `log` | ok | logs one line per level, then returns `testkit.targets` |
+//! | `panic-drop` | ok | returns `testkit.targets`; dropping the resolver panics |
+//! | `hang-configure` | blocks for `testkit.hang_ms`, ignoring cancellation | — |
 use std::{sync::Mutex, time::Duration};
 
 use provtarget_abi::{export_plugin, Config, Context, Error, Resolver, Settings};
@@ -43,6 +45,14 @@ impl Resolver for TestKit {
         match self.get("testkit.mode", "ok").as_str() {
             "panic-configure" => panic!("testkit was told to panic in configure"),
             "fail-configure" => Err("testkit was told to fail in configure".into()),
+            "hang-configure" => {
+                let ms = self
+                    .get("testkit.hang_ms", "60000")
+                    .parse()
+                    .unwrap_or(60_000);
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok(Settings::new())
+            }
             mode => {
                 ctx.info(format!("testkit configured in mode {mode}"));
                 Ok(vec![
@@ -86,6 +96,14 @@ impl Resolver for TestKit {
                 Ok(listed())
             }
             _ => Ok(listed()),
+        }
+    }
+}
+
+impl Drop for TestKit {
+    fn drop(&mut self) {
+        if self.get("testkit.mode", "") == "panic-drop" && !std::thread::panicking() {
+            panic!("testkit was told to panic when dropped");
         }
     }
 }

@@ -5,25 +5,30 @@ use std::{fmt::Write as _, time::UNIX_EPOCH};
 use provtarget_loader::{LibraryRecord, Verdict};
 use serde_json::{json, Value};
 
-use crate::host::{Host, Origin};
+use crate::{
+    host::{Host, Origin},
+    text::{printable, redact_userinfo},
+};
 
 /// What replaces a secret's value.
 pub const MASK: &str = "*****";
 
-/// Whether a setting's value is a secret (`token`, `password`, `pwd`, `secret` in its
-/// key), to be shown as [`MASK`].
+/// Whether a setting's value is a secret (`token`, `password`, `pwd`, `secret` or
+/// `extensions`, which may carry anything, in its key), to be shown as [`MASK`].
 pub fn is_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["token", "password", "pwd", "secret"]
+    ["token", "password", "pwd", "secret", "extensions"]
         .iter()
         .any(|s| k.contains(s))
 }
 
+/// A setting as shown: secrets masked, credentials inside URLs masked, control
+/// characters escaped.
 fn shown(key: &str, value: &str) -> String {
     if is_secret(key) && !value.is_empty() {
         MASK.to_string()
     } else {
-        value.to_string()
+        printable(&redact_userinfo(value))
     }
 }
 
@@ -62,7 +67,7 @@ pub fn text(host: &Host) -> String {
         );
     }
     if host.chain().len() > 1 {
-        let chain: Vec<&str> = host.chain().iter().map(|r| r.name.as_str()).collect();
+        let chain: Vec<String> = host.chain().iter().map(|r| printable(&r.name)).collect();
         let _ = writeln!(out, "            Resolver Chain: {}", chain.join(" -> "));
     }
     for d in host.disabled() {
@@ -120,7 +125,7 @@ pub fn text(host: &Host) -> String {
         let _ = writeln!(out);
         let _ = writeln!(out, "    Provisioning Settings:");
         for (k, v) in settings {
-            let _ = writeln!(out, "            {k}: {}", shown(k, v));
+            let _ = writeln!(out, "            {}: {}", printable(k), shown(k, v));
         }
     }
     let _ = writeln!(out);
@@ -135,7 +140,7 @@ pub fn text(host: &Host) -> String {
         let _ = writeln!(out);
         let _ = writeln!(out, "Warnings:");
         for w in host.warnings() {
-            let _ = writeln!(out, "    {w}");
+            let _ = writeln!(out, "    {}", printable(w));
         }
     }
     out
@@ -154,7 +159,7 @@ fn active_state(host: &Host, lib: &LibraryRecord) -> &'static str {
 }
 
 fn write_library(out: &mut String, host: &Host, lib: &LibraryRecord) {
-    let _ = writeln!(out, "    {}", lib.path.display());
+    let _ = writeln!(out, "    {}", printable(&lib.path.display().to_string()));
     match &lib.verdict {
         Verdict::Loaded => {
             let _ = writeln!(out, "        Status: loaded ({})", active_state(host, lib));
@@ -273,6 +278,8 @@ pub fn record_json(lib: &LibraryRecord) -> Value {
         "interface_version": plugin.map(|p| p.interface_version.clone()),
         "rustc": plugin.map(|p| p.info.rustc_version.clone()),
         "target": plugin.map(|p| p.info.target.clone()),
+        "sdk_version": plugin.map(|p| p.info.sdk_version.clone()),
+        "abi_stable_version": plugin.map(|p| p.info.abi_stable_version.clone()),
         "config_keys": plugin.map(|p| p.config_keys.iter().map(|k| json!({
             "key": k.key, "default": k.default, "description": k.description
         })).collect::<Vec<_>>()),
@@ -303,6 +310,11 @@ mod tests {
             assert_eq!(shown(k, "hunter2"), MASK);
         }
         assert_eq!(shown("provisioning.token", ""), "", "empty stays empty");
+        assert_eq!(
+            shown("provisioning.broker_urls", "nats://prov:hunter2@b:4222"),
+            "nats://*****@b:4222"
+        );
+        assert_eq!(shown("plugin.x", "a\x1b[31m"), "a\\u{1b}[31m");
         for k in [
             "provisioning.broker_urls",
             "provisioning.srv_domain",

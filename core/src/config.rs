@@ -21,6 +21,7 @@
 
 use std::{
     collections::BTreeMap,
+    ffi::OsStr,
     fmt,
     path::{Path, PathBuf},
     time::Duration,
@@ -72,8 +73,6 @@ const ENV_PREFIX: &str = "PROVTARGET_";
 /// Where a configuration value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Source {
-    /// Compiled in by the packager.
-    BuildDefault,
     /// The configuration file.
     File,
     /// An environment variable.
@@ -85,7 +84,6 @@ pub enum Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Source::BuildDefault => "build default",
             Source::File => "file",
             Source::Environment => "environment",
             Source::Flag => "flag",
@@ -97,6 +95,11 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, Default)]
 pub struct HostConfig {
     values: BTreeMap<String, (String, Source)>,
+    /// `--plugin-dir` paths, kept as paths (a comma or non-UTF-8 byte in a path must
+    /// not be split or mangled).
+    directories_flag: Option<Vec<PathBuf>>,
+    /// `--pins`, kept as a path.
+    pins_flag: Option<PathBuf>,
     file: Option<PathBuf>,
     warnings: Vec<String>,
 }
@@ -122,14 +125,6 @@ impl HostConfig {
         &self.warnings
     }
 
-    /// Every key and value, for resolvers' `configure`.
-    pub fn pairs(&self) -> Vec<(String, String)> {
-        self.values
-            .iter()
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
-            .collect()
-    }
-
     /// The resolver configuration handed to `configure`.
     pub fn resolver_config(&self) -> provtarget_abi::Config {
         self.values
@@ -140,6 +135,9 @@ impl HostConfig {
 
     /// Plugin directories (comma separated), or the built-in default.
     pub fn directories(&self) -> Vec<PathBuf> {
+        if let Some(dirs) = &self.directories_flag {
+            return dirs.clone();
+        }
         let dirs: Vec<PathBuf> = split_list(self.get(keys::DIRECTORIES).unwrap_or(""))
             .map(PathBuf::from)
             .collect();
@@ -159,6 +157,9 @@ impl HostConfig {
 
     /// The pin file, if configured.
     pub fn pin_file(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.pins_flag {
+            return Some(p.clone());
+        }
         self.get(keys::PINS)
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -225,6 +226,9 @@ impl ConfigBuilder {
         match std::fs::read(path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
+                if let Some(w) = writable_by_others(path) {
+                    self.config.warnings.push(w);
+                }
                 self.config.file = Some(path.to_path_buf());
                 Ok(self.file_text(&path.display().to_string(), &text))
             }
@@ -256,20 +260,32 @@ impl ConfigBuilder {
     }
 
     /// Applies `PROVTARGET_<NAME>` environment variables to `plugin.provtarget.<name>`.
+    /// Other variables are ignored; one that is not valid UTF-8 is reported and
+    /// ignored (pass `std::env::vars_os()`: `vars()` panics on such a variable).
     pub fn env<I, K, V>(mut self, vars: I) -> ConfigBuilder
     where
         I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: AsRef<str>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
     {
         for (k, v) in vars {
-            if let Some(name) = k.as_ref().strip_prefix(ENV_PREFIX) {
-                if name.is_empty() {
-                    continue;
-                }
-                let key = format!("{HOST_PREFIX}{}", name.to_ascii_lowercase());
-                self.set(&key, v.as_ref(), Source::Environment);
+            let k = k.as_ref();
+            if !k.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+                continue;
             }
+            let (Some(name), Some(value)) = (k.to_str(), v.as_ref().to_str()) else {
+                self.config.warnings.push(format!(
+                    "environment variable {} is not valid UTF-8; ignored",
+                    k.to_string_lossy()
+                ));
+                continue;
+            };
+            let name = &name[ENV_PREFIX.len()..];
+            if name.is_empty() {
+                continue;
+            }
+            let key = format!("{HOST_PREFIX}{}", name.to_ascii_lowercase());
+            self.set(&key, value, Source::Environment);
         }
         self
     }
@@ -280,9 +296,19 @@ impl ConfigBuilder {
         self
     }
 
-    /// Applies a build-time default (lowest precedence).
-    pub fn build_default(mut self, key: &str, value: &str) -> ConfigBuilder {
-        self.set(key, value, Source::BuildDefault);
+    /// Applies `--plugin-dir` flags: these exact paths, overriding
+    /// `plugin.provtarget.directories`.
+    pub fn directories_flag(mut self, dirs: Vec<PathBuf>) -> ConfigBuilder {
+        let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        self.set(keys::DIRECTORIES, &shown.join(","), Source::Flag);
+        self.config.directories_flag = Some(dirs);
+        self
+    }
+
+    /// Applies `--pins`: this exact path, overriding `plugin.provtarget.pins`.
+    pub fn pins_flag(mut self, path: PathBuf) -> ConfigBuilder {
+        self.set(keys::PINS, &path.display().to_string(), Source::Flag);
+        self.config.pins_flag = Some(path);
         self
     }
 
@@ -315,6 +341,16 @@ impl ConfigBuilder {
                     .push(format!("{} = {v:?} ignored: {e}", keys::TIMEOUT));
             }
         }
+        if self.config.source(keys::INSECURE_SKIP_OWNER_CHECKS) == Some(Source::File) {
+            // The override weakens the very checks that keep planted libraries out;
+            // a file is too easy to get written to. Only an explicit flag or the
+            // environment of the process may turn it on.
+            self.config.values.remove(keys::INSECURE_SKIP_OWNER_CHECKS);
+            self.config.warnings.push(format!(
+                "{} in the configuration file is ignored: the developer override is honoured only as --insecure-skip-owner-checks or PROVTARGET_INSECURE_SKIP_OWNER_CHECKS",
+                keys::INSECURE_SKIP_OWNER_CHECKS
+            ));
+        }
         if let Some(v) = self.config.get(keys::INSECURE_SKIP_OWNER_CHECKS) {
             if parse_bool(v).is_err() {
                 self.config.warnings.push(format!(
@@ -325,6 +361,26 @@ impl ConfigBuilder {
         }
         self.config
     }
+}
+
+/// A warning when a regular configuration file can be written by its group or by
+/// anyone: such a file decides where plugins are loaded from and which are pinned.
+fn writable_by_others(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).ok()?;
+        if meta.is_file() && meta.permissions().mode() & 0o022 != 0 {
+            return Some(format!(
+                "configuration file {} is group- or world-writable, so others can choose which plugins load; run chmod go-w {}",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    None
 }
 
 /// Parses `30`, `1.5`, `30s`, `500ms` or `2m` into a duration (must be > 0).
@@ -378,12 +434,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn precedence_is_flags_env_file_build_default() {
+    fn precedence_is_flags_env_file() {
         let c = ConfigBuilder::new()
-            .build_default(keys::SRV_DOMAIN, "build.example")
-            .build_default(keys::BROKER_URLS, "b:1")
-            .build_default(keys::JWT_FILE, "/build.jwt")
-            .build_default(keys::PINS, "/build.pins")
             .file_text(
                 "f",
                 "plugin.provtarget.srv_domain = file.example\nplugin.provtarget.broker_urls=f:1\nplugin.provtarget.jwt_file = /file.jwt\n",
@@ -401,9 +453,88 @@ mod tests {
         assert_eq!(c.source(keys::BROKER_URLS), Some(Source::Environment));
         assert_eq!(c.get(keys::JWT_FILE), Some("/file.jwt"));
         assert_eq!(c.source(keys::JWT_FILE), Some(Source::File));
-        assert_eq!(c.get(keys::PINS), Some("/build.pins"));
-        assert_eq!(c.source(keys::PINS), Some(Source::BuildDefault));
+        assert_eq!(c.get("unrelated"), None);
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        // Below the file: the packager's compiled-in plugin directories.
+        assert_eq!(
+            ConfigBuilder::new().build().directories(),
+            default_directories()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_environment_is_reported_not_a_crash() {
+        use std::{ffi::OsString, os::unix::ffi::OsStringExt};
+        let c = ConfigBuilder::new()
+            .env([
+                (
+                    OsString::from("PROVTARGET_TIMEOUT"),
+                    OsString::from_vec(vec![b'5', 0xff]),
+                ),
+                (
+                    OsString::from_vec(b"OTHER_\xff".to_vec()),
+                    OsString::from("x"),
+                ),
+                (
+                    OsString::from("PROVTARGET_SRV_DOMAIN"),
+                    OsString::from("ok.example"),
+                ),
+            ])
+            .build();
+        assert_eq!(c.get(keys::SRV_DOMAIN), Some("ok.example"));
+        assert_eq!(c.get(keys::TIMEOUT), None);
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+        assert!(c.warnings()[0].contains("PROVTARGET_TIMEOUT is not valid UTF-8"));
+    }
+
+    #[test]
+    fn the_developer_override_is_never_taken_from_the_file() {
+        let c = ConfigBuilder::new()
+            .file_text("f", "plugin.provtarget.insecure_skip_owner_checks = true\n")
+            .build();
+        assert!(!c.insecure_skip_owner_checks());
+        assert!(c.warnings()[0].contains("honoured only as --insecure-skip-owner-checks"));
+        let c = ConfigBuilder::new()
+            .env([("PROVTARGET_INSECURE_SKIP_OWNER_CHECKS", "1")])
+            .build();
+        assert!(c.insecure_skip_owner_checks());
+    }
+
+    #[test]
+    fn flag_paths_are_kept_whole() {
+        let c = ConfigBuilder::new()
+            .file_text("f", "plugin.provtarget.directories = /from/file\n")
+            .directories_flag(vec![PathBuf::from("/a,b"), PathBuf::from("/c")])
+            .pins_flag(PathBuf::from("/p,ins"))
+            .build();
+        assert_eq!(
+            c.directories(),
+            vec![PathBuf::from("/a,b"), PathBuf::from("/c")]
+        );
+        assert_eq!(c.pin_file(), Some(PathBuf::from("/p,ins")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_configuration_file_others_can_write_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("provtarget-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.conf");
+        std::fs::write(&file, "identity = x\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = ConfigBuilder::new().file(&file, true).unwrap().build();
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let c = ConfigBuilder::new().file(&file, true).unwrap().build();
+        assert!(
+            c.warnings()[0].contains("is group- or world-writable"),
+            "{:?}",
+            c.warnings()
+        );
+        assert!(c.warnings()[0].contains("chmod go-w"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

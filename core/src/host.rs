@@ -4,7 +4,10 @@
 use std::{
     fmt,
     path::PathBuf,
-    sync::{mpsc, Arc},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -86,6 +89,9 @@ pub struct ActiveResolver {
     /// Provisioning settings it reported from `configure`.
     pub settings: Settings,
     resolver: Arc<dyn TargetResolver>,
+    /// Set while a `targets` call of this resolver is still running, including one
+    /// abandoned after ignoring cancellation: no second thread is started beside it.
+    busy: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ActiveResolver {
@@ -257,6 +263,7 @@ impl Host {
                     origin,
                     settings,
                     resolver: Arc::from(resolver),
+                    busy: Arc::default(),
                 }),
                 Err(reason) => {
                     tracing::error!(plugin = name.as_str(), "resolver disabled: {reason}");
@@ -282,6 +289,7 @@ impl Host {
                         origin: Origin::BuiltIn,
                         settings,
                         resolver: Arc::from(resolver),
+                        busy: Arc::default(),
                     });
                 }
             }
@@ -348,6 +356,9 @@ impl Host {
         let mut last_error = String::new();
         for (i, active) in self.chain.iter().enumerate() {
             if cancel.is_cancelled() {
+                // Cancelled by the caller: that, not an earlier resolver's failure, is
+                // why there is no answer.
+                last_error.clear();
                 break;
             }
             let outcome = run_targets(active, cancel, deadline).await;
@@ -368,10 +379,13 @@ impl Host {
                 }
             }
         }
-        if last_error.is_empty() {
+        if last_error.is_empty() || cancel.is_cancelled() {
+            let name = failed
+                .last()
+                .map(|(n, _)| n.as_str())
+                .unwrap_or(&self.chain[0].name);
             last_error = format!(
-                "could not determine provisioning servers using {} provisioning target plugin: context canceled",
-                self.chain[0].name
+                "could not determine provisioning servers using {name} provisioning target plugin: context canceled"
             );
         }
         Err(ResolveError {
@@ -436,16 +450,34 @@ async fn run_targets(
     outer: &CancelToken,
     deadline: Option<Duration>,
 ) -> Result<Vec<String>, String> {
+    if active.busy.swap(true, Ordering::SeqCst) {
+        return Err(
+            "its previous call ignored cancellation and is still running; not starting another"
+                .into(),
+        );
+    }
     let token = CancelToken::new();
     let ctx = ResolveContext::new(&active.name, token.clone());
     let resolver = Arc::clone(&active.resolver);
+    let busy = Arc::clone(&active.busy);
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let spawned = thread::Builder::new()
         .name(format!("targets {}", active.name))
         .spawn(move || {
-            let _ = tx.send(resolver.targets(&ctx));
+            // Cleared however the call ends, panics included.
+            struct Idle(Arc<AtomicBool>);
+            impl Drop for Idle {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::SeqCst);
+                }
+            }
+            let idle = Idle(busy);
+            let result = resolver.targets(&ctx);
+            drop(idle);
+            let _ = tx.send(result);
         });
     if let Err(e) = spawned {
+        active.busy.store(false, Ordering::SeqCst);
         return Err(format!("cannot start a resolver thread: {e}"));
     }
     let started = Instant::now();

@@ -7,3 +7,4 @@ pub mod default_resolver;
 pub mod host;
 pub mod resolver;
 pub mod targets;
+pub mod text;

@@ -12,6 +12,7 @@ use provtarget::{
     config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE},
     host::Host,
     resolver::CancelToken,
+    text::printable,
 };
 use provtarget_loader::{LoaderOptions, Verdict};
 use serde_json::json;
@@ -112,7 +113,7 @@ impl HostArgs {
         };
         let mut b = ConfigBuilder::new()
             .file(&path, required)?
-            .env(std::env::vars());
+            .env(std::env::vars_os());
         for item in &self.set {
             match item.split_once('=') {
                 Some((k, v)) if !k.trim().is_empty() => b = b.flag(k, v),
@@ -124,13 +125,13 @@ impl HostArgs {
             }
         }
         if !self.plugin_dirs.is_empty() {
-            b = b.flag(keys::DIRECTORIES, &join_paths(&self.plugin_dirs));
+            b = b.directories_flag(self.plugin_dirs.clone());
         }
         if !self.resolvers.is_empty() {
             b = b.flag(keys::RESOLVERS, &self.resolvers.join(","));
         }
         if let Some(p) = &self.pins {
-            b = b.flag(keys::PINS, &p.display().to_string());
+            b = b.pins_flag(p.clone());
         }
         if self.insecure_skip_owner_checks {
             b = b.flag(keys::INSECURE_SKIP_OWNER_CHECKS, "true");
@@ -141,14 +142,6 @@ impl HostArgs {
         }
         Ok(b.build())
     }
-}
-
-fn join_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn main() -> ExitCode {
@@ -300,36 +293,42 @@ fn check_cmd(
     if as_json {
         print_json(&buildinfo::record_json(&record));
     } else {
+        let path = printable(&record.path.display().to_string());
         match &record.verdict {
-            Verdict::Loaded => println!("{}: ok", record.path.display()),
+            Verdict::Loaded => println!("{path}: ok"),
             Verdict::Rejected { stage, reason } => {
-                println!("{}: refused at {}", record.path.display(), stage.as_str());
-                println!("    Reason: {reason}");
+                println!("{path}: refused at {}", stage.as_str());
+                println!("    Reason: {}", printable(reason));
             }
             Verdict::Skipped { reason } => {
-                println!("{}: skipped", record.path.display());
-                println!("    Reason: {reason}");
+                println!("{path}: skipped");
+                println!("    Reason: {}", printable(reason));
             }
         }
         if let Some(p) = &record.plugin {
-            println!("    Name: {}", p.info.name);
-            println!("    Version: {}", p.info.version);
-            println!("    Type: {}", p.info.plugin_type);
-            println!("    Vendor: {}", p.info.vendor);
-            println!("    Description: {}", p.info.description);
-            println!("    Interface: {}", p.interface_version);
+            let i = &p.info;
+            println!("    Name: {}", printable(&i.name));
+            println!("    Version: {}", printable(&i.version));
+            println!("    Type: {}", i.plugin_type);
+            println!("    Vendor: {}", printable(&i.vendor));
+            println!("    Description: {}", printable(&i.description));
+            println!("    Interface: {}", printable(&p.interface_version));
             println!(
                 "    Built with: {} for {}",
-                p.info.rustc_version, p.info.target
+                printable(&i.rustc_version),
+                printable(&i.target)
             );
             println!(
                 "    SDK: provtarget-abi {} on abi_stable {}",
-                p.info.sdk_version, p.info.abi_stable_version
+                printable(&i.sdk_version),
+                printable(&i.abi_stable_version)
             );
             for k in &p.config_keys {
                 println!(
                     "    Config: {} (default {:?}): {}",
-                    k.key, k.default, k.description
+                    printable(&k.key),
+                    k.default,
+                    printable(&k.description)
                 );
             }
         }

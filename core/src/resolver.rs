@@ -125,9 +125,12 @@ impl ResolveContext {
         &self.cancel
     }
 
-    /// Emits `message` through `tracing` at `level`, with `plugin = <name>`.
+    /// Emits `message` through `tracing` at `level`, with `plugin = <name>`. Control
+    /// characters are escaped: plugin text must not be able to forge log lines or
+    /// drive a terminal.
     pub fn log(&self, level: LogLevel, message: &str) {
         let plugin = &*self.plugin;
+        let message = crate::text::printable(message);
         match level {
             LogLevel::Error => tracing::error!(plugin, "{message}"),
             LogLevel::Warn => tracing::warn!(plugin, "{message}"),

@@ -62,6 +62,10 @@
 //!   connect loop, whereas an error here is visible in `provtarget targets` and lets a
 //!   resolver chain fall back to its next resolver.
 //!
+//! - A host containing white space or control characters is refused (the error shows
+//!   them escaped): no broker name has them, and printing them raw would let a
+//!   resolver write escape sequences to the operator's terminal.
+//!
 //! IPv6 hosts are printed bracketed (`nats://[::1]:4222`); Choria prints them bare,
 //! which no URL parser can read back.
 //!
@@ -113,20 +117,23 @@ pub fn parse_servers(list: &[String]) -> Result<Vec<Server>, String> {
 /// - an empty list becomes `provisioning target plugin <Name> returned no servers`;
 /// - otherwise the list is parsed with [`parse_servers`], a parse error being wrapped
 ///   like a resolver error.
+///
+/// Error texts are made [`printable`](crate::text::printable): they carry strings a
+/// plugin chose.
 pub fn servers_from(
     resolver_name: &str,
     result: Result<Vec<String>, String>,
 ) -> Result<Vec<Server>, String> {
     let could_not = |err: String| {
-        format!(
+        crate::text::printable(&format!(
             "could not determine provisioning servers using {resolver_name} provisioning target plugin: {err}"
-        )
+        ))
     };
     let list = result.map_err(could_not)?;
     if list.is_empty() {
-        return Err(format!(
+        return Err(crate::text::printable(&format!(
             "provisioning target plugin {resolver_name} returned no servers"
-        ));
+        )));
     }
     parse_servers(&list).map_err(could_not)
 }
@@ -153,6 +160,12 @@ fn parse_server(entry: &str) -> Result<Server, String> {
     if port == 0 {
         return Err(format!(
             "could not parse host port {hostport}: port 0 is not a usable broker port"
+        ));
+    }
+    if host.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        let shown = crate::text::printable(hostport);
+        return Err(format!(
+            "could not parse host {shown}: host contains white space or control characters"
         ));
     }
     Ok(Server {
@@ -508,6 +521,15 @@ mod tests {
             one("nats://h:0").unwrap_err(),
             "could not parse host port h:0: port 0 is not a usable broker port"
         );
+        assert_eq!(
+            parse_servers(&["evil\u{1b}x:4222".to_string()]).unwrap_err(),
+            "could not parse host evil\\u{1b}x:4222: host contains white space or control characters"
+        );
+        assert_eq!(
+            servers_from("P", Err("bad\nline\u{1b}[2J".into())).unwrap_err(),
+            "could not determine provisioning servers using P provisioning target plugin: bad\\nline\\u{1b}[2J"
+        );
+        assert!(parse_servers(&["a b:4222".to_string()]).is_err());
     }
 
     #[test]

@@ -130,3 +130,49 @@ fn resolvers_named_but_not_loaded_are_reported() {
         host.warnings()
     );
 }
+
+#[test]
+fn configure_failures_and_hangs_disable_the_resolver_with_their_reason() {
+    let dir = dir_with("host-cfg-fail", &["provtarget-testkit"]);
+    let host = Host::start(config(&dir, &[("testkit.mode", "fail-configure")]));
+    assert_eq!(
+        host.disabled()[0].reason,
+        "configure failed: testkit was told to fail in configure"
+    );
+
+    // A configure that ignores its deadline and cancellation is abandoned.
+    let host = Host::start(config(
+        &dir,
+        &[
+            ("testkit.mode", "hang-configure"),
+            ("testkit.hang_ms", "20000"),
+            (keys::TIMEOUT, "200ms"),
+        ],
+    ));
+    assert_eq!(host.disabled().len(), 1);
+    assert_eq!(
+        host.disabled()[0].reason,
+        "configure did not finish within 200ms and ignored cancellation; its thread was abandoned"
+    );
+    assert_eq!(host.chain()[0].origin, Origin::BuiltIn);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_resolver_still_running_after_abandonment_gets_no_second_thread() {
+    let dir = dir_with("host-busy", &["provtarget-testkit"]);
+    let host = Host::start(config(
+        &dir,
+        &[
+            ("testkit.mode", "hang"),
+            ("testkit.hang_ms", "20000"),
+            (keys::TIMEOUT, "100ms"),
+        ],
+    ));
+    let first = host.resolve(&CancelToken::new()).await.unwrap_err();
+    assert!(first.message.contains("abandoned"), "{}", first.message);
+    let second = host.resolve(&CancelToken::new()).await.unwrap_err();
+    assert_eq!(
+        second.message,
+        "could not determine provisioning servers using Test Kit provisioning target plugin: its previous call ignored cancellation and is still running; not starting another"
+    );
+}

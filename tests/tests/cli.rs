@@ -64,3 +64,48 @@ fn bad_flag_values_are_one_line_errors_naming_the_fix() {
         assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_environment_variable_is_not_a_crash() {
+    use std::{ffi::OsString, os::unix::ffi::OsStringExt};
+    let dir = TempDir::new("cli-env");
+    let none = path_str(&dir.path().join("none"));
+    let run = provtarget_env(
+        &["buildinfo", "--plugin-dir", &none],
+        &[
+            ("LANG_JUNK", OsString::from_vec(vec![0xff, 0xfe])),
+            (
+                "PROVTARGET_SRV_DOMAIN",
+                OsString::from_vec(vec![b'x', 0xff]),
+            ),
+        ],
+    );
+    run.ok();
+    assert!(
+        run.stderr
+            .contains("environment variable PROVTARGET_SRV_DOMAIN is not valid UTF-8; ignored"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn credentials_in_broker_urls_are_not_shown() {
+    let dir = TempDir::new("cli-creds");
+    let none = path_str(&dir.path().join("none"));
+    let run = provtarget(&[
+        "buildinfo",
+        "--plugin-dir",
+        &none,
+        "--set",
+        "plugin.provtarget.broker_urls=nats://prov:hunter2@b.example:4222",
+    ]);
+    run.ok();
+    assert!(!run.stdout.contains("hunter2"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("nats://*****@b.example:4222"),
+        "{}",
+        run.stdout
+    );
+}

@@ -264,7 +264,6 @@ fn returned_strings_are_parsed_like_choria() {
     let dir = testkit_dir("tg-parse");
     let good = [
         ("foo:4222", "nats://foo:4222"),
-        (" foo:4222 ", "nats://foo:4222"),
         ("tls://h:4222", "tls://h:4222"),
         ("TLS://h:4222", "tls://h:4222"),
         ("nats://u:p@h:4222/p", "nats://h:4222"),

@@ -105,10 +105,10 @@ pub const SRV_CACHE_AGE: Duration = Duration::from_secs(5);
 pub const NO_SOURCE_WARNING: &str =
     "Neither provisioning broker url or provisioning SRV domain is set, cannot continue";
 
-const KEY_JWT_FILE: &str = "plugin.provtarget.jwt_file";
-const KEY_BROKER_URLS: &str = "plugin.provtarget.broker_urls";
-const KEY_SRV_DOMAIN: &str = "plugin.provtarget.srv_domain";
-const KEY_DNS_SERVER: &str = "plugin.provtarget.dns_server";
+use crate::config::keys::{
+    BROKER_URLS as KEY_BROKER_URLS, DNS_SERVER as KEY_DNS_SERVER, JWT_FILE as KEY_JWT_FILE,
+    SRV_DOMAIN as KEY_SRV_DOMAIN,
+};
 
 /// Defaults a packager compiles in, the lowest layer of the precedence (see the
 /// [module docs](self)).
@@ -364,7 +364,10 @@ impl TargetResolver for JwtResolver {
             Source::BrokerUrls(urls) => {
                 ctx.log(
                     LogLevel::Debug,
-                    &format!("Using provisioning broker URLs {}", urls.join(",")),
+                    &format!(
+                        "Using provisioning broker URLs {}",
+                        crate::text::redact_userinfo(&urls.join(","))
+                    ),
                 );
                 Ok(urls.clone())
             }

@@ -34,17 +34,24 @@ impl Run {
     }
 }
 
-/// Runs `provtarget args...` with no configuration file and a clean environment,
-/// killing it (and failing) if it is still running after a generous liveness limit.
+/// Runs `provtarget args...` with a clean environment and, for `buildinfo` and
+/// `targets` without `--config`, an empty configuration (so the machine's
+/// `/etc/choria/server.conf` cannot leak in), killing it (and failing) if it is still
+/// running after a generous liveness limit.
 pub fn provtarget(args: &[&str]) -> Run {
-    provtarget_env(args, &[])
+    provtarget_env::<&str>(args, &[])
 }
 
 /// Like [`provtarget`] with extra environment variables.
-pub fn provtarget_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+pub fn provtarget_env<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)]) -> Run {
     let bin = provtarget_testsupport::provtarget_bin();
     let mut cmd = Command::new(bin);
-    cmd.args(args)
+    let hosted = matches!(args.first(), Some(&"buildinfo") | Some(&"targets"));
+    let mut args: Vec<&str> = args.to_vec();
+    if hosted && !args.contains(&"--config") && !args.contains(&"--help") {
+        args.splice(1..1, ["--config", "/dev/null"]);
+    }
+    cmd.args(&args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .stdin(Stdio::null())

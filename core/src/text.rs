@@ -1,0 +1,78 @@
+//! Making untrusted text safe to show: plugin-supplied strings may hold terminal
+//! escape sequences or newlines, and settings may hold credentials inside URLs.
+//!
+//! ```
+//! use provtarget::text::{printable, redact_userinfo};
+//! assert_eq!(printable("Acme\x1b[31m\nEvil"), "Acme\\u{1b}[31m\\nEvil");
+//! assert_eq!(redact_userinfo("nats://prov:hunter2@b:4222,c:4222"), "nats://*****@b:4222,c:4222");
+//! ```
+
+/// `s` with every control character (ESC, newline, tab, DEL, C1 controls ...)
+/// escaped, so it shows as one line and cannot drive the terminal.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `value` with the user-information part of every `scheme://user:password@host`
+/// URL in it replaced by `*****`.
+pub fn redact_userinfo(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', '?', '#', ',' or white space.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | ',') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("*****");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_text_kept() {
+        assert_eq!(printable("plain ünïcode"), "plain ünïcode");
+        assert_eq!(
+            printable("a\tb\r\nc\u{7f}\u{9b}"),
+            "a\\tb\\r\\nc\\u{7f}\\u{9b}"
+        );
+        assert_eq!(printable("\x1b]0;title\x07"), "\\u{1b}]0;title\\u{7}");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_masked() {
+        assert_eq!(redact_userinfo("nats://b:4222"), "nats://b:4222");
+        assert_eq!(redact_userinfo("tls://u@b:4222/x"), "tls://*****@b:4222/x");
+        assert_eq!(
+            redact_userinfo("nats://u:p@a:1, tls://x:y@[::1]:2?q=a@b"),
+            "nats://*****@a:1, tls://*****@[::1]:2?q=a@b"
+        );
+        assert_eq!(redact_userinfo("no url here: a@b"), "no url here: a@b");
+        assert_eq!(redact_userinfo("ends with ://"), "ends with ://");
+    }
+}

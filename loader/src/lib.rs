@@ -60,7 +60,13 @@
 //!    object, every segment and header table inside the file, and the provtarget root
 //!    module symbol among its exports. A truncated copy would crash the process inside
 //!    `dlopen`; a library without the symbol would run its initialisers for nothing.
-//! 5. **Load** of that very file (`/proc/self/fd/N` on Linux), then the abi_stable
+//! 5. **Load** of exactly the bytes checked: on Linux they are copied into a sealed
+//!    `memfd` (named after the file, so `/proc/<pid>/maps` shows
+//!    `/memfd:<path> (deleted)`), and `/proc/self/fd/<memfd>` is loaded, so changing or
+//!    truncating the file afterwards cannot crash the host or change what runs (where
+//!    `memfd_create` is unavailable, the file's own descriptor is loaded instead). It
+//!    is opened with `RTLD_NOW`, so a library needing a function nothing provides is
+//!    refused here instead of killing the host on its first call. Then the abi_stable
 //!    header, the interface version and layout, the plugin info (non-empty name,
 //!    semver version), the plugin type, the duplicate-name rule (the later file is
 //!    refused) and the constructor.

@@ -197,8 +197,9 @@ impl<'a> Session<'a> {
         //    from the bytes, before any of its code can run.
         precheck(&bytes, path)?;
 
-        // 7. Load that very file and read its root module.
-        let library = open_library(file, path)?;
+        // 7. Load exactly the bytes checked above (a sealed in-memory copy on Linux)
+        //    and read its root module.
+        let library = open_library(file, &bytes, path)?;
         let info = library.info();
         record.plugin = Some(PluginFacts {
             info: info.clone(),
@@ -332,46 +333,101 @@ fn precheck(_bytes: &[u8], _path: &Path) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// `dlopen`s the file behind `file` and checks its root module.
+/// `dlopen`s `bytes` (the contents of `file`, already hashed and checked) and checks
+/// its root module.
 ///
-/// On Linux it loads `/proc/self/fd/N`: the very inode that was judged and read, so
-/// nothing can be swapped in between. Once the dynamic linker has accepted the file,
-/// the descriptor is kept open for the life of the process, like the library itself
-/// (libraries are never unloaded): glibc recognises an already-loaded library by the
-/// name it was opened with, so if `/proc/self/fd/N` were closed and `N` reused for
-/// another file, `dlopen` would silently hand back the first library.
-fn open_library(file: File, path: &Path) -> Result<PluginLibrary, Refusal> {
+/// On Linux the bytes are written into a sealed `memfd` (`memfd_create` with
+/// `MFD_ALLOW_SEALING`; sealed against shrinking, growing, writing and further seals)
+/// named after `path`, and `/proc/self/fd/<memfd>` is loaded: the dynamic linker maps
+/// exactly the bytes that were hashed, pinned and ELF-checked. Changing the file on
+/// disk afterwards (an in-place `cp`, which truncates then writes, or a same-uid
+/// writer) can neither crash the process with `SIGBUS` nor change the code that runs.
+/// Where `memfd_create` is unavailable (`ENOSYS`, or refused by policy) the file is
+/// loaded from its own descriptor (`/proc/self/fd/N`) as before, which still loads the
+/// very inode that was judged but not a frozen copy of it.
+///
+/// The library is first opened with `RTLD_NOW | RTLD_LOCAL` (abi_stable opens with
+/// `RTLD_LAZY`): every symbol is bound at load time, so a library needing a function
+/// nothing provides is refused here, with the dynamic linker's message, instead of
+/// killing the process on its first call ("symbol lookup error"). abi_stable's own
+/// `dlopen` of the same name then gets this already loaded, fully bound handle.
+///
+/// Once the dynamic linker has accepted the file, the descriptor it was loaded from is
+/// kept open for the life of the process, like the library itself (libraries are never
+/// unloaded): glibc recognises an already-loaded library by the name it was opened
+/// with, so if `/proc/self/fd/N` were closed and `N` reused for another file, `dlopen`
+/// would silently hand back the first library.
+fn open_library(file: File, bytes: &[u8], path: &Path) -> Result<PluginLibrary, Refusal> {
     #[cfg(target_os = "linux")]
-    let load_path = {
+    let (image, load_path) = {
         use std::os::unix::io::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        let image = match sys::sealed_copy(path, bytes) {
+            Ok(memfd) => {
+                drop(file);
+                memfd
+            }
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::ENOSYS) {
+                    tracing::debug!(
+                        path = %path.display(),
+                        "memfd_create is not available (ENOSYS); loading the plugin from \
+                         its own descriptor"
+                    );
+                } else {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "cannot make a sealed in-memory copy of the plugin ({e}); loading it \
+                         from its own descriptor"
+                    );
+                }
+                file
+            }
+        };
+        let load_path = PathBuf::from(format!("/proc/self/fd/{}", image.as_raw_fd()));
+        (image, load_path)
     };
     // Elsewhere, load by path (the check-to-load race stays open there).
     #[cfg(not(target_os = "linux"))]
-    let load_path = path.to_path_buf();
+    let (image, load_path) = {
+        let _ = bytes;
+        (file, path.to_path_buf())
+    };
+
+    let p = shown(path);
+    let in_reason = |text: &str| one_line(&text.replace(&*load_path.to_string_lossy(), &p));
+
+    // Bind every symbol now, or refuse (see above).
+    if let Err(dlerror) = sys::dlopen_now(&load_path) {
+        tracing::debug!(path = %path.display(), %dlerror, "dlopen(RTLD_NOW) refused the plugin");
+        let fix = if dlerror.contains("undefined symbol") {
+            "; it needs a symbol that neither this host nor its libraries provide: rebuild \
+             it for this host (link with -z now to catch this at build time)"
+        } else {
+            "; rebuild it for this host or install its missing dependencies"
+        };
+        return Err((
+            Stage::Load,
+            format!("{p}: not a loadable library: {}{fix}", in_reason(&dlerror)),
+        ));
+    }
+    // The dynamic linker accepted it: it stays loaded, so must its name.
+    keep_open_forever(image);
 
     #[allow(unsafe_code)]
-    // SAFETY: `PluginLibrary::open` runs the library's initialisers. Every check that
-    // can be made without running code has passed: the descriptor is a regular file
-    // owned by root or us, not writable by others, in a directory with the same
-    // properties, pinned if pinning is on, and (Linux) a complete ELF shared library
-    // for this host that exports the root module. A library that exports the symbol
-    // and still crashes in its constructor is beyond what an in-process loader can
-    // contain (DESIGN.md §5).
+    // SAFETY: `PluginLibrary::open` runs the library's initialisers (already run by
+    // `dlopen_now` above). Every check that can be made without running code has
+    // passed: the descriptor is a regular file owned by root or us, not writable by
+    // others, in a directory with the same properties, pinned if pinning is on, and
+    // (Linux) a complete ELF shared library for this host that exports the root module;
+    // what is loaded is a sealed copy of exactly those bytes. A library that exports
+    // the symbol and still crashes in its constructor is beyond what an in-process
+    // loader can contain (DESIGN.md §5).
     let opened = unsafe { PluginLibrary::open(&load_path) };
-    let p = shown(path);
     match opened {
-        Ok(library) => {
-            keep_open_forever(file);
-            Ok(library)
-        }
+        Ok(library) => Ok(library),
         Err(e) => {
-            if e.kind != OpenErrorKind::NotLoadable {
-                // The dynamic linker accepted it: it stays loaded, so must its name.
-                keep_open_forever(file);
-            }
             tracing::debug!(path = %path.display(), detail = %e.detail, "plugin library refused");
-            let message = one_line(&e.message.replace(&*load_path.to_string_lossy(), &p));
+            let message = in_reason(&e.message);
             let (stage, fix) = match e.kind {
                 OpenErrorKind::NotLoadable => (
                     Stage::Load,
@@ -396,6 +452,87 @@ fn open_library(file: File, path: &Path) -> Result<PluginLibrary, Refusal> {
 fn keep_open_forever(file: File) {
     use std::os::unix::io::IntoRawFd;
     let _fd = file.into_raw_fd();
+}
+
+/// The libc calls std does not offer: `memfd_create` and its seals, and `dlopen` with
+/// `RTLD_NOW`.
+#[allow(unsafe_code)]
+mod sys {
+    use std::{
+        ffi::{CStr, CString},
+        path::Path,
+    };
+
+    #[cfg(target_os = "linux")]
+    use std::{
+        fs::File,
+        io::{self, Write},
+        os::unix::io::{AsRawFd, FromRawFd},
+    };
+
+    /// The longest `memfd_create` name Linux accepts (249 bytes, without the NUL).
+    #[cfg(target_os = "linux")]
+    const MEMFD_NAME_MAX: usize = 249;
+
+    /// A sealed, close-on-exec `memfd` holding `bytes`, named after `path` (its last
+    /// 249 bytes) so `/proc/<pid>/maps` shows `/memfd:<path> (deleted)`.
+    #[cfg(target_os = "linux")]
+    pub(super) fn sealed_copy(path: &Path, bytes: &[u8]) -> io::Result<File> {
+        use std::os::unix::ffi::OsStrExt;
+        let full = path.as_os_str().as_bytes();
+        let tail = &full[full.len().saturating_sub(MEMFD_NAME_MAX)..];
+        let name: Vec<u8> = tail.iter().copied().filter(|&b| b != 0).collect();
+        let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call; the flags
+        // are plain integers. The raw syscall (rather than glibc's wrapper, which needs
+        // glibc 2.27) returns ENOSYS on kernels without memfd.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_memfd_create,
+                name.as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = libc::c_int::try_from(fd).map_err(|_| io::ErrorKind::InvalidData)?;
+        // SAFETY: `fd` was just returned by a successful memfd_create; nothing else
+        // owns it, so the File becomes its sole owner and closes it exactly once.
+        let mut file = unsafe { File::from_raw_fd(fd) };
+        file.write_all(bytes)?;
+        let seals =
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on a descriptor we own, with an integer argument.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(file)
+    }
+
+    /// `dlopen(path, RTLD_NOW | RTLD_LOCAL)`; the handle is never closed (libraries
+    /// are never unloaded). On failure, `dlerror`'s text.
+    pub(super) fn dlopen_now(path: &Path) -> Result<(), String> {
+        use std::os::unix::ffi::OsStrExt;
+        let name = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| "the path contains a NUL byte".to_string())?;
+        // SAFETY: `name` is NUL-terminated and outlives the call. Running the library's
+        // initialisers is what the caller has decided to allow (see `open_library`).
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if !handle.is_null() {
+            return Ok(());
+        }
+        // SAFETY: dlerror returns NULL or a NUL-terminated string valid until the next
+        // dl* call on this thread; it is copied at once.
+        let message = unsafe { libc::dlerror() };
+        if message.is_null() {
+            return Err("dlopen failed without a message".into());
+        }
+        // SAFETY: non-NULL, NUL-terminated (see above).
+        Err(unsafe { CStr::from_ptr(message) }
+            .to_string_lossy()
+            .into_owned())
+    }
 }
 
 /// Plugin info rules: a printable, non-empty name and a semver version.

@@ -82,11 +82,25 @@ fn assert_loaded(report: &LoadReport, name: &str) {
     );
 }
 
-/// Whether any part of `path` is mapped into this process (it is, once `dlopen`ed).
+/// Whether any part of `path` is mapped into this process (it is, once `dlopen`ed):
+/// the file itself, or the sealed in-memory copy the loader names after it.
 fn is_mapped(path: &Path) -> bool {
+    is_mapped_from_file(path) || is_mapped_from_memfd(path)
+}
+
+/// Whether the file at `path` itself is mapped.
+fn is_mapped_from_file(path: &Path) -> bool {
     let maps = fs::read_to_string("/proc/self/maps").unwrap();
     let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     maps.lines().any(|l| l.ends_with(&*path.to_string_lossy()))
+}
+
+/// Whether a memfd named after `path` (as the loader names its sealed copies) is
+/// mapped.
+fn is_mapped_from_memfd(path: &Path) -> bool {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let wanted = format!("/memfd:{} (deleted)", path.display());
+    maps.lines().any(|l| l.ends_with(&wanted))
 }
 
 #[track_caller]
@@ -207,6 +221,143 @@ fn the_same_directory_can_be_loaded_twice() {
         assert_loaded(&report, "libtestkit.so");
         assert_eq!(report.plugins[0].resolver.name(), "Test Kit");
     }
+}
+
+/// Runs `body` in a child process (this test binary, running only `test`), so that a
+/// crash there (e.g. SIGBUS) fails the test instead of killing the whole suite.
+fn in_child_process(test: &str, body: impl FnOnce()) {
+    const CHILD: &str = "PROVTARGET_LOADER_TEST_CHILD";
+    if std::env::var_os(CHILD).as_deref() == Some(OsStr::new(test)) {
+        body();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .expect("cannot run the test binary");
+    assert!(
+        out.status.success(),
+        "{test} failed in its child process ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A host for calling a plugin directly: never cancelled, logs dropped.
+struct QuietHost;
+
+impl provtarget_abi::host::HostServices for QuietHost {
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+    fn sleep(&self, _: Duration) -> bool {
+        false
+    }
+    fn log(&self, _: provtarget_abi::LogLevel, _: &str) {}
+}
+
+#[test]
+fn what_runs_is_a_sealed_copy_of_the_checked_bytes_not_the_file() {
+    // Without the sealed copy, the dynamic linker maps the file itself: truncating it
+    // (as an in-place `cp` does) makes the next call into the plugin die with SIGBUS,
+    // and rewriting it changes the code that runs.
+    in_child_process(
+        "what_runs_is_a_sealed_copy_of_the_checked_bytes_not_the_file",
+        || {
+            let dir = TempDir::new("loader-sealed");
+            let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit-sealed.so");
+            let mut report = load(&dir);
+            assert_loaded(&report, "libtestkit-sealed.so");
+            assert!(
+                is_mapped_from_memfd(&path),
+                "no memfd named after {} in /proc/self/maps",
+                path.display()
+            );
+            assert!(
+                !is_mapped_from_file(&path),
+                "the file itself is mapped, not a sealed copy"
+            );
+
+            let resolver = &mut report.plugins[0].resolver;
+            let config = [
+                ("testkit.targets".to_string(), "a.example:4222".to_string()),
+                ("testkit.mode".to_string(), "ok".to_string()),
+            ];
+            resolver.configure(&QuietHost, &config).unwrap();
+
+            // Truncate the file in place, then call into every function again.
+            fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+            assert_eq!(resolver.name(), "Test Kit");
+            assert_eq!(resolver.targets(&QuietHost).unwrap(), ["a.example:4222"]);
+
+            // Overwrite it in place with another plugin (`cp` onto an existing file).
+            fs::write(&path, fs::read(cdylib(DC_HINT)).unwrap()).unwrap();
+            assert_eq!(resolver.name(), "Test Kit");
+            assert_eq!(resolver.targets(&QuietHost).unwrap(), ["a.example:4222"]);
+            resolver.configure(&QuietHost, &config).unwrap();
+        },
+    );
+}
+
+/// Builds a shared library with the C compiler, linked with `-z lazy` (so without
+/// BIND_NOW), that exports the provtarget root-module symbol (pointing at zeros, not a
+/// real header) and calls, through its PLT, a function nothing provides. (Rust code
+/// cannot show this: rustc calls external functions through the GOT, which the dynamic
+/// linker binds at load time even when lazy.) `None` when there is no C compiler.
+fn unbound_library(dir: &TempDir) -> Option<PathBuf> {
+    let build = TempDir::new("loader-unbound-build");
+    let source = build.write(
+        "unbound.c",
+        format!(
+            "extern void provtarget_test_symbol_that_nothing_provides(void);\n\
+             void call_missing(void) {{ provtarget_test_symbol_that_nothing_provides(); }}\n\
+             static const unsigned long long zeros[64];\n\
+             const unsigned long long *const root __asm__(\"{}\") = zeros;\n",
+            provtarget_abi::ROOT_SYMBOL
+        ),
+    );
+    let output = build.path().join("libunbound.so");
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wl,-z,lazy", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(dir.copy_in(&output, "libunbound.so")),
+        other => {
+            println!("skipped: cannot build a test library with cc: {other:?}");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_library_with_an_unresolved_function_is_refused_at_load() {
+    // abi_stable alone dlopens with RTLD_LAZY: such a library would load, and the host
+    // would die ("symbol lookup error", exit 127) on its first call of that function.
+    let dir = TempDir::new("loader-unbound");
+    let Some(_path) = unbound_library(&dir) else {
+        return;
+    };
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "libunbound.so"),
+        Stage::Load,
+        &[
+            "not a loadable library",
+            "undefined symbol: provtarget_test_symbol_that_nothing_provides",
+            "rebuild it",
+        ],
+    );
+    let reason = report.libraries[0].verdict.reason().unwrap();
+    assert!(!reason.contains("/proc/self/fd"), "{reason}");
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything, installs the sample dc-hint plugin into a private plugin
 # directory inside target/, and runs `provtarget buildinfo` and `provtarget targets`
-# against it with examples/dc.json. No root, nothing outside the repository.
+# against it with examples/dc.json, on built-in defaults (no configuration file; see
+# examples/server.conf for one). No root, nothing outside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ chmod 0755 target/demo "$plugins"
 install -m 0644 target/release/libprovtarget_dc_hint.so "$plugins/"
 
 bin=target/release/provtarget
-args=(--config examples/server.conf --plugin-dir "$plugins" --set "plugin.acme.dc_hint.file=examples/dc.json")
+args=(--config /dev/null --plugin-dir "$plugins" --set "plugin.acme.dc_hint.file=examples/dc.json")
 
 echo "\$ provtarget buildinfo"
 "$bin" buildinfo "${args[@]}"

@@ -58,6 +58,7 @@ pub fn text(host: &Host) -> String {
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "Server Settings:");
+    let (name, version) = (printable(&name), printable(&version));
     if version.is_empty() {
         let _ = writeln!(out, "    Provisioning Target Resolver: {name}");
     } else {
@@ -74,7 +75,8 @@ pub fn text(host: &Host) -> String {
         let _ = writeln!(
             out,
             "            Disabled Resolver: {}: {}",
-            d.name, d.reason
+            printable(&d.name),
+            printable(&d.reason)
         );
     }
     let _ = writeln!(
@@ -166,27 +168,33 @@ fn write_library(out: &mut String, host: &Host, lib: &LibraryRecord) {
         }
         Verdict::Rejected { stage, reason } => {
             let _ = writeln!(out, "        Status: rejected at {}", stage.as_str());
-            let _ = writeln!(out, "        Reason: {reason}");
+            let _ = writeln!(out, "        Reason: {}", printable(reason));
         }
         Verdict::Skipped { reason } => {
             let _ = writeln!(out, "        Status: skipped");
-            let _ = writeln!(out, "        Reason: {reason}");
+            let _ = writeln!(out, "        Reason: {}", printable(reason));
         }
     }
     if let Some(p) = &lib.plugin {
+        let i = &p.info;
         let _ = writeln!(
             out,
             "        Plugin: {} version {}",
-            p.info.name, p.info.version
+            printable(&i.name),
+            printable(&i.version)
         );
-        let _ = writeln!(out, "        Type: {}", p.info.plugin_type);
-        if !p.info.vendor.is_empty() {
-            let _ = writeln!(out, "        Vendor: {}", p.info.vendor);
+        let _ = writeln!(out, "        Type: {}", i.plugin_type);
+        if !i.vendor.is_empty() {
+            let _ = writeln!(out, "        Vendor: {}", printable(&i.vendor));
         }
         let _ = writeln!(
             out,
-            "        Interface: {} (built with {}, {})",
-            p.interface_version, p.info.rustc_version, p.info.target
+            "        Interface: {} (built with {}, {}; provtarget-abi {} on abi_stable {})",
+            printable(&p.interface_version),
+            printable(&i.rustc_version),
+            printable(&i.target),
+            printable(&i.sdk_version),
+            printable(&i.abi_stable_version)
         );
     }
     if let Some(f) = &lib.file {
@@ -305,6 +313,7 @@ mod tests {
             "chpwd",
             "API_SECRET",
             "testkit.token",
+            "provisioning.extensions",
         ] {
             assert!(is_secret(k), "{k}");
             assert_eq!(shown(k, "hunter2"), MASK);

@@ -47,8 +47,10 @@ enum Command {
     Targets {
         #[command(flatten)]
         host: HostArgs,
-        /// Give up (cancelling the resolver) after this long: 30, 30s, 500ms, 2m.
-        /// Overrides plugin.provtarget.timeout.
+        /// Deadline for each resolver of the chain (and for its configure): 30, 30s,
+        /// 500ms, 2m. A resolver past it is cancelled and the next one tried, so a
+        /// chain of N may take up to N x (deadline + 2s grace). Overrides
+        /// plugin.provtarget.timeout.
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
         /// Print one JSON object instead of text.

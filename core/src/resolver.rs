@@ -9,8 +9,8 @@ use std::{
 use provtarget_abi::{host::HostServices, Cancellation, Cancelled, Config, LogLevel};
 
 /// Provisioning settings a resolver reports after `configure`: `(key, value)` pairs,
-/// shown by `buildinfo` with secrets masked.
-pub type Settings = Vec<(String, String)>;
+/// shown by `buildinfo` with secrets masked (the SDK's type, for native resolvers too).
+pub use provtarget_abi::Settings;
 
 /// A provisioning target resolver as the host sees it.
 ///

@@ -155,7 +155,7 @@ impl LogLevel {
 /// and logging into the host's log (a plugin's own `tracing` or `log` calls would go to
 /// the plugin's private copy of those crates and never be seen).
 pub struct Context<'a> {
-    host: &'a (dyn HostCalls + 'a),
+    host: &'a (dyn HostCalls + Sync + 'a),
 }
 
 /// The host object behind a [`Context`], whatever its lifetime parameters.
@@ -224,6 +224,13 @@ impl<'a> Context<'a> {
         self.log(LogLevel::Trace, message)
     }
 }
+
+// A plugin may hand its context to scoped worker threads (e.g. to query several
+// services at once and check cancellation from each).
+const _: () = {
+    fn send_and_sync<T: Send + Sync>() {}
+    let _ = send_and_sync::<Context<'static>>;
+};
 
 impl Cancellation for Context<'_> {
     fn is_cancelled(&self) -> bool {

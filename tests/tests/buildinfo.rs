@@ -204,3 +204,50 @@ fn a_missing_explicit_config_file_is_a_one_line_error() {
         run.stderr
     );
 }
+
+#[test]
+fn plugin_supplied_text_never_reaches_the_terminal_raw() {
+    let dir = plugin_dir("bi-hostile", &["provtarget-test-hostileinfo"]);
+    let run = provtarget(&["buildinfo", "--plugin-dir", &path_str(dir.path())]);
+    run.ok();
+    assert!(
+        !run.stdout.contains('\x1b'),
+        "raw escape in:\n{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains('\x07'), "raw BEL in:\n{}", run.stdout);
+    assert!(
+        !run.stdout.contains("\nVendor: forged line"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Plugin: Hostile\\u{1b}[31mRED version 0.1.0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("Vendor: Evil\\nVendor: forged line"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stderr.contains('\x1b'),
+        "raw escape in logs:\n{}",
+        run.stderr
+    );
+
+    let file = dir
+        .path()
+        .join(cdylib_file_name("provtarget-test-hostileinfo"));
+    let run = provtarget(&["plugins", "check", &path_str(&file)]);
+    run.failed(1);
+    assert!(!run.stdout.contains('\x1b'), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("Description: \\u{1b}]0;pwned title\\u{7}"),
+        "{}",
+        run.stdout
+    );
+}

@@ -9,6 +9,10 @@
 //!   anything here, and teach `crate::host` to read the frozen copy;
 //! - keep type names identical across versions (the layout checker compares names);
 //! - add, never remove or reorder; new root-module fields go last;
+//! - only prefix types (the root module, `#[sabi_trait]` traits) can grow. Plain
+//!   `#[repr(C)]` structs such as `FfiPluginInfo` and `FfiConfigKey` are returned by
+//!   value and cannot gain a field without breaking their layout: new information
+//!   needs a new root-module function (as `config_keys` was added in 1.1);
 //! - bump [`INTERFACE_VERSION`]'s minor for additions, its major for anything else.
 #![allow(missing_docs, non_local_definitions, non_camel_case_types)]
 

@@ -68,7 +68,7 @@
 //!    is opened with `RTLD_NOW`, so a library needing a function nothing provides is
 //!    refused here instead of killing the host on its first call. Then the abi_stable
 //!    header, the interface version and layout, the plugin info (non-empty name,
-//!    semver version), the plugin type, the duplicate-name rule (the later file is
+//!    not one of [`RESERVED_NAMES`], semver version), the plugin type, the duplicate-name rule (the later file is
 //!    refused) and the constructor.
 //!
 //! Libraries are never unloaded: upgrade a plugin by restarting the host.
@@ -95,6 +95,28 @@ use provtarget_abi::{
 
 /// Where operators install plugins.
 pub const DEFAULT_DIRECTORY: &str = "/usr/lib/choria/provtarget";
+
+/// Plugin names reserved for the built-in resolver: `default` (the alias the
+/// host configuration uses for it) and `Choria JWT Resolver` (its name). A plugin
+/// calling itself one of these would shadow the built-in resolver, so it is refused at
+/// the [`Stage::Info`] stage. Compare names with [`is_reserved_name`], not with `==`.
+pub const RESERVED_NAMES: [&str; 2] = ["default", "Choria JWT Resolver"];
+
+/// Whether `name` is one of [`RESERVED_NAMES`], ignoring ASCII case and surrounding
+/// whitespace (the host treats `default` in any case as the built-in resolver; the
+/// loader is as strict for `Choria JWT Resolver`). The host should use this too when it
+/// resolves a configured name, so both agree on what is reserved.
+///
+/// ```
+/// use provtarget_loader::is_reserved_name;
+/// assert!(is_reserved_name("Default"));
+/// assert!(is_reserved_name("choria jwt resolver"));
+/// assert!(!is_reserved_name("Acme DC hints Provisioning Target"));
+/// ```
+pub fn is_reserved_name(name: &str) -> bool {
+    let name = name.trim();
+    RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
 
 /// What to load and how strictly.
 #[derive(Debug, Clone)]

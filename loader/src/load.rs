@@ -554,6 +554,16 @@ fn validate_info(info: &PluginInfo, path: &Path) -> Result<(), Refusal> {
             ),
         ));
     }
+    if crate::is_reserved_name(&info.name) {
+        return Err((
+            Stage::Info,
+            format!(
+                "{p}: plugin name {} is reserved for the built-in resolver; rename the \
+                 plugin and rebuild it",
+                one_line_escaped(&info.name)
+            ),
+        ));
+    }
     if let Err(e) = semver::Version::parse(&info.version) {
         return Err((
             Stage::Info,
@@ -599,6 +609,30 @@ mod tests {
         assert!(reason.contains("`1.0`, which is not semver"), "{reason}");
         let (_, reason) = validate_info(&info("A\ncme", "1.0.0"), p).unwrap_err();
         assert!(reason.contains("control characters") && !reason.contains('\n'));
+    }
+
+    #[test]
+    fn names_reserved_for_the_built_in_resolver_are_refused() {
+        let p = Path::new("/d/x.so");
+        for name in [
+            "default",
+            "DEFAULT",
+            " Default ",
+            "Choria JWT Resolver",
+            "choria jwt resolver",
+        ] {
+            let (stage, reason) = validate_info(&info(name, "1.0.0"), p).unwrap_err();
+            assert_eq!(stage, Stage::Info, "{name:?}");
+            assert!(
+                reason.starts_with("/d/x.so: plugin name ")
+                    && reason.contains("is reserved for the built-in resolver; rename the plugin"),
+                "{reason}"
+            );
+            assert!(!reason.contains('\n'));
+        }
+        for name in ["defaults", "Choria JWT Resolver 2", "Acme"] {
+            assert!(validate_info(&info(name, "1.0.0"), p).is_ok(), "{name:?}");
+        }
     }
 
     #[test]

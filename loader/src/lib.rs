@@ -292,13 +292,18 @@ pub struct LoadReport {
 }
 
 /// Scans every directory in `options` and loads what passes every check. Never fails
-/// as a whole: each file gets its verdict; missing directories are not errors.
+/// as a whole: each file gets its verdict; missing directories are not errors. A
+/// directory listed more than once (by any spelling: the same device and inode) is
+/// scanned once, where it is first listed.
 pub fn load_all(options: &LoaderOptions) -> LoadReport {
     let (session, warnings) = load::Session::start(options);
     let mut report = LoadReport {
         warnings,
         ..LoadReport::default()
     };
+    // Directories already scanned, by the identity of the opened directory (device and
+    // inode), so one configured twice (or under two spellings) is scanned once.
+    let mut scanned: Vec<((u64, u64), &Path)> = Vec::new();
     for dir_path in &options.directories {
         let dir = match trust::open_dir(dir_path) {
             Ok(dir) => dir,
@@ -312,6 +317,19 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
                 continue;
             }
         };
+        if let Ok(meta) = dir.file.metadata() {
+            use std::os::unix::fs::MetadataExt;
+            let id = (meta.dev(), meta.ino());
+            if let Some((_, first)) = scanned.iter().find(|(seen, _)| *seen == id) {
+                tracing::debug!(
+                    directory = %dir_path.display(),
+                    same_as = %first.display(),
+                    "plugin directory configured more than once; scanned once"
+                );
+                continue;
+            }
+            scanned.push((id, dir_path));
+        }
         let names = match discover::list(&dir) {
             Ok(names) => names,
             Err(e) => {

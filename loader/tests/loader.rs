@@ -410,6 +410,34 @@ fn files_are_reported_in_directory_order_then_file_name_order() {
 }
 
 #[test]
+fn a_directory_configured_twice_is_scanned_once() {
+    let dir = TempDir::new("loader-dir-twice");
+    dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    dir.write("empty.so", "");
+    let other = TempDir::new("loader-dir-twice-other");
+    other.write("other.so", "");
+    let same_again = dir.path().join(".");
+    let report = load_all(&options(&[
+        dir.path(),
+        other.path(),
+        dir.path(),
+        &same_again,
+    ]));
+    let paths: Vec<_> = report.libraries.iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            dir.path().join("empty.so"),
+            dir.path().join("libtestkit.so"),
+            other.path().join("other.so"),
+        ]
+    );
+    assert_loaded(&report, "libtestkit.so");
+    assert_eq!(report.plugins.len(), 1);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
+
+#[test]
 fn a_directory_path_that_is_a_file_or_a_symlink_is_a_warning() {
     let dir = TempDir::new("loader-dirwarn");
     let file = dir.write("plugins", "not a dir");

@@ -55,7 +55,8 @@
 //!    ([`FileFacts`]).
 //! 3. **Pinning**, when [`LoaderOptions::pin_file`] is set: a `sha256sum` listing
 //!    (`<hash>  <file name>`, matched by file name). A malformed pin file loads
-//!    nothing.
+//!    nothing; a file name pinned with two different hashes refuses that library
+//!    only (keep one line per file).
 //! 4. **Format** (Linux): ELF class, byte order and machine of this host, a shared
 //!    object, every segment and header table inside the file, and the provtarget root
 //!    module symbol among its exports. A truncated copy would crash the process inside

@@ -10,7 +10,10 @@
 //! `<name>` may be a path (`sha256sum /usr/lib/choria/provtarget/*.so > pins`): only
 //! its last component is used. The parser is strict: any other line makes the whole
 //! pin file unusable, and then no library loads, because a pin file that silently
-//! skipped a typo would pin less than its author thinks.
+//! skipped a typo would pin less than its author thinks. A name pinned on several
+//! lines with different hashes (say, a vendor appended the new build's line on
+//! upgrade) is ambiguous: that library is refused, naming the lines, and the others
+//! load.
 
 use std::{
     collections::HashMap,
@@ -33,8 +36,9 @@ const MAX_PIN_FILE: u64 = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct Pins {
     path: PathBuf,
-    /// File name → (lower-case hex SHA-256, line number).
-    by_name: HashMap<OsString, (String, usize)>,
+    /// File name → its distinct pins: (lower-case hex SHA-256, first line number), in
+    /// file order. More than one means the pin file contradicts itself for that name.
+    by_name: HashMap<OsString, Vec<(String, usize)>>,
 }
 
 impl Pins {
@@ -77,7 +81,7 @@ impl Pins {
     /// Parses pin file contents; `path` is for messages.
     pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Pins, String> {
         let p = shown(path);
-        let mut by_name: HashMap<OsString, (String, usize)> = HashMap::new();
+        let mut by_name: HashMap<OsString, Vec<(String, usize)>> = HashMap::new();
         for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let number = index + 1;
             let line = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -101,18 +105,9 @@ impl Pins {
                         shown_bytes(&name)
                     )
                 })?;
-            match by_name.get(&file_name) {
-                Some((earlier, first)) if *earlier != hash => {
-                    return Err(format!(
-                        "pin file {p} pins {} twice with different hashes (lines {first} and \
-                         {number}); keep one",
-                        shown(Path::new(&file_name))
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    by_name.insert(file_name, (hash, number));
-                }
+            let pins = by_name.entry(file_name).or_default();
+            if !pins.iter().any(|(earlier, _)| *earlier == hash) {
+                pins.push((hash, number));
             }
         }
         Ok(Pins {
@@ -126,16 +121,28 @@ impl Pins {
     pub(crate) fn check(&self, path: &Path, name: &OsStr, actual: &str) -> Result<(), String> {
         let p = shown(path);
         let pin_file = shown(&self.path);
-        match self.by_name.get(name) {
-            None => Err(format!(
+        match self.by_name.get(name).map(Vec::as_slice) {
+            None | Some([]) => Err(format!(
                 "{p} is not pinned in {pin_file}; add: {actual}  {}",
                 shown(Path::new(name))
             )),
-            Some((expected, _)) if expected == actual => Ok(()),
-            Some((expected, line)) => Err(format!(
+            Some([(expected, _)]) if expected == actual => Ok(()),
+            Some([(expected, line)]) => Err(format!(
                 "{p} has sha256 {actual} but {pin_file} line {line} pins {expected}; install \
                  the pinned build or update the pin"
             )),
+            Some(pins) => {
+                let lines = pins
+                    .iter()
+                    .map(|(hash, line)| format!("line {line}: {hash}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Err(format!(
+                    "{p} not loaded: {pin_file} pins {} with different hashes ({lines}); keep \
+                     one line per file (this file has sha256 {actual})",
+                    shown(Path::new(name))
+                ))
+            }
         }
     }
 }
@@ -270,12 +277,20 @@ mod tests {
     }
 
     #[test]
-    fn conflicting_pins_for_one_name_are_an_error() {
-        let err = parse(&format!("{A}  a/x.so\n{B}  b/x.so\n")).unwrap_err();
-        assert!(
-            err.contains("twice") && err.contains("lines 1 and 2"),
-            "{err}"
-        );
-        assert!(parse(&format!("{A}  a/x.so\n{A}  b/x.so\n")).is_ok());
+    fn conflicting_pins_refuse_that_name_only() {
+        let pins = parse(&format!("{A}  a/x.so\n{B}  b/x.so\n{A}  y.so\n{A}  x.so\n")).unwrap();
+        for actual in [A, B] {
+            let err = check(&pins, "x.so", actual).unwrap_err();
+            assert!(
+                err.contains(&format!("line 1: {A}, line 2: {B}"))
+                    && err.contains("keep one line per file"),
+                "{err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
+        assert_eq!(check(&pins, "y.so", A), Ok(()));
+        // The same hash twice is no conflict.
+        let pins = parse(&format!("{A}  a/x.so\n{A}  b/x.so\n")).unwrap();
+        assert_eq!(check(&pins, "x.so", A), Ok(()));
     }
 }

@@ -823,6 +823,30 @@ fn a_pin_mismatch_is_refused_showing_both_hashes() {
 }
 
 #[test]
+fn a_name_pinned_twice_with_different_hashes_is_refused_and_the_others_load() {
+    let dir = TempDir::new("loader-pin-conflict");
+    let a = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let b = dir.copy_in(&cdylib(DC_HINT), "libdc_hint.so");
+    let (hash_a, hash_b) = (sha256_hex(&a), sha256_hex(&b));
+    let new_build = "ab".repeat(32);
+    // A vendor appended its new build's line on upgrade, keeping the old one.
+    let pins =
+        format!("{hash_a}  libtestkit.so\n{hash_b}  libdc_hint.so\n{new_build}  libtestkit.so\n");
+    let report = pinned(&dir, &pins);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_rejected(
+        record(&report, "libtestkit.so"),
+        Stage::Pin,
+        &[
+            &format!("line 1: {hash_a}, line 3: {new_build}"),
+            "keep one line per file",
+        ],
+    );
+    assert_loaded(&report, "libdc_hint.so");
+    assert_not_loaded_by_dynamic_linker(&a);
+}
+
+#[test]
 fn a_malformed_pin_file_loads_nothing_and_says_which_line() {
     let dir = TempDir::new("loader-pin-bad");
     let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");

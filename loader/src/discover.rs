@@ -34,6 +34,12 @@ pub(crate) fn list(dir: &Dir) -> io::Result<Vec<OsString>> {
     Ok(names)
 }
 
+/// Whether this is Linux without a usable `/proc` (listing and loading go through
+/// `/proc/self/fd`, so nothing can load).
+pub(crate) fn proc_missing() -> bool {
+    cfg!(target_os = "linux") && !std::path::Path::new("/proc/self/fd").is_dir()
+}
+
 /// `None` if `name` is a candidate library, else why it is skipped.
 pub(crate) fn skip_reason(name: &OsStr) -> Option<String> {
     let bytes = name.as_bytes();

@@ -73,6 +73,20 @@
 //!    refused) and the constructor.
 //!
 //! Libraries are never unloaded: upgrade a plugin by restarting the host.
+//!
+//! # What is not checked
+//!
+//! - **Parent directories.** `O_NOFOLLOW` applies to the last component of a path
+//!   only, and the owner/mode rule to the plugin directory itself: the directories
+//!   above it (e.g. `/usr/lib/choria`) are neither checked nor protected against a
+//!   symlink swap. Whoever can write to one of them can replace the plugin directory.
+//!   Keep every parent of a plugin directory owned by root with mode 0755 (the
+//!   default for `/usr/lib` and its packages' directories).
+//! - **`/proc` is required on Linux.** Directories are listed and libraries loaded
+//!   through `/proc/self/fd/N` (that is what ties the load to the descriptor that was
+//!   checked). Without `/proc` (some minimal containers and chroots), no directory can
+//!   be listed: the report's warning says `/proc is not mounted; provtarget needs /proc
+//!   on Linux`, and no plugin loads.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -334,10 +348,18 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
         let names = match discover::list(&dir) {
             Ok(names) => names,
             Err(e) => {
-                let w = format!(
-                    "cannot list plugin directory {}: {e}; check its permissions",
-                    text::shown(dir_path)
-                );
+                let w = if discover::proc_missing() {
+                    format!(
+                        "cannot list plugin directory {}: /proc is not mounted; provtarget \
+                         needs /proc on Linux",
+                        text::shown(dir_path)
+                    )
+                } else {
+                    format!(
+                        "cannot list plugin directory {}: {e}; check its permissions",
+                        text::shown(dir_path)
+                    )
+                };
                 tracing::warn!("{w}");
                 report.warnings.push(w);
                 continue;

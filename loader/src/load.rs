@@ -399,7 +399,9 @@ fn open_library(file: File, bytes: &[u8], path: &Path) -> Result<PluginLibrary, 
     // Bind every symbol now, or refuse (see above).
     if let Err(dlerror) = sys::dlopen_now(&load_path) {
         tracing::debug!(path = %path.display(), %dlerror, "dlopen(RTLD_NOW) refused the plugin");
-        let fix = if dlerror.contains("undefined symbol") {
+        let fix = if crate::discover::proc_missing() {
+            "; /proc is not mounted; provtarget needs /proc on Linux"
+        } else if dlerror.contains("undefined symbol") {
             "; it needs a symbol that neither this host nor its libraries provide: rebuild \
              it for this host (link with -z now to catch this at build time)"
         } else {

@@ -563,6 +563,19 @@ fn a_plugin_built_against_an_incompatible_contract_is_refused() {
 }
 
 #[test]
+fn a_plugin_declaring_1_1_with_the_1_0_layout_is_refused_at_the_interface_stage() {
+    let dir = TempDir::new("loader-badlayout");
+    dir.copy_in(&cdylib("provtarget-test-badlayout"), "libbadlayout.so");
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "libbadlayout.so"),
+        Stage::Interface,
+        &["layout mismatch for interface 1.1.0", "too many fields"],
+    );
+    assert!(report.plugins.is_empty());
+}
+
+#[test]
 fn a_plugin_of_the_wrong_type_is_refused() {
     let dir = TempDir::new("loader-wrongtype");
     dir.copy_in(&cdylib("provtarget-test-wrongtype"), "libagent.so");

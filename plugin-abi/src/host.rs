@@ -113,8 +113,9 @@ pub struct PluginLibrary {
 }
 
 impl PluginLibrary {
-    /// Loads the library at `path` and checks it against every layout this host reads,
-    /// newest first.
+    /// Loads the library at `path` and checks it against the layout of the interface
+    /// version it declares (1.0 → the frozen 1.0 layout; 1.1 or a newer 1.x → the
+    /// 1.1 layout).
     ///
     /// # Safety
     ///
@@ -155,8 +156,9 @@ impl PluginLibrary {
 
     fn from_header(header: &'static LibHeader) -> Result<PluginLibrary, OpenError> {
         let declared = header.version_strings().version.as_str().to_string();
-        let major = declared.split('.').next().unwrap_or("");
         let supported_major = crate::INTERFACE_VERSION.split('.').next().unwrap_or("");
+        let mut parts = declared.split('.');
+        let major = parts.next().unwrap_or("");
         if major != supported_major {
             return Err(OpenError {
                 kind: OpenErrorKind::InterfaceMismatch,
@@ -169,31 +171,35 @@ impl PluginLibrary {
                 detail: String::new(),
             });
         }
-        // Newest layout first; an older plugin is refused by it ("too many fields")
-        // and read through its own frozen layout instead.
-        let newest = match header.init_root_module::<ffi::v1_1::PluginModule_Ref>() {
-            Ok(m) => {
-                return Ok(PluginLibrary {
-                    module: Module::V1_1(m),
-                })
-            }
-            Err(e) => e,
+        let Some(minor) = parts.next().and_then(|m| m.trim().parse::<u64>().ok()) else {
+            return Err(OpenError {
+                kind: OpenErrorKind::InterfaceMismatch,
+                message: format!(
+                    "declares provtarget plugin interface `{}`, which is not a version \
+                     number; rebuild it against provtarget-abi {}",
+                    one_line(&declared),
+                    crate::INTERFACE_VERSION
+                ),
+                detail: String::new(),
+            });
         };
-        let older = match header.init_root_module::<ffi::v1_0::PluginModule_Ref>() {
-            Ok(m) => {
-                return Ok(PluginLibrary {
-                    module: Module::V1_0(m),
-                })
-            }
-            Err(e) => e,
-        };
-        // Report against the layout the plugin claims to implement.
-        let relevant = if declared.starts_with("1.0.") {
-            older
+        // The layout is chosen by the declared version, never by trial: a plugin
+        // declaring 1.1 must match the 1.1 layout (it must not slip in through the 1.0
+        // one), and a 1.0 plugin is checked once, against 1.0. A newer 1.x (1.2...) is
+        // read through the newest layout known here: abi_stable accepts a library
+        // whose prefix types have more fields than the host's.
+        let module = if minor >= 1 {
+            header
+                .init_root_module::<ffi::v1_1::PluginModule_Ref>()
+                .map(Module::V1_1)
         } else {
-            newest
+            header
+                .init_root_module::<ffi::v1_0::PluginModule_Ref>()
+                .map(Module::V1_0)
         };
-        Err(library_error(relevant, &declared))
+        module
+            .map(|module| PluginLibrary { module })
+            .map_err(|e| library_error(e, &declared))
     }
 
     /// The interface version whose layout this library was read with.

@@ -412,3 +412,33 @@ fn a_library_without_root_module_is_not_a_plugin() {
         err.message
     );
 }
+
+#[test]
+fn a_plugin_declaring_1_1_with_another_layout_is_refused_not_read_as_1_0() {
+    // It declares 1.1.0 but has the 1.0 root module: the 1.0 layout would accept it,
+    // so a host trying layouts one after another would load it as a 1.0 plugin.
+    let path = cdylib("provtarget-test-badlayout");
+    // SAFETY: built from this workspace.
+    let err = unsafe { PluginLibrary::open(&path) }.unwrap_err();
+    assert_eq!(err.kind, OpenErrorKind::LayoutMismatch, "{}", err.message);
+    assert!(!err.message.contains('\n'), "{}", err.message);
+    assert!(err.message.len() <= 400, "{} chars", err.message.len());
+    assert!(
+        err.message
+            .starts_with("layout mismatch for interface 1.1.0: "),
+        "{}",
+        err.message
+    );
+    // The summary comes from abi_stable's `Error:` lines, not its whole report.
+    assert!(err.message.contains("too many fields"), "{}", err.message);
+    assert!(err.detail.lines().count() > 1);
+}
+
+#[test]
+fn layouts_are_chosen_by_the_declared_version() {
+    // 1.1 plugins read through 1.1, the frozen 1.0 plugin through 1.0.
+    assert_eq!(open("provtarget-testkit").interface_version(), "1.1.0");
+    let legacy = open_path(&provtarget_testsupport::legacy_1_0_plugin());
+    assert_eq!(legacy.interface_version(), "1.0.0");
+    assert_eq!(legacy.info().interface_version, "1.0.0");
+}

@@ -29,8 +29,9 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How long `configure` may take when no `plugin.provtarget.timeout` is set.
 pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The name `default` in `plugin.provtarget.resolvers` stands for the built-in resolver.
-pub const DEFAULT_ALIAS: &str = "default";
+/// The name `default` in `plugin.provtarget.resolvers` stands for the built-in resolver
+/// (as does its own name; see `provtarget_loader::RESERVED_NAMES`).
+pub const DEFAULT_ALIAS: &str = provtarget_loader::RESERVED_NAMES[0];
 
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
@@ -213,7 +214,8 @@ impl Host {
             }
         } else {
             for name in &wanted {
-                if name.eq_ignore_ascii_case(DEFAULT_ALIAS) || name == default_resolver::NAME {
+                // The same rule the loader uses to refuse plugins with these names.
+                if provtarget_loader::is_reserved_name(name) {
                     if candidates.iter().any(|(_, o)| *o == Origin::BuiltIn) {
                         warnings.push(format!("resolver {name} is listed twice in plugin.provtarget.resolvers; using it once"));
                     } else {

@@ -93,19 +93,16 @@ extern "C" fn config_keys<R: Resolver>() -> RVec<FfiConfigKey> {
 /// The resolver as the host holds it. `ManuallyDrop` so that dropping it (when the
 /// host lets go of the resolver) also runs under [`guarded`]: abi_stable's own
 /// destructor shim aborts the process if a `Drop` impl panics.
-struct Exported<R>(ManuallyDrop<R>);
+struct Exported<R: Resolver>(ManuallyDrop<R>);
 
-impl<R> Drop for Exported<R> {
+impl<R: Resolver> Drop for Exported<R> {
     fn drop(&mut self) {
-        install_panic_hook();
-        let outer = CAPTURE.with(|c| c.borrow_mut().replace(None));
-        // SAFETY: `self.0` is never used again: this is `Exported`'s own destructor.
-        let result = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-            ManuallyDrop::drop(&mut self.0)
-        }));
-        CAPTURE.with(|c| *c.borrow_mut() = outer);
         // A panicking destructor has nobody to report to; the value is gone either way.
-        drop(result);
+        let _ = guarded::<R, _>("drop", || {
+            // SAFETY: `self.0` is never used again: this is `Exported`'s own destructor.
+            unsafe { ManuallyDrop::drop(&mut self.0) };
+            Ok(())
+        });
     }
 }
 

@@ -29,10 +29,6 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How long `configure` may take when no `plugin.provtarget.timeout` is set.
 pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The name `default` in `plugin.provtarget.resolvers` stands for the built-in resolver
-/// (as does its own name; see `provtarget_loader::RESERVED_NAMES`).
-pub const DEFAULT_ALIAS: &str = provtarget_loader::RESERVED_NAMES[0];
-
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
     info: PluginInfo,
@@ -256,20 +252,11 @@ impl Host {
         let mut chain = Vec::new();
         let mut disabled = Vec::new();
         for (resolver, origin) in candidates {
-            let name = resolver.name();
-            let version = resolver.version();
-            match configure(resolver, &resolver_config, configure_deadline) {
-                Ok((resolver, settings)) => chain.push(ActiveResolver {
-                    name,
-                    version,
-                    origin,
-                    settings,
-                    resolver: Arc::from(resolver),
-                    busy: Arc::default(),
-                }),
-                Err(reason) => {
-                    tracing::error!(plugin = name.as_str(), "resolver disabled: {reason}");
-                    disabled.push(DisabledResolver { name, reason });
+            match activate(resolver, origin, &resolver_config, configure_deadline) {
+                Ok(active) => chain.push(active),
+                Err(d) => {
+                    tracing::error!(plugin = d.name.as_str(), "resolver disabled: {}", d.reason);
+                    disabled.push(d);
                 }
             }
         }
@@ -282,17 +269,13 @@ impl Host {
                 warnings.push(format!(
                     "no resolver could be configured; falling back to the built-in {name}"
                 ));
-                if let Ok((resolver, settings)) =
-                    configure(fallback, &resolver_config, configure_deadline)
-                {
-                    chain.push(ActiveResolver {
-                        version: resolver.version(),
-                        name,
-                        origin: Origin::BuiltIn,
-                        settings,
-                        resolver: Arc::from(resolver),
-                        busy: Arc::default(),
-                    });
+                if let Ok(active) = activate(
+                    fallback,
+                    Origin::BuiltIn,
+                    &resolver_config,
+                    configure_deadline,
+                ) {
+                    chain.push(active);
                 }
             }
         }
@@ -399,6 +382,28 @@ impl Host {
 
 fn default_resolver() -> Box<dyn TargetResolver> {
     Box::new(JwtResolver::new(BuildDefaults::compiled()))
+}
+
+/// Configures `resolver` and makes it a member of the chain, or says why it cannot be.
+fn activate(
+    resolver: Box<dyn TargetResolver>,
+    origin: Origin,
+    config: &provtarget_abi::Config,
+    deadline: Duration,
+) -> Result<ActiveResolver, DisabledResolver> {
+    let name = resolver.name();
+    let version = resolver.version();
+    match configure(resolver, config, deadline) {
+        Ok((resolver, settings)) => Ok(ActiveResolver {
+            name,
+            version,
+            origin,
+            settings,
+            resolver: Arc::from(resolver),
+            busy: Arc::default(),
+        }),
+        Err(reason) => Err(DisabledResolver { name, reason }),
+    }
 }
 
 /// Runs `configure` on its own thread with a deadline. On success the resolver comes

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use provtarget::{
     host::PluginAdapter,
-    resolver::{CancelToken, ResolveContext, Settings, TargetResolver},
+    resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
 };
 use provtarget_abi::Config;
 use provtarget_bench_plugin::{FixedTargets, COUNT_KEY};
@@ -29,8 +29,8 @@ impl TargetResolver for Native {
         self.0 = FixedTargets::from_config(config).map_err(|e| e.to_string())?;
         Ok(Settings::new())
     }
-    fn targets(&self, _ctx: &ResolveContext) -> Result<Vec<String>, String> {
-        Ok(self.0.targets())
+    fn targets(&self, _ctx: &ResolveContext) -> Result<RawTargets, String> {
+        Ok(self.0.targets().into())
     }
 }
 

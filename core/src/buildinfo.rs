@@ -198,13 +198,14 @@ fn write_library(out: &mut String, host: &Host, lib: &LibraryRecord) {
         );
     }
     if let Some(f) = &lib.file {
+        let hash = match &f.sha256 {
+            Some(h) => format!("sha256:{} ", short_hash(h)),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "        File: sha256:{} {} bytes, owner {} mode {:04o}",
-            short_hash(&f.sha256),
-            f.size,
-            f.uid,
-            f.mode
+            "        File: {hash}{} bytes, owner {} mode {:04o}",
+            f.size, f.uid, f.mode
         );
     }
 }
@@ -291,7 +292,7 @@ pub fn record_json(lib: &LibraryRecord) -> Value {
         "config_keys": plugin.map(|p| p.config_keys.iter().map(|k| json!({
             "key": k.key, "default": k.default, "description": k.description
         })).collect::<Vec<_>>()),
-        "sha256": file.map(|f| f.sha256.clone()),
+        "sha256": file.and_then(|f| f.sha256.clone()),
         "size": file.map(|f| f.size),
         "mtime": file.and_then(|f| f.mtime.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
         "uid": file.map(|f| f.uid),

@@ -133,6 +133,17 @@ impl HostConfig {
             .collect()
     }
 
+    /// What the loader is to do with this configuration: directories, pin file and
+    /// developer override (hashing only when pinning is on).
+    pub fn loader_options(&self) -> provtarget_loader::LoaderOptions {
+        provtarget_loader::LoaderOptions {
+            directories: self.directories(),
+            pin_file: self.pin_file(),
+            insecure_skip_owner_checks: self.insecure_skip_owner_checks(),
+            always_hash: false,
+        }
+    }
+
     /// Plugin directories (comma separated), or the built-in default.
     pub fn directories(&self) -> Vec<PathBuf> {
         if let Some(dirs) = &self.directories_flag {

@@ -13,12 +13,12 @@ use std::{
 };
 
 use provtarget_abi::host::{PluginInfo, PluginResolver};
-use provtarget_loader::{LoadReport, LoaderOptions};
+use provtarget_loader::LoadReport;
 
 use crate::{
     config::HostConfig,
     default_resolver::{self, BuildDefaults, JwtResolver},
-    resolver::{CancelToken, ResolveContext, Settings, TargetResolver},
+    resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
     targets::{self, Server},
 };
 
@@ -60,8 +60,8 @@ impl TargetResolver for PluginAdapter {
             .collect();
         self.resolver.configure(ctx, &pairs)
     }
-    fn targets(&self, ctx: &ResolveContext) -> Result<Vec<String>, String> {
-        self.resolver.targets(ctx)
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
+        self.resolver.targets(ctx).map(RawTargets::from)
     }
 }
 
@@ -153,12 +153,7 @@ impl Host {
     /// Never fails: problems become warnings, refused libraries and disabled
     /// resolvers, all visible in `buildinfo`.
     pub fn start(config: HostConfig) -> Host {
-        let options = LoaderOptions {
-            directories: config.directories(),
-            pin_file: config.pin_file(),
-            insecure_skip_owner_checks: config.insecure_skip_owner_checks(),
-        };
-        let report = provtarget_loader::load_all(&options);
+        let report = provtarget_loader::load_all(&config.loader_options());
         Host::start_with(config, report)
     }
 
@@ -456,7 +451,7 @@ async fn run_targets(
     active: &ActiveResolver,
     outer: &CancelToken,
     deadline: Option<Duration>,
-) -> Result<Vec<String>, String> {
+) -> Result<RawTargets, String> {
     if active.busy.swap(true, Ordering::SeqCst) {
         return Err(
             "its previous call ignored cancellation and is still running; not starting another"

@@ -214,7 +214,14 @@ fn print_json(value: &serde_json::Value) {
 }
 
 fn buildinfo_cmd(args: &HostArgs, as_json: bool) -> Result<ExitCode, String> {
-    let host = Host::start(args.config(None)?);
+    // The inventory reports every library's SHA-256 (what a pin file needs), not
+    // only when pinning is on.
+    let config = args.config(None)?;
+    let report = provtarget_loader::load_all(&LoaderOptions {
+        always_hash: true,
+        ..config.loader_options()
+    });
+    let host = Host::start_with(config, report);
     if as_json {
         print_json(&buildinfo::json(&host));
     } else {
@@ -290,6 +297,7 @@ fn check_cmd(
         directories: Vec::new(),
         pin_file: pins,
         insecure_skip_owner_checks: insecure,
+        always_hash: true,
     };
     let (record, _plugin) = provtarget_loader::check_file(file, &options);
     if as_json {
@@ -335,7 +343,9 @@ fn check_cmd(
             }
         }
         if let Some(f) = &record.file {
-            println!("    SHA256: {}", f.sha256);
+            if let Some(hash) = &f.sha256 {
+                println!("    SHA256: {hash}");
+            }
             println!(
                 "    Size: {} bytes, owner {} mode {:04o}",
                 f.size, f.uid, f.mode

@@ -6,7 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use provtarget_abi::{host::HostServices, Cancellation, Cancelled, Config, LogLevel};
+use provtarget_abi::{
+    host::{HostServices, TargetList},
+    Cancellation, Cancelled, Config, LogLevel,
+};
 
 /// Provisioning settings a resolver reports after `configure`: `(key, value)` pairs,
 /// shown by `buildinfo` with secrets masked (the SDK's type, for native resolvers too).
@@ -31,7 +34,146 @@ pub trait TargetResolver: Send + Sync {
     /// Returns provisioning brokers as `host:port` or `scheme://host:port` strings
     /// (validated by the host afterwards). Should retry until it has targets or
     /// `ctx` is cancelled.
-    fn targets(&self, ctx: &ResolveContext) -> Result<Vec<String>, String>;
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String>;
+}
+
+/// The unvalidated `host:port` strings a resolver returned: the native resolver's own
+/// `String`s, or a plugin's list left in the plugin's memory ([`TargetList`]), so
+/// neither is copied on the way to [`parse_servers`](crate::targets::parse_servers).
+///
+/// ```
+/// use provtarget::resolver::RawTargets;
+///
+/// let list = RawTargets::from(vec!["broker1:4222".to_string()]);
+/// assert_eq!(list, ["broker1:4222"]);
+/// assert_eq!(list.iter().collect::<Vec<_>>(), ["broker1:4222"]);
+/// assert!(RawTargets::default().is_empty());
+/// ```
+#[derive(Default)]
+pub struct RawTargets(Raw);
+
+#[derive(Default)]
+enum Raw {
+    /// Nothing.
+    #[default]
+    Empty,
+    /// From a resolver compiled into the host.
+    Native(Vec<String>),
+    /// From a plugin, still in its memory.
+    Plugin(TargetList),
+}
+
+impl RawTargets {
+    /// How many targets.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Raw::Empty => 0,
+            Raw::Native(list) => list.len(),
+            Raw::Plugin(list) => list.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th target, if there is one.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        match &self.0 {
+            Raw::Empty => None,
+            Raw::Native(list) => list.get(i).map(String::as_str),
+            Raw::Plugin(list) => list.get(i),
+        }
+    }
+
+    /// The targets in the resolver's order.
+    pub fn iter(&self) -> RawTargetsIter<'_> {
+        RawTargetsIter {
+            list: self,
+            next: 0,
+        }
+    }
+
+    /// Copies the targets into host `String`s.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_string).collect()
+    }
+}
+
+/// Iterator over [`RawTargets`], yielding `&str`.
+#[derive(Debug, Clone)]
+pub struct RawTargetsIter<'a> {
+    list: &'a RawTargets,
+    next: usize,
+}
+
+impl<'a> Iterator for RawTargetsIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let item = self.list.get(self.next)?;
+        self.next += 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.list.len().saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for RawTargetsIter<'_> {}
+
+impl<'a> IntoIterator for &'a RawTargets {
+    type Item = &'a str;
+    type IntoIter = RawTargetsIter<'a>;
+
+    fn into_iter(self) -> RawTargetsIter<'a> {
+        self.iter()
+    }
+}
+
+impl From<Vec<String>> for RawTargets {
+    fn from(list: Vec<String>) -> RawTargets {
+        RawTargets(Raw::Native(list))
+    }
+}
+
+impl From<TargetList> for RawTargets {
+    fn from(list: TargetList) -> RawTargets {
+        RawTargets(Raw::Plugin(list))
+    }
+}
+
+impl FromIterator<String> for RawTargets {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> RawTargets {
+        RawTargets(Raw::Native(iter.into_iter().collect()))
+    }
+}
+
+impl std::fmt::Debug for RawTargets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for RawTargets {
+    fn eq(&self, other: &RawTargets) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> PartialEq<[S; N]> for RawTargets {
+    fn eq(&self, other: &[S; N]) -> bool {
+        self.iter().eq(other.iter().map(AsRef::as_ref))
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<Vec<S>> for RawTargets {
+    fn eq(&self, other: &Vec<S>) -> bool {
+        self.iter().eq(other.iter().map(AsRef::as_ref))
+    }
 }
 
 /// A cancellation flag with a condition variable, so sleepers wake as soon as it is

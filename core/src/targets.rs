@@ -8,7 +8,7 @@
 //! with Choria's provisioning error texts.
 //!
 //! ```
-//! use provtarget::targets::{parse_servers, servers_from};
+//! use provtarget::{resolver::RawTargets, targets::{parse_servers, servers_from}};
 //!
 //! let list = vec![" broker1:4222 ".to_string(), "TLS://u:p@[::1]:4223/path".to_string()];
 //! let servers = parse_servers(&list).unwrap();
@@ -20,7 +20,7 @@
 //!     "could not parse host foo: address foo: missing port in address"
 //! );
 //! assert_eq!(
-//!     servers_from("Acme", Ok(vec![])).unwrap_err(),
+//!     servers_from("Acme", Ok(RawTargets::default())).unwrap_err(),
 //!     "provisioning target plugin Acme returned no servers"
 //! );
 //! ```
@@ -75,6 +75,8 @@
 
 use std::fmt;
 
+use crate::resolver::RawTargets;
+
 /// Returned by the host when no resolver is active (Choria's text).
 pub const NO_RESOLVER: &str = "no Provisioning Target Resolver registered";
 
@@ -106,8 +108,14 @@ impl fmt::Display for Server {
 /// Parses every entry of `list` into a [`Server`], failing with the first bad entry's
 /// error (see the [module docs](self) for the rules and error texts). An empty list
 /// gives an empty result; [`servers_from`] turns that into an error.
-pub fn parse_servers(list: &[String]) -> Result<Vec<Server>, String> {
-    list.iter().map(|entry| parse_server(entry)).collect()
+pub fn parse_servers<I>(list: I) -> Result<Vec<Server>, String>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    list.into_iter()
+        .map(|entry| parse_server(entry.as_ref()))
+        .collect()
 }
 
 /// Applies Choria's provisioning wrapper to a resolver's result:
@@ -122,7 +130,7 @@ pub fn parse_servers(list: &[String]) -> Result<Vec<Server>, String> {
 /// plugin chose.
 pub fn servers_from(
     resolver_name: &str,
-    result: Result<Vec<String>, String>,
+    result: Result<RawTargets, String>,
 ) -> Result<Vec<Server>, String> {
     let could_not = |err: String| {
         crate::text::printable(&format!(

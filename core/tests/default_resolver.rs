@@ -16,7 +16,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use dns_support::{SrvRecord, TestDns, ZONE};
 use provtarget::{
     default_resolver::{BuildDefaults, JwtResolver, NAME, NO_SOURCE_WARNING},
-    resolver::{CancelToken, ResolveContext, Settings, TargetResolver},
+    resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
     targets::servers_from,
 };
 use provtarget_abi::Config;
@@ -521,7 +521,7 @@ fn nothing_configured_warns_and_returns_no_targets() {
     let (resolver, settings, _) = configured(defaults("/nonexistent/p.jwt"), &[]);
     assert_eq!(setting(&settings, "provisioning.source"), Some("none"));
     let (targets, logs) = capture(|| resolver.targets(&ctx()));
-    assert_eq!(targets, Ok(vec![]));
+    assert_eq!(targets, Ok(RawTargets::default()));
     assert_eq!(
         logs.lines(),
         ["WARN Neither provisioning broker url or provisioning SRV domain is set, cannot continue"]

@@ -1,18 +1,21 @@
 //! Parsing resolver output into servers: every example of DESIGN §4 and the corners
 //! around them. Each test reads as one rule of the specification.
 
-use provtarget::targets::{parse_servers, servers_from, Server, NO_RESOLVER};
+use provtarget::{
+    resolver::RawTargets,
+    targets::{parse_servers, servers_from, Server, NO_RESOLVER},
+};
 
 fn list(entries: &[&str]) -> Vec<String> {
     entries.iter().map(|s| s.to_string()).collect()
 }
 
 fn parse(entries: &[&str]) -> Result<Vec<String>, String> {
-    parse_servers(&list(entries)).map(|servers| servers.iter().map(Server::to_string).collect())
+    parse_servers(list(entries)).map(|servers| servers.iter().map(Server::to_string).collect())
 }
 
 fn parse_one(entry: &str) -> Result<Server, String> {
-    parse_servers(&list(&[entry])).map(|mut servers| servers.remove(0))
+    parse_servers(list(&[entry])).map(|mut servers| servers.remove(0))
 }
 
 fn server(scheme: &str, host: &str, port: u16) -> Server {
@@ -209,7 +212,7 @@ fn the_first_bad_entry_fails_the_whole_list() {
 fn wrapper_texts_match_choria() {
     assert_eq!(NO_RESOLVER, "no Provisioning Target Resolver registered");
     assert_eq!(
-        servers_from("Acme DC", Ok(vec![])).unwrap_err(),
+        servers_from("Acme DC", Ok(RawTargets::default())).unwrap_err(),
         "provisioning target plugin Acme DC returned no servers"
     );
     assert_eq!(
@@ -217,12 +220,12 @@ fn wrapper_texts_match_choria() {
         "could not determine provisioning servers using Acme DC provisioning target plugin: consul is down"
     );
     assert_eq!(
-        servers_from("Acme DC", Ok(list(&["ok:1", "foo"]))).unwrap_err(),
+        servers_from("Acme DC", Ok(list(&["ok:1", "foo"]).into())).unwrap_err(),
         "could not determine provisioning servers using Acme DC provisioning target plugin: \
          could not parse host foo: address foo: missing port in address"
     );
     assert_eq!(
-        servers_from("Acme DC", Ok(list(&["a:1", "tls://b:2"]))),
+        servers_from("Acme DC", Ok(list(&["a:1", "tls://b:2"]).into())),
         Ok(vec![server("nats", "a", 1), server("tls", "b", 2)])
     );
 }

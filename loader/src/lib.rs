@@ -51,8 +51,10 @@
 //!    root or by the effective uid of this process, and be neither group- nor
 //!    world-writable. [`LoaderOptions::insecure_skip_owner_checks`] skips the owner and
 //!    mode rule (never the file-type rule) and says so in [`LoadReport::warnings`].
-//! 2. **Facts** from the same descriptor: size, mtime, owner, mode and SHA-256
-//!    ([`FileFacts`]).
+//! 2. **Facts** from the same descriptor: size, mtime, owner, mode ([`FileFacts`]).
+//!    Only then is the file read, once: straight into a sealed `memfd` on Linux (see
+//!    5), whose bytes are hashed (SHA-256, when pinning is on or
+//!    [`LoaderOptions::always_hash`] asks for it), ELF-checked and loaded.
 //! 3. **Pinning**, when [`LoaderOptions::pin_file`] is set: a `sha256sum` listing
 //!    (`<hash>  <file name>`, matched by file name). A malformed pin file loads
 //!    nothing; a file name pinned with two different hashes refuses that library
@@ -61,8 +63,9 @@
 //!    object, every segment and header table inside the file, and the provtarget root
 //!    module symbol among its exports. A truncated copy would crash the process inside
 //!    `dlopen`; a library without the symbol would run its initialisers for nothing.
-//! 5. **Load** of exactly the bytes checked: on Linux they are copied into a sealed
-//!    `memfd` (named after the file, so `/proc/<pid>/maps` shows
+//! 5. **Load** of exactly the bytes checked: on Linux the file is copied in the kernel
+//!    (`copy_file_range`/`sendfile`) into a sealed `memfd` before any check reads it
+//!    (named after the file, so `/proc/<pid>/maps` shows
 //!    `/memfd:<path> (deleted)`), and `/proc/self/fd/<memfd>` is loaded, so changing or
 //!    truncating the file afterwards cannot crash the host or change what runs (where
 //!    `memfd_create` is unavailable, the file's own descriptor is loaded instead). It
@@ -143,6 +146,12 @@ pub struct LoaderOptions {
     /// Developer override: skip the owner/mode rule. Off by default; reported as a
     /// warning and in `buildinfo`.
     pub insecure_skip_owner_checks: bool,
+    /// Compute every examined library's SHA-256 for the report
+    /// ([`FileFacts::sha256`]) even when no pin file asks for it. With a pin file,
+    /// every library is hashed anyway (the hash is then the gate). Off by default:
+    /// without pinning the hash is a reported fact, not a check, and it costs about
+    /// 0.5 ms per MB (`BENCHMARKS.md`). `buildinfo` and `plugins check` turn it on.
+    pub always_hash: bool,
 }
 
 impl Default for LoaderOptions {
@@ -151,6 +160,7 @@ impl Default for LoaderOptions {
             directories: vec![PathBuf::from(DEFAULT_DIRECTORY)],
             pin_file: None,
             insecure_skip_owner_checks: false,
+            always_hash: false,
         }
     }
 }
@@ -249,8 +259,10 @@ pub struct FileFacts {
     pub size: u64,
     /// Modification time.
     pub mtime: SystemTime,
-    /// SHA-256 of the contents, lower-case hex.
-    pub sha256: String,
+    /// SHA-256 of the contents, lower-case hex: computed when pinning is on or
+    /// [`LoaderOptions::always_hash`] is set, and the file got as far as being read
+    /// (a file refused for its owner or mode is not read).
+    pub sha256: Option<String>,
     /// Owner uid.
     pub uid: u32,
     /// Owner gid.

@@ -5,7 +5,7 @@
 use std::{
     ffi::OsStr,
     fs::File,
-    io::Read,
+    io::{Read, Seek, SeekFrom},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant, UNIX_EPOCH},
@@ -126,7 +126,7 @@ impl<'a> Session<'a> {
 
         // 1. Open without following symlinks or blocking, relative to the judged
         //    directory.
-        let mut file = trust::open_in(dir, name, path).map_err(|f| match f {
+        let file = trust::open_in(dir, name, path).map_err(|f| match f {
             OpenFailure::Untrusted(reason) => (Stage::Trust, reason),
             OpenFailure::Failed(reason) => (Stage::Open, reason),
         })?;
@@ -139,9 +139,24 @@ impl<'a> Session<'a> {
             return Err((Stage::Trust, reason));
         }
 
-        // 3. Read it once, from the descriptor: facts, hash and ELF check all use
-        //    these bytes. (Reading an untrusted file runs nothing, and gives the
-        //    report its owner, mode and hash.)
+        // 3. Facts from the descriptor, then owner and mode: an untrusted file is
+        //    refused before a byte of it is read.
+        record.file = Some(FileFacts {
+            size: meta.len(),
+            mtime: meta.modified().unwrap_or(UNIX_EPOCH),
+            sha256: None,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        });
+        if !self.options.insecure_skip_owner_checks {
+            if let Some(reason) = trust::owner_mode_problem(&meta, path, "", self.euid) {
+                return Err((Stage::Trust, reason));
+            }
+        }
+
+        // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
+        //    ELF check and dlopen all see these very bytes.
         if meta.len() > MAX_LIBRARY_SIZE {
             return Err((
                 Stage::Format,
@@ -152,8 +167,9 @@ impl<'a> Session<'a> {
                 ),
             ));
         }
-        let bytes = read_all(&mut file, meta.len())
+        let image = Image::read(file, meta.len(), path)
             .map_err(|e| (Stage::Open, format!("cannot read {p}: {e}")))?;
+        let bytes = image.bytes();
         if bytes.len() as u64 != meta.len() {
             return Err((
                 Stage::Open,
@@ -165,41 +181,30 @@ impl<'a> Session<'a> {
                 ),
             ));
         }
-        let sha256 = hex(&Sha256::digest(&bytes));
-        record.file = Some(FileFacts {
-            size: bytes.len() as u64,
-            mtime: meta.modified().unwrap_or(UNIX_EPOCH),
-            sha256: sha256.clone(),
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode() & 0o7777,
-        });
 
-        // 4. Owner and mode.
-        if !self.options.insecure_skip_owner_checks {
-            if let Some(reason) = trust::owner_mode_problem(&meta, path, "", self.euid) {
-                return Err((Stage::Trust, reason));
+        // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
+        if self.pins.is_some() || self.options.always_hash {
+            let sha256 = hex(&Sha256::digest(bytes));
+            if let Some(facts) = record.file.as_mut() {
+                facts.sha256 = Some(sha256.clone());
             }
-        }
-
-        // 5. Pinning.
-        match &self.pins {
-            None => {}
-            Some(Ok(pins)) => pins
-                .check(path, name, &sha256)
-                .map_err(|r| (Stage::Pin, r))?,
-            Some(Err(reason)) => {
-                return Err((Stage::Pin, format!("{p} not loaded: {reason}")));
+            match &self.pins {
+                None => {}
+                Some(Ok(pins)) => pins
+                    .check(path, name, &sha256)
+                    .map_err(|r| (Stage::Pin, r))?,
+                Some(Err(reason)) => {
+                    return Err((Stage::Pin, format!("{p} not loaded: {reason}")));
+                }
             }
         }
 
         // 6. Well-formed library for this host, exporting the root module: decided
         //    from the bytes, before any of its code can run.
-        precheck(&bytes, path)?;
+        precheck(bytes, path)?;
 
-        // 7. Load exactly the bytes checked above (a sealed in-memory copy on Linux)
-        //    and read its root module.
-        let library = open_library(file, &bytes, path)?;
+        // 7. Load exactly the bytes checked above and read its root module.
+        let library = open_library(image, path)?;
         let info = library.info();
         record.plugin = Some(PluginFacts {
             info: info.clone(),
@@ -273,7 +278,7 @@ pub(crate) fn log_verdict(record: &LibraryRecord) {
                 plugin = plugin.map(|p| p.info.name.as_str()).unwrap_or(""),
                 version = plugin.map(|p| p.info.version.as_str()).unwrap_or(""),
                 interface = plugin.map(|p| p.interface_version.as_str()).unwrap_or(""),
-                sha256 = record.file.as_ref().map(|f| f.sha256.as_str()).unwrap_or(""),
+                sha256 = record.file.as_ref().and_then(|f| f.sha256.as_deref()).unwrap_or(""),
                 load_time_us = record.load_time.as_micros() as u64,
                 "loaded provtarget plugin"
             );
@@ -287,12 +292,78 @@ pub(crate) fn log_verdict(record: &LibraryRecord) {
     }
 }
 
-fn read_all(file: &mut File, expected: u64) -> std::io::Result<Vec<u8>> {
-    // One byte more than expected, to notice a file that grew while being read.
-    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-    file.take(expected.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+/// One library's bytes, as checked and as loaded.
+struct Image {
+    /// What `dlopen` loads (through `/proc/self/fd/N` on Linux): a sealed `memfd`
+    /// copy, or the file's own descriptor where that copy cannot be made.
+    fd: File,
+    bytes: Bytes,
+}
+
+enum Bytes {
+    /// A read-only view of the sealed copy: it can neither shrink (no `SIGBUS`) nor
+    /// change under the checks.
+    #[cfg(target_os = "linux")]
+    Mapped(sys::Mapping),
+    /// Read into memory from the file's own descriptor.
+    Owned(Vec<u8>),
+}
+
+impl Image {
+    /// Reads `file` (expected to hold `expected` bytes; one byte more is read, to
+    /// notice a file that grew).
+    ///
+    /// On Linux the kernel copies it (`copy_file_range`, else `sendfile`, through
+    /// `std::io::copy`) into a `memfd` named after `path`, sealed against shrinking,
+    /// growing, writing and further seals; the checks read a read-only mapping of that
+    /// copy and `dlopen` loads it, so the bytes that run are exactly the bytes that
+    /// were hashed, pinned and ELF-checked, and changing the file on disk afterwards
+    /// (an in-place `cp` truncates, then writes) can neither crash the process with
+    /// `SIGBUS` nor change the code that runs. Where `memfd_create` is unavailable
+    /// (`ENOSYS`, or refused by policy) the file is read into memory and its own
+    /// descriptor is loaded: still the very inode that was judged, but not a frozen
+    /// copy of it.
+    fn read(file: File, expected: u64, path: &Path) -> std::io::Result<Image> {
+        #[cfg(target_os = "linux")]
+        match sys::sealed_copy(path, &file, expected) {
+            Ok((fd, mapping)) => {
+                return Ok(Image {
+                    fd,
+                    bytes: Bytes::Mapped(mapping),
+                })
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => tracing::debug!(
+                path = %path.display(),
+                "memfd_create is not available (ENOSYS); loading the plugin from its own \
+                 descriptor"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                "cannot make a sealed in-memory copy of the plugin ({e}); loading it from \
+                 its own descriptor"
+            ),
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = path;
+        let mut file = file;
+        file.seek(SeekFrom::Start(0))?;
+        let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        (&mut file)
+            .take(expected.saturating_add(1))
+            .read_to_end(&mut bytes)?;
+        Ok(Image {
+            fd: file,
+            bytes: Bytes::Owned(bytes),
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            #[cfg(target_os = "linux")]
+            Bytes::Mapped(mapping) => mapping.as_slice(),
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -333,18 +404,10 @@ fn precheck(_bytes: &[u8], _path: &Path) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// `dlopen`s `bytes` (the contents of `file`, already hashed and checked) and checks
-/// its root module.
+/// `dlopen`s `image` (already hashed and checked) and checks its root module.
 ///
-/// On Linux the bytes are written into a sealed `memfd` (`memfd_create` with
-/// `MFD_ALLOW_SEALING`; sealed against shrinking, growing, writing and further seals)
-/// named after `path`, and `/proc/self/fd/<memfd>` is loaded: the dynamic linker maps
-/// exactly the bytes that were hashed, pinned and ELF-checked. Changing the file on
-/// disk afterwards (an in-place `cp`, which truncates then writes, or a same-uid
-/// writer) can neither crash the process with `SIGBUS` nor change the code that runs.
-/// Where `memfd_create` is unavailable (`ENOSYS`, or refused by policy) the file is
-/// loaded from its own descriptor (`/proc/self/fd/N`) as before, which still loads the
-/// very inode that was judged but not a frozen copy of it.
+/// On Linux `/proc/self/fd/<N>` of the image's descriptor is loaded (see
+/// [`Image::read`]); elsewhere the path (the check-to-load race stays open there).
 ///
 /// The library is first opened with `RTLD_NOW | RTLD_LOCAL` (abi_stable opens with
 /// `RTLD_LAZY`): every symbol is bound at load time, so a library needing a function
@@ -357,41 +420,17 @@ fn precheck(_bytes: &[u8], _path: &Path) -> Result<(), Refusal> {
 /// unloaded): glibc recognises an already-loaded library by the name it was opened
 /// with, so if `/proc/self/fd/N` were closed and `N` reused for another file, `dlopen`
 /// would silently hand back the first library.
-fn open_library(file: File, bytes: &[u8], path: &Path) -> Result<PluginLibrary, Refusal> {
+fn open_library(image: Image, path: &Path) -> Result<PluginLibrary, Refusal> {
+    // The checks are done; the dynamic linker makes its own mappings.
+    let Image { fd: image, bytes } = image;
+    drop(bytes);
     #[cfg(target_os = "linux")]
-    let (image, load_path) = {
+    let load_path = {
         use std::os::unix::io::AsRawFd;
-        let image = match sys::sealed_copy(path, bytes) {
-            Ok(memfd) => {
-                drop(file);
-                memfd
-            }
-            Err(e) => {
-                if e.raw_os_error() == Some(libc::ENOSYS) {
-                    tracing::debug!(
-                        path = %path.display(),
-                        "memfd_create is not available (ENOSYS); loading the plugin from \
-                         its own descriptor"
-                    );
-                } else {
-                    tracing::warn!(
-                        path = %path.display(),
-                        "cannot make a sealed in-memory copy of the plugin ({e}); loading it \
-                         from its own descriptor"
-                    );
-                }
-                file
-            }
-        };
-        let load_path = PathBuf::from(format!("/proc/self/fd/{}", image.as_raw_fd()));
-        (image, load_path)
+        PathBuf::from(format!("/proc/self/fd/{}", image.as_raw_fd()))
     };
-    // Elsewhere, load by path (the check-to-load race stays open there).
     #[cfg(not(target_os = "linux"))]
-    let (image, load_path) = {
-        let _ = bytes;
-        (file, path.to_path_buf())
-    };
+    let load_path = path.to_path_buf();
 
     let p = shown(path);
     let in_reason = |text: &str| one_line(&text.replace(&*load_path.to_string_lossy(), &p));
@@ -468,7 +507,7 @@ mod sys {
     #[cfg(target_os = "linux")]
     use std::{
         fs::File,
-        io::{self, Write},
+        io::{self, Read},
         os::unix::io::{AsRawFd, FromRawFd},
     };
 
@@ -476,10 +515,16 @@ mod sys {
     #[cfg(target_os = "linux")]
     const MEMFD_NAME_MAX: usize = 249;
 
-    /// A sealed, close-on-exec `memfd` holding `bytes`, named after `path` (its last
-    /// 249 bytes) so `/proc/<pid>/maps` shows `/memfd:<path> (deleted)`.
+    /// A sealed, close-on-exec `memfd` holding the contents of `file` (at most
+    /// `expected + 1` bytes, copied by the kernel), named after `path` (its last 249
+    /// bytes) so `/proc/<pid>/maps` shows `/memfd:<path> (deleted)`, and a read-only
+    /// mapping of it.
     #[cfg(target_os = "linux")]
-    pub(super) fn sealed_copy(path: &Path, bytes: &[u8]) -> io::Result<File> {
+    pub(super) fn sealed_copy(
+        path: &Path,
+        file: &File,
+        expected: u64,
+    ) -> io::Result<(File, Mapping)> {
         use std::os::unix::ffi::OsStrExt;
         let full = path.as_os_str().as_bytes();
         let tail = &full[full.len().saturating_sub(MEMFD_NAME_MAX)..];
@@ -501,15 +546,79 @@ mod sys {
         let fd = libc::c_int::try_from(fd).map_err(|_| io::ErrorKind::InvalidData)?;
         // SAFETY: `fd` was just returned by a successful memfd_create; nothing else
         // owns it, so the File becomes its sole owner and closes it exactly once.
-        let mut file = unsafe { File::from_raw_fd(fd) };
-        file.write_all(bytes)?;
+        let mut memfd = unsafe { File::from_raw_fd(fd) };
+        // File to file: std copies in the kernel (copy_file_range, else sendfile), with
+        // no buffer of ours in between.
+        let copied = io::copy(&mut file.take(expected.saturating_add(1)), &mut memfd)?;
         let seals =
             libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
         // SAFETY: fcntl on a descriptor we own, with an integer argument.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(file)
+        let len = usize::try_from(copied).map_err(|_| io::ErrorKind::InvalidData)?;
+        let mapping = Mapping::of(&memfd, len)?;
+        Ok((memfd, mapping))
+    }
+
+    /// A read-only shared mapping of a sealed `memfd`, unmapped on drop. The seals
+    /// forbid shrinking and writing, so the mapped bytes can neither vanish (`SIGBUS`)
+    /// nor change while borrowed.
+    #[cfg(target_os = "linux")]
+    pub(super) struct Mapping {
+        ptr: *mut libc::c_void,
+        len: usize,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Mapping {
+        fn of(memfd: &File, len: usize) -> io::Result<Mapping> {
+            if len == 0 {
+                // mmap refuses a zero length; an empty file has nothing to map.
+                return Ok(Mapping {
+                    ptr: std::ptr::null_mut(),
+                    len: 0,
+                });
+            }
+            // SAFETY: a fresh read-only mapping chosen by the kernel (no fixed
+            // address), of a descriptor we own, `len` bytes = the size of the sealed
+            // file; checked for MAP_FAILED below.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    memfd.as_raw_fd(),
+                    0,
+                )
+            };
+            if ptr == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Mapping { ptr, len })
+        }
+
+        pub(super) fn as_slice(&self) -> &[u8] {
+            if self.len == 0 {
+                return &[];
+            }
+            // SAFETY: `ptr` is a live PROT_READ mapping of `len` bytes (unmapped only
+            // in Drop, which needs `&mut self`); the memfd behind it is sealed against
+            // shrinking and writing, so every byte stays readable and unchanged.
+            unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for Mapping {
+        fn drop(&mut self) {
+            if self.len != 0 {
+                // SAFETY: exactly the mapping made in `of`, unmapped once; no slice of
+                // it outlives `self` (`as_slice` borrows `self`).
+                unsafe { libc::munmap(self.ptr, self.len) };
+            }
+        }
     }
 
     /// `dlopen(path, RTLD_NOW | RTLD_LOCAL)`; the handle is never closed (libraries

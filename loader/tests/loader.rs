@@ -28,6 +28,7 @@ fn options(dirs: &[&Path]) -> LoaderOptions {
         directories: dirs.iter().map(|d| d.to_path_buf()).collect(),
         pin_file: None,
         insecure_skip_owner_checks: false,
+        always_hash: false,
     }
 }
 
@@ -160,15 +161,10 @@ fn a_valid_plugin_loads_with_its_facts_recorded() {
     let meta = fs::metadata(&path).unwrap();
     assert_eq!(file.size, meta.len());
     assert_eq!(file.mtime, meta.modified().unwrap());
-    assert_eq!(file.sha256, sha256_hex(&path));
-    assert_eq!(file.sha256.len(), 64);
+    // Without pinning the hash is not a check, so it is not computed unless asked.
+    assert_eq!(file.sha256, None);
     assert_eq!((file.uid, file.gid), (meta.uid(), meta.gid()));
     assert_eq!(file.mode, 0o644);
-    // And it agrees with the `sha256sum` tool, when the machine has it.
-    if let Ok(out) = std::process::Command::new("sha256sum").arg(&path).output() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.starts_with(&file.sha256), "sha256sum says {text}");
-    }
 
     let facts = r.plugin.as_ref().expect("plugin facts");
     assert_eq!(facts.info.name, "Acme DC hints Provisioning Target");
@@ -180,6 +176,25 @@ fn a_valid_plugin_loads_with_its_facts_recorded() {
     assert_eq!(plugin.record, 0);
     assert_eq!(plugin.info, facts.info);
     assert_eq!(plugin.resolver.name(), facts.info.name);
+}
+
+#[test]
+fn always_hash_reports_the_sha256_of_the_bytes_that_were_loaded() {
+    let dir = TempDir::new("loader-hash");
+    let path = dir.copy_in(&cdylib(DC_HINT), "libdc_hint.so");
+    let mut opts = options(&[dir.path()]);
+    opts.always_hash = true;
+    let report = load_all(&opts);
+    assert_loaded(&report, "libdc_hint.so");
+    let hash = report.libraries[0].file.as_ref().unwrap().sha256.clone();
+    let hash = hash.expect("always_hash computes the hash");
+    assert_eq!(hash, sha256_hex(&path));
+    assert_eq!(hash.len(), 64);
+    // And it agrees with the `sha256sum` tool, when the machine has it.
+    if let Ok(out) = std::process::Command::new("sha256sum").arg(&path).output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(&hash), "sha256sum says {text}");
+    }
 }
 
 #[test]
@@ -466,13 +481,15 @@ fn a_directory_path_that_is_a_file_or_a_symlink_is_a_warning() {
 fn an_empty_file_is_refused_before_dlopen() {
     let dir = TempDir::new("loader-empty");
     let path = dir.write("empty.so", "");
-    let report = load(&dir);
+    let mut opts = options(&[dir.path()]);
+    opts.always_hash = true;
+    let report = load_all(&opts);
     assert_rejected(record(&report, "empty.so"), Stage::Format, &["is empty"]);
     let facts = report.libraries[0].file.as_ref().unwrap();
     assert_eq!(facts.size, 0);
     assert_eq!(
-        facts.sha256,
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        facts.sha256.as_deref(),
+        Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     );
     assert_not_loaded_by_dynamic_linker(&path);
 }
@@ -803,6 +820,11 @@ fn a_correctly_pinned_library_loads() {
     let report = pinned(&dir, &pins);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_loaded(&report, "libtestkit.so");
+    // Pinning hashes every file, and reports the hash it checked.
+    assert_eq!(
+        report.libraries[0].file.as_ref().unwrap().sha256.as_deref(),
+        Some(hash.as_str())
+    );
 }
 
 #[test]
@@ -906,12 +928,18 @@ fn a_missing_or_writable_pin_file_loads_nothing() {
 fn check_file_runs_every_check_on_one_file() {
     let dir = TempDir::new("loader-check");
     let good = dir.copy_in(&cdylib(DC_HINT), "libdc_hint.so");
-    let (r, plugin) = check_file(&good, &LoaderOptions::default());
+    let (r, plugin) = check_file(
+        &good,
+        &LoaderOptions {
+            always_hash: true,
+            ..LoaderOptions::default()
+        },
+    );
     assert_eq!(r.verdict, Verdict::Loaded);
     let plugin = plugin.expect("loaded");
     assert_eq!(plugin.record, 0);
     assert_eq!(plugin.info.name, "Acme DC hints Provisioning Target");
-    assert_eq!(r.file.unwrap().sha256, sha256_hex(&good));
+    assert_eq!(r.file.unwrap().sha256, Some(sha256_hex(&good)));
 
     let noroot = dir.copy_in(&cdylib("provtarget-test-noroot"), "whatever.txt");
     let (r, plugin) = check_file(&noroot, &LoaderOptions::default());

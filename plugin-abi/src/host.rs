@@ -3,7 +3,7 @@
 //!
 //! No abi_stable type appears in this module's public API, so a host (and a future
 //! move away from abi_stable) deals only with [`PluginLibrary`], [`PluginResolver`],
-//! [`PluginInfo`] and [`HostServices`].
+//! [`PluginInfo`], [`TargetList`] and [`HostServices`].
 //!
 //! This module does the abi_stable part of loading only. Opening a library runs its
 //! code, so a host must first decide the file is trustworthy and well-formed (the
@@ -15,7 +15,7 @@ use std::{fmt, path::Path, time::Duration};
 use abi_stable::{
     library::{lib_header_from_raw_library, LibHeader, LibraryError, RawLibrary},
     sabi_trait::TD_Opaque,
-    std_types::{RStr, Tuple2},
+    std_types::{RStr, RString, RVec, Tuple2},
 };
 
 use crate::{ffi, ConfigKey, LogLevel, PluginType};
@@ -291,15 +291,64 @@ impl PluginResolver {
             .map_err(Into::into)
     }
 
-    /// Calls the plugin's `targets`: `host:port` strings, unvalidated.
-    pub fn targets(&self, host: &dyn HostServices) -> Result<Vec<String>, String> {
+    /// Calls the plugin's `targets`: `host:port` strings, unvalidated, handed over
+    /// without copying (see [`TargetList`]).
+    pub fn targets(&self, host: &dyn HostServices) -> Result<TargetList, String> {
         let shim = HostShim(host);
         let out = match &self.inner {
             Inner::V1_1(r) => r.targets(adapt_v1_1::host(&shim)).into_result(),
             Inner::V1_0(r) => r.targets(adapt_v1_0::host(&shim)).into_result(),
         };
-        out.map(|v| v.into_iter().map(Into::into).collect())
-            .map_err(Into::into)
+        out.map(TargetList).map_err(Into::into)
+    }
+}
+
+/// The targets a plugin returned, left where the plugin allocated them: read as
+/// `&str` without a copy; dropping the list frees them through the plugin's own
+/// allocator.
+///
+/// (Turning each string into a host `String` would copy it: the plugin's allocator is
+/// not the host's. For 100 targets that copy was most of the cost of a call across
+/// the ABI; see `BENCHMARKS.md`.)
+pub struct TargetList(RVec<RString>);
+
+impl TargetList {
+    /// How many targets.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the plugin returned none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `i`-th target, if there is one.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.0.get(i).map(RString::as_str)
+    }
+
+    /// The targets in the plugin's order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.0.iter().map(RString::as_str)
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> PartialEq<[S; N]> for TargetList {
+    fn eq(&self, other: &[S; N]) -> bool {
+        self.iter().eq(other.iter().map(AsRef::as_ref))
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<Vec<S>> for TargetList {
+    fn eq(&self, other: &Vec<S>) -> bool {
+        self.iter().eq(other.iter().map(AsRef::as_ref))
+    }
+}
+
+impl fmt::Debug for TargetList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 

@@ -84,7 +84,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use provtarget_abi::{backoff::TWENTY_SEC, Config, LogLevel};
 
-use crate::resolver::{ResolveContext, Settings, TargetResolver};
+use crate::resolver::{RawTargets, ResolveContext, Settings, TargetResolver};
 
 use self::srv::{LookupError, SrvClient};
 
@@ -359,7 +359,7 @@ impl TargetResolver for JwtResolver {
         Ok(settings)
     }
 
-    fn targets(&self, ctx: &ResolveContext) -> Result<Vec<String>, String> {
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
         match &self.source {
             Source::BrokerUrls(urls) => {
                 ctx.log(
@@ -369,12 +369,12 @@ impl TargetResolver for JwtResolver {
                         crate::text::redact_userinfo(&urls.join(","))
                     ),
                 );
-                Ok(urls.clone())
+                Ok(urls.clone().into())
             }
-            Source::SrvDomain(domain) => self.srv_targets(ctx, domain),
+            Source::SrvDomain(domain) => self.srv_targets(ctx, domain).map(RawTargets::from),
             Source::Nothing => {
                 ctx.log(LogLevel::Warn, NO_SOURCE_WARNING);
-                Ok(Vec::new())
+                Ok(RawTargets::default())
             }
         }
     }

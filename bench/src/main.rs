@@ -8,6 +8,8 @@
 //! ```text
 //! provtarget-bench [--runs N] [--cancel-runs N] [ROW...]
 //! ROW: load buildinfo cancel rss scan   (default: all)
+//! provtarget-bench copies DIR N          (make N distinct copies in DIR and keep
+//!                                         them, for profiling: see BENCHMARKS.md)
 //! ```
 use std::{
     io::Read,
@@ -38,6 +40,17 @@ fn main() {
         rows: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
+    if std::env::args().nth(1).as_deref() == Some("copies") {
+        let (dir, n) = (std::env::args().nth(2), std::env::args().nth(3));
+        let (Some(dir), Some(n)) = (dir, n.and_then(|n| n.parse().ok())) else {
+            panic!("usage: provtarget-bench copies DIR N");
+        };
+        let plugin = cdylib_in("provtarget-bench-plugin", Profile::Release);
+        std::fs::create_dir_all(&dir).expect("cannot create DIR");
+        provtarget_bench_plugin::make_copies(&plugin, Path::new(&dir), n, 900)
+            .expect("cannot copy the bench plugin");
+        return;
+    }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--runs" => options.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
@@ -318,6 +331,21 @@ fn rss_row(bins: &Bins, plugin: &Path, runs: usize) {
         &b,
         &v,
         "(context)",
+    );
+    // Where the resident memory is at exit (one more run each): anonymous (heap),
+    // file-backed and shared-memory (the sealed memfd copies) pages.
+    let base = run(Command::new(&bins.dlopen).args(&files));
+    let ours = run(Command::new(&bins.verified).arg(dir.path()));
+    let mib = |r: &Run, i: usize| probe_field(r, i) as f64 / 1024.0;
+    println!(
+        "| resident at exit (RssAnon / RssFile / RssShmem) | {:.1} / {:.1} / {:.1} MiB | \
+         {:.1} / {:.1} / {:.1} MiB | | (context) |",
+        mib(&base, 2),
+        mib(&base, 3),
+        mib(&base, 4),
+        mib(&ours, 3),
+        mib(&ours, 4),
+        mib(&ours, 5)
     );
 }
 

@@ -1,6 +1,9 @@
 //! Baseline: `libloading::Library::new` on every file given, then exit. Prints the
-//! nanoseconds the loop took (one line on stdout). Libraries are never closed, like
-//! provtarget's.
+//! nanoseconds the loop took, the number of files, and `RssAnon RssFile RssShmem` (KiB)
+//! at exit (one line on stdout). Libraries are never closed, like provtarget's.
+#[path = "../rss.rs"]
+mod rss;
+
 fn main() {
     let files: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let start = std::time::Instant::now();
@@ -15,5 +18,6 @@ fn main() {
             }
         }
     }
-    println!("{} {}", start.elapsed().as_nanos(), files.len());
+    let took = start.elapsed().as_nanos();
+    println!("{took} {} {}", files.len(), rss::breakdown());
 }

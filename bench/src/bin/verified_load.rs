@@ -1,6 +1,10 @@
 //! provtarget's loader on one directory (`load_all`: every trust, hash, pin, ELF,
 //! layout, info and constructor check). Prints the nanoseconds it took, the number of
-//! plugins loaded and the number of files seen.
+//! plugins loaded, the number of files seen, and `RssAnon RssFile RssShmem` (KiB) at
+//! exit.
+#[path = "../rss.rs"]
+mod rss;
+
 fn main() {
     let dir = std::env::args_os()
         .nth(1)
@@ -12,7 +16,12 @@ fn main() {
     let start = std::time::Instant::now();
     let report = provtarget_loader::load_all(&options);
     let took = start.elapsed().as_nanos();
-    println!("{took} {} {}", report.plugins.len(), report.libraries.len());
+    println!(
+        "{took} {} {} {}",
+        report.plugins.len(),
+        report.libraries.len(),
+        rss::breakdown()
+    );
     // Keep the plugins alive until the figure is printed, as a host would.
     std::mem::forget(report);
 }

@@ -264,13 +264,23 @@ impl Host {
                 warnings.push(format!(
                     "no resolver could be configured; falling back to the built-in {name}"
                 ));
-                if let Ok(active) = activate(
+                // (The built-in resolver's configure reports problems through its log
+                // and does not fail today; if it ever does, buildinfo shows why.)
+                match activate(
                     fallback,
                     Origin::BuiltIn,
                     &resolver_config,
                     configure_deadline,
                 ) {
-                    chain.push(active);
+                    Ok(active) => chain.push(active),
+                    Err(d) => {
+                        tracing::error!(
+                            plugin = d.name.as_str(),
+                            "resolver disabled: {}",
+                            d.reason
+                        );
+                        disabled.push(d);
+                    }
                 }
             }
         }

@@ -7,22 +7,9 @@
 //! assert_eq!(redact_userinfo("nats://prov:hunter2@b:4222,c:4222"), "nats://*****@b:4222,c:4222");
 //! ```
 
-/// `s` with every control character (ESC, newline, tab, DEL, C1 controls ...)
-/// escaped, so it shows as one line and cannot drive the terminal.
-pub fn printable(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// `s` with every control character escaped, so it shows as one line and cannot drive
+/// the terminal (the loader's rule, shared so reasons and reports escape alike).
+pub use provtarget_loader::printable;
 
 /// `value` with the user-information part of every `scheme://user:password@host`
 /// URL in it replaced by `*****`.

@@ -101,6 +101,8 @@ mod pins;
 mod text;
 mod trust;
 
+pub use text::printable;
+
 use std::{
     path::{Path, PathBuf},
     time::{Duration, SystemTime},

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     pins::Pins,
-    text::{one_line, one_line_escaped, shown},
+    text::{one_line, printable, shown},
     trust::{self, Dir, OpenFailure},
     FileFacts, LibraryRecord, LoaderOptions, PluginFacts, Stage, Verdict,
 };
@@ -214,7 +214,7 @@ impl<'a> Session<'a> {
 
         // 8. What it says about itself.
         validate_info(&info, path)?;
-        let plugin = one_line_escaped(&info.name);
+        let plugin = printable(&info.name);
         if info.plugin_type != PluginType::ProvisionTargetResolver {
             return Err((
                 Stage::PluginType,
@@ -237,7 +237,7 @@ impl<'a> Session<'a> {
 
         // 9. Construct the resolver (panics come back as errors).
         let resolver = library.new_resolver().map_err(|e| {
-            let vendor = one_line_escaped(info.vendor.trim());
+            let vendor = printable(info.vendor.trim());
             let whom = if vendor.is_empty() {
                 "the plugin's vendor".to_string()
             } else {
@@ -661,7 +661,7 @@ fn validate_info(info: &PluginInfo, path: &Path) -> Result<(), Refusal> {
             format!(
                 "{p} declares a plugin name with control characters ({}); rename the plugin \
                  and rebuild it",
-                one_line_escaped(&info.name)
+                printable(&info.name)
             ),
         ));
     }
@@ -671,7 +671,7 @@ fn validate_info(info: &PluginInfo, path: &Path) -> Result<(), Refusal> {
             format!(
                 "{p}: plugin name {} is reserved for the built-in resolver; rename the \
                  plugin and rebuild it",
-                one_line_escaped(&info.name)
+                printable(&info.name)
             ),
         ));
     }
@@ -681,8 +681,8 @@ fn validate_info(info: &PluginInfo, path: &Path) -> Result<(), Refusal> {
             format!(
                 "{p}: plugin {} declares version `{}`, which is not semver ({e}); use a \
                  version like 1.2.3 and rebuild it",
-                one_line_escaped(&info.name),
-                one_line_escaped(&info.version)
+                printable(&info.name),
+                printable(&info.version)
             ),
         ));
     }

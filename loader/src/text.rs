@@ -6,17 +6,26 @@ use std::{fmt::Write, path::Path};
 /// `path` for a one-line message: control characters escaped, non-UTF-8 bytes
 /// replaced.
 pub(crate) fn shown(path: &Path) -> String {
-    one_line_escaped(&path.to_string_lossy())
+    printable(&path.to_string_lossy())
 }
 
 /// Raw bytes (e.g. a pin file line) for a one-line message.
 pub(crate) fn shown_bytes(bytes: &[u8]) -> String {
-    one_line_escaped(&String::from_utf8_lossy(bytes))
+    printable(&String::from_utf8_lossy(bytes))
 }
 
-/// `text` with control characters escaped (`\n`, `\u{1b}`...).
-pub(crate) fn one_line_escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+/// `text` with every control character (ESC, newline, tab, DEL, C1 controls ...)
+/// escaped (`\n`, `\u{1b}`...), so it shows as one line and cannot drive a terminal.
+/// Every string a plugin or the file system chose goes through it before it is shown.
+///
+/// ```
+/// assert_eq!(provtarget_loader::printable("Acme\x1b[31m\nEvil"), "Acme\\u{1b}[31m\\nEvil");
+/// ```
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         if c.is_control() {
             let _ = write!(out, "{}", c.escape_default());
@@ -29,7 +38,7 @@ pub(crate) fn one_line_escaped(text: &str) -> String {
 
 /// Collapses runs of whitespace (including newlines) into single spaces.
 pub(crate) fn one_line(text: &str) -> String {
-    one_line_escaped(&text.split_whitespace().collect::<Vec<_>>().join(" "))
+    printable(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use provtarget::{
 };
 use provtarget_loader::{LoaderOptions, Verdict};
 use serde_json::json;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 
 /// Finds the provisioning broker of an unprovisioned Choria server through resolver
 /// plugins.
@@ -191,24 +191,33 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
                 "--log-level {l:?} is not a level or filter; use error, warn, info, debug or trace"
             ));
         }
-        Some(l) => EnvFilter::try_new(l).map_err(|e| {
+        Some(l) => Some(EnvFilter::try_new(l).map_err(|e| {
             format!("--log-level {l:?} is not a level or filter ({e}); use error, warn, info, debug or trace")
-        })?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        })?),
+        // Without RUST_LOG the filter is the plain level `warn`: a `LevelFilter` does
+        // what `EnvFilter::new("warn")` does without parsing directives at every start.
+        None if std::env::var_os("RUST_LOG").is_none() => None,
+        None => Some(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colour only on a terminal: stderr usually ends up in a journal or log file.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match filter {
+        Some(filter) => builder.with_env_filter(filter).init(),
+        None => builder.with_max_level(LevelFilter::WARN).init(),
+    }
     Ok(())
 }
 
 fn print_json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        // One write: `println!` would write the text and then its last line apart.
+        Ok(mut s) => {
+            s.push('\n');
+            print!("{s}");
+        }
         Err(e) => eprintln!("provtarget: cannot render JSON: {e}"),
     }
 }

@@ -261,6 +261,23 @@ fn load_rows(bins: &Bins, plugin: &Path, runs: usize) {
             &o_wall,
             "(context)",
         );
+        if n == 100 {
+            // What the SHA-256 adds (pinning on, or buildinfo's inventory).
+            let hashed = || run(Command::new(&bins.verified).arg(dir.path()).arg("--hash"));
+            hashed();
+            let (mut b_in, mut h_in) = (vec![], vec![]);
+            for _ in 0..runs {
+                b_in.push(ms(probe_nanos(&baseline())));
+                h_in.push(ms(probe_nanos(&hashed())));
+            }
+            print_row(
+                "verified load, N=100, hashing every file: the loading loop, in-process",
+                "ms",
+                &b_in,
+                &h_in,
+                "(context)",
+            );
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! provtarget's loader on one directory (`load_all`: every trust, hash, pin, ELF,
-//! layout, info and constructor check). Prints the nanoseconds it took, the number of
+//! provtarget's loader on one directory (`load_all`: every trust, ELF, layout, info
+//! and constructor check; with `--hash`, the SHA-256 of every file too). Prints the nanoseconds it took, the number of
 //! plugins loaded, the number of files seen, and `RssAnon RssFile RssShmem` (KiB) at
 //! exit.
 #[path = "../rss.rs"]
@@ -8,9 +8,11 @@ mod rss;
 fn main() {
     let dir = std::env::args_os()
         .nth(1)
-        .expect("usage: verified-load DIR");
+        .expect("usage: verified-load DIR [--hash]");
     let options = provtarget_loader::LoaderOptions {
         directories: vec![dir.into()],
+        // `--hash`: also the SHA-256 of every file, as with a pin file or in buildinfo.
+        always_hash: std::env::args().nth(2).as_deref() == Some("--hash"),
         ..Default::default()
     };
     let start = std::time::Instant::now();

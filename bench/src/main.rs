@@ -364,6 +364,10 @@ fn rss_row(bins: &Bins, plugin: &Path, runs: usize) {
         mib(&ours, 4),
         mib(&ours, 5)
     );
+    println!(
+        "| held in the loader's sealed copies (memfd sizes) | — | {:.1} MiB | | (context) |",
+        mib(&ours, 6)
+    );
 }
 
 fn scan_row(bins: &Bins, plugin: &Path, runs: usize) {

@@ -18,3 +18,20 @@ pub fn breakdown() -> String {
         kib("RssShmem:")
     )
 }
+
+/// Bytes held by this process's open `memfd`s (the loader's sealed copies): shared
+/// memory that stays allocated whether or not its pages are mapped.
+#[allow(dead_code)] // used by verified-load only
+pub fn memfd_bytes() -> u64 {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("/memfd:"))
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .map(|m| m.len())
+        .sum()
+}

@@ -279,6 +279,9 @@ impl Host {
                             "resolver disabled: {}",
                             d.reason
                         );
+                        warnings.push(format!(
+                            "the built-in {name} could not be configured either; no resolver is active"
+                        ));
                         disabled.push(d);
                     }
                 }

@@ -33,7 +33,7 @@ pub trait TargetResolver: Send + Sync {
 
     /// Returns provisioning brokers as `host:port` or `scheme://host:port` strings
     /// (validated by the host afterwards). Should retry until it has targets or
-    /// `ctx` is cancelled.
+    /// `ctx` is cancelled. A native resolver returns its `Vec<String>` with `.into()`.
     fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String>;
 }
 
@@ -49,25 +49,26 @@ pub trait TargetResolver: Send + Sync {
 /// assert_eq!(list.iter().collect::<Vec<_>>(), ["broker1:4222"]);
 /// assert!(RawTargets::default().is_empty());
 /// ```
-#[derive(Default)]
 pub struct RawTargets(Raw);
 
-#[derive(Default)]
 enum Raw {
-    /// Nothing.
-    #[default]
-    Empty,
     /// From a resolver compiled into the host.
     Native(Vec<String>),
     /// From a plugin, still in its memory.
     Plugin(TargetList),
 }
 
+impl Default for RawTargets {
+    /// No targets (allocates nothing).
+    fn default() -> RawTargets {
+        RawTargets(Raw::Native(Vec::new()))
+    }
+}
+
 impl RawTargets {
     /// How many targets.
     pub fn len(&self) -> usize {
         match &self.0 {
-            Raw::Empty => 0,
             Raw::Native(list) => list.len(),
             Raw::Plugin(list) => list.len(),
         }
@@ -81,7 +82,6 @@ impl RawTargets {
     /// The `i`-th target, if there is one.
     pub fn get(&self, i: usize) -> Option<&str> {
         match &self.0 {
-            Raw::Empty => None,
             Raw::Native(list) => list.get(i).map(String::as_str),
             Raw::Plugin(list) => list.get(i),
         }

@@ -25,8 +25,8 @@ use crate::{
 };
 
 /// A file larger than this is refused unread: no resolver plugin is near it, and the
-/// whole file is read into memory to be hashed and checked.
-const MAX_LIBRARY_SIZE: u64 = 1 << 30;
+/// whole file is held in memory (the sealed copy) for as long as the host runs.
+const MAX_LIBRARY_SIZE: u64 = 256 << 20;
 
 /// What one load run shares between files: options, our uid, the parsed pin file.
 pub(crate) struct Session<'a> {
@@ -162,7 +162,8 @@ impl<'a> Session<'a> {
                 Stage::Format,
                 format!(
                     "{p} is {} bytes, larger than any plugin library ({MAX_LIBRARY_SIZE} \
-                     bytes at most); remove it",
+                     bytes at most, as it is held in memory while loaded); strip its debug \
+                     information or remove it",
                     meta.len()
                 ),
             ));
@@ -340,7 +341,10 @@ impl Image {
             Err(e) => tracing::warn!(
                 path = %path.display(),
                 "cannot make a sealed in-memory copy of the plugin ({e}); loading it from \
-                 its own descriptor"
+                 its own descriptor instead, so overwriting the file in place while \
+                 provtarget runs can crash it: allow memfd_create and memfd sealing \
+                 (seccomp or security policy), and replace plugins by rename \
+                 (`install`), never by `cp` over the old file"
             ),
         }
         #[cfg(not(target_os = "linux"))]
@@ -556,14 +560,23 @@ mod sys {
         if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        let len = usize::try_from(copied).map_err(|_| io::ErrorKind::InvalidData)?;
+        // The size of the sealed file itself (equal to `copied`, unless something wrote
+        // to the memfd before the seals): what is mapped and checked is exactly what
+        // `dlopen` will map.
+        let size = memfd.metadata()?.len();
+        if size != copied {
+            return Err(io::Error::other(format!(
+                "the in-memory copy holds {size} bytes after {copied} were copied"
+            )));
+        }
+        let len = usize::try_from(size).map_err(|_| io::ErrorKind::InvalidData)?;
         let mapping = Mapping::of(&memfd, len)?;
         Ok((memfd, mapping))
     }
 
-    /// A read-only shared mapping of a sealed `memfd`, unmapped on drop. The seals
-    /// forbid shrinking and writing, so the mapped bytes can neither vanish (`SIGBUS`)
-    /// nor change while borrowed.
+    /// A read-only mapping of a sealed `memfd`, unmapped on drop. The seals forbid
+    /// shrinking and writing, so the mapped bytes can neither vanish (`SIGBUS`) nor
+    /// change while borrowed.
     #[cfg(target_os = "linux")]
     pub(super) struct Mapping {
         ptr: *mut libc::c_void,
@@ -580,6 +593,9 @@ mod sys {
                     len: 0,
                 });
             }
+            // MAP_PRIVATE, not MAP_SHARED: kernels before 6.7 refuse any shared
+            // mapping of a write-sealed memfd (EPERM), read-only or not. The memfd
+            // cannot change, so a private read-only view shows the same bytes.
             // SAFETY: a fresh read-only mapping chosen by the kernel (no fixed
             // address), of a descriptor we own, `len` bytes = the size of the sealed
             // file; checked for MAP_FAILED below.
@@ -588,7 +604,7 @@ mod sys {
                     std::ptr::null_mut(),
                     len,
                     libc::PROT_READ,
-                    libc::MAP_SHARED,
+                    libc::MAP_PRIVATE,
                     memfd.as_raw_fd(),
                     0,
                 )

@@ -478,6 +478,29 @@ fn a_directory_path_that_is_a_file_or_a_symlink_is_a_warning() {
 // format: refused before dlopen
 
 #[test]
+fn a_file_too_large_for_a_plugin_is_refused_unread() {
+    let dir = TempDir::new("loader-huge");
+    let path = dir.write("huge.so", "");
+    // Sparse: 256 MiB + 1 byte of nothing, no disk or memory used.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len((256 << 20) + 1)
+        .unwrap();
+    let report = load(&dir);
+    assert_rejected(
+        record(&report, "huge.so"),
+        Stage::Format,
+        &[
+            "larger than any plugin library",
+            "strip its debug information",
+        ],
+    );
+    assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
 fn an_empty_file_is_refused_before_dlopen() {
     let dir = TempDir::new("loader-empty");
     let path = dir.write("empty.so", "");

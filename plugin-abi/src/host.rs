@@ -310,7 +310,18 @@ impl PluginResolver {
 /// (Turning each string into a host `String` would copy it: the plugin's allocator is
 /// not the host's. For 100 targets that copy was most of the cost of a call across
 /// the ABI; see `BENCHMARKS.md`.)
+///
+/// Its memory and its destructor belong to the plugin library, so a `TargetList` is
+/// valid only because plugin libraries are never unloaded: it may outlive its
+/// [`PluginResolver`], and may be sent to another thread (a plugin's allocator must
+/// accept frees from any thread, as every Rust global allocator does).
 pub struct TargetList(RVec<RString>);
+
+// Hosts move the list from the thread that called the plugin to the one that waits.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<TargetList>();
+};
 
 impl TargetList {
     /// How many targets.
@@ -330,6 +341,15 @@ impl TargetList {
 
     /// The targets in the plugin's order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.0.iter().map(RString::as_str)
+    }
+}
+
+impl<'a> IntoIterator for &'a TargetList {
+    type Item = &'a str;
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, RString>, fn(&'a RString) -> &'a str>;
+
+    fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(RString::as_str)
     }
 }

@@ -1,7 +1,7 @@
 //! provtarget's loader on one directory (`load_all`: every trust, ELF, layout, info
 //! and constructor check; with `--hash`, the SHA-256 of every file too). Prints the nanoseconds it took, the number of
-//! plugins loaded, the number of files seen, and `RssAnon RssFile RssShmem` (KiB) at
-//! exit.
+//! plugins loaded, the number of files seen, `RssAnon RssFile RssShmem` (KiB) at exit,
+//! and the KiB held by its sealed copies (memfds).
 #[path = "../rss.rs"]
 mod rss;
 
@@ -19,10 +19,11 @@ fn main() {
     let report = provtarget_loader::load_all(&options);
     let took = start.elapsed().as_nanos();
     println!(
-        "{took} {} {} {}",
+        "{took} {} {} {} {}",
         report.plugins.len(),
         report.libraries.len(),
-        rss::breakdown()
+        rss::breakdown(),
+        rss::memfd_bytes() / 1024
     );
     // Keep the plugins alive until the figure is printed, as a host would.
     std::mem::forget(report);

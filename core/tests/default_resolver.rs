@@ -30,6 +30,7 @@ use tracing_subscriber::{layer::SubscriberExt, Layer};
 #[derive(Debug, Clone)]
 struct Event {
     level: Level,
+    target: String,
     message: String,
     plugin: Option<String>,
 }
@@ -65,8 +66,36 @@ impl Captured {
     }
 }
 
-impl<S: tracing::Subscriber> Layer<S> for Captured {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+/// The `plugin` field of a span, kept in its extensions.
+struct SpanPlugin(String);
+
+impl<S> Layer<S> for Captured
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Plugin(Option<String>);
+        impl tracing::field::Visit for Plugin {
+            fn record_str(&mut self, field: &Field, value: &str) {
+                if field.name() == "plugin" {
+                    self.0 = Some(value.to_string());
+                }
+            }
+            fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut plugin = Plugin(None);
+        attrs.record(&mut plugin);
+        if let (Some(name), Some(span)) = (plugin.0, ctx.span(id)) {
+            span.extensions_mut().insert(SpanPlugin(name));
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
         #[derive(Default)]
         struct Visitor {
             message: String,
@@ -94,10 +123,17 @@ impl<S: tracing::Subscriber> Layer<S> for Captured {
         }
         let mut v = Visitor::default();
         event.record(&mut v);
+        // An event without its own `plugin` field takes its span's.
+        let from_span = || {
+            ctx.event_scope(event)?
+                .find_map(|span| span.extensions().get::<SpanPlugin>().map(|p| p.0.clone()))
+        };
+        let plugin = v.plugin.or_else(from_span);
         self.0.lock().unwrap().push(Event {
             level: *event.metadata().level(),
+            target: event.metadata().target().to_string(),
             message: v.message,
-            plugin: v.plugin,
+            plugin,
         });
     }
 }
@@ -635,6 +671,25 @@ fn srv_records_resolve_in_priority_then_weight_order_without_trailing_dots() {
         .map(ToString::to_string)
         .collect();
     assert_eq!(servers[0], "nats://first.example.test:4225");
+}
+
+#[test]
+fn the_dns_library_s_own_log_lines_carry_the_resolver_name() {
+    let dns = srv_dns();
+    let resolver = srv_resolver(&dns, ZONE);
+    let (targets, logs) = capture(|| resolver.targets(&ctx()));
+    assert_eq!(targets.unwrap().len(), 4);
+    let hickory: Vec<Event> = logs
+        .events()
+        .into_iter()
+        .filter(|e| e.target.starts_with("hickory"))
+        .collect();
+    assert!(!hickory.is_empty(), "hickory logged nothing at trace level");
+    let untagged: Vec<&Event> = hickory
+        .iter()
+        .filter(|e| e.plugin.as_deref() != Some(NAME))
+        .collect();
+    assert!(untagged.is_empty(), "{untagged:#?}");
 }
 
 #[test]

@@ -132,6 +132,11 @@ impl SrvClient {
             return Ok((answer, true));
         }
 
+        // hickory's own log lines (debug and trace) then carry the resolver's name,
+        // like every line a resolver logs. The span's level only decides when it
+        // exists: at `error` it is there whenever any of hickory's lines can be.
+        let span = tracing::error_span!("dns", plugin = super::NAME);
+        let _entered = span.enter();
         let mut driver = lock(&self.driver);
         // Another call may have stored an answer while this one waited for the lock.
         if let Some(answer) = lock(&self.cache).get(name, Instant::now()) {
@@ -141,7 +146,7 @@ impl SrvClient {
             *driver = Some(self.build_driver().map_err(LookupError::Failed)?);
         }
         let driver = driver.as_ref().expect("built above");
-        let answer = block_on_outside_async(|| driver.query(name, cancel))?;
+        let answer = block_on_outside_async(|| span.in_scope(|| driver.query(name, cancel)))?;
         if answer.is_empty() {
             return Err(LookupError::Failed(format!(
                 "no usable SRV records for {name}"

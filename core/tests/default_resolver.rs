@@ -639,20 +639,21 @@ fn srv_resolver(dns: &TestDns, domain: &str) -> JwtResolver {
 }
 
 #[test]
-fn srv_records_resolve_in_priority_then_weight_order_without_trailing_dots() {
+fn srv_records_resolve_by_priority_without_trailing_dots() {
     let dns = srv_dns();
     let resolver = srv_resolver(&dns, ZONE);
     let (targets, logs) = capture(|| resolver.targets(&ctx()));
     let targets = targets.unwrap();
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    assert_eq!(targets.get(0), Some("first.example.test:4225"));
+    // Priority 10 holds two records, in a weighted random order.
+    let mut middle = [targets.get(1).unwrap(), targets.get(2).unwrap()];
+    middle.sort();
     assert_eq!(
-        targets,
-        [
-            "first.example.test:4225",
-            "heavy.example.test:4224",
-            "light.example.test:4223",
-            "low.example.test:4222",
-        ]
+        middle,
+        ["heavy.example.test:4224", "light.example.test:4223"]
     );
+    assert_eq!(targets.get(3), Some("low.example.test:4222"));
     assert!(logs.has(
         Level::INFO,
         "Performing provisioning broker resolution via SRV using domain example.test"
@@ -693,6 +694,30 @@ fn the_dns_library_s_own_log_lines_carry_the_resolver_name() {
 }
 
 #[test]
+fn each_call_draws_the_order_within_a_priority_by_weight() {
+    // heavy (weight 50) and light (weight 5) share priority 10: over 300 calls (served
+    // from the cache after the first, so one query) heavy comes first about 91 % of the
+    // time, and light sometimes does too (the chance that it never does is (50/55)^300,
+    // about 4e-13).
+    let dns = srv_dns();
+    let resolver = srv_resolver(&dns, ZONE);
+    resolver.targets(&ctx()).unwrap();
+    let asked = dns.queries();
+    let mut heavy_first = 0;
+    for _ in 0..300 {
+        let targets = resolver.targets(&ctx()).unwrap();
+        if targets.get(1) == Some("heavy.example.test:4224") {
+            heavy_first += 1;
+        }
+    }
+    assert_eq!(dns.queries(), asked, "answers come from the cache");
+    assert!(
+        (200..300).contains(&heavy_first),
+        "heavy first {heavy_first} of 300 times"
+    );
+}
+
+#[test]
 fn a_trailing_dot_on_the_domain_is_fine() {
     let dns = srv_dns();
     let resolver = srv_resolver(&dns, "example.test.");
@@ -711,7 +736,13 @@ fn srv_answers_are_cached_for_a_while() {
 
     // Well within the 5 s cache age: answered from the cache.
     let (second, logs) = capture(|| resolver.targets(&ctx()));
-    assert_eq!(second.unwrap(), first);
+    // The same records (their order within a priority is drawn on every call).
+    let sorted = |t: provtarget::resolver::RawTargets| {
+        let mut v = t.to_vec();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(second.unwrap()), sorted(first));
     assert_eq!(
         dns.queries(),
         asked,

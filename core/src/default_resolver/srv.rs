@@ -37,12 +37,67 @@ pub(crate) enum LookupError {
     Failed(String),
 }
 
+/// One usable SRV record: where to connect and how to rank it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SrvTarget {
+    priority: u16,
+    weight: u16,
+    /// `host:port`, the host without its trailing dot.
+    hostport: String,
+}
+
+/// The RFC 2782 order, as Go's `net.LookupSRV` (and so Choria) gives it: priority
+/// ascending; within one priority a weighted random order, each next record drawn
+/// with a probability proportional to its weight, zero-weight records after the
+/// weighted ones. So a fleet spreads over the brokers as the weights say, instead of
+/// every server trying the heaviest first. `below(n)` is a uniform random number in
+/// `0..n`.
+pub(crate) fn rfc2782_order(
+    mut records: Vec<SrvTarget>,
+    below: &mut dyn FnMut(u32) -> u32,
+) -> Vec<String> {
+    records.sort_by_key(|r| r.priority); // stable: the server's order within a priority
+    let mut start = 0;
+    while start < records.len() {
+        let priority = records[start].priority;
+        let end = start
+            + records[start..]
+                .iter()
+                .take_while(|r| r.priority == priority)
+                .count();
+        shuffle_by_weight(&mut records[start..end], below);
+        start = end;
+    }
+    records.into_iter().map(|r| r.hostport).collect()
+}
+
+/// Go's `shuffleByWeight`: repeatedly draws the next record by weight.
+fn shuffle_by_weight(group: &mut [SrvTarget], below: &mut dyn FnMut(u32) -> u32) {
+    let weight = |r: &SrvTarget| u32::from(r.weight);
+    let mut sum: u32 = group.iter().map(weight).sum();
+    let mut next = 0;
+    while sum > 0 && group.len() - next > 1 {
+        let n = below(sum);
+        let mut running = 0;
+        for i in next..group.len() {
+            running += weight(&group[i]);
+            if running > n {
+                group.swap(next, i);
+                break;
+            }
+        }
+        sum -= weight(&group[next]);
+        next += 1;
+    }
+}
+
 /// Successful answers by record name, kept for `max_age`. Failures are never cached,
-/// so every retry asks the server again.
+/// so every retry asks the server again. The records are kept unordered by weight:
+/// each lookup, cached or not, draws its own order.
 #[derive(Debug)]
 pub(crate) struct AnswerCache {
     max_age: Duration,
-    entries: HashMap<String, (Instant, Vec<String>)>,
+    entries: HashMap<String, (Instant, Vec<SrvTarget>)>,
 }
 
 impl AnswerCache {
@@ -54,13 +109,13 @@ impl AnswerCache {
     }
 
     /// The answer for `name` stored less than `max_age` before `now`.
-    pub(crate) fn get(&self, name: &str, now: Instant) -> Option<Vec<String>> {
+    pub(crate) fn get(&self, name: &str, now: Instant) -> Option<Vec<SrvTarget>> {
         let (stored, answer) = self.entries.get(name)?;
         (now.saturating_duration_since(*stored) < self.max_age).then(|| answer.clone())
     }
 
     /// Stores `answer` for `name` as of `now`, dropping expired entries.
-    pub(crate) fn put(&mut self, name: &str, answer: Vec<String>, now: Instant) {
+    pub(crate) fn put(&mut self, name: &str, answer: Vec<SrvTarget>, now: Instant) {
         let max_age = self.max_age;
         self.entries
             .retain(|_, (stored, _)| now.saturating_duration_since(*stored) < max_age);
@@ -118,13 +173,24 @@ impl SrvClient {
     }
 
     /// Looks up the SRV records of `name` and returns their targets as `host:port`
-    /// (trailing dot trimmed, `.` targets skipped), by priority, then by weight with
-    /// the heavier first. `cached` tells whether the answer came from the cache.
+    /// (trailing dot trimmed, `.` targets skipped) in a fresh [`rfc2782_order`].
+    /// `cached` tells whether the answer came from the cache.
     pub(crate) fn lookup(
         &self,
         name: &str,
         cancel: &CancelToken,
     ) -> Result<(Vec<String>, bool), LookupError> {
+        let (records, cached) = self.records(name, cancel)?;
+        let ordered = rfc2782_order(records, &mut |n| rand::random_range(0..n));
+        Ok((ordered, cached))
+    }
+
+    /// The usable SRV records of `name`, from the cache or the server.
+    fn records(
+        &self,
+        name: &str,
+        cancel: &CancelToken,
+    ) -> Result<(Vec<SrvTarget>, bool), LookupError> {
         if cancel.is_cancelled() {
             return Err(LookupError::Cancelled);
         }
@@ -198,7 +264,7 @@ impl SrvClient {
 }
 
 impl Driver {
-    fn query(&self, name: &str, cancel: &CancelToken) -> Result<Vec<String>, LookupError> {
+    fn query(&self, name: &str, cancel: &CancelToken) -> Result<Vec<SrvTarget>, LookupError> {
         let runtime = self.runtime.as_ref().expect("present until drop");
         // A fully qualified name: search domains never apply.
         let fqdn = if name.ends_with('.') {
@@ -224,7 +290,7 @@ impl Driver {
             Some(Ok(Ok(lookup))) => lookup,
         };
 
-        let mut records: Vec<(u16, u16, String)> = lookup
+        Ok(lookup
             .answers()
             .iter()
             .filter(|r| r.record_type() == RecordType::SRV)
@@ -232,16 +298,15 @@ impl Driver {
                 RData::SRV(srv) if !srv.target.is_root() => {
                     let host = srv.target.to_utf8();
                     let host = host.trim_end_matches('.');
-                    Some((srv.priority, srv.weight, format!("{host}:{}", srv.port)))
+                    Some(SrvTarget {
+                        priority: srv.priority,
+                        weight: srv.weight,
+                        hostport: format!("{host}:{}", srv.port),
+                    })
                 }
                 _ => None,
             })
-            .collect();
-        // Priority ascending, then weight descending; stable, so equal records keep
-        // the server's order. (Go's LookupSRV shuffles by weight; we stay
-        // deterministic so repeated runs and tests agree.)
-        records.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        Ok(records.into_iter().map(|(_, _, target)| target).collect())
+            .collect())
     }
 }
 
@@ -283,16 +348,71 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn srv(priority: u16, weight: u16, hostport: &str) -> SrvTarget {
+        SrvTarget {
+            priority,
+            weight,
+            hostport: hostport.into(),
+        }
+    }
+
+    /// A deterministic `below` (a 64-bit LCG), so the statistics below are exact.
+    fn lcg(seed: u64) -> impl FnMut(u32) -> u32 {
+        let mut state = seed;
+        move |n| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) % u64::from(n)) as u32
+        }
+    }
+
+    #[test]
+    fn priorities_come_in_order_and_weights_decide_how_often_a_record_is_first() {
+        let records = vec![
+            srv(20, 0, "low:1"),
+            srv(10, 10, "light:1"),
+            srv(10, 90, "heavy:1"),
+            srv(0, 0, "first:1"),
+            srv(10, 0, "zero:1"),
+        ];
+        let mut below = lcg(7);
+        let (mut heavy_first, mut light_first) = (0, 0);
+        for _ in 0..10_000 {
+            let order = rfc2782_order(records.clone(), &mut below);
+            assert_eq!(order.len(), 5);
+            assert_eq!(order[0], "first:1");
+            assert_eq!(order[4], "low:1");
+            // Zero weight comes after the weighted records of its priority.
+            assert_eq!(order[3], "zero:1");
+            match order[1].as_str() {
+                "heavy:1" => heavy_first += 1,
+                "light:1" => light_first += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        // 90 : 10, within a few percent.
+        assert!((8_700..=9_300).contains(&heavy_first), "{heavy_first}");
+        assert_eq!(heavy_first + light_first, 10_000);
+    }
+
+    #[test]
+    fn all_zero_weights_keep_the_server_order() {
+        let records = vec![srv(5, 0, "a:1"), srv(5, 0, "b:1"), srv(1, 0, "c:1")];
+        let order = rfc2782_order(records, &mut |_| unreachable!("no weights to draw"));
+        assert_eq!(order, ["c:1", "a:1", "b:1"]);
+    }
+
     #[test]
     fn cache_serves_until_max_age_then_forgets() {
         let mut cache = AnswerCache::new(Duration::from_secs(5));
         let t0 = Instant::now();
         assert_eq!(cache.get("a", t0), None);
-        cache.put("a", vec!["h:1".into()], t0);
-        assert_eq!(cache.get("a", t0), Some(vec!["h:1".into()]));
+        cache.put("a", vec![srv(0, 0, "h:1")], t0);
+        assert_eq!(cache.get("a", t0), Some(vec![srv(0, 0, "h:1")]));
         assert_eq!(
             cache.get("a", t0 + Duration::from_millis(4999)),
-            Some(vec!["h:1".into()])
+            Some(vec![srv(0, 0, "h:1")])
         );
         assert_eq!(cache.get("a", t0 + Duration::from_secs(5)), None);
         assert_eq!(cache.get("b", t0), None, "keyed by name");

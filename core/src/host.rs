@@ -249,10 +249,7 @@ impl Host {
         for (resolver, origin) in candidates {
             match activate(resolver, origin, &resolver_config, configure_deadline) {
                 Ok(active) => chain.push(active),
-                Err(d) => {
-                    tracing::error!(plugin = d.name.as_str(), "resolver disabled: {}", d.reason);
-                    disabled.push(d);
-                }
+                Err(d) => record_disabled(&mut disabled, d),
             }
         }
         if chain.is_empty() {
@@ -274,15 +271,10 @@ impl Host {
                 ) {
                     Ok(active) => chain.push(active),
                     Err(d) => {
-                        tracing::error!(
-                            plugin = d.name.as_str(),
-                            "resolver disabled: {}",
-                            d.reason
-                        );
                         warnings.push(format!(
                             "the built-in {name} could not be configured either; no resolver is active"
                         ));
-                        disabled.push(d);
+                        record_disabled(&mut disabled, d);
                     }
                 }
             }
@@ -386,6 +378,12 @@ impl Host {
             failed,
         })
     }
+}
+
+/// Logs why a resolver left the chain and keeps it for `buildinfo`.
+fn record_disabled(disabled: &mut Vec<DisabledResolver>, d: DisabledResolver) {
+    tracing::error!(plugin = d.name.as_str(), "resolver disabled: {}", d.reason);
+    disabled.push(d);
 }
 
 fn default_resolver() -> Box<dyn TargetResolver> {

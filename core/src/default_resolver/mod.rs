@@ -11,9 +11,10 @@
 //!    are looked up and returned as `host:port` (target's trailing dot trimmed; the
 //!    host adds the `nats` scheme) in RFC 2782 order as Go's resolver gives it:
 //!    by priority, and within a priority in a random order weighted by the records'
-//!    weights, drawn afresh on every call. Answers are cached for 5 seconds. A failed lookup (no records, NXDOMAIN, timeout) is
-//!    logged at warn level with the time it will wait, and retried with Choria's
-//!    `TwentySec` backoff until it succeeds or the call is cancelled;
+//!    weights, drawn afresh on every call. Answers are cached for 5 seconds. A failed
+//!    lookup (no records, NXDOMAIN, timeout) is logged at warn level with the time it
+//!    will wait, and retried with Choria's `TwentySec` backoff until it succeeds or
+//!    the call is cancelled;
 //! 3. else the warning `Neither provisioning broker url or provisioning SRV domain is
 //!    set, cannot continue` is logged and no targets are returned (the host then
 //!    reports `provisioning target plugin Choria JWT Resolver returned no servers`).

@@ -64,8 +64,9 @@
 //!
 //! # For hosts
 //!
-//! [`host`] opens libraries and adapts every supported layout to one native API, so no
-//! abi_stable type reaches the host's own code.
+//! With the `host` cargo feature, `provtarget_abi::host` opens libraries and adapts
+//! every supported layout to one native API, so no abi_stable type reaches the host's
+//! own code. Plugins never enable it.
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
 
@@ -73,7 +74,9 @@ pub mod backoff;
 mod cancel;
 #[doc(hidden)]
 pub mod export;
+#[doc(hidden)]
 pub mod ffi;
+#[cfg(feature = "host")]
 pub mod host;
 mod plugin_type;
 mod sdk;
@@ -101,6 +104,12 @@ pub const BUILD_TARGET: &str = env!("PROVTARGET_BUILD_TARGET");
 /// code.
 pub const ROOT_SYMBOL: &str = abi_stable::library::ROOT_MODULE_LOADER_NAME;
 
+/// The symbol [`export_plugin!`] adds to a plugin built with `panic = "abort"`: such a
+/// plugin cannot have its panics turned into errors (the first one ends the host's
+/// process), so hosts look for this symbol in the file's dynamic symbol table and
+/// refuse the library before running any of its code.
+pub const PANIC_ABORT_SYMBOL: &str = "provtarget_built_with_panic_abort";
+
 /// Exports a [`Resolver`] as this library's provtarget plugin. Call it exactly once,
 /// at the crate root of a `cdylib` crate.
 ///
@@ -127,6 +136,15 @@ macro_rules! export_plugin {
         #[doc(hidden)]
         pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::export::LibHeaderAlias =
             $crate::export::lib_header::<$resolver>();
+
+        // Build canary: a `panic = "abort"` build says so in its dynamic symbol table
+        // (`PANIC_ABORT_SYMBOL`), and the host refuses it unopened. `cfg(panic)` is
+        // evaluated in the plugin crate, where this macro expands.
+        #[cfg(panic = "abort")]
+        #[no_mangle]
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        pub static provtarget_built_with_panic_abort: u8 = 1;
     };
 }
 
@@ -141,6 +159,11 @@ mod tests {
         assert!(
             macro_source.contains(&ident),
             "export_plugin! must declare `{ident}`"
+        );
+        let canary = format!("pub static {}: u8", super::PANIC_ABORT_SYMBOL);
+        assert!(
+            macro_source.contains(&canary),
+            "export_plugin! must declare `{canary}` for panic = \"abort\" builds"
         );
     }
 }

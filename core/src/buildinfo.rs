@@ -47,7 +47,9 @@ pub fn text(host: &Host) -> String {
         out,
         "     Plugin Interface: {} (reads {})",
         provtarget_abi::INTERFACE_VERSION,
-        provtarget_abi::host::SUPPORTED_INTERFACES.join(", ")
+        provtarget_abi::host::supported_interfaces()
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = writeln!(out, "     Compiler: {}", provtarget_abi::BUILD_RUSTC);
     let _ = writeln!(out, "     Target: {}", provtarget_abi::BUILD_TARGET);
@@ -230,7 +232,7 @@ pub fn json(host: &Host) -> Value {
         "build": {
             "version": env!("CARGO_PKG_VERSION"),
             "interface_version": provtarget_abi::INTERFACE_VERSION,
-            "supported_interfaces": provtarget_abi::host::SUPPORTED_INTERFACES,
+            "supported_interfaces": provtarget_abi::host::supported_interfaces().collect::<Vec<_>>(),
             "rustc": provtarget_abi::BUILD_RUSTC,
             "target": provtarget_abi::BUILD_TARGET,
             "abi_stable": provtarget_abi::ABI_STABLE_VERSION,

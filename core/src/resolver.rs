@@ -12,8 +12,9 @@ use provtarget_abi::{
 };
 
 /// Provisioning settings a resolver reports after `configure`: `(key, value)` pairs,
-/// shown by `buildinfo` with secrets masked (the SDK's type, for native resolvers too).
-pub use provtarget_abi::Settings;
+/// shown by `buildinfo` with secrets masked. (Plugins build them with the SDK's
+/// `provtarget_abi::Settings`; they cross the boundary as these pairs.)
+pub type Settings = Vec<(String, String)>;
 
 /// A provisioning target resolver as the host sees it.
 ///

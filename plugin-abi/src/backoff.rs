@@ -17,6 +17,7 @@
 //! ```
 
 use std::{
+    fmt,
     sync::{
         atomic::{AtomicU64, Ordering},
         OnceLock,
@@ -95,25 +96,102 @@ impl Policy {
 
     /// Calls `attempt(try)` with tries 1, 2, 3, … until it succeeds, sleeping
     /// [`Policy::duration`]`(try)` after each failure. There is no retry limit: it
-    /// returns only with a value or with [`Cancelled`] (checked before every try and
-    /// during every sleep), as Choria's `backoff.For` does.
-    pub fn retry<C, T, E, F>(&self, cancel: &C, mut attempt: F) -> Result<T, Cancelled>
+    /// returns only with a value, or with [`GaveUp`] once `cancel` is cancelled
+    /// (checked before every try and during every sleep), as Choria's `backoff.For`
+    /// does.
+    ///
+    /// `attempt` returns [`crate::Error`], so `?` works on any error inside it. Each
+    /// failed try is reported once to [`Cancellation::retrying`] (a plugin's
+    /// [`crate::Context`] logs it as a warning through the host), and the last error
+    /// travels in [`GaveUp`], so a deadline shows why the resolver had no answer.
+    ///
+    /// ```
+    /// use provtarget_abi::backoff::{GaveUp, FIVE_SEC_START_GRACE};
+    /// use provtarget_abi::{Cancellation, Cancelled};
+    /// use std::{cell::Cell, time::Duration};
+    ///
+    /// /// Cancels once it has slept twice.
+    /// struct TwoSleeps(Cell<u32>);
+    /// impl Cancellation for TwoSleeps {
+    ///     fn is_cancelled(&self) -> bool { self.0.get() >= 2 }
+    ///     fn sleep(&self, _: Duration) -> Result<(), Cancelled> {
+    ///         self.0.set(self.0.get() + 1);
+    ///         if self.is_cancelled() { Err(Cancelled) } else { Ok(()) }
+    ///     }
+    /// }
+    ///
+    /// let err = FIVE_SEC_START_GRACE
+    ///     .retry(&TwoSleeps(Cell::new(0)), |_try| -> Result<u16, _> {
+    ///         Ok("not a port".parse::<u16>()?)
+    ///     })
+    ///     .unwrap_err();
+    /// let gave_up = err.downcast_ref::<GaveUp>().unwrap();
+    /// assert_eq!(gave_up.tries, 2);
+    /// assert_eq!(err.to_string(), "context canceled after 2 tries; last error: invalid digit found in string");
+    /// ```
+    pub fn retry<C, T, F>(&self, cancel: &C, mut attempt: F) -> Result<T, crate::Error>
     where
         C: Cancellation + ?Sized,
-        F: FnMut(usize) -> Result<T, E>,
+        F: FnMut(usize) -> Result<T, crate::Error>,
     {
         let mut try_ = 0usize;
+        let mut last_error: Option<String> = None;
+        let gave_up =
+            |tries, last_error| -> crate::Error { Box::new(GaveUp { tries, last_error }) };
         loop {
             if cancel.is_cancelled() {
-                return Err(Cancelled);
+                return Err(gave_up(try_, last_error));
             }
             try_ = try_.saturating_add(1);
-            if let Ok(value) = attempt(try_) {
-                return Ok(value);
+            match attempt(try_) {
+                Ok(value) => return Ok(value),
+                // A cancelled sleep or call inside the attempt: stop, keeping the
+                // previous real failure as the last error.
+                Err(e) if e.is::<Cancelled>() || e.is::<GaveUp>() => {
+                    return Err(gave_up(try_ - 1, last_error));
+                }
+                Err(e) => {
+                    let pause = self.duration(try_);
+                    cancel.retrying(try_, &e, pause);
+                    last_error = Some(one_line(&e.to_string()));
+                    if cancel.sleep(pause).is_err() {
+                        return Err(gave_up(try_, last_error));
+                    }
+                }
             }
-            self.sleep(cancel, try_)?;
         }
     }
+}
+
+/// Why [`Policy::retry`] returned without a value: the caller cancelled it (deadline,
+/// shutdown). It carries how many tries failed and the last one's error, so the host
+/// can say *why* the resolver had no answer when its deadline passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GaveUp {
+    /// How many tries ran and failed.
+    pub tries: usize,
+    /// The last try's error, on one line; `None` when no try failed.
+    pub last_error: Option<String>,
+}
+
+impl fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.last_error {
+            Some(e) => write!(
+                f,
+                "{Cancelled} after {} {}; last error: {e}",
+                self.tries,
+                if self.tries == 1 { "try" } else { "tries" }
+            ),
+            None => write!(f, "{Cancelled}"),
+        }
+    }
+}
+
+impl std::error::Error for GaveUp {}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A uniform number in `[0, bound)`; `bound` must be non-zero. Jitter only spreads
@@ -250,6 +328,7 @@ mod tests {
         cancel_after_sleeps: usize,
         sleeps: RefCell<Vec<Duration>>,
         cancelled: Cell<bool>,
+        retried: RefCell<Vec<(usize, String, Duration)>>,
     }
 
     impl Cancellation for Recorder {
@@ -264,6 +343,11 @@ mod tests {
             }
             Ok(())
         }
+        fn retrying(&self, try_: usize, error: &dyn fmt::Display, pause: Duration) {
+            self.retried
+                .borrow_mut()
+                .push((try_, error.to_string(), pause));
+        }
     }
 
     #[test]
@@ -272,6 +356,7 @@ mod tests {
             cancel_after_sleeps: usize::MAX,
             sleeps: RefCell::new(vec![]),
             cancelled: Cell::new(false),
+            retried: RefCell::new(vec![]),
         };
         let mut seen = vec![];
         let got = FIVE_SEC_START_GRACE.retry(&rec, |t| {
@@ -279,39 +364,96 @@ mod tests {
             if t == 4 {
                 Ok("done")
             } else {
-                Err("not yet")
+                Err(format!("not yet {t}").into())
             }
         });
-        assert_eq!(got, Ok("done"));
+        assert_eq!(got.unwrap(), "done");
         assert_eq!(seen, vec![1, 2, 3, 4]);
         let sleeps = rec.sleeps.borrow();
         assert_eq!(sleeps.len(), 3);
         // First sleep uses the second entry (25 ms → 12..37 ms).
         assert!(sleeps[0] >= Duration::from_millis(12) && sleeps[0] < Duration::from_millis(37));
+        // Each failed try was reported once, with its error and the pause that follows.
+        let retried = rec.retried.borrow();
+        assert_eq!(
+            retried
+                .iter()
+                .map(|(t, e, _)| (*t, e.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "not yet 1"), (2, "not yet 2"), (3, "not yet 3")]
+        );
+        assert_eq!(
+            retried.iter().map(|r| r.2).collect::<Vec<_>>(),
+            sleeps.as_slice()
+        );
     }
 
     #[test]
-    fn retry_stops_when_cancelled() {
+    fn retry_stops_when_cancelled_and_keeps_the_last_error() {
         let rec = Recorder {
             cancel_after_sleeps: 2,
             sleeps: RefCell::new(vec![]),
             cancelled: Cell::new(false),
+            retried: RefCell::new(vec![]),
         };
         let mut tries = 0;
-        let got: Result<(), Cancelled> = FIVE_SEC.retry(&rec, |_| {
+        let got: Result<(), _> = FIVE_SEC.retry(&rec, |t| {
             tries += 1;
-            Err::<(), _>("never")
+            // `?` works on any error type inside the attempt.
+            let _port: u16 = if t == 1 {
+                "x".parse()?
+            } else {
+                "70000".parse()?
+            };
+            Ok(())
         });
-        assert_eq!(got, Err(Cancelled));
+        let err = got.unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<GaveUp>(),
+            Some(&GaveUp {
+                tries: 2,
+                last_error: Some("number too large to fit in target type".into())
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            "context canceled after 2 tries; last error: number too large to fit in target type"
+        );
         assert_eq!(tries, 2);
 
-        // Already cancelled: no try at all.
+        // Already cancelled: no try at all, and no error to report but the cancellation.
         let mut called = false;
-        let got: Result<(), Cancelled> = FIVE_SEC.retry(&rec, |_| {
-            called = true;
-            Ok::<(), ()>(())
-        });
-        assert_eq!(got, Err(Cancelled));
+        let err = FIVE_SEC
+            .retry(&rec, |_| {
+                called = true;
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "context canceled");
         assert!(!called);
+    }
+
+    #[test]
+    fn a_cancelled_sleep_inside_the_attempt_ends_the_retry_without_counting_as_a_failure() {
+        let rec = Recorder {
+            cancel_after_sleeps: 2,
+            sleeps: RefCell::new(vec![]),
+            cancelled: Cell::new(false),
+            retried: RefCell::new(vec![]),
+        };
+        let err = FIVE_SEC
+            .retry(&rec, |t| -> Result<(), crate::Error> {
+                if t == 1 {
+                    return Err("backend down".into());
+                }
+                rec.sleep(Duration::from_millis(1))?;
+                Err("unreachable".into())
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "context canceled after 1 try; last error: backend down"
+        );
+        assert_eq!(rec.retried.borrow().len(), 1);
     }
 }

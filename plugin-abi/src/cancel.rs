@@ -27,6 +27,13 @@ pub trait Cancellation {
     /// Sleeps for `duration`, returning [`Cancelled`] as soon as cancellation happens
     /// (before or during the sleep).
     fn sleep(&self, duration: Duration) -> Result<(), Cancelled>;
+
+    /// Told once about every failed try of a [`crate::backoff::Policy::retry`] loop:
+    /// which try, its error, and how long the loop now sleeps. Does nothing by default;
+    /// a plugin's [`crate::Context`] logs it as a warning through the host.
+    fn retrying(&self, try_: usize, error: &dyn fmt::Display, pause: Duration) {
+        let _ = (try_, error, pause);
+    }
 }
 
 impl<C: Cancellation + ?Sized> Cancellation for &C {
@@ -35,5 +42,8 @@ impl<C: Cancellation + ?Sized> Cancellation for &C {
     }
     fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
         (**self).sleep(duration)
+    }
+    fn retrying(&self, try_: usize, error: &dyn fmt::Display, pause: Duration) {
+        (**self).retrying(try_, error, pause)
     }
 }

@@ -113,6 +113,9 @@ impl<R: Resolver> FfiResolver for Exported<R> {
 
     fn configure(&mut self, host: FfiHostRef<'_>, config: FfiPairs) -> RResult<FfiPairs, RString> {
         let config: Config = config.into_iter().map(|t| (t.0, t.1)).collect();
+        // A panic in config_keys leaves the typed getters without declared defaults.
+        let keys = guarded::<R, _>("config_keys", || Ok(R::config_keys())).unwrap_or_default();
+        let config = config.with_keys(&keys);
         let ctx = Context::new(&host);
         match guarded::<R, _>("configure", || self.0.configure(&ctx, &config)) {
             Ok(settings) => RResult::ROk(

@@ -7,7 +7,11 @@
 //! abi_stable types.
 //!
 //! ```
-//! use provtarget_abi::{backoff, export_plugin, Config, Context, Error, Resolver, Settings};
+//! use provtarget_abi::{
+//!     backoff, export_plugin, Config, ConfigKey, Context, Error, Resolver, Settings,
+//! };
+//!
+//! const BROKERS: &str = "plugin.acme.brokers";
 //!
 //! struct Static {
 //!     brokers: Vec<String>,
@@ -21,18 +25,25 @@
 //!         Ok(Static { brokers: vec![] })
 //!     }
 //!
+//!     fn config_keys() -> Vec<ConfigKey> {
+//!         vec![ConfigKey::new(BROKERS, "prov.example.net:4222", "brokers, comma separated")]
+//!     }
+//!
 //!     fn configure(&mut self, ctx: &Context<'_>, config: &Config) -> Result<Settings, Error> {
-//!         let list = config.get_or("plugin.acme.brokers", "prov.example.net:4222");
-//!         self.brokers = list.split(',').map(|s| s.trim().to_string()).collect();
+//!         // The declared default applies when the key is unset.
+//!         self.brokers = config.list(BROKERS);
 //!         ctx.info(format!("using {} broker(s)", self.brokers.len()));
-//!         Ok(Settings::new())
+//!         Ok(Settings::new().with(BROKERS, self.brokers.join(",")))
 //!     }
 //!
 //!     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
-//!         // Retry forever (until the host cancels) with Choria's backoff.
-//!         Ok(backoff::FIVE_SEC.retry(ctx, |_try| {
-//!             if self.brokers.is_empty() { Err("no brokers") } else { Ok(self.brokers.clone()) }
-//!         })?)
+//!         // Retry (logging each failure once) until it works or the host cancels.
+//!         backoff::FIVE_SEC.retry(ctx, |_try| {
+//!             if self.brokers.is_empty() {
+//!                 return Err("no brokers configured".into());
+//!             }
+//!             Ok(self.brokers.clone())
+//!         })
 //!     }
 //! }
 //!
@@ -83,7 +94,7 @@ mod sdk;
 
 pub use cancel::{Cancellation, Cancelled};
 pub use plugin_type::PluginType;
-pub use sdk::{Config, ConfigKey, Context, Error, LogLevel, Resolver, Settings};
+pub use sdk::{Config, ConfigError, ConfigKey, Context, Error, LogLevel, Resolver, Settings};
 
 /// The interface version plugins built against this crate declare (`major.minor.0`).
 pub const INTERFACE_VERSION: &str = ffi::current::INTERFACE_VERSION;

@@ -13,10 +13,90 @@ use crate::{
 /// boundary.
 pub type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Provisioning settings a resolver hands back from [`Resolver::configure`], as
-/// `(key, value)` pairs. The host shows them in `buildinfo`, masking every value whose
-/// key mentions a token, password or secret.
-pub type Settings = Vec<(String, String)>;
+/// Provisioning settings a resolver hands back from [`Resolver::configure`]: what it
+/// will use, as `(key, value)` pairs that `provtarget buildinfo` shows.
+///
+/// ```
+/// use provtarget_abi::Settings;
+///
+/// let settings = Settings::new()
+///     .with("plugin.acme.url", "http://169.254.169.254/latest")
+///     .with("plugin.acme.port", 4222)
+///     .secret("plugin.acme.token", "s3cr3t");
+/// let shown: Vec<(&str, &str)> = settings.iter().collect();
+/// assert_eq!(shown[1], ("plugin.acme.port", "4222"));
+/// assert_eq!(shown[2], ("plugin.acme.token", "*****"));
+/// ```
+///
+/// The host also masks every value whose key mentions a token, password or secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    entries: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// No settings.
+    pub fn new() -> Settings {
+        Settings::default()
+    }
+
+    /// Adds `key = value`.
+    pub fn with(mut self, key: &str, value: impl fmt::Display) -> Settings {
+        self.entries.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds `key` with its value masked (`*****`, or empty when the value is empty):
+    /// the value never leaves the plugin.
+    pub fn secret(mut self, key: &str, value: &str) -> Settings {
+        let shown = if value.is_empty() { "" } else { MASK };
+        self.entries.push((key.to_string(), shown.to_string()));
+        self
+    }
+
+    /// Every `(key, value)`, in the order added.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// How many settings.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Settings {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Settings {
+            entries: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+}
+
+impl From<Vec<(String, String)>> for Settings {
+    fn from(entries: Vec<(String, String)>) -> Self {
+        Settings { entries }
+    }
+}
+
+impl IntoIterator for Settings {
+    type Item = (String, String);
+    type IntoIter = std::vec::IntoIter<(String, String)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+/// How masked values are shown.
+const MASK: &str = "*****";
 
 /// A provisioning target resolver, written as ordinary Rust.
 ///
@@ -85,14 +165,48 @@ impl ConfigKey {
 }
 
 /// The host's configuration: every `key = value` of its configuration file, after
-/// environment and command-line overrides.
+/// environment and command-line overrides, plus the defaults the resolver declared in
+/// [`Resolver::config_keys`].
+///
+/// The typed getters read a key's value, or its declared default when the key is
+/// unset or blank, and fail with a [`ConfigError`] that names the key, the value and
+/// the form expected, ready to return from [`Resolver::configure`] with `?`:
+///
+/// ```
+/// use provtarget_abi::{Config, ConfigKey};
+/// use std::time::Duration;
+///
+/// let config = Config::from_iter([
+///     ("plugin.acme.port", "80a"),
+///     ("plugin.acme.servers", "10.0.0.1:53, 10.0.0.2:53,"),
+/// ])
+/// .with_keys(&[
+///     ConfigKey::new("plugin.acme.timeout", "2s", "per request"),
+///     ConfigKey::new("plugin.acme.port", "4222", "broker port"),
+/// ]);
+/// assert_eq!(config.duration("plugin.acme.timeout").unwrap(), Duration::from_secs(2));
+/// assert_eq!(config.list("plugin.acme.servers"), ["10.0.0.1:53", "10.0.0.2:53"]);
+/// assert_eq!(
+///     config.port("plugin.acme.port").unwrap_err().to_string(),
+///     r#"plugin.acme.port = "80a" is not valid: expected a port number from 1 to 65535"#
+/// );
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     entries: BTreeMap<String, String>,
+    defaults: BTreeMap<String, String>,
 }
 
 impl Config {
-    /// The value of `key`, if set.
+    /// Declares `keys`' defaults: the typed getters fall back to them.
+    pub fn with_keys(mut self, keys: &[ConfigKey]) -> Config {
+        for k in keys {
+            self.defaults.insert(k.key.clone(), k.default.clone());
+        }
+        self
+    }
+
+    /// The value of `key` as set, if set (no default applied).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries.get(key).map(String::as_str)
     }
@@ -105,11 +219,140 @@ impl Config {
         }
     }
 
-    /// Every key and value, sorted by key.
+    /// Every key and value as set, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+
+    /// Whether `key` is set to a non-blank value.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| !v.trim().is_empty())
+    }
+
+    /// The value of `key` (trimmed), or its declared default, or `""`.
+    pub fn string(&self, key: &str) -> &str {
+        let declared = self.defaults.get(key).map(String::as_str).unwrap_or("");
+        self.get_or(key, declared)
+    }
+
+    /// The value of `key` (or its default) as a comma-separated list: items trimmed,
+    /// empty items dropped.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.string(key)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// The value of `key` (or its default) parsed as `T`; the error says the form
+    /// `expected`, e.g. `"a whole number of seconds"`.
+    pub fn parse<T>(&self, key: &str, expected: &str) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+    {
+        let value = self.string(key);
+        value
+            .parse()
+            .map_err(|_| ConfigError::new(key, value, expected))
+    }
+
+    /// The value of `key` (or its default) as a boolean: `true`/`false`, `yes`/`no`,
+    /// `on`/`off`, `1`/`0`, in any case. Unset with no default is `false`.
+    pub fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.string(key).to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" | "t" | "y" => Ok(true),
+            "false" | "no" | "off" | "0" | "f" | "n" | "" => Ok(false),
+            _ => Err(ConfigError::new(
+                key,
+                self.string(key),
+                "true or false (also yes/no, on/off, 1/0)",
+            )),
+        }
+    }
+
+    /// The value of `key` (or its default) as a TCP/UDP port, 1 to 65535.
+    pub fn port(&self, key: &str) -> Result<u16, ConfigError> {
+        match self.string(key).parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(ConfigError::new(
+                key,
+                self.string(key),
+                "a port number from 1 to 65535",
+            )),
+        }
+    }
+
+    /// The value of `key` (or its default) as a duration: a number with an optional
+    /// unit, `ms`, `s` (the default), `m` or `h`: `500ms`, `2s`, `30`, `1m`. Zero is
+    /// allowed; callers that need more check it.
+    pub fn duration(&self, key: &str) -> Result<Duration, ConfigError> {
+        let value = self.string(key);
+        parse_duration(value).ok_or_else(|| {
+            ConfigError::new(
+                key,
+                value,
+                "a duration such as 500ms, 2s, 30 (seconds), 1m or 1h, at most 24h",
+            )
+        })
+    }
 }
+
+/// `500ms`, `2s`, `30`, `1.5m`, `1h`; at most a day.
+fn parse_duration(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    let seconds = number * scale;
+    (seconds.is_finite() && (0.0..=86_400.0).contains(&seconds))
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+/// A configuration value a resolver cannot use: names the key, the value and the form
+/// expected, on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, e.g. `plugin.acme.port`.
+    pub key: String,
+    /// The value found (set or default).
+    pub value: String,
+    /// What a valid value looks like.
+    pub expected: String,
+}
+
+impl ConfigError {
+    /// `key = value` is not valid: `expected` says what is.
+    pub fn new(key: &str, value: &str, expected: &str) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            value: value.into(),
+            expected: expected.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} = {:?} is not valid: expected {}",
+            self.key, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Config {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
@@ -118,6 +361,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Config {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            defaults: BTreeMap::new(),
         }
     }
 }
@@ -140,6 +384,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// The level for a wire value; unknown values are treated as `Info`.
+    #[doc(hidden)]
     pub fn from_u8(v: u8) -> LogLevel {
         match v {
             1 => LogLevel::Error,
@@ -238,5 +483,11 @@ impl Cancellation for Context<'_> {
     }
     fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
         Context::sleep(self, duration)
+    }
+    fn retrying(&self, try_: usize, error: &dyn fmt::Display, pause: Duration) {
+        self.warn(format_args!(
+            "try {try_} failed: {error}; trying again in {} ms",
+            pause.as_millis()
+        ));
     }
 }

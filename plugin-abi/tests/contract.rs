@@ -11,9 +11,12 @@ use std::{
 };
 
 use provtarget_abi::{
-    host::{HostServices, OpenErrorKind, PluginLibrary},
-    LogLevel, PluginType,
+    host::{supported_interfaces, HostServices, OpenErrorKind, PluginLibrary},
+    LogLevel, PluginType, INTERFACE_VERSION,
 };
+
+/// The frozen first layout, as the legacy test plugin declares it.
+const V1_0: &str = "1.0.0";
 use provtarget_testsupport::{cdylib, TempDir};
 
 /// Called with the 1-based number of each sleep.
@@ -102,7 +105,7 @@ fn dc_hint_describes_itself() {
     assert_eq!(info.plugin_type, PluginType::ProvisionTargetResolver);
     assert_eq!(info.vendor, "Acme");
     assert_eq!(info.interface_version, provtarget_abi::INTERFACE_VERSION);
-    assert_eq!(lib.interface_version(), "1.1.0");
+    assert_eq!(lib.interface_version(), INTERFACE_VERSION);
     assert!(
         info.rustc_version.starts_with("rustc "),
         "{}",
@@ -199,23 +202,30 @@ fn dc_hint_keeps_retrying_until_the_file_appears() {
         ["_provision.ams1.example.net:4222"]
     );
     assert_eq!(host.sleeps.load(Ordering::SeqCst), 2);
-    let errors: Vec<String> = host
+    // The SDK's retry logs each failed try once, as a warning naming the try, the
+    // cause and the pause.
+    let failures: Vec<String> = host
         .logs()
         .into_iter()
-        .filter(|(l, _)| *l == LogLevel::Error)
+        .filter(|(l, _)| *l == LogLevel::Warn)
         .map(|(_, m)| m)
         .collect();
-    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(failures.len(), 2, "{failures:?}");
     assert!(
-        errors[0].contains("cannot read") && errors[0].contains("dc.json"),
+        failures[0].starts_with("try 1 failed: cannot read ") && failures[0].contains("dc.json"),
         "{}",
-        errors[0]
+        failures[0]
     );
-    assert!(errors[1].contains("is not valid JSON"), "{}", errors[1]);
-    assert!(host
-        .logs()
-        .iter()
-        .any(|(l, m)| *l == LogLevel::Info && m.starts_with("Sleeping ")));
+    assert!(
+        failures[1].starts_with("try 2 failed: ") && failures[1].contains("is not valid JSON"),
+        "{}",
+        failures[1]
+    );
+    assert!(
+        failures[1].contains("; trying again in "),
+        "{}",
+        failures[1]
+    );
 }
 
 #[test]
@@ -239,7 +249,12 @@ fn cancellation_interrupts_the_dc_hint_backoff_sleep() {
     };
     let err = resolver.targets(&*host).unwrap_err();
     canceller.join().unwrap();
-    assert_eq!(err, "context canceled");
+    // Cancelled, with the failure that kept it retrying.
+    assert!(
+        err.starts_with("context canceled after 1 try; last error: cannot read ")
+            && err.ends_with("never.json: No such file or directory (os error 2)"),
+        "{err}"
+    );
     assert_eq!(
         host.sleeps.load(Ordering::SeqCst),
         1,
@@ -365,13 +380,13 @@ fn a_plugin_built_against_frozen_interface_1_0_loads_in_this_1_1_host() {
     let current = open("provtarget-testkit");
     let legacy = open_path(&provtarget_testsupport::legacy_1_0_plugin());
     let again = open("provtarget-dc-hint");
-    assert_eq!(current.interface_version(), "1.1.0");
-    assert_eq!(again.interface_version(), "1.1.0");
-    assert_eq!(legacy.interface_version(), "1.0.0");
+    assert_eq!(current.interface_version(), INTERFACE_VERSION);
+    assert_eq!(again.interface_version(), INTERFACE_VERSION);
+    assert_eq!(legacy.interface_version(), V1_0);
 
     let info = legacy.info();
     assert_eq!(info.name, "Legacy 1.0 Resolver");
-    assert_eq!(info.interface_version, "1.0.0");
+    assert_eq!(info.interface_version, V1_0);
     assert_eq!(info.plugin_type, PluginType::ProvisionTargetResolver);
     // 1.0 has no config_keys function: the host supplies the default.
     assert!(legacy.config_keys().is_empty());
@@ -424,8 +439,9 @@ fn a_plugin_declaring_1_1_with_another_layout_is_refused_not_read_as_1_0() {
     assert!(!err.message.contains('\n'), "{}", err.message);
     assert!(err.message.len() <= 400, "{} chars", err.message.len());
     assert!(
-        err.message
-            .starts_with("layout mismatch for interface 1.1.0: "),
+        err.message.starts_with(&format!(
+            "layout mismatch for interface {INTERFACE_VERSION}: "
+        )),
         "{}",
         err.message
     );
@@ -437,8 +453,47 @@ fn a_plugin_declaring_1_1_with_another_layout_is_refused_not_read_as_1_0() {
 #[test]
 fn layouts_are_chosen_by_the_declared_version() {
     // 1.1 plugins read through 1.1, the frozen 1.0 plugin through 1.0.
-    assert_eq!(open("provtarget-testkit").interface_version(), "1.1.0");
+    assert_eq!(
+        open("provtarget-testkit").interface_version(),
+        INTERFACE_VERSION
+    );
     let legacy = open_path(&provtarget_testsupport::legacy_1_0_plugin());
-    assert_eq!(legacy.interface_version(), "1.0.0");
-    assert_eq!(legacy.info().interface_version, "1.0.0");
+    assert_eq!(legacy.interface_version(), V1_0);
+    assert_eq!(legacy.info().interface_version, V1_0);
+    // Every version the host lists is one it reads, newest (what plugins export) first.
+    let supported: Vec<&str> = supported_interfaces().collect();
+    assert_eq!(supported.first(), Some(&INTERFACE_VERSION));
+    assert!(supported.contains(&V1_0), "{supported:?}");
+}
+
+/// Reduces Rust source to its code tokens: comments, attributes that only silence
+/// lints, and white space removed.
+fn code_of(source: &str) -> String {
+    source
+        .lines()
+        .map(|l| match l.find("//") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .filter(|l| !l.trim_start().starts_with("#![allow("))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn the_frozen_1_0_layout_and_the_legacy_fixture_have_not_drifted_apart() {
+    // The legacy test plugin (tests/legacy-1.0) is built against its own copy of the
+    // 1.0 contract; the host reads 1.0 plugins through plugin-abi's frozen copy. If the
+    // two drift, the legacy test no longer proves that real 1.0 binaries load.
+    let root = provtarget_testsupport::workspace_root();
+    let frozen = std::fs::read_to_string(root.join("plugin-abi/src/ffi/v1_0.rs")).unwrap();
+    let fixture = std::fs::read_to_string(root.join("tests/legacy-1.0/abi/src/lib.rs")).unwrap();
+    assert!(code_of(&frozen).contains("pub struct PluginModule"));
+    assert_eq!(
+        code_of(&frozen),
+        code_of(&fixture),
+        "plugin-abi/src/ffi/v1_0.rs and tests/legacy-1.0/abi/src/lib.rs differ in code"
+    );
+    assert!(frozen.contains(&format!("INTERFACE_VERSION: &str = \"{V1_0}\"")));
 }

@@ -3,8 +3,9 @@
 //!
 //! It reads a JSON file (default `/etc/dc.json`) holding `{"datacenter": "<dc>"}` and
 //! returns `_provision.<dc>.example.net:4222`. When the file is missing, unreadable,
-//! not JSON or names no datacenter, it logs the error through the host, sleeps with
-//! Choria's FiveSec backoff and tries again, until it succeeds or the host cancels.
+//! not JSON or names no datacenter, it retries with the SDK's `backoff::FIVE_SEC.retry`
+//! (Choria's FiveSec backoff; each failed try logged once through the host) until it
+//! succeeds or the host cancels.
 //!
 //! Configuration keys (in the host's `server.conf`):
 //!
@@ -20,7 +21,7 @@ use std::{
 };
 
 use provtarget_abi::{
-    backoff::FIVE_SEC, export_plugin, Cancelled, Config, ConfigKey, Context, Error, Resolver,
+    backoff::FIVE_SEC, export_plugin, Config, ConfigError, ConfigKey, Context, Error, Resolver,
     Settings,
 };
 
@@ -69,54 +70,34 @@ impl Resolver for HintResolver {
     }
 
     fn configure(&mut self, ctx: &Context<'_>, config: &Config) -> Result<Settings, Error> {
-        self.file = config.get_or(FILE_KEY, DEFAULT_FILE).into();
-        let domain = config.get_or(DOMAIN_KEY, DEFAULT_DOMAIN);
+        // The SDK's getters fall back to the defaults declared in config_keys() and
+        // name the key in their errors.
+        self.file = config.string(FILE_KEY).into();
+        let domain = config.string(DOMAIN_KEY);
         if !domain.contains("{dc}") {
-            return Err(format!(
-                "{DOMAIN_KEY} = {domain:?} has no {{dc}} placeholder; use e.g. {DEFAULT_DOMAIN}"
+            return Err(ConfigError::new(
+                DOMAIN_KEY,
+                domain,
+                &format!("a host name with a {{dc}} placeholder, e.g. {DEFAULT_DOMAIN}"),
             )
             .into());
         }
         self.domain = domain.into();
-        let port = config.get_or(PORT_KEY, DEFAULT_PORT);
-        self.port = match port.parse::<u16>() {
-            Ok(p) if p > 0 => p,
-            _ => {
-                return Err(format!(
-                    "{PORT_KEY} = {port:?} is not a port; use a number from 1 to 65535"
-                )
-                .into())
-            }
-        };
+        self.port = config.port(PORT_KEY)?;
         ctx.debug(format!(
             "reading datacenter hints from {}",
             self.file.display()
         ));
-        Ok(vec![
-            (FILE_KEY.into(), self.file.display().to_string()),
-            (DOMAIN_KEY.into(), self.domain.clone()),
-            (PORT_KEY.into(), self.port.to_string()),
-        ])
+        Ok(Settings::new()
+            .with(FILE_KEY, self.file.display())
+            .with(DOMAIN_KEY, &self.domain)
+            .with(PORT_KEY, self.port))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
-        let mut try_ = 1;
-        loop {
-            if ctx.is_cancelled() {
-                return Err(Cancelled.into());
-            }
-            match self.resolve() {
-                Ok(target) => return Ok(vec![target]),
-                Err(e) => ctx.error(format!("Could not resolve provisioning targets: {e}")),
-            }
-            let pause = FIVE_SEC.duration(try_);
-            ctx.info(format!(
-                "Sleeping {} ms before trying to resolve provisioning target again",
-                pause.as_millis()
-            ));
-            ctx.sleep(pause)?;
-            try_ += 1;
-        }
+        // Choria's FiveSec backoff until the hint is readable or the host cancels;
+        // each failed try is logged once, and the last one's error is kept.
+        FIVE_SEC.retry(ctx, |_try| Ok(vec![self.resolve()?]))
     }
 }
 
@@ -138,6 +119,8 @@ enum HintError {
     NoDatacenter(PathBuf),
     BadDatacenter(PathBuf, String),
 }
+
+impl std::error::Error for HintError {}
 
 impl fmt::Display for HintError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -213,3 +213,120 @@ pub fn set_mode(path: &Path, mode: u32) {
     #[cfg(not(unix))]
     let _ = (path, mode);
 }
+
+/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+/// Servers started by tests bind 127.0.0.1 only.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind 127.0.0.1:0 to find a free port")
+}
+
+/// The path of an external program a test needs (`etcd`, `dnsmasq`, ...), searched in
+/// `PATH` and the sbin directories. `None` when it is not installed: under `CI` (set by
+/// `.ci/run`'s environment) that is a failure, never a silent pass — use
+/// [`require_tool`].
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The path of `name`, or `None` with a loud note on stderr when it is missing
+/// outside CI (the caller returns early). Under `CI` a missing tool panics: `.ci/run`
+/// installs every package the tests need, so a missing one is a broken run.
+pub fn require_tool(name: &str, debian_package: &str) -> Option<PathBuf> {
+    match find_tool(name) {
+        Some(p) => Some(p),
+        None if env::var_os("CI").is_some() => panic!(
+            "{name} is not installed but CI is set: .ci/run must `apt-get install -y {debian_package}`"
+        ),
+        None => {
+            eprintln!(
+                "SKIPPED: {name} is not installed (apt-get install -y {debian_package}); \
+                 this test fails instead under CI"
+            );
+            None
+        }
+    }
+}
+
+/// A server process started by a test: killed (SIGKILL, by process id) and reaped on
+/// drop, so no test leaves a server behind.
+pub struct ServerProcess {
+    child: std::process::Child,
+    what: String,
+}
+
+impl ServerProcess {
+    /// Starts `command` (stdout and stderr go to `log` if given, else are discarded).
+    pub fn spawn(what: &str, mut command: Command, log: Option<&Path>) -> ServerProcess {
+        use std::process::Stdio;
+        let (out, err) = match log {
+            Some(path) => {
+                let f = std::fs::File::create(path).expect("cannot create server log");
+                let f2 = f.try_clone().expect("cannot clone server log handle");
+                (Stdio::from(f), Stdio::from(f2))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        ServerProcess {
+            child,
+            what: what.to_string(),
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited (and if so, reaps it).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Kills it now (SIGKILL by pid) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What was started, for messages.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until something accepts TCP connections on `127.0.0.1:port`, up to `limit`.
+/// Panics, naming `what`, if nothing does: the test cannot run without its server.
+pub fn wait_for_tcp(what: &str, port: u16, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            std::time::Duration::from_millis(200),
+        )
+        .is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{what} did not accept connections on 127.0.0.1:{port} within {limit:?}");
+}

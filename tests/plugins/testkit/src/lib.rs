@@ -55,10 +55,9 @@ impl Resolver for TestKit {
             }
             mode => {
                 ctx.info(format!("testkit configured in mode {mode}"));
-                Ok(vec![
-                    ("testkit.mode".into(), mode.into()),
-                    ("testkit.token".into(), "s3cr3t-token".into()),
-                ])
+                Ok(Settings::new()
+                    .with("testkit.mode", mode)
+                    .with("testkit.token", "s3cr3t-token"))
             }
         }
     }

@@ -14,11 +14,12 @@ use std::{fmt, path::Path, time::Duration};
 
 use abi_stable::{
     library::{lib_header_from_raw_library, LibHeader, LibraryError, RawLibrary},
-    sabi_trait::TD_Opaque,
-    std_types::{RStr, RString, RVec, Tuple2},
+    std_types::{RString, RVec, Tuple2},
 };
 
-use crate::{ffi, ConfigKey, LogLevel, PluginType};
+use crate::{ConfigKey, LogLevel, PluginType};
+
+mod layouts;
 
 /// What the host offers a plugin during a call: cancellation, an interruptible sleep
 /// and logging. The host implements it once per call, typically carrying the plugin's
@@ -98,24 +99,21 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// The interface versions this host can read, newest first.
-pub const SUPPORTED_INTERFACES: [&str; 2] =
-    [ffi::v1_1::INTERFACE_VERSION, ffi::v1_0::INTERFACE_VERSION];
-
-enum Module {
-    V1_1(ffi::v1_1::PluginModule_Ref),
-    V1_0(ffi::v1_0::PluginModule_Ref),
+/// The interface versions this host can read, newest first: one per released layout
+/// (see [`layouts::SUPPORTED`]).
+pub fn supported_interfaces() -> impl ExactSizeIterator<Item = &'static str> {
+    layouts::SUPPORTED.iter().map(|l| l.version)
 }
 
 /// An opened, layout-checked plugin library. Libraries are never unloaded.
 pub struct PluginLibrary {
-    module: Module,
+    module: Box<dyn layouts::Module>,
 }
 
 impl PluginLibrary {
     /// Loads the library at `path` and checks it against the layout of the interface
-    /// version it declares (1.0 → the frozen 1.0 layout; 1.1 or a newer 1.x → the
-    /// 1.1 layout).
+    /// version it declares (1.0 → the frozen 1.0 layout; 1.1 → 1.1; a newer 1.x than
+    /// this host knows → the newest layout it knows).
     ///
     /// # Safety
     ///
@@ -156,91 +154,36 @@ impl PluginLibrary {
 
     fn from_header(header: &'static LibHeader) -> Result<PluginLibrary, OpenError> {
         let declared = header.version_strings().version.as_str().to_string();
-        let supported_major = crate::INTERFACE_VERSION.split('.').next().unwrap_or("");
-        let mut parts = declared.split('.');
-        let major = parts.next().unwrap_or("");
-        if major != supported_major {
-            return Err(OpenError {
-                kind: OpenErrorKind::InterfaceMismatch,
-                message: format!(
-                    "built against provtarget plugin interface {declared}, but this host \
-                     reads {supported_major}.x ({}); rebuild it against provtarget-abi \
-                     {supported_major}.x",
-                    SUPPORTED_INTERFACES.join(", ")
-                ),
-                detail: String::new(),
-            });
-        }
-        let Some(minor) = parts.next().and_then(|m| m.trim().parse::<u64>().ok()) else {
-            return Err(OpenError {
-                kind: OpenErrorKind::InterfaceMismatch,
-                message: format!(
-                    "declares provtarget plugin interface `{}`, which is not a version \
-                     number; rebuild it against provtarget-abi {}",
-                    one_line(&declared),
-                    crate::INTERFACE_VERSION
-                ),
-                detail: String::new(),
-            });
-        };
-        // The layout is chosen by the declared version, never by trial: a plugin
+        // The layout is chosen once, by the declared version, never by trial: a plugin
         // declaring 1.1 must match the 1.1 layout (it must not slip in through the 1.0
-        // one), and a 1.0 plugin is checked once, against 1.0. A newer 1.x (1.2...) is
-        // read through the newest layout known here: abi_stable accepts a library
-        // whose prefix types have more fields than the host's.
-        let module = if minor >= 1 {
-            header
-                .init_root_module::<ffi::v1_1::PluginModule_Ref>()
-                .map(Module::V1_1)
-        } else {
-            header
-                .init_root_module::<ffi::v1_0::PluginModule_Ref>()
-                .map(Module::V1_0)
-        };
-        module
+        // one), and a 1.0 plugin is checked once, against 1.0.
+        let layout = layouts::for_declared(&declared)?;
+        (layout.open)(header)
             .map(|module| PluginLibrary { module })
             .map_err(|e| library_error(e, &declared))
     }
 
     /// The interface version whose layout this library was read with.
     pub fn interface_version(&self) -> &'static str {
-        match self.module {
-            Module::V1_1(_) => ffi::v1_1::INTERFACE_VERSION,
-            Module::V1_0(_) => ffi::v1_0::INTERFACE_VERSION,
-        }
+        self.module.version()
     }
 
     /// The plugin's self-description.
     pub fn info(&self) -> PluginInfo {
-        match &self.module {
-            Module::V1_1(m) => adapt_v1_1::info((m.info())()),
-            Module::V1_0(m) => adapt_v1_0::info((m.info())()),
-        }
+        self.module.info()
     }
 
     /// The configuration keys the plugin declares (none before interface 1.1).
     pub fn config_keys(&self) -> Vec<ConfigKey> {
-        match &self.module {
-            Module::V1_1(m) => (m.config_keys())()
-                .into_iter()
-                .map(|k| ConfigKey {
-                    key: k.key.into(),
-                    default: k.default.into(),
-                    description: k.description.into(),
-                })
-                .collect(),
-            Module::V1_0(_) => Vec::new(),
-        }
+        self.module.config_keys()
     }
 
     /// Runs the plugin's constructor. The error is the plugin's one-line message
     /// (including panics, which the SDK turns into errors).
     pub fn new_resolver(&self) -> Result<PluginResolver, String> {
-        let inner = match &self.module {
-            Module::V1_1(m) => Inner::V1_1((m.new_resolver())().into_result()?),
-            Module::V1_0(m) => Inner::V1_0((m.new_resolver())().into_result()?),
-        };
-        Ok(PluginResolver { inner })
+        Ok(PluginResolver {
+            inner: self.module.new_resolver()?,
+        })
     }
 }
 
@@ -252,23 +195,15 @@ impl fmt::Debug for PluginLibrary {
     }
 }
 
-enum Inner {
-    V1_1(ffi::v1_1::FfiResolverBox),
-    V1_0(ffi::v1_0::FfiResolverBox),
-}
-
 /// A resolver object created by a plugin, callable from any thread.
 pub struct PluginResolver {
-    inner: Inner,
+    inner: Box<dyn layouts::Resolver>,
 }
 
 impl PluginResolver {
     /// The resolver's display name.
     pub fn name(&self) -> String {
-        match &self.inner {
-            Inner::V1_1(r) => r.name().into(),
-            Inner::V1_0(r) => r.name().into(),
-        }
+        self.inner.name()
     }
 
     /// Calls the plugin's `configure` with the host configuration; returns the
@@ -278,28 +213,19 @@ impl PluginResolver {
         host: &dyn HostServices,
         config: &[(String, String)],
     ) -> Result<Vec<(String, String)>, String> {
-        let shim = HostShim(host);
         let pairs = config
             .iter()
             .map(|(k, v)| Tuple2(k.as_str().into(), v.as_str().into()))
             .collect();
-        let out = match &mut self.inner {
-            Inner::V1_1(r) => r.configure(adapt_v1_1::host(&shim), pairs).into_result(),
-            Inner::V1_0(r) => r.configure(adapt_v1_0::host(&shim), pairs).into_result(),
-        };
-        out.map(|v| v.into_iter().map(|t| (t.0.into(), t.1.into())).collect())
-            .map_err(Into::into)
+        self.inner
+            .configure(host, pairs)
+            .map(|v| v.into_iter().map(|t| (t.0.into(), t.1.into())).collect())
     }
 
     /// Calls the plugin's `targets`: `host:port` strings, unvalidated, handed over
     /// without copying (see [`TargetList`]).
     pub fn targets(&self, host: &dyn HostServices) -> Result<TargetList, String> {
-        let shim = HostShim(host);
-        let out = match &self.inner {
-            Inner::V1_1(r) => r.targets(adapt_v1_1::host(&shim)).into_result(),
-            Inner::V1_0(r) => r.targets(adapt_v1_0::host(&shim)).into_result(),
-        };
-        out.map(TargetList).map_err(Into::into)
+        self.inner.targets(host).map(TargetList)
     }
 }
 
@@ -379,56 +305,6 @@ impl fmt::Debug for PluginResolver {
             .finish()
     }
 }
-
-/// Carries the host's services into the FFI host trait of each layout.
-struct HostShim<'a>(&'a dyn HostServices);
-
-/// Stamps out the adapter between one layout's FFI types and the native API. The
-/// layouts are identical in these parts today; a layout that diverges gets its own
-/// hand-written adapter.
-macro_rules! layout_adapter {
-    ($adapter:ident, $layout:ident) => {
-        mod $adapter {
-            use super::*;
-            use crate::ffi::$layout as l;
-
-            pub(super) fn info(i: l::FfiPluginInfo) -> PluginInfo {
-                PluginInfo {
-                    name: i.name.into(),
-                    version: i.version.into(),
-                    plugin_type: PluginType::from_id(i.plugin_type),
-                    plugin_type_id: i.plugin_type,
-                    vendor: i.vendor.into(),
-                    description: i.description.into(),
-                    interface_version: i.interface_version.into(),
-                    rustc_version: i.rustc_version.into(),
-                    target: i.target.into(),
-                    abi_stable_version: i.abi_stable_version.into(),
-                    sdk_version: i.sdk_version.into(),
-                }
-            }
-
-            impl l::FfiHost for HostShim<'_> {
-                fn is_cancelled(&self) -> bool {
-                    self.0.is_cancelled()
-                }
-                fn sleep_ms(&self, millis: u64) -> bool {
-                    self.0.sleep(Duration::from_millis(millis))
-                }
-                fn log(&self, level: u8, message: RStr<'_>) {
-                    self.0.log(LogLevel::from_u8(level), message.as_str())
-                }
-            }
-
-            pub(super) fn host<'a>(shim: &'a HostShim<'a>) -> l::FfiHostRef<'a> {
-                l::FfiHost_TO::from_ptr(shim, TD_Opaque)
-            }
-        }
-    };
-}
-
-layout_adapter!(adapt_v1_1, v1_1);
-layout_adapter!(adapt_v1_0, v1_0);
 
 fn library_error(e: LibraryError, declared: &str) -> OpenError {
     let detail = e.to_string();

@@ -1,0 +1,223 @@
+//! One adapter per released layout, behind one private trait ([`Module`]), chosen once
+//! from the interface version a library declares ([`for_declared`]).
+//!
+//! Adding interface 1.*y*: freeze the current `ffi` layout as `ffi/v1_<y-1>.rs` and add
+//! the new one, write `layouts/v1_<y>.rs` (usually `shared_parts!` plus the root-module
+//! calls), and add its [`Supported`] entry to [`SUPPORTED`], newest first.
+
+use abi_stable::{
+    library::{LibHeader, LibraryError},
+    std_types::{RString, RVec, Tuple2},
+};
+
+use super::{HostServices, OpenError, OpenErrorKind, PluginInfo};
+use crate::ConfigKey;
+
+mod v1_0;
+mod v1_1;
+
+/// Configuration or settings pairs as they cross the boundary (the same abi_stable
+/// types in every 1.x layout).
+pub(super) type Pairs = RVec<Tuple2<RString, RString>>;
+
+/// A library's root module, read through the layout of the version it declared.
+pub(super) trait Module: Send + Sync {
+    /// The interface version of this layout, e.g. `1.1.0`.
+    fn version(&self) -> &'static str;
+    fn info(&self) -> PluginInfo;
+    fn config_keys(&self) -> Vec<ConfigKey>;
+    fn new_resolver(&self) -> Result<Box<dyn Resolver>, String>;
+}
+
+/// A resolver object made by a plugin, read through its layout.
+pub(super) trait Resolver: Send + Sync {
+    fn name(&self) -> String;
+    fn configure(&mut self, host: &dyn HostServices, config: Pairs) -> Result<Pairs, String>;
+    fn targets(&self, host: &dyn HostServices) -> Result<RVec<RString>, String>;
+}
+
+/// A released layout this host reads.
+pub(super) struct Supported {
+    /// Its interface version, `major.minor.0`.
+    pub(super) version: &'static str,
+    /// Checks the library's root module against this layout.
+    pub(super) open: fn(&'static LibHeader) -> Result<Box<dyn Module>, LibraryError>,
+}
+
+/// Every layout this host reads, newest first.
+pub(super) const SUPPORTED: &[Supported] = &[v1_1::SUPPORTED, v1_0::SUPPORTED];
+
+/// `(major, minor)` of a `major.minor[.patch]` version, if it is one.
+fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The layout a library declaring `declared` is read with: the newest one of the same
+/// major whose minor is not above the declared one. A newer 1.*x* than this host knows
+/// is read through the newest layout it knows (abi_stable accepts prefix types with
+/// more fields than the host's); another major is refused.
+pub(super) fn for_declared(declared: &str) -> Result<&'static Supported, OpenError> {
+    let newest = SUPPORTED[0].version;
+    let (host_major, _) = major_minor(newest).unwrap_or((0, 0));
+    let refuse = |message: String| OpenError {
+        kind: OpenErrorKind::InterfaceMismatch,
+        message,
+        detail: String::new(),
+    };
+    let Some((major, minor)) = major_minor(declared) else {
+        return Err(refuse(format!(
+            "declares provtarget plugin interface `{}`, which is not a version number; \
+             rebuild it against provtarget-abi {newest}",
+            super::one_line(declared)
+        )));
+    };
+    if major != host_major {
+        let supported: Vec<&str> = super::supported_interfaces().collect();
+        return Err(refuse(format!(
+            "built against provtarget plugin interface {}, but this host reads \
+             {host_major}.x ({}); rebuild it against provtarget-abi {host_major}.x",
+            super::one_line(declared),
+            supported.join(", ")
+        )));
+    }
+    SUPPORTED
+        .iter()
+        .find(|l| major_minor(l.version).is_some_and(|(_, m)| m <= minor))
+        .ok_or_else(|| {
+            refuse(format!(
+                "declares provtarget plugin interface {declared}, older than any this \
+                 host reads; rebuild it against provtarget-abi {newest}"
+            ))
+        })
+}
+
+/// The parts of an adapter that are the same in every 1.x layout so far: reading
+/// `FfiPluginInfo`, offering the host's services as `FfiHost`, and calling
+/// `FfiResolver`. A layout that diverges writes its own instead.
+macro_rules! shared_parts {
+    ($layout:ident) => {
+        use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
+
+        use crate::{
+            ffi::$layout as l,
+            host::{layouts::Pairs, HostServices, PluginInfo},
+            LogLevel, PluginType,
+        };
+
+        fn info(i: l::FfiPluginInfo) -> PluginInfo {
+            PluginInfo {
+                name: i.name.into(),
+                version: i.version.into(),
+                plugin_type: PluginType::from_id(i.plugin_type),
+                plugin_type_id: i.plugin_type,
+                vendor: i.vendor.into(),
+                description: i.description.into(),
+                interface_version: i.interface_version.into(),
+                rustc_version: i.rustc_version.into(),
+                target: i.target.into(),
+                abi_stable_version: i.abi_stable_version.into(),
+                sdk_version: i.sdk_version.into(),
+            }
+        }
+
+        /// The host's services as this layout's `FfiHost`.
+        struct Shim<'a>(&'a dyn HostServices);
+
+        impl l::FfiHost for Shim<'_> {
+            fn is_cancelled(&self) -> bool {
+                self.0.is_cancelled()
+            }
+            fn sleep_ms(&self, millis: u64) -> bool {
+                self.0.sleep(std::time::Duration::from_millis(millis))
+            }
+            fn log(&self, level: u8, message: RStr<'_>) {
+                self.0.log(LogLevel::from_u8(level), message.as_str())
+            }
+        }
+
+        struct Resolver(l::FfiResolverBox);
+
+        impl super::Resolver for Resolver {
+            fn name(&self) -> String {
+                self.0.name().into()
+            }
+            fn configure(
+                &mut self,
+                host: &dyn HostServices,
+                config: Pairs,
+            ) -> Result<Pairs, String> {
+                let shim = Shim(host);
+                self.0
+                    .configure(l::FfiHost_TO::from_ptr(&shim, TD_Opaque), config)
+                    .into_result()
+                    .map_err(Into::into)
+            }
+            fn targets(
+                &self,
+                host: &dyn HostServices,
+            ) -> Result<abi_stable::std_types::RVec<abi_stable::std_types::RString>, String> {
+                let shim = Shim(host);
+                self.0
+                    .targets(l::FfiHost_TO::from_ptr(&shim, TD_Opaque))
+                    .into_result()
+                    .map_err(Into::into)
+            }
+        }
+    };
+}
+use shared_parts;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chosen(declared: &str) -> Result<&'static str, OpenErrorKind> {
+        for_declared(declared)
+            .map(|l| l.version)
+            .map_err(|e| e.kind)
+    }
+
+    #[test]
+    fn layouts_are_listed_newest_first_and_the_newest_is_what_plugins_export() {
+        assert_eq!(SUPPORTED[0].version, crate::INTERFACE_VERSION);
+        let minors: Vec<u64> = SUPPORTED
+            .iter()
+            .map(|l| major_minor(l.version).unwrap().1)
+            .collect();
+        assert!(minors.windows(2).all(|w| w[0] > w[1]), "{minors:?}");
+    }
+
+    #[test]
+    fn each_declared_version_picks_its_own_layout_never_a_trial() {
+        // Every supported version is read through exactly its own layout.
+        for layout in SUPPORTED {
+            assert_eq!(chosen(layout.version), Ok(layout.version));
+        }
+        let (major, minor) = major_minor(crate::INTERFACE_VERSION).unwrap();
+        // A patch level changes nothing; a newer minor is read through the newest.
+        assert_eq!(
+            chosen(&format!("{major}.{minor}.7")),
+            Ok(crate::INTERFACE_VERSION)
+        );
+        assert_eq!(
+            chosen(&format!("{major}.{}.0", minor + 5)),
+            Ok(crate::INTERFACE_VERSION)
+        );
+        // Another major, or something that is not a version, is refused.
+        for bad in [
+            format!("{}.0.0", major + 1),
+            format!("{}.{minor}.0", major.saturating_sub(1)),
+            "1.x".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(
+                chosen(&bad),
+                Err(OpenErrorKind::InterfaceMismatch),
+                "{bad:?}"
+            );
+        }
+    }
+}

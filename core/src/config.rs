@@ -12,7 +12,9 @@
 //!     .build();
 //! assert_eq!(config.get(keys::TIMEOUT), Some("45"));          // env beats the file
 //! assert_eq!(config.directories(), vec![std::path::PathBuf::from("/opt/plugins")]);
-//! assert!(config.warnings()[0].contains("plugin.provtarget.typo"));
+//! // Keys nothing reads are reported once the loaded plugins' keys are known.
+//! let unknown = config.unknown_key_warnings(&[]);
+//! assert!(unknown[0].starts_with("unknown configuration key plugin.provtarget.typo (server.conf line 3)"));
 //! ```
 //!
 //! Every `plugin.provtarget.<name>` key can also be set through the environment as
@@ -70,37 +72,68 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/choria/server.conf";
 const HOST_PREFIX: &str = "plugin.provtarget.";
 const ENV_PREFIX: &str = "PROVTARGET_";
 
-/// Where a configuration value came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Where a configuration value came from, in order of precedence (a later variant
+/// overrides an earlier one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// The configuration file.
-    File,
-    /// An environment variable.
+    /// The configuration file, at this line (1-based).
+    File {
+        /// The line the value was set on.
+        line: usize,
+    },
+    /// An environment variable (`PROVTARGET_<NAME>`).
     Environment,
     /// A command-line flag.
     Flag,
 }
 
+impl Source {
+    fn rank(self) -> u8 {
+        match self {
+            Source::File { .. } => 0,
+            Source::Environment => 1,
+            Source::Flag => 2,
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Source::File => "file",
+            Source::File { .. } => "file",
             Source::Environment => "environment",
             Source::Flag => "flag",
         })
     }
 }
 
-/// The merged host configuration.
+/// The host's own settings, parsed and validated once by [`ConfigBuilder::build`].
+#[derive(Debug, Clone, Default)]
+struct Parsed {
+    directories: Vec<PathBuf>,
+    resolvers: Vec<String>,
+    pin_file: Option<PathBuf>,
+    timeout: Option<Duration>,
+    insecure_skip_owner_checks: bool,
+    dns_server: Option<std::net::SocketAddr>,
+}
+
+/// The merged host configuration: every key with its value and where it came from,
+/// and the host's own settings parsed once into typed values.
 #[derive(Debug, Clone, Default)]
 pub struct HostConfig {
     values: BTreeMap<String, (String, Source)>,
     /// `--plugin-dir` paths, kept as paths (a comma or non-UTF-8 byte in a path must
     /// not be split or mangled).
     directories_flag: Option<Vec<PathBuf>>,
+    /// `--resolver` names, kept as a list (a name may hold a comma).
+    resolvers_flag: Option<Vec<String>>,
     /// `--pins`, kept as a path.
     pins_flag: Option<PathBuf>,
     file: Option<PathBuf>,
+    /// How the configuration text is named in messages (its path, as printable text).
+    file_label: Option<String>,
+    parsed: Parsed,
     warnings: Vec<String>,
 }
 
@@ -146,49 +179,113 @@ impl HostConfig {
 
     /// Plugin directories (comma separated), or the built-in default.
     pub fn directories(&self) -> Vec<PathBuf> {
-        if let Some(dirs) = &self.directories_flag {
-            return dirs.clone();
-        }
-        let dirs: Vec<PathBuf> = split_list(self.get(keys::DIRECTORIES).unwrap_or(""))
-            .map(PathBuf::from)
-            .collect();
-        if dirs.is_empty() {
-            default_directories()
-        } else {
-            dirs
-        }
+        self.parsed.directories.clone()
     }
 
     /// The ordered resolver chain as configured (empty: not configured).
-    pub fn resolvers(&self) -> Vec<String> {
-        split_list(self.get(keys::RESOLVERS).unwrap_or(""))
-            .map(String::from)
-            .collect()
+    pub fn resolvers(&self) -> &[String] {
+        &self.parsed.resolvers
     }
 
     /// The pin file, if configured.
     pub fn pin_file(&self) -> Option<PathBuf> {
-        if let Some(p) = &self.pins_flag {
-            return Some(p.clone());
-        }
-        self.get(keys::PINS)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
+        self.parsed.pin_file.clone()
     }
 
     /// The per-resolver deadline, if configured and valid (invalid values were
     /// reported in [`HostConfig::warnings`]).
     pub fn timeout(&self) -> Option<Duration> {
-        self.get(keys::TIMEOUT).and_then(|v| parse_duration(v).ok())
+        self.parsed.timeout
     }
 
     /// Whether the developer override for owner/mode checks is on.
     pub fn insecure_skip_owner_checks(&self) -> bool {
-        self.get(keys::INSECURE_SKIP_OWNER_CHECKS)
-            .map(|v| parse_bool(v) == Ok(true))
-            .unwrap_or(false)
+        self.parsed.insecure_skip_owner_checks
     }
+
+    /// The DNS server for the built-in resolver's SRV lookups, if configured and valid
+    /// (an invalid value is reported in [`HostConfig::warnings`] and the system's
+    /// resolver is used).
+    pub fn dns_server(&self) -> Option<std::net::SocketAddr> {
+        self.parsed.dns_server
+    }
+
+    /// Where `key`'s value came from, for messages: `flag`, `environment variable
+    /// PROVTARGET_TIMEOUT`, or `/etc/choria/server.conf line 12`.
+    pub fn origin(&self, key: &str) -> Option<String> {
+        Some(match self.values.get(key)?.1 {
+            Source::Flag => "flag".to_string(),
+            Source::Environment => format!("environment variable {}", env_name(key)),
+            Source::File { line } => match &self.file_label {
+                Some(f) => format!("{f} line {line}"),
+                None => format!("configuration line {line}"),
+            },
+        })
+    }
+
+    /// Warnings about `plugin.provtarget.*` keys that nothing reads, given the keys the
+    /// loaded plugins declare (`declared`; a key ending in `*` or holding `<...>`
+    /// stands for every key with that prefix). A one-word key the host does not know
+    /// gets a "did you mean" hint; a key under a plugin's namespace
+    /// (`plugin.provtarget.<plugin>.<key>`) that no loaded plugin declares is reported
+    /// as set for a plugin that is not installed.
+    pub fn unknown_key_warnings(&self, declared: &[String]) -> Vec<String> {
+        let prefixes: Vec<&str> = declared
+            .iter()
+            .map(|k| match k.find(['<', '*']) {
+                Some(i) => &k[..i],
+                None => k.as_str(),
+            })
+            .collect();
+        let is_declared = |key: &str| {
+            declared.iter().zip(&prefixes).any(|(full, prefix)| {
+                if full.len() == prefix.len() {
+                    full == key
+                } else {
+                    key.starts_with(prefix) && key.len() > prefix.len()
+                }
+            })
+        };
+        let mut warnings = Vec::new();
+        for key in self.values.keys().filter(|k| k.starts_with(HOST_PREFIX)) {
+            if keys::ALL.contains(&key.as_str()) || is_declared(key) {
+                continue;
+            }
+            let origin = self.origin(key).unwrap_or_default();
+            let shown = crate::text::printable(key);
+            let rest = &key[HOST_PREFIX.len()..];
+            if let Some((plugin, _)) = rest.split_once('.') {
+                warnings.push(format!(
+                    "{shown} ({origin}) is set but no loaded plugin reads it; install the {} plugin that does, or remove the key",
+                    crate::text::printable(plugin)
+                ));
+                continue;
+            }
+            let candidates = keys::ALL
+                .iter()
+                .copied()
+                .chain(declared.iter().map(String::as_str));
+            let hint = candidates
+                .min_by_key(|known| edit_distance(known, key))
+                .filter(|known| edit_distance(known, key) <= 3)
+                .map(|known| format!("; did you mean {known}?"))
+                .unwrap_or_else(|| format!("; known keys: {}", keys::ALL.join(", ")));
+            warnings.push(format!(
+                "unknown configuration key {shown} ({origin}){hint}"
+            ));
+        }
+        warnings
+    }
+}
+
+/// `PROVTARGET_<NAME>` for `plugin.provtarget.<name>`.
+fn env_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.strip_prefix(HOST_PREFIX)
+            .unwrap_or(key)
+            .to_ascii_uppercase()
+    )
 }
 
 /// The plugin directories used when none is configured: the packager's
@@ -222,7 +319,7 @@ impl ConfigBuilder {
     fn set(&mut self, key: &str, value: &str, source: Source) {
         let key = key.trim().to_string();
         match self.config.values.get(&key) {
-            Some((_, existing)) if *existing > source => {}
+            Some((_, existing)) if existing.rank() > source.rank() => {}
             _ => {
                 self.config
                     .values
@@ -254,13 +351,16 @@ impl ConfigBuilder {
     /// Parses configuration text (`key = value` lines, `#` comments); `name` is used in
     /// warnings.
     pub fn file_text(mut self, name: &str, text: &str) -> ConfigBuilder {
+        self.config.file_label = Some(crate::text::printable(name));
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             match line.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => self.set(k, v, Source::File),
+                Some((k, v)) if !k.trim().is_empty() => {
+                    self.set(k, v, Source::File { line: n + 1 })
+                }
                 _ => self.config.warnings.push(format!(
                     "{name}:{}: ignoring {line:?}: expected `key = value`",
                     n + 1
@@ -316,6 +416,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// Applies `--resolver` flags: these names, in order, overriding
+    /// `plugin.provtarget.resolvers` (kept as a list: a name may hold a comma).
+    pub fn resolvers_flag(mut self, names: Vec<String>) -> ConfigBuilder {
+        self.set(keys::RESOLVERS, &names.join(","), Source::Flag);
+        self.config.resolvers_flag = Some(names);
+        self
+    }
+
     /// Applies `--pins`: this exact path, overriding `plugin.provtarget.pins`.
     pub fn pins_flag(mut self, path: PathBuf) -> ConfigBuilder {
         self.set(keys::PINS, &path.display().to_string(), Source::Flag);
@@ -323,36 +431,16 @@ impl ConfigBuilder {
         self
     }
 
-    /// Merges the layers and validates host keys, recording warnings.
+    /// Merges the layers, parses the host's own keys once into typed values, and
+    /// records a warning (naming the key, where its value came from, and the fix) for
+    /// every value it cannot use. Keys nothing reads are reported by
+    /// [`HostConfig::unknown_key_warnings`] once the plugins' keys are known.
     pub fn build(mut self) -> HostConfig {
-        let host_keys: Vec<String> = self
+        if self
             .config
-            .values
-            .keys()
-            .filter(|k| k.starts_with(HOST_PREFIX))
-            .cloned()
-            .collect();
-        for key in host_keys {
-            if !keys::ALL.contains(&key.as_str()) {
-                let hint = keys::ALL
-                    .iter()
-                    .min_by_key(|known| edit_distance(known, &key))
-                    .filter(|known| edit_distance(known, &key) <= 3)
-                    .map(|known| format!("; did you mean {known}?"))
-                    .unwrap_or_else(|| format!("; known keys: {}", keys::ALL.join(", ")));
-                self.config
-                    .warnings
-                    .push(format!("unknown configuration key {key}{hint}"));
-            }
-        }
-        if let Some(v) = self.config.get(keys::TIMEOUT) {
-            if let Err(e) = parse_duration(v) {
-                self.config
-                    .warnings
-                    .push(format!("{} = {v:?} ignored: {e}", keys::TIMEOUT));
-            }
-        }
-        if self.config.source(keys::INSECURE_SKIP_OWNER_CHECKS) == Some(Source::File) {
+            .source(keys::INSECURE_SKIP_OWNER_CHECKS)
+            .is_some_and(|s| matches!(s, Source::File { .. }))
+        {
             // The override weakens the very checks that keep planted libraries out;
             // a file is too easy to get written to. Only an explicit flag or the
             // environment of the process may turn it on.
@@ -362,16 +450,85 @@ impl ConfigBuilder {
                 keys::INSECURE_SKIP_OWNER_CHECKS
             ));
         }
-        if let Some(v) = self.config.get(keys::INSECURE_SKIP_OWNER_CHECKS) {
-            if parse_bool(v).is_err() {
-                self.config.warnings.push(format!(
-                    "{} = {v:?} ignored: use true or false",
-                    keys::INSECURE_SKIP_OWNER_CHECKS
-                ));
+        let config = &mut self.config;
+        let mut warnings = Vec::new();
+        let mut invalid = |config: &HostConfig, key: &str, why: &str| {
+            let value = config.get(key).unwrap_or("");
+            warnings.push(format!(
+                "{key} = {:?} ({}) ignored: {why}",
+                crate::text::printable(value),
+                config.origin(key).unwrap_or_default()
+            ));
+        };
+        let mut parsed = Parsed {
+            directories: match &config.directories_flag {
+                Some(dirs) => dirs.clone(),
+                None => split_list(config.get(keys::DIRECTORIES).unwrap_or(""))
+                    .map(PathBuf::from)
+                    .collect(),
+            },
+            resolvers: match &config.resolvers_flag {
+                Some(names) => names
+                    .iter()
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                None => split_list(config.get(keys::RESOLVERS).unwrap_or(""))
+                    .map(String::from)
+                    .collect(),
+            },
+            pin_file: match &config.pins_flag {
+                Some(p) => Some(p.clone()),
+                None => config
+                    .get(keys::PINS)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from),
+            },
+            ..Parsed::default()
+        };
+        if parsed.directories.is_empty() {
+            parsed.directories = default_directories();
+        }
+        if let Some(v) = config.get(keys::TIMEOUT) {
+            match parse_duration(v) {
+                Ok(d) => parsed.timeout = Some(d),
+                Err(e) => invalid(config, keys::TIMEOUT, &e),
             }
         }
+        if let Some(v) = config.get(keys::INSECURE_SKIP_OWNER_CHECKS) {
+            match parse_bool(v) {
+                Ok(b) => parsed.insecure_skip_owner_checks = b,
+                Err(()) => invalid(
+                    config,
+                    keys::INSECURE_SKIP_OWNER_CHECKS,
+                    "use true or false",
+                ),
+            }
+        }
+        if let Some(v) = config
+            .get(keys::DNS_SERVER)
+            .filter(|v| !v.trim().is_empty())
+        {
+            match parse_dns_server(v) {
+                Ok(addr) => parsed.dns_server = Some(addr),
+                Err(e) => invalid(config, keys::DNS_SERVER, &e),
+            }
+        }
+        config.parsed = parsed;
+        config.warnings.extend(warnings);
         self.config
     }
+}
+
+/// `ip:port`, or a bare IP for port 53.
+pub fn parse_dns_server(value: &str) -> Result<std::net::SocketAddr, String> {
+    let v = value.trim();
+    v.parse::<std::net::SocketAddr>()
+        .or_else(|_| v.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+        .map_err(|_| {
+            "expected ip:port such as 127.0.0.1:53 (or a bare IP for port 53); using the system DNS configuration".to_string()
+        })
 }
 
 /// A warning when a regular configuration file can be written by its group or by
@@ -394,7 +551,14 @@ fn writable_by_others(path: &Path) -> Option<String> {
     None
 }
 
-/// Parses `30`, `1.5`, `30s`, `500ms` or `2m` into a duration (must be > 0).
+/// The shortest deadline accepted: below it a resolver cannot even be started and
+/// answer, so a resolution would fail at random.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+/// The longest deadline accepted (a day); for no deadline, leave the key unset.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// Parses `30`, `1.5`, `30s`, `500ms`, `2m` or `1h` into a deadline between
+/// [`MIN_TIMEOUT`] and [`MAX_TIMEOUT`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
@@ -409,11 +573,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (t, 1.0)
     };
     match number.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v * scale <= 1e9 => {
-            Ok(Duration::from_secs_f64(v * scale))
+        Ok(v) if v.is_finite() && v >= 0.0 => {
+            let seconds = v * scale;
+            if seconds < MIN_TIMEOUT.as_secs_f64() {
+                Err(format!(
+                    "{text:?} is too short to resolve anything; use at least 10ms (or leave it unset for no deadline)"
+                ))
+            } else if seconds > MAX_TIMEOUT.as_secs_f64() {
+                Err(format!(
+                    "{text:?} is longer than the maximum of 24h; use a shorter deadline, or leave it unset for none"
+                ))
+            } else {
+                Ok(Duration::from_secs_f64(seconds))
+            }
         }
         _ => Err(format!(
-            "{text:?} is not a duration; use seconds (30), or 500ms, 30s, 2m"
+            "{text:?} is not a duration; use seconds (30), or 500ms, 30s, 2m, 1h"
         )),
     }
 }
@@ -463,7 +638,7 @@ mod tests {
         assert_eq!(c.get(keys::BROKER_URLS), Some("e:1"));
         assert_eq!(c.source(keys::BROKER_URLS), Some(Source::Environment));
         assert_eq!(c.get(keys::JWT_FILE), Some("/file.jwt"));
-        assert_eq!(c.source(keys::JWT_FILE), Some(Source::File));
+        assert_eq!(c.source(keys::JWT_FILE), Some(Source::File { line: 3 }));
         assert_eq!(c.get("unrelated"), None);
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         // Below the file: the packager's compiled-in plugin directories.
@@ -566,15 +741,54 @@ mod tests {
     #[test]
     fn unknown_host_keys_warn_with_a_suggestion_other_plugins_keys_do_not() {
         let c = ConfigBuilder::new()
-            .file_text("f", "plugin.provtarget.directory = /x\nplugin.provtarget.zzzzzzzzzzzz = 1\nplugin.acme.anything = 1\n")
+            .file_text("f", "plugin.provtarget.directory = /x\nplugin.provtarget.zzzzzzzzzzzz = 1\nplugin.acme.anything = 1\nplugin.provtarget.etcd.endpoints = http://e:2379\nplugin.provtarget.http.header.Metadata = true\nplugin.provtarget.fqdn.patern = x\n")
             .build();
-        let w = c.warnings();
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w.iter().any(|m| m.contains("plugin.provtarget.directory")
-            && m.contains("did you mean plugin.provtarget.directories?")));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let w = c.unknown_key_warnings(&[]);
+        assert_eq!(w.len(), 5, "{w:?}");
+        assert!(w
+            .iter()
+            .any(|m| m.contains("plugin.provtarget.directory (f line 1)")
+                && m.contains("did you mean plugin.provtarget.directories?")));
         assert!(w
             .iter()
             .any(|m| m.contains("plugin.provtarget.zzzzzzzzzzzz") && m.contains("known keys")));
+        assert!(w.iter().any(|m| m.starts_with(
+            "plugin.provtarget.etcd.endpoints (f line 4) is set but no loaded plugin reads it; install the etcd plugin"
+        )));
+        // Keys the loaded plugins declare are known, prefix patterns included; a
+        // misspelt key under a loaded plugin's namespace is still reported.
+        let declared = [
+            "plugin.provtarget.etcd.endpoints".to_string(),
+            "plugin.provtarget.http.header.<Name>".to_string(),
+            "plugin.provtarget.fqdn.pattern".to_string(),
+        ];
+        let w = c.unknown_key_warnings(&declared);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w
+            .iter()
+            .any(|m| m.contains("plugin.provtarget.fqdn.patern")));
+        assert!(
+            !w.iter().any(|m| m.contains("etcd") || m.contains("http")),
+            "{w:?}"
+        );
+        // The origin names an environment variable or a flag too.
+        let c = ConfigBuilder::new()
+            .env([("PROVTARGET_TIMEUOT", "5")])
+            .flag("plugin.provtarget.dns_servr", "x")
+            .build();
+        let w = c.unknown_key_warnings(&[]);
+        assert!(
+            w.iter().any(|m| m
+                .contains("plugin.provtarget.timeuot (environment variable PROVTARGET_TIMEUOT)")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|m| m.contains(
+                "plugin.provtarget.dns_servr (flag); did you mean plugin.provtarget.dns_server?"
+            )),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -610,12 +824,39 @@ mod tests {
         for bad in ["", "0", "-1", "abc", "5x", "NaN", "inf"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+        // Too short to resolve anything, or absurdly long: refused with the bound.
+        assert!(parse_duration("0.5ms")
+            .unwrap_err()
+            .contains("at least 10ms"));
+        assert!(parse_duration("9ms").unwrap_err().contains("at least 10ms"));
+        assert_eq!(parse_duration("10ms").unwrap(), MIN_TIMEOUT);
+        assert!(parse_duration("25h")
+            .unwrap_err()
+            .contains("maximum of 24h"));
+        assert!(parse_duration("1e12")
+            .unwrap_err()
+            .contains("maximum of 24h"));
+        // A DNS server is validated with the rest of the configuration, naming its source.
+        let c = ConfigBuilder::new()
+            .file_text(
+                "server.conf",
+                "plugin.provtarget.dns_server = dns.example:53\n",
+            )
+            .build();
+        assert_eq!(c.dns_server(), None);
+        assert!(c.warnings()[0].starts_with(
+            "plugin.provtarget.dns_server = \"dns.example:53\" (server.conf line 1) ignored: expected ip:port"
+        ), "{:?}", c.warnings());
+        let c = ConfigBuilder::new()
+            .flag(keys::DNS_SERVER, "127.0.0.1")
+            .build();
+        assert_eq!(c.dns_server(), Some("127.0.0.1:53".parse().unwrap()));
         let c = ConfigBuilder::new()
             .flag(keys::TIMEOUT, "soon")
             .flag(keys::INSECURE_SKIP_OWNER_CHECKS, "maybe")
             .build();
         assert_eq!(c.timeout(), None);
-        assert!(c.warnings()[0].contains("plugin.provtarget.timeout = \"soon\" ignored"));
+        assert!(c.warnings()[0].contains("plugin.provtarget.timeout = \"soon\" (flag) ignored"));
         assert!(c.warnings()[1].contains("use true or false"));
     }
 

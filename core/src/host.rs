@@ -17,9 +17,11 @@ use provtarget_loader::LoadReport;
 
 use crate::{
     config::HostConfig,
-    default_resolver::{self, BuildDefaults, JwtResolver},
+    default_resolver::{BuildDefaults, JwtResolver},
     resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
+    selection::{self, Member},
     targets::{self, Server},
+    text::printable,
 };
 
 /// How long a resolver gets to return after it has been cancelled before the host
@@ -126,23 +128,104 @@ pub struct Resolution {
     pub resolver: String,
     /// The servers, validated and normalized.
     pub servers: Vec<Server>,
-    /// Earlier resolvers of the chain that failed, with their errors.
-    pub failed: Vec<(String, String)>,
+    /// Earlier resolvers of the chain that failed, and why.
+    pub failed: Vec<Failure>,
 }
 
-/// A failed resolution: the last resolver's error in Choria's words, plus every
-/// attempt.
+/// Why one resolver of the chain gave no servers. `Display` gives Choria's texts,
+/// with plugin text escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No resolver is active at all.
+    NoResolver,
+    /// The caller cancelled the resolution (Ctrl-C, SIGTERM).
+    Cancelled {
+        /// The resolver that was running.
+        resolver: String,
+    },
+    /// The resolver missed `plugin.provtarget.timeout`.
+    DeadlineExceeded {
+        /// The resolver.
+        resolver: String,
+        /// What it last reported, if it said anything before or after being
+        /// cancelled (e.g. the SDK retry's last failure).
+        last_error: Option<String>,
+    },
+    /// It returned an empty list.
+    NoServers {
+        /// The resolver.
+        resolver: String,
+    },
+    /// It returned an error, or servers the host cannot parse.
+    Failed {
+        /// The resolver.
+        resolver: String,
+        /// The error, one line.
+        error: String,
+    },
+}
+
+impl Failure {
+    /// The resolver concerned (`None` for [`Failure::NoResolver`]).
+    pub fn resolver(&self) -> Option<&str> {
+        match self {
+            Failure::NoResolver => None,
+            Failure::Cancelled { resolver }
+            | Failure::DeadlineExceeded { resolver, .. }
+            | Failure::NoServers { resolver }
+            | Failure::Failed { resolver, .. } => Some(resolver),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let could_not = |f: &mut fmt::Formatter<'_>, resolver: &str, why: &str| {
+            write!(
+                f,
+                "could not determine provisioning servers using {} provisioning target plugin: {}",
+                printable(resolver),
+                printable(why)
+            )
+        };
+        match self {
+            Failure::NoResolver => f.write_str(targets::NO_RESOLVER),
+            Failure::Cancelled { resolver } => could_not(f, resolver, "context canceled"),
+            Failure::DeadlineExceeded {
+                resolver,
+                last_error: None,
+            } => could_not(f, resolver, "context deadline exceeded"),
+            Failure::DeadlineExceeded {
+                resolver,
+                last_error: Some(e),
+            } => could_not(
+                f,
+                resolver,
+                &format!("context deadline exceeded (last error: {e})"),
+            ),
+            Failure::NoServers { resolver } => write!(
+                f,
+                "provisioning target plugin {} returned no servers",
+                printable(resolver)
+            ),
+            Failure::Failed { resolver, error } => could_not(f, resolver, error),
+        }
+    }
+}
+
+/// A failed resolution: why the last resolver gave nothing, plus every resolver
+/// tried. `Display` is the last failure in Choria's words.
 #[derive(Debug, Clone)]
 pub struct ResolveError {
-    /// One line, e.g. `provisioning target plugin X returned no servers`.
-    pub message: String,
-    /// Every resolver tried, with its error.
-    pub failed: Vec<(String, String)>,
+    /// The failure that ended the resolution.
+    pub failure: Failure,
+    /// Every resolver tried, in order, with its failure (the last is `failure`).
+    pub failed: Vec<Failure>,
 }
 
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        self.failure.fmt(f)
     }
 }
 
@@ -164,83 +247,39 @@ impl Host {
         // them a second time.
         let already_logged = report.warnings.len();
         warnings.splice(0..0, report.warnings.iter().cloned());
-        let plugins = std::mem::take(&mut report.plugins);
-        let mut candidates: Vec<(Box<dyn TargetResolver>, Origin)> = Vec::new();
-        let wanted = config.resolvers();
-        let mut available: Vec<Option<provtarget_loader::LoadedPlugin>> =
-            plugins.into_iter().map(Some).collect();
-        let loaded_names = || {
-            let names: Vec<String> = report
-                .libraries
-                .iter()
-                .filter(|l| l.verdict == provtarget_loader::Verdict::Loaded)
-                .filter_map(|l| l.plugin.as_ref().map(|p| p.info.name.clone()))
+        let declared: Vec<String> = report
+            .libraries
+            .iter()
+            .filter_map(|l| l.plugin.as_ref())
+            .flat_map(|p| p.config_keys.iter().map(|k| k.key.clone()))
+            .collect();
+        warnings.extend(config.unknown_key_warnings(&declared));
+
+        let mut plugins: Vec<Option<provtarget_loader::LoadedPlugin>> =
+            std::mem::take(&mut report.plugins)
+                .into_iter()
+                .map(Some)
                 .collect();
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        };
-        let take_plugin = |p: provtarget_loader::LoadedPlugin, report: &LoadReport| {
-            let origin = Origin::Plugin(report.libraries[p.record].path.clone());
-            let adapter: Box<dyn TargetResolver> = Box::new(PluginAdapter::new(p.info, p.resolver));
-            (adapter, origin)
-        };
-        if wanted.is_empty() {
-            let mut loaded = available.into_iter().flatten();
-            match loaded.next() {
-                Some(first) => {
-                    let others: Vec<String> = loaded.map(|p| p.info.name).collect();
-                    if !others.is_empty() {
-                        warnings.push(format!(
-                            "several resolver plugins are loaded; using {}, the first by file name, and ignoring {}; choose with plugin.provtarget.resolvers",
-                            first.info.name,
-                            others.join(", ")
-                        ));
-                    }
-                    candidates.push(take_plugin(first, &report));
-                }
-                None => candidates.push((default_resolver(), Origin::BuiltIn)),
-            }
-        } else {
-            for name in &wanted {
-                // The same rule the loader uses to refuse plugins with these names.
-                if provtarget_loader::is_reserved_name(name) {
-                    if candidates.iter().any(|(_, o)| *o == Origin::BuiltIn) {
-                        warnings.push(format!("resolver {name} is listed twice in plugin.provtarget.resolvers; using it once"));
-                    } else {
-                        candidates.push((default_resolver(), Origin::BuiltIn));
-                    }
-                    continue;
-                }
-                let slot = available
-                    .iter_mut()
-                    .find(|p| p.as_ref().is_some_and(|p| p.info.name == *name));
-                match slot.and_then(Option::take) {
-                    Some(p) => candidates.push(take_plugin(p, &report)),
-                    None if candidates.iter().any(|(r, _)| r.name() == *name) => warnings.push(format!(
-                        "resolver {name} is listed twice in plugin.provtarget.resolvers; using it once"
-                    )),
-                    None => warnings.push(format!(
-                        "resolver {name} named in plugin.provtarget.resolvers is not loaded (loaded: {}); check the name in `provtarget buildinfo`",
-                        loaded_names()
-                    )),
-                }
-            }
-            if candidates.is_empty() {
-                warnings.push(format!(
-                    "none of the resolvers in plugin.provtarget.resolvers is available; using the built-in {}",
-                    default_resolver::NAME
-                ));
-                candidates.push((default_resolver(), Origin::BuiltIn));
-            }
-        }
-        if candidates.len() > 1 && config.timeout().is_none() {
-            warnings.push(
-                "a resolver chain without plugin.provtarget.timeout waits forever on the first resolver that keeps retrying; set a timeout".into(),
-            );
-        }
+        let names: Vec<&str> = plugins
+            .iter()
+            .flatten()
+            .map(|p| p.info.name.as_str())
+            .collect();
+        let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
+        warnings.extend(plan.warnings);
+        let candidates: Vec<(Box<dyn TargetResolver>, Origin)> = plan
+            .members
+            .iter()
+            .filter_map(|m| match m {
+                Member::BuiltIn => Some((default_resolver(&config), Origin::BuiltIn)),
+                Member::Plugin(i) => plugins[*i].take().map(|p| {
+                    let origin = Origin::Plugin(report.libraries[p.record].path.clone());
+                    let adapter: Box<dyn TargetResolver> =
+                        Box::new(PluginAdapter::new(p.info, p.resolver));
+                    (adapter, origin)
+                }),
+            })
+            .collect();
 
         let resolver_config = config.resolver_config();
         let configure_deadline = config.timeout().unwrap_or(DEFAULT_CONFIGURE_TIMEOUT);
@@ -255,7 +294,7 @@ impl Host {
         if chain.is_empty() {
             // Every chosen resolver failed to configure: fall back to the built-in one
             // rather than have no resolver at all.
-            let fallback = default_resolver();
+            let fallback = default_resolver(&config);
             let name = fallback.name();
             if !disabled.iter().any(|d| d.name == name) {
                 warnings.push(format!(
@@ -331,52 +370,98 @@ impl Host {
     /// resolution (e.g. on Ctrl-C).
     pub async fn resolve(&self, cancel: &CancelToken) -> Result<Resolution, ResolveError> {
         let deadline = self.config.timeout();
-        let mut failed: Vec<(String, String)> = Vec::new();
-        if self.chain.is_empty() {
-            return Err(ResolveError {
-                message: targets::NO_RESOLVER.to_string(),
-                failed,
-            });
-        }
-        let mut last_error = String::new();
+        let mut failed: Vec<Failure> = Vec::new();
         for (i, active) in self.chain.iter().enumerate() {
             if cancel.is_cancelled() {
-                // Cancelled by the caller: that, not an earlier resolver's failure, is
-                // why there is no answer.
-                last_error.clear();
                 break;
             }
-            let outcome = run_targets(active, cancel, deadline).await;
-            match targets::servers_from(&active.name, outcome) {
-                Ok(servers) => {
-                    return Ok(Resolution {
-                        resolver: active.name.clone(),
-                        servers,
-                        failed,
-                    })
-                }
-                Err(e) => {
-                    if let Some(next) = self.chain.get(i + 1) {
-                        tracing::warn!(plugin = active.name.as_str(), "{e}; trying {}", next.name);
+            let failure = match run_targets(active, cancel, deadline).await {
+                Ok(list) => match targets::servers_from(&active.name, Ok(list)) {
+                    Ok(servers) => {
+                        return Ok(Resolution {
+                            resolver: active.name.clone(),
+                            servers,
+                            failed,
+                        })
                     }
-                    failed.push((active.name.clone(), e.clone()));
-                    last_error = e;
+                    Err(e) => parse_failure(&active.name, e),
+                },
+                Err(e) => e.into_failure(&active.name),
+            };
+            if let Some(next) = self.chain.get(i + 1) {
+                if !cancel.is_cancelled() {
+                    tracing::warn!(
+                        plugin = active.name.as_str(),
+                        "{failure}; trying {}",
+                        next.name
+                    );
                 }
             }
+            failed.push(failure);
         }
-        if last_error.is_empty() || cancel.is_cancelled() {
-            let name = failed
+        let failure = if self.chain.is_empty() {
+            Failure::NoResolver
+        } else if cancel.is_cancelled() {
+            // Cancelled by the caller: that, not an earlier resolver's failure, is why
+            // there is no answer.
+            let resolver = failed
                 .last()
-                .map(|(n, _)| n.as_str())
-                .unwrap_or(&self.chain[0].name);
-            last_error = format!(
-                "could not determine provisioning servers using {name} provisioning target plugin: context canceled"
-            );
+                .and_then(Failure::resolver)
+                .unwrap_or(&self.chain[0].name)
+                .to_string();
+            Failure::Cancelled { resolver }
+        } else {
+            failed.last().cloned().unwrap_or(Failure::NoResolver)
+        };
+        if failed.last() != Some(&failure) && failure != Failure::NoResolver {
+            failed.push(failure.clone());
         }
-        Err(ResolveError {
-            message: last_error,
-            failed,
-        })
+        Err(ResolveError { failure, failed })
+    }
+}
+
+/// Turns `servers_from`'s Choria text back into its kind.
+fn parse_failure(resolver: &str, message: String) -> Failure {
+    if message.ends_with(" returned no servers") {
+        return Failure::NoServers {
+            resolver: resolver.to_string(),
+        };
+    }
+    let prefix = format!(
+        "could not determine provisioning servers using {} provisioning target plugin: ",
+        printable(resolver)
+    );
+    Failure::Failed {
+        resolver: resolver.to_string(),
+        error: message
+            .strip_prefix(&prefix)
+            .map(str::to_string)
+            .unwrap_or(message),
+    }
+}
+
+/// How one `targets` call ended without targets.
+#[derive(Debug)]
+enum CallError {
+    /// The resolver's own error.
+    Error(String),
+    /// The deadline passed; the resolver's last word, if any.
+    Deadline(Option<String>),
+    /// The caller cancelled.
+    Cancelled,
+}
+
+impl CallError {
+    fn into_failure(self, resolver: &str) -> Failure {
+        let resolver = resolver.to_string();
+        match self {
+            CallError::Error(error) => Failure::Failed { resolver, error },
+            CallError::Deadline(last_error) => Failure::DeadlineExceeded {
+                resolver,
+                last_error,
+            },
+            CallError::Cancelled => Failure::Cancelled { resolver },
+        }
     }
 }
 
@@ -386,7 +471,7 @@ fn record_disabled(disabled: &mut Vec<DisabledResolver>, d: DisabledResolver) {
     disabled.push(d);
 }
 
-fn default_resolver() -> Box<dyn TargetResolver> {
+fn default_resolver(_config: &HostConfig) -> Box<dyn TargetResolver> {
     Box::new(JwtResolver::new(BuildDefaults::compiled()))
 }
 
@@ -462,14 +547,16 @@ async fn run_targets(
     active: &ActiveResolver,
     outer: &CancelToken,
     deadline: Option<Duration>,
-) -> Result<RawTargets, String> {
+) -> Result<RawTargets, CallError> {
     if active.busy.swap(true, Ordering::SeqCst) {
-        return Err(
+        return Err(CallError::Error(
             "its previous call ignored cancellation and is still running; not starting another"
                 .into(),
-        );
+        ));
     }
-    let token = CancelToken::new();
+    // A child of the caller's token: the caller's cancel reaches the resolver at
+    // once; a missed deadline cancels only this call.
+    let token = outer.child();
     let ctx = ResolveContext::new(&active.name, token.clone());
     let resolver = Arc::clone(&active.resolver);
     let busy = Arc::clone(&active.busy);
@@ -491,7 +578,9 @@ async fn run_targets(
         });
     if let Err(e) = spawned {
         active.busy.store(false, Ordering::SeqCst);
-        return Err(format!("cannot start a resolver thread: {e}"));
+        return Err(CallError::Error(format!(
+            "cannot start a resolver thread: {e}"
+        )));
     }
     let started = Instant::now();
     let expired = async {
@@ -501,25 +590,37 @@ async fn run_targets(
         }
     };
     let cancelled = outer.cancelled();
-    let why = tokio::select! {
+    let by_deadline = tokio::select! {
         result = &mut rx => {
-            return result.unwrap_or_else(|_| Err("the resolver thread ended without an answer".into()));
+            return match result {
+                Ok(Ok(list)) => Ok(list),
+                Ok(Err(e)) => Err(CallError::Error(e)),
+                Err(_) => Err(CallError::Error("the resolver thread ended without an answer".into())),
+            };
         }
-        _ = expired => "context deadline exceeded",
-        _ = cancelled => "context canceled",
+        _ = expired => true,
+        _ = cancelled => false,
     };
     token.cancel();
-    match tokio::time::timeout(CANCEL_GRACE, &mut rx).await {
-        Ok(_) => Err(why.to_string()),
+    let last_word = match tokio::time::timeout(CANCEL_GRACE, &mut rx).await {
+        // What the resolver said once cancelled: the SDK retry's last failure, say.
+        // A bare "context canceled" adds nothing.
+        Ok(Ok(Err(e))) if e.trim() != "context canceled" => Some(e),
+        Ok(_) => None,
         Err(_) => {
             let msg = format!(
-                "{why}; the resolver ignored cancellation for {} and was abandoned after {}",
+                "the resolver ignored cancellation for {} and was abandoned after {}",
                 human(CANCEL_GRACE),
                 human(started.elapsed())
             );
             tracing::error!(plugin = active.name.as_str(), "{msg}");
-            Err(msg)
+            Some(msg)
         }
+    };
+    if by_deadline {
+        Err(CallError::Deadline(last_word))
+    } else {
+        Err(CallError::Cancelled)
     }
 }
 

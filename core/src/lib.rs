@@ -30,11 +30,13 @@
 //! per-call context), [`default_resolver`], [`targets`] (Choria's parsing rules),
 //! [`buildinfo`], [`text`] (making untrusted text safe to show).
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod buildinfo;
 pub mod config;
 pub mod default_resolver;
 pub mod host;
 pub mod resolver;
+pub mod selection;
 pub mod targets;
 pub mod text;

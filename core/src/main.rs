@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use provtarget::{
     buildinfo,
     config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE},
-    host::Host,
+    host::{Failure, Host},
     resolver::CancelToken,
     text::printable,
 };
@@ -130,7 +130,7 @@ impl HostArgs {
             b = b.directories_flag(self.plugin_dirs.clone());
         }
         if !self.resolvers.is_empty() {
-            b = b.flag(keys::RESOLVERS, &self.resolvers.join(","));
+            b = b.resolvers_flag(self.resolvers.clone());
         }
         if let Some(p) = &self.pins {
             b = b.pins_flag(p.clone());
@@ -262,9 +262,9 @@ fn targets_cmd(args: &HostArgs, timeout: Option<&str>, as_json: bool) -> Result<
         });
         host.resolve(&cancel).await
     });
-    let failed = |f: &[(String, String)]| {
+    let failed = |f: &[Failure]| {
         f.iter()
-            .map(|(n, e)| json!({"resolver": n, "error": e}))
+            .map(|f| json!({"resolver": f.resolver(), "kind": failure_kind(f), "error": f.to_string()}))
             .collect::<Vec<_>>()
     };
     match result {
@@ -288,11 +288,26 @@ fn targets_cmd(args: &HostArgs, timeout: Option<&str>, as_json: bool) -> Result<
         }
         Err(e) => {
             if as_json {
-                print_json(&json!({"error": e.message, "failed": failed(&e.failed)}));
+                print_json(&json!({
+                    "error": e.to_string(),
+                    "kind": failure_kind(&e.failure),
+                    "failed": failed(&e.failed),
+                }));
             }
-            eprintln!("provtarget: {}", e.message);
+            eprintln!("provtarget: {e}");
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// A stable name for a failure's kind, for JSON consumers.
+fn failure_kind(f: &Failure) -> &'static str {
+    match f {
+        Failure::NoResolver => "no-resolver",
+        Failure::Cancelled { .. } => "cancelled",
+        Failure::DeadlineExceeded { .. } => "deadline-exceeded",
+        Failure::NoServers { .. } => "no-servers",
+        Failure::Failed { .. } => "failed",
     }
 }
 
@@ -302,10 +317,16 @@ fn check_cmd(
     insecure: bool,
     as_json: bool,
 ) -> Result<ExitCode, String> {
+    // The same rule as the other commands: the override comes from the flag or from
+    // PROVTARGET_INSECURE_SKIP_OWNER_CHECKS (never from a file).
+    let env_config = ConfigBuilder::new().env(std::env::vars_os()).build();
+    for w in env_config.warnings() {
+        tracing::warn!("{w}");
+    }
     let options = LoaderOptions {
         directories: Vec::new(),
         pin_file: pins,
-        insecure_skip_owner_checks: insecure,
+        insecure_skip_owner_checks: insecure || env_config.insecure_skip_owner_checks(),
         always_hash: true,
     };
     let (record, _plugin) = provtarget_loader::check_file(file, &options);

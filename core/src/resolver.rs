@@ -177,12 +177,41 @@ impl<S: AsRef<str>> PartialEq<Vec<S>> for RawTargets {
     }
 }
 
-/// A cancellation flag with a condition variable, so sleepers wake as soon as it is
-/// set. Cloning shares the flag.
+/// The host's one cancellation token: a flag that wakes every waiter as soon as it
+/// is set, whether it waits on a thread ([`CancelToken::sleep`]) or in async code
+/// ([`CancelToken::cancelled`]); nothing polls. Cloning shares the flag;
+/// [`CancelToken::child`] makes a token that its parent's cancel also cancels (a
+/// resolver call's token is a child of the resolution's).
 #[derive(Clone, Default, Debug)]
 pub struct CancelToken {
-    inner: Arc<(Mutex<bool>, Condvar)>,
-    notify: Arc<tokio::sync::Notify>,
+    node: Arc<Node>,
+}
+
+#[derive(Default, Debug)]
+struct Node {
+    flag: Mutex<bool>,
+    wake: Condvar,
+    notify: tokio::sync::Notify,
+    children: Mutex<Vec<std::sync::Weak<Node>>>,
+}
+
+impl Node {
+    fn cancel(&self) {
+        {
+            let mut flag = self.flag.lock().unwrap_or_else(|e| e.into_inner());
+            if *flag {
+                return;
+            }
+            *flag = true;
+        }
+        self.wake.notify_all();
+        self.notify.notify_waiters();
+        let children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
+        for child in children.iter().filter_map(std::sync::Weak::upgrade) {
+            child.cancel();
+        }
+    }
 }
 
 impl CancelToken {
@@ -191,18 +220,31 @@ impl CancelToken {
         CancelToken::default()
     }
 
-    /// Cancels, waking every sleeper.
+    /// A new token that is cancelled when this one is (at once if it already is),
+    /// and can also be cancelled on its own without touching this one.
+    pub fn child(&self) -> CancelToken {
+        let child = CancelToken::new();
+        {
+            let mut children = self.node.children.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget children that are gone, so a long-lived parent does not grow.
+            children.retain(|c| c.strong_count() > 0);
+            children.push(Arc::downgrade(&child.node));
+        }
+        if self.is_cancelled() {
+            child.cancel();
+        }
+        child
+    }
+
+    /// Cancels, waking every sleeper, this token's and its children's.
     pub fn cancel(&self) {
-        let (flag, wake) = &*self.inner;
-        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_all();
-        self.notify.notify_waiters();
+        self.node.cancel();
     }
 
     /// Completes once the token is cancelled (for async callers).
     pub async fn cancelled(&self) {
         loop {
-            let notified = self.notify.notified();
+            let notified = self.node.notify.notified();
             tokio::pin!(notified);
             // Register interest before checking the flag, so a cancel between the
             // check and the await is not missed.
@@ -216,12 +258,12 @@ impl CancelToken {
 
     /// Whether [`CancelToken::cancel`] has been called.
     pub fn is_cancelled(&self) -> bool {
-        *self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+        *self.node.flag.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sleeps up to `duration`; returns `true` if cancelled before or during it.
     pub fn sleep(&self, duration: Duration) -> bool {
-        let (flag, wake) = &*self.inner;
+        let (flag, wake) = (&self.node.flag, &self.node.wake);
         let deadline = Instant::now().checked_add(duration);
         let mut cancelled = flag.lock().unwrap_or_else(|e| e.into_inner());
         while !*cancelled {
@@ -326,6 +368,37 @@ mod tests {
             token.sleep(Duration::from_secs(3600)),
             "already cancelled: returns at once"
         );
+    }
+
+    #[test]
+    fn a_parent_cancels_its_children_but_not_the_reverse() {
+        let parent = CancelToken::new();
+        let child = parent.child();
+        let grandchild = child.child();
+        let sibling = parent.child();
+        sibling.cancel();
+        assert!(!parent.is_cancelled() && !child.is_cancelled());
+        let sleeper = {
+            let g = grandchild.clone();
+            std::thread::spawn(move || g.sleep(Duration::from_secs(3600)))
+        };
+        parent.cancel();
+        assert!(sleeper.join().unwrap(), "the grandchild's sleeper woke");
+        assert!(child.is_cancelled() && grandchild.is_cancelled());
+        // A child of a cancelled token starts cancelled.
+        assert!(parent.child().is_cancelled());
+        // Async waiters on a child wake too.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let p2 = CancelToken::new();
+        let c2 = p2.child();
+        rt.block_on(async {
+            let waiter = tokio::spawn(async move { c2.cancelled().await });
+            p2.cancel();
+            waiter.await.unwrap();
+        });
     }
 
     #[test]

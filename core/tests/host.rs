@@ -11,7 +11,7 @@ use std::{
 
 use provtarget::{
     config::{keys, ConfigBuilder, HostConfig},
-    host::{Host, Origin},
+    host::{Failure, Host, Origin},
     resolver::CancelToken,
 };
 use provtarget_testsupport::{cdylib, cdylib_file_name, TempDir};
@@ -92,9 +92,14 @@ async fn the_runtime_stays_responsive_while_a_resolver_ignores_cancellation() {
     };
     let err = host.resolve(&CancelToken::new()).await.unwrap_err();
     ticker.abort();
-    assert!(err.message.starts_with(
-        "could not determine provisioning servers using Test Kit provisioning target plugin: context deadline exceeded; the resolver ignored cancellation"
-    ), "{}", err.message);
+    assert!(
+        matches!(&err.failure, Failure::DeadlineExceeded { resolver, last_error: Some(e) }
+            if resolver == "Test Kit" && e.starts_with("the resolver ignored cancellation")),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with(
+        "could not determine provisioning servers using Test Kit provisioning target plugin: context deadline exceeded (last error: the resolver ignored cancellation"
+    ), "{err}");
     // On a single-threaded runtime, other tasks only run if the resolver is off it.
     assert!(ticks.load(Ordering::SeqCst) >= 5, "runtime was blocked");
 }
@@ -111,10 +116,43 @@ async fn cancelling_the_host_stops_a_waiting_resolver_cleanly() {
     });
     let err = host.resolve(&cancel).await.unwrap_err();
     assert_eq!(
-        err.message,
+        err.failure,
+        Failure::Cancelled {
+            resolver: "Test Kit".into()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
         "could not determine provisioning servers using Test Kit provisioning target plugin: context canceled"
     );
     assert_eq!(err.failed.len(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_missed_deadline_reports_the_resolvers_last_error() {
+    let dir = dir_with("host-last-error", &["provtarget-testkit"]);
+    let host = Host::start(config(
+        &dir,
+        &[("testkit.mode", "retry-error"), (keys::TIMEOUT, "300ms")],
+    ));
+    let err = host.resolve(&CancelToken::new()).await.unwrap_err();
+    let Failure::DeadlineExceeded {
+        resolver,
+        last_error: Some(last),
+    } = &err.failure
+    else {
+        panic!("expected a deadline with the last error: {err:?}");
+    };
+    assert_eq!(resolver, "Test Kit");
+    assert!(
+        last.starts_with("context canceled after ")
+            && last.contains("last error: backend unreachable on try "),
+        "{last}"
+    );
+    assert!(
+        err.to_string().starts_with("could not determine provisioning servers using Test Kit provisioning target plugin: context deadline exceeded (last error: context canceled after "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -169,10 +207,10 @@ async fn a_resolver_still_running_after_abandonment_gets_no_second_thread() {
         ],
     ));
     let first = host.resolve(&CancelToken::new()).await.unwrap_err();
-    assert!(first.message.contains("abandoned"), "{}", first.message);
+    assert!(first.to_string().contains("abandoned"), "{first}");
     let second = host.resolve(&CancelToken::new()).await.unwrap_err();
     assert_eq!(
-        second.message,
+        second.to_string(),
         "could not determine provisioning servers using Test Kit provisioning target plugin: its previous call ignored cancellation and is still running; not starting another"
     );
 }

@@ -37,7 +37,7 @@ fn every_command_has_help() {
 
 #[test]
 fn bad_flag_values_are_one_line_errors_naming_the_fix() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--log-level", "loud", "buildinfo"],
             "--log-level \"loud\" is not a level or filter",
@@ -50,7 +50,15 @@ fn bad_flag_values_are_one_line_errors_naming_the_fix() {
             &["targets", "--timeout", "soon"],
             "--timeout \"soon\" is not a duration; use seconds (30), or 500ms, 30s, 2m",
         ),
-        (&["targets", "--timeout", "0"], "is not a duration"),
+        (
+            &["targets", "--timeout", "0"],
+            "is too short to resolve anything",
+        ),
+        (&["targets", "--timeout", "0.5ms"], "use at least 10ms"),
+        (
+            &["targets", "--timeout", "99999h"],
+            "longer than the maximum of 24h",
+        ),
     ];
     for (args, want) in cases {
         let run = provtarget(args);

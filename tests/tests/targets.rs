@@ -109,7 +109,7 @@ fn a_resolver_ignoring_cancellation_is_abandoned_and_reported() {
     run.failed(1);
     assert!(
         run.stderr
-            .contains("context deadline exceeded; the resolver ignored cancellation"),
+            .contains("context deadline exceeded (last error: the resolver ignored cancellation"),
         "{}",
         run.stderr
     );

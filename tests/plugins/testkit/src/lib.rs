@@ -75,6 +75,11 @@ impl Resolver for TestKit {
             "panic-targets" => panic!("testkit was told to panic in targets"),
             "error" => Err("testkit was told to fail".into()),
             "empty" => Ok(vec![]),
+            // Keeps failing through the SDK's retry until cancelled: the host's
+            // deadline error must carry this last failure.
+            "retry-error" => provtarget_abi::backoff::FIVE_SEC_START_GRACE.retry(ctx, |try_| {
+                Err(format!("backend unreachable on try {try_}").into())
+            }),
             "wait" => loop {
                 ctx.sleep(Duration::from_secs(3600))?;
             },

@@ -15,7 +15,8 @@ use std::{
 };
 
 use provtarget_loader::{
-    check_file, load_all, LibraryRecord, LoadReport, LoaderOptions, Stage, Verdict,
+    check_file, load_all, LibraryRecord, LoadReport, LoaderOptions, Refusal, RefusalKind, Stage,
+    Verdict,
 };
 use provtarget_testsupport::{cdylib, legacy_1_0_plugin, set_mode, TempDir};
 use sha2::{Digest, Sha256};
@@ -45,11 +46,12 @@ fn record<'a>(report: &'a LoadReport, name: &str) -> &'a LibraryRecord {
 }
 
 #[track_caller]
-fn assert_rejected(record: &LibraryRecord, stage: Stage, words: &[&str]) {
-    let Verdict::Rejected {
+fn assert_rejected(record: &LibraryRecord, stage: Stage, kind: RefusalKind, words: &[&str]) {
+    let Verdict::Rejected(Refusal {
         stage: actual,
-        reason,
-    } = &record.verdict
+        kind: actual_kind,
+        message: reason,
+    }) = &record.verdict
     else {
         panic!(
             "{} was not rejected: {:?}",
@@ -58,6 +60,7 @@ fn assert_rejected(record: &LibraryRecord, stage: Stage, words: &[&str]) {
         );
     };
     assert_eq!(*actual, stage, "wrong stage; reason: {reason}");
+    assert_eq!(*actual_kind, kind, "wrong kind; reason: {reason}");
     assert!(
         reason.contains(&*record.path.to_string_lossy()),
         "reason does not name the file: {reason}"
@@ -365,6 +368,7 @@ fn a_library_with_an_unresolved_function_is_refused_at_load() {
     assert_rejected(
         record(&report, "libunbound.so"),
         Stage::Load,
+        RefusalKind::UnresolvedSymbol,
         &[
             "not a loadable library",
             "undefined symbol: provtarget_test_symbol_that_nothing_provides",
@@ -379,11 +383,17 @@ fn a_library_with_an_unresolved_function_is_refused_at_load() {
 // discovery
 
 #[test]
-fn a_missing_directory_gives_an_empty_report() {
+fn a_missing_directory_gives_an_empty_report_and_a_one_line_warning() {
     let report = load_all(&options(&[Path::new("/nonexistent/provtarget/plugins")]));
     assert!(report.libraries.is_empty());
     assert!(report.plugins.is_empty());
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    let w = &report.warnings[0];
+    assert!(
+        w.contains("plugin directory /nonexistent/provtarget/plugins does not exist")
+            && !w.contains('\n'),
+        "{w}"
+    );
 }
 
 #[test]
@@ -492,6 +502,7 @@ fn a_file_too_large_for_a_plugin_is_refused_unread() {
     assert_rejected(
         record(&report, "huge.so"),
         Stage::Format,
+        RefusalKind::TooLarge,
         &[
             "larger than any plugin library",
             "strip its debug information",
@@ -507,7 +518,12 @@ fn an_empty_file_is_refused_before_dlopen() {
     let mut opts = options(&[dir.path()]);
     opts.always_hash = true;
     let report = load_all(&opts);
-    assert_rejected(record(&report, "empty.so"), Stage::Format, &["is empty"]);
+    assert_rejected(
+        record(&report, "empty.so"),
+        Stage::Format,
+        RefusalKind::NotElf,
+        &["is empty"],
+    );
     let facts = report.libraries[0].file.as_ref().unwrap();
     assert_eq!(facts.size, 0);
     assert_eq!(
@@ -525,6 +541,7 @@ fn a_text_file_is_refused_before_dlopen() {
     assert_rejected(
         record(&report, "notes.so"),
         Stage::Format,
+        RefusalKind::NotElf,
         &["not an ELF file", "remove it"],
     );
     assert_not_loaded_by_dynamic_linker(&path);
@@ -548,6 +565,7 @@ fn truncated_copies_of_a_real_plugin_are_refused_before_dlopen() {
         assert_rejected(
             record(&report, &name),
             Stage::Format,
+            RefusalKind::Truncated,
             &["truncated", "reinstall"],
         );
         assert_not_loaded_by_dynamic_linker(&dir.path().join(&name));
@@ -564,11 +582,21 @@ fn an_executable_copied_as_a_library_is_refused_before_dlopen() {
     // A PIE executable is ELF type DYN, so it gets as far as the symbol lookup; a
     // non-PIE one is refused by type.
     match &r.verdict {
-        Verdict::Rejected {
+        Verdict::Rejected(Refusal {
             stage: Stage::RootModule,
             ..
-        } => assert_rejected(r, Stage::RootModule, &["not a provtarget plugin"]),
-        _ => assert_rejected(r, Stage::Format, &["executable"]),
+        }) => assert_rejected(
+            r,
+            Stage::RootModule,
+            RefusalKind::NoRootSymbol,
+            &["not a provtarget plugin"],
+        ),
+        _ => assert_rejected(
+            r,
+            Stage::Format,
+            RefusalKind::NotASharedLibrary,
+            &["executable"],
+        ),
     }
     assert_not_loaded_by_dynamic_linker(&path);
 }
@@ -581,6 +609,7 @@ fn a_library_without_the_root_module_is_refused_before_dlopen() {
     assert_rejected(
         record(&report, "libnoroot.so"),
         Stage::RootModule,
+        RefusalKind::NoRootSymbol,
         &["not a provtarget plugin", "export_plugin!"],
     );
     assert!(report.libraries[0].plugin.is_none());
@@ -598,6 +627,7 @@ fn a_plugin_built_against_an_incompatible_contract_is_refused() {
     assert_rejected(
         record(&report, "libfuture.so"),
         Stage::Interface,
+        RefusalKind::InterfaceMismatch,
         &["2.0.0", "rebuild it against provtarget-abi 1.x"],
     );
 }
@@ -610,6 +640,7 @@ fn a_plugin_declaring_1_1_with_the_1_0_layout_is_refused_at_the_interface_stage(
     assert_rejected(
         record(&report, "libbadlayout.so"),
         Stage::Interface,
+        RefusalKind::LayoutMismatch,
         &["layout mismatch for interface 1.1.0", "too many fields"],
     );
     assert!(report.plugins.is_empty());
@@ -624,6 +655,7 @@ fn a_plugin_of_the_wrong_type_is_refused() {
     assert_rejected(
         r,
         Stage::PluginType,
+        RefusalKind::WrongType,
         &["plugin Acme Agent is not a valid ProvisionTargetResolver"],
     );
     // What it said about itself is still on record.
@@ -639,6 +671,7 @@ fn a_panicking_constructor_is_refused_and_contained() {
     assert_rejected(
         record(&report, "libbad.so"),
         Stage::Constructor,
+        RefusalKind::ConstructorFailed,
         &["Exploding Constructor", "constructor exploded on purpose"],
     );
     // and the host carries on with the next file.
@@ -655,6 +688,7 @@ fn a_duplicate_plugin_name_refuses_the_later_file_naming_the_earlier() {
     assert_rejected(
         record(&report, "b-testkit.so"),
         Stage::Duplicate,
+        RefusalKind::Duplicate,
         &["Test Kit", "already loaded from", &first.to_string_lossy()],
     );
     assert_eq!(report.plugins.len(), 1);
@@ -673,6 +707,7 @@ fn a_world_writable_copy_is_refused() {
     assert_rejected(
         r,
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &["group- and world-writable", "0666", "chmod go-w"],
     );
     // The report still shows owner and mode.
@@ -684,6 +719,7 @@ fn a_world_writable_copy_is_refused() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &["is world-writable (mode 0646)", "chmod o-w"],
     );
 }
@@ -697,6 +733,7 @@ fn a_group_writable_copy_is_refused() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &["group-writable", "chmod g-w"],
     );
 }
@@ -712,6 +749,7 @@ fn a_group_writable_directory_refuses_every_library_in_it() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &[
             "plugin directory",
             &shown_dir,
@@ -734,6 +772,7 @@ fn a_symlink_to_a_valid_plugin_is_refused() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::Symlink,
         &["is a symlink", "replace the link"],
     );
     assert!(report.plugins.is_empty());
@@ -750,7 +789,12 @@ fn a_fifo_named_like_a_library_is_refused_without_blocking() {
     assert!(status.success());
     let path = dir.path().to_path_buf();
     let report = must_not_block(move || load_all(&options(&[&path])));
-    assert_rejected(record(&report, "x.so"), Stage::Trust, &["FIFO"]);
+    assert_rejected(
+        record(&report, "x.so"),
+        Stage::Trust,
+        RefusalKind::NotRegularFile,
+        &["FIFO"],
+    );
 }
 
 #[test]
@@ -759,7 +803,12 @@ fn a_socket_named_like_a_library_is_refused() {
     let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("x.so")).unwrap();
     let path = dir.path().to_path_buf();
     let report = must_not_block(move || load_all(&options(&[&path])));
-    assert_rejected(record(&report, "x.so"), Stage::Trust, &["socket"]);
+    assert_rejected(
+        record(&report, "x.so"),
+        Stage::Trust,
+        RefusalKind::NotRegularFile,
+        &["socket"],
+    );
 }
 
 #[test]
@@ -767,7 +816,12 @@ fn a_directory_named_like_a_library_is_refused() {
     let dir = TempDir::new("loader-dirso");
     fs::create_dir(dir.path().join("x.so")).unwrap();
     let report = load(&dir);
-    assert_rejected(record(&report, "x.so"), Stage::Trust, &["is a directory"]);
+    assert_rejected(
+        record(&report, "x.so"),
+        Stage::Trust,
+        RefusalKind::NotRegularFile,
+        &["is a directory"],
+    );
 }
 
 #[test]
@@ -781,7 +835,12 @@ fn files_and_directories_owned_by_another_user_are_refused() {
     std::os::unix::fs::chown(&path, Some(4242), Some(4242)).unwrap();
     let report = load(&dir);
     let r = record(&report, "libtestkit.so");
-    assert_rejected(r, Stage::Trust, &["owned by uid 4242", "chown root"]);
+    assert_rejected(
+        r,
+        Stage::Trust,
+        RefusalKind::BadOwner,
+        &["owned by uid 4242", "chown root"],
+    );
     let facts = r.file.as_ref().unwrap();
     assert_eq!((facts.uid, facts.gid), (4242, 4242));
 
@@ -792,6 +851,7 @@ fn files_and_directories_owned_by_another_user_are_refused() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::BadOwner,
         &["plugin directory", "owned by uid 4242"],
     );
 }
@@ -813,7 +873,12 @@ fn the_developer_override_skips_owner_and_mode_rules_only_and_says_so() {
     opts.insecure_skip_owner_checks = true;
     let report = load_all(&opts);
     assert_loaded(&report, "libtestkit.so");
-    assert_rejected(record(&report, "libdc.so"), Stage::Trust, &["is a symlink"]);
+    assert_rejected(
+        record(&report, "libdc.so"),
+        Stage::Trust,
+        RefusalKind::Symlink,
+        &["is a symlink"],
+    );
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].contains("insecure_skip_owner_checks"));
     set_mode(dir.path(), 0o755);
@@ -860,6 +925,7 @@ fn an_unpinned_library_is_refused_with_the_line_to_add() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinMissing,
         &["not pinned in", &format!("add: {hash}  libtestkit.so")],
     );
     assert_not_loaded_by_dynamic_linker(&path);
@@ -875,6 +941,7 @@ fn a_pin_mismatch_is_refused_showing_both_hashes() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinMismatch,
         &[&hash, &pinned_hash],
     );
     assert_not_loaded_by_dynamic_linker(&path);
@@ -895,6 +962,7 @@ fn a_name_pinned_twice_with_different_hashes_is_refused_and_the_others_load() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinConflict,
         &[
             &format!("line 1: {hash_a}, line 3: {new_build}"),
             "keep one line per file",
@@ -913,6 +981,7 @@ fn a_malformed_pin_file_loads_nothing_and_says_which_line() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinFileUnusable,
         &["line 2", "sha256sum format"],
     );
     assert_eq!(report.warnings.len(), 1);
@@ -929,6 +998,7 @@ fn a_missing_or_writable_pin_file_loads_nothing() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinFileUnusable,
         &["cannot open pin file /nonexistent/pins"],
     );
 
@@ -940,6 +1010,7 @@ fn a_missing_or_writable_pin_file_loads_nothing() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinFileUnusable,
         &["pin file", "world-writable"],
     );
 }
@@ -967,7 +1038,12 @@ fn check_file_runs_every_check_on_one_file() {
     let noroot = dir.copy_in(&cdylib("provtarget-test-noroot"), "whatever.txt");
     let (r, plugin) = check_file(&noroot, &LoaderOptions::default());
     assert!(plugin.is_none());
-    assert_rejected(&r, Stage::RootModule, &["not a provtarget plugin"]);
+    assert_rejected(
+        &r,
+        Stage::RootModule,
+        RefusalKind::NoRootSymbol,
+        &["not a provtarget plugin"],
+    );
     assert_not_loaded_by_dynamic_linker(&noroot);
 }
 
@@ -981,6 +1057,7 @@ fn check_file_applies_the_directory_rule_to_the_parent() {
     assert_rejected(
         &r,
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &["plugin directory", "world-writable", "chmod o-w"],
     );
     set_mode(dir.path(), 0o755);
@@ -993,10 +1070,15 @@ fn check_file_refuses_symlinks_missing_files_and_executables() {
     let link = dir.path().join("link.so");
     symlink(&target, &link).unwrap();
     let (r, _) = check_file(&link, &LoaderOptions::default());
-    assert_rejected(&r, Stage::Trust, &["is a symlink"]);
+    assert_rejected(&r, Stage::Trust, RefusalKind::Symlink, &["is a symlink"]);
 
     let (r, _) = check_file(&dir.path().join("absent.so"), &LoaderOptions::default());
-    assert_rejected(&r, Stage::Open, &["cannot open", "No such file"]);
+    assert_rejected(
+        &r,
+        Stage::Open,
+        RefusalKind::Unreadable,
+        &["cannot open", "No such file"],
+    );
 
     // /usr/bin/true in place: root-owned, in a root-owned directory, so it passes
     // trust and is refused by the format checks, without being loaded.
@@ -1006,10 +1088,10 @@ fn check_file_refuses_symlinks_missing_files_and_executables() {
         assert!(
             matches!(
                 r.verdict,
-                Verdict::Rejected {
+                Verdict::Rejected(Refusal {
                     stage: Stage::RootModule | Stage::Format,
                     ..
-                }
+                })
             ),
             "{:?}",
             r.verdict

@@ -18,7 +18,7 @@ use provtarget_loader::{
     check_file, load_all, LibraryRecord, LoadReport, LoaderOptions, Refusal, RefusalKind, Stage,
     Verdict,
 };
-use provtarget_testsupport::{cdylib, legacy_1_0_plugin, set_mode, TempDir};
+use provtarget_testsupport::{cdylib, legacy_1_0_plugin, panic_abort_plugin, set_mode, TempDir};
 use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------------------
@@ -484,6 +484,128 @@ fn a_directory_path_that_is_a_file_or_a_symlink_is_a_warning() {
     );
 }
 
+/// `path` followed by `suffix` as raw text (`Path::join` would normalise it away).
+fn spelled(path: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", path.display()))
+}
+
+#[test]
+fn no_spelling_of_a_symlinked_directory_loads_from_it() {
+    let real = TempDir::new("loader-spell-real");
+    real.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let base = TempDir::new("loader-spell");
+    fs::create_dir(base.path().join("sub")).unwrap();
+    let link = base.path().join("linked");
+    symlink(real.path(), &link).unwrap();
+    let via_dot_dot = base.path().join("sub").join("..").join("linked");
+
+    let spellings = [
+        link.clone(),
+        spelled(&link, "/"),
+        spelled(&link, "/."),
+        spelled(&link, "/./"),
+        spelled(&link, "//"),
+        spelled(&link, "/.//./"),
+        via_dot_dot.clone(),
+        spelled(&via_dot_dot, "/."),
+    ];
+    for dir in &spellings {
+        let report = load_all(&options(&[dir]));
+        assert!(
+            report.libraries.is_empty() && report.plugins.is_empty(),
+            "{} loaded from a symlinked directory: {:?}",
+            dir.display(),
+            report.libraries
+        );
+        assert_eq!(
+            report.warnings.len(),
+            1,
+            "{}: {:?}",
+            dir.display(),
+            report.warnings
+        );
+        let w = &report.warnings[0];
+        assert!(
+            w.contains("is a symlink; configure the directory it points to instead"),
+            "{}: {w}",
+            dir.display()
+        );
+        assert!(!w.contains('\n'));
+
+        // One file in it, by the same spelling: refused as well.
+        let (r, plugin) = check_file(&spelled(dir, "/libtestkit.so"), &LoaderOptions::default());
+        assert!(plugin.is_none(), "{}", dir.display());
+        assert_eq!(
+            r.verdict.refusal().map(|r| (r.stage, r.kind)),
+            Some((Stage::Trust, RefusalKind::Symlink)),
+            "{}: {:?}",
+            dir.display(),
+            r.verdict
+        );
+    }
+
+    // The same spellings of the real directory load from it: the refusal is about the
+    // symlink, not the spelling.
+    for suffix in ["", "/", "/.", "//", "/./"] {
+        let dir = spelled(real.path(), suffix);
+        let report = load_all(&options(&[&dir]));
+        assert!(
+            report.warnings.is_empty(),
+            "{}: {:?}",
+            dir.display(),
+            report.warnings
+        );
+        assert_eq!(report.plugins.len(), 1, "{}", dir.display());
+        // Reported under the normalised directory.
+        assert_eq!(report.libraries[0].path, real.path().join("libtestkit.so"));
+    }
+}
+
+#[test]
+fn a_relative_plugin_directory_is_refused_with_a_warning() {
+    // Relative to the working directory (the package folder, under `cargo test`): a
+    // daemon's working directory is arbitrary, so such a path is refused, whatever it
+    // names (here: a directory with a real plugin).
+    let real = TempDir::new("loader-relative");
+    real.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let cwd = std::env::current_dir().unwrap();
+    let relative = real
+        .path()
+        .strip_prefix(cwd.parent().unwrap())
+        .map(|p| Path::new("..").join(p))
+        .expect("the target directory is beside the package folder");
+    assert!(relative.is_relative() && relative.is_dir());
+    for dir in [
+        relative.clone(),
+        Path::new(".").join(&relative),
+        PathBuf::from("plugins"),
+    ] {
+        let report = load_all(&options(&[&dir]));
+        assert!(report.libraries.is_empty() && report.plugins.is_empty());
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        let w = &report.warnings[0];
+        assert!(
+            w.contains("is a relative path") && w.contains("configure an absolute path"),
+            "{w}"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_directory_ending_in_dot_dot_is_refused_with_a_warning() {
+    let real = TempDir::new("loader-dotdot");
+    fs::create_dir(real.path().join("sub")).unwrap();
+    real.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let report = load_all(&options(&[&real.path().join("sub").join("..")]));
+    assert!(report.libraries.is_empty() && report.plugins.is_empty());
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("ends in `..`"),
+        "{:?}",
+        report.warnings
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // format: refused before dlopen
 
@@ -614,6 +736,57 @@ fn a_library_without_the_root_module_is_refused_before_dlopen() {
     );
     assert!(report.libraries[0].plugin.is_none());
     assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
+fn a_plugin_built_with_panic_abort_is_refused_before_any_of_its_code_runs() {
+    // The plugin's constructor sets this variable, were it ever run (see
+    // tests/plugins/panic-abort).
+    const CONSTRUCTED: &str = "PROVTARGET_TEST_PANIC_ABORT_CONSTRUCTED";
+    let built = panic_abort_plugin();
+    // It really is a panic = "abort" build that exports the root module: only the
+    // canary tells it apart from a good plugin.
+    let bytes = fs::read(&built).unwrap();
+    for symbol in [
+        provtarget_abi::PANIC_ABORT_SYMBOL,
+        provtarget_abi::ROOT_SYMBOL,
+    ] {
+        assert!(
+            bytes.windows(symbol.len()).any(|w| w == symbol.as_bytes()),
+            "{} lacks {symbol}",
+            built.display()
+        );
+    }
+
+    let dir = TempDir::new("loader-panic-abort");
+    let path = dir.copy_in(&built, "libabort.so");
+    dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let report = load(&dir);
+    let r = record(&report, "libabort.so");
+    assert_rejected(
+        r,
+        Stage::Format,
+        RefusalKind::PanicAbortBuild,
+        &[
+            "built with panic = \"abort\"",
+            "its first panic would end the host",
+            "panic = \"unwind\" (the default)",
+        ],
+    );
+    assert!(r.plugin.is_none());
+    assert_not_loaded_by_dynamic_linker(&path);
+    assert_eq!(std::env::var_os(CONSTRUCTED), None, "its constructor ran");
+    // The other plugin in the directory is unaffected.
+    assert_loaded(&report, "libtestkit.so");
+
+    let (r, plugin) = check_file(&path, &LoaderOptions::default());
+    assert!(plugin.is_none());
+    assert_eq!(
+        r.verdict.refusal().map(|r| r.kind),
+        Some(RefusalKind::PanicAbortBuild)
+    );
+    assert_not_loaded_by_dynamic_linker(&path);
+    assert_eq!(std::env::var_os(CONSTRUCTED), None, "its constructor ran");
 }
 
 // ---------------------------------------------------------------------------------

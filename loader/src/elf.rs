@@ -13,6 +13,9 @@
 //! inside the file, compared against its length *before* the structure is read, so a
 //! partial copy is reported as truncated rather than as malformed.
 #![forbid(unsafe_code)]
+// Offsets and sizes are `u64` in ELF64 but `u32` in ELF32: the `.into()`s that are
+// no-ops on a 64-bit host are what makes this file build for a 32-bit one.
+#![allow(clippy::useless_conversion)]
 
 use std::mem::size_of;
 
@@ -501,9 +504,7 @@ mod tests {
             strtab.push(0);
         }
         f.extend_from_slice(&strtab);
-        while f.len() % 8 != 0 {
-            f.push(0);
-        }
+        f.resize(f.len().next_multiple_of(8), 0);
         // dynsym: null symbol + one defined symbol per name
         let dynsym_off = f.len();
         let dynsym_size = 24 * (1 + symbols.len());

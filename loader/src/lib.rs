@@ -2,10 +2,11 @@
 //!
 //! [`load_all`] scans the configured directories (not recursively) for `*.so` files
 //! (`*.dylib` and `*.so` on macOS), in file-name order, and gives every file a
-//! [`Verdict`]: loaded, rejected at a [`Stage`] with a one-line reason naming the file
-//! and the fix, or skipped. Nothing here fails as a whole and nothing panics: a
-//! refused file is reported, never fatal, and a missing directory just means no
-//! plugins.
+//! [`Verdict`]: loaded, refused ([`Verdict::Rejected`] with a [`Refusal`]: the
+//! [`Stage`], a [`RefusalKind`] to branch on, and a one-line message naming the file
+//! and the fix), or skipped. Nothing here fails as a whole and nothing panics: a
+//! refused file is reported, never fatal, and a missing directory means no plugins
+//! from it, with a one-line warning.
 //!
 //! ```
 //! use provtarget_loader::{load_all, LoaderOptions, RefusalKind, Stage};
@@ -45,8 +46,15 @@
 //!
 //! # What is checked, in order
 //!
+//! 0. **Directories** are absolute paths, judged by their own last component, however
+//!    spelled: repeated and trailing slashes and `.` components are dropped (never
+//!    changing what the path names), the parent is opened and the last component is
+//!    opened relative to it with `O_DIRECTORY | O_NOFOLLOW`, so `dir/`, `dir/.`,
+//!    `dir//` and `a/../dir` are refused exactly when `dir` is a symlink. A relative
+//!    directory (its meaning would depend on the working directory), one ending in
+//!    `..`, a missing one or a symlink loads nothing and gets a one-line warning.
 //! 1. **Trust**, on the *open descriptor*, never on a path: the directory is opened
-//!    with `O_DIRECTORY | O_NOFOLLOW` and each file relative to it with
+//!    as in 0 and each file relative to it with
 //!    `O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK` (a symlink is refused, a FIFO cannot
 //!    block). The file must be a regular file; it and its directory must be owned by
 //!    root or by the effective uid of this process, and be neither group- nor
@@ -64,6 +72,11 @@
 //!    object, every segment and header table inside the file, and the provtarget root
 //!    module symbol among its exports. A truncated copy would crash the process inside
 //!    `dlopen`; a library without the symbol would run its initialisers for nothing.
+//!    A library whose exports include [`provtarget_abi::PANIC_ABORT_SYMBOL`] (which
+//!    `export_plugin!` adds to `panic = "abort"` builds) is refused too
+//!    ([`RefusalKind::PanicAbortBuild`]): the SDK can only turn a panic into an error
+//!    if it unwinds, so its first panic would end the host. Read with the `object`
+//!    crate from the sealed copy, headers and dynamic symbol table only.
 //! 5. **Load** of exactly the bytes checked: on Linux the file is copied in the kernel
 //!    (`copy_file_range`/`sendfile`) into a sealed `memfd` before any check reads it
 //!    (named after the file, so `/proc/<pid>/maps` shows
@@ -73,10 +86,14 @@
 //!    is opened with `RTLD_NOW`, so a library needing a function nothing provides is
 //!    refused here instead of killing the host on its first call. Then the abi_stable
 //!    header, the interface version and layout, the plugin info (non-empty name,
-//!    not one of [`RESERVED_NAMES`], semver version), the plugin type, the duplicate-name rule (the later file is
-//!    refused) and the constructor.
+//!    not one of [`RESERVED_NAMES`], semver version), the plugin type, the
+//!    duplicate-name rule (the later file is refused) and the constructor.
 //!
 //! Libraries are never unloaded: upgrade a plugin by restarting the host.
+//!
+//! All `unsafe` code of the crate is in one private module, `sys` (the `dlopen` and
+//! abi_stable calls that run a library's code, each with its safety argument); every
+//! other module forbids it. System calls go through `rustix`.
 //!
 //! # What is not checked
 //!

@@ -93,11 +93,14 @@ pub(crate) fn open(path: &Path, absolute_only: bool) -> Result<Dir, DirError> {
             ),
         ));
     }
-    let normal = normalise(path);
+    let mut normal = normalise(path);
+    if normal.as_os_str().is_empty() {
+        normal = PathBuf::from(".");
+    }
     let mut components = normal.components();
     let (parent, name): (Option<File>, OsString) = match components.next_back() {
         // `.` (or `./`): the working directory itself, not a link to it.
-        None => (None, OsString::from(".")),
+        None | Some(Component::CurDir) => (None, OsString::from(".")),
         // `/`: cannot be a symlink.
         Some(Component::RootDir) => {
             let root = sys::open_parent_dir(Path::new("/")).map_err(|e| failed(&p, e))?;
@@ -137,7 +140,7 @@ pub(crate) fn open(path: &Path, absolute_only: bool) -> Result<Dir, DirError> {
             };
             (parent, name.to_os_string())
         }
-        Some(Component::CurDir | Component::Prefix(_)) => {
+        Some(Component::Prefix(_)) => {
             return Err(DirError::unusable(
                 RefusalKind::Unreadable,
                 format!("plugin directory {p} is not a usable path; fix the configured path"),
@@ -220,5 +223,10 @@ mod tests {
             Err(DirError::Missing)
         ));
         assert!(open(Path::new("/"), true).is_ok());
+        // The working directory, as `check_file` opens it for `x.so`: named `.`.
+        let Ok(dot) = open(Path::new("./"), false) else {
+            panic!("the working directory does not open");
+        };
+        assert_eq!(dot.path, Path::new("."));
     }
 }

@@ -168,9 +168,13 @@ fn write_library(out: &mut String, host: &Host, lib: &LibraryRecord) {
         Verdict::Loaded => {
             let _ = writeln!(out, "        Status: loaded ({})", active_state(host, lib));
         }
-        Verdict::Rejected { stage, reason } => {
-            let _ = writeln!(out, "        Status: rejected at {}", stage.as_str());
-            let _ = writeln!(out, "        Reason: {}", printable(reason));
+        Verdict::Rejected(refusal) => {
+            let _ = writeln!(
+                out,
+                "        Status: rejected at {}",
+                refusal.stage.as_str()
+            );
+            let _ = writeln!(out, "        Reason: {}", printable(&refusal.message));
         }
         Verdict::Skipped { reason } => {
             let _ = writeln!(out, "        Status: skipped");
@@ -270,7 +274,7 @@ pub fn library_json(host: &Host, lib: &LibraryRecord) -> Value {
 /// One library as JSON, without host context.
 pub fn record_json(lib: &LibraryRecord) -> Value {
     let (stage, reason) = match &lib.verdict {
-        Verdict::Rejected { stage, reason } => (Some(stage.as_str()), Some(reason.clone())),
+        Verdict::Rejected(r) => (Some(r.stage.as_str()), Some(r.message.clone())),
         Verdict::Skipped { reason } => (None, Some(reason.clone())),
         Verdict::Loaded => (None, None),
     };

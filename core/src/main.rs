@@ -336,9 +336,9 @@ fn check_cmd(
         let path = printable(&record.path.display().to_string());
         match &record.verdict {
             Verdict::Loaded => println!("{path}: ok"),
-            Verdict::Rejected { stage, reason } => {
-                println!("{path}: refused at {}", stage.as_str());
-                println!("    Reason: {}", printable(reason));
+            Verdict::Rejected(refusal) => {
+                println!("{path}: refused at {}", refusal.stage.as_str());
+                println!("    Reason: {}", printable(&refusal.message));
             }
             Verdict::Skipped { reason } => {
                 println!("{path}: skipped");

@@ -1,5 +1,6 @@
 //! Discovery: which entries of a plugin directory are candidate libraries, in a
 //! deterministic order.
+#![forbid(unsafe_code)]
 
 use std::{
     ffi::{OsStr, OsString},
@@ -7,7 +8,7 @@ use std::{
     os::unix::ffi::OsStrExt,
 };
 
-use crate::trust::Dir;
+use crate::directory::Dir;
 
 /// The suffixes of plugin libraries on this platform.
 #[cfg(target_os = "macos")]

@@ -14,19 +14,20 @@
 //! lines with different hashes (say, a vendor appended the new build's line on
 //! upgrade) is ambiguous: that library is refused, naming the lines, and the others
 //! load.
+#![forbid(unsafe_code)]
 
 use std::{
     collections::HashMap,
     ffi::{OsStr, OsString},
-    fs::OpenOptions,
     io::Read,
-    os::unix::{ffi::OsStrExt, fs::OpenOptionsExt},
+    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
 use crate::{
+    sys,
     text::{shown, shown_bytes},
-    trust,
+    trust, RefusalKind,
 };
 
 /// A pin file larger than this is refused (a real one has a line per plugin).
@@ -47,10 +48,7 @@ impl Pins {
     /// pins nothing.
     pub(crate) fn load(path: &Path, euid: u32, skip_owner_checks: bool) -> Result<Pins, String> {
         let p = shown(path);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
+        let mut file = sys::open_config_file(path)
             .map_err(|e| format!("cannot open pin file {p}: {e}; fix the pin_file setting"))?;
         let meta = file
             .metadata()
@@ -61,7 +59,7 @@ impl Pins {
             ));
         }
         if !skip_owner_checks {
-            if let Some(problem) = trust::owner_mode_problem(&meta, path, "pin file", euid) {
+            if let Some((_, problem)) = trust::owner_mode_problem(&meta, path, "pin file", euid) {
                 return Err(problem);
             }
         }
@@ -117,19 +115,30 @@ impl Pins {
     }
 
     /// Whether the library `name` (at `path`, for messages) with content hash
-    /// `actual` is pinned; else the one-line refusal.
-    pub(crate) fn check(&self, path: &Path, name: &OsStr, actual: &str) -> Result<(), String> {
+    /// `actual` is pinned; else the one-line refusal and its kind.
+    pub(crate) fn check(
+        &self,
+        path: &Path,
+        name: &OsStr,
+        actual: &str,
+    ) -> Result<(), (RefusalKind, String)> {
         let p = shown(path);
         let pin_file = shown(&self.path);
         match self.by_name.get(name).map(Vec::as_slice) {
-            None | Some([]) => Err(format!(
-                "{p} is not pinned in {pin_file}; add: {actual}  {}",
-                shown(Path::new(name))
+            None | Some([]) => Err((
+                RefusalKind::PinMissing,
+                format!(
+                    "{p} is not pinned in {pin_file}; add: {actual}  {}",
+                    shown(Path::new(name))
+                ),
             )),
             Some([(expected, _)]) if expected == actual => Ok(()),
-            Some([(expected, line)]) => Err(format!(
-                "{p} has sha256 {actual} but {pin_file} line {line} pins {expected}; install \
-                 the pinned build or update the pin"
+            Some([(expected, line)]) => Err((
+                RefusalKind::PinMismatch,
+                format!(
+                    "{p} has sha256 {actual} but {pin_file} line {line} pins {expected}; \
+                     install the pinned build or update the pin"
+                ),
             )),
             Some(pins) => {
                 let lines = pins
@@ -137,10 +146,13 @@ impl Pins {
                     .map(|(hash, line)| format!("line {line}: {hash}"))
                     .collect::<Vec<_>>()
                     .join(", ");
-                Err(format!(
-                    "{p} not loaded: {pin_file} pins {} with different hashes ({lines}); keep \
-                     one line per file (this file has sha256 {actual})",
-                    shown(Path::new(name))
+                Err((
+                    RefusalKind::PinConflict,
+                    format!(
+                        "{p} not loaded: {pin_file} pins {} with different hashes ({lines}); \
+                         keep one line per file (this file has sha256 {actual})",
+                        shown(Path::new(name))
+                    ),
                 ))
             }
         }
@@ -230,6 +242,13 @@ mod tests {
 
     fn check(pins: &Pins, name: &str, hash: &str) -> Result<(), String> {
         pins.check(Path::new(name), OsStr::new(name), hash)
+            .map_err(|(_, reason)| reason)
+    }
+
+    fn kind(pins: &Pins, name: &str, hash: &str) -> Option<RefusalKind> {
+        pins.check(Path::new(name), OsStr::new(name), hash)
+            .err()
+            .map(|(kind, _)| kind)
     }
 
     #[test]
@@ -253,6 +272,8 @@ mod tests {
         let err = check(&pins, "other.so", B).unwrap_err();
         assert!(err.contains("not pinned in /etc/pins; add: "), "{err}");
         assert!(err.contains(&format!("{B}  other.so")), "{err}");
+        assert_eq!(kind(&pins, "other.so", B), Some(RefusalKind::PinMissing));
+        assert_eq!(kind(&pins, "liba.so", B), Some(RefusalKind::PinMismatch));
         let err = check(&pins, "liba.so", B).unwrap_err();
         assert!(
             err.contains(A) && err.contains(B) && err.contains("line 1"),
@@ -288,6 +309,7 @@ mod tests {
             );
             assert!(!err.contains('\n'), "{err}");
         }
+        assert_eq!(kind(&pins, "x.so", A), Some(RefusalKind::PinConflict));
         assert_eq!(check(&pins, "y.so", A), Ok(()));
         // The same hash twice is no conflict.
         let pins = parse(&format!("{A}  a/x.so\n{A}  b/x.so\n")).unwrap();

@@ -1,5 +1,6 @@
 //! Keeps every reason on one line: paths and names from the file system or from a
 //! plugin may hold newlines or terminal control characters.
+#![forbid(unsafe_code)]
 
 use std::{fmt::Write, path::Path};
 

@@ -15,9 +15,10 @@ use std::{
 };
 
 use provtarget_loader::{
-    check_file, load_all, LibraryRecord, LoadReport, LoaderOptions, Stage, Verdict,
+    check_file, load_all, LibraryRecord, LoadReport, LoaderOptions, Refusal, RefusalKind, Stage,
+    Verdict,
 };
-use provtarget_testsupport::{cdylib, legacy_1_0_plugin, set_mode, TempDir};
+use provtarget_testsupport::{cdylib, legacy_1_0_plugin, panic_abort_plugin, set_mode, TempDir};
 use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------------------
@@ -45,11 +46,12 @@ fn record<'a>(report: &'a LoadReport, name: &str) -> &'a LibraryRecord {
 }
 
 #[track_caller]
-fn assert_rejected(record: &LibraryRecord, stage: Stage, words: &[&str]) {
-    let Verdict::Rejected {
+fn assert_rejected(record: &LibraryRecord, stage: Stage, kind: RefusalKind, words: &[&str]) {
+    let Verdict::Rejected(Refusal {
         stage: actual,
-        reason,
-    } = &record.verdict
+        kind: actual_kind,
+        message: reason,
+    }) = &record.verdict
     else {
         panic!(
             "{} was not rejected: {:?}",
@@ -58,6 +60,7 @@ fn assert_rejected(record: &LibraryRecord, stage: Stage, words: &[&str]) {
         );
     };
     assert_eq!(*actual, stage, "wrong stage; reason: {reason}");
+    assert_eq!(*actual_kind, kind, "wrong kind; reason: {reason}");
     assert!(
         reason.contains(&*record.path.to_string_lossy()),
         "reason does not name the file: {reason}"
@@ -365,6 +368,7 @@ fn a_library_with_an_unresolved_function_is_refused_at_load() {
     assert_rejected(
         record(&report, "libunbound.so"),
         Stage::Load,
+        RefusalKind::UnresolvedSymbol,
         &[
             "not a loadable library",
             "undefined symbol: provtarget_test_symbol_that_nothing_provides",
@@ -379,11 +383,17 @@ fn a_library_with_an_unresolved_function_is_refused_at_load() {
 // discovery
 
 #[test]
-fn a_missing_directory_gives_an_empty_report() {
+fn a_missing_directory_gives_an_empty_report_and_a_one_line_warning() {
     let report = load_all(&options(&[Path::new("/nonexistent/provtarget/plugins")]));
     assert!(report.libraries.is_empty());
     assert!(report.plugins.is_empty());
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    let w = &report.warnings[0];
+    assert!(
+        w.contains("plugin directory /nonexistent/provtarget/plugins does not exist")
+            && !w.contains('\n'),
+        "{w}"
+    );
 }
 
 #[test]
@@ -474,6 +484,128 @@ fn a_directory_path_that_is_a_file_or_a_symlink_is_a_warning() {
     );
 }
 
+/// `path` followed by `suffix` as raw text (`Path::join` would normalise it away).
+fn spelled(path: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", path.display()))
+}
+
+#[test]
+fn no_spelling_of_a_symlinked_directory_loads_from_it() {
+    let real = TempDir::new("loader-spell-real");
+    real.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let base = TempDir::new("loader-spell");
+    fs::create_dir(base.path().join("sub")).unwrap();
+    let link = base.path().join("linked");
+    symlink(real.path(), &link).unwrap();
+    let via_dot_dot = base.path().join("sub").join("..").join("linked");
+
+    let spellings = [
+        link.clone(),
+        spelled(&link, "/"),
+        spelled(&link, "/."),
+        spelled(&link, "/./"),
+        spelled(&link, "//"),
+        spelled(&link, "/.//./"),
+        via_dot_dot.clone(),
+        spelled(&via_dot_dot, "/."),
+    ];
+    for dir in &spellings {
+        let report = load_all(&options(&[dir]));
+        assert!(
+            report.libraries.is_empty() && report.plugins.is_empty(),
+            "{} loaded from a symlinked directory: {:?}",
+            dir.display(),
+            report.libraries
+        );
+        assert_eq!(
+            report.warnings.len(),
+            1,
+            "{}: {:?}",
+            dir.display(),
+            report.warnings
+        );
+        let w = &report.warnings[0];
+        assert!(
+            w.contains("is a symlink; configure the directory it points to instead"),
+            "{}: {w}",
+            dir.display()
+        );
+        assert!(!w.contains('\n'));
+
+        // One file in it, by the same spelling: refused as well.
+        let (r, plugin) = check_file(&spelled(dir, "/libtestkit.so"), &LoaderOptions::default());
+        assert!(plugin.is_none(), "{}", dir.display());
+        assert_eq!(
+            r.verdict.refusal().map(|r| (r.stage, r.kind)),
+            Some((Stage::Trust, RefusalKind::Symlink)),
+            "{}: {:?}",
+            dir.display(),
+            r.verdict
+        );
+    }
+
+    // The same spellings of the real directory load from it: the refusal is about the
+    // symlink, not the spelling.
+    for suffix in ["", "/", "/.", "//", "/./"] {
+        let dir = spelled(real.path(), suffix);
+        let report = load_all(&options(&[&dir]));
+        assert!(
+            report.warnings.is_empty(),
+            "{}: {:?}",
+            dir.display(),
+            report.warnings
+        );
+        assert_eq!(report.plugins.len(), 1, "{}", dir.display());
+        // Reported under the normalised directory.
+        assert_eq!(report.libraries[0].path, real.path().join("libtestkit.so"));
+    }
+}
+
+#[test]
+fn a_relative_plugin_directory_is_refused_with_a_warning() {
+    // Relative to the working directory (the package folder, under `cargo test`): a
+    // daemon's working directory is arbitrary, so such a path is refused, whatever it
+    // names (here: a directory with a real plugin).
+    let real = TempDir::new("loader-relative");
+    real.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let cwd = std::env::current_dir().unwrap();
+    let relative = real
+        .path()
+        .strip_prefix(cwd.parent().unwrap())
+        .map(|p| Path::new("..").join(p))
+        .expect("the target directory is beside the package folder");
+    assert!(relative.is_relative() && relative.is_dir());
+    for dir in [
+        relative.clone(),
+        Path::new(".").join(&relative),
+        PathBuf::from("plugins"),
+    ] {
+        let report = load_all(&options(&[&dir]));
+        assert!(report.libraries.is_empty() && report.plugins.is_empty());
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        let w = &report.warnings[0];
+        assert!(
+            w.contains("is a relative path") && w.contains("configure an absolute path"),
+            "{w}"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_directory_ending_in_dot_dot_is_refused_with_a_warning() {
+    let real = TempDir::new("loader-dotdot");
+    fs::create_dir(real.path().join("sub")).unwrap();
+    real.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let report = load_all(&options(&[&real.path().join("sub").join("..")]));
+    assert!(report.libraries.is_empty() && report.plugins.is_empty());
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("ends in `..`"),
+        "{:?}",
+        report.warnings
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // format: refused before dlopen
 
@@ -492,6 +624,7 @@ fn a_file_too_large_for_a_plugin_is_refused_unread() {
     assert_rejected(
         record(&report, "huge.so"),
         Stage::Format,
+        RefusalKind::TooLarge,
         &[
             "larger than any plugin library",
             "strip its debug information",
@@ -507,7 +640,12 @@ fn an_empty_file_is_refused_before_dlopen() {
     let mut opts = options(&[dir.path()]);
     opts.always_hash = true;
     let report = load_all(&opts);
-    assert_rejected(record(&report, "empty.so"), Stage::Format, &["is empty"]);
+    assert_rejected(
+        record(&report, "empty.so"),
+        Stage::Format,
+        RefusalKind::NotElf,
+        &["is empty"],
+    );
     let facts = report.libraries[0].file.as_ref().unwrap();
     assert_eq!(facts.size, 0);
     assert_eq!(
@@ -525,6 +663,7 @@ fn a_text_file_is_refused_before_dlopen() {
     assert_rejected(
         record(&report, "notes.so"),
         Stage::Format,
+        RefusalKind::NotElf,
         &["not an ELF file", "remove it"],
     );
     assert_not_loaded_by_dynamic_linker(&path);
@@ -548,6 +687,7 @@ fn truncated_copies_of_a_real_plugin_are_refused_before_dlopen() {
         assert_rejected(
             record(&report, &name),
             Stage::Format,
+            RefusalKind::Truncated,
             &["truncated", "reinstall"],
         );
         assert_not_loaded_by_dynamic_linker(&dir.path().join(&name));
@@ -564,11 +704,21 @@ fn an_executable_copied_as_a_library_is_refused_before_dlopen() {
     // A PIE executable is ELF type DYN, so it gets as far as the symbol lookup; a
     // non-PIE one is refused by type.
     match &r.verdict {
-        Verdict::Rejected {
+        Verdict::Rejected(Refusal {
             stage: Stage::RootModule,
             ..
-        } => assert_rejected(r, Stage::RootModule, &["not a provtarget plugin"]),
-        _ => assert_rejected(r, Stage::Format, &["executable"]),
+        }) => assert_rejected(
+            r,
+            Stage::RootModule,
+            RefusalKind::NoRootSymbol,
+            &["not a provtarget plugin"],
+        ),
+        _ => assert_rejected(
+            r,
+            Stage::Format,
+            RefusalKind::NotASharedLibrary,
+            &["executable"],
+        ),
     }
     assert_not_loaded_by_dynamic_linker(&path);
 }
@@ -581,10 +731,62 @@ fn a_library_without_the_root_module_is_refused_before_dlopen() {
     assert_rejected(
         record(&report, "libnoroot.so"),
         Stage::RootModule,
+        RefusalKind::NoRootSymbol,
         &["not a provtarget plugin", "export_plugin!"],
     );
     assert!(report.libraries[0].plugin.is_none());
     assert_not_loaded_by_dynamic_linker(&path);
+}
+
+#[test]
+fn a_plugin_built_with_panic_abort_is_refused_before_any_of_its_code_runs() {
+    // The plugin's constructor sets this variable, were it ever run (see
+    // tests/plugins/panic-abort).
+    const CONSTRUCTED: &str = "PROVTARGET_TEST_PANIC_ABORT_CONSTRUCTED";
+    let built = panic_abort_plugin();
+    // It really is a panic = "abort" build that exports the root module: only the
+    // canary tells it apart from a good plugin.
+    let bytes = fs::read(&built).unwrap();
+    for symbol in [
+        provtarget_abi::PANIC_ABORT_SYMBOL,
+        provtarget_abi::ROOT_SYMBOL,
+    ] {
+        assert!(
+            bytes.windows(symbol.len()).any(|w| w == symbol.as_bytes()),
+            "{} lacks {symbol}",
+            built.display()
+        );
+    }
+
+    let dir = TempDir::new("loader-panic-abort");
+    let path = dir.copy_in(&built, "libabort.so");
+    dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
+    let report = load(&dir);
+    let r = record(&report, "libabort.so");
+    assert_rejected(
+        r,
+        Stage::Format,
+        RefusalKind::PanicAbortBuild,
+        &[
+            "built with panic = \"abort\"",
+            "its first panic would end the host",
+            "panic = \"unwind\" (the default)",
+        ],
+    );
+    assert!(r.plugin.is_none());
+    assert_not_loaded_by_dynamic_linker(&path);
+    assert_eq!(std::env::var_os(CONSTRUCTED), None, "its constructor ran");
+    // The other plugin in the directory is unaffected.
+    assert_loaded(&report, "libtestkit.so");
+
+    let (r, plugin) = check_file(&path, &LoaderOptions::default());
+    assert!(plugin.is_none());
+    assert_eq!(
+        r.verdict.refusal().map(|r| r.kind),
+        Some(RefusalKind::PanicAbortBuild)
+    );
+    assert_not_loaded_by_dynamic_linker(&path);
+    assert_eq!(std::env::var_os(CONSTRUCTED), None, "its constructor ran");
 }
 
 // ---------------------------------------------------------------------------------
@@ -598,6 +800,7 @@ fn a_plugin_built_against_an_incompatible_contract_is_refused() {
     assert_rejected(
         record(&report, "libfuture.so"),
         Stage::Interface,
+        RefusalKind::InterfaceMismatch,
         &["2.0.0", "rebuild it against provtarget-abi 1.x"],
     );
 }
@@ -610,6 +813,7 @@ fn a_plugin_declaring_1_1_with_the_1_0_layout_is_refused_at_the_interface_stage(
     assert_rejected(
         record(&report, "libbadlayout.so"),
         Stage::Interface,
+        RefusalKind::LayoutMismatch,
         &["layout mismatch for interface 1.1.0", "too many fields"],
     );
     assert!(report.plugins.is_empty());
@@ -624,6 +828,7 @@ fn a_plugin_of_the_wrong_type_is_refused() {
     assert_rejected(
         r,
         Stage::PluginType,
+        RefusalKind::WrongType,
         &["plugin Acme Agent is not a valid ProvisionTargetResolver"],
     );
     // What it said about itself is still on record.
@@ -639,6 +844,7 @@ fn a_panicking_constructor_is_refused_and_contained() {
     assert_rejected(
         record(&report, "libbad.so"),
         Stage::Constructor,
+        RefusalKind::ConstructorFailed,
         &["Exploding Constructor", "constructor exploded on purpose"],
     );
     // and the host carries on with the next file.
@@ -655,6 +861,7 @@ fn a_duplicate_plugin_name_refuses_the_later_file_naming_the_earlier() {
     assert_rejected(
         record(&report, "b-testkit.so"),
         Stage::Duplicate,
+        RefusalKind::Duplicate,
         &["Test Kit", "already loaded from", &first.to_string_lossy()],
     );
     assert_eq!(report.plugins.len(), 1);
@@ -673,6 +880,7 @@ fn a_world_writable_copy_is_refused() {
     assert_rejected(
         r,
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &["group- and world-writable", "0666", "chmod go-w"],
     );
     // The report still shows owner and mode.
@@ -684,6 +892,7 @@ fn a_world_writable_copy_is_refused() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &["is world-writable (mode 0646)", "chmod o-w"],
     );
 }
@@ -697,6 +906,7 @@ fn a_group_writable_copy_is_refused() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &["group-writable", "chmod g-w"],
     );
 }
@@ -712,6 +922,7 @@ fn a_group_writable_directory_refuses_every_library_in_it() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &[
             "plugin directory",
             &shown_dir,
@@ -734,6 +945,7 @@ fn a_symlink_to_a_valid_plugin_is_refused() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::Symlink,
         &["is a symlink", "replace the link"],
     );
     assert!(report.plugins.is_empty());
@@ -750,7 +962,12 @@ fn a_fifo_named_like_a_library_is_refused_without_blocking() {
     assert!(status.success());
     let path = dir.path().to_path_buf();
     let report = must_not_block(move || load_all(&options(&[&path])));
-    assert_rejected(record(&report, "x.so"), Stage::Trust, &["FIFO"]);
+    assert_rejected(
+        record(&report, "x.so"),
+        Stage::Trust,
+        RefusalKind::NotRegularFile,
+        &["FIFO"],
+    );
 }
 
 #[test]
@@ -759,7 +976,12 @@ fn a_socket_named_like_a_library_is_refused() {
     let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("x.so")).unwrap();
     let path = dir.path().to_path_buf();
     let report = must_not_block(move || load_all(&options(&[&path])));
-    assert_rejected(record(&report, "x.so"), Stage::Trust, &["socket"]);
+    assert_rejected(
+        record(&report, "x.so"),
+        Stage::Trust,
+        RefusalKind::NotRegularFile,
+        &["socket"],
+    );
 }
 
 #[test]
@@ -767,7 +989,12 @@ fn a_directory_named_like_a_library_is_refused() {
     let dir = TempDir::new("loader-dirso");
     fs::create_dir(dir.path().join("x.so")).unwrap();
     let report = load(&dir);
-    assert_rejected(record(&report, "x.so"), Stage::Trust, &["is a directory"]);
+    assert_rejected(
+        record(&report, "x.so"),
+        Stage::Trust,
+        RefusalKind::NotRegularFile,
+        &["is a directory"],
+    );
 }
 
 #[test]
@@ -781,7 +1008,12 @@ fn files_and_directories_owned_by_another_user_are_refused() {
     std::os::unix::fs::chown(&path, Some(4242), Some(4242)).unwrap();
     let report = load(&dir);
     let r = record(&report, "libtestkit.so");
-    assert_rejected(r, Stage::Trust, &["owned by uid 4242", "chown root"]);
+    assert_rejected(
+        r,
+        Stage::Trust,
+        RefusalKind::BadOwner,
+        &["owned by uid 4242", "chown root"],
+    );
     let facts = r.file.as_ref().unwrap();
     assert_eq!((facts.uid, facts.gid), (4242, 4242));
 
@@ -792,6 +1024,7 @@ fn files_and_directories_owned_by_another_user_are_refused() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Trust,
+        RefusalKind::BadOwner,
         &["plugin directory", "owned by uid 4242"],
     );
 }
@@ -813,7 +1046,12 @@ fn the_developer_override_skips_owner_and_mode_rules_only_and_says_so() {
     opts.insecure_skip_owner_checks = true;
     let report = load_all(&opts);
     assert_loaded(&report, "libtestkit.so");
-    assert_rejected(record(&report, "libdc.so"), Stage::Trust, &["is a symlink"]);
+    assert_rejected(
+        record(&report, "libdc.so"),
+        Stage::Trust,
+        RefusalKind::Symlink,
+        &["is a symlink"],
+    );
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].contains("insecure_skip_owner_checks"));
     set_mode(dir.path(), 0o755);
@@ -860,6 +1098,7 @@ fn an_unpinned_library_is_refused_with_the_line_to_add() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinMissing,
         &["not pinned in", &format!("add: {hash}  libtestkit.so")],
     );
     assert_not_loaded_by_dynamic_linker(&path);
@@ -875,6 +1114,7 @@ fn a_pin_mismatch_is_refused_showing_both_hashes() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinMismatch,
         &[&hash, &pinned_hash],
     );
     assert_not_loaded_by_dynamic_linker(&path);
@@ -895,6 +1135,7 @@ fn a_name_pinned_twice_with_different_hashes_is_refused_and_the_others_load() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinConflict,
         &[
             &format!("line 1: {hash_a}, line 3: {new_build}"),
             "keep one line per file",
@@ -913,6 +1154,7 @@ fn a_malformed_pin_file_loads_nothing_and_says_which_line() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinFileUnusable,
         &["line 2", "sha256sum format"],
     );
     assert_eq!(report.warnings.len(), 1);
@@ -929,6 +1171,7 @@ fn a_missing_or_writable_pin_file_loads_nothing() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinFileUnusable,
         &["cannot open pin file /nonexistent/pins"],
     );
 
@@ -940,6 +1183,7 @@ fn a_missing_or_writable_pin_file_loads_nothing() {
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,
+        RefusalKind::PinFileUnusable,
         &["pin file", "world-writable"],
     );
 }
@@ -967,7 +1211,12 @@ fn check_file_runs_every_check_on_one_file() {
     let noroot = dir.copy_in(&cdylib("provtarget-test-noroot"), "whatever.txt");
     let (r, plugin) = check_file(&noroot, &LoaderOptions::default());
     assert!(plugin.is_none());
-    assert_rejected(&r, Stage::RootModule, &["not a provtarget plugin"]);
+    assert_rejected(
+        &r,
+        Stage::RootModule,
+        RefusalKind::NoRootSymbol,
+        &["not a provtarget plugin"],
+    );
     assert_not_loaded_by_dynamic_linker(&noroot);
 }
 
@@ -981,6 +1230,7 @@ fn check_file_applies_the_directory_rule_to_the_parent() {
     assert_rejected(
         &r,
         Stage::Trust,
+        RefusalKind::WritableByOthers,
         &["plugin directory", "world-writable", "chmod o-w"],
     );
     set_mode(dir.path(), 0o755);
@@ -993,10 +1243,15 @@ fn check_file_refuses_symlinks_missing_files_and_executables() {
     let link = dir.path().join("link.so");
     symlink(&target, &link).unwrap();
     let (r, _) = check_file(&link, &LoaderOptions::default());
-    assert_rejected(&r, Stage::Trust, &["is a symlink"]);
+    assert_rejected(&r, Stage::Trust, RefusalKind::Symlink, &["is a symlink"]);
 
     let (r, _) = check_file(&dir.path().join("absent.so"), &LoaderOptions::default());
-    assert_rejected(&r, Stage::Open, &["cannot open", "No such file"]);
+    assert_rejected(
+        &r,
+        Stage::Open,
+        RefusalKind::Unreadable,
+        &["cannot open", "No such file"],
+    );
 
     // /usr/bin/true in place: root-owned, in a root-owned directory, so it passes
     // trust and is refused by the format checks, without being loaded.
@@ -1006,10 +1261,10 @@ fn check_file_refuses_symlinks_missing_files_and_executables() {
         assert!(
             matches!(
                 r.verdict,
-                Verdict::Rejected {
+                Verdict::Rejected(Refusal {
                     stage: Stage::RootModule | Stage::Format,
                     ..
-                }
+                })
             ),
             "{:?}",
             r.verdict

@@ -123,26 +123,45 @@ pub fn cdylib_in(package: &str, profile: Profile) -> PathBuf {
 pub fn legacy_1_0_plugin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
+        .get_or_init(|| separate_workspace_cdylib("legacy-1.0", "provtarget-test-legacy"))
+        .clone()
+}
+
+/// The plugin built with `panic = "abort"` (`tests/plugins/panic-abort`, a separate
+/// workspace, since the main workspace's profiles set `panic = "unwind"`), built once
+/// per process into `target/panic-abort`. Loading it must be refused before any of its
+/// code runs.
+pub fn panic_abort_plugin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
         .get_or_init(|| {
-            let root = workspace_root().join("tests").join("legacy-1.0");
-            let target = target_dir().join("legacy-1.0");
-            let manifest = root.join("Cargo.toml");
-            let args = [
-                "build".as_ref(),
-                "--quiet".as_ref(),
-                "--manifest-path".as_ref(),
-                manifest.as_os_str(),
-                "--target-dir".as_ref(),
-                target.as_os_str(),
-            ];
-            cargo(&root, &args, "tests/legacy-1.0");
-            let path = target
-                .join("debug")
-                .join(cdylib_file_name("provtarget-test-legacy"));
-            assert!(path.exists(), "{} was not built", path.display());
-            path
+            separate_workspace_cdylib("plugins/panic-abort", "provtarget-test-panic-abort")
         })
         .clone()
+}
+
+/// Builds the workspace at `tests/<folder>` (debug) into `target/<its last folder
+/// name>` and returns the path of `package`'s cdylib.
+fn separate_workspace_cdylib(folder: &str, package: &str) -> PathBuf {
+    let root = workspace_root().join("tests").join(folder);
+    let name = Path::new(folder)
+        .file_name()
+        .expect("a folder name")
+        .to_os_string();
+    let target = target_dir().join(name);
+    let manifest = root.join("Cargo.toml");
+    let args = [
+        "build".as_ref(),
+        "--quiet".as_ref(),
+        "--manifest-path".as_ref(),
+        manifest.as_os_str(),
+        "--target-dir".as_ref(),
+        target.as_os_str(),
+    ];
+    cargo(&root, &args, &format!("tests/{folder}"));
+    let path = target.join("debug").join(cdylib_file_name(package));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
 }
 
 /// The path of the debug `provtarget` binary, building the workspace first if needed.

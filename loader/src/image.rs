@@ -1,0 +1,200 @@
+//! One library's bytes, read once: what the checks read (hash, ELF) and what
+//! `dlopen` loads are the same bytes.
+//!
+//! On Linux the kernel copies the file (`copy_file_range`, else `sendfile`, through
+//! `std::io::copy`) into a `memfd` named after it, sealed against shrinking, growing,
+//! writing and further seals. The checks read that copy and `dlopen` loads it through
+//! `/proc/self/fd/N`, so changing the file on disk afterwards (an in-place `cp`
+//! truncates, then writes) can neither crash the process with `SIGBUS` nor change the
+//! code that runs. Where `memfd_create` is unavailable (`ENOSYS`, or refused by
+//! policy) the file is read into memory for the checks and its own descriptor is
+//! loaded: still the very inode that was judged, but not a frozen copy of it.
+#![forbid(unsafe_code)]
+
+use std::{
+    fs::File,
+    io::{self, Read, Seek, SeekFrom},
+    os::unix::fs::FileExt,
+    path::Path,
+};
+
+use sha2::{Digest, Sha256};
+
+use crate::{
+    elf::{self, ElfProblem},
+    sys,
+};
+
+/// A library's bytes, as checked and as loaded.
+pub(crate) struct Image {
+    /// What `dlopen` loads (through `/proc/self/fd/N` on Linux): the sealed `memfd`
+    /// copy, or the file's own descriptor where that copy cannot be made.
+    fd: File,
+    /// Where the checks read from.
+    bytes: Bytes,
+}
+
+enum Bytes {
+    /// Read from `fd` itself, a sealed copy: it can neither shrink nor change.
+    Sealed {
+        /// Its size, taken after sealing.
+        len: u64,
+    },
+    /// Read into memory from the file's own descriptor (no `memfd`).
+    Owned(Vec<u8>),
+}
+
+impl Image {
+    /// Reads `file` (expected to hold `expected` bytes; one byte more is read, to
+    /// notice a file that grew). `path` names the copy and the log lines.
+    pub(crate) fn read(file: File, expected: u64, path: &Path) -> io::Result<Image> {
+        #[cfg(target_os = "linux")]
+        match sealed_copy(path, &file, expected) {
+            Ok((fd, len)) => {
+                return Ok(Image {
+                    fd,
+                    bytes: Bytes::Sealed { len },
+                })
+            }
+            Err(e) if e.raw_os_error() == Some(sys::Errno::NOSYS.raw_os_error()) => {
+                tracing::debug!(
+                    path = %path.display(),
+                    "memfd_create is not available (ENOSYS); loading the plugin from its own \
+                     descriptor"
+                )
+            }
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                "cannot make a sealed in-memory copy of the plugin ({e}); loading it from \
+                 its own descriptor instead, so overwriting the file in place while \
+                 provtarget runs can crash it: allow memfd_create and memfd sealing \
+                 (seccomp or security policy), and replace plugins by rename \
+                 (`install`), never by `cp` over the old file"
+            ),
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = path;
+        let mut file = file;
+        file.seek(SeekFrom::Start(0))?;
+        let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        (&mut file)
+            .take(expected.saturating_add(1))
+            .read_to_end(&mut bytes)?;
+        Ok(Image {
+            fd: file,
+            bytes: Bytes::Owned(bytes),
+        })
+    }
+
+    /// How many bytes were read.
+    pub(crate) fn len(&self) -> u64 {
+        match &self.bytes {
+            Bytes::Sealed { len } => *len,
+            Bytes::Owned(bytes) => bytes.len() as u64,
+        }
+    }
+
+    /// The SHA-256 of the bytes, lower-case hex.
+    pub(crate) fn sha256(&self) -> io::Result<String> {
+        let digest = match &self.bytes {
+            Bytes::Owned(bytes) => Sha256::digest(bytes),
+            Bytes::Sealed { len } => {
+                let mut hasher = Sha256::new();
+                let mut buffer = vec![0u8; 256 << 10];
+                let mut offset = 0u64;
+                while offset < *len {
+                    let n = self.fd.read_at(&mut buffer, offset)?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    hasher.update(&buffer[..n]);
+                    offset += n as u64;
+                }
+                hasher.finalize()
+            }
+        };
+        Ok(hex(&digest))
+    }
+
+    /// The ELF pre-check (see [`elf::check`]) over these bytes.
+    pub(crate) fn check_elf(
+        &self,
+        root_symbol: &str,
+        panic_abort_symbol: &str,
+    ) -> Result<(), ElfProblem> {
+        match &self.bytes {
+            Bytes::Owned(bytes) => elf::check(
+                bytes.as_slice(),
+                self.len(),
+                root_symbol,
+                panic_abort_symbol,
+            ),
+            // Reads only the headers and tables it needs, from the sealed copy.
+            Bytes::Sealed { len } => elf::check(
+                &object::ReadCache::new(&self.fd),
+                *len,
+                root_symbol,
+                panic_abort_symbol,
+            ),
+        }
+    }
+
+    /// The descriptor `dlopen` loads; the bytes read for the checks are dropped.
+    pub(crate) fn into_file(self) -> File {
+        self.fd
+    }
+}
+
+/// A sealed, close-on-exec `memfd` holding the contents of `file` (at most
+/// `expected + 1` bytes, copied by the kernel), and its size once sealed.
+#[cfg(target_os = "linux")]
+fn sealed_copy(path: &Path, file: &File, expected: u64) -> io::Result<(File, u64)> {
+    let mut memfd = sys::memfd_named_after(path)?;
+    // File to file: std copies in the kernel (copy_file_range, else sendfile), with no
+    // buffer of ours in between.
+    let copied = io::copy(&mut file.take(expected.saturating_add(1)), &mut memfd)?;
+    sys::seal(&memfd)?;
+    // The size of the sealed file itself (equal to `copied`, unless something wrote to
+    // the memfd before the seals): what is checked is exactly what `dlopen` will map.
+    let size = memfd.metadata()?.len();
+    if size != copied {
+        return Err(io::Error::other(format!(
+            "the in-memory copy holds {size} bytes after {copied} were copied"
+        )));
+    }
+    Ok((memfd, size))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lower_case() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+    }
+
+    #[test]
+    fn a_sealed_copy_hashes_like_the_file_and_cannot_be_changed() {
+        let source = provtarget_testsupport::cdylib("provtarget-testkit");
+        let bytes = std::fs::read(&source).unwrap();
+        let image = Image::read(File::open(&source).unwrap(), bytes.len() as u64, &source).unwrap();
+        assert_eq!(image.len(), bytes.len() as u64);
+        assert_eq!(image.sha256().unwrap(), hex(&Sha256::digest(&bytes)));
+        assert!(matches!(image.bytes, Bytes::Sealed { .. }));
+        let file = image.into_file();
+        // Sealed: neither writing nor truncating is allowed.
+        assert!(file.write_at(b"x", 0).is_err());
+        assert!(file.set_len(0).is_err());
+    }
+}

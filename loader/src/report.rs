@@ -1,0 +1,370 @@
+//! What the loader reports: a [`Verdict`] per file, a [`Refusal`] (stage, kind and
+//! one-line message) for every file refused, and the facts gathered on the way.
+#![forbid(unsafe_code)]
+
+use std::{fmt, path::PathBuf, time::Duration, time::SystemTime};
+
+use provtarget_abi::{
+    host::{PluginInfo, PluginResolver},
+    ConfigKey,
+};
+
+/// The stage at which a library was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Opening the file failed.
+    Open,
+    /// Owner, mode or file type failed the trust rule.
+    Trust,
+    /// SHA-256 pinning refused it.
+    Pin,
+    /// Not a well-formed library for this platform, or built in a way the host cannot
+    /// contain (checked before `dlopen`).
+    Format,
+    /// The dynamic linker refused it.
+    Load,
+    /// It is not a provtarget plugin (no root module).
+    RootModule,
+    /// Built with an incompatible abi_stable.
+    AbiHeader,
+    /// Interface version or layout mismatch.
+    Interface,
+    /// Plugin info invalid (empty name, version not semver).
+    Info,
+    /// Not a Provisioning Target Resolver.
+    PluginType,
+    /// Its constructor failed or panicked.
+    Constructor,
+    /// Another library already provides a plugin of that name.
+    Duplicate,
+}
+
+impl Stage {
+    /// A short lower-case name, as shown in reports and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Open => "open",
+            Stage::Trust => "trust",
+            Stage::Pin => "pin",
+            Stage::Format => "format",
+            Stage::Load => "load",
+            Stage::RootModule => "root-module",
+            Stage::AbiHeader => "abi-header",
+            Stage::Interface => "interface",
+            Stage::Info => "info",
+            Stage::PluginType => "plugin-type",
+            Stage::Constructor => "constructor",
+            Stage::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// What exactly was wrong, for callers that branch on a refusal instead of reading
+/// its message. New kinds may be added; match with a wildcard arm.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalKind {
+    /// The file (or its directory) could not be opened, listed, stat'ed or read, or
+    /// the path names no file.
+    Unreadable,
+    /// A symlink where a plugin file or plugin directory must be (a plugin directory
+    /// is judged by its last component, however the path is spelled).
+    Symlink,
+    /// Not a regular file (a directory, FIFO, socket or device), or a plugin
+    /// directory path naming something other than a directory.
+    NotRegularFile,
+    /// Owned by someone other than root or the user running the host.
+    BadOwner,
+    /// Group- or world-writable.
+    WritableByOthers,
+    /// The file changed size while it was being read.
+    ChangedWhileRead,
+    /// Larger than any plugin library; refused unread.
+    TooLarge,
+    /// The pin file pins no build of this file name.
+    PinMissing,
+    /// The file's SHA-256 differs from its pin.
+    PinMismatch,
+    /// The pin file pins this file name with several different hashes.
+    PinConflict,
+    /// The pin file cannot be used (missing, untrusted, malformed): nothing loads.
+    PinFileUnusable,
+    /// Not an ELF file at all (empty, text, no magic number).
+    NotElf,
+    /// An ELF file of another class or byte order than this host.
+    WrongClass,
+    /// An ELF file for another machine architecture.
+    WrongMachine,
+    /// An ELF file that is not a shared library (an executable, no dynamic section,
+    /// no loadable segment).
+    NotASharedLibrary,
+    /// Malformed ELF: impossible offsets, sizes or counts.
+    Malformed,
+    /// A header, table or segment lies past the end of the file: a partial copy.
+    Truncated,
+    /// A shared library that does not export the provtarget root module (decided
+    /// from its dynamic symbol table, before `dlopen`).
+    NoRootSymbol,
+    /// Built with `panic = "abort"`: its first panic would end the host, so it is
+    /// refused before any of its code runs.
+    PanicAbortBuild,
+    /// The dynamic linker refused it (missing dependency, wrong format...).
+    DlopenFailed,
+    /// It needs a symbol that neither the host nor its libraries provide.
+    UnresolvedSymbol,
+    /// abi_stable found no provtarget root module in the loaded library.
+    NotAPlugin,
+    /// Built with an incompatible abi_stable.
+    AbiStableMismatch,
+    /// Built against an incompatible interface version of the contract.
+    InterfaceMismatch,
+    /// Its types' layout differs from the contract it claims.
+    LayoutMismatch,
+    /// Its plugin info is invalid (empty name, control characters, version not
+    /// semver).
+    BadInfo,
+    /// It calls itself by a name reserved for the built-in resolver.
+    ReservedName,
+    /// Not a Provisioning Target Resolver.
+    WrongType,
+    /// Its root module or its constructor failed or panicked.
+    ConstructorFailed,
+    /// A plugin of the same name was already loaded from an earlier file.
+    Duplicate,
+}
+
+impl RefusalKind {
+    /// A short kebab-case name (`panic-abort-build`...), stable for JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Unreadable => "unreadable",
+            RefusalKind::Symlink => "symlink",
+            RefusalKind::NotRegularFile => "not-regular-file",
+            RefusalKind::BadOwner => "bad-owner",
+            RefusalKind::WritableByOthers => "writable-by-others",
+            RefusalKind::ChangedWhileRead => "changed-while-read",
+            RefusalKind::TooLarge => "too-large",
+            RefusalKind::PinMissing => "pin-missing",
+            RefusalKind::PinMismatch => "pin-mismatch",
+            RefusalKind::PinConflict => "pin-conflict",
+            RefusalKind::PinFileUnusable => "pin-file-unusable",
+            RefusalKind::NotElf => "not-elf",
+            RefusalKind::WrongClass => "wrong-class",
+            RefusalKind::WrongMachine => "wrong-machine",
+            RefusalKind::NotASharedLibrary => "not-a-shared-library",
+            RefusalKind::Malformed => "malformed",
+            RefusalKind::Truncated => "truncated",
+            RefusalKind::NoRootSymbol => "no-root-symbol",
+            RefusalKind::PanicAbortBuild => "panic-abort-build",
+            RefusalKind::DlopenFailed => "dlopen-failed",
+            RefusalKind::UnresolvedSymbol => "unresolved-symbol",
+            RefusalKind::NotAPlugin => "not-a-plugin",
+            RefusalKind::AbiStableMismatch => "abi-stable-mismatch",
+            RefusalKind::InterfaceMismatch => "interface-mismatch",
+            RefusalKind::LayoutMismatch => "layout-mismatch",
+            RefusalKind::BadInfo => "bad-info",
+            RefusalKind::ReservedName => "reserved-name",
+            RefusalKind::WrongType => "wrong-type",
+            RefusalKind::ConstructorFailed => "constructor-failed",
+            RefusalKind::Duplicate => "duplicate",
+        }
+    }
+}
+
+impl fmt::Display for RefusalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a library was refused: where, what exactly, and one line naming the file and
+/// the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The check that refused it.
+    pub stage: Stage,
+    /// What was wrong, to branch on.
+    pub kind: RefusalKind,
+    /// One line (no newline, control characters escaped) naming the file and what to
+    /// do.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal at `stage` of `kind`, saying `message`.
+    pub fn new(stage: Stage, kind: RefusalKind, message: impl Into<String>) -> Refusal {
+        Refusal {
+            stage,
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The outcome for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Loaded and constructed.
+    Loaded,
+    /// Refused, saying where and why.
+    Rejected(Refusal),
+    /// Not considered (e.g. a dotfile or another suffix), with why.
+    Skipped {
+        /// Why it was skipped.
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// `loaded`, `rejected` or `skipped`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Verdict::Loaded => "loaded",
+            Verdict::Rejected(_) => "rejected",
+            Verdict::Skipped { .. } => "skipped",
+        }
+    }
+
+    /// The refusal's message or the skip reason, if any.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Loaded => None,
+            Verdict::Rejected(refusal) => Some(&refusal.message),
+            Verdict::Skipped { reason } => Some(reason),
+        }
+    }
+
+    /// The refusal, when the file was refused.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Verdict::Rejected(refusal) => Some(refusal),
+            _ => None,
+        }
+    }
+}
+
+/// Facts about the file itself, taken from the open descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: SystemTime,
+    /// SHA-256 of the contents, lower-case hex: computed when pinning is on or
+    /// [`LoaderOptions::always_hash`](crate::LoaderOptions::always_hash) is set, and
+    /// the file got as far as being read (a file refused for its owner or mode is not
+    /// read).
+    pub sha256: Option<String>,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+/// What the plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFacts {
+    /// The plugin's self-description (name, version, type, vendor, canaries...).
+    pub info: PluginInfo,
+    /// The interface layout it was read with (e.g. `1.0.0`).
+    pub interface_version: String,
+    /// The configuration keys it declares.
+    pub config_keys: Vec<ConfigKey>,
+}
+
+/// Everything recorded about one library file.
+#[derive(Debug, Clone)]
+pub struct LibraryRecord {
+    /// The path as found in the directory.
+    pub path: PathBuf,
+    /// Loaded, rejected or skipped.
+    pub verdict: Verdict,
+    /// File facts, when the file could be opened.
+    pub file: Option<FileFacts>,
+    /// Plugin facts, when the library could be read.
+    pub plugin: Option<PluginFacts>,
+    /// Time spent on this file.
+    pub load_time: Duration,
+}
+
+impl LibraryRecord {
+    /// A record for `path` before any check: facts unknown, verdict to be decided.
+    pub(crate) fn new(path: impl Into<PathBuf>) -> LibraryRecord {
+        LibraryRecord {
+            path: path.into(),
+            verdict: Verdict::Loaded,
+            file: None,
+            plugin: None,
+            load_time: Duration::ZERO,
+        }
+    }
+
+    /// A record for `path` with `verdict`, logged.
+    pub(crate) fn decided(path: impl Into<PathBuf>, verdict: Verdict) -> LibraryRecord {
+        let mut record = LibraryRecord::new(path);
+        record.verdict = verdict;
+        record.log();
+        record
+    }
+
+    /// One `tracing` event per verdict: info when loaded, warn when rejected.
+    pub(crate) fn log(&self) {
+        let path = self.path.display();
+        match &self.verdict {
+            Verdict::Loaded => {
+                let plugin = self.plugin.as_ref();
+                tracing::info!(
+                    %path,
+                    plugin = plugin.map(|p| p.info.name.as_str()).unwrap_or(""),
+                    version = plugin.map(|p| p.info.version.as_str()).unwrap_or(""),
+                    interface = plugin.map(|p| p.interface_version.as_str()).unwrap_or(""),
+                    sha256 = self.file.as_ref().and_then(|f| f.sha256.as_deref()).unwrap_or(""),
+                    load_time_us = self.load_time.as_micros() as u64,
+                    "loaded provtarget plugin"
+                );
+            }
+            Verdict::Rejected(refusal) => {
+                tracing::warn!(
+                    %path,
+                    stage = refusal.stage.as_str(),
+                    kind = refusal.kind.as_str(),
+                    "refused plugin library: {}",
+                    refusal.message
+                );
+            }
+            Verdict::Skipped { reason } => {
+                tracing::debug!(%path, "skipped: {reason}");
+            }
+        }
+    }
+}
+
+/// A loaded plugin with its constructed resolver.
+pub struct LoadedPlugin {
+    /// Index of this plugin's entry in [`LoadReport::libraries`].
+    pub record: usize,
+    /// The plugin's self-description.
+    pub info: PluginInfo,
+    /// The resolver its constructor returned.
+    pub resolver: PluginResolver,
+}
+
+/// The result of scanning the configured directories.
+#[derive(Default)]
+pub struct LoadReport {
+    /// Every file found, in scan order (directory order, then file name).
+    pub libraries: Vec<LibraryRecord>,
+    /// The loaded plugins, in the same order.
+    pub plugins: Vec<LoadedPlugin>,
+    /// Conditions worth a warning (e.g. the developer override is on, a configured
+    /// directory is missing or refused).
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,165 @@
+//! Every call into the operating system the loader makes, and the only module of the
+//! crate allowed to hold `unsafe` code.
+//!
+//! The file-system calls go through `rustix` (safe wrappers returning owned
+//! descriptors), so the unsafe code left is what no wrapper can make safe: running a
+//! library's initialisers. That is two calls, [`dlopen_now`] and
+//! [`open_plugin_library`]; each block says why the call is allowed here. Every other
+//! module of the crate starts with `#![forbid(unsafe_code)]`, which no inner
+//! `allow` can lift.
+#![allow(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use std::{
+    ffi::OsStr,
+    fs::File,
+    io,
+    os::unix::{ffi::OsStrExt, io::IntoRawFd},
+    path::Path,
+};
+
+use provtarget_abi::host::{OpenError, PluginLibrary};
+use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+
+pub(crate) use rustix::io::Errno;
+
+/// The effective uid of this process: the only owner besides root the trust rule
+/// accepts.
+pub(crate) fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The flags every plugin file and directory is opened with: read-only, close-on-exec,
+/// never following a symlink in the last component (`ELOOP` instead), never blocking
+/// on a FIFO, never becoming the controlling terminal.
+fn nofollow() -> OFlags {
+    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY
+}
+
+/// Opens the directory `path` (following symlinks: it is the parent of the directory
+/// that is judged, see [`open_dir_in`]).
+pub(crate) fn open_parent_dir(path: &Path) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    Ok(File::from(rustix::fs::open(path, flags, Mode::empty())?))
+}
+
+/// `openat(parent, name, O_DIRECTORY | O_NOFOLLOW | ...)`: `name` is one path
+/// component, so `O_NOFOLLOW` covers it, whatever spelling the configured path had.
+/// `parent` is `None` for a name relative to the working directory.
+pub(crate) fn open_dir_in(parent: Option<&File>, name: &OsStr) -> io::Result<File> {
+    let flags = nofollow() | OFlags::DIRECTORY;
+    let fd = match parent {
+        Some(parent) => rustix::fs::openat(parent, name, flags, Mode::empty())?,
+        None => rustix::fs::openat(CWD, name, flags, Mode::empty())?,
+    };
+    Ok(File::from(fd))
+}
+
+/// Whether `name` in `parent` (or the working directory) is a symlink, without
+/// following it.
+pub(crate) fn is_symlink_in(parent: Option<&File>, name: &OsStr) -> bool {
+    let stat = match parent {
+        Some(parent) => rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW),
+        None => rustix::fs::statat(CWD, name, AtFlags::SYMLINK_NOFOLLOW),
+    };
+    stat.map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Symlink)
+        .unwrap_or(false)
+}
+
+/// `openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)`:
+/// relative to the directory descriptor that was judged, so the file opened is in
+/// the very directory that passed the trust rule, even if a path component is renamed
+/// meanwhile; a symlink fails with `ELOOP`, a FIFO opens at once.
+pub(crate) fn open_in_dir(dir: &File, name: &OsStr) -> io::Result<File> {
+    Ok(File::from(rustix::fs::openat(
+        dir,
+        name,
+        nofollow(),
+        Mode::empty(),
+    )?))
+}
+
+/// Opens a pin file (following symlinks, as any configuration file) without blocking
+/// on a FIFO or becoming the controlling terminal.
+pub(crate) fn open_config_file(path: &Path) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    Ok(File::from(rustix::fs::open(path, flags, Mode::empty())?))
+}
+
+/// The longest `memfd_create` name Linux accepts (249 bytes, without the NUL).
+#[cfg(target_os = "linux")]
+const MEMFD_NAME_MAX: usize = 249;
+
+/// A close-on-exec `memfd` that allows sealing, named after `path` (its last 249
+/// bytes, NULs dropped) so `/proc/<pid>/maps` shows `/memfd:<path> (deleted)`.
+/// `ENOSYS` on kernels without memfd (rustix makes the raw system call, so no glibc
+/// version is needed).
+#[cfg(target_os = "linux")]
+pub(crate) fn memfd_named_after(path: &Path) -> io::Result<File> {
+    use rustix::fs::MemfdFlags;
+    let full = path.as_os_str().as_bytes();
+    let tail = &full[full.len().saturating_sub(MEMFD_NAME_MAX)..];
+    let name: Vec<u8> = tail.iter().copied().filter(|&b| b != 0).collect();
+    let fd = rustix::fs::memfd_create(
+        name.as_slice(),
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Seals `memfd` against shrinking, growing, writing and further seals.
+#[cfg(target_os = "linux")]
+pub(crate) fn seal(memfd: &File) -> io::Result<()> {
+    use rustix::fs::SealFlags;
+    rustix::fs::fcntl_add_seals(
+        memfd,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+    )?;
+    Ok(())
+}
+
+/// Leaks `file`'s descriptor on purpose: a library loaded through `/proc/self/fd/N`
+/// is never unloaded, so `N` must never name another file (glibc recognises an
+/// already-loaded library by the name it was opened with).
+pub(crate) fn keep_open_forever(file: File) {
+    let _fd = file.into_raw_fd();
+}
+
+/// `dlopen(path, RTLD_NOW | RTLD_LOCAL)`; the handle is never closed (libraries are
+/// never unloaded). On failure, `dlerror`'s text.
+///
+/// The caller must have decided that running the library's initialisers is allowed:
+/// every check that can be made without running its code has passed (see
+/// `pipeline`).
+pub(crate) fn dlopen_now(path: &Path) -> Result<(), String> {
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: `dlopen` runs the library's initialisers, arbitrary code; that is the
+    // decision the caller made after every check that can be made from the bytes
+    // (trust, pinning, ELF format, root symbol, panic strategy) passed. libloading
+    // copies `dlerror`'s text on failure, before any other dl* call on this thread.
+    let opened = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) };
+    match opened {
+        // Never `dlclose`d: plugin code may still be referenced (resolver objects,
+        // thread-locals), and the host never unloads a library.
+        Ok(library) => {
+            let _handle = library.into_raw();
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// abi_stable's view of a library [`dlopen_now`] has already loaded: its header, the
+/// interface version and layout checks, and the root module.
+pub(crate) fn open_plugin_library(path: &Path) -> Result<PluginLibrary, OpenError> {
+    // SAFETY: `PluginLibrary::open` runs the library's initialisers (already run by
+    // `dlopen_now` on the same path, which must have succeeded) and reads its root
+    // module. Every check that can be made without running code has passed: the
+    // descriptor is a regular file owned by root or us, not writable by others, in a
+    // directory with the same properties, pinned if pinning is on, and (Linux) a
+    // complete ELF shared library for this host that exports the root module and was
+    // not built with panic = "abort"; what is loaded is a sealed copy of exactly those
+    // bytes. A library that exports the symbol and still crashes in its constructor is
+    // beyond what an in-process loader can contain (DESIGN.md §5).
+    unsafe { PluginLibrary::open(path) }
+}

@@ -32,10 +32,6 @@ fn shown(key: &str, value: &str) -> String {
     }
 }
 
-fn short_hash(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
-}
-
 /// The Choria-style text report.
 pub fn text(host: &Host) -> String {
     let mut out = String::new();
@@ -163,57 +159,100 @@ fn active_state(host: &Host, lib: &LibraryRecord) -> &'static str {
 }
 
 fn write_library(out: &mut String, host: &Host, lib: &LibraryRecord) {
-    let _ = writeln!(out, "    {}", printable(&lib.path.display().to_string()));
+    let active = (lib.verdict == Verdict::Loaded).then(|| active_state(host, lib) == "active");
+    out.push_str(&record_text(lib, active, "    "));
+}
+
+/// One library as text: its path on the first line (indented by `indent`), then one
+/// `Label: value` line per field, indented four more. The one renderer behind
+/// `buildinfo` and `provtarget plugins check`; every text from the file or the
+/// plugin is escaped. `active` is `Some` when a host decided whether the loaded
+/// plugin is in its chain.
+pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{indent}{}",
+        printable(&lib.path.display().to_string())
+    );
+    let mut field = |label: &str, value: &str| {
+        let _ = writeln!(out, "{indent}    {label}: {value}");
+    };
     match &lib.verdict {
-        Verdict::Loaded => {
-            let _ = writeln!(out, "        Status: loaded ({})", active_state(host, lib));
-        }
+        Verdict::Loaded => field(
+            "Status",
+            match active {
+                Some(true) => "loaded (active)",
+                Some(false) => "loaded (not active)",
+                None => "loaded",
+            },
+        ),
         Verdict::Rejected(refusal) => {
-            let _ = writeln!(
-                out,
-                "        Status: rejected at {}",
-                refusal.stage.as_str()
+            field(
+                "Status",
+                &format!(
+                    "rejected at {} ({})",
+                    refusal.stage.as_str(),
+                    refusal.kind.as_str()
+                ),
             );
-            let _ = writeln!(out, "        Reason: {}", printable(&refusal.message));
+            field("Reason", &printable(&refusal.message));
         }
         Verdict::Skipped { reason } => {
-            let _ = writeln!(out, "        Status: skipped");
-            let _ = writeln!(out, "        Reason: {}", printable(reason));
+            field("Status", "skipped");
+            field("Reason", &printable(reason));
         }
     }
     if let Some(p) = &lib.plugin {
         let i = &p.info;
-        let _ = writeln!(
-            out,
-            "        Plugin: {} version {}",
-            printable(&i.name),
-            printable(&i.version)
+        field(
+            "Plugin",
+            &format!("{} version {}", printable(&i.name), printable(&i.version)),
         );
-        let _ = writeln!(out, "        Type: {}", i.plugin_type);
+        field("Type", &i.plugin_type.to_string());
         if !i.vendor.is_empty() {
-            let _ = writeln!(out, "        Vendor: {}", printable(&i.vendor));
+            field("Vendor", &printable(&i.vendor));
         }
-        let _ = writeln!(
-            out,
-            "        Interface: {} (built with {}, {}; provtarget-abi {} on abi_stable {})",
-            printable(&p.interface_version),
-            printable(&i.rustc_version),
-            printable(&i.target),
-            printable(&i.sdk_version),
-            printable(&i.abi_stable_version)
+        if !i.description.is_empty() {
+            field("Description", &printable(&i.description));
+        }
+        field(
+            "Interface",
+            &format!(
+                "{} (built with {}, {}; provtarget-abi {} on abi_stable {})",
+                printable(&p.interface_version),
+                printable(&i.rustc_version),
+                printable(&i.target),
+                printable(&i.sdk_version),
+                printable(&i.abi_stable_version)
+            ),
         );
+        for k in &p.config_keys {
+            field(
+                "Config",
+                &format!(
+                    "{} (default {:?}): {}",
+                    printable(&k.key),
+                    printable(&k.default),
+                    printable(&k.description)
+                ),
+            );
+        }
     }
     if let Some(f) = &lib.file {
         let hash = match &f.sha256 {
-            Some(h) => format!("sha256:{} ", short_hash(h)),
+            Some(h) => format!("sha256:{h} "),
             None => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "        File: {hash}{} bytes, owner {} mode {:04o}",
-            f.size, f.uid, f.mode
+        field(
+            "File",
+            &format!(
+                "{hash}{} bytes, owner {} mode {:04o}",
+                f.size, f.uid, f.mode
+            ),
         );
     }
+    out
 }
 
 /// The JSON report: `resolver`, `chain`, `plugins` and more.
@@ -273,10 +312,16 @@ pub fn library_json(host: &Host, lib: &LibraryRecord) -> Value {
 
 /// One library as JSON, without host context.
 pub fn record_json(lib: &LibraryRecord) -> Value {
-    let (stage, reason) = match &lib.verdict {
-        Verdict::Rejected(r) => (Some(r.stage.as_str()), Some(r.message.clone())),
-        Verdict::Skipped { reason } => (None, Some(reason.clone())),
-        Verdict::Loaded => (None, None),
+    // JSON carries every text raw (serde_json escapes what JSON needs); only the
+    // text renderer escapes for terminals.
+    let (stage, kind, reason) = match &lib.verdict {
+        Verdict::Rejected(r) => (
+            Some(r.stage.as_str()),
+            Some(r.kind.as_str()),
+            Some(r.message.clone()),
+        ),
+        Verdict::Skipped { reason } => (None, None, Some(reason.clone())),
+        Verdict::Loaded => (None, None, None),
     };
     let plugin = lib.plugin.as_ref();
     let file = lib.file.as_ref();
@@ -284,6 +329,7 @@ pub fn record_json(lib: &LibraryRecord) -> Value {
         "path": lib.path.display().to_string(),
         "status": lib.verdict.status(),
         "stage": stage,
+        "kind": kind,
         "reason": reason,
         "name": plugin.map(|p| p.info.name.clone()),
         "version": plugin.map(|p| p.info.version.clone()),

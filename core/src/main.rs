@@ -12,7 +12,6 @@ use provtarget::{
     config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE},
     host::{Failure, Host},
     resolver::CancelToken,
-    text::printable,
 };
 use provtarget_loader::{LoaderOptions, Verdict};
 use serde_json::json;
@@ -333,54 +332,7 @@ fn check_cmd(
     if as_json {
         print_json(&buildinfo::record_json(&record));
     } else {
-        let path = printable(&record.path.display().to_string());
-        match &record.verdict {
-            Verdict::Loaded => println!("{path}: ok"),
-            Verdict::Rejected(refusal) => {
-                println!("{path}: refused at {}", refusal.stage.as_str());
-                println!("    Reason: {}", printable(&refusal.message));
-            }
-            Verdict::Skipped { reason } => {
-                println!("{path}: skipped");
-                println!("    Reason: {}", printable(reason));
-            }
-        }
-        if let Some(p) = &record.plugin {
-            let i = &p.info;
-            println!("    Name: {}", printable(&i.name));
-            println!("    Version: {}", printable(&i.version));
-            println!("    Type: {}", i.plugin_type);
-            println!("    Vendor: {}", printable(&i.vendor));
-            println!("    Description: {}", printable(&i.description));
-            println!("    Interface: {}", printable(&p.interface_version));
-            println!(
-                "    Built with: {} for {}",
-                printable(&i.rustc_version),
-                printable(&i.target)
-            );
-            println!(
-                "    SDK: provtarget-abi {} on abi_stable {}",
-                printable(&i.sdk_version),
-                printable(&i.abi_stable_version)
-            );
-            for k in &p.config_keys {
-                println!(
-                    "    Config: {} (default {:?}): {}",
-                    printable(&k.key),
-                    k.default,
-                    printable(&k.description)
-                );
-            }
-        }
-        if let Some(f) = &record.file {
-            if let Some(hash) = &f.sha256 {
-                println!("    SHA256: {hash}");
-            }
-            println!(
-                "    Size: {} bytes, owner {} mode {:04o}",
-                f.size, f.uid, f.mode
-            );
-        }
+        print!("{}", buildinfo::record_text(&record, None, ""));
     }
     Ok(if record.verdict == Verdict::Loaded {
         ExitCode::SUCCESS

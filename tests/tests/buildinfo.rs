@@ -43,7 +43,7 @@ fn text_report_names_the_active_resolver_first_and_lists_every_library() {
     // The agent-typed plugin is refused with Choria's text, and the host went on.
     assert!(
         plugins
-            .contains("libprovtarget_test_wrongtype.so\n        Status: rejected at plugin-type\n"),
+            .contains("libprovtarget_test_wrongtype.so\n        Status: rejected at plugin-type (wrong-type)\n"),
         "{out}"
     );
     assert!(
@@ -52,7 +52,7 @@ fn text_report_names_the_active_resolver_first_and_lists_every_library() {
     );
     // The text file posing as a library is refused before anything runs.
     assert!(
-        plugins.contains("broken.so\n        Status: rejected at format\n"),
+        plugins.contains("broken.so\n        Status: rejected at format (not-elf)\n"),
         "{out}"
     );
     assert!(

@@ -10,17 +10,16 @@ fn a_good_plugin_passes_and_prints_its_info() {
     run.ok();
     assert!(
         run.stdout
-            .starts_with(&format!("{}: ok\n", path_str(&file))),
+            .starts_with(&format!("{}\n    Status: loaded\n", path_str(&file))),
         "{}",
         run.stdout
     );
     for want in [
-        "Name: Acme DC hints Provisioning Target",
-        "Version: 1.0.0",
+        "Plugin: Acme DC hints Provisioning Target version 1.0.0",
         "Type: Provisioning Target Resolver",
         "Interface: 1.1.0",
         "Config: plugin.acme.dc_hint.file (default \"/etc/dc.json\")",
-        "SHA256: ",
+        "File: sha256:",
     ] {
         assert!(run.stdout.contains(want), "{want}:\n{}", run.stdout);
     }
@@ -37,7 +36,7 @@ fn bad_files_fail_with_their_reason() {
     run.failed(1);
     assert!(
         run.stdout.starts_with(&format!(
-            "{}: refused at format\n    Reason: ",
+            "{}\n    Status: rejected at format (not-elf)\n    Reason: ",
             path_str(&text)
         )),
         "{}",
@@ -51,7 +50,7 @@ fn bad_files_fail_with_their_reason() {
     run.failed(1);
     assert!(
         run.stdout
-            .contains(": refused at plugin-type\n    Reason: "),
+            .contains("\n    Status: rejected at plugin-type (wrong-type)\n    Reason: "),
         "{}",
         run.stdout
     );
@@ -65,4 +64,6 @@ fn bad_files_fail_with_their_reason() {
     let run = provtarget(&["plugins", "check", "--json", "/nonexistent/lib.so"]);
     run.failed(1);
     assert_eq!(run.json()["status"], "rejected");
+    assert_eq!(run.json()["stage"], "open");
+    assert_eq!(run.json()["kind"], "unreadable");
 }

@@ -1,0 +1,579 @@
+//! `DNS SRV Provisioning Target`: the provisioning brokers from DNS SRV records, in
+//! the order Choria uses them.
+//!
+//! ```text
+//! # /etc/choria/server.conf: plain DNS
+//! plugin.provtarget.dns_srv.name = _choria-provisioner._tcp.{domain}
+//! plugin.provtarget.dns_srv.servers = 192.0.2.53:53, 192.0.2.54:53
+//!
+//! # or Consul's DNS interface (service "choria-provisioner")
+//! plugin.provtarget.dns_srv.servers = 127.0.0.1:8600
+//! plugin.provtarget.dns_srv.name = choria-provisioner.service.consul
+//! ```
+//!
+//! It looks up the SRV records of the configured name and returns
+//! `scheme://target:port` for each (trailing dot removed), ordered as RFC 2782 and
+//! Go's `net.LookupSRV` (so Choria) order them: priority ascending, then, within one
+//! priority, a weighted random draw (a record of weight 60 comes first three times as
+//! often as one of weight 20), drawn afresh on every call so a fleet spreads over the
+//! brokers as the weights say.
+//!
+//! Each try asks the listed servers in turn (failover), each query bounded by
+//! `plugin.provtarget.dns_srv.timeout`. A try fails when every server failed:
+//! NXDOMAIN, no SRV records, no usable record, no answer in time, refused connection;
+//! the error names each server and its cause. Failed tries are retried with Choria's
+//! FiveSec backoff (each logged once through the host) until the host cancels; the
+//! call ends within about 20 ms of cancellation, a query in flight included.
+//!
+//! Answers are checked: at most 64 records (more refuses the answer), each target a
+//! valid host name and its port not 0; bad records are skipped with a warning naming
+//! the server, and a target of `.` ("service not offered here", RFC 2782) is skipped.
+//!
+//! Configuration keys (in the host's `server.conf`, or `--set`):
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `plugin.provtarget.dns_srv.name` | `_choria-provisioner._tcp.{domain}` | SRV name to look up; `{domain}` is the host's DNS domain |
+//! | `plugin.provtarget.dns_srv.servers` | (system resolver) | DNS servers as `ip:port` (`ip` alone means port 53, IPv6 as `[::1]:53`), comma separated, asked in order; unset: the `nameserver` lines of `/etc/resolv.conf`, read afresh on every try |
+//! | `plugin.provtarget.dns_srv.scheme` | `nats` | URL scheme put before each target |
+//! | `plugin.provtarget.dns_srv.domain` | (detected) | the domain for `{domain}` |
+//! | `plugin.provtarget.dns_srv.timeout` | `2s` | how long one query to one server may take |
+//!
+//! The host's domain for `{domain}`, unless `plugin.provtarget.dns_srv.domain` sets it:
+//! the host name after its first dot when it has one (`web1.lon1.example.net` →
+//! `lon1.example.net`); else the same from the name `/etc/hosts` lists for the host
+//! name; else the first `/etc/resolv.conf` search domain under which DNS (the
+//! configured servers, else the system's) has an address for the host name. It is
+//! worked out on every try, so a host name set late in boot is picked up.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use provtarget_abi::{
+    backoff::FIVE_SEC, export_plugin, Cancellation, Cancelled, Config, ConfigError, ConfigKey,
+    Context, Error, Resolver, Settings,
+};
+
+mod dns;
+mod domain;
+mod order;
+
+use dns::{Dns, QueryError};
+
+const NAME_KEY: &str = "plugin.provtarget.dns_srv.name";
+const SERVERS_KEY: &str = "plugin.provtarget.dns_srv.servers";
+const SCHEME_KEY: &str = "plugin.provtarget.dns_srv.scheme";
+const DOMAIN_KEY: &str = "plugin.provtarget.dns_srv.domain";
+const TIMEOUT_KEY: &str = "plugin.provtarget.dns_srv.timeout";
+
+const DEFAULT_NAME: &str = "_choria-provisioner._tcp.{domain}";
+const DEFAULT_SCHEME: &str = "nats";
+const DEFAULT_TIMEOUT: &str = "2s";
+const PLACEHOLDER: &str = "{domain}";
+
+/// The most DNS servers accepted in `plugin.provtarget.dns_srv.servers`.
+const MAX_SERVERS: usize = 16;
+/// The longest query timeout accepted.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Resolves the provisioning brokers from DNS SRV records.
+pub struct DnsSrvResolver {
+    name: String,
+    servers: Vec<SocketAddr>,
+    scheme: String,
+    domain: Option<String>,
+    timeout: Duration,
+    dns: Dns,
+}
+
+impl Resolver for DnsSrvResolver {
+    const NAME: &'static str = "DNS SRV Provisioning Target";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const VENDOR: &'static str = "provtarget";
+    const DESCRIPTION: &'static str =
+        "Provisioning brokers from DNS SRV records (plain DNS or Consul), in RFC 2782 order";
+
+    fn new() -> Result<Self, Error> {
+        let timeout = Duration::from_secs(2);
+        Ok(DnsSrvResolver {
+            name: DEFAULT_NAME.into(),
+            servers: Vec::new(),
+            scheme: DEFAULT_SCHEME.into(),
+            domain: None,
+            timeout,
+            dns: Dns::new(timeout),
+        })
+    }
+
+    fn config_keys() -> Vec<ConfigKey> {
+        vec![
+            ConfigKey::new(
+                NAME_KEY,
+                DEFAULT_NAME,
+                "SRV name to look up; {domain} is replaced by the host's DNS domain",
+            ),
+            ConfigKey::new(
+                SERVERS_KEY,
+                "",
+                "DNS servers as ip:port, comma separated, asked in order; empty: the nameservers of /etc/resolv.conf",
+            ),
+            ConfigKey::new(SCHEME_KEY, DEFAULT_SCHEME, "URL scheme put before each target"),
+            ConfigKey::new(
+                DOMAIN_KEY,
+                "",
+                "domain for {domain}; empty: from the host name, /etc/hosts, or DNS with the resolv.conf search domains",
+            ),
+            ConfigKey::new(
+                TIMEOUT_KEY,
+                DEFAULT_TIMEOUT,
+                "how long one query to one DNS server may take",
+            ),
+        ]
+    }
+
+    fn configure(&mut self, ctx: &Context<'_>, config: &Config) -> Result<Settings, Error> {
+        self.name = parse_name(config.string(NAME_KEY))?;
+        self.servers = parse_servers(&config.list(SERVERS_KEY))?;
+        self.scheme = parse_scheme(config.string(SCHEME_KEY))?;
+        self.domain = parse_domain(config.string(DOMAIN_KEY))?;
+        self.timeout = config.duration(TIMEOUT_KEY)?;
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(ConfigError::new(
+                TIMEOUT_KEY,
+                config.string(TIMEOUT_KEY),
+                "a duration above 0 and at most 60s, such as 500ms or 2s",
+            )
+            .into());
+        }
+        self.dns = Dns::new(self.timeout);
+        ctx.debug(format_args!(
+            "looking up SRV {} at {}",
+            self.name,
+            self.servers_shown()
+        ));
+        Ok(Settings::new()
+            .with(NAME_KEY, &self.name)
+            .with(SERVERS_KEY, self.servers_shown())
+            .with(SCHEME_KEY, &self.scheme)
+            .with(
+                DOMAIN_KEY,
+                self.domain
+                    .as_deref()
+                    .unwrap_or("(detected: host name, /etc/hosts, DNS search domains)"),
+            )
+            .with(TIMEOUT_KEY, format_args!("{}ms", self.timeout.as_millis())))
+    }
+
+    fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
+        FIVE_SEC.retry(ctx, |_try| {
+            let log = |level: Level, message: String| match level {
+                Level::Warn => ctx.warn(message),
+                Level::Debug => ctx.debug(message),
+            };
+            match self.resolve(ctx, &log) {
+                Ok(targets) => Ok(targets),
+                Err(QueryError::Cancelled) => Err(Box::new(Cancelled) as Error),
+                Err(QueryError::Failed(why)) => Err(why.into()),
+            }
+        })
+    }
+}
+
+/// How loud a line the resolver logs is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Warn,
+    Debug,
+}
+
+impl DnsSrvResolver {
+    fn servers_shown(&self) -> String {
+        if self.servers.is_empty() {
+            "system resolver (/etc/resolv.conf)".into()
+        } else {
+            self.servers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    /// One try: the SRV name, then each server in turn until one gives usable
+    /// records, ordered afresh.
+    fn resolve(
+        &self,
+        cancel: &dyn Cancellation,
+        log: &dyn Fn(Level, String),
+    ) -> Result<Vec<String>, QueryError> {
+        let name = self.srv_name(cancel, log)?;
+        let servers = self.servers_now()?;
+        let mut failures = Vec::new();
+        for server in servers {
+            match self.ask(server, &name, cancel, log) {
+                Ok(targets) => {
+                    log(
+                        Level::Debug,
+                        format!("{server} answered for {name}: {}", targets.join(", ")),
+                    );
+                    return Ok(targets);
+                }
+                Err(QueryError::Cancelled) => return Err(QueryError::Cancelled),
+                Err(QueryError::Failed(why)) => failures.push(format!("{server}: {why}")),
+            }
+        }
+        Err(QueryError::Failed(format!(
+            "SRV lookup of {name} failed: {}",
+            failures.join("; ")
+        )))
+    }
+
+    /// The usable records of `name` at `server`, as `scheme://host:port` in RFC 2782
+    /// order.
+    fn ask(
+        &self,
+        server: SocketAddr,
+        name: &str,
+        cancel: &dyn Cancellation,
+        log: &dyn Fn(Level, String),
+    ) -> Result<Vec<String>, QueryError> {
+        let raw = self.dns.srv(server, name, cancel)?;
+        let checked = dns::check_answer(raw).map_err(QueryError::Failed)?;
+        for why in &checked.refused {
+            log(
+                Level::Warn,
+                format!("ignoring an SRV record of {name} from {server}: {why}"),
+            );
+        }
+        if checked.usable.is_empty() {
+            let mut why = format!("no usable SRV records for {name}");
+            if checked.not_offered > 0 {
+                why.push_str(" (target \".\": the service is not offered there)");
+            }
+            if !checked.refused.is_empty() {
+                why.push_str(&format!(" ({} refused)", checked.refused.len()));
+            }
+            return Err(QueryError::Failed(why));
+        }
+        let ordered = order::rfc2782_order(checked.usable, &mut order::random_below);
+        Ok(ordered
+            .into_iter()
+            .map(|t| format!("{}://{}:{}", self.scheme, t.host, t.port))
+            .collect())
+    }
+
+    /// The configured servers, or the system resolver's, read now.
+    fn servers_now(&self) -> Result<Vec<SocketAddr>, QueryError> {
+        if !self.servers.is_empty() {
+            return Ok(self.servers.clone());
+        }
+        let (config, _) = hickory_resolver::system_conf::read_system_conf().map_err(|e| {
+            QueryError::Failed(format!(
+                "cannot read the system resolver configuration (/etc/resolv.conf): {e}"
+            ))
+        })?;
+        let mut servers: Vec<SocketAddr> = Vec::new();
+        for ns in config.name_servers() {
+            let port = ns.connections.first().map(|c| c.port).unwrap_or(53);
+            let addr = SocketAddr::new(ns.ip, port);
+            if !servers.contains(&addr) {
+                servers.push(addr);
+            }
+        }
+        servers.truncate(MAX_SERVERS);
+        if servers.is_empty() {
+            return Err(QueryError::Failed(format!(
+                "no nameserver in /etc/resolv.conf; set {SERVERS_KEY}"
+            )));
+        }
+        Ok(servers)
+    }
+
+    /// The SRV name with `{domain}` replaced.
+    fn srv_name(
+        &self,
+        cancel: &dyn Cancellation,
+        log: &dyn Fn(Level, String),
+    ) -> Result<String, QueryError> {
+        if !self.name.contains(PLACEHOLDER) {
+            return Ok(self.name.clone());
+        }
+        let domain = match &self.domain {
+            Some(d) => d.clone(),
+            None => self.detect_domain(cancel, log)?,
+        };
+        Ok(self.name.replace(PLACEHOLDER, &domain))
+    }
+
+    fn detect_domain(
+        &self,
+        cancel: &dyn Cancellation,
+        log: &dyn Fn(Level, String),
+    ) -> Result<String, QueryError> {
+        let short = match domain::from_files(&domain::SYSTEM)
+            .map_err(|e| QueryError::Failed(format!("{e}; set {DOMAIN_KEY} for {PLACEHOLDER}")))?
+        {
+            domain::Local::Found(domain, source) => {
+                log(
+                    Level::Debug,
+                    format!("{PLACEHOLDER} is {domain}, from {source}"),
+                );
+                return Ok(domain);
+            }
+            domain::Local::ShortName(short) => short,
+        };
+        let search = domain::search_domains();
+        let mut failures = Vec::new();
+        if !search.is_empty() {
+            let servers = self.servers_now()?;
+            for suffix in &search {
+                let fqdn = format!("{short}.{suffix}");
+                if dns::check_host_name(&fqdn).is_err() {
+                    continue;
+                }
+                for server in &servers {
+                    match self.dns.has_address(*server, &fqdn, cancel) {
+                        Ok(true) => {
+                            log(
+                                Level::Debug,
+                                format!("{PLACEHOLDER} is {suffix}: {server} knows {fqdn}"),
+                            );
+                            return Ok(suffix.clone());
+                        }
+                        Ok(false) => break,
+                        Err(QueryError::Cancelled) => return Err(QueryError::Cancelled),
+                        Err(QueryError::Failed(why)) => {
+                            failures.push(format!("{server}: {why}"));
+                        }
+                    }
+                }
+            }
+        }
+        let dns_part = if search.is_empty() {
+            "/etc/resolv.conf lists no search domain".to_string()
+        } else {
+            let mut s = format!("DNS knows it under none of {}", search.join(", "));
+            if !failures.is_empty() {
+                s.push_str(&format!(" ({})", failures.join("; ")));
+            }
+            s
+        };
+        Err(QueryError::Failed(format!(
+            "cannot work out the host's domain for {PLACEHOLDER} in {}: host name {short:?} has no dot, /etc/hosts gives no FQDN for it, and {dns_part}; set {DOMAIN_KEY}",
+            self.name
+        )))
+    }
+}
+
+/// The SRV name: a DNS name (labels may hold `_`), `{domain}` the only placeholder.
+fn parse_name(value: &str) -> Result<String, ConfigError> {
+    let value = value.trim().trim_end_matches('.');
+    let probe = value.replace(PLACEHOLDER, "example.net");
+    let ok = !probe.contains(['{', '}']) && dns::check_dns_name(&probe, true).is_ok();
+    if !ok {
+        let why = if probe.contains(['{', '}']) {
+            "{domain} is the only placeholder".to_string()
+        } else {
+            dns::check_dns_name(&probe, true).unwrap_err()
+        };
+        return Err(ConfigError::new(
+            NAME_KEY,
+            value,
+            &format!(
+                "a DNS name such as {DEFAULT_NAME} or choria-provisioner.service.consul ({why})"
+            ),
+        ));
+    }
+    Ok(value.to_ascii_lowercase().replace("{DOMAIN}", PLACEHOLDER))
+}
+
+/// `ip:port`, `[v6]:port`, or a bare IP (port 53), at most [`MAX_SERVERS`].
+fn parse_servers(items: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    let expected = "DNS servers as ip:port (e.g. 127.0.0.1:8600, [::1]:53), comma separated";
+    if items.len() > MAX_SERVERS {
+        return Err(ConfigError::new(
+            SERVERS_KEY,
+            &items.join(", "),
+            &format!("at most {MAX_SERVERS} {expected}"),
+        ));
+    }
+    let mut servers = Vec::new();
+    for item in items {
+        let addr = item
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| {
+                item.parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+            .filter(|a| a.port() != 0)
+            .ok_or_else(|| ConfigError::new(SERVERS_KEY, item, expected))?;
+        if !servers.contains(&addr) {
+            servers.push(addr);
+        }
+    }
+    Ok(servers)
+}
+
+/// A URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
+fn parse_scheme(value: &str) -> Result<String, ConfigError> {
+    let scheme = value.trim().to_ascii_lowercase();
+    let ok = scheme.len() <= 32
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !ok {
+        return Err(ConfigError::new(
+            SCHEME_KEY,
+            value,
+            "a URL scheme such as nats or tls",
+        ));
+    }
+    Ok(scheme)
+}
+
+/// The `{domain}` override: empty (detect) or a DNS name.
+fn parse_domain(value: &str) -> Result<Option<String>, ConfigError> {
+    let domain = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    if domain.is_empty() {
+        return Ok(None);
+    }
+    dns::check_dns_name(&domain, true)
+        .map_err(|why| ConfigError::new(DOMAIN_KEY, value, &format!("a DNS domain ({why})")))?;
+    Ok(Some(domain))
+}
+
+export_plugin!(DnsSrvResolver);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_keep_the_placeholder() {
+        assert_eq!(parse_name(DEFAULT_NAME).unwrap(), DEFAULT_NAME);
+        assert_eq!(
+            parse_name("_Choria-Provisioner._tcp.Example.NET.").unwrap(),
+            "_choria-provisioner._tcp.example.net"
+        );
+        assert_eq!(
+            parse_name("choria-provisioner.service.consul").unwrap(),
+            "choria-provisioner.service.consul"
+        );
+        let err = parse_name("_x._tcp.{dc}.example").unwrap_err().to_string();
+        assert!(
+            err.starts_with("plugin.provtarget.dns_srv.name = \"_x._tcp.{dc}.example\""),
+            "{err}"
+        );
+        assert!(err.contains("the only placeholder"), "{err}");
+        let err = parse_name("a..b").unwrap_err().to_string();
+        assert!(err.contains("empty label"), "{err}");
+        assert!(parse_name("host name.net").is_err());
+    }
+
+    #[test]
+    fn servers_are_addresses_with_ports() {
+        let items = |s: &str| -> Vec<String> {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        };
+        assert_eq!(
+            parse_servers(&items(
+                "127.0.0.1:8600, 10.0.0.1, [::1]:5353, 127.0.0.1:8600"
+            ))
+            .unwrap(),
+            vec![
+                "127.0.0.1:8600".parse::<SocketAddr>().unwrap(),
+                "10.0.0.1:53".parse().unwrap(),
+                "[::1]:5353".parse().unwrap(),
+            ]
+        );
+        let err = parse_servers(&items("dns.example.net:53"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "plugin.provtarget.dns_srv.servers = \"dns.example.net:53\" is not valid"
+            ),
+            "{err}"
+        );
+        assert!(parse_servers(&items("127.0.0.1:0")).is_err());
+        assert!(parse_servers(&items("127.0.0.1:70000")).is_err());
+        let many: Vec<String> = (1..=17).map(|p| format!("127.0.0.1:{p}")).collect();
+        assert!(parse_servers(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 16"));
+    }
+
+    #[test]
+    fn schemes_and_domains_are_checked() {
+        assert_eq!(parse_scheme("TLS").unwrap(), "tls");
+        assert_eq!(parse_scheme("nats").unwrap(), "nats");
+        assert!(parse_scheme("na ts").is_err());
+        assert!(parse_scheme("nats://").is_err());
+        assert!(parse_scheme("1nats").is_err());
+        assert_eq!(parse_domain("").unwrap(), None);
+        assert_eq!(
+            parse_domain("Lon1.Example.NET.").unwrap().as_deref(),
+            Some("lon1.example.net")
+        );
+        let err = parse_domain("lon1..example").unwrap_err().to_string();
+        assert!(
+            err.starts_with("plugin.provtarget.dns_srv.domain ="),
+            "{err}"
+        );
+    }
+
+    struct Never;
+    impl Cancellation for Never {
+        fn is_cancelled(&self) -> bool {
+            false
+        }
+        fn sleep(&self, d: Duration) -> Result<(), Cancelled> {
+            std::thread::sleep(d);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_domain_override_fills_the_placeholder_without_any_lookup() {
+        let mut r = DnsSrvResolver::new().unwrap();
+        r.domain = Some("lon1.example.net".into());
+        let name = r.srv_name(&Never, &|_, _| {}).unwrap();
+        assert_eq!(name, "_choria-provisioner._tcp.lon1.example.net");
+        r.name = "choria-provisioner.service.consul".into();
+        r.domain = None;
+        assert_eq!(
+            r.srv_name(&Never, &|_, _| {}).unwrap(),
+            "choria-provisioner.service.consul"
+        );
+    }
+
+    #[test]
+    fn every_server_failing_names_each_cause() {
+        // Two UDP sockets that never answer.
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut r = DnsSrvResolver::new().unwrap();
+        r.name = "_x._tcp.example.net".into();
+        r.servers = vec![a.local_addr().unwrap(), b.local_addr().unwrap()];
+        r.dns = Dns::new(Duration::from_millis(200));
+        let err = r.resolve(&Never, &|_, _| {}).unwrap_err().to_string();
+        assert!(
+            err.starts_with("SRV lookup of _x._tcp.example.net failed: "),
+            "{err}"
+        );
+        for s in &r.servers {
+            assert!(err.contains(&format!("{s}: ")), "{err}");
+        }
+    }
+}

@@ -155,10 +155,7 @@ impl Resolver for FqdnResolver {
             .with(PATTERN_KEY, plan.pattern.as_str())
             .with(TEMPLATE_KEY, plan.templates_shown())
             .with(IDENTITY_KEY, plan.identity_shown())
-            .with(
-                LOOKUP_TIMEOUT_KEY,
-                format!("{}ms", plan.lookup_timeout.as_millis()),
-            ))
+            .with(LOOKUP_TIMEOUT_KEY, format!("{:?}", plan.lookup_timeout)))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
@@ -368,7 +365,7 @@ impl fmt::Display for ExpandError {
         match self {
             ExpandError::NoMatch { identity, pattern } => write!(
                 f,
-                "identity {:?} ({}) does not match {PATTERN_KEY} {pattern:?}; waiting for the host name or DNS to change (or set {IDENTITY_KEY})",
+                "identity {:?} ({}) does not match the pattern {pattern} ({PATTERN_KEY}); waiting for the host name or DNS to change (or set {IDENTITY_KEY})",
                 identity.name, identity.source
             ),
             ExpandError::Template {
@@ -459,7 +456,7 @@ mod tests {
         let err = p.expand(&configured("web1")).unwrap_err().to_string();
         assert_eq!(
             err,
-            r#"identity "web1" (set by plugin.provtarget.fqdn.identity) does not match plugin.provtarget.fqdn.pattern "^[^.]+\\.(?P<domain>.+)$"; waiting for the host name or DNS to change (or set plugin.provtarget.fqdn.identity)"#
+            r#"identity "web1" (set by plugin.provtarget.fqdn.identity) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); waiting for the host name or DNS to change (or set plugin.provtarget.fqdn.identity)"#
         );
     }
 
@@ -595,7 +592,7 @@ mod tests {
         let r = resolver(&[]);
         let err = r.resolve(&Sleeps(Cell::new(0), 1)).unwrap_err().to_string();
         assert!(
-            err.ends_with(r#"last error: identity "web1" (the host name; no DNS name was used: no DNS in this test) does not match plugin.provtarget.fqdn.pattern "^[^.]+\\.(?P<domain>.+)$"; waiting for the host name or DNS to change (or set plugin.provtarget.fqdn.identity)"#),
+            err.ends_with(r#"last error: identity "web1" (the host name; no DNS name was used: no DNS in this test) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); waiting for the host name or DNS to change (or set plugin.provtarget.fqdn.identity)"#),
             "{err}"
         );
         // DNS names the host: its name is the identity.

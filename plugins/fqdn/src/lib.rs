@@ -274,26 +274,29 @@ impl Plan {
     }
 
     /// The targets for `identity`, in template order, duplicates dropped.
-    fn expand(&self, identity: &Identity) -> Result<Vec<String>, ExpandError> {
-        let caps = self
-            .pattern
-            .captures(&identity.name)
-            .ok_or_else(|| ExpandError::NoMatch {
+    fn expand(&self, identity: &Identity) -> Result<Vec<String>, Error> {
+        let caps = self.pattern.captures(&identity.name).ok_or_else(|| {
+            Box::new(ExpandError::NoMatch {
                 identity: identity.clone(),
                 pattern: self.pattern.as_str().to_string(),
-            })?;
+            })
+        })?;
         let mut targets: Vec<String> = Vec::with_capacity(self.templates.len());
         for template in &self.templates {
-            let target = template.expand(&caps).map_err(|e| ExpandError::Template {
-                identity: identity.clone(),
-                template: template.as_str().to_string(),
-                why: e.to_string(),
+            let target = template.expand(&caps).map_err(|e| {
+                Box::new(ExpandError::Template {
+                    identity: identity.clone(),
+                    template: template.as_str().to_string(),
+                    why: e.to_string(),
+                })
             })?;
-            target::validate(&target).map_err(|why| ExpandError::Target {
-                identity: identity.clone(),
-                template: template.as_str().to_string(),
-                target: target.clone(),
-                why,
+            target::validate(&target).map_err(|why| {
+                Box::new(ExpandError::Target {
+                    identity: identity.clone(),
+                    template: template.as_str().to_string(),
+                    target: target.clone(),
+                    why,
+                })
             })?;
             if !targets.contains(&target) {
                 targets.push(target);

@@ -68,6 +68,40 @@ fn several_templates_give_several_targets() {
 }
 
 #[test]
+fn choria_s_identity_key_in_server_conf_is_the_identity() {
+    let dir = fqdn_dir("fqdn-conf");
+    let conf = dir.write(
+        "server.conf",
+        "identity = db3.ams1.example.org\n\
+         plugin.provtarget.fqdn.template = provision.${domain}:4222\n",
+    );
+    let conf = path_str(&conf);
+    let r = run(
+        &dir,
+        "targets",
+        &[],
+        &["--config", &conf, "--timeout", "10s", "--json"],
+    );
+    r.ok();
+    assert_eq!(
+        r.json()["servers"],
+        serde_json::json!(["nats://provision.ams1.example.org:4222"])
+    );
+    // The plugin's own key wins over Choria's.
+    let r = run(
+        &dir,
+        "targets",
+        &["plugin.provtarget.fqdn.identity=web1.lon1.example.net"],
+        &["--config", &conf, "--timeout", "10s", "--json"],
+    );
+    r.ok();
+    assert_eq!(
+        r.json()["servers"],
+        serde_json::json!(["nats://provision.lon1.example.net:4222"])
+    );
+}
+
+#[test]
 fn a_non_matching_identity_is_retried_until_the_deadline() {
     let dir = fqdn_dir("fqdn-nomatch");
     let r = run(

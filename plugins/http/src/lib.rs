@@ -32,7 +32,7 @@
 //! | `plugin.provtarget.http.pointer` | empty: the whole document | RFC 6901 JSON pointer to the targets, e.g. `/brokers` |
 //! | `plugin.provtarget.http.header.<Name>` | | a request header for the `GET`, any number, e.g. `…header.Metadata-Flavor = Google` |
 //! | `plugin.provtarget.http.connect_timeout` | `2s` | how long to wait for a TCP connection |
-//! | `plugin.provtarget.http.read_timeout` | `5s` | how long to wait for the whole answer once connected |
+//! | `plugin.provtarget.http.read_timeout` | `5s` | how long to wait for the answer; a request ends after `connect_timeout` + `read_timeout` at the latest |
 //! | `plugin.provtarget.http.token.url` | none | fetch a token from this `http://` URL first |
 //! | `plugin.provtarget.http.token.method` | `PUT` | `PUT`, `POST` or `GET` for the token request |
 //! | `plugin.provtarget.http.token.header.<Name>` | | a request header for the token request, any number |
@@ -85,7 +85,7 @@ pub const POINTER_KEY: &str = "plugin.provtarget.http.pointer";
 pub const HEADER_PREFIX: &str = "plugin.provtarget.http.header.";
 /// `plugin.provtarget.http.connect_timeout`: TCP connection timeout.
 pub const CONNECT_TIMEOUT_KEY: &str = "plugin.provtarget.http.connect_timeout";
-/// `plugin.provtarget.http.read_timeout`: time allowed for the whole answer.
+/// `plugin.provtarget.http.read_timeout`: time allowed for the answer.
 pub const READ_TIMEOUT_KEY: &str = "plugin.provtarget.http.read_timeout";
 /// `plugin.provtarget.http.token.url`: the token service, when there is one.
 pub const TOKEN_URL_KEY: &str = "plugin.provtarget.http.token.url";
@@ -152,7 +152,7 @@ impl Resolver for HttpResolver {
             ConfigKey::new(
                 READ_TIMEOUT_KEY,
                 DEFAULT_READ_TIMEOUT,
-                "how long to wait for the whole answer once connected",
+                "how long to wait for the answer; a request ends after connect_timeout + read_timeout at the latest",
             ),
             ConfigKey::new(
                 TOKEN_URL_KEY,
@@ -221,7 +221,11 @@ fn try_once<C: Cancellation + ?Sized>(
 ) -> Result<Vec<String>, Error> {
     let worker = Arc::clone(request);
     let body = run_cancellable(cancel, move || worker.fetch())??;
-    Ok(extract_targets(&body, &request.pointer, &request.shown_url)?)
+    Ok(extract_targets(
+        &body,
+        &request.pointer,
+        &request.shown_url,
+    )?)
 }
 
 /// Runs `work` on a new thread and waits for it, checking `cancel` every [`POLL`].
@@ -372,10 +376,9 @@ impl Request {
             .try_proxy_from_env(false)
             .redirects(0)
             .timeout_connect(connect_timeout)
-            .timeout_read(read_timeout)
-            .timeout_write(read_timeout)
-            // Bounds the whole request, so a server dripping bytes cannot hold a
-            // worker thread forever.
+            // One deadline for the whole request (ureq then bounds every read and
+            // write by what is left of it), so a server dripping bytes cannot hold a
+            // try, or an abandoned worker thread, for longer.
             .timeout(connect_timeout + read_timeout)
             // A fresh connection every try: no stale pooled sockets across retries.
             .max_idle_connections(0)
@@ -493,14 +496,24 @@ fn check_status(
             shown_text(r.status_text(), 60)
         )),
         Err(ureq::Error::Transport(t)) => {
-            let mut text = format!("{what}: {}", t.kind());
-            if let Some(m) = t.message() {
-                text.push_str(&format!(": {m}"));
+            // Kind, message and source, without the URL (already in `what`) and
+            // without a part the next one repeats ("Network Error: Network Error: …").
+            let parts = [
+                Some(t.kind().to_string()),
+                t.message().map(str::to_string),
+                std::error::Error::source(&t).map(|s| s.to_string()),
+            ];
+            let mut shown: Vec<String> = Vec::new();
+            for part in parts.into_iter().flatten() {
+                if shown
+                    .last()
+                    .is_some_and(|last| part.starts_with(&format!("{last}:")))
+                {
+                    shown.pop();
+                }
+                shown.push(part);
             }
-            if let Some(source) = std::error::Error::source(&t) {
-                text.push_str(&format!(": {source}"));
-            }
-            Err(text)
+            Err(format!("{what}: {}", shown_text(&shown.join(": "), 300)))
         }
     }
 }
@@ -706,10 +719,10 @@ fn http_url(key: &str, text: &str) -> Result<Url, ConfigError> {
         }
         _ => return Err(ConfigError::new(key, &shown_url(&url), expected)),
     }
-    if url.host_str().map_or(true, str::is_empty) {
-        return Err(ConfigError::new(key, &shown_url(&url), expected));
+    match url.host_str() {
+        Some(host) if !host.is_empty() => Ok(url),
+        _ => Err(ConfigError::new(key, &shown_url(&url), expected)),
     }
-    Ok(url)
 }
 
 /// A URL that did not parse, with anything that looks like user information hidden.
@@ -850,7 +863,10 @@ fn check_header_name(name: &str) -> Result<(), &'static str> {
 
 /// Visible ASCII, spaces and tabs: nothing that could end the header line.
 fn check_header_value(value: &str) -> Result<(), &'static str> {
-    if value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+    if value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
         Ok(())
     } else {
         Err("a header value of printable ASCII characters")
@@ -907,7 +923,10 @@ mod tests {
     fn bad_documents_say_what_is_wrong_and_where() {
         let url = "http://h/x";
         let e = extract_targets(b"{not json", "/b", url).unwrap_err();
-        assert!(e.starts_with("GET http://h/x: the answer is not valid JSON"), "{e}");
+        assert!(
+            e.starts_with("GET http://h/x: the answer is not valid JSON"),
+            "{e}"
+        );
         let e = extract_targets(br#"{"a": 1}"#, "/brokers", url).unwrap_err();
         assert_eq!(e, "GET http://h/x: nothing at JSON pointer /brokers");
         let e = extract_targets(br#"{"b": []}"#, "/b", url).unwrap_err();
@@ -917,7 +936,10 @@ mod tests {
         let e = extract_targets(br#"{"b": ["a:1", 7]}"#, "/b", url).unwrap_err();
         assert_eq!(e, "GET http://h/x: /b/1 is a number, expected a string");
         let e = extract_targets(br#"{"b": {"c": 1}}"#, "/b", url).unwrap_err();
-        assert!(e.contains("JSON pointer /b is an object, expected a string"), "{e}");
+        assert!(
+            e.contains("JSON pointer /b is an object, expected a string"),
+            "{e}"
+        );
         let e = extract_targets(br#"{"b": ["a:1", "evil host:1"]}"#, "/b", url).unwrap_err();
         assert_eq!(
             e,
@@ -967,27 +989,42 @@ mod tests {
             e,
             "GET u: the answer is 2000000 bytes, more than the limit of 1048576 bytes"
         );
-        let big = vec![b' '; 11];
+        let big = [b' '; 11];
         let e = read_limited(None, &big[..], 10, "GET u").unwrap_err();
         assert_eq!(e, "GET u: the answer is more than 10 bytes, the limit");
-        assert_eq!(read_limited(None, &big[..10], 10, "GET u").unwrap().len(), 10);
+        assert_eq!(
+            read_limited(None, &big[..10], 10, "GET u").unwrap().len(),
+            10
+        );
     }
 
     #[test]
     fn configuration_is_validated_naming_the_key() {
         assert!(err(&[]).starts_with(r#"plugin.provtarget.http.url = "" is not valid"#));
         let e = err(&[(URL_KEY, "ftp://h/x")]);
-        assert!(e.starts_with("plugin.provtarget.http.url = \"ftp://h/x\""), "{e}");
+        assert!(
+            e.starts_with("plugin.provtarget.http.url = \"ftp://h/x\""),
+            "{e}"
+        );
         let e = err(&[(URL_KEY, "https://h/x")]);
         assert!(e.contains("https:// is not supported"), "{e}");
         let e = err(&[(URL_KEY, "not a url")]);
-        assert!(e.starts_with("plugin.provtarget.http.url = \"not a url\""), "{e}");
+        assert!(
+            e.starts_with("plugin.provtarget.http.url = \"not a url\""),
+            "{e}"
+        );
         let e = err(&[(URL_KEY, "http://u:hunter2@h/x"), (POINTER_KEY, "brokers")]);
-        assert!(e.starts_with("plugin.provtarget.http.pointer = \"brokers\""), "{e}");
+        assert!(
+            e.starts_with("plugin.provtarget.http.pointer = \"brokers\""),
+            "{e}"
+        );
         let e = err(&[(URL_KEY, "http://h/x"), (POINTER_KEY, "/a~2")]);
         assert!(e.contains("~ must be followed by 0"), "{e}");
         let e = err(&[(URL_KEY, "http://h/x"), (READ_TIMEOUT_KEY, "soon")]);
-        assert!(e.starts_with("plugin.provtarget.http.read_timeout = \"soon\""), "{e}");
+        assert!(
+            e.starts_with("plugin.provtarget.http.read_timeout = \"soon\""),
+            "{e}"
+        );
         let e = err(&[(URL_KEY, "http://h/x"), (CONNECT_TIMEOUT_KEY, "0")]);
         assert!(e.contains("above zero"), "{e}");
         let e = err(&[
@@ -1000,7 +1037,10 @@ mod tests {
         );
         let e = err(&[
             (URL_KEY, "http://h/x"),
-            ("plugin.provtarget.http.header.Authorization", "Bearer s3cr3t\u{7}"),
+            (
+                "plugin.provtarget.http.header.Authorization",
+                "Bearer s3cr3t\u{7}",
+            ),
         ]);
         assert!(!e.contains("s3cr3t"), "secret in error: {e}");
         assert!(e.contains("printable ASCII"), "{e}");
@@ -1016,14 +1056,20 @@ mod tests {
             "{e}"
         );
         let e = err(&[(URL_KEY, "http://h/x"), (TOKEN_URL_KEY, "http://h/t")]);
-        assert!(e.starts_with("plugin.provtarget.http.token.into = \"\""), "{e}");
+        assert!(
+            e.starts_with("plugin.provtarget.http.token.into = \"\""),
+            "{e}"
+        );
         let e = err(&[
             (URL_KEY, "http://h/x"),
             (TOKEN_URL_KEY, "http://h/t"),
             (TOKEN_INTO_KEY, "X-T"),
             (TOKEN_METHOD_KEY, "DELETE"),
         ]);
-        assert!(e.starts_with("plugin.provtarget.http.token.method = \"DELETE\""), "{e}");
+        assert!(
+            e.starts_with("plugin.provtarget.http.token.method = \"DELETE\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1031,7 +1077,10 @@ mod tests {
         let request = Request::from_config(&config(&[
             (URL_KEY, "http://prov:hunter2@169.254.169.254/x"),
             (POINTER_KEY, "/brokers"),
-            ("plugin.provtarget.http.header.Authorization", "Bearer s3cr3t"),
+            (
+                "plugin.provtarget.http.header.Authorization",
+                "Bearer s3cr3t",
+            ),
             ("plugin.provtarget.http.header.Metadata-Flavor", "Google"),
             ("plugin.provtarget.http.header.X-Blank", "  "),
             (TOKEN_URL_KEY, "http://169.254.169.254/t"),
@@ -1052,7 +1101,10 @@ mod tests {
         };
         assert_eq!(get(URL_KEY), "http://prov:*****@169.254.169.254/x");
         assert_eq!(get("plugin.provtarget.http.header.Authorization"), "*****");
-        assert_eq!(get("plugin.provtarget.http.header.Metadata-Flavor"), "Google");
+        assert_eq!(
+            get("plugin.provtarget.http.header.Metadata-Flavor"),
+            "Google"
+        );
         assert_eq!(get(TOKEN_METHOD_KEY), "PUT");
         assert_eq!(get(CONNECT_TIMEOUT_KEY), "2s");
         assert_eq!(get(READ_TIMEOUT_KEY), "5s");
@@ -1125,7 +1177,10 @@ mod tests {
         let latency = cancelled_at.lock().unwrap().expect("cancelled").elapsed();
         eprintln!("returned {latency:?} after cancellation");
         assert!(err.to_string().starts_with("context canceled"), "{err}");
-        assert!(!held.lock().unwrap().is_empty(), "the server saw no connection");
+        assert!(
+            !held.lock().unwrap().is_empty(),
+            "the server saw no connection"
+        );
         // Liveness only: the request's own timeout is a minute away.
         assert!(latency < Duration::from_secs(10), "{latency:?}");
     }

@@ -56,9 +56,9 @@
 //! polls the host's cancellation every [`POLL`]. When the host cancels, the call
 //! returns at once (well within the host's 100 ms), whatever the network is doing (a
 //! server that accepts and never answers, a DNS lookup that hangs); the worker is left
-//! to end on its own connect and read timeouts. The timeouts alone could not give that
-//! bound: name resolution cannot be interrupted, and a read timeout restarts with
-//! every byte a slow server drips.
+//! to end on its own request deadline (`connect_timeout` + `read_timeout`). Short
+//! timeouts alone could not give that bound: a deadline short enough would fail
+//! healthy but slow services, and name resolution cannot be interrupted at all.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

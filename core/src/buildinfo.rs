@@ -16,10 +16,12 @@ pub const MASK: &str = "*****";
 /// Whether a setting's value is a secret (`token`, `password`, `pwd`, `secret` or
 /// `extensions`, which may carry anything, in its key), to be shown as [`MASK`].
 pub fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
+    // Judged by the last part of the key, so `plugin.provtarget.http.token.url` (where
+    // to get a token) is shown while `...token` and `...password` are masked.
+    let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
     ["token", "password", "pwd", "secret", "extensions"]
         .iter()
-        .any(|s| k.contains(s))
+        .any(|s| last.contains(s))
 }
 
 /// A setting as shown: secrets masked, credentials inside URLs masked, control
@@ -367,6 +369,8 @@ mod tests {
             "API_SECRET",
             "testkit.token",
             "provisioning.extensions",
+            "plugin.provtarget.etcd.password",
+            "plugin.provtarget.http.header.X-aws-ec2-metadata-token",
         ] {
             assert!(is_secret(k), "{k}");
             assert_eq!(shown(k, "hunter2"), MASK);
@@ -381,6 +385,8 @@ mod tests {
             "provisioning.broker_urls",
             "provisioning.srv_domain",
             "provisioning.jwt_file",
+            "plugin.provtarget.http.token.url",
+            "plugin.provtarget.http.token.into",
         ] {
             assert!(!is_secret(k), "{k}");
             assert_eq!(shown(k, "v"), "v");

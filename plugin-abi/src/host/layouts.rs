@@ -4,6 +4,7 @@
 //! Adding interface 1.*y*: freeze the current `ffi` layout as `ffi/v1_<y-1>.rs` and add
 //! the new one, write `layouts/v1_<y>.rs` (usually `shared_parts!` plus the root-module
 //! calls), and add its [`Supported`] entry to [`SUPPORTED`], newest first.
+#![forbid(unsafe_code)]
 
 use abi_stable::{
     library::{LibHeader, LibraryError},

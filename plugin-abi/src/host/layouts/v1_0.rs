@@ -1,4 +1,5 @@
 //! Interface 1.0, frozen: `info` and `new_resolver`; no configuration keys.
+#![forbid(unsafe_code)]
 
 use abi_stable::library::{LibHeader, LibraryError};
 

@@ -1,4 +1,5 @@
 //! Interface 1.1: the 1.0 calls plus `config_keys`.
+#![forbid(unsafe_code)]
 
 use abi_stable::library::{LibHeader, LibraryError};
 

@@ -1,4 +1,5 @@
 //! The `provtarget` command: `buildinfo`, `targets` and `plugins check`.
+#![forbid(unsafe_code)]
 
 use std::{
     io::IsTerminal,

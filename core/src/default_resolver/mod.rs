@@ -84,7 +84,10 @@ mod srv;
 
 use std::{net::SocketAddr, time::Duration};
 
-use provtarget_abi::{backoff::TWENTY_SEC, Config, LogLevel};
+use provtarget_abi::{
+    backoff::{GaveUp, TWENTY_SEC},
+    Cancellation, Cancelled, Config, LogLevel,
+};
 
 use crate::resolver::{RawTargets, ResolveContext, Settings, TargetResolver};
 
@@ -223,13 +226,11 @@ impl JwtResolver {
             &format!("Performing provisioning broker resolution via SRV using domain {domain}"),
         );
         let record = format!("{SRV_SERVICE}.{domain}");
-        let mut last_error = String::from("none");
-        let mut try_ = 0usize;
-        loop {
-            if ctx.token().is_cancelled() {
-                break;
-            }
-            try_ += 1;
+        let attempts = std::cell::Cell::new(0usize);
+        // The SDK's retry loop (Choria's TwentySec backoff), with Choria's log line for
+        // each failed try.
+        let result = TWENTY_SEC.retry(&SrvRetry { ctx, domain }, |try_| {
+            attempts.set(try_);
             ctx.log(
                 LogLevel::Info,
                 &format!("Attempting SRV lookup on {record}"),
@@ -241,32 +242,54 @@ impl JwtResolver {
                         LogLevel::Info,
                         &format!("Found {} SRV records for {record}{from}", servers.len()),
                     );
-                    return Ok(servers);
+                    Ok(servers)
                 }
-                Err(LookupError::Cancelled) => break,
+                Err(LookupError::Cancelled) => Err(Box::new(Cancelled)),
                 Err(LookupError::Failed(reason)) => {
                     ctx.log(
                         LogLevel::Warn,
                         &format!("Failed to resolve {record}: {reason}"),
                     );
-                    last_error = reason;
+                    Err(reason.into())
                 }
             }
-            let pause = TWENTY_SEC.duration(try_);
-            ctx.log(
-                LogLevel::Warn,
-                &format!(
-                    "Resolving provisioning brokers via SRV lookups in domain {domain} failed on try {try_}, will keep trying in {}ms",
-                    pause.as_millis()
-                ),
-            );
-            if ctx.token().sleep(pause) {
-                break;
-            }
-        }
-        Err(format!(
-            "context canceled while looking up SRV records for {record} ({try_} tries; last error: {last_error})"
-        ))
+        });
+        result.map_err(|e| {
+            let last = e
+                .downcast_ref::<GaveUp>()
+                .and_then(|g| g.last_error.clone())
+                .unwrap_or_else(|| "none".into());
+            format!(
+                "context canceled while looking up SRV records for {record} ({} tries; last error: {last})",
+                attempts.get()
+            )
+        })
+    }
+}
+
+/// The SRV retry loop's view of the call: the call's cancellation, and Choria's
+/// warning for every failed try.
+struct SrvRetry<'a> {
+    ctx: &'a ResolveContext,
+    domain: &'a str,
+}
+
+impl Cancellation for SrvRetry<'_> {
+    fn is_cancelled(&self) -> bool {
+        self.ctx.token().is_cancelled()
+    }
+    fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
+        Cancellation::sleep(self.ctx, duration)
+    }
+    fn retrying(&self, try_: usize, _error: &dyn std::fmt::Display, pause: Duration) {
+        self.ctx.log(
+            LogLevel::Warn,
+            &format!(
+                "Resolving provisioning brokers via SRV lookups in domain {} failed on try {try_}, will keep trying in {}ms",
+                self.domain,
+                pause.as_millis()
+            ),
+        );
     }
 }
 

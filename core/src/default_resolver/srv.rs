@@ -25,9 +25,6 @@ use crate::resolver::CancelToken;
 /// How long one SRV query may take before the try counts as failed.
 pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How often a running query checks for cancellation.
-const CANCEL_POLL: Duration = Duration::from_millis(20);
-
 /// Why a lookup returned no answer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum LookupError {
@@ -275,7 +272,7 @@ impl Driver {
         let lookup = runtime.block_on(async {
             tokio::select! {
                 result = tokio::time::timeout(QUERY_TIMEOUT, self.resolver.srv_lookup(fqdn.as_str())) => Some(result),
-                _ = cancelled(cancel) => None,
+                _ = cancel.cancelled() => None,
             }
         });
         let lookup = match lookup {
@@ -318,13 +315,6 @@ fn describe(e: &NetError, name: &str) -> String {
         format!("no SRV records for {name}")
     } else {
         e.to_string()
-    }
-}
-
-/// Resolves once `cancel` is cancelled.
-async fn cancelled(cancel: &CancelToken) {
-    while !cancel.is_cancelled() {
-        tokio::time::sleep(CANCEL_POLL).await;
     }
 }
 

@@ -170,7 +170,7 @@ impl Client {
                             self.endpoints[(member + 1) % n].url
                         ));
                     }
-                    failures.push(format!("{}: {e}", ep.url));
+                    failures.push(e);
                 }
                 Err(other) => return Err(other),
             }
@@ -178,7 +178,7 @@ impl Client {
         // Next time start after the member tried first.
         self.current.store((first + 1) % n, Ordering::Relaxed);
         Err(CallError::Member(if n == 1 {
-            format!("etcd at {}", failures.join(""))
+            failures.join("")
         } else {
             format!("no etcd member answered: {}", failures.join("; "))
         }))
@@ -454,7 +454,7 @@ fn member_error(ep: &Endpoint, what: &str, e: HttpError) -> CallError {
             "etcd at {} did not answer the {what} request in time",
             ep.url
         )),
-        HttpError::Io(e) => CallError::Member(format!("{} ({what}): {e}", ep.url)),
+        HttpError::Io(e) => CallError::Member(format!("etcd at {} ({what}): {e}", ep.url)),
     }
 }
 

@@ -60,10 +60,7 @@ impl Endpoint {
         }
         let (host, port) =
             split_host_port(rest).ok_or_else(|| format!("{url:?} has no valid host or port"))?;
-        let port = match port {
-            Some(p) => p,
-            None => 2379,
-        };
+        let port = port.unwrap_or(2379);
         Ok(Endpoint {
             url: url.to_string(),
             tls,

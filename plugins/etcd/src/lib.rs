@@ -104,8 +104,16 @@ impl Resolver for EtcdResolver {
             ),
             ConfigKey::new(USERNAME_KEY, "", "etcd user when etcd auth is on"),
             ConfigKey::new(PASSWORD_KEY, "", "password of the etcd user"),
-            ConfigKey::new(TLS_CA_KEY, "", "PEM CA bundle for https endpoints (default: system roots)"),
-            ConfigKey::new(TLS_CERT_KEY, "", "PEM client certificate for https endpoints"),
+            ConfigKey::new(
+                TLS_CA_KEY,
+                "",
+                "PEM CA bundle for https endpoints (default: system roots)",
+            ),
+            ConfigKey::new(
+                TLS_CERT_KEY,
+                "",
+                "PEM client certificate for https endpoints",
+            ),
             ConfigKey::new(TLS_KEY_KEY, "", "PEM private key of the client certificate"),
             ConfigKey::new(
                 TIMEOUT_KEY,
@@ -144,7 +152,11 @@ impl Resolver for EtcdResolver {
             (both, _) => {
                 return Err(format!(
                     "set exactly one of {KEY_KEY} and {PREFIX_KEY} ({})",
-                    if both { "both are set" } else { "neither is set" }
+                    if both {
+                        "both are set"
+                    } else {
+                        "neither is set"
+                    }
                 )
                 .into())
             }
@@ -156,10 +168,18 @@ impl Resolver for EtcdResolver {
             (true, true) => None,
             (false, false) => Some((user.clone(), password.clone())),
             (true, false) => {
-                return Err(format!("{PASSWORD_KEY} is set but {USERNAME_KEY} is not: set both or neither").into())
+                return Err(format!(
+                    "{PASSWORD_KEY} is set but {USERNAME_KEY} is not: set both or neither"
+                )
+                .into())
             }
             (false, true) => {
-                return Err(ConfigError::new(PASSWORD_KEY, "", &format!("the password of etcd user {user:?} ({USERNAME_KEY})")).into())
+                return Err(ConfigError::new(
+                    PASSWORD_KEY,
+                    "",
+                    &format!("the password of etcd user {user:?} ({USERNAME_KEY})"),
+                )
+                .into())
             }
         };
 
@@ -175,16 +195,28 @@ impl Resolver for EtcdResolver {
                 "{TLS_CA_KEY}/{TLS_CERT_KEY}/{TLS_KEY_KEY} are set but no endpoint in {ENDPOINTS_KEY} is https://; they are not used"
             ));
         }
-        let tls = if any_https { Some(tls_files.wrapper()?) } else { None };
+        let tls = if any_https {
+            Some(tls_files.wrapper()?)
+        } else {
+            None
+        };
 
         let timeout = config.duration(TIMEOUT_KEY)?;
         if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(60) {
-            return Err(ConfigError::new(TIMEOUT_KEY, config.string(TIMEOUT_KEY), "a duration from 100ms to 60s").into());
+            return Err(ConfigError::new(
+                TIMEOUT_KEY,
+                config.string(TIMEOUT_KEY),
+                "a duration from 100ms to 60s",
+            )
+            .into());
         }
 
         let shown_endpoints: Vec<&str> = endpoints.iter().map(|e| e.url.as_str()).collect();
         let shown_endpoints = shown_endpoints.join(",");
-        ctx.debug(format_args!("reading {} from etcd at {shown_endpoints}", self.query));
+        ctx.debug(format_args!(
+            "reading {} from etcd at {shown_endpoints}",
+            self.query
+        ));
         self.client = Some(Client::new(endpoints, credentials, tls, timeout));
 
         let mut settings = Settings::new().with(ENDPOINTS_KEY, &shown_endpoints);
@@ -193,9 +225,15 @@ impl Resolver for EtcdResolver {
             Query::Prefix(p) => settings.with(PREFIX_KEY, p),
         };
         if !user.is_empty() {
-            settings = settings.with(USERNAME_KEY, &user).secret(PASSWORD_KEY, &password);
+            settings = settings
+                .with(USERNAME_KEY, &user)
+                .secret(PASSWORD_KEY, &password);
         }
-        for (k, v) in [(TLS_CA_KEY, &tls_files.ca), (TLS_CERT_KEY, &tls_files.cert), (TLS_KEY_KEY, &tls_files.key)] {
+        for (k, v) in [
+            (TLS_CA_KEY, &tls_files.ca),
+            (TLS_CERT_KEY, &tls_files.cert),
+            (TLS_KEY_KEY, &tls_files.key),
+        ] {
             if !v.is_empty() {
                 settings = settings.with(k, v);
             }
@@ -222,11 +260,16 @@ impl EtcdResolver {
             let member_url = client.endpoints[range.member].url.clone();
             let found = self.brokers(&range, &member_url)?;
             if !found.is_empty() {
-                ctx.debug(format_args!("{} brokers from etcd at {member_url}", found.len()));
+                ctx.debug(format_args!(
+                    "{} brokers from etcd at {member_url}",
+                    found.len()
+                ));
                 return Ok(found);
             }
             let absent = match &self.query {
-                Query::Key(k) => format!("etcd key {k:?} at {member_url} is not set or holds no brokers"),
+                Query::Key(k) => {
+                    format!("etcd key {k:?} at {member_url} is not set or holds no brokers")
+                }
                 Query::Prefix(p) => format!("no brokers under etcd prefix {p:?} at {member_url}"),
             };
             let query = &self.query;
@@ -247,7 +290,9 @@ impl EtcdResolver {
                     if watch_failures > client.endpoints.len() {
                         return Err(e.into());
                     }
-                    ctx.warn(format_args!("{e}; reading {query} again from the next member"));
+                    ctx.warn(format_args!(
+                        "{e}; reading {query} again from the next member"
+                    ));
                 }
                 Err(CallError::Answer(e)) => return Err(e.into()),
             }
@@ -258,7 +303,10 @@ impl EtcdResolver {
         match &self.query {
             Query::Key(k) => match range.kvs.first() {
                 None => Ok(Vec::new()),
-                Some((_, value)) => Ok(targets::parse_value(value, &format!("etcd key {k:?} at {url}"))?),
+                Some((_, value)) => Ok(targets::parse_value(
+                    value,
+                    &format!("etcd key {k:?} at {url}"),
+                )?),
             },
             Query::Prefix(p) => {
                 if range.kvs.len() > targets::MAX_TARGETS {
@@ -270,7 +318,10 @@ impl EtcdResolver {
                 }
                 let mut found = Vec::new();
                 for (key, value) in &range.kvs {
-                    if let Some(t) = targets::parse_single(value, &format!("etcd key {key:?} (prefix {p:?}) at {url}"))? {
+                    if let Some(t) = targets::parse_single(
+                        value,
+                        &format!("etcd key {key:?} (prefix {p:?}) at {url}"),
+                    )? {
                         found.push(t);
                     }
                 }
@@ -301,7 +352,11 @@ impl TlsFiles {
 
     /// Each set file must be readable; cert and key go together.
     fn check(&self) -> Result<(), Error> {
-        for (k, v) in [(TLS_CA_KEY, &self.ca), (TLS_CERT_KEY, &self.cert), (TLS_KEY_KEY, &self.key)] {
+        for (k, v) in [
+            (TLS_CA_KEY, &self.ca),
+            (TLS_CERT_KEY, &self.cert),
+            (TLS_KEY_KEY, &self.key),
+        ] {
             if !v.is_empty() {
                 std::fs::File::open(Path::new(v))
                     .map_err(|e| ConfigError::new(k, v, &format!("a readable PEM file ({e})")))?;
@@ -345,12 +400,24 @@ mod tests {
 
     #[test]
     fn tls_files_go_together() {
-        let none = TlsFiles { ca: String::new(), cert: String::new(), key: String::new() };
+        let none = TlsFiles {
+            ca: String::new(),
+            cert: String::new(),
+            key: String::new(),
+        };
         assert!(!none.any() && none.check().is_ok());
-        let missing = TlsFiles { ca: "/nonexistent/ca.pem".into(), cert: String::new(), key: String::new() };
+        let missing = TlsFiles {
+            ca: "/nonexistent/ca.pem".into(),
+            cert: String::new(),
+            key: String::new(),
+        };
         let e = missing.check().unwrap_err().to_string();
         assert!(e.contains(TLS_CA_KEY), "{e}");
-        let half = TlsFiles { ca: String::new(), cert: "/dev/null".into(), key: String::new() };
+        let half = TlsFiles {
+            ca: String::new(),
+            cert: "/dev/null".into(),
+            key: String::new(),
+        };
         let e = half.check().unwrap_err().to_string();
         assert!(e.contains(TLS_CERT_KEY) && e.contains(TLS_KEY_KEY), "{e}");
     }

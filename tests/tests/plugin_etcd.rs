@@ -38,6 +38,8 @@ struct Cluster {
     members: Vec<Member>,
     /// Extra etcd flags for every member.
     extra: Vec<String>,
+    /// `http` or `https` (client URLs).
+    scheme: &'static str,
 }
 
 impl Cluster {
@@ -58,6 +60,7 @@ impl Cluster {
             dir: TempDir::new(label),
             members,
             extra: Vec::new(),
+            scheme: "http",
         })
     }
 
@@ -69,7 +72,7 @@ impl Cluster {
     }
 
     fn url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client)
+        format!("{}://127.0.0.1:{}", self.scheme, self.members[i].client)
     }
 
     fn endpoints(&self) -> String {
@@ -87,7 +90,7 @@ impl Cluster {
             .collect();
         let m = &self.members[i];
         let data = self.dir.path().join(&m.name);
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let client = format!("{}://127.0.0.1:{}", self.scheme, m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
         let mut cmd = Command::new(&self.etcd);
         cmd.args(["--name", &m.name, "--data-dir"])
@@ -857,5 +860,191 @@ fn configuration_errors_name_the_keys() {
             "plugin.provtarget.etcd.tls_cert=/nonexistent.pem",
         ],
         &["plugin.provtarget.etcd.tls_cert"],
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl
+/// in `dir`: `(ca.pem, server.pem, server.key, client.pem, client.key)`.
+fn make_certs(dir: &std::path::Path) -> Option<[PathBuf; 5]> {
+    let openssl = require_tool("openssl", "openssl")?;
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=provtarget test CA",
+        ],
+    ]
+    .concat());
+    // etcd's JSON gateway dials its own gRPC port with the server certificate as its
+    // client certificate: the server one needs clientAuth too.
+    for (name, usage) in [
+        ("server", "serverAuth,clientAuth"),
+        ("client", "clientAuth"),
+    ] {
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+    Some(
+        [
+            "ca.pem",
+            "server.pem",
+            "server.key",
+            "client.pem",
+            "client.key",
+        ]
+        .map(|f| dir.join(f)),
+    )
+}
+
+#[test]
+fn https_endpoint_with_a_client_certificate() {
+    let Some(mut etcd) = Cluster::new("etcd-tls", 1) else {
+        return;
+    };
+    let Some(etcdctl) = require_tool("etcdctl", "etcd-client") else {
+        return;
+    };
+    let Some([ca, server_cert, server_key, client_cert, client_key]) = make_certs(etcd.dir.path())
+    else {
+        return;
+    };
+    etcd.scheme = "https";
+    etcd.extra = vec![
+        "--cert-file".into(),
+        path_str(&server_cert),
+        "--key-file".into(),
+        path_str(&server_key),
+        "--trusted-ca-file".into(),
+        path_str(&ca),
+        "--client-cert-auth".into(),
+    ];
+    etcd.start(0);
+    // etcdctl over TLS: waits for the member, then writes the key.
+    let started = Instant::now();
+    loop {
+        let out = Command::new(&etcdctl)
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &etcd.url(0), "--dial-timeout", "2s"])
+            .args([
+                "--cacert",
+                &path_str(&ca),
+                "--cert",
+                &path_str(&client_cert),
+                "--key",
+                &path_str(&client_key),
+            ])
+            .args(["put", "tls/brokers", "secure.example:4222"])
+            .output()
+            .expect("etcdctl");
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < START_LIMIT,
+            "etcdctl put failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            etcd.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dir = etcd_dir("etcd-tls-p");
+    let base = [set("endpoints", etcd.url(0)), set("key", "tls/brokers")];
+    let mut sets = base.to_vec();
+    sets.extend([
+        set("tls_ca", path_str(&ca)),
+        set("tls_cert", path_str(&client_cert)),
+        set("tls_key", path_str(&client_key)),
+    ]);
+    let run = run_targets(&dir, &sets, "20s");
+    assert_eq!(servers(&run), ["nats://secure.example:4222"]);
+
+    // Without the test CA (system roots) the server's certificate is refused.
+    let mut sets = base.to_vec();
+    sets.extend([
+        set("tls_cert", path_str(&client_cert)),
+        set("tls_key", path_str(&client_key)),
+    ]);
+    let run = run_targets(&dir, &sets, "2s");
+    run.failed(1);
+    assert!(
+        run.stderr.contains("try 1 failed") && run.stderr.contains("certificate"),
+        "{}",
+        run.stderr
+    );
+
+    // Without a client certificate etcd refuses the connection.
+    let mut sets = base.to_vec();
+    sets.push(set("tls_ca", path_str(&ca)));
+    let run = run_targets(&dir, &sets, "2s");
+    run.failed(1);
+    assert!(
+        run.stderr.contains("try 1 failed") && run.stderr.contains(&etcd.url(0)),
+        "{}",
+        run.stderr
     );
 }

@@ -29,10 +29,13 @@
 //! | `plugin.provtarget.etcd.prefix` | | prefix whose keys each hold one broker; set exactly one of `key` and `prefix` |
 //! | `plugin.provtarget.etcd.username` | | etcd user (auth on): the plugin authenticates and sends the token |
 //! | `plugin.provtarget.etcd.password` | | that user's password (masked in buildinfo) |
-//! | `plugin.provtarget.etcd.tls_ca` | system roots | PEM CA bundle for https endpoints |
+//! | `plugin.provtarget.etcd.tls_ca` | `/etc/ssl/certs/ca-certificates.crt` | PEM CA bundle for https endpoints |
 //! | `plugin.provtarget.etcd.tls_cert` | | PEM client certificate for https endpoints (with `tls_key`) |
 //! | `plugin.provtarget.etcd.tls_key` | | PEM private key of `tls_cert` |
 //! | `plugin.provtarget.etcd.timeout` | `3s` | connect and per-request timeout for each member |
+//!
+//! https endpoints need the default cargo feature `tls` (rustls with the ring
+//! provider); without it they are refused in `configure`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -107,7 +110,7 @@ impl Resolver for EtcdResolver {
             ConfigKey::new(
                 TLS_CA_KEY,
                 "",
-                "PEM CA bundle for https endpoints (default: system roots)",
+                "PEM CA bundle for https endpoints (unset: /etc/ssl/certs/ca-certificates.crt)",
             ),
             ConfigKey::new(
                 TLS_CERT_KEY,

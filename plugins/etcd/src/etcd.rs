@@ -103,7 +103,11 @@ pub(crate) struct Range {
 /// How a watch ended without an error.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum WatchEnd {
-    /// Something changed under the watched key(s) (or etcd cancelled the watch): range again.
+    /// The watched key was put: its new value, taken from the event itself (no second
+    /// request needed). Only for [`Query::Key`].
+    Put(Vec<u8>),
+    /// Something else changed under the watched key(s) (or etcd cancelled the watch):
+    /// range again.
     Changed,
     /// [`WATCH_PERIOD`] passed quietly.
     Quiet,
@@ -257,10 +261,23 @@ impl Client {
                 if result.get("created").and_then(Value::as_bool) == Some(true) {
                     on_created(ep);
                 }
-                let has_events = result
-                    .get("events")
-                    .and_then(Value::as_array)
-                    .is_some_and(|e| !e.is_empty());
+                let events = result.get("events").and_then(Value::as_array);
+                if let (Query::Key(_), Some(last)) = (query, events.and_then(|e| e.last())) {
+                    // A PUT event (the type is omitted for PUT, the enum's zero) carries
+                    // the new value.
+                    let is_put = match last.get("type") {
+                        None => true,
+                        Some(t) => t == "PUT",
+                    };
+                    if is_put {
+                        if let Some(v) = last.pointer("/kv/value").and_then(Value::as_str) {
+                            if let Ok(value) = B64.decode(v) {
+                                return Ok(WatchEnd::Put(value));
+                            }
+                        }
+                    }
+                }
+                let has_events = events.is_some_and(|e| !e.is_empty());
                 if has_events || result.get("canceled").and_then(Value::as_bool) == Some(true) {
                     return Ok(WatchEnd::Changed);
                 }

@@ -13,7 +13,8 @@
 //!
 //! It speaks etcd's v3 JSON API (etcd 3.4 and later): `POST /v3/kv/range` for the key
 //! or prefix and, while nothing is there, a `POST /v3/watch` from the revision it read,
-//! so brokers written later arrive at once instead of at the next poll. Members are
+//! so brokers written later arrive at once (a key's new value comes in the watch event
+//! itself; a prefix is read again) instead of at the next poll. Members are
 //! tried in the configured order starting with the last one that answered; a member
 //! that fails (refused, silent, no leader) passes the request to the next. While no
 //! member answers it retries with Choria's FiveSec backoff, logging each failed try
@@ -284,6 +285,19 @@ impl EtcdResolver {
                 ))
             };
             match client.watch(ctx, range.member, &self.query, revision + 1, &on_created) {
+                Ok(WatchEnd::Put(value)) => {
+                    let Query::Key(k) = &self.query else { continue };
+                    let source =
+                        format!("etcd key {k:?} at {}", client.endpoints[range.member].url);
+                    let found = targets::parse_value(&value, &source)?;
+                    if !found.is_empty() {
+                        ctx.debug(format_args!(
+                            "{} brokers from the watch on {source}",
+                            found.len()
+                        ));
+                        return Ok(found);
+                    }
+                }
                 Ok(WatchEnd::Changed) | Ok(WatchEnd::Quiet) => continue,
                 // Cancelled while waiting: the answer is that nothing was there.
                 Err(CallError::Cancelled) => return Err(absent.into()),

@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! cargo build --release -p provtarget-etcd -p provtarget-bench-fleet
-//! target/release/provtarget-bench-fleet [--plugin target/release/libprovtarget_etcd.so] [--servers 1000] [--outage-secs 10]
+//! target/release/provtarget-bench-fleet [--plugin target/release/libprovtarget_etcd.so] [--servers 1000] [--outage-secs 10] [--outage refuse|close]
 //! ```
 //!
-//! Scenario "outage": the key is in etcd, the proxy in front of it is down (it closes
-//! every connection it accepts, unanswered, and counts it) for `--outage-secs`, then
-//! forwards again. Reported: connections (= requests: the plugin sends one request per
+//! Scenario "outage": the key is in etcd, the proxy in front of it is down for
+//! `--outage-secs` (`refuse`, the default: its listening socket is closed, so the
+//! kernel refuses connections and the plugin's logged failed tries count them; `close`:
+//! it accepts, counts and closes each connection unanswered), then forwards again. Reported: connections (= requests: the plugin sends one request per
 //! connection) the backend saw per second during the outage, and the time from recovery
 //! until each resolution had its targets.
 //!
@@ -48,6 +49,7 @@ fn main() {
     let mut plugin = PathBuf::from("target/release/libprovtarget_etcd.so");
     let mut servers = 1000usize;
     let mut outage = Duration::from_secs(10);
+    let mut outage_mode = Mode::Refuse;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -56,6 +58,13 @@ fn main() {
             "--servers" => servers = value().parse().expect("--servers N"),
             "--outage-secs" => {
                 outage = Duration::from_secs(value().parse().expect("--outage-secs S"))
+            }
+            "--outage" => {
+                outage_mode = match value().as_str() {
+                    "refuse" => Mode::Refuse,
+                    "close" => Mode::Close,
+                    other => panic!("--outage refuse|close, not {other}"),
+                }
             }
             other => panic!("unknown argument {other}; see the crate docs"),
         }
@@ -109,25 +118,29 @@ fn main() {
 
     // ---- outage ----
     put(client, KEY, VALUE);
-    proxy.set(Mode::Down);
     let fleet = Fleet::new(&lib, servers, proxy.port);
+    proxy.set(outage_mode);
+    std::thread::sleep(Duration::from_millis(50));
     let before = proxy.count();
-    let run_start = Instant::now();
     let (times, tries) = fleet.run(|| {
         std::thread::sleep(outage);
-        let during = proxy.count() - before;
+        let accepted = proxy.count() - before;
+        let tried = fleet.tries.load(Ordering::SeqCst);
+        let recovered = Instant::now();
         proxy.set(Mode::Up);
+        // Refused connections never reach the proxy: each is one failed try.
+        let during = if outage_mode == Mode::Refuse { tried } else { accepted };
         println!(
-            "outage: {during} requests in {:.1} s = {:.0} requests/s ({:.2} per server per second)",
-            run_start.elapsed().as_secs_f64(),
+            "outage ({outage_mode:?}): {during} connection attempts in {} s = {:.0}/s ({:.2} per server per second); proxy accepted {accepted}, plugin logged {tried} failed tries",
+            outage.as_secs(),
             during as f64 / outage.as_secs_f64(),
             during as f64 / outage.as_secs_f64() / servers as f64
         );
-        Instant::now()
+        recovered
     });
     report("outage: recovery -> targets", &times);
     println!(
-        "outage: failed tries logged: {tries}; requests after recovery: {}",
+        "outage: failed tries logged: {tries}; connections the proxy accepted in this scenario: {}",
         proxy.count() - before
     );
 
@@ -156,8 +169,11 @@ fn main() {
             "watch: requests during 2 s of waiting: {}",
             proxy.count() - quiet
         );
+        // Measured from just before the write: watchers can hear of it before the
+        // put's own answer arrives.
+        let written = Instant::now();
         put(client, KEY, VALUE);
-        Instant::now()
+        written
     });
     report("watch: write -> targets", &times);
     println!(
@@ -288,15 +304,19 @@ fn report(what: &str, times: &[Duration]) {
 
 // ---------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 enum Mode {
+    /// Forwards every connection to etcd.
     Up = 0,
-    Down = 1,
+    /// Listening socket closed: the kernel refuses every connection (nothing to count
+    /// here; the plugin's failed tries count them).
+    Refuse = 1,
+    /// Accepts, counts and closes every connection unanswered.
+    Close = 2,
 }
 
-/// A TCP proxy to etcd on 127.0.0.1 that counts connections; when down it closes each
-/// connection unanswered.
+/// A TCP proxy to etcd on 127.0.0.1 that counts the connections it accepts.
 struct Proxy {
     port: u16,
     mode: Arc<AtomicU8>,
@@ -305,22 +325,45 @@ struct Proxy {
 
 impl Proxy {
     fn start(target: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
-        let port = listener.local_addr().unwrap().port();
+        let first = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        let port = first.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(Mode::Up as u8));
         let count = Arc::new(AtomicUsize::new(0));
         let (m, c) = (Arc::clone(&mode), Arc::clone(&count));
         std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                c.fetch_add(1, Ordering::SeqCst);
-                if m.load(Ordering::SeqCst) == Mode::Down as u8 {
-                    let _ = conn.shutdown(Shutdown::Both);
+            let mut listener = Some(first);
+            loop {
+                let mode = m.load(Ordering::SeqCst);
+                if mode == Mode::Refuse as u8 {
+                    listener = None;
+                    std::thread::sleep(Duration::from_millis(2));
                     continue;
                 }
-                let _ = std::thread::Builder::new()
-                    .stack_size(64 * 1024)
-                    .spawn(move || pipe(conn, target));
+                let l = match &listener {
+                    Some(l) => l,
+                    None => match TcpListener::bind(("127.0.0.1", port)) {
+                        Ok(l) => listener.insert(l),
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(2));
+                            continue;
+                        }
+                    },
+                };
+                l.set_nonblocking(true).expect("nonblocking listener");
+                match l.accept() {
+                    Ok((conn, _)) => {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        let _ = conn.set_nonblocking(false);
+                        if mode == Mode::Close as u8 {
+                            let _ = conn.shutdown(Shutdown::Both);
+                            continue;
+                        }
+                        let _ = std::thread::Builder::new()
+                            .stack_size(64 * 1024)
+                            .spawn(move || pipe(conn, target));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
             }
         });
         Proxy { port, mode, count }

@@ -452,6 +452,111 @@ fn retryable(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{
+        net::TcpListener,
+        sync::atomic::{AtomicBool, Ordering},
+    };
+
+    struct Flag(AtomicBool);
+    impl Cancellation for Flag {
+        fn is_cancelled(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+        fn sleep(&self, d: Duration) -> std::result::Result<(), provtarget_abi::Cancelled> {
+            std::thread::sleep(d);
+            Ok(())
+        }
+    }
+
+    /// A server on 127.0.0.1 that reads the request head, then writes `answer` in
+    /// pieces (to exercise reassembly) and holds the connection for `hold`.
+    fn serve(answer: Vec<u8>, hold: Duration) -> Endpoint {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).unwrap();
+                if n == 0 {
+                    return;
+                }
+                req.extend_from_slice(&b[..n]);
+            }
+            for piece in answer.chunks(7) {
+                let _ = s.write_all(piece);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(hold);
+        });
+        Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap()
+    }
+
+    fn exchange(ep: &Endpoint, cancel: &Flag, max: usize) -> Result<(u16, Vec<u8>)> {
+        let tcp = connect(ep, cancel, Duration::from_secs(5))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mut conn, mut head) = Conn::post(
+            Box::new(tcp),
+            ep,
+            "/v3/kv/range",
+            Some("tok"),
+            b"{}",
+            cancel,
+            deadline,
+        )?;
+        let body = conn.body(&mut head, max)?;
+        Ok((head.status, body))
+    }
+
+    #[test]
+    fn bodies_chunked_sized_and_bounded() {
+        let flag = Flag(AtomicBool::new(false));
+        let ep = serve(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n".to_vec(),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            exchange(&ep, &flag, 1024).unwrap(),
+            (200, b"hello world".to_vec())
+        );
+        let ep = serve(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabcdef".to_vec(),
+            Duration::ZERO,
+        );
+        assert_eq!(exchange(&ep, &flag, 1024).unwrap(), (404, b"abc".to_vec()));
+        let ep = serve(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n".to_vec(),
+            Duration::ZERO,
+        );
+        let e = exchange(&ep, &flag, 1024).unwrap_err().to_string();
+        assert!(e.contains("too large"), "{e}");
+        let ep = serve(b"SSH-2.0-OpenSSH\r\n".to_vec(), Duration::ZERO);
+        let e = exchange(&ep, &flag, 1024).unwrap_err().to_string();
+        assert!(e.contains("not an HTTP answer"), "{e}");
+        let ep = serve(vec![b'x'; 3 * MAX_LINE], Duration::from_millis(500));
+        let e = exchange(&ep, &flag, 1024).unwrap_err().to_string();
+        assert!(e.contains("longer than"), "{e}");
+    }
+
+    #[test]
+    fn a_silent_server_is_left_on_cancellation() {
+        let flag = Flag(AtomicBool::new(false));
+        let ep = serve(
+            b"HTTP/1.1 200 OK\r\nContent-Len".to_vec(),
+            Duration::from_secs(5),
+        );
+        std::thread::scope(|s| {
+            let started = Instant::now();
+            let call = s.spawn(|| exchange(&ep, &flag, 1024));
+            std::thread::sleep(Duration::from_millis(200));
+            flag.0.store(true, Ordering::SeqCst);
+            let result = call.join().unwrap();
+            assert!(matches!(result, Err(HttpError::Cancelled)), "{result:?}");
+            // Liveness only: it ended long before the server let go (5 s).
+            assert!(started.elapsed() < Duration::from_secs(4));
+        });
+    }
 
     #[test]
     fn endpoints_parse_and_refuse_garbage() {

@@ -21,7 +21,6 @@ use crate::{
     resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
     selection::{self, Member},
     targets::{self, Server},
-    text::printable,
 };
 
 /// How long a resolver gets to return after it has been cancelled before the host
@@ -119,6 +118,8 @@ pub struct Host {
     chain: Vec<ActiveResolver>,
     disabled: Vec<DisabledResolver>,
     warnings: Vec<String>,
+    /// Names in `plugin.provtarget.resolvers` that matched no loaded plugin.
+    not_loaded: Vec<String>,
 }
 
 /// A successful resolution.
@@ -178,14 +179,27 @@ impl Failure {
     }
 }
 
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Failure {
+    /// The message for JSON: Choria's text with credentials in URLs masked but
+    /// nothing escaped (a JSON encoder escapes what it must, and a reader gets the
+    /// resolver's text back). `Display` gives the same text escaped for a terminal.
+    pub fn message(&self) -> String {
+        struct Raw<'a>(&'a Failure);
+        impl fmt::Display for Raw<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.render(f, crate::text::redact_userinfo)
+            }
+        }
+        Raw(self).to_string()
+    }
+
+    fn render(&self, f: &mut fmt::Formatter<'_>, show: fn(&str) -> String) -> fmt::Result {
         let could_not = |f: &mut fmt::Formatter<'_>, resolver: &str, why: &str| {
             write!(
                 f,
                 "could not determine provisioning servers using {} provisioning target plugin: {}",
-                printable(resolver),
-                printable(why)
+                show(resolver),
+                show(why)
             )
         };
         match self {
@@ -206,10 +220,18 @@ impl fmt::Display for Failure {
             Failure::NoServers { resolver } => write!(
                 f,
                 "provisioning target plugin {} returned no servers",
-                printable(resolver)
+                show(resolver)
             ),
             Failure::Failed { resolver, error } => could_not(f, resolver, error),
         }
+    }
+}
+
+impl fmt::Display for Failure {
+    /// Choria's text, credentials masked and control characters escaped
+    /// ([`shown`](crate::text::shown)).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(f, crate::text::shown)
     }
 }
 
@@ -221,11 +243,31 @@ pub struct ResolveError {
     pub failure: Failure,
     /// Every resolver tried, in order, with its failure (the last is `failure`).
     pub failed: Vec<Failure>,
+    /// What else the operator should know to understand the failure, raw (escape it
+    /// for a terminal): resolvers named in `plugin.provtarget.resolvers` that are not
+    /// loaded, so the chain ran without them.
+    pub note: Option<String>,
+}
+
+impl ResolveError {
+    /// The message for JSON: like `Display` with nothing escaped (credentials are
+    /// masked in both).
+    pub fn message(&self) -> String {
+        match &self.note {
+            Some(note) => format!("{}; note: {}", self.failure.message(), note),
+            None => self.failure.message(),
+        }
+    }
 }
 
 impl fmt::Display for ResolveError {
+    /// The last failure in Choria's words, then `; note: ...` when there is a note.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.failure.fmt(f)
+        self.failure.fmt(f)?;
+        if let Some(note) = &self.note {
+            write!(f, "; note: {}", crate::text::shown(note))?;
+        }
+        Ok(())
     }
 }
 
@@ -266,6 +308,12 @@ impl Host {
             .map(|p| p.info.name.as_str())
             .collect();
         let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
+        let not_loaded: Vec<String> = config
+            .resolvers()
+            .iter()
+            .filter(|n| !provtarget_loader::is_reserved_name(n) && !names.contains(&n.as_str()))
+            .cloned()
+            .collect();
         warnings.extend(plan.warnings);
         let candidates: Vec<(Box<dyn TargetResolver>, Origin)> = plan
             .members
@@ -327,6 +375,7 @@ impl Host {
             chain,
             disabled,
             warnings,
+            not_loaded,
         }
     }
 
@@ -393,7 +442,7 @@ impl Host {
                     tracing::warn!(
                         plugin = active.name.as_str(),
                         "{failure}; trying {}",
-                        next.name
+                        crate::text::printable(&next.name)
                     );
                 }
             }
@@ -416,7 +465,20 @@ impl Host {
         if failed.last() != Some(&failure) && failure != Failure::NoResolver {
             failed.push(failure.clone());
         }
-        Err(ResolveError { failure, failed })
+        let note = (!self.not_loaded.is_empty()).then(|| {
+            let names: Vec<String> = self.not_loaded.iter().map(|n| format!("{n:?}")).collect();
+            format!(
+                "resolver {} named in plugin.provtarget.resolvers (or --resolver) {} not loaded, so the chain ran without {}; see `provtarget buildinfo`",
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" },
+                if names.len() == 1 { "it" } else { "them" },
+            )
+        });
+        Err(ResolveError {
+            failure,
+            failed,
+            note,
+        })
     }
 }
 
@@ -428,8 +490,7 @@ fn parse_failure(resolver: &str, message: String) -> Failure {
         };
     }
     let prefix = format!(
-        "could not determine provisioning servers using {} provisioning target plugin: ",
-        printable(resolver)
+        "could not determine provisioning servers using {resolver} provisioning target plugin: "
     );
     Failure::Failed {
         resolver: resolver.to_string(),
@@ -467,7 +528,11 @@ impl CallError {
 
 /// Logs why a resolver left the chain and keeps it for `buildinfo`.
 fn record_disabled(disabled: &mut Vec<DisabledResolver>, d: DisabledResolver) {
-    tracing::error!(plugin = d.name.as_str(), "resolver disabled: {}", d.reason);
+    tracing::error!(
+        plugin = d.name.as_str(),
+        "resolver disabled: {}",
+        crate::text::shown(&d.reason)
+    );
     disabled.push(d);
 }
 

@@ -263,10 +263,14 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
     out
 }
 
-/// The JSON report: `resolver`, `chain`, `plugins` and more. Values carry raw text
-/// (serde escapes what JSON needs): names, paths and settings are not escaped for a
-/// terminal; secrets and credentials in URLs are masked. A refusal's `reason` is the
-/// loader's one-line text, in which the loader has already escaped the file's name.
+/// The JSON report: `resolver`, `chain`, `plugins` and more.
+///
+/// One policy for every JSON output (`buildinfo`, `targets`, `plugins check`):
+/// *values* (names, versions, paths, settings, servers) carry the raw text, which
+/// serde escapes once for JSON; secrets and credentials in URLs are masked.
+/// *Messages* (`reason`, `error`, `warnings`, `note`) carry the very line printed on
+/// the terminal and in the log: one line, credentials masked, control and format
+/// characters already escaped.
 pub fn json(host: &Host) -> Value {
     let config = host.config();
     let (name, version) = host.resolver_name();
@@ -300,7 +304,7 @@ pub fn json(host: &Host) -> Value {
                 Origin::Plugin(p) => Value::String(p.display().to_string()),
             },
         })).collect::<Vec<_>>(),
-        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": redact_userinfo(&d.reason)})).collect::<Vec<_>>(),
+        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": safe(&d.reason)})).collect::<Vec<_>>(),
         "settings": settings,
         "config_file": config.file().map(|p| p.display().to_string()),
         "directories": config.directories().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
@@ -308,7 +312,7 @@ pub fn json(host: &Host) -> Value {
         "owner_checks": !config.insecure_skip_owner_checks(),
         "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
         "plugins": plugins,
-        "warnings": host.warnings().iter().map(|w| redact_userinfo(w)).collect::<Vec<_>>(),
+        "warnings": host.warnings().iter().map(|w| safe(w)).collect::<Vec<_>>(),
     })
 }
 

@@ -180,19 +180,6 @@ impl Failure {
 }
 
 impl Failure {
-    /// The message for JSON: Choria's text with credentials in URLs masked but
-    /// nothing escaped (a JSON encoder escapes what it must, and a reader gets the
-    /// resolver's text back). `Display` gives the same text escaped for a terminal.
-    pub fn message(&self) -> String {
-        struct Raw<'a>(&'a Failure);
-        impl fmt::Display for Raw<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.render(f, crate::text::redact_userinfo)
-            }
-        }
-        Raw(self).to_string()
-    }
-
     fn render(&self, f: &mut fmt::Formatter<'_>, show: fn(&str) -> String) -> fmt::Result {
         let could_not = |f: &mut fmt::Formatter<'_>, resolver: &str, why: &str| {
             write!(
@@ -228,8 +215,9 @@ impl Failure {
 }
 
 impl fmt::Display for Failure {
-    /// Choria's text, credentials masked and control characters escaped
-    /// ([`shown`](crate::text::shown)).
+    /// Choria's text, one line: credentials masked and control characters escaped
+    /// ([`shown`](crate::text::shown)). The same text is printed, logged and carried
+    /// in JSON.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.render(f, crate::text::shown)
     }
@@ -243,21 +231,10 @@ pub struct ResolveError {
     pub failure: Failure,
     /// Every resolver tried, in order, with its failure (the last is `failure`).
     pub failed: Vec<Failure>,
-    /// What else the operator should know to understand the failure, raw (escape it
-    /// for a terminal): resolvers named in `plugin.provtarget.resolvers` that are not
+    /// What else the operator should know to understand the failure (one line,
+    /// escaped): resolvers named in `plugin.provtarget.resolvers` that are not
     /// loaded, so the chain ran without them.
     pub note: Option<String>,
-}
-
-impl ResolveError {
-    /// The message for JSON: like `Display` with nothing escaped (credentials are
-    /// masked in both).
-    pub fn message(&self) -> String {
-        match &self.note {
-            Some(note) => format!("{}; note: {}", self.failure.message(), note),
-            None => self.failure.message(),
-        }
-    }
 }
 
 impl fmt::Display for ResolveError {
@@ -265,7 +242,7 @@ impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.failure.fmt(f)?;
         if let Some(note) = &self.note {
-            write!(f, "; note: {}", crate::text::shown(note))?;
+            write!(f, "; note: {note}")?;
         }
         Ok(())
     }
@@ -466,7 +443,11 @@ impl Host {
             failed.push(failure.clone());
         }
         let note = (!self.not_loaded.is_empty()).then(|| {
-            let names: Vec<String> = self.not_loaded.iter().map(|n| format!("{n:?}")).collect();
+            let names: Vec<String> = self
+                .not_loaded
+                .iter()
+                .map(|n| format!("\"{}\"", crate::text::shown(n)))
+                .collect();
             format!(
                 "resolver {} named in plugin.provtarget.resolvers (or --resolver) {} not loaded, so the chain ran without {}; see `provtarget buildinfo`",
                 names.join(", "),

@@ -16,7 +16,7 @@ use provtarget::{
     config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE},
     host::{Failure, Host},
     resolver::CancelToken,
-    text::{printable, redact_userinfo},
+    text::printable,
 };
 use provtarget_loader::{LoaderOptions, Verdict};
 use serde_json::json;
@@ -415,10 +415,10 @@ fn targets_cmd(
     }
     signals.cancel_on_signal(&cancel);
     let result = runtime.block_on(host.resolve(&cancel));
-    // JSON carries raw text (credentials masked); text output is escaped.
+    // Messages in JSON are the lines printed (one line, masked, escaped); values raw.
     let failed = |f: &[Failure]| {
         f.iter()
-            .map(|f| json!({"resolver": f.resolver(), "kind": failure_kind(f), "error": f.message()}))
+            .map(|f| json!({"resolver": f.resolver(), "kind": failure_kind(f), "error": f.to_string()}))
             .collect::<Vec<_>>()
     };
     match result {
@@ -448,10 +448,10 @@ fn targets_cmd(
         Err(e) => {
             if as_json {
                 print_json(&json!({
-                    "error": e.message(),
+                    "error": e.to_string(),
                     "kind": failure_kind(&e.failure),
                     "failed": failed(&e.failed),
-                    "note": e.note.as_deref().map(redact_userinfo),
+                    "note": e.note,
                 }));
             }
             say(&e.to_string());

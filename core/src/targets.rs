@@ -161,24 +161,23 @@ const HOST_RULE: &str = "hosts must be DNS names, IPv4 addresses or bracketed IP
 /// - otherwise the list is parsed with [`parse_servers`], a parse error being wrapped
 ///   like a resolver error.
 ///
-/// Credentials in URLs are masked in every error text
-/// ([`redact_userinfo`](crate::text::redact_userinfo)); the texts are otherwise raw
-/// (for JSON): escape them with [`shown`](crate::text::shown) before printing them
-/// on a terminal or in a log line, as the host's `Failure` does.
+/// Every error text is one line ready to show: credentials in URLs masked and control
+/// and format characters escaped ([`shown`](crate::text::shown)), as it is printed,
+/// logged and carried in JSON.
 pub fn servers_from(
     resolver_name: &str,
     result: Result<RawTargets, String>,
 ) -> Result<Vec<Server>, String> {
     let could_not = |err: String| {
-        crate::text::redact_userinfo(&format!(
+        crate::text::shown(&format!(
             "could not determine provisioning servers using {resolver_name} provisioning target plugin: {err}"
         ))
     };
     let list = result.map_err(could_not)?;
     if list.is_empty() {
-        return Err(format!(
+        return Err(crate::text::printable(&format!(
             "provisioning target plugin {resolver_name} returned no servers"
-        ));
+        )));
     }
     if list.len() > MAX_TARGETS {
         return Err(could_not(format!(
@@ -189,7 +188,8 @@ pub fn servers_from(
     parse_servers(&list).map_err(could_not)
 }
 
-/// One entry; the error is the full Choria-style message, credentials masked.
+/// One entry; the error is the full Choria-style message, credentials masked and
+/// control and format characters escaped.
 fn parse_server(entry: &str) -> Result<Server, String> {
     if entry.len() > MAX_ENTRY_LEN {
         // Neither parsed nor shown: it may be megabytes long.
@@ -198,26 +198,36 @@ fn parse_server(entry: &str) -> Result<Server, String> {
             entry.len()
         ));
     }
-    parse_entry(entry).map_err(|err| mask_credentials(entry.trim(), &err))
+    parse_entry(entry).map_err(|err| masked_error(entry.trim(), err))
 }
 
-/// `message` (about `entry`) with the credentials `entry` may carry masked: whatever
-/// precedes the last `@` after the scheme, also in an entry that is not a URL
-/// (`user:pw@h:4222`), then every `scheme://user@` the message holds.
-fn mask_credentials(entry: &str, message: &str) -> String {
-    let start = match entry.find("://") {
-        Some(i) => i + 3,
-        None if entry.starts_with("//") => 2,
-        None => 0,
+/// The error for `entry` with the credentials it may carry masked: whatever precedes
+/// the last `@` after the scheme, also in an entry that is not a URL
+/// (`user:pw@h:4222`). The message is made from the entry with its credentials
+/// replaced by `*****`, so no piece of them (a password read as a port, say) can
+/// appear in it; then escaped.
+fn masked_error(entry: &str, err: String) -> String {
+    let start = match split_scheme(entry) {
+        Some((Some(scheme), rest)) if rest.starts_with("//") => scheme.len() + 3,
+        _ if entry.starts_with("//") => 2,
+        _ => 0,
     };
-    let message = match entry[start..].rfind('@') {
+    let err = match entry[start..].rfind('@') {
         Some(at) if at > 0 => {
-            let secret = &entry[start..start + at + 1];
-            message.replace(secret, &format!("{}@", crate::buildinfo::MASK))
+            let masked = format!(
+                "{}{}{}",
+                &entry[..start],
+                crate::buildinfo::MASK,
+                &entry[start + at..]
+            );
+            match parse_entry(&masked) {
+                Err(e) => e,
+                Ok(_) => format!("could not parse host {masked}: not a host:port or a URL"),
+            }
         }
-        _ => message.to_string(),
+        _ => err,
     };
-    crate::text::redact_userinfo(&message)
+    crate::text::shown(&err)
 }
 
 fn parse_entry(entry: &str) -> Result<Server, String> {
@@ -678,14 +688,12 @@ mod tests {
             one("nats://h:0").unwrap_err(),
             "could not parse host port h:0: port 0 is not a usable broker port"
         );
-        // Errors are raw (JSON carries them so); `text::shown` escapes them for a
-        // terminal, as the host's `Failure` does.
         assert_eq!(
-            crate::text::shown(&parse_servers(&["evil\u{1b}x:4222".to_string()]).unwrap_err()),
+            parse_servers(&["evil\u{1b}x:4222".to_string()]).unwrap_err(),
             "could not parse host evil\\u{1b}x:4222: host contains white space or control characters"
         );
         assert_eq!(
-            crate::text::shown(&servers_from("P", Err("bad\nline\u{1b}[2J".into())).unwrap_err()),
+            servers_from("P", Err("bad\nline\u{1b}[2J".into())).unwrap_err(),
             "could not determine provisioning servers using P provisioning target plugin: bad\\nline\\u{1b}[2J"
         );
         assert!(parse_servers(&["a b:4222".to_string()]).is_err());

@@ -402,18 +402,15 @@ fn file_names_with_escape_sequences_cannot_forge_lines() {
 }
 
 #[test]
-fn json_carries_raw_text_once_and_text_escapes_it() {
+fn json_values_are_raw_and_messages_are_the_printed_line() {
     let dir = plugin_dir("ho-json", &["provtarget-testkit"]);
     let d = path_str(dir.path());
-    // A setting the plugin reports back (testkit.mode), holding an escape sequence.
+    // A value: a setting the plugin reports back (testkit.mode) holding an escape
+    // sequence is raw in JSON (escaped once, by JSON), escaped in text.
     let mode = "x\u{1b}[31m";
     let set = format!("testkit.mode={mode}");
     let run = provtarget(&["buildinfo", "--json", "--plugin-dir", &d, "--set", &set]);
-    assert_eq!(
-        run.json()["settings"]["testkit.mode"],
-        mode,
-        "raw, escaped once by JSON"
-    );
+    assert_eq!(run.json()["settings"]["testkit.mode"], mode);
     let run = provtarget(&["buildinfo", "--plugin-dir", &d, "--set", &set]);
     assert!(
         run.stdout.contains("testkit.mode: x\\u{1b}[31m"),
@@ -421,7 +418,8 @@ fn json_carries_raw_text_once_and_text_escapes_it() {
         run.stdout
     );
 
-    // A failure's error: raw in JSON, escaped on stderr.
+    // A message: the error is the line printed on stderr, in JSON too (one line,
+    // escaped once, not again).
     let run = provtarget(&[
         "targets",
         "--json",
@@ -434,17 +432,19 @@ fn json_carries_raw_text_once_and_text_escapes_it() {
     let v = run.json();
     let error = v["error"].as_str().unwrap();
     assert!(
-        error.contains("could not parse host ev\u{1b}il:4222"),
+        error.contains("could not parse host ev\\u{1b}il:4222"),
         "{error}"
     );
-    assert!(!error.contains("\\u{1b}"), "not pre-escaped: {error}");
+    assert!(
+        !error.contains('\u{1b}') && !error.contains("\\\\"),
+        "{error}"
+    );
     assert_eq!(v["failed"][0]["error"], error);
     assert!(
-        run.stderr.contains("could not parse host ev\\u{1b}il:4222"),
+        run.stderr.contains(&format!("provtarget: {error}")),
         "{}",
         run.stderr
     );
-    assert!(!run.stderr.contains('\u{1b}'), "{}", run.stderr);
 }
 
 // ---- (5) hosts that would print as other URLs ----------------------------------------

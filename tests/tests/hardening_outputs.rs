@@ -346,8 +346,8 @@ fn file_names_with_escape_sequences_cannot_forge_lines() {
         )),
     )
     .unwrap();
-    let pins = root.write(&format!("pins\u{1b}[31m\nFORGED"), "");
-    let config = root.write(&format!("conf\u{1b}[31m\nFORGED"), "");
+    let pins = root.write("pins\u{1b}[31m\nFORGED", "");
+    let config = root.write("conf\u{1b}[31m\nFORGED", "");
     let d = path_str(&dir);
     let (p, c) = (path_str(&pins), path_str(&config));
     for level in ["info", "debug"] {

@@ -179,8 +179,12 @@ impl Failure {
     }
 }
 
-impl Failure {
-    fn render(&self, f: &mut fmt::Formatter<'_>, show: fn(&str) -> String) -> fmt::Result {
+impl fmt::Display for Failure {
+    /// Choria's text, one line: credentials masked and control characters escaped
+    /// ([`shown`](crate::text::shown)). The same text is printed, logged and carried
+    /// in JSON.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = crate::text::shown;
         let could_not = |f: &mut fmt::Formatter<'_>, resolver: &str, why: &str| {
             write!(
                 f,
@@ -211,15 +215,6 @@ impl Failure {
             ),
             Failure::Failed { resolver, error } => could_not(f, resolver, error),
         }
-    }
-}
-
-impl fmt::Display for Failure {
-    /// Choria's text, one line: credentials masked and control characters escaped
-    /// ([`shown`](crate::text::shown)). The same text is printed, logged and carried
-    /// in JSON.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.render(f, crate::text::shown)
     }
 }
 
@@ -470,8 +465,10 @@ fn parse_failure(resolver: &str, message: String) -> Failure {
             resolver: resolver.to_string(),
         };
     }
+    // `servers_from`'s text is escaped, the resolver's name in it included.
     let prefix = format!(
-        "could not determine provisioning servers using {resolver} provisioning target plugin: "
+        "could not determine provisioning servers using {} provisioning target plugin: ",
+        crate::text::shown(resolver)
     );
     Failure::Failed {
         resolver: resolver.to_string(),

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::{
     host::{Host, Origin},
-    text::{printable, redact_userinfo},
+    text::{printable, redact_userinfo, shown as safe},
 };
 
 /// What replaces a secret's value.
@@ -27,10 +27,16 @@ pub fn is_secret(key: &str) -> bool {
 /// A setting as shown: secrets masked, credentials inside URLs masked, control
 /// characters escaped.
 fn shown(key: &str, value: &str) -> String {
+    printable(&masked(key, value))
+}
+
+/// A setting for JSON: secrets and credentials inside URLs masked, nothing escaped
+/// (JSON carries raw text; its encoder escapes what it must).
+fn masked(key: &str, value: &str) -> String {
     if is_secret(key) && !value.is_empty() {
         MASK.to_string()
     } else {
-        printable(&redact_userinfo(value))
+        redact_userinfo(value)
     }
 }
 
@@ -76,7 +82,7 @@ pub fn text(host: &Host) -> String {
             out,
             "            Disabled Resolver: {}: {}",
             printable(&d.name),
-            printable(&d.reason)
+            safe(&d.reason)
         );
     }
     let _ = writeln!(
@@ -84,13 +90,13 @@ pub fn text(host: &Host) -> String {
         "            Configuration File: {}",
         config
             .file()
-            .map(|p| p.display().to_string())
+            .map(|p| printable(&p.to_string_lossy()))
             .unwrap_or_else(|| "none (built-in defaults)".into())
     );
     let dirs: Vec<String> = config
         .directories()
         .iter()
-        .map(|d| d.display().to_string())
+        .map(|d| printable(&d.to_string_lossy()))
         .collect();
     let _ = writeln!(out, "            Plugin Directories: {}", dirs.join(", "));
     let _ = writeln!(
@@ -98,7 +104,7 @@ pub fn text(host: &Host) -> String {
         "            Plugin Pins: {}",
         config
             .pin_file()
-            .map(|p| p.display().to_string())
+            .map(|p| printable(&p.to_string_lossy()))
             .unwrap_or_else(|| "not pinned".into())
     );
     let _ = writeln!(
@@ -142,7 +148,7 @@ pub fn text(host: &Host) -> String {
         let _ = writeln!(out);
         let _ = writeln!(out, "Warnings:");
         for w in host.warnings() {
-            let _ = writeln!(out, "    {}", printable(w));
+            let _ = writeln!(out, "    {}", safe(w));
         }
     }
     out
@@ -258,6 +264,13 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
 }
 
 /// The JSON report: `resolver`, `chain`, `plugins` and more.
+///
+/// One policy for every JSON output (`buildinfo`, `targets`, `plugins check`):
+/// *values* (names, versions, paths, settings, servers) carry the raw text, which
+/// serde escapes once for JSON; secrets and credentials in URLs are masked.
+/// *Messages* (`reason`, `error`, `warnings`, `note`) carry the very line printed on
+/// the terminal and in the log: one line, credentials masked, control and format
+/// characters already escaped.
 pub fn json(host: &Host) -> Value {
     let config = host.config();
     let (name, version) = host.resolver_name();
@@ -265,7 +278,7 @@ pub fn json(host: &Host) -> Value {
         .chain()
         .iter()
         .flat_map(|r| r.settings.iter())
-        .map(|(k, v)| (k.clone(), Value::String(shown(k, v))))
+        .map(|(k, v)| (k.clone(), Value::String(masked(k, v))))
         .collect();
     let plugins: Vec<Value> = host
         .report()
@@ -291,7 +304,7 @@ pub fn json(host: &Host) -> Value {
                 Origin::Plugin(p) => Value::String(p.display().to_string()),
             },
         })).collect::<Vec<_>>(),
-        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": d.reason})).collect::<Vec<_>>(),
+        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": safe(&d.reason)})).collect::<Vec<_>>(),
         "settings": settings,
         "config_file": config.file().map(|p| p.display().to_string()),
         "directories": config.directories().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
@@ -299,7 +312,7 @@ pub fn json(host: &Host) -> Value {
         "owner_checks": !config.insecure_skip_owner_checks(),
         "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
         "plugins": plugins,
-        "warnings": host.warnings(),
+        "warnings": host.warnings().iter().map(|w| safe(w)).collect::<Vec<_>>(),
     })
 }
 

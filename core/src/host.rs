@@ -21,7 +21,6 @@ use crate::{
     resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
     selection::{self, Member},
     targets::{self, Server},
-    text::printable,
 };
 
 /// How long a resolver gets to return after it has been cancelled before the host
@@ -119,6 +118,8 @@ pub struct Host {
     chain: Vec<ActiveResolver>,
     disabled: Vec<DisabledResolver>,
     warnings: Vec<String>,
+    /// Names in `plugin.provtarget.resolvers` that matched no loaded plugin.
+    not_loaded: Vec<String>,
 }
 
 /// A successful resolution.
@@ -179,13 +180,17 @@ impl Failure {
 }
 
 impl fmt::Display for Failure {
+    /// Choria's text, one line: credentials masked and control characters escaped
+    /// ([`shown`](crate::text::shown)). The same text is printed, logged and carried
+    /// in JSON.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = crate::text::shown;
         let could_not = |f: &mut fmt::Formatter<'_>, resolver: &str, why: &str| {
             write!(
                 f,
                 "could not determine provisioning servers using {} provisioning target plugin: {}",
-                printable(resolver),
-                printable(why)
+                show(resolver),
+                show(why)
             )
         };
         match self {
@@ -206,7 +211,7 @@ impl fmt::Display for Failure {
             Failure::NoServers { resolver } => write!(
                 f,
                 "provisioning target plugin {} returned no servers",
-                printable(resolver)
+                show(resolver)
             ),
             Failure::Failed { resolver, error } => could_not(f, resolver, error),
         }
@@ -221,11 +226,20 @@ pub struct ResolveError {
     pub failure: Failure,
     /// Every resolver tried, in order, with its failure (the last is `failure`).
     pub failed: Vec<Failure>,
+    /// What else the operator should know to understand the failure (one line,
+    /// escaped): resolvers named in `plugin.provtarget.resolvers` that are not
+    /// loaded, so the chain ran without them.
+    pub note: Option<String>,
 }
 
 impl fmt::Display for ResolveError {
+    /// The last failure in Choria's words, then `; note: ...` when there is a note.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.failure.fmt(f)
+        self.failure.fmt(f)?;
+        if let Some(note) = &self.note {
+            write!(f, "; note: {note}")?;
+        }
+        Ok(())
     }
 }
 
@@ -266,6 +280,12 @@ impl Host {
             .map(|p| p.info.name.as_str())
             .collect();
         let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
+        let not_loaded: Vec<String> = config
+            .resolvers()
+            .iter()
+            .filter(|n| !provtarget_loader::is_reserved_name(n) && !names.contains(&n.as_str()))
+            .cloned()
+            .collect();
         warnings.extend(plan.warnings);
         let candidates: Vec<(Box<dyn TargetResolver>, Origin)> = plan
             .members
@@ -327,6 +347,7 @@ impl Host {
             chain,
             disabled,
             warnings,
+            not_loaded,
         }
     }
 
@@ -393,7 +414,7 @@ impl Host {
                     tracing::warn!(
                         plugin = active.name.as_str(),
                         "{failure}; trying {}",
-                        next.name
+                        crate::text::printable(&next.name)
                     );
                 }
             }
@@ -416,7 +437,24 @@ impl Host {
         if failed.last() != Some(&failure) && failure != Failure::NoResolver {
             failed.push(failure.clone());
         }
-        Err(ResolveError { failure, failed })
+        let note = (!self.not_loaded.is_empty()).then(|| {
+            let names: Vec<String> = self
+                .not_loaded
+                .iter()
+                .map(|n| format!("\"{}\"", crate::text::shown(n)))
+                .collect();
+            format!(
+                "resolver {} named in plugin.provtarget.resolvers (or --resolver) {} not loaded, so the chain ran without {}; see `provtarget buildinfo`",
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" },
+                if names.len() == 1 { "it" } else { "them" },
+            )
+        });
+        Err(ResolveError {
+            failure,
+            failed,
+            note,
+        })
     }
 }
 
@@ -427,9 +465,10 @@ fn parse_failure(resolver: &str, message: String) -> Failure {
             resolver: resolver.to_string(),
         };
     }
+    // `servers_from`'s text is escaped, the resolver's name in it included.
     let prefix = format!(
         "could not determine provisioning servers using {} provisioning target plugin: ",
-        printable(resolver)
+        crate::text::shown(resolver)
     );
     Failure::Failed {
         resolver: resolver.to_string(),
@@ -467,7 +506,11 @@ impl CallError {
 
 /// Logs why a resolver left the chain and keeps it for `buildinfo`.
 fn record_disabled(disabled: &mut Vec<DisabledResolver>, d: DisabledResolver) {
-    tracing::error!(plugin = d.name.as_str(), "resolver disabled: {}", d.reason);
+    tracing::error!(
+        plugin = d.name.as_str(),
+        "resolver disabled: {}",
+        crate::text::shown(&d.reason)
+    );
     disabled.push(d);
 }
 

@@ -57,8 +57,8 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
             let id = (meta.dev(), meta.ino());
             if let Some((_, first)) = scanned.iter().find(|(seen, _)| *seen == id) {
                 tracing::debug!(
-                    directory = %dir_path.display(),
-                    same_as = %first.display(),
+                    directory = %shown(dir_path),
+                    same_as = %shown(first),
                     "plugin directory configured more than once; scanned once"
                 );
                 continue;

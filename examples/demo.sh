@@ -12,7 +12,8 @@ cargo build --workspace --release
 
 # The loader refuses group- or world-writable plugins and directories, so install
 # with explicit modes whatever the umask.
-plugins=target/demo/plugins
+# Absolute: the loader refuses relative plugin directories.
+plugins="$PWD/target/demo/plugins"
 rm -rf "$plugins"
 mkdir -p "$plugins"
 chmod 0755 target/demo "$plugins"

@@ -160,7 +160,7 @@ impl<'a> Session<'a> {
         *cached.identity = Some(identity);
         // An unchanged file judged by an earlier run: its verdict without loading it.
         if let Some(hit) = cached.cache.and_then(|c| c.lookup(path, &identity)) {
-            if let Some(verdict) = self.from_cache(hit, name, path, loaded, record) {
+            if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
                 return verdict.map(|()| None);
             }
         }
@@ -193,7 +193,7 @@ impl<'a> Session<'a> {
     /// the cached SHA-256 of these unchanged bytes), then the cached verdict, then the
     /// duplicate rule. `None` when the cache lacks the SHA-256 this run needs: the
     /// file is then checked in full.
-    fn from_cache(
+    fn verdict_from_cache(
         &self,
         hit: &CachedVerdict,
         name: &OsStr,

@@ -103,9 +103,17 @@ fn a_warm_cache_gives_the_same_inventory_and_loads_only_the_active_resolver() {
     let plugins = four_plugins("cache-warm");
     let cache = TempDir::new("cache-warm-dir");
     let cold = buildinfo(&plugins, cache.path(), &[]);
-    assert_eq!(dlopens(&cold), 3, "dc-hint, fqdn and badlayout: {}", cold.stderr);
+    assert_eq!(
+        dlopens(&cold),
+        3,
+        "dc-hint, fqdn and badlayout: {}",
+        cold.stderr
+    );
     let cold = cold.json();
-    assert!(warnings(&cold).iter().all(|w| !w.contains("cache")), "{cold:#}");
+    assert!(
+        warnings(&cold).iter().all(|w| !w.contains("cache")),
+        "{cold:#}"
+    );
     let meta = std::fs::metadata(cache_file(&cache)).expect("cache written");
     assert_eq!(meta.mode() & 0o777, 0o644);
     for file in ["dc_hint.so", "fqdn.so", "badlayout.so", "noroot.so"] {
@@ -175,7 +183,12 @@ fn touching_or_chmodding_a_library_invalidates_its_entry() {
         .expect("touch");
     drop(file);
     let run = buildinfo(&plugins, cache.path(), &[]);
-    assert_eq!(dlopens(&run), 2, "dc-hint and the touched fqdn: {}", run.stderr);
+    assert_eq!(
+        dlopens(&run),
+        2,
+        "dc-hint and the touched fqdn: {}",
+        run.stderr
+    );
     assert_eq!(plugin(&run.json(), "fqdn.so")["cached"], false);
     assert_eq!(dlopens(&buildinfo(&plugins, cache.path(), &[])), 1);
 
@@ -199,16 +212,42 @@ fn a_damaged_or_foreign_build_cache_is_ignored_with_a_warning_and_rebuilt() {
     // A cache of another build that claims the refused library was accepted.
     let forged = good.replace(&host, "cache 1; another build");
     for (label, bytes, expect) in [
-        ("garbage", b"\x7fELF\x00garbage\xff".to_vec(), "not valid JSON"),
-        ("truncated", good.as_bytes()[..good.len() / 2].to_vec(), "not valid JSON"),
-        ("wrong shape", br#"{"format":"provtarget-verdict-cache","version":1,"host":"x","entries":{}}"#.to_vec(), "another provtarget build"),
+        (
+            "garbage",
+            b"\x7fELF\x00garbage\xff".to_vec(),
+            "not valid JSON",
+        ),
+        (
+            "truncated",
+            good.as_bytes()[..good.len() / 2].to_vec(),
+            "not valid JSON",
+        ),
+        (
+            "wrong shape",
+            br#"{"format":"provtarget-verdict-cache","version":1,"host":"x","entries":{}}"#
+                .to_vec(),
+            "another provtarget build",
+        ),
         ("wrong shape", br#"{"entries":[]}"#.to_vec(), "wrong shape"),
-        ("other build", forged.into_bytes(), "another provtarget build"),
-        ("other version", good.replace("\"version\":1", "\"version\":2").into_bytes(), "format version 2"),
+        (
+            "other build",
+            forged.into_bytes(),
+            "another provtarget build",
+        ),
+        (
+            "other version",
+            good.replace("\"version\":1", "\"version\":2").into_bytes(),
+            "format version 2",
+        ),
     ] {
         std::fs::write(cache_file(&cache), &bytes).expect("write cache");
         let run = buildinfo(&plugins, cache.path(), &[]);
-        assert_eq!(dlopens(&run), 3, "{label}: the cache was used: {}", run.stderr);
+        assert_eq!(
+            dlopens(&run),
+            3,
+            "{label}: the cache was used: {}",
+            run.stderr
+        );
         let report = run.json();
         let w = warnings(&report);
         let ours: Vec<&String> = w.iter().filter(|w| w.contains("verdict cache")).collect();
@@ -227,7 +266,9 @@ fn a_damaged_or_foreign_build_cache_is_ignored_with_a_warning_and_rebuilt() {
         // Rebuilt: the next run is warm again, without a warning.
         let next = buildinfo(&plugins, cache.path(), &[]);
         assert_eq!(dlopens(&next), 1, "{label}: not rebuilt: {}", next.stderr);
-        assert!(warnings(&next.json()).iter().all(|w| !w.contains("verdict cache")));
+        assert!(warnings(&next.json())
+            .iter()
+            .all(|w| !w.contains("verdict cache")));
     }
 }
 
@@ -287,7 +328,12 @@ fn an_untrusted_cache_file_is_ignored_with_a_warning_and_replaced() {
         std::fs::write(&file, &valid).ok();
         spoil(&file, elsewhere.path(), &valid);
         let run = buildinfo(&plugins, cache.path(), &[]);
-        assert_eq!(dlopens(&run), 3, "{label}: the cache was trusted: {}", run.stderr);
+        assert_eq!(
+            dlopens(&run),
+            3,
+            "{label}: the cache was trusted: {}",
+            run.stderr
+        );
         let w = warnings(&run.json());
         let ours: Vec<&String> = w.iter().filter(|w| w.contains("verdict cache")).collect();
         assert_eq!(ours.len(), 1, "{label}: {w:?}");
@@ -300,7 +346,11 @@ fn an_untrusted_cache_file_is_ignored_with_a_warning_and_replaced() {
         let meta = std::fs::symlink_metadata(&file).expect("cache");
         assert!(meta.file_type().is_file(), "{label}");
         assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o644), "{label}");
-        assert_eq!(dlopens(&buildinfo(&plugins, cache.path(), &[])), 1, "{label}");
+        assert_eq!(
+            dlopens(&buildinfo(&plugins, cache.path(), &[])),
+            1,
+            "{label}"
+        );
     }
     // An untrusted cache directory: no cache at all, with a warning; nothing written.
     let shared = TempDir::new("cache-untrusted-shared");
@@ -363,7 +413,12 @@ fn pins_are_enforced_on_the_bytes_that_run_whatever_the_cache_says() {
     let pins = pins_dir.write("pins", format!("{dc}  {dc_name}\n{fqdn}  {fqdn_name}\n"));
     let pinned = ["--pins", pins.to_str().expect("utf-8")];
     let run = buildinfo(&plugins, cache.path(), &pinned);
-    assert_eq!(dlopens(&run), 1, "pins match the cached hashes: {}", run.stderr);
+    assert_eq!(
+        dlopens(&run),
+        1,
+        "pins match the cached hashes: {}",
+        run.stderr
+    );
     let report = run.json();
     assert_eq!(report["resolver"]["name"], DC_HINT);
     assert_eq!(plugin(&report, "fqdn.so")["cached"], true);
@@ -386,7 +441,10 @@ fn pins_are_enforced_on_the_bytes_that_run_whatever_the_cache_says() {
     // entry is not used, and the new bytes fail their pin.
     std::fs::write(&pins, format!("{dc}  {dc_name}\n{fqdn}  {fqdn_name}\n")).expect("pins");
     let path = plugins.path().join(&dc_name);
-    let mtime = std::fs::metadata(&path).expect("stat").modified().expect("mtime");
+    let mtime = std::fs::metadata(&path)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
     let mut bytes = std::fs::read(&path).expect("read");
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;

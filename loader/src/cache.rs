@@ -147,8 +147,8 @@ pub struct CachedVerdict {
 }
 
 impl CachedVerdict {
-    /// Whether a refusal at `stage` follows from the file's bytes and the host's
-    /// build alone, so it may be cached (see the module docs).
+    /// Whether a refusal (`None`: accepted) follows from the file's bytes and the
+    /// host's build alone, so it may be cached (see [`VerdictCache`]).
     pub fn cacheable(refusal: Option<&Refusal>) -> bool {
         match refusal {
             None => true,
@@ -176,6 +176,18 @@ struct Entry {
 
 /// The verdicts of earlier runs, read from the cache directory, and the changes of
 /// this run, written back by [`VerdictCache::save`].
+///
+/// One file, `<cache_dir>/verdicts.json`, bound to [`host_build_key`], one entry per
+/// library path with its [`FileIdentity`]. Only verdicts that follow from the bytes
+/// and the host build are kept: accepted files, and refusals at the format,
+/// root-module, abi-header, interface, info and plugin-type stages. Trust is checked
+/// every run before the cache is consulted; pins are checked against the cached
+/// SHA-256 for a file that will not run and against the sealed bytes for one that
+/// will; `dlopen` failures, constructor failures and duplicates are decided every run.
+/// The file and its directory pass the plugins' owner/mode rule and are opened with
+/// `O_NOFOLLOW`; a damaged, foreign-build or untrusted cache is ignored with a
+/// one-line warning and rebuilt. A crash-isolating prober can ask whether a file is
+/// new or changed with [`VerdictCache::lookup`].
 pub struct VerdictCache {
     /// The cache directory, opened with `O_NOFOLLOW` and trusted.
     dir: File,

@@ -118,6 +118,17 @@ pub fn text(host: &Host) -> String {
     );
     let _ = writeln!(
         out,
+        "            Verdict Cache: {}",
+        config
+            .cache_dir()
+            .map(|d| d
+                .join(provtarget_loader::CACHE_FILE_NAME)
+                .display()
+                .to_string())
+            .unwrap_or_else(|| "none".into())
+    );
+    let _ = writeln!(
+        out,
         "            Resolver Timeout: {}",
         config
             .timeout()
@@ -189,10 +200,12 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
     match &lib.verdict {
         Verdict::Loaded => field(
             "Status",
-            match active {
-                Some(true) => "loaded (active)",
-                Some(false) => "loaded (not active)",
-                None => "loaded",
+            match (active, lib.cached) {
+                (Some(true), _) => "loaded (active)",
+                (Some(false), false) => "loaded (not active)",
+                (Some(false), true) => "loaded (not active, from cache)",
+                (None, false) => "loaded",
+                (None, true) => "loaded (from cache)",
             },
         ),
         Verdict::Rejected(refusal) => {
@@ -205,6 +218,9 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
                 ),
             );
             field("Reason", &printable(&refusal.message));
+            if lib.cached {
+                field("Verdict", "from cache (file unchanged; not loaded)");
+            }
         }
         Verdict::Skipped { reason } => {
             field("Status", "skipped");
@@ -310,6 +326,7 @@ pub fn json(host: &Host) -> Value {
         "directories": config.directories().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "pin_file": config.pin_file().map(|p| p.display().to_string()),
         "owner_checks": !config.insecure_skip_owner_checks(),
+        "cache_dir": config.cache_dir().map(|d| d.display().to_string()),
         "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
         "plugins": plugins,
         "warnings": host.warnings().iter().map(|w| safe(w)).collect::<Vec<_>>(),
@@ -366,6 +383,7 @@ pub fn record_json(lib: &LibraryRecord) -> Value {
         "gid": file.map(|f| f.gid),
         "mode": file.map(|f| format!("{:04o}", f.mode)),
         "load_time_ms": lib.load_time.as_secs_f64() * 1000.0,
+        "cached": lib.cached,
     })
 }
 

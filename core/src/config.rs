@@ -51,9 +51,13 @@ pub mod keys {
     pub const DNS_SERVER: &str = "plugin.provtarget.dns_server";
     /// Developer override: `true` skips the plugin owner/mode rule. Never in production.
     pub const INSECURE_SKIP_OWNER_CHECKS: &str = "plugin.provtarget.insecure_skip_owner_checks";
+    /// Directory of the verdict cache (`verdicts.json`; default `/var/cache/provtarget`,
+    /// see [`DEFAULT_CACHE_DIR`](super::DEFAULT_CACHE_DIR)); `none` or an empty value
+    /// keeps no cache.
+    pub const CACHE_DIR: &str = "plugin.provtarget.cache_dir";
 
     /// Every key above.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         DIRECTORIES,
         RESOLVERS,
         PINS,
@@ -63,8 +67,12 @@ pub mod keys {
         SRV_DOMAIN,
         DNS_SERVER,
         INSECURE_SKIP_OWNER_CHECKS,
+        CACHE_DIR,
     ];
 }
+
+/// Where the verdict cache lives unless `plugin.provtarget.cache_dir` says otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/provtarget";
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/choria/server.conf";
@@ -116,6 +124,8 @@ struct Parsed {
     timeout: Option<Duration>,
     insecure_skip_owner_checks: bool,
     dns_server: Option<std::net::SocketAddr>,
+    /// `None`: no verdict cache.
+    cache_dir: Option<PathBuf>,
 }
 
 /// The merged host configuration: every key with its value and where it came from,
@@ -174,7 +184,14 @@ impl HostConfig {
             pin_file: self.pin_file(),
             insecure_skip_owner_checks: self.insecure_skip_owner_checks(),
             always_hash: false,
+            cache_dir: self.cache_dir(),
         }
+    }
+
+    /// The verdict cache directory (`plugin.provtarget.cache_dir`, default
+    /// [`DEFAULT_CACHE_DIR`]); `None` when set to `none` or empty (no cache).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.parsed.cache_dir.clone()
     }
 
     /// Plugin directories (comma separated), or the built-in default.
@@ -490,6 +507,19 @@ impl ConfigBuilder {
         if parsed.directories.is_empty() {
             parsed.directories = default_directories();
         }
+        parsed.cache_dir = match config.get(keys::CACHE_DIR).map(str::trim) {
+            None => Some(PathBuf::from(DEFAULT_CACHE_DIR)),
+            Some(v) if v.is_empty() || v.eq_ignore_ascii_case("none") => None,
+            Some(v) if !Path::new(v).is_absolute() => {
+                invalid(
+                    config,
+                    keys::CACHE_DIR,
+                    "use an absolute path, or none for no verdict cache; running without a cache",
+                );
+                None
+            }
+            Some(v) => Some(PathBuf::from(v)),
+        };
         if let Some(v) = config.get(keys::TIMEOUT) {
             match parse_duration(v) {
                 Ok(d) => parsed.timeout = Some(d),
@@ -788,6 +818,31 @@ mod tests {
                 "plugin.provtarget.dns_servr (flag); did you mean plugin.provtarget.dns_server?"
             )),
             "{w:?}"
+        );
+    }
+
+    #[test]
+    fn the_cache_directory_defaults_can_be_moved_or_turned_off() {
+        let cache = |v: Option<&str>| {
+            let mut b = ConfigBuilder::new();
+            if let Some(v) = v {
+                b = b.flag(keys::CACHE_DIR, v);
+            }
+            let c = b.build();
+            assert_eq!(c.loader_options().cache_dir, c.cache_dir());
+            (c.cache_dir(), c.warnings().to_vec())
+        };
+        assert_eq!(cache(None).0, Some(PathBuf::from(DEFAULT_CACHE_DIR)));
+        assert_eq!(cache(Some(" /srv/c ")).0, Some(PathBuf::from("/srv/c")));
+        assert_eq!(cache(Some("none")), (None, vec![]));
+        assert_eq!(cache(Some("")), (None, vec![]));
+        let (dir, warnings) = cache(Some("rel/dir"));
+        assert_eq!(dir, None);
+        assert!(
+            warnings[0].starts_with(
+                "plugin.provtarget.cache_dir = \"rel/dir\" (flag) ignored: use an absolute path"
+            ),
+            "{warnings:?}"
         );
     }
 

@@ -245,16 +245,39 @@ impl fmt::Display for ResolveError {
 
 impl std::error::Error for ResolveError {}
 
+/// Loads plugins as `options` say, loading only the plugins the chain `config`
+/// selects when the verdict cache (`plugin.provtarget.cache_dir`) can report the
+/// others without loading them; new and changed files are always loaded to learn
+/// what they are. See [`provtarget_loader::load_with`].
+pub fn load_for_chain(
+    config: &HostConfig,
+    options: &provtarget_loader::LoaderOptions,
+) -> LoadReport {
+    provtarget_loader::load_with(options, |names| {
+        selection::plan(config.resolvers(), names, config.timeout().is_some())
+            .members
+            .into_iter()
+            .filter_map(|m| match m {
+                Member::Plugin(i) => Some(i),
+                Member::BuiltIn => None,
+            })
+            .collect()
+    })
+}
+
 impl Host {
     /// Loads plugins as `config` says, selects and configures the resolver chain.
     /// Never fails: problems become warnings, refused libraries and disabled
     /// resolvers, all visible in `buildinfo`.
     pub fn start(config: HostConfig) -> Host {
-        let report = provtarget_loader::load_all(&config.loader_options());
+        let report = load_for_chain(&config, &config.loader_options());
         Host::start_with(config, report)
     }
 
-    /// Like [`Host::start`] with an already-made load report.
+    /// Like [`Host::start`] with an already-made load report (from
+    /// [`provtarget_loader::load_all`], or [`load_for_chain`] with the same
+    /// configuration: a plugin the chain needs that the report only knows from the
+    /// verdict cache, unloaded, is left out of the chain).
     pub fn start_with(config: HostConfig, mut report: LoadReport) -> Host {
         let mut warnings: Vec<String> = config.warnings().to_vec();
         // The loader logs its own warnings; keep them for buildinfo without logging
@@ -269,16 +292,22 @@ impl Host {
             .collect();
         warnings.extend(config.unknown_key_warnings(&declared));
 
+        // The chain is planned over every accepted library, loaded or known from the
+        // verdict cache, so a warm cache plans (and warns) exactly as a cold one.
+        let accepted: Vec<(usize, &str)> = report
+            .libraries
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.verdict == provtarget_loader::Verdict::Loaded)
+            .filter_map(|(i, l)| Some((i, l.plugin.as_ref()?.info.name.as_str())))
+            .collect();
+        let names: Vec<&str> = accepted.iter().map(|(_, n)| *n).collect();
+        let accepted: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
         let mut plugins: Vec<Option<provtarget_loader::LoadedPlugin>> =
             std::mem::take(&mut report.plugins)
                 .into_iter()
                 .map(Some)
                 .collect();
-        let names: Vec<&str> = plugins
-            .iter()
-            .flatten()
-            .map(|p| p.info.name.as_str())
-            .collect();
         let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
         let not_loaded: Vec<String> = config
             .resolvers()
@@ -292,12 +321,19 @@ impl Host {
             .iter()
             .filter_map(|m| match m {
                 Member::BuiltIn => Some((default_resolver(&config), Origin::BuiltIn)),
-                Member::Plugin(i) => plugins[*i].take().map(|p| {
-                    let origin = Origin::Plugin(report.libraries[p.record].path.clone());
-                    let adapter: Box<dyn TargetResolver> =
-                        Box::new(PluginAdapter::new(p.info, p.resolver));
-                    (adapter, origin)
-                }),
+                Member::Plugin(i) => plugins
+                    .iter_mut()
+                    .find(|p| {
+                        p.as_ref()
+                            .is_some_and(|p| Some(&p.record) == accepted.get(*i))
+                    })
+                    .and_then(Option::take)
+                    .map(|p| {
+                        let origin = Origin::Plugin(report.libraries[p.record].path.clone());
+                        let adapter: Box<dyn TargetResolver> =
+                            Box::new(PluginAdapter::new(p.info, p.resolver));
+                        (adapter, origin)
+                    }),
             })
             .collect();
 

@@ -383,10 +383,15 @@ fn buildinfo_cmd(args: &HostArgs, as_json: bool) -> Result<ExitCode, String> {
     // The inventory reports every library's SHA-256 (what a pin file needs), not
     // only when pinning is on.
     let config = args.config(None)?;
-    let report = provtarget_loader::load_all(&LoaderOptions {
-        always_hash: true,
-        ..config.loader_options()
-    });
+    // With a warm verdict cache, unchanged libraries are reported from it and only
+    // the chain's plugins are loaded.
+    let report = provtarget::host::load_for_chain(
+        &config,
+        &LoaderOptions {
+            always_hash: true,
+            ..config.loader_options()
+        },
+    );
     let host = Host::start_with(config, report);
     if as_json {
         print_json(&buildinfo::json(&host));
@@ -490,6 +495,8 @@ fn check_cmd(
         pin_file: pins,
         insecure_skip_owner_checks: insecure || env_config.insecure_skip_owner_checks(),
         always_hash: true,
+        // Inspecting a file always checks it in full.
+        cache_dir: None,
     };
     let (record, _plugin) = provtarget_loader::check_file(file, &options);
     if as_json {

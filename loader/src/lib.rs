@@ -113,6 +113,7 @@
 // lifted by an inner `allow`), and this root holds no code.
 #![deny(unsafe_code)]
 
+mod cache;
 mod directory;
 mod discover;
 #[cfg(target_os = "linux")]
@@ -129,10 +130,13 @@ mod sys;
 mod text;
 mod trust;
 
+pub use cache::{
+    host_build_key, CachedVerdict, FileIdentity, VerdictCache, CACHE_FILE_NAME, MAX_CACHE_FILE,
+};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
 pub use report::{
     FileFacts, LibraryRecord, LoadReport, LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage,
     Verdict,
 };
-pub use scan::{check_file, load_all};
+pub use scan::{check_file, load_all, load_with};
 pub use text::printable;

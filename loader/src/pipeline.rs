@@ -14,8 +14,15 @@ use std::{
 use provtarget_abi::host::{PluginInfo, PluginResolver};
 
 use crate::{
-    directory::Dir, image::Image, info, library, pins::Pins, sys, text::shown, trust, FileFacts,
-    LibraryRecord, LoaderOptions, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
+    cache::{CachedVerdict, FileIdentity, VerdictCache},
+    directory::Dir,
+    image::Image,
+    info, library,
+    pins::Pins,
+    sys,
+    text::shown,
+    trust, FileFacts, LibraryRecord, LoaderOptions, PluginFacts, Refusal, RefusalKind, Stage,
+    Verdict,
 };
 
 /// A file larger than this is refused unread: no resolver plugin is near it, and the
@@ -88,10 +95,43 @@ impl<'a> Session<'a> {
         path: &Path,
         loaded: &[(String, PathBuf)],
     ) -> (LibraryRecord, Option<Accepted>) {
+        let (record, accepted, _) = self.examine_with(dir, name, path, loaded, None, false);
+        (record, accepted)
+    }
+
+    /// [`Session::examine`] with a verdict cache. When `cache` holds a verdict for the
+    /// file's current identity (and its SHA-256 when pinning or the report needs it),
+    /// the verdict is taken from it after the trust and pin checks, without reading
+    /// or loading the file: the record says `cached` and no resolver is returned even
+    /// when it is accepted. Otherwise every check runs, hashing the file when
+    /// `hash_for_cache` asks for it. Also returns the identity of the file opened
+    /// (when it could be opened), to record its verdict under.
+    pub(crate) fn examine_with(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+        loaded: &[(String, PathBuf)],
+        cache: Option<&VerdictCache>,
+        hash_for_cache: bool,
+    ) -> (LibraryRecord, Option<Accepted>, Option<FileIdentity>) {
         let start = Instant::now();
         let mut record = LibraryRecord::new(path);
-        let accepted = match self.run(dir, name, path, loaded, &mut record) {
-            Ok(accepted) => Some(accepted),
+        let mut identity = None;
+        let checked = self.run(
+            dir,
+            name,
+            path,
+            loaded,
+            &mut record,
+            Cached {
+                cache,
+                hash_for_cache,
+                identity: &mut identity,
+            },
+        );
+        let accepted = match checked {
+            Ok(accepted) => accepted,
             Err(refusal) => {
                 record.verdict = Verdict::Rejected(refusal);
                 None
@@ -99,10 +139,11 @@ impl<'a> Session<'a> {
         };
         record.load_time = start.elapsed();
         record.log();
-        (record, accepted)
+        (record, accepted, identity)
     }
 
-    /// The steps, in order; facts are recorded as they become known.
+    /// The steps, in order; facts are recorded as they become known. `Ok(None)`: the
+    /// accepted verdict came from the cache, nothing was loaded.
     fn run(
         &self,
         dir: &Dir,
@@ -110,15 +151,24 @@ impl<'a> Session<'a> {
         path: &Path,
         loaded: &[(String, PathBuf)],
         record: &mut LibraryRecord,
-    ) -> Result<Accepted, Refusal> {
+        cached: Cached<'_>,
+    ) -> Result<Option<Accepted>, Refusal> {
         // 1–3. Open without following symlinks or blocking, relative to the judged
         //      directory; file type; facts; owner and mode. Nothing is read yet.
         let (file, meta) = self.open_trusted(dir, name, path, record)?;
+        let identity = FileIdentity::of(&meta);
+        *cached.identity = Some(identity);
+        // An unchanged file judged by an earlier run: its verdict without loading it.
+        if let Some(hit) = cached.cache.and_then(|c| c.lookup(path, &identity)) {
+            if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
+                return verdict.map(|()| None);
+            }
+        }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
         let image = read(file, &meta, path)?;
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
-        self.hash_and_pin(&image, name, path, record)?;
+        self.hash_and_pin(&image, name, path, record, cached.hash_for_cache)?;
         // 6. A complete library for this host, exporting the root module, not built
         //    with panic = "abort": decided from the bytes, before any code runs.
         precheck(&image, path)?;
@@ -136,7 +186,46 @@ impl<'a> Session<'a> {
         info::check_unique(&plugin_info, path, loaded)?;
         // 9. Construct the resolver (panics come back as errors).
         let resolver = library::construct(&library, &plugin_info, path)?;
-        Ok((plugin_info, resolver))
+        Ok(Some((plugin_info, resolver)))
+    }
+
+    /// The verdict for a file whose identity the cache knows: pins (checked against
+    /// the cached SHA-256 of these unchanged bytes), then the cached verdict, then the
+    /// duplicate rule. `None` when the cache lacks the SHA-256 this run needs: the
+    /// file is then checked in full.
+    fn verdict_from_cache(
+        &self,
+        hit: &CachedVerdict,
+        name: &OsStr,
+        path: &Path,
+        loaded: &[(String, PathBuf)],
+        record: &mut LibraryRecord,
+    ) -> Option<Result<(), Refusal>> {
+        let need_hash = self.pins.is_some() || self.options.always_hash;
+        if need_hash && hit.sha256.is_none() {
+            return None;
+        }
+        let accepted_info = match (&hit.refusal, &hit.plugin) {
+            (None, Some(plugin)) => Some(&plugin.info),
+            (None, None) => return None,
+            (Some(_), _) => None,
+        };
+        record.cached = true;
+        if let (Some(facts), Some(sha256)) = (record.file.as_mut(), &hit.sha256) {
+            if need_hash {
+                facts.sha256 = Some(sha256.clone());
+            }
+        }
+        if let Some(sha256) = &hit.sha256 {
+            if let Err(refusal) = self.pin_check(name, path, sha256) {
+                return Some(Err(refusal));
+            }
+        }
+        record.plugin = hit.plugin.clone();
+        if let Some(refusal) = &hit.refusal {
+            return Some(Err(refusal.clone()));
+        }
+        Some(accepted_info.map_or(Ok(()), |info| info::check_unique(info, path, loaded)))
     }
 
     /// Steps 1–3: the open descriptor, judged by the file-type rule (never skipped,
@@ -175,15 +264,17 @@ impl<'a> Session<'a> {
         Ok((file, meta))
     }
 
-    /// Step 5.
+    /// Step 5. `for_cache`: hash even when neither pinning nor the report needs it,
+    /// to record it in the verdict cache.
     fn hash_and_pin(
         &self,
         image: &Image,
         name: &OsStr,
         path: &Path,
         record: &mut LibraryRecord,
+        for_cache: bool,
     ) -> Result<(), Refusal> {
-        if self.pins.is_none() && !self.options.always_hash {
+        if self.pins.is_none() && !self.options.always_hash && !for_cache {
             return Ok(());
         }
         let p = shown(path);
@@ -197,18 +288,38 @@ impl<'a> Session<'a> {
         if let Some(facts) = record.file.as_mut() {
             facts.sha256 = Some(sha256.clone());
         }
+        self.pin_check(name, path, &sha256)
+    }
+
+    /// The pin rule for the file `name` (at `path`) whose bytes hash to `sha256`.
+    fn pin_check(&self, name: &OsStr, path: &Path, sha256: &str) -> Result<(), Refusal> {
         match &self.pins {
             None => Ok(()),
             Some(Ok(pins)) => pins
-                .check(path, name, &sha256)
+                .check(path, name, sha256)
                 .map_err(|(kind, reason)| Refusal::new(Stage::Pin, kind, reason)),
             Some(Err(reason)) => Err(Refusal::new(
                 Stage::Pin,
                 RefusalKind::PinFileUnusable,
-                format!("{p} not loaded: {reason}"),
+                format!("{} not loaded: {reason}", shown(path)),
             )),
         }
     }
+
+    /// The effective uid owners are judged against.
+    pub(crate) fn euid(&self) -> u32 {
+        self.euid
+    }
+}
+
+/// What [`Session::run`] needs for the verdict cache.
+struct Cached<'c> {
+    /// `None`: check in full whatever the cache says.
+    cache: Option<&'c VerdictCache>,
+    /// Hash the file for the cache entry.
+    hash_for_cache: bool,
+    /// Set to the identity of the file opened.
+    identity: &'c mut Option<FileIdentity>,
 }
 
 /// Step 4: the size limit, then one read of the whole file, which must still have the

@@ -293,6 +293,9 @@ pub struct LibraryRecord {
     pub plugin: Option<PluginFacts>,
     /// Time spent on this file.
     pub load_time: Duration,
+    /// The verdict and plugin facts come from the verdict cache: the file is
+    /// unchanged since an earlier run judged it, and it was not loaded this run.
+    pub cached: bool,
 }
 
 impl LibraryRecord {
@@ -304,6 +307,7 @@ impl LibraryRecord {
             file: None,
             plugin: None,
             load_time: Duration::ZERO,
+            cached: false,
         }
     }
 
@@ -331,6 +335,7 @@ impl LibraryRecord {
                     interface = %shown(plugin.map(|p| p.interface_version.as_str())),
                     sha256 = %shown(self.file.as_ref().and_then(|f| f.sha256.as_deref())),
                     load_time_us = self.load_time.as_micros() as u64,
+                    cached = self.cached,
                     "loaded provtarget plugin"
                 );
             }

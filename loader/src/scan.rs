@@ -3,12 +3,15 @@
 #![forbid(unsafe_code)]
 
 use std::{
+    collections::HashSet,
+    ffi::OsString,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
 use crate::{
-    directory::{self, DirError},
+    cache::{CachedVerdict, FileIdentity, VerdictCache},
+    directory::{self, Dir, DirError},
     discover,
     pipeline::Session,
     text::shown,
@@ -20,8 +23,32 @@ use crate::{
 /// symlink (under any spelling: `dir/`, `dir/.`, `dir//`...) or otherwise unusable
 /// loads nothing and gets a one-line warning in [`LoadReport::warnings`]. A directory
 /// listed more than once (by any spelling: the same device and inode) is scanned once,
-/// where it is first listed.
+/// where it is first listed. With [`LoaderOptions::cache_dir`], cached refusals of
+/// unchanged files are reported without loading them; every accepted plugin is loaded.
 pub fn load_all(options: &LoaderOptions) -> LoadReport {
+    load_with(options, |names| (0..names.len()).collect())
+}
+
+/// [`load_all`] that loads only the accepted plugins `select` picks, when the verdict
+/// cache ([`LoaderOptions::cache_dir`]) can tell the others' verdicts without
+/// loading them.
+///
+/// Every file is opened and judged by the trust rule as in [`load_all`]. A file whose
+/// identity ([`FileIdentity`](crate::FileIdentity)) the cache knows gets its cached
+/// verdict (pins checked against its cached SHA-256, then the duplicate rule) and is
+/// neither read nor loaded: its record says [`LibraryRecord::cached`]. New and changed
+/// files are checked and loaded in full, and their verdicts recorded. Then `select`
+/// is given the names of the accepted plugins (cached or loaded), in scan order, and
+/// returns the indices into that list of the plugins the caller will run; those that
+/// were only cached are now checked and loaded in full (read, sealed, hashed when
+/// pinning is on, pinned, ELF-checked, loaded, constructed), exactly as without a
+/// cache. If one of them is refused now, `select` is asked again with the names left,
+/// until every selected plugin is loaded. [`LoadReport::plugins`] then holds every
+/// plugin loaded, in scan order.
+pub fn load_with(
+    options: &LoaderOptions,
+    mut select: impl FnMut(&[&str]) -> Vec<usize>,
+) -> LoadReport {
     let (session, warnings) = Session::start(options);
     let mut report = LoadReport {
         warnings,
@@ -31,6 +58,21 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
         tracing::warn!("{w}");
         report.warnings.push(w);
     };
+    let mut cache = options.cache_dir.as_deref().and_then(|dir| {
+        let (cache, warnings) =
+            VerdictCache::open(dir, session.euid(), options.insecure_skip_owner_checks);
+        for w in warnings {
+            warn(&mut report, w);
+        }
+        cache
+    });
+    // The opened directories, and for each record the directory index and file name
+    // it came from (to load a cached plugin later); what was scanned and seen, to drop
+    // the cache entries of removed files.
+    let mut dirs: Vec<Dir> = Vec::new();
+    let mut sources: Vec<Option<(usize, OsString)>> = Vec::new();
+    let mut scanned_paths: Vec<PathBuf> = Vec::new();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
     // Directories already scanned, by the identity of the opened directory (device and
     // inode), so one configured twice (or under two spellings) is scanned once.
     let mut scanned: Vec<((u64, u64), &Path)> = Vec::new();
@@ -84,12 +126,15 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
                 continue;
             }
         };
+        scanned_paths.push(dir.path.clone());
         let untrusted_dir = session.directory_problem(&dir);
         if let Some((_, problem)) = &untrusted_dir {
             warn(&mut report, format!("{problem}; no plugin in it will load"));
         }
         for name in names {
             let path = dir.path.join(&name);
+            seen.insert(path.clone());
+            let mut source = None;
             let (record, accepted) = if let Some(reason) = discover::skip_reason(&name) {
                 let record = LibraryRecord::decided(&path, Verdict::Skipped { reason });
                 (record, None)
@@ -101,17 +146,21 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
                     None,
                 )
             } else {
-                let loaded: Vec<(String, PathBuf)> = report
-                    .plugins
-                    .iter()
-                    .filter_map(|p| {
-                        let earlier = report.libraries.get(p.record)?;
-                        Some((p.info.name.clone(), earlier.path.clone()))
-                    })
-                    .collect();
-                session.examine(&dir, &name, &path, &loaded)
+                let loaded = accepted_before(&report, report.libraries.len());
+                let (record, accepted, identity) = session.examine_with(
+                    &dir,
+                    &name,
+                    &path,
+                    &loaded,
+                    cache.as_ref(),
+                    cache.is_some(),
+                );
+                remember(cache.as_mut(), &record, identity);
+                source = Some((dirs.len(), name.clone()));
+                (record, accepted)
             };
             report.libraries.push(record);
+            sources.push(source);
             if let Some((info, resolver)) = accepted {
                 report.plugins.push(LoadedPlugin {
                     record: report.libraries.len() - 1,
@@ -120,8 +169,95 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
                 });
             }
         }
+        dirs.push(dir);
+    }
+    // Load the selected plugins the cache only described, until every plugin the
+    // caller selects is loaded (each round loads at least one cached record or ends).
+    loop {
+        let accepted: Vec<usize> = (0..report.libraries.len())
+            .filter(|&i| accepted_name(&report.libraries[i]).is_some())
+            .collect();
+        let names: Vec<&str> = accepted
+            .iter()
+            .filter_map(|&i| accepted_name(&report.libraries[i]))
+            .collect();
+        let to_load: Vec<usize> = select(&names)
+            .into_iter()
+            .filter_map(|i| accepted.get(i).copied())
+            .filter(|&r| report.libraries[r].cached)
+            .collect();
+        if to_load.is_empty() {
+            break;
+        }
+        for r in to_load {
+            let Some((d, name)) = sources[r].clone() else {
+                continue;
+            };
+            let path = report.libraries[r].path.clone();
+            let loaded = accepted_before(&report, r);
+            let (record, accepted, identity) =
+                session.examine_with(&dirs[d], &name, &path, &loaded, None, false);
+            remember(cache.as_mut(), &record, identity);
+            report.libraries[r] = record;
+            if let Some((info, resolver)) = accepted {
+                report.plugins.push(LoadedPlugin {
+                    record: r,
+                    info,
+                    resolver,
+                });
+            }
+        }
+    }
+    report.plugins.sort_by_key(|p| p.record);
+    if let Some(cache) = cache.as_mut() {
+        cache.forget_missing(&scanned_paths, &seen);
+        if let Err(w) = cache.save() {
+            warn(&mut report, w);
+        }
     }
     report
+}
+
+/// The plugin name of an accepted record (loaded, or accepted by the cache).
+fn accepted_name(record: &LibraryRecord) -> Option<&str> {
+    match (&record.verdict, &record.plugin) {
+        (Verdict::Loaded, Some(p)) => Some(p.info.name.as_str()),
+        _ => None,
+    }
+}
+
+/// The (name, path) of every accepted record before index `end`, for the
+/// duplicate-name rule.
+fn accepted_before(report: &LoadReport, end: usize) -> Vec<(String, PathBuf)> {
+    report.libraries[..end]
+        .iter()
+        .filter_map(|l| Some((accepted_name(l)?.to_string(), l.path.clone())))
+        .collect()
+}
+
+/// Records a verdict just decided in full (not one taken from the cache) in the cache.
+fn remember(
+    cache: Option<&mut VerdictCache>,
+    record: &LibraryRecord,
+    identity: Option<FileIdentity>,
+) {
+    let (Some(cache), Some(identity)) = (cache, identity) else {
+        return;
+    };
+    if record.cached {
+        return;
+    }
+    let refusal = match &record.verdict {
+        Verdict::Loaded => None,
+        Verdict::Rejected(refusal) => Some(refusal.clone()),
+        Verdict::Skipped { .. } => return,
+    };
+    let verdict = CachedVerdict {
+        refusal,
+        plugin: record.plugin.clone(),
+        sha256: record.file.as_ref().and_then(|f| f.sha256.clone()),
+    };
+    cache.record(&record.path, identity, verdict);
 }
 
 /// Runs every check on one file, as `provtarget plugins check FILE` does: the

@@ -30,6 +30,7 @@ fn options(dirs: &[&Path]) -> LoaderOptions {
         pin_file: None,
         insecure_skip_owner_checks: false,
         always_hash: false,
+        cache_dir: None,
     }
 }
 

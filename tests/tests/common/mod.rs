@@ -54,6 +54,9 @@ pub fn provtarget_env<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)
     cmd.args(&args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // The verdict cache of this test process, not the machine's
+        // /var/cache/provtarget (a test may still set its own).
+        .env("PROVTARGET_CACHE_DIR", test_cache_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -93,6 +96,20 @@ pub fn provtarget_env<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     }
+}
+
+/// A verdict-cache directory for this test process (mode 0755 under the target
+/// directory, so the loader's trust rule accepts it).
+pub fn test_cache_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = provtarget_testsupport::target_dir()
+            .join("test-tmp")
+            .join(format!("verdict-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("cannot create the test cache directory");
+        provtarget_testsupport::set_mode(&dir, 0o755);
+        dir
+    })
 }
 
 /// A plugin directory holding copies of the given workspace cdylibs.

@@ -119,6 +119,7 @@ mod discover;
 mod elf;
 mod image;
 mod info;
+mod input;
 mod library;
 mod options;
 mod pins;
@@ -129,6 +130,7 @@ mod sys;
 mod text;
 mod trust;
 
+pub use input::{read_bounded, trust_warnings, InputError, InputFile};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
 pub use report::{
     FileFacts, LibraryRecord, LoadReport, LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage,

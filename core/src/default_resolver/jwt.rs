@@ -34,6 +34,48 @@ pub(crate) struct ProvClaims {
     pub extensions: Option<Map<String, Value>>,
 }
 
+/// The largest provisioning JWT file read (64 KiB). A real token is one or two
+/// kilobytes; a larger file is refused before it is read.
+pub const MAX_JWT_FILE: u64 = 64 << 10;
+
+/// What reading the JWT file gave.
+#[derive(Debug)]
+pub(crate) enum JwtFile {
+    /// There is no file at the path: normal, the JWT is optional.
+    Missing,
+    /// A token whose claims passed Choria's checks.
+    Claims(ProvClaims),
+    /// Why the file cannot be used (one line, without the path: the caller names it).
+    Refused(String),
+}
+
+/// Reads the JWT file at `path` without blocking (a FIFO is refused at once), never
+/// more than [`MAX_JWT_FILE`] bytes (a device such as `/dev/zero` is refused from its
+/// type), and decodes it. A UTF-8 byte-order mark before the token is ignored.
+pub(crate) fn read_file(path: &std::path::Path) -> JwtFile {
+    use provtarget_loader::InputError;
+    const FIX: &str = "point plugin.provtarget.jwt_file at the provisioning JWT, or set it empty to read none";
+    let bytes = match provtarget_loader::read_bounded(path, MAX_JWT_FILE) {
+        Ok(input) => input.bytes,
+        Err(InputError::NotFound) => return JwtFile::Missing,
+        // Reads as empty, as it always did: an empty token.
+        Err(InputError::NullDevice) => Vec::new(),
+        Err(e @ InputError::Io(_)) => {
+            return JwtFile::Refused(format!("the file {e}; check its permissions"))
+        }
+        Err(e) => return JwtFile::Refused(format!("the file {e}; {FIX}")),
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return JwtFile::Refused(format!(
+            "jwt parse error: the file is not UTF-8 text; {FIX}"
+        ));
+    };
+    match parse_unverified(text.strip_prefix('\u{feff}').unwrap_or(&text)) {
+        Ok(claims) => JwtFile::Claims(claims),
+        Err(reason) => JwtFile::Refused(reason),
+    }
+}
+
 /// base64url as JWTs use it; padding is optional (JWTs omit it, some tools add it).
 const BASE64URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,

@@ -933,4 +933,149 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_key() {
+        let c = ConfigBuilder::new()
+            .file_text("f", "\u{feff}plugin.provtarget.srv_domain = example.net\n")
+            .build();
+        assert_eq!(c.get(keys::SRV_DOMAIN), Some("example.net"));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn repeated_malformed_lines_are_summarised_and_quoted_short() {
+        let mut text = String::new();
+        for i in 0..1000 {
+            text.push_str(&format!("junk line {i}\n"));
+        }
+        text.push_str(&"x".repeat(10_000));
+        text.push('\n');
+        let c = ConfigBuilder::new().file_text("big.conf", &text).build();
+        let w = c.warnings();
+        assert_eq!(w.len(), MAX_REPEATED_WARNINGS + 1, "{w:?}");
+        assert!(w[0].starts_with("big.conf:1: ignoring \"junk line 0\""), "{w:?}");
+        assert_eq!(
+            w[MAX_REPEATED_WARNINGS],
+            "big.conf: and 991 more malformed lines ignored (1001 in all); every line must be `key = value`, a `#` comment or blank"
+        );
+        // One long line is quoted in part.
+        let c = ConfigBuilder::new()
+            .file_text("f", &format!("{}\n", "y".repeat(10_000)))
+            .build();
+        assert!(c.warnings()[0].ends_with("... (10000 characters)\": expected `key = value`"));
+        assert!(c.warnings()[0].len() < 200, "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn repeated_unknown_keys_are_summarised() {
+        let text: String = (0..50)
+            .map(|i| format!("plugin.provtarget.unknown{i} = 1\n"))
+            .collect();
+        let c = ConfigBuilder::new().file_text("f", &text).build();
+        let w = c.unknown_key_warnings(&[]);
+        assert_eq!(w.len(), MAX_REPEATED_WARNINGS + 1, "{w:?}");
+        assert!(w[MAX_REPEATED_WARNINGS]
+            .starts_with("and 40 more plugin.provtarget.* keys that nothing reads (50 in all)"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_devices_directories_and_huge_files_are_refused_in_one_line() {
+        let dir = std::env::temp_dir().join(format!("provtarget-conf-in-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo.conf");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success());
+        let big = dir.join("big.conf");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_FILE as usize + 1]).unwrap();
+        let cases: [(&Path, &str); 4] = [
+            (&fifo, "is a FIFO (named pipe), not a regular file"),
+            (Path::new("/dev/zero"), "is a character device, not a regular file"),
+            (&dir, "is a directory, not a regular file"),
+            (&big, "is 1048577 bytes, more than the limit of 1048576 bytes"),
+        ];
+        for (path, why) in cases {
+            for required in [true, false] {
+                let err = ConfigBuilder::new().file(path, required).unwrap_err();
+                assert!(
+                    err.starts_with(&format!("configuration file {} {why}", path.display())),
+                    "{err}"
+                );
+                assert!(!err.contains('\n'), "{err}");
+                let fix = if required { "--config" } else { "fix or remove" };
+                assert!(err.contains(fix), "{err}");
+            }
+        }
+        // /dev/null stays the way to say "no configuration".
+        let c = ConfigBuilder::new()
+            .file(Path::new("/dev/null"), true)
+            .unwrap()
+            .build();
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    mod properties {
+        //! Property tests: the configuration parser as a fuzz target (256 cases each in
+        //! the normal suite; `PROPTEST_CASES=100000` for a longer run).
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines built from the pieces a configuration is made of, and hostile ones.
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z._]{0,30} ?= ?[ -~]{0,30}",
+                "plugin\\.provtarget\\.[a-z_.]{0,20} = [ -~]{0,20}",
+                "# ?[ -~]{0,30}",
+                any::<String>(),
+                "[\u{0}-\u{1f}\u{7f}\u{202e}\u{feff}=#]{0,10}",
+                Just(String::new()),
+            ]
+        }
+
+        fn check_one_line(w: &str) -> Result<(), TestCaseError> {
+            prop_assert!(!w.chars().any(char::is_control), "{:?}", w);
+            prop_assert!(w.len() <= 1000, "{} bytes: {:?}", w.len(), w);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_without_panic_into_bounded_one_line_warnings(
+                lines in proptest::collection::vec(line(), 0..60),
+                bom in any::<bool>(),
+            ) {
+                let mut text = if bom { "\u{feff}".to_string() } else { String::new() };
+                text.push_str(&lines.join("\n"));
+                let c = ConfigBuilder::new().file_text("f.conf", &text).build();
+                // Malformed lines: at most the first few and a summary; plus at most
+                // one warning per host key validated.
+                prop_assert!(c.warnings().len() <= MAX_REPEATED_WARNINGS + 1 + keys::ALL.len());
+                for w in c.warnings() {
+                    check_one_line(w)?;
+                }
+                let unknown = c.unknown_key_warnings(&[]);
+                prop_assert!(unknown.len() <= MAX_REPEATED_WARNINGS + 1);
+                for w in &unknown {
+                    check_one_line(w)?;
+                }
+            }
+
+            #[test]
+            fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let text = String::from_utf8_lossy(&bytes);
+                let c = ConfigBuilder::new().file_text("f.conf", &text).build();
+                for w in c.warnings().iter().chain(&c.unknown_key_warnings(&[])) {
+                    check_one_line(w)?;
+                }
+            }
+        }
+    }
 }

@@ -290,9 +290,7 @@ impl HostConfig {
                 continue;
             }
             // A "did you mean" only for key-sized text: the distance is quadratic.
-            let near = |known: &&str| {
-                key.len() <= 2 * MAX_QUOTED && edit_distance(known, key) <= 3
-            };
+            let near = |known: &&str| key.len() <= 2 * MAX_QUOTED && edit_distance(known, key) <= 3;
             let candidates = keys::ALL
                 .iter()
                 .copied()
@@ -954,7 +952,10 @@ mod tests {
         let c = ConfigBuilder::new().file_text("big.conf", &text).build();
         let w = c.warnings();
         assert_eq!(w.len(), MAX_REPEATED_WARNINGS + 1, "{w:?}");
-        assert!(w[0].starts_with("big.conf:1: ignoring \"junk line 0\""), "{w:?}");
+        assert!(
+            w[0].starts_with("big.conf:1: ignoring \"junk line 0\""),
+            "{w:?}"
+        );
         assert_eq!(
             w[MAX_REPEATED_WARNINGS],
             "big.conf: and 991 more malformed lines ignored (1001 in all); every line must be `key = value`, a `#` comment or blank"
@@ -995,9 +996,15 @@ mod tests {
         std::fs::write(&big, vec![b'#'; MAX_CONFIG_FILE as usize + 1]).unwrap();
         let cases: [(&Path, &str); 4] = [
             (&fifo, "is a FIFO (named pipe), not a regular file"),
-            (Path::new("/dev/zero"), "is a character device, not a regular file"),
+            (
+                Path::new("/dev/zero"),
+                "is a character device, not a regular file",
+            ),
             (&dir, "is a directory, not a regular file"),
-            (&big, "is 1048577 bytes, more than the limit of 1048576 bytes"),
+            (
+                &big,
+                "is 1048577 bytes, more than the limit of 1048576 bytes",
+            ),
         ];
         for (path, why) in cases {
             for required in [true, false] {
@@ -1007,7 +1014,11 @@ mod tests {
                     "{err}"
                 );
                 assert!(!err.contains('\n'), "{err}");
-                let fix = if required { "--config" } else { "fix or remove" };
+                let fix = if required {
+                    "--config"
+                } else {
+                    "fix or remove"
+                };
                 assert!(err.contains(fix), "{err}");
             }
         }
@@ -1045,7 +1056,8 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
+            // 256 cases (proptest's default), or PROPTEST_CASES from the environment.
+            #![proptest_config(ProptestConfig::default())]
 
             #[test]
             fn any_text_parses_without_panic_into_bounded_one_line_warnings(

@@ -251,9 +251,8 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
                     }
                 },
                 None => {
-                    rust_log_problem = Some(
-                        "RUST_LOG is not valid UTF-8; logging at warn instead".to_string(),
-                    );
+                    rust_log_problem =
+                        Some("RUST_LOG is not valid UTF-8; logging at warn instead".to_string());
                     None
                 }
             },

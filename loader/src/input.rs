@@ -91,11 +91,9 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<InputFile, InputError> {
     let file = sys::open_config_file(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => InputError::NotFound,
         // A socket cannot be opened at all (ENXIO): say what it is.
-        _ if e.raw_os_error() == Some(sys::Errno::NXIO.raw_os_error()) => {
-            InputError::NotRegular {
-                kind: "a socket or a device without a reader",
-            }
-        }
+        _ if e.raw_os_error() == Some(sys::Errno::NXIO.raw_os_error()) => InputError::NotRegular {
+            kind: "a socket or a device without a reader",
+        },
         _ => InputError::Io(e),
     })?;
     let metadata = file.metadata().map_err(InputError::Io)?;
@@ -235,8 +233,14 @@ mod tests {
         let read = read_bounded(&file, 100).unwrap();
         let w = trust_warnings(&file, &read.metadata, "configuration file", "it matters");
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("world-writable") && w[0].ends_with("; this matters because it matters"), "{w:?}");
-        assert!(w[1].contains("(mode 0777) that others can write to"), "{w:?}");
+        assert!(
+            w[0].contains("world-writable") && w[0].ends_with("; this matters because it matters"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("(mode 0777) that others can write to"),
+            "{w:?}"
+        );
         // The sticky bit (as on /tmp) stops others replacing the file.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let w = trust_warnings(&file, &read.metadata, "configuration file", "x");

@@ -53,12 +53,12 @@ impl Pins {
             InputError::NotFound => {
                 format!("cannot open pin file {p}: {e}; fix the pin_file setting")
             }
-            InputError::NotRegular { .. } | InputError::NullDevice => format!(
-                "pin file {p} {e}; point pin_file at a sha256sum listing"
-            ),
-            InputError::TooLarge { .. } => format!(
-                "pin file {p} {e}; is it really a sha256sum listing?"
-            ),
+            InputError::NotRegular { .. } | InputError::NullDevice => {
+                format!("pin file {p} {e}; point pin_file at a sha256sum listing")
+            }
+            InputError::TooLarge { .. } => {
+                format!("pin file {p} {e}; is it really a sha256sum listing?")
+            }
             InputError::Io(_) => format!("pin file {p} {e}; check its permissions"),
         })?;
         if !skip_owner_checks {
@@ -334,7 +334,10 @@ mod tests {
         let big = dir.join("pins.big");
         std::fs::write(&big, vec![b'#'; MAX_PIN_FILE as usize + 1]).unwrap();
         let err = Pins::load(&big, 0, true).unwrap_err();
-        assert!(err.contains("more than the limit of 1048576 bytes"), "{err}");
+        assert!(
+            err.contains("more than the limit of 1048576 bytes"),
+            "{err}"
+        );
         assert!(!err.contains('\n'), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -182,19 +182,14 @@ fn a_fifo_jwt_is_named_and_the_broker_urls_still_resolve() {
     assert_eq!(info["disabled"], json!([]), "{info:#}");
     assert_eq!(info["resolver"]["name"], "Choria JWT Resolver", "{info:#}");
     assert_eq!(
-        info["settings"]["provisioning.broker_urls"],
-        "prov.example.net:4222",
+        info["settings"]["provisioning.broker_urls"], "prov.example.net:4222",
         "{info:#}"
     );
 }
 
 #[test]
 fn dev_zero_as_configuration_or_jwt_is_refused_with_bounded_memory() {
-    let run = run_limited(
-        &["targets", "--config", "/dev/zero"],
-        &[],
-        MEMORY_LIMIT_KIB,
-    );
+    let run = run_limited(&["targets", "--config", "/dev/zero"], &[], MEMORY_LIMIT_KIB);
     run.failed(2);
     assert!(one_line(&run).starts_with(
         "provtarget: configuration file /dev/zero is a character device, not a regular file"
@@ -218,7 +213,10 @@ fn dev_zero_as_configuration_or_jwt_is_refused_with_bounded_memory() {
         MEMORY_LIMIT_KIB,
     );
     run.ok();
-    assert!(run.stdout.contains("nats://prov.example.net:4222"), "{run:#?}");
+    assert!(
+        run.stdout.contains("nats://prov.example.net:4222"),
+        "{run:#?}"
+    );
     assert!(
         run.stderr.contains(
             "JWT file /dev/zero failed: the file is a character device, not a regular file"
@@ -286,7 +284,11 @@ fn a_huge_configuration_is_refused_and_many_bad_lines_are_summarised() {
         MEMORY_LIMIT_KIB,
     );
     run.ok();
-    let ignoring = run.stderr.lines().filter(|l| l.contains("ignoring")).count();
+    let ignoring = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ignoring"))
+        .count();
     assert_eq!(ignoring, 10, "{}", run.stderr);
     let summary: Vec<&str> = run
         .stderr
@@ -317,7 +319,10 @@ fn a_byte_order_mark_does_not_hide_the_first_key() {
         run.stdout.contains("nats://bom.example.net:4222"),
         "{run:#?}"
     );
-    assert!(!run.stderr.contains("unknown configuration key"), "{run:#?}");
+    assert!(
+        !run.stderr.contains("unknown configuration key"),
+        "{run:#?}"
+    );
 }
 
 #[test]
@@ -351,7 +356,13 @@ fn a_configuration_others_could_write_gets_a_warning() {
     let open = TempDir::new("open-dir");
     let conf = open.write("server.conf", "plugin.provtarget.jwt_file =\n");
     set_mode(open.path(), 0o777);
-    let run = provtarget(&["buildinfo", "--config", &path_str(&conf), "--plugin-dir", &none]);
+    let run = provtarget(&[
+        "buildinfo",
+        "--config",
+        &path_str(&conf),
+        "--plugin-dir",
+        &none,
+    ]);
     set_mode(open.path(), 0o755);
     run.ok();
     assert!(
@@ -371,12 +382,19 @@ fn a_misspelt_rust_log_does_not_silence_security_warnings() {
     let none = path_str(&dir.path().join("no-plugins"));
     for rust_log in ["warning", "verbose", "provtarget_loader=debug"] {
         let run = provtarget_env(
-            &["buildinfo", "--config", &path_str(&conf), "--plugin-dir", &none],
+            &[
+                "buildinfo",
+                "--config",
+                &path_str(&conf),
+                "--plugin-dir",
+                &none,
+            ],
             &[("RUST_LOG", rust_log)],
         );
         run.ok();
         assert!(
-            run.stderr.contains("is group- and world-writable (mode 0666)"),
+            run.stderr
+                .contains("is group- and world-writable (mode 0666)"),
             "RUST_LOG={rust_log}:\n{run:#?}"
         );
         if rust_log != "provtarget_loader=debug" {
@@ -393,7 +411,14 @@ fn a_misspelt_rust_log_does_not_silence_security_warnings() {
 
 #[test]
 fn garbage_log_levels_are_refused_in_one_line() {
-    for level in [",", "", "warning", "info,,debug", "=warn", "provtarget=loud"] {
+    for level in [
+        ",",
+        "",
+        "warning",
+        "info,,debug",
+        "=warn",
+        "provtarget=loud",
+    ] {
         let run = provtarget(&["--log-level", level, "buildinfo"]);
         run.failed(2);
         let line = one_line(&run);
@@ -401,10 +426,18 @@ fn garbage_log_levels_are_refused_in_one_line() {
             line.starts_with(&format!("provtarget: --log-level {level:?} ")),
             "{line}"
         );
-        assert!(line.contains("use error, warn, info, debug or trace"), "{line}");
+        assert!(
+            line.contains("use error, warn, info, debug or trace"),
+            "{line}"
+        );
     }
     // Good ones still work.
-    for level in ["debug", " WARN ", "provtarget=info,warn", "provtarget_loader=trace"] {
+    for level in [
+        "debug",
+        " WARN ",
+        "provtarget=info,warn",
+        "provtarget_loader=trace",
+    ] {
         provtarget(&["--log-level", level, "buildinfo"]).ok();
     }
 }
@@ -414,7 +447,10 @@ fn a_missing_or_relative_plugin_dir_is_one_warning() {
     let dir = TempDir::new("plugin-dir");
     let missing = path_str(&dir.path().join("missing"));
     for (given, text) in [
-        (missing.as_str(), format!("plugin directory {missing} does not exist")),
+        (
+            missing.as_str(),
+            format!("plugin directory {missing} does not exist"),
+        ),
         (
             "relative/plugins",
             "plugin directory relative/plugins is a relative path".to_string(),

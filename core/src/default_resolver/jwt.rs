@@ -54,7 +54,8 @@ pub(crate) enum JwtFile {
 /// type), and decodes it. A UTF-8 byte-order mark before the token is ignored.
 pub(crate) fn read_file(path: &std::path::Path) -> JwtFile {
     use provtarget_loader::InputError;
-    const FIX: &str = "point plugin.provtarget.jwt_file at the provisioning JWT, or set it empty to read none";
+    const FIX: &str =
+        "point plugin.provtarget.jwt_file at the provisioning JWT, or set it empty to read none";
     let bytes = match provtarget_loader::read_bounded(path, MAX_JWT_FILE) {
         Ok(input) => input.bytes,
         Err(InputError::NotFound) => return JwtFile::Missing,
@@ -310,11 +311,19 @@ mod tests {
             .starts_with("the file is a character device, not a regular file"));
         let big = dir.join("big.jwt");
         std::fs::write(&big, vec![b'a'; MAX_JWT_FILE as usize + 1]).unwrap();
-        assert!(refused(&big).starts_with("the file is 65537 bytes, more than the limit of 65536 bytes"));
-        assert!(matches!(read_file(&dir.join("missing.jwt")), JwtFile::Missing));
+        assert!(refused(&big)
+            .starts_with("the file is 65537 bytes, more than the limit of 65536 bytes"));
+        assert!(matches!(
+            read_file(&dir.join("missing.jwt")),
+            JwtFile::Missing
+        ));
         // A byte-order mark before the token is ignored.
         let bom = dir.join("bom.jwt");
-        std::fs::write(&bom, format!("\u{feff}{}\n", jwt(r#"{"cht":"t","chu":"b:1"}"#))).unwrap();
+        std::fs::write(
+            &bom,
+            format!("\u{feff}{}\n", jwt(r#"{"cht":"t","chu":"b:1"}"#)),
+        )
+        .unwrap();
         match read_file(&bom) {
             JwtFile::Claims(c) => assert_eq!(c.urls, "b:1"),
             other => panic!("{other:?}"),
@@ -345,8 +354,16 @@ mod tests {
                 Just("{\"a\":1}".to_string()),
             ];
             let key = prop_oneof![
-                Just("cht"), Just("chs"), Just("chu"), Just("chsrv"), Just("chpd"),
-                Just("chrd"), Just("chf"), Just("chusr"), Just("chpwd"), Just("extensions"),
+                Just("cht"),
+                Just("chs"),
+                Just("chu"),
+                Just("chsrv"),
+                Just("chpd"),
+                Just("chrd"),
+                Just("chf"),
+                Just("chusr"),
+                Just("chpwd"),
+                Just("extensions"),
                 Just("exp"),
             ];
             proptest::collection::vec((key, value), 0..8).prop_map(|pairs| {
@@ -359,7 +376,8 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
+            // 256 cases (proptest's default), or PROPTEST_CASES from the environment.
+            #![proptest_config(ProptestConfig::default())]
 
             #[test]
             fn any_text_is_decoded_or_refused_in_one_bounded_line(text in any::<String>()) {

@@ -408,7 +408,9 @@ impl ConfigBuilder {
             Err(e @ provtarget_loader::InputError::TooLarge { .. }) => Err(format!(
                 "configuration file {shown} {e}; is it really a key = value configuration? {fix}"
             )),
-            Err(e) => Err(format!("configuration file {shown} {e}; {fix}")),
+            Err(e) => Err(format!(
+                "cannot read configuration file {shown}: it {e}; {fix}"
+            )),
         }
     }
 
@@ -927,7 +929,7 @@ mod tests {
         assert!(ConfigBuilder::new().file(missing, false).is_ok());
         let err = ConfigBuilder::new().file(missing, true).unwrap_err();
         assert!(
-            err.starts_with("configuration file /nonexistent/provtarget/server.conf does not exist; check the path given to --config"),
+            err.starts_with("cannot read configuration file /nonexistent/provtarget/server.conf: it does not exist; check the path given to --config"),
             "{err}"
         );
     }

@@ -221,7 +221,7 @@ fn checked_filter(text: &str) -> Result<EnvFilter, String> {
         directives.push("warn");
     }
     let full = directives.join(",");
-    EnvFilter::try_new(&full).map_err(|e| format!("is not a filter ({e})"))
+    EnvFilter::try_new(&full).map_err(|e| format!("does not parse: {e}"))
 }
 
 fn init_logging(level: Option<&str>) -> Result<(), String> {
@@ -232,7 +232,7 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
     let filter = match level {
         Some(l) => Some(checked_filter(l).map_err(|why| {
             format!(
-                "--log-level {:?} {why}; {USE}",
+                "--log-level {:?} is not a level or filter (it {why}); {USE}",
                 provtarget::text::printable(l)
             )
         })?),
@@ -244,7 +244,7 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
                     Ok(filter) => Some(filter),
                     Err(why) => {
                         rust_log_problem = Some(format!(
-                            "RUST_LOG={:?} {why}; logging at warn instead; {USE}",
+                            "RUST_LOG={:?} is not a level or filter (it {why}); logging at warn instead; {USE}",
                             provtarget::text::printable(s)
                         ));
                         None

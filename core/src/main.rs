@@ -335,26 +335,86 @@ impl Signals {
     }
 }
 
-fn init_logging(level: Option<&str>) -> Result<(), String> {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    let filter = match level {
-        // A bare word would parse as a target name ("loud" = everything from target
-        // `loud`), silently logging nothing: only level names may stand alone.
-        Some(l)
-            if !l.contains(['=', ',', '['])
-                && !LEVELS.contains(&l.trim().to_ascii_lowercase().as_str()) =>
-        {
-            return Err(format!(
-                "--log-level {l:?} is not a level or filter; use error, warn, info, debug or trace"
-            ));
+/// The level names a filter directive may use (`tracing`'s, case-insensitive).
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `--log-level` or `RUST_LOG` filter before `EnvFilter` sees it: `EnvFilter`
+/// reads a bare unknown word (`warning`, `verbose`) as a *target* name and an empty
+/// directive (`,`) as nothing, both of which silently log nothing at all, security
+/// warnings included. Every directive must be a level, `target=level`, or a span
+/// filter (`[...]`). When no directive sets a bare level, `warn` is added, so naming
+/// one target (`provtarget_loader=debug`) never silences the warnings of the others.
+/// Err: why, for a one-line message.
+fn checked_filter(text: &str) -> Result<EnvFilter, String> {
+    let is_level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    let mut has_level = false;
+    let mut directives = Vec::new();
+    for directive in text.split(',') {
+        let d = directive.trim();
+        directives.push(d);
+        if d.is_empty() {
+            return Err("has an empty directive".to_string());
         }
-        Some(l) => Some(EnvFilter::try_new(l).map_err(|e| {
-            format!("--log-level {l:?} is not a level or filter ({e}); use error, warn, info, debug or trace")
+        if d.contains('[') {
+            continue;
+        }
+        match d.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() && is_level(level) => {}
+            Some(_) => {
+                return Err(format!(
+                    "has {:?}, which is not target=level",
+                    provtarget::text::printable(d)
+                ))
+            }
+            None if is_level(d) => has_level = true,
+            None => {
+                return Err(format!(
+                    "has {:?}, which is not a level",
+                    provtarget::text::printable(d)
+                ))
+            }
+        }
+    }
+    if !has_level {
+        directives.push("warn");
+    }
+    let full = directives.join(",");
+    EnvFilter::try_new(&full).map_err(|e| format!("does not parse: {e}"))
+}
+
+fn init_logging(level: Option<&str>) -> Result<(), String> {
+    const USE: &str = "use error, warn, info, debug or trace, or target=level pairs";
+    // A bad RUST_LOG is not fatal (it may be set for other programs) but must not
+    // silence warnings: it is reported once logging is up, and `warn` is used.
+    let mut rust_log_problem = None;
+    let filter = match level {
+        Some(l) => Some(checked_filter(l).map_err(|why| {
+            format!(
+                "--log-level {:?} is not a level or filter (it {why}); {USE}",
+                provtarget::text::printable(l)
+            )
         })?),
-        // Without RUST_LOG the filter is the plain level `warn`: a `LevelFilter` does
-        // what `EnvFilter::new("warn")` does without parsing directives at every start.
-        None if std::env::var_os("RUST_LOG").is_none() => None,
-        None => Some(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))),
+        None => match std::env::var_os("RUST_LOG") {
+            None => None,
+            Some(v) => match v.to_str() {
+                Some(s) if s.trim().is_empty() => None,
+                Some(s) => match checked_filter(s) {
+                    Ok(filter) => Some(filter),
+                    Err(why) => {
+                        rust_log_problem = Some(format!(
+                            "RUST_LOG={:?} is not a level or filter (it {why}); logging at warn instead; {USE}",
+                            provtarget::text::printable(s)
+                        ));
+                        None
+                    }
+                },
+                None => {
+                    rust_log_problem =
+                        Some("RUST_LOG is not valid UTF-8; logging at warn instead".to_string());
+                    None
+                }
+            },
+        },
     };
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -363,7 +423,12 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
         .with_target(false);
     match filter {
         Some(filter) => builder.with_env_filter(filter).init(),
+        // The plain level `warn`: a `LevelFilter` does what `EnvFilter::new("warn")`
+        // does without parsing directives at every start.
         None => builder.with_max_level(LevelFilter::WARN).init(),
+    }
+    if let Some(problem) = rust_log_problem {
+        tracing::warn!("{problem}");
     }
     Ok(())
 }

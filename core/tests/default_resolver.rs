@@ -385,10 +385,10 @@ fn missing_claims_give_choria_texts() {
 #[test]
 fn an_unreadable_jwt_is_logged_and_ignored() {
     let dir = TempDir::new("jwt-dir");
-    // A directory where the file should be: reading it fails (not "not found").
+    // A directory where the file should be: refused from its type (not "not found").
     let path = dir.path().to_str().unwrap().to_string();
     let (_, settings, logs) = configured(defaults(&path), &[]);
-    let expected = format!("Configuration of the provisioner settings based on JWT file {path} failed: cannot read the file:");
+    let expected = format!("Configuration of the provisioner settings based on JWT file {path} failed: the file is a directory, not a regular file; point plugin.provtarget.jwt_file at");
     assert!(logs.has(Level::ERROR, &expected), "{:#?}", logs.lines());
     assert_eq!(setting(&settings, "provisioning.token"), None);
 }

@@ -120,6 +120,7 @@ mod discover;
 mod elf;
 mod image;
 mod info;
+mod input;
 mod library;
 mod options;
 mod pins;
@@ -133,6 +134,7 @@ mod trust;
 pub use cache::{
     host_build_key, CachedVerdict, FileIdentity, VerdictCache, CACHE_FILE_NAME, MAX_CACHE_FILE,
 };
+pub use input::{read_bounded, trust_warnings, InputError, InputFile};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
 pub use report::{
     FileFacts, LibraryRecord, LoadReport, LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage,

@@ -53,7 +53,11 @@
 //! `Configuration of the provisioner settings based on JWT file <path> failed:
 //! <reason>` and ignored *as a whole* (as in Choria, no claim of a refused token is
 //! used); `configure` still succeeds and the resolver carries on with the
-//! configuration and build defaults.
+//! configuration and build defaults. The file is opened without blocking and judged
+//! before it is read: a FIFO, socket, device (`/dev/zero`) or directory is refused at
+//! once, and so is a file larger than [`MAX_JWT_FILE`] (64 KiB), so a hostile path can
+//! neither stall `configure` (which would get the built-in resolver disabled) nor
+//! exhaust memory. A UTF-8 byte-order mark before the token is ignored.
 //!
 //! # Other configuration
 //!
@@ -81,6 +85,8 @@
 
 mod jwt;
 mod srv;
+
+pub use self::jwt::MAX_JWT_FILE;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -415,38 +421,30 @@ fn read_jwt(ctx: &ResolveContext, path: &str) -> Option<jwt::ProvClaims> {
         );
         return None;
     }
-    let failed = |reason: String| {
-        ctx.log(
-            LogLevel::Error,
-            &format!("Configuration of the provisioner settings based on JWT file {path} failed: {reason}"),
-        );
-    };
-    let text = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    // Read without blocking and with a bound: a FIFO or a device at this path must
+    // neither stall `configure` (the host would then disable this resolver, its
+    // fallback) nor exhaust memory. Any problem is logged and the JWT ignored; the
+    // resolver goes on with the configuration and build defaults.
+    match jwt::read_file(std::path::Path::new(path)) {
+        jwt::JwtFile::Claims(claims) => {
+            ctx.log(
+                LogLevel::Info,
+                &format!("Setting build defaults to those found in {path}"),
+            );
+            Some(claims)
+        }
+        jwt::JwtFile::Missing => {
             ctx.log(
                 LogLevel::Debug,
                 &format!("No provisioning JWT at {path}; using configuration and build defaults"),
             );
-            return None;
+            None
         }
-        Err(e) => {
-            failed(format!("cannot read the file: {e}"));
-            return None;
-        }
-    };
-    let Ok(text) = String::from_utf8(text) else {
-        failed("jwt parse error: the file is not UTF-8 text".into());
-        return None;
-    };
-    ctx.log(
-        LogLevel::Info,
-        &format!("Setting build defaults to those found in {path}"),
-    );
-    match jwt::parse_unverified(&text) {
-        Ok(claims) => Some(claims),
-        Err(reason) => {
-            failed(reason);
+        jwt::JwtFile::Refused(reason) => {
+            ctx.log(
+                LogLevel::Error,
+                &format!("Configuration of the provisioner settings based on JWT file {path} failed: {reason}; ignoring the JWT, using configuration and build defaults"),
+            );
             None
         }
     }

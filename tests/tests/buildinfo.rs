@@ -163,14 +163,10 @@ fn unknown_host_keys_and_developer_override_are_visible() {
         "--insecure-skip-owner-checks",
     ]);
     run.ok();
-    assert!(
-        run.stderr.contains(&format!(
+    run.stderr_has(&format!(
             "unknown configuration key plugin.provtarget.timeuot ({} line 3); did you mean plugin.provtarget.timeout?",
             path_str(&conf)
-        )),
-        "{}",
-        run.stderr
-    );
+        ));
     assert!(
         run.stdout.contains("Plugin Owner Checks: DISABLED"),
         "{}",

@@ -1015,9 +1015,9 @@ fn files_and_directories_owned_by_another_user_are_refused() {
     let other = TempDir::new("loader-owner-dir");
     other.copy_in(&cdylib(TESTKIT), "libtestkit.so");
     std::os::unix::fs::chown(other.path(), Some(4242), None).unwrap();
-    let report = load(&other);
-    assert_rejected(
-        record(&report, "libtestkit.so"),
+    load_refusing(
+        &other,
+        "libtestkit.so",
         Stage::Trust,
         RefusalKind::BadOwner,
         &["plugin directory", "owned by uid 4242"],

@@ -659,12 +659,7 @@ fn etcd_auth_with_username_and_password() {
 
     let run = run_targets(&dir, &base, "2s");
     run.failed(1);
-    assert!(
-        run.stderr
-            .contains("requires authentication: set plugin.provtarget.etcd.username"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("requires authentication: set plugin.provtarget.etcd.username");
 
     // A key the reader may not read.
     let mut other = with("reader", "readerpw");
@@ -751,28 +746,21 @@ fn an_expired_auth_token_is_renewed() {
 #[test]
 fn buildinfo_lists_the_plugin_and_masks_the_password() {
     let dir = etcd_dir("etcd-bi-p");
-    let d = path_str(dir.path());
-    let run = provtarget(&[
+    let run = run_in(
         "buildinfo",
-        "--plugin-dir",
-        &d,
-        "--set",
-        "plugin.provtarget.etcd.endpoints=http://127.0.0.1:1,http://127.0.0.1:2",
-        "--set",
-        "plugin.provtarget.etcd.key=brokers",
-        "--set",
-        "plugin.provtarget.etcd.username=reader",
-        "--set",
-        "plugin.provtarget.etcd.password=hunter2-secret",
-    ]);
+        &dir,
+        &[
+            "plugin.provtarget.etcd.endpoints=http://127.0.0.1:1,http://127.0.0.1:2",
+            "plugin.provtarget.etcd.key=brokers",
+            "plugin.provtarget.etcd.username=reader",
+            "plugin.provtarget.etcd.password=hunter2-secret",
+        ],
+        &[],
+    );
     run.ok();
     assert!(run.stdout.contains(NAME), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("http://127.0.0.1:1,http://127.0.0.1:2"),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("*****"), "{}", run.stdout);
+    run.stdout_has("http://127.0.0.1:1,http://127.0.0.1:2");
+    run.stdout_has("*****");
     assert!(
         !run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"),
         "{run:#?}"

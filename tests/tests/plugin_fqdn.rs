@@ -126,19 +126,10 @@ fn a_bad_pattern_is_refused_at_configure_naming_the_key() {
         &[],
     );
     r.ok();
-    assert!(
-        r.stdout
-            .contains("    Provisioning Target Resolver: Choria JWT Resolver version "),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains(&format!(
+    r.stdout_has("    Provisioning Target Resolver: Choria JWT Resolver version ");
+    r.stdout_has(&format!(
             "            Disabled Resolver: {FQDN}: configure failed: plugin.provtarget.fqdn.pattern = \"^(?P<domain>.+\" is not valid: expected a regular expression with named groups such as {DEFAULT_PATTERN} (unclosed group)\n"
-        )),
-        "{}",
-        r.stdout
-    );
+        ));
 }
 
 #[test]

@@ -482,12 +482,7 @@ fn a_server_down_at_start_is_retried_until_it_is_up() {
         servers(&run),
         serde_json::json!(["nats://late.example:4222"])
     );
-    assert!(
-        run.stderr
-            .contains(&format!("try 1 failed: GET {url}: Connection Failed")),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has(&format!("try 1 failed: GET {url}: Connection Failed"));
     assert!(!server.requests().is_empty());
 }
 
@@ -715,19 +710,10 @@ fn buildinfo_lists_the_plugin_with_secrets_masked() {
     let a: Vec<&str> = a.into_iter().filter(|x| *x != "--json").collect();
     let run = provtarget(&a);
     run.ok();
-    assert!(
-        run.stdout.contains(&format!(
-            "Provisioning Target Resolver: {HTTP} version 1.0.0"
-        )),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("plugin.provtarget.http.header.Authorization"),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has(&format!(
+        "Provisioning Target Resolver: {HTTP} version 1.0.0"
+    ));
+    run.stdout_has("plugin.provtarget.http.header.Authorization");
     assert!(
         !run.stdout.contains("s3cr3t"),
         "secret shown:\n{}",

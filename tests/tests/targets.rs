@@ -53,21 +53,11 @@ fn resolver_errors_and_empty_results_use_choria_texts() {
 
     let run = targets_in(&dir, &["testkit.mode=empty"], &[]);
     run.failed(1);
-    assert!(
-        run.stderr
-            .contains("provisioning target plugin Test Kit returned no servers"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("provisioning target plugin Test Kit returned no servers");
 
     let run = targets_in(&dir, &["testkit.mode=panic-targets"], &[]);
     run.failed(1);
-    assert!(
-        run.stderr
-            .contains("plugin Test Kit panicked in targets: testkit was told to panic in targets"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("plugin Test Kit panicked in targets: testkit was told to panic in targets");
 }
 
 #[test]
@@ -89,12 +79,7 @@ fn a_resolver_ignoring_cancellation_is_abandoned_and_reported() {
         &["--timeout", "200ms"],
     );
     run.failed(1);
-    assert!(
-        run.stderr
-            .contains("context deadline exceeded (last error: the resolver ignored cancellation"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("context deadline exceeded (last error: the resolver ignored cancellation");
     run.stderr_has("abandoned");
 }
 
@@ -121,23 +106,9 @@ fn the_chain_falls_back_to_the_next_resolver() {
         "{}",
         run.stdout
     );
-    assert!(
-        run.stdout.contains(&format!("Resolved by: {DC_HINT}")),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("   nats://_provision.par3.example.net:4222\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stderr
-            .contains("testkit was told to fail; trying Acme DC hints"),
-        "{}",
-        run.stderr
-    );
+    run.stdout_has(&format!("Resolved by: {DC_HINT}"));
+    run.stdout_has("   nats://_provision.par3.example.net:4222\n");
+    run.stderr_has("testkit was told to fail; trying Acme DC hints");
 
     // Test Kit misses its deadline: dc-hint answers.
     let run = targets_in(
@@ -153,12 +124,7 @@ fn the_chain_falls_back_to_the_next_resolver() {
         ],
     );
     run.ok();
-    assert!(
-        run.stdout
-            .contains("nats://_provision.par3.example.net:4222"),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("nats://_provision.par3.example.net:4222");
 
     // Test Kit returns nothing: the built-in default with broker URLs answers.
     let run = targets_in(
@@ -177,16 +143,8 @@ fn the_chain_falls_back_to_the_next_resolver() {
         ],
     );
     run.ok();
-    assert!(
-        run.stdout.contains("Resolved by: Choria JWT Resolver"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("   nats://fallback.example:4222\n"),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("Resolved by: Choria JWT Resolver");
+    run.stdout_has("   nats://fallback.example:4222\n");
 }
 
 #[test]

@@ -48,6 +48,26 @@ impl Run {
         );
         self
     }
+    /// Asserts that stdout contains `needle`, showing stdout if not.
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+    /// Asserts that stdout does not contain `needle`, showing stdout if it does.
+    #[track_caller]
+    pub fn stdout_lacks(&self, needle: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(needle),
+            "stdout holds {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
     /// Asserts that the run failed at its deadline and the resolver honoured the
     /// cancellation: `context deadline exceeded`, and the host neither reports that the
     /// resolver ignored cancellation nor abandoned it.

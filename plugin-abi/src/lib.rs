@@ -94,6 +94,7 @@ pub mod host;
 mod plugin_type;
 mod raw;
 mod sdk;
+pub mod targets;
 
 pub use cancel::{Cancellation, Cancelled};
 pub use plugin_type::PluginType;

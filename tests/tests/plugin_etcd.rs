@@ -248,22 +248,11 @@ fn etcd_dir(label: &str) -> TempDir {
 }
 
 fn run_targets(dir: &TempDir, sets: &[String], timeout: &str) -> Run {
-    let d = path_str(dir.path());
-    let mut args = vec![
-        "targets",
-        "--plugin-dir",
-        d.as_str(),
-        "--timeout",
-        timeout,
-        "--json",
-        "--log-level",
-        "info",
-    ];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    provtarget(&args)
+    targets_in(
+        dir,
+        sets,
+        &["--timeout", timeout, "--json", "--log-level", "info"],
+    )
 }
 
 fn servers(run: &Run) -> Vec<String> {
@@ -435,13 +424,9 @@ fn key_holding_a_comma_list_and_garbage_is_refused() {
         "2s",
     );
     run.failed(1);
-    assert!(
-        run.stderr.contains(r#"etcd key "garbage""#)
-            && run.stderr.contains("\"not a broker\"")
-            && run.stderr.contains("not a broker address"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has(r#"etcd key "garbage""#)
+        .stderr_has("\"not a broker\"")
+        .stderr_has("not a broker address");
 }
 
 #[test]
@@ -483,7 +468,7 @@ fn key_written_later_arrives_through_the_watch() {
     let run = bg.finish();
     assert_eq!(servers(&run), ["nats://late.example:4222"]);
     // One try: the watch, not a poll, brought the key.
-    assert!(!run.stderr.contains("try 1 failed"), "{}", run.stderr);
+    run.stderr_lacks("try 1 failed");
 }
 
 #[test]
@@ -502,7 +487,7 @@ fn a_prefix_written_later_arrives_through_the_watch() {
     etcd.put(0, "fleet/2", "two.example:4222");
     let run = bg.finish();
     assert_eq!(servers(&run), ["nats://two.example:4222"]);
-    assert!(!run.stderr.contains("try 1 failed"), "{}", run.stderr);
+    run.stderr_lacks("try 1 failed");
 }
 
 #[test]
@@ -517,29 +502,12 @@ fn an_absent_key_until_the_deadline_reports_it_and_honours_cancellation() {
         "2s",
     );
     run.failed(1);
-    assert!(
-        run.stderr.contains("watching key \"never\""),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("watching key \"never\"");
     // Cancelled while watching, the try fails with why (the host's final line says only
     // "context deadline exceeded": it does not print the resolver's last error).
-    assert!(
-        run.stderr.contains(r#"try 1 failed: etcd key "never""#)
-            && run.stderr.contains("is not set"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("context deadline exceeded"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("ignored cancellation"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has(r#"try 1 failed: etcd key "never""#)
+        .stderr_has("is not set");
+    run.deadline_honoured();
 }
 
 #[test]
@@ -569,7 +537,7 @@ fn backend_never_up_ends_at_the_timeout_with_the_last_error() {
     let url = format!("http://127.0.0.1:{port}");
     let run = run_targets(&dir, &[set("endpoints", &url), set("key", "brokers")], "3s");
     run.failed(1);
-    assert!(run.stderr.contains("try 1 failed"), "{}", run.stderr);
+    run.stderr_has("try 1 failed");
     // Every failed try is logged with its cause; the last one is the last error.
     let last = run
         .stderr
@@ -582,16 +550,7 @@ fn backend_never_up_ends_at_the_timeout_with_the_last_error() {
         "{}",
         run.stderr
     );
-    assert!(
-        run.stderr.contains("context deadline exceeded"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("ignored cancellation"),
-        "{}",
-        run.stderr
-    );
+    run.deadline_honoured();
 }
 
 #[test]
@@ -624,16 +583,7 @@ fn a_backend_that_never_answers_is_cancelled_promptly() {
     );
     run.failed(1);
     // Cancelled mid-request (the request timeout is 30 s), within the host's grace.
-    assert!(
-        run.stderr.contains("context deadline exceeded"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("ignored cancellation"),
-        "{}",
-        run.stderr
-    );
+    run.deadline_honoured();
     drop(holder);
 }
 
@@ -655,11 +605,7 @@ fn fails_over_when_the_watched_member_dies() {
     etcd.put(1, "brokers", r#"["after-failover.example:4222"]"#);
     let run = bg.finish();
     assert_eq!(servers(&run), ["nats://after-failover.example:4222"]);
-    assert!(
-        run.stderr.contains(&etcd.url(0)) && run.stderr.contains("next member"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has(&etcd.url(0)).stderr_has("next member");
 }
 
 #[test]
@@ -678,7 +624,7 @@ fn a_dead_first_member_passes_the_request_to_the_next() {
     );
     assert_eq!(servers(&run), ["nats://x.example:4222"]);
     // No failed try: the fail-over happened inside the first one.
-    assert!(!run.stderr.contains("try 1 failed"), "{}", run.stderr);
+    run.stderr_lacks("try 1 failed");
 }
 
 #[test]
@@ -702,13 +648,9 @@ fn etcd_auth_with_username_and_password() {
 
     let run = run_targets(&dir, &with("reader", "wrong"), "2s");
     run.failed(1);
-    assert!(run.stderr.contains("try 1 failed"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("refused user \"reader\"")
-            && run.stderr.contains("plugin.provtarget.etcd.password"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("try 1 failed");
+    run.stderr_has("refused user \"reader\"")
+        .stderr_has("plugin.provtarget.etcd.password");
     assert!(
         !run.stderr.contains("wrong"),
         "the password leaked: {}",
@@ -717,19 +659,14 @@ fn etcd_auth_with_username_and_password() {
 
     let run = run_targets(&dir, &base, "2s");
     run.failed(1);
-    assert!(
-        run.stderr
-            .contains("requires authentication: set plugin.provtarget.etcd.username"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("requires authentication: set plugin.provtarget.etcd.username");
 
     // A key the reader may not read.
     let mut other = with("reader", "readerpw");
     other[1] = set("key", "elsewhere");
     let run = run_targets(&dir, &other, "2s");
     run.failed(1);
-    assert!(run.stderr.contains("permission denied"), "{}", run.stderr);
+    run.stderr_has("permission denied");
 }
 
 /// Creates root and a `reader` user that may read `secure/*`, then turns auth on.
@@ -809,28 +746,21 @@ fn an_expired_auth_token_is_renewed() {
 #[test]
 fn buildinfo_lists_the_plugin_and_masks_the_password() {
     let dir = etcd_dir("etcd-bi-p");
-    let d = path_str(dir.path());
-    let run = provtarget(&[
+    let run = run_in(
         "buildinfo",
-        "--plugin-dir",
-        &d,
-        "--set",
-        "plugin.provtarget.etcd.endpoints=http://127.0.0.1:1,http://127.0.0.1:2",
-        "--set",
-        "plugin.provtarget.etcd.key=brokers",
-        "--set",
-        "plugin.provtarget.etcd.username=reader",
-        "--set",
-        "plugin.provtarget.etcd.password=hunter2-secret",
-    ]);
+        &dir,
+        &[
+            "plugin.provtarget.etcd.endpoints=http://127.0.0.1:1,http://127.0.0.1:2",
+            "plugin.provtarget.etcd.key=brokers",
+            "plugin.provtarget.etcd.username=reader",
+            "plugin.provtarget.etcd.password=hunter2-secret",
+        ],
+        &[],
+    );
     run.ok();
     assert!(run.stdout.contains(NAME), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("http://127.0.0.1:1,http://127.0.0.1:2"),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("*****"), "{}", run.stdout);
+    run.stdout_has("http://127.0.0.1:1,http://127.0.0.1:2");
+    run.stdout_has("*****");
     assert!(
         !run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"),
         "{run:#?}"
@@ -1049,20 +979,12 @@ fn https_endpoint_with_a_client_certificate() {
     ]);
     let run = run_targets(&dir, &sets, "2s");
     run.failed(1);
-    assert!(
-        run.stderr.contains("try 1 failed") && run.stderr.contains("certificate"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("try 1 failed").stderr_has("certificate");
 
     // Without a client certificate etcd refuses the connection.
     let mut sets = base.to_vec();
     sets.push(set("tls_ca", path_str(&ca)));
     let run = run_targets(&dir, &sets, "2s");
     run.failed(1);
-    assert!(
-        run.stderr.contains("try 1 failed") && run.stderr.contains(&etcd.url(0)),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("try 1 failed").stderr_has(&etcd.url(0));
 }

@@ -159,6 +159,33 @@ impl Cluster {
         .unwrap_or_default()
     }
 
+    /// The index of the member that is the Raft leader (each member's
+    /// `/v3/maintenance/status` names the leader's id; the member whose own id it is).
+    fn leader(&self) -> usize {
+        let started = Instant::now();
+        loop {
+            for i in 0..self.members.len() {
+                if let Ok((200, status)) = post(
+                    self.members[i].client,
+                    "/v3/maintenance/status",
+                    &json!({}),
+                    None,
+                ) {
+                    let own = status["header"]["member_id"].as_str().unwrap_or("");
+                    let leader = status["leader"].as_str().unwrap_or("-");
+                    if own == leader {
+                        return i;
+                    }
+                }
+            }
+            assert!(
+                started.elapsed() < START_LIMIT,
+                "no member says it is the leader"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn kill(&mut self, i: usize) {
         if let Some(mut p) = self.members[i].proc.take() {
             p.kill();
@@ -606,6 +633,35 @@ fn fails_over_when_the_watched_member_dies() {
     let run = bg.finish();
     assert_eq!(servers(&run), ["nats://after-failover.example:4222"]);
     run.stderr_has(&etcd.url(0)).stderr_has("next member");
+}
+
+#[test]
+fn the_leader_dies_during_resolution() {
+    let Some(mut etcd) = Cluster::new("etcd-leader", 3) else {
+        return;
+    };
+    etcd.start_all();
+    let leader = etcd.leader();
+    let dir = etcd_dir("etcd-leader-p");
+    // The plugin's first member is the leader itself: its range and watch are there.
+    let mut endpoints: Vec<String> = vec![etcd.url(leader)];
+    endpoints.extend((0..3).filter(|&i| i != leader).map(|i| etcd.url(i)));
+    let mut bg = Background::start(
+        &dir,
+        &[set("endpoints", endpoints.join(",")), set("key", "brokers")],
+        "60s",
+    );
+    bg.wait_for(&[
+        "watching key \"brokers\"",
+        &format!("on {}", etcd.url(leader)),
+    ]);
+    etcd.kill(leader);
+    // The two survivors elect a new leader; the key is written through one of them.
+    let survivor = (0..3).find(|&i| i != leader).unwrap();
+    etcd.put(survivor, "brokers", r#"["after-leader.example:4222"]"#);
+    let run = bg.finish();
+    assert_eq!(servers(&run), ["nats://after-leader.example:4222"]);
+    run.stderr_has(&etcd.url(leader));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! Why before `dlopen`: the dynamic linker runs a library's initialisers before any of
 //! our checks can look at its exports, and it maps segments straight from the file, so
 //! a truncated copy of a real plugin kills the process with SIGBUS inside `dlopen`
-//! (see DESIGN.md §3).
+//! (see ARCHITECTURE.md §3).
 //!
 //! The `object` crate reads the structures (identification, file header, program and
 //! section headers, the dynamic symbol table), bounds-checked. What stays here is the

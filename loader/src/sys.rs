@@ -160,7 +160,7 @@ pub(crate) fn open_plugin_library(path: &Path) -> Result<PluginLibrary, OpenErro
     // complete ELF shared library for this host that exports the root module and was
     // not built with panic = "abort"; what is loaded is a sealed copy of exactly those
     // bytes. A library that exports the symbol and still crashes in its constructor is
-    // beyond what an in-process loader can contain (DESIGN.md §5).
+    // beyond what an in-process loader can contain (ARCHITECTURE.md §5, trust model).
     unsafe { PluginLibrary::open(path) }
 }
 

@@ -2,7 +2,7 @@
 //! descriptor* (`fstat`), never by a path that could be swapped between the check and
 //! the load.
 //!
-//! The rules (DESIGN.md §5): a plugin is a regular file, opened without following a
+//! The rules (ARCHITECTURE.md §5, trust model): a plugin is a regular file, opened without following a
 //! symlink or blocking; it and its directory are owned by root or by the effective
 //! uid of this process, and are neither group- nor world-writable. The developer
 //! override skips the owner/mode rule only; the file-type and symlink rules always

@@ -686,7 +686,7 @@ fn a_text_file_is_refused_before_dlopen() {
 
 #[test]
 fn truncated_copies_of_a_real_plugin_are_refused_before_dlopen() {
-    // dlopen of a truncated ELF dies with SIGBUS (DESIGN.md §3): this test reaching
+    // dlopen of a truncated ELF dies with SIGBUS (ARCHITECTURE.md §3): this test reaching
     // its end is part of what it checks.
     let full = fs::read(cdylib(TESTKIT)).unwrap();
     let len = full.len();

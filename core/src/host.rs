@@ -13,7 +13,10 @@ use std::{
 };
 
 use provtarget_abi::host::{PluginInfo, PluginResolver};
-use provtarget_loader::LoadReport;
+use provtarget_loader::{
+    last_words::{self, Call},
+    LoadReport,
+};
 
 use crate::{
     config::HostConfig,
@@ -34,13 +37,31 @@ pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
     info: PluginInfo,
-    resolver: PluginResolver,
+    /// `None` only while being dropped.
+    resolver: Option<PluginResolver>,
 }
 
 impl PluginAdapter {
     /// Wraps a plugin's resolver and self-description.
     pub fn new(info: PluginInfo, resolver: PluginResolver) -> PluginAdapter {
-        PluginAdapter { info, resolver }
+        PluginAdapter {
+            info,
+            resolver: Some(resolver),
+        }
+    }
+
+    fn resolver(&self) -> &PluginResolver {
+        self.resolver
+            .as_ref()
+            .expect("the resolver is taken only when the adapter is dropped")
+    }
+}
+
+impl Drop for PluginAdapter {
+    fn drop(&mut self) {
+        // The plugin's own drop code runs here: a crash in it leaves last words.
+        let _guard = last_words::enter(&self.info.name, Call::Drop);
+        drop(self.resolver.take());
     }
 }
 
@@ -60,10 +81,16 @@ impl TargetResolver for PluginAdapter {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.resolver.configure(ctx, &pairs)
+        let _guard = last_words::enter(&self.info.name, Call::Configure);
+        let resolver = self
+            .resolver
+            .as_mut()
+            .expect("the resolver is taken only when the adapter is dropped");
+        resolver.configure(ctx, &pairs)
     }
     fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
-        self.resolver.targets(ctx).map(RawTargets::from)
+        let _guard = last_words::enter(&self.info.name, Call::Targets);
+        self.resolver().targets(ctx).map(RawTargets::from)
     }
 }
 

@@ -146,6 +146,9 @@ impl HostArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any plugin code can run: a plugin that kills the process still leaves one
+    // line naming itself and the call.
+    provtarget_loader::last_words::install();
     let cli = Cli::parse();
     if let Err(e) = init_logging(cli.log_level.as_deref()) {
         eprintln!("provtarget: {e}");

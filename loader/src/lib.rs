@@ -135,4 +135,13 @@ pub use report::{
     Verdict,
 };
 pub use scan::{check_file, load_all};
+
+/// Last words: one line on stderr naming the plugin and the call when plugin code
+/// kills the process (a crash, `abort()`, `exit()`). See [`last_words::install`] and
+/// [`last_words::enter`].
+pub mod last_words {
+    pub use crate::sys::last_words::{
+        enter, install, installed, signal_name, signal_text, Call, Guard, EXIT_STATUS,
+    };
+}
 pub use text::printable;

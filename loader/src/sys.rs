@@ -23,6 +23,8 @@ use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 
 pub(crate) use rustix::io::Errno;
 
+pub(crate) mod last_words;
+
 /// The effective uid of this process: the only owner besides root the trust rule
 /// accepts.
 pub(crate) fn effective_uid() -> u32 {

@@ -110,6 +110,7 @@ pub fn text(host: &Host) -> String {
             "enforced"
         }
     );
+    let _ = writeln!(out, "            Plugin Isolation: {}", config.isolation());
     let _ = writeln!(
         out,
         "            Resolver Timeout: {}",
@@ -298,6 +299,7 @@ pub fn json(host: &Host) -> Value {
         "pin_file": config.pin_file().map(|p| p.display().to_string()),
         "owner_checks": !config.insecure_skip_owner_checks(),
         "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
+        "isolation": config.isolation().as_str(),
         "plugins": plugins,
         "warnings": host.warnings(),
     })

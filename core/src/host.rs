@@ -94,6 +94,41 @@ impl TargetResolver for PluginAdapter {
     }
 }
 
+/// A plugin whose resolver runs outside this process (see [`crate::isolation`]).
+pub struct RemotePlugin {
+    /// Its library's index in [`LoadReport::libraries`].
+    pub record: usize,
+    /// The adapter that reaches it.
+    pub resolver: Box<dyn TargetResolver>,
+}
+
+/// One selectable plugin: loaded here, or reached through an isolation adapter.
+enum Candidate {
+    Local(provtarget_loader::LoadedPlugin),
+    Remote(RemotePlugin),
+}
+
+impl Candidate {
+    fn record(&self) -> usize {
+        match self {
+            Candidate::Local(p) => p.record,
+            Candidate::Remote(p) => p.record,
+        }
+    }
+    fn name(&self) -> String {
+        match self {
+            Candidate::Local(p) => p.info.name.clone(),
+            Candidate::Remote(p) => p.resolver.name(),
+        }
+    }
+    fn into_resolver(self) -> Box<dyn TargetResolver> {
+        match self {
+            Candidate::Local(p) => Box::new(PluginAdapter::new(p.info, p.resolver)),
+            Candidate::Remote(p) => p.resolver,
+        }
+    }
+}
+
 /// Where an active resolver comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -262,13 +297,45 @@ impl Host {
     /// Loads plugins as `config` says, selects and configures the resolver chain.
     /// Never fails: problems become warnings, refused libraries and disabled
     /// resolvers, all visible in `buildinfo`.
+    ///
+    /// Plugin code runs as `plugin.provtarget.isolation` says, with this executable
+    /// as the helper when it is the `provtarget` binary; an embedding program names
+    /// its helper with [`Host::start_with_helper`] (without one, plugins load in this
+    /// process, with a warning).
     pub fn start(config: HostConfig) -> Host {
-        let report = provtarget_loader::load_all(&config.loader_options());
-        Host::start_with(config, report)
+        Host::start_isolated(config, None, crate::isolation::Helper::this_binary())
+    }
+
+    /// Like [`Host::start`], with `helper` (a `provtarget` binary of the same build)
+    /// as the child process for isolation.
+    pub fn start_with_helper(config: HostConfig, helper: PathBuf) -> Host {
+        Host::start_isolated(config, None, Some(crate::isolation::Helper(helper)))
+    }
+
+    /// Loads with `options` (default: the configuration's) under the configured
+    /// isolation, then starts.
+    pub fn start_isolated(
+        config: HostConfig,
+        options: Option<provtarget_loader::LoaderOptions>,
+        helper: Option<crate::isolation::Helper>,
+    ) -> Host {
+        let options = options.unwrap_or_else(|| config.loader_options());
+        let (report, remote) = crate::isolation::load(&config, &options, helper.as_ref());
+        Host::start_with_remote(config, report, remote)
     }
 
     /// Like [`Host::start`] with an already-made load report.
-    pub fn start_with(config: HostConfig, mut report: LoadReport) -> Host {
+    pub fn start_with(config: HostConfig, report: LoadReport) -> Host {
+        Host::start_with_remote(config, report, Vec::new())
+    }
+
+    /// Like [`Host::start_with`], plus plugins whose resolvers run outside this
+    /// process.
+    pub fn start_with_remote(
+        config: HostConfig,
+        mut report: LoadReport,
+        remote: Vec<RemotePlugin>,
+    ) -> Host {
         let mut warnings: Vec<String> = config.warnings().to_vec();
         // The loader logs its own warnings; keep them for buildinfo without logging
         // them a second time.
@@ -282,16 +349,15 @@ impl Host {
             .collect();
         warnings.extend(config.unknown_key_warnings(&declared));
 
-        let mut plugins: Vec<Option<provtarget_loader::LoadedPlugin>> =
-            std::mem::take(&mut report.plugins)
-                .into_iter()
-                .map(Some)
-                .collect();
-        let names: Vec<&str> = plugins
-            .iter()
-            .flatten()
-            .map(|p| p.info.name.as_str())
+        let mut plugins: Vec<Option<Candidate>> = std::mem::take(&mut report.plugins)
+            .into_iter()
+            .map(Candidate::Local)
+            .chain(remote.into_iter().map(Candidate::Remote))
+            .map(Some)
             .collect();
+        plugins.sort_by_key(|p| p.as_ref().map(Candidate::record));
+        let names: Vec<String> = plugins.iter().flatten().map(Candidate::name).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
         warnings.extend(plan.warnings);
         let candidates: Vec<(Box<dyn TargetResolver>, Origin)> = plan
@@ -300,10 +366,8 @@ impl Host {
             .filter_map(|m| match m {
                 Member::BuiltIn => Some((default_resolver(&config), Origin::BuiltIn)),
                 Member::Plugin(i) => plugins[*i].take().map(|p| {
-                    let origin = Origin::Plugin(report.libraries[p.record].path.clone());
-                    let adapter: Box<dyn TargetResolver> =
-                        Box::new(PluginAdapter::new(p.info, p.resolver));
-                    (adapter, origin)
+                    let origin = Origin::Plugin(report.libraries[p.record()].path.clone());
+                    (p.into_resolver(), origin)
                 }),
             })
             .collect();

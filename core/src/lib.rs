@@ -36,6 +36,7 @@ pub mod buildinfo;
 pub mod config;
 pub mod default_resolver;
 pub mod host;
+pub mod isolation;
 pub mod resolver;
 pub mod selection;
 pub mod targets;

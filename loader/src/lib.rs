@@ -123,6 +123,7 @@ mod library;
 mod options;
 mod pins;
 mod pipeline;
+mod probe;
 mod report;
 mod scan;
 mod sys;
@@ -130,6 +131,7 @@ mod text;
 mod trust;
 
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
+pub use probe::{load_all_gated, load_sealed, prepare_file, Gate, Gated, Prepared};
 pub use report::{
     FileFacts, LibraryRecord, LoadReport, LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage,
     Verdict,
@@ -143,5 +145,11 @@ pub mod last_words {
     pub use crate::sys::last_words::{
         enter, install, installed, signal_name, signal_text, Call, Guard, EXIT_STATUS,
     };
+}
+
+/// Starting a child process with chosen descriptors at chosen numbers (the sealed copy
+/// of a library, a reply pipe), for hosts that load libraries in a child first.
+pub mod child {
+    pub use crate::sys::child::spawn_with_fds;
 }
 pub use text::printable;

@@ -14,8 +14,15 @@ use std::{
 use provtarget_abi::host::{PluginInfo, PluginResolver};
 
 use crate::{
-    directory::Dir, image::Image, info, library, pins::Pins, sys, text::shown, trust, FileFacts,
-    LibraryRecord, LoaderOptions, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
+    directory::Dir,
+    image::Image,
+    info, library,
+    pins::Pins,
+    probe::{Gate, Gated, Prepared},
+    sys,
+    text::shown,
+    trust, FileFacts, LibraryRecord, LoaderOptions, PluginFacts, Refusal, RefusalKind, Stage,
+    Verdict,
 };
 
 /// A file larger than this is refused unread: no resolver plugin is near it, and the
@@ -80,37 +87,64 @@ impl<'a> Session<'a> {
     }
 
     /// Runs every check on `name` in `dir` (shown as `path`). `loaded` lists the
-    /// plugins already loaded in this run, for the duplicate-name rule.
+    /// plugins already loaded in this run, for the duplicate-name rule. `gate`, when
+    /// given, sees the library after the checks that run none of its code and may
+    /// refuse it before it is loaded here.
     pub(crate) fn examine(
         &self,
         dir: &Dir,
         name: &OsStr,
         path: &Path,
         loaded: &[(String, PathBuf)],
+        gate: Option<&mut Gate<'_>>,
     ) -> (LibraryRecord, Option<Accepted>) {
-        let start = Instant::now();
-        let mut record = LibraryRecord::new(path);
-        let accepted = match self.run(dir, name, path, loaded, &mut record) {
-            Ok(accepted) => Some(accepted),
-            Err(refusal) => {
-                record.verdict = Verdict::Rejected(refusal);
-                None
-            }
+        let mut prepared = match self.prepare_only(dir, name, path) {
+            Ok(prepared) => prepared,
+            Err(record) => return (record, None),
         };
-        record.load_time = start.elapsed();
-        record.log();
-        (record, accepted)
+        if let Some(gate) = gate {
+            match gate(prepared) {
+                Gated::Load(p) => prepared = p,
+                Gated::Decided(record) => return (record, None),
+            }
+        }
+        let (record, plugin) = prepared.load(loaded);
+        (record, plugin.map(|p| (p.info, p.resolver)))
     }
 
-    /// The steps, in order; facts are recorded as they become known.
-    fn run(
+    /// Steps 1–6 as a [`Prepared`] library, or the final record of a refused one.
+    pub(crate) fn prepare_only(
         &self,
         dir: &Dir,
         name: &OsStr,
         path: &Path,
-        loaded: &[(String, PathBuf)],
+    ) -> Result<Prepared, LibraryRecord> {
+        let started = Instant::now();
+        let mut record = LibraryRecord::new(path);
+        match self.prepare(dir, name, path, &mut record) {
+            Ok(image) => Ok(Prepared {
+                record,
+                image,
+                started,
+            }),
+            Err(refusal) => {
+                record.verdict = Verdict::Rejected(refusal);
+                record.load_time = started.elapsed();
+                record.log();
+                Err(record)
+            }
+        }
+    }
+
+    /// Steps 1–6, none of which runs any code of the file: what is left is a sealed
+    /// image that may be loaded (in this process or in a child).
+    pub(crate) fn prepare(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
         record: &mut LibraryRecord,
-    ) -> Result<Accepted, Refusal> {
+    ) -> Result<Image, Refusal> {
         // 1–3. Open without following symlinks or blocking, relative to the judged
         //      directory; file type; facts; owner and mode. Nothing is read yet.
         let (file, meta) = self.open_trusted(dir, name, path, record)?;
@@ -122,21 +156,7 @@ impl<'a> Session<'a> {
         // 6. A complete library for this host, exporting the root module, not built
         //    with panic = "abort": decided from the bytes, before any code runs.
         precheck(&image, path)?;
-        // 7. Load exactly the bytes checked above and read its root module.
-        let library = library::open(image, path)?;
-        let plugin_info = library.info();
-        record.plugin = Some(PluginFacts {
-            info: plugin_info.clone(),
-            interface_version: library.interface_version().to_string(),
-            config_keys: library.config_keys(),
-        });
-        // 8. What it says about itself.
-        info::validate(&plugin_info, path)?;
-        info::check_type(&plugin_info, path)?;
-        info::check_unique(&plugin_info, path, loaded)?;
-        // 9. Construct the resolver (panics come back as errors).
-        let resolver = library::construct(&library, &plugin_info, path)?;
-        Ok((plugin_info, resolver))
+        Ok(image)
     }
 
     /// Steps 1–3: the open descriptor, judged by the file-type rule (never skipped,
@@ -209,6 +229,36 @@ impl<'a> Session<'a> {
             )),
         }
     }
+}
+
+/// Steps 7–9 on an image that passed steps 1–6 (in this process, or in the child
+/// that was handed its sealed copy): `dlopen`, verify, info, construct.
+pub(crate) fn finish(
+    image: Image,
+    path: &Path,
+    loaded: &[(String, PathBuf)],
+    record: &mut LibraryRecord,
+) -> Result<Accepted, Refusal> {
+    // 7. Load exactly the bytes checked above and read its root module.
+    let library = library::open(image, path)?;
+    let plugin_info = library.info();
+    record.plugin = Some(PluginFacts {
+        info: plugin_info.clone(),
+        interface_version: library.interface_version().to_string(),
+        config_keys: library.config_keys(),
+    });
+    // 8. What it says about itself.
+    info::validate(&plugin_info, path)?;
+    info::check_type(&plugin_info, path)?;
+    info::check_unique(&plugin_info, path, loaded)?;
+    // 9. Construct the resolver (panics come back as errors).
+    let resolver = library::construct(&library, &plugin_info, path)?;
+    Ok((plugin_info, resolver))
+}
+
+/// Step 6 for an image handed over by another process.
+pub(crate) fn recheck(image: &Image, path: &Path) -> Result<(), Refusal> {
+    precheck(image, path)
 }
 
 /// Step 4: the size limit, then one read of the whole file, which must still have the

@@ -11,6 +11,7 @@ use crate::{
     directory::{self, DirError},
     discover,
     pipeline::Session,
+    probe::{Gate, Prepared},
     text::shown,
     LibraryRecord, LoadReport, LoadedPlugin, LoaderOptions, Refusal, RefusalKind, Stage, Verdict,
 };
@@ -22,6 +23,15 @@ use crate::{
 /// listed more than once (by any spelling: the same device and inode) is scanned once,
 /// where it is first listed.
 pub fn load_all(options: &LoaderOptions) -> LoadReport {
+    load_all_with(options, None)
+}
+
+/// [`load_all`] with an optional gate before each in-process load (see
+/// [`crate::probe::load_all_gated`]).
+pub(crate) fn load_all_with(
+    options: &LoaderOptions,
+    mut gate: Option<&mut Gate<'_>>,
+) -> LoadReport {
     let (session, warnings) = Session::start(options);
     let mut report = LoadReport {
         warnings,
@@ -109,7 +119,7 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
                         Some((p.info.name.clone(), earlier.path.clone()))
                     })
                     .collect();
-                session.examine(&dir, &name, &path, &loaded)
+                session.examine(&dir, &name, &path, &loaded, gate.as_deref_mut())
             };
             report.libraries.push(record);
             if let Some((info, resolver)) = accepted {
@@ -130,13 +140,21 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
 /// is not required, and a relative path is taken from the working directory, as any
 /// command-line argument. Warnings (e.g. the developer override) are logged.
 pub fn check_file(path: &Path, options: &LoaderOptions) -> (LibraryRecord, Option<LoadedPlugin>) {
+    match prepare_file(path, options) {
+        Ok(prepared) => prepared.load(&[]),
+        Err(record) => (record, None),
+    }
+}
+
+/// Every check of [`check_file`] that runs no code of the file.
+pub(crate) fn prepare_file(
+    path: &Path,
+    options: &LoaderOptions,
+) -> Result<Prepared, LibraryRecord> {
     let (session, _warnings) = Session::start(options);
     let reject = |stage, kind, reason: String| {
         let refusal = Refusal::new(stage, kind, reason);
-        (
-            LibraryRecord::decided(path, Verdict::Rejected(refusal)),
-            None,
-        )
+        Err(LibraryRecord::decided(path, Verdict::Rejected(refusal)))
     };
     let p = shown(path);
     let normal = directory::normalise(path);
@@ -174,11 +192,5 @@ pub fn check_file(path: &Path, options: &LoaderOptions) -> (LibraryRecord, Optio
     if let Some((kind, problem)) = session.directory_problem(&dir) {
         return reject(Stage::Trust, kind, format!("{p}: {problem}"));
     }
-    let (record, accepted) = session.examine(&dir, name, path, &[]);
-    let plugin = accepted.map(|(info, resolver)| LoadedPlugin {
-        record: 0,
-        info,
-        resolver,
-    });
-    (record, plugin)
+    session.prepare_only(&dir, name, path)
 }

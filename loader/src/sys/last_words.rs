@@ -69,7 +69,14 @@ static LATEST: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The calls into a plugin that are named in last words.
-const CALLS: [&str; 6] = ["load", "constructor", "configure", "targets", "drop", "a call"];
+const CALLS: [&str; 6] = [
+    "load",
+    "constructor",
+    "configure",
+    "targets",
+    "drop",
+    "a call",
+];
 
 /// Which plugin call a [`Guard`] covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +163,12 @@ fn escape_into(name: &str, out: &mut [u8; NAME_MAX]) -> usize {
         } else {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             (
-                [b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]],
+                [
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ],
                 4,
             )
         };

@@ -53,7 +53,8 @@ impl Crasher {
                 }
             }
             "stdout-garbage" => {
-                let junk = b"\x00\xff{\"not\":\"protocol\"}\nPROVTARGET garbage from the Crasher plugin\n";
+                let junk =
+                    b"\x00\xff{\"not\":\"protocol\"}\nPROVTARGET garbage from the Crasher plugin\n";
                 let _ = std::io::stdout().write_all(junk);
                 let _ = std::io::stdout().flush();
                 let _ = std::io::stderr().write_all(junk);
@@ -68,7 +69,8 @@ impl Resolver for Crasher {
     const NAME: &'static str = "Crasher";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const VENDOR: &'static str = "provtarget tests";
-    const DESCRIPTION: &'static str = "crashes, exits or spins as crasher.configure / crasher.targets say";
+    const DESCRIPTION: &'static str =
+        "crashes, exits or spins as crasher.configure / crasher.targets say";
 
     fn new() -> Result<Self, Error> {
         Ok(Crasher {

@@ -348,7 +348,8 @@ fn check_cmd(
     let Some(helper) = this_helper() else {
         return Err("cannot find this program's own executable to load the file in a child".into());
     };
-    let record = provtarget::isolation::check_file(file, &options, &helper);
+    let record =
+        provtarget::isolation::check_file(file, &options, &helper, env_config.probe_timeout());
     if as_json {
         print_json(&buildinfo::record_json(&record));
     } else {

@@ -161,13 +161,19 @@ pub fn load(
 }
 
 /// `plugins check`: every check on one file, the code-running ones in a child (the
-/// inspector never runs the file's code).
-pub fn check_file(path: &Path, options: &LoaderOptions, helper: &Helper) -> LibraryRecord {
+/// inspector never runs the file's code), which gets `deadline` (default
+/// [`DEFAULT_PROBE_TIMEOUT`]).
+pub fn check_file(
+    path: &Path,
+    options: &LoaderOptions,
+    helper: &Helper,
+    deadline: Option<Duration>,
+) -> LibraryRecord {
     let prepared = match provtarget_loader::prepare_file(path, options) {
         Ok(prepared) => prepared,
         Err(record) => return record,
     };
-    match probe::probe(&prepared, helper, DEFAULT_PROBE_TIMEOUT) {
+    match probe::probe(&prepared, helper, deadline.unwrap_or(DEFAULT_PROBE_TIMEOUT)) {
         Ok((verdict, facts)) => prepared.decided_elsewhere(verdict, facts),
         Err(refusal) => prepared.refuse(refusal),
     }
@@ -201,19 +207,15 @@ pub fn is_child_command(first: Option<&OsString>) -> bool {
 
 /// A child's log lines: plain, one per event, `LEVEL message fields`, re-logged by the
 /// host with the plugin's name.
+/// Every level is written: the host's own filter decides what is shown.
 fn init_child_logging() {
-    let level = std::env::var("RUST_LOG").ok();
-    let builder = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .without_time()
-        .with_target(false);
-    match level.and_then(|l| tracing_subscriber::EnvFilter::try_new(l).ok()) {
-        Some(filter) => builder.with_env_filter(filter).init(),
-        None => builder
-            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-            .init(),
-    }
+        .with_target(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+        .init();
 }
 
 /// Ends this child as soon as its parent is gone (the host crashed or was killed).
@@ -272,7 +274,14 @@ fn relog(child: &mut Child, plugin: String) {
                 let text = String::from_utf8_lossy(&line);
                 let trimmed = text.trim_start();
                 let (level, rest) = trimmed.split_once(' ').unwrap_or(("", trimmed));
-                let message = printable(rest.trim_start());
+                let mut rest = rest.trim_start();
+                // The child's own `plugin="..."` field: the host adds its own.
+                if let Some(at) = rest.rfind(" plugin=\"") {
+                    if rest.ends_with('"') {
+                        rest = &rest[..at];
+                    }
+                }
+                let message = printable(rest);
                 let plugin = plugin.as_str();
                 match level {
                     "ERROR" => tracing::error!(plugin, "{message}"),

@@ -40,8 +40,8 @@ use std::{
 };
 
 use provtarget_loader::{
-    last_words, load_all_gated, Gated, LibraryRecord, LoadReport, LoaderOptions, Prepared, Refusal,
-    RefusalKind, Stage, Verdict,
+    last_words, load_all_gated, Gated, LibraryRecord, LoadReport, LoaderOptions, PluginFacts,
+    Prepared, Refusal, RefusalKind, Stage, Verdict,
 };
 
 pub use crate::config::Isolation;
@@ -65,7 +65,7 @@ impl Helper {
     pub fn this_binary() -> Option<Helper> {
         let exe = std::env::current_exe().ok()?;
         let name = exe.file_name()?.to_str()?;
-        (name == "provtarget" || name.starts_with("provtarget-")).then_some(Helper(exe))
+        (name == "provtarget").then_some(Helper(exe))
     }
 }
 
@@ -98,7 +98,10 @@ pub fn load(
     let deadline = config.probe_timeout().unwrap_or(DEFAULT_PROBE_TIMEOUT);
     let mut remote = Vec::new();
     let mut gate = |prepared: Prepared| -> Gated {
-        let outcome = probe::probe(&prepared, helper, deadline);
+        let outcome = match known_verdict(&prepared) {
+            Some(known) => Ok(known),
+            None => probe::probe(&prepared, helper, deadline),
+        };
         match (mode, outcome) {
             (_, Err(refusal)) => Gated::Decided(prepared.refuse(refusal)),
             (Isolation::Probe, Ok((Verdict::Loaded, _))) => Gated::Load(prepared),
@@ -158,6 +161,13 @@ pub fn load(
         });
     }
     (report, plugins)
+}
+
+/// The verdict on `prepared` when it is already known without loading it: the hook
+/// for the verdict cache (keyed by the library's identity and this host's build).
+/// Until that cache exists, nothing is known and every library is probed.
+pub fn known_verdict(_prepared: &Prepared) -> Option<(Verdict, Option<PluginFacts>)> {
+    None
 }
 
 /// `plugins check`: every check on one file, the code-running ones in a child (the

@@ -11,6 +11,9 @@
 //! | `stdout-garbage` | prints junk to stdout and stderr, then answers |
 //! | `panic` | panics (the SDK turns it into an error) |
 //!
+//! With `crasher.once_file` set, the behaviour happens once: the file is created
+//! first, and while it exists every call behaves as `ok` (to test restarts).
+//!
 //! The unsafe code is the point of this plugin: it is hostile on purpose.
 use std::{
     io::Write,
@@ -35,6 +38,13 @@ impl Crasher {
     /// Does what `behaviour` says; returns only for `ok`, `stdout-garbage` and
     /// `panic` (which unwinds).
     fn act(&self, behaviour: &str, call: &str) {
+        let once = self.get("crasher.once_file", "");
+        if !once.is_empty() && behaviour != "ok" {
+            if std::path::Path::new(&once).exists() {
+                return;
+            }
+            let _ = std::fs::write(&once, call);
+        }
         match behaviour {
             "null-write" => {
                 let p: *mut u64 = std::ptr::null_mut();

@@ -35,6 +35,7 @@ use std::{
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitCode, ExitStatus, Stdio},
+    sync::{Arc, OnceLock},
     thread,
     time::Duration,
 };
@@ -97,33 +98,51 @@ pub fn load(
     };
     let deadline = config.probe_timeout().unwrap_or(DEFAULT_PROBE_TIMEOUT);
     let mut remote = Vec::new();
+    let chosen = config.resolvers();
     let mut gate = |prepared: Prepared| -> Gated {
-        let outcome = match known_verdict(&prepared) {
-            Some(known) => Ok(known),
-            None => probe::probe(&prepared, helper, deadline),
-        };
-        match (mode, outcome) {
-            (_, Err(refusal)) => Gated::Decided(prepared.refuse(refusal)),
-            (Isolation::Probe, Ok((Verdict::Loaded, _))) => Gated::Load(prepared),
-            (Isolation::Process, Ok((Verdict::Loaded, Some(facts)))) => {
-                match process::ProcessResolver::new(&prepared, &facts, helper) {
-                    Ok(resolver) => {
+        if let Some((verdict, facts)) = known_verdict(&prepared) {
+            return match (mode, verdict) {
+                (Isolation::Probe, Verdict::Loaded) => Gated::Load(prepared),
+                (Isolation::Process, Verdict::Loaded) => match facts
+                    .as_ref()
+                    .map(|f| process::ProcessResolver::new(&prepared, f, helper))
+                {
+                    Some(Ok(resolver)) => {
                         remote.push((prepared.record().path.clone(), resolver));
-                        Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, Some(facts)))
+                        Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts))
                     }
-                    Err(e) => {
-                        let p = printable(&prepared.record().path.to_string_lossy());
-                        Gated::Decided(prepared.refuse(Refusal::new(
-                            Stage::Load,
-                            RefusalKind::Unreadable,
-                            format!(
-                                "{p}: cannot keep its sealed copy for the resolver process: {e}"
-                            ),
-                        )))
+                    _ => Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts)),
+                },
+                (_, verdict) => Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
+            };
+        }
+        match mode {
+            Isolation::Process => {
+                // The child that loads it is kept to serve it when it will likely be
+                // used: named in the chain, or the first plugin when none is named.
+                let first = remote.is_empty();
+                let keep = |name: &str| {
+                    if chosen.is_empty() {
+                        first
+                    } else {
+                        chosen.iter().any(|c| c == name)
+                    }
+                };
+                match process::start(&prepared, helper, deadline, keep) {
+                    Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
+                    Ok((verdict, facts, resolver)) => {
+                        if let Some(resolver) = resolver {
+                            remote.push((prepared.record().path.clone(), resolver));
+                        }
+                        Gated::Decided(prepared.decided_elsewhere(verdict, facts))
                     }
                 }
             }
-            (_, Ok((verdict, facts))) => Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
+            _ => match probe::probe(&prepared, helper, deadline) {
+                Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
+                Ok((Verdict::Loaded, _)) => Gated::Load(prepared),
+                Ok((verdict, facts)) => Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
+            },
         }
     };
     let mut report = load_all_gated(options, &mut gate);
@@ -271,8 +290,9 @@ fn child_command(helper: &Helper, sub: &str, path: &Path) -> Command {
 }
 
 /// Re-logs a child's stderr through this process's `tracing`, each line tagged with
-/// `plugin` and escaped, at the level the child's line starts with.
-fn relog(child: &mut Child, plugin: String) {
+/// `plugin` (or `label`, once set: the plugin's name from the handshake) and escaped,
+/// at the level the child's line starts with.
+fn relog(child: &mut Child, plugin: String, label: Option<Arc<OnceLock<String>>>) {
     let Some(stderr) = child.stderr.take() else {
         return;
     };
@@ -292,7 +312,11 @@ fn relog(child: &mut Child, plugin: String) {
                     }
                 }
                 let message = printable(rest);
-                let plugin = plugin.as_str();
+                let plugin = label
+                    .as_ref()
+                    .and_then(|l| l.get())
+                    .unwrap_or(&plugin)
+                    .as_str();
                 match level {
                     "ERROR" => tracing::error!(plugin, "{message}"),
                     "WARN" => tracing::warn!(plugin, "{message}"),

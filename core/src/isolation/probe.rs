@@ -56,7 +56,7 @@ pub fn probe(
     )
     .map_err(cannot)?;
     drop(report_w);
-    relog(&mut child, p.clone());
+    relog(&mut child, p.clone(), None);
     let (tx, rx) = mpsc::channel();
     let _ = thread::Builder::new()
         .name("probe report".into())
@@ -65,19 +65,12 @@ pub fn probe(
             let _ = reports.read_to_string(&mut text);
             let _ = tx.send(text);
         });
-    let secs = deadline.as_secs_f64();
-    let timed_out = || {
-        refuse(format!(
-            "{p}: did not answer within {secs}s while loading (killed); its load-time code \
-             hangs: remove it or report it to its vendor"
-        ))
-    };
     let text = match rx.recv_timeout(deadline) {
         Ok(text) => text,
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(timed_out());
+            return Err(timed_out(&p, deadline));
         }
     };
     // The report is in (or the pipe closed): the child ends now, or is made to.
@@ -99,19 +92,42 @@ pub fn probe(
         .map(|v| wire::parse(&v));
     match (status, parsed) {
         (Some(status), Some(Ok(outcome))) if status.success() => Ok(outcome),
-        (Some(status), _) if status.signal_or_code_is_crash() => Err(refuse(format!(
+        (Some(status), _) => Err(ended(&p, status)),
+        (None, Some(Ok(outcome))) => Ok(outcome),
+        (None, _) => Err(timed_out(&p, deadline)),
+    }
+}
+
+/// The refusal of a library (shown as `p`) whose loading child did not answer within
+/// `deadline`.
+pub(super) fn timed_out(p: &str, deadline: Duration) -> Refusal {
+    Refusal::new(
+        Stage::Load,
+        RefusalKind::CrashedWhileLoading,
+        format!(
+            "{p}: did not answer within {}s while loading (killed); its load-time code \
+             hangs: remove it or report it to its vendor",
+            deadline.as_secs_f64()
+        ),
+    )
+}
+
+/// The refusal of a library whose loading child ended with `status` before reporting.
+pub(super) fn ended(p: &str, status: std::process::ExitStatus) -> Refusal {
+    let message = if status.signal_or_code_is_crash() {
+        format!(
             "{p}: crashed while loading: {}; its load-time code would take the host down: \
              remove it or report it to its vendor",
             describe_exit(status)
-        ))),
-        (Some(status), _) => Err(refuse(format!(
+        )
+    } else {
+        format!(
             "{p}: {} while loading; its load-time code ends the process: remove it or \
              report it to its vendor",
             describe_exit(status)
-        ))),
-        (None, Some(Ok(outcome))) => Ok(outcome),
-        (None, _) => Err(timed_out()),
-    }
+        )
+    };
+    Refusal::new(Stage::Load, RefusalKind::CrashedWhileLoading, message)
 }
 
 trait StatusExt {

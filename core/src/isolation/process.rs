@@ -16,13 +16,14 @@ use std::{
     os::fd::AsFd,
     path::{Path, PathBuf},
     process::{Child, ExitCode},
-    sync::{mpsc, Mutex, MutexGuard},
+    sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock},
     thread,
     time::{Duration, Instant},
 };
 
 use provtarget_abi::backoff;
 use provtarget_loader::{PluginFacts, Prepared, Verdict};
+
 use serde_json::{json, Value};
 
 use super::{
@@ -116,44 +117,14 @@ impl ProcessResolver {
 
     /// Starts a child and reads its handshake.
     fn spawn(&self) -> Result<Running, String> {
-        let io = |e: std::io::Error| format!("cannot start the resolver process: {e}");
-        let (req_r, requests) = pipe().map_err(io)?;
-        let (replies_r, reply_w) = pipe().map_err(io)?;
-        let mut cmd = child_command(&self.helper, SERVE_COMMAND, &self.path);
-        let mut child = provtarget_loader::child::spawn_with_fds(
-            &mut cmd,
-            &[
-                (self.image.as_fd(), super::probe::IMAGE_FD),
-                (req_r.as_fd(), REQUEST_FD),
-                (reply_w.as_fd(), REPLY_FD),
-            ],
-        )
-        .map_err(io)?;
-        drop((req_r, reply_w));
-        relog(&mut child, printable(&self.name));
-        let (tx, replies) = mpsc::channel();
-        let _ = thread::Builder::new()
-            .name(format!("replies {}", self.name))
-            .spawn(move || {
-                for line in BufReader::new(replies_r).lines() {
-                    let Ok(line) = line else { break };
-                    // A line that is not JSON cannot come from the protocol (stdout is
-                    // /dev/null); ignore it.
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if tx.send(v).is_err() {
-                            break;
-                        }
-                    }
-                }
-            });
-        let mut running = Running {
-            child,
-            requests,
-            replies,
-            next_id: 1,
-        };
-        match running.replies.recv_timeout(DEFAULT_PROBE_TIMEOUT) {
-            Ok(hello) => match wire::parse(&hello) {
+        match launch(
+            self.image.as_fd(),
+            &self.path,
+            &self.helper,
+            &self.name,
+            DEFAULT_PROBE_TIMEOUT,
+        ) {
+            Ok((running, hello)) => match wire::parse(&hello) {
                 Ok((Verdict::Loaded, _)) => Ok(running),
                 Ok((verdict, _)) => Err(format!(
                     "the resolver process could not load the plugin: {}",
@@ -161,11 +132,9 @@ impl ProcessResolver {
                 )),
                 Err(e) => Err(e),
             },
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = running.child.wait().map(describe_exit);
-                Err(ended_text(&status.unwrap_or_else(|e| e.to_string())))
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            Err(Launch::Io(e)) => Err(format!("cannot start the resolver process: {e}")),
+            Err(Launch::Ended(status)) => Err(ended_text(&describe_exit(status))),
+            Err(Launch::Silent) => Err(format!(
                 "the resolver process did not answer within {}s (killed)",
                 DEFAULT_PROBE_TIMEOUT.as_secs()
             )),
@@ -271,6 +240,137 @@ impl ProcessResolver {
         tracing::error!(plugin = self.name.as_str(), "{text}");
         text
     }
+}
+
+/// Why [`launch`] gave no handshake.
+enum Launch {
+    Io(std::io::Error),
+    /// The child ended first.
+    Ended(std::process::ExitStatus),
+    /// No handshake within the deadline (the child was killed).
+    Silent,
+}
+
+/// Starts `helper __serve path` on the sealed copy `image` and reads its handshake
+/// (within `deadline`).
+fn launch(
+    image: std::os::fd::BorrowedFd<'_>,
+    path: &Path,
+    helper: &Helper,
+    log_name: &str,
+    deadline: Duration,
+) -> Result<(Running, Value), Launch> {
+    let (req_r, requests) = pipe().map_err(Launch::Io)?;
+    let (replies_r, reply_w) = pipe().map_err(Launch::Io)?;
+    let mut cmd = child_command(helper, SERVE_COMMAND, path);
+    let mut child = provtarget_loader::child::spawn_with_fds(
+        &mut cmd,
+        &[
+            (image, super::probe::IMAGE_FD),
+            (req_r.as_fd(), REQUEST_FD),
+            (reply_w.as_fd(), REPLY_FD),
+        ],
+    )
+    .map_err(Launch::Io)?;
+    drop((req_r, reply_w));
+    let label = Arc::new(OnceLock::new());
+    relog(&mut child, printable(log_name), Some(Arc::clone(&label)));
+    let (tx, replies) = mpsc::channel();
+    let _ = thread::Builder::new()
+        .name(format!("replies {log_name}"))
+        .spawn(move || {
+            for line in BufReader::new(replies_r).lines() {
+                let Ok(line) = line else { break };
+                // A line that is not JSON cannot come from the protocol (stdout is
+                // /dev/null); ignore it.
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    let mut running = Running {
+        child,
+        requests,
+        replies,
+        next_id: 1,
+    };
+    match running.replies.recv_timeout(deadline) {
+        Ok(hello) => {
+            // From now on the child's lines are tagged with the plugin's own name.
+            if let Some(name) = hello["plugin"]["name"].as_str() {
+                let _ = label.set(printable(name));
+            }
+            Ok((running, hello))
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => match running.child.wait() {
+            Ok(status) => Err(Launch::Ended(status)),
+            Err(e) => Err(Launch::Io(e)),
+        },
+        // Dropping `running` kills and reaps the child.
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Launch::Silent),
+    }
+}
+
+/// Process mode's probe: loads `prepared` in a resolver child (the same child then
+/// serves it, if `keep` says it will be used, saving a second start) and returns the
+/// child's verdict, the plugin's information and, when approved, its adapter.
+pub fn start(
+    prepared: &Prepared,
+    helper: &Helper,
+    deadline: Duration,
+    keep: impl FnOnce(&str) -> bool,
+) -> Result<(Verdict, Option<PluginFacts>, Option<ProcessResolver>), provtarget_loader::Refusal> {
+    let path = &prepared.record().path;
+    let p = printable(&path.to_string_lossy());
+    let Some(image) = prepared.sealed_fd() else {
+        // Without a sealed copy there is nothing to hand over: the probe says why.
+        return super::probe::probe(prepared, helper, deadline).map(|(v, f)| (v, f, None));
+    };
+    let (running, hello) = match launch(image, path, helper, &p, deadline) {
+        Ok(ok) => ok,
+        Err(Launch::Io(e)) => {
+            return Err(provtarget_loader::Refusal::new(
+                provtarget_loader::Stage::Load,
+                provtarget_loader::RefusalKind::CrashedWhileLoading,
+                format!(
+                    "{p}: cannot start the helper {} to load it in a child: {e}",
+                    printable(&helper.0.to_string_lossy())
+                ),
+            ))
+        }
+        Err(Launch::Ended(status)) => return Err(super::probe::ended(&p, status)),
+        Err(Launch::Silent) => return Err(super::probe::timed_out(&p, deadline)),
+    };
+    let (verdict, facts) = wire::parse(&hello).map_err(|e| {
+        provtarget_loader::Refusal::new(
+            provtarget_loader::Stage::Load,
+            provtarget_loader::RefusalKind::CrashedWhileLoading,
+            format!("{p}: {e}"),
+        )
+    })?;
+    let resolver = match (&verdict, &facts) {
+        (Verdict::Loaded, Some(facts)) => {
+            let mut resolver = ProcessResolver::new(prepared, facts, helper).map_err(|e| {
+                provtarget_loader::Refusal::new(
+                    provtarget_loader::Stage::Load,
+                    provtarget_loader::RefusalKind::Unreadable,
+                    format!("{p}: cannot keep its sealed copy for the resolver process: {e}"),
+                )
+            })?;
+            if keep(&facts.info.name) {
+                resolver
+                    .state
+                    .get_mut()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .running = Some(running);
+            }
+            Some(resolver)
+        }
+        _ => None,
+    };
+    Ok((verdict, facts, resolver))
 }
 
 fn ended_text(how: &str) -> String {

@@ -103,6 +103,8 @@ pub struct RemotePlugin {
 }
 
 /// One selectable plugin: loaded here, or reached through an isolation adapter.
+/// (Short-lived, a handful at a time: the size difference does not matter.)
+#[allow(clippy::large_enum_variant)]
 enum Candidate {
     Local(provtarget_loader::LoadedPlugin),
     Remote(RemotePlugin),

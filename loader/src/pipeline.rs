@@ -100,7 +100,7 @@ impl<'a> Session<'a> {
     ) -> (LibraryRecord, Option<Accepted>) {
         let mut prepared = match self.prepare_only(dir, name, path) {
             Ok(prepared) => prepared,
-            Err(record) => return (record, None),
+            Err(record) => return (*record, None),
         };
         if let Some(gate) = gate {
             match gate(prepared) {
@@ -118,7 +118,7 @@ impl<'a> Session<'a> {
         dir: &Dir,
         name: &OsStr,
         path: &Path,
-    ) -> Result<Prepared, LibraryRecord> {
+    ) -> Result<Prepared, Box<LibraryRecord>> {
         let started = Instant::now();
         let mut record = LibraryRecord::new(path);
         match self.prepare(dir, name, path, &mut record) {
@@ -131,7 +131,7 @@ impl<'a> Session<'a> {
                 record.verdict = Verdict::Rejected(refusal);
                 record.load_time = started.elapsed();
                 record.log();
-                Err(record)
+                Err(Box::new(record))
             }
         }
     }

@@ -111,7 +111,7 @@ pub fn load_all_gated(options: &crate::LoaderOptions, gate: &mut Gate<'_>) -> cr
 pub fn prepare_file(
     path: &Path,
     options: &crate::LoaderOptions,
-) -> Result<Prepared, LibraryRecord> {
+) -> Result<Prepared, Box<LibraryRecord>> {
     crate::scan::prepare_file(path, options)
 }
 

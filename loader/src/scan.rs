@@ -142,7 +142,7 @@ pub(crate) fn load_all_with(
 pub fn check_file(path: &Path, options: &LoaderOptions) -> (LibraryRecord, Option<LoadedPlugin>) {
     match prepare_file(path, options) {
         Ok(prepared) => prepared.load(&[]),
-        Err(record) => (record, None),
+        Err(record) => (*record, None),
     }
 }
 
@@ -150,11 +150,14 @@ pub fn check_file(path: &Path, options: &LoaderOptions) -> (LibraryRecord, Optio
 pub(crate) fn prepare_file(
     path: &Path,
     options: &LoaderOptions,
-) -> Result<Prepared, LibraryRecord> {
+) -> Result<Prepared, Box<LibraryRecord>> {
     let (session, _warnings) = Session::start(options);
     let reject = |stage, kind, reason: String| {
         let refusal = Refusal::new(stage, kind, reason);
-        Err(LibraryRecord::decided(path, Verdict::Rejected(refusal)))
+        Err(Box::new(LibraryRecord::decided(
+            path,
+            Verdict::Rejected(refusal),
+        )))
     };
     let p = shown(path);
     let normal = directory::normalise(path);

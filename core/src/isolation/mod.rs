@@ -200,7 +200,7 @@ pub fn check_file(
 ) -> LibraryRecord {
     let prepared = match provtarget_loader::prepare_file(path, options) {
         Ok(prepared) => prepared,
-        Err(record) => return record,
+        Err(record) => return *record,
     };
     match probe::probe(&prepared, helper, deadline.unwrap_or(DEFAULT_PROBE_TIMEOUT)) {
         Ok((verdict, facts)) => prepared.decided_elsewhere(verdict, facts),

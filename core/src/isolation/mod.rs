@@ -86,6 +86,10 @@ pub fn load(
         (_, Some(helper)) => helper,
         (_, None) => {
             let mut report = provtarget_loader::load_all(options);
+            if report.plugins.is_empty() {
+                // Nothing of a plugin's runs here: nothing to warn about.
+                return (report, Vec::new());
+            }
             let w = format!(
                 "plugin.provtarget.isolation = {mode} needs a helper executable, and this \
                  program names none; plugins run in this process (name one with \

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! provtarget-bench [--runs N] [--cancel-runs N] [ROW...]
-//! ROW: load buildinfo cancel rss scan isolation   (default: all)
+//! ROW: load buildinfo cancel rss scan cache isolation   (default: all)
 //! provtarget-bench copies DIR N          (make N distinct copies in DIR and keep
 //!                                         them, for profiling: see BENCHMARKS.md)
 //! ```
@@ -65,7 +65,15 @@ fn main() {
             row => options.rows.push(row.to_string()),
         }
     }
-    let all = ["load", "buildinfo", "rss", "cancel", "scan", "isolation"];
+    let all = [
+        "load",
+        "buildinfo",
+        "rss",
+        "cancel",
+        "scan",
+        "cache",
+        "isolation",
+    ];
     if options.rows.is_empty() {
         options.rows = all.iter().map(|s| s.to_string()).collect();
     }
@@ -100,6 +108,7 @@ fn main() {
             "rss" => rss_row(&bins, &plugin, options.runs),
             "cancel" => cancel_row(options.cancel_runs),
             "scan" => scan_row(&bins, &plugin, options.runs),
+            "cache" => cache_rows(&bins, &plugin, options.runs),
             "isolation" => isolation::rows(&bins, &plugin, options.runs),
             other => panic!("unknown row {other}; rows: {}", all.join(" ")),
         }
@@ -456,5 +465,74 @@ fn cancel_row(runs: usize) {
     println!(
         "| cancellation latency, {runs} runs (testkit `wait` via Host::resolve) | — | median {:.3} ms, p99 {:.3} ms, max {:.3} ms | — | p99 ≤ 5 ms |",
         s.median, s.p99, max
+    );
+}
+
+/// Compiles `bench/c/dlopen_only.c` with the system C compiler into `out`.
+fn compile_dlopen_only(out: &Path) -> PathBuf {
+    let source = provtarget_testsupport::workspace_root().join("bench/c/dlopen_only.c");
+    let exe = out.join("dlopen-only");
+    let status = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("cannot run cc (install gcc)");
+    assert!(status.success(), "cc failed on {}", source.display());
+    exe
+}
+
+/// The verdict cache (issue 11): `buildinfo --json` with 100 plugins, warm cache
+/// (only the active plugin is loaded) and cold (a new cache directory each run: every
+/// plugin loaded, the cache written), against a C program that only `dlopen`s the
+/// same 100 files.
+fn cache_rows(bins: &Bins, plugin: &Path, runs: usize) {
+    let work = TempDir::new("bench-cache");
+    let c = compile_dlopen_only(work.path());
+    let config = empty_config(&work);
+    let (dir, files) = plugin_dir(plugin, "bench-cache-100", 100, 500);
+    let baseline = || {
+        let r = run(Command::new(&c).args(&files));
+        assert_eq!(r.stdout.trim(), "100");
+        r
+    };
+    let with_cache = |cache: &Path| {
+        let mut cmd = buildinfo_cmd(bins, dir.path(), &config);
+        cmd.arg("--set")
+            .arg(format!("plugin.provtarget.cache_dir={}", cache.display()));
+        let r = run(&mut cmd);
+        assert_eq!(r.stdout.matches("\"loaded\"").count(), 100, "{}", r.stdout);
+        r
+    };
+    let warm_dir = work.path().join("warm");
+    let first = with_cache(&warm_dir);
+    assert_eq!(first.stdout.matches("\"cached\": true").count(), 0);
+    let warm = || {
+        let r = with_cache(&warm_dir);
+        assert_eq!(r.stdout.matches("\"cached\": true").count(), 99, "not warm");
+        r
+    };
+    warm();
+    baseline();
+    let (mut b, mut w, mut cold) = (vec![], vec![], vec![]);
+    for i in 0..runs {
+        b.push(ms(baseline().wall));
+        w.push(ms(warm().wall));
+        cold.push(ms(with_cache(&work.path().join(format!("cold-{i}"))).wall));
+    }
+    print_row(
+        "`buildinfo --json`, 100 plugins, warm verdict cache, vs C dlopen-only of the 100",
+        "ms",
+        &b,
+        &w,
+        "≤ 1.0x",
+    );
+    print_row(
+        "`buildinfo --json`, 100 plugins, cold verdict cache (loads all, writes it), vs C dlopen-only",
+        "ms",
+        &b,
+        &cold,
+        "(context)",
     );
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::{
     host::{Host, Origin},
-    text::{printable, redact_userinfo},
+    text::{printable, redact_userinfo, shown as safe},
 };
 
 /// What replaces a secret's value.
@@ -27,10 +27,16 @@ pub fn is_secret(key: &str) -> bool {
 /// A setting as shown: secrets masked, credentials inside URLs masked, control
 /// characters escaped.
 fn shown(key: &str, value: &str) -> String {
+    printable(&masked(key, value))
+}
+
+/// A setting for JSON: secrets and credentials inside URLs masked, nothing escaped
+/// (JSON carries raw text; its encoder escapes what it must).
+fn masked(key: &str, value: &str) -> String {
     if is_secret(key) && !value.is_empty() {
         MASK.to_string()
     } else {
-        printable(&redact_userinfo(value))
+        redact_userinfo(value)
     }
 }
 
@@ -76,7 +82,7 @@ pub fn text(host: &Host) -> String {
             out,
             "            Disabled Resolver: {}: {}",
             printable(&d.name),
-            printable(&d.reason)
+            safe(&d.reason)
         );
     }
     let _ = writeln!(
@@ -84,13 +90,13 @@ pub fn text(host: &Host) -> String {
         "            Configuration File: {}",
         config
             .file()
-            .map(|p| p.display().to_string())
+            .map(|p| printable(&p.to_string_lossy()))
             .unwrap_or_else(|| "none (built-in defaults)".into())
     );
     let dirs: Vec<String> = config
         .directories()
         .iter()
-        .map(|d| d.display().to_string())
+        .map(|d| printable(&d.to_string_lossy()))
         .collect();
     let _ = writeln!(out, "            Plugin Directories: {}", dirs.join(", "));
     let _ = writeln!(
@@ -98,7 +104,7 @@ pub fn text(host: &Host) -> String {
         "            Plugin Pins: {}",
         config
             .pin_file()
-            .map(|p| p.display().to_string())
+            .map(|p| printable(&p.to_string_lossy()))
             .unwrap_or_else(|| "not pinned".into())
     );
     let _ = writeln!(
@@ -111,6 +117,17 @@ pub fn text(host: &Host) -> String {
         }
     );
     let _ = writeln!(out, "            Plugin Isolation: {}", config.isolation());
+    let _ = writeln!(
+        out,
+        "            Verdict Cache: {}",
+        config
+            .cache_dir()
+            .map(|d| d
+                .join(provtarget_loader::CACHE_FILE_NAME)
+                .display()
+                .to_string())
+            .unwrap_or_else(|| "none".into())
+    );
     let _ = writeln!(
         out,
         "            Resolver Timeout: {}",
@@ -143,7 +160,7 @@ pub fn text(host: &Host) -> String {
         let _ = writeln!(out);
         let _ = writeln!(out, "Warnings:");
         for w in host.warnings() {
-            let _ = writeln!(out, "    {}", printable(w));
+            let _ = writeln!(out, "    {}", safe(w));
         }
     }
     out
@@ -184,10 +201,12 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
     match &lib.verdict {
         Verdict::Loaded => field(
             "Status",
-            match active {
-                Some(true) => "loaded (active)",
-                Some(false) => "loaded (not active)",
-                None => "loaded",
+            match (active, lib.cached) {
+                (Some(true), _) => "loaded (active)",
+                (Some(false), false) => "loaded (not active)",
+                (Some(false), true) => "loaded (not active, from cache)",
+                (None, false) => "loaded",
+                (None, true) => "loaded (from cache)",
             },
         ),
         Verdict::Rejected(refusal) => {
@@ -200,6 +219,9 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
                 ),
             );
             field("Reason", &printable(&refusal.message));
+            if lib.cached {
+                field("Verdict", "from cache (file unchanged; not loaded)");
+            }
         }
         Verdict::Skipped { reason } => {
             field("Status", "skipped");
@@ -259,6 +281,13 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
 }
 
 /// The JSON report: `resolver`, `chain`, `plugins` and more.
+///
+/// One policy for every JSON output (`buildinfo`, `targets`, `plugins check`):
+/// *values* (names, versions, paths, settings, servers) carry the raw text, which
+/// serde escapes once for JSON; secrets and credentials in URLs are masked.
+/// *Messages* (`reason`, `error`, `warnings`, `note`) carry the very line printed on
+/// the terminal and in the log: one line, credentials masked, control and format
+/// characters already escaped.
 pub fn json(host: &Host) -> Value {
     let config = host.config();
     let (name, version) = host.resolver_name();
@@ -266,7 +295,7 @@ pub fn json(host: &Host) -> Value {
         .chain()
         .iter()
         .flat_map(|r| r.settings.iter())
-        .map(|(k, v)| (k.clone(), Value::String(shown(k, v))))
+        .map(|(k, v)| (k.clone(), Value::String(masked(k, v))))
         .collect();
     let plugins: Vec<Value> = host
         .report()
@@ -292,16 +321,17 @@ pub fn json(host: &Host) -> Value {
                 Origin::Plugin(p) => Value::String(p.display().to_string()),
             },
         })).collect::<Vec<_>>(),
-        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": d.reason})).collect::<Vec<_>>(),
+        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": safe(&d.reason)})).collect::<Vec<_>>(),
         "settings": settings,
         "config_file": config.file().map(|p| p.display().to_string()),
         "directories": config.directories().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "pin_file": config.pin_file().map(|p| p.display().to_string()),
         "owner_checks": !config.insecure_skip_owner_checks(),
+        "cache_dir": config.cache_dir().map(|d| d.display().to_string()),
         "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
         "isolation": config.isolation().as_str(),
         "plugins": plugins,
-        "warnings": host.warnings(),
+        "warnings": host.warnings().iter().map(|w| safe(w)).collect::<Vec<_>>(),
     })
 }
 
@@ -355,6 +385,7 @@ pub fn record_json(lib: &LibraryRecord) -> Value {
         "gid": file.map(|f| f.gid),
         "mode": file.map(|f| format!("{:04o}", f.mode)),
         "load_time_ms": lib.load_time.as_secs_f64() * 1000.0,
+        "cached": lib.cached,
     })
 }
 

@@ -51,6 +51,10 @@ pub mod keys {
     pub const DNS_SERVER: &str = "plugin.provtarget.dns_server";
     /// Developer override: `true` skips the plugin owner/mode rule. Never in production.
     pub const INSECURE_SKIP_OWNER_CHECKS: &str = "plugin.provtarget.insecure_skip_owner_checks";
+    /// Directory of the verdict cache (`verdicts.json`; default `/var/cache/provtarget`,
+    /// see [`DEFAULT_CACHE_DIR`](super::DEFAULT_CACHE_DIR)); `none` or an empty value
+    /// keeps no cache.
+    pub const CACHE_DIR: &str = "plugin.provtarget.cache_dir";
 
     /// Where plugin code runs: `none` (in this process), `probe` (each library is
     /// loaded by a child process first; only those that survive load here) or
@@ -63,7 +67,7 @@ pub mod keys {
     pub const PROBE_TIMEOUT: &str = "plugin.provtarget.probe_timeout";
 
     /// Every key above.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         DIRECTORIES,
         RESOLVERS,
         PINS,
@@ -73,6 +77,7 @@ pub mod keys {
         SRV_DOMAIN,
         DNS_SERVER,
         INSECURE_SKIP_OWNER_CHECKS,
+        CACHE_DIR,
         ISOLATION,
         PROBE_TIMEOUT,
     ];
@@ -117,8 +122,34 @@ impl fmt::Display for Isolation {
     }
 }
 
+/// Where the verdict cache lives unless `plugin.provtarget.cache_dir` says otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/provtarget";
+
 /// The default configuration file.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/choria/server.conf";
+
+/// The largest configuration file read (1 MiB): a Choria `server.conf` is a few
+/// kilobytes; anything larger is refused whole, before it is read, so a device or a
+/// runaway file cannot exhaust memory.
+pub const MAX_CONFIG_FILE: u64 = 1 << 20;
+
+/// How many warnings of one kind (malformed lines, unknown keys) are shown one by one;
+/// the rest are summed up in one line.
+pub const MAX_REPEATED_WARNINGS: usize = 10;
+
+/// The most characters of a key, value or line quoted in a warning.
+const MAX_QUOTED: usize = 80;
+
+/// `text` escaped for one line and cut to [`MAX_QUOTED`] characters (`...` and the
+/// full length when cut): a warning quotes, it does not copy.
+fn shorten(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= MAX_QUOTED {
+        return crate::text::printable(text);
+    }
+    let head: String = text.chars().take(MAX_QUOTED).collect();
+    format!("{}... ({count} characters)", crate::text::printable(&head))
+}
 
 const HOST_PREFIX: &str = "plugin.provtarget.";
 const ENV_PREFIX: &str = "PROVTARGET_";
@@ -169,6 +200,8 @@ struct Parsed {
     dns_server: Option<std::net::SocketAddr>,
     isolation: Isolation,
     probe_timeout: Option<Duration>,
+    /// `None`: no verdict cache.
+    cache_dir: Option<PathBuf>,
 }
 
 /// The merged host configuration: every key with its value and where it came from,
@@ -227,7 +260,14 @@ impl HostConfig {
             pin_file: self.pin_file(),
             insecure_skip_owner_checks: self.insecure_skip_owner_checks(),
             always_hash: false,
+            cache_dir: self.cache_dir(),
         }
+    }
+
+    /// The verdict cache directory (`plugin.provtarget.cache_dir`, default
+    /// [`DEFAULT_CACHE_DIR`]); `None` when set to `none` or empty (no cache).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.parsed.cache_dir.clone()
     }
 
     /// Plugin directories (comma separated), or the built-in default.
@@ -311,31 +351,44 @@ impl HostConfig {
             })
         };
         let mut warnings = Vec::new();
+        let mut unknown = 0usize;
         for key in self.values.keys().filter(|k| k.starts_with(HOST_PREFIX)) {
             if keys::ALL.contains(&key.as_str()) || is_declared(key) {
                 continue;
             }
+            unknown += 1;
+            if unknown > MAX_REPEATED_WARNINGS {
+                continue;
+            }
             let origin = self.origin(key).unwrap_or_default();
-            let shown = crate::text::printable(key);
+            let shown = shorten(key);
             let rest = &key[HOST_PREFIX.len()..];
             if let Some((plugin, _)) = rest.split_once('.') {
                 warnings.push(format!(
                     "{shown} ({origin}) is set but no loaded plugin reads it; install the {} plugin that does, or remove the key",
-                    crate::text::printable(plugin)
+                    shorten(plugin)
                 ));
                 continue;
             }
+            // A "did you mean" only for key-sized text: the distance is quadratic.
+            let near = |known: &&str| key.len() <= 2 * MAX_QUOTED && edit_distance(known, key) <= 3;
             let candidates = keys::ALL
                 .iter()
                 .copied()
                 .chain(declared.iter().map(String::as_str));
             let hint = candidates
+                .filter(near)
                 .min_by_key(|known| edit_distance(known, key))
-                .filter(|known| edit_distance(known, key) <= 3)
                 .map(|known| format!("; did you mean {known}?"))
                 .unwrap_or_else(|| format!("; known keys: {}", keys::ALL.join(", ")));
             warnings.push(format!(
                 "unknown configuration key {shown} ({origin}){hint}"
+            ));
+        }
+        if unknown > MAX_REPEATED_WARNINGS {
+            warnings.push(format!(
+                "and {} more {HOST_PREFIX}* keys that nothing reads ({unknown} in all); remove them or install the plugins that read them",
+                unknown - MAX_REPEATED_WARNINGS
             ));
         }
         warnings
@@ -394,28 +447,62 @@ impl ConfigBuilder {
 
     /// Reads a configuration file. A missing file is an error only when `required`
     /// (the operator named it explicitly).
+    ///
+    /// The file is opened without blocking and judged before it is read (see
+    /// [`provtarget_loader::read_bounded`]): a FIFO, socket, device (`/dev/zero`) or
+    /// directory, or a file over [`MAX_CONFIG_FILE`] bytes, is an error of one line
+    /// naming it and the fix; nothing of it is used, because a configuration read in
+    /// part could drop the pin file or the resolver chain it sets. A file owned by
+    /// another user (not root, not us), writable by others, or in a directory others
+    /// can write to without the sticky bit gets a warning: it decides where code is
+    /// loaded from.
     pub fn file(mut self, path: &Path, required: bool) -> Result<ConfigBuilder, String> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                if let Some(w) = writable_by_others(path) {
-                    self.config.warnings.push(w);
-                }
+        let shown = crate::text::printable(&path.display().to_string());
+        let fix = if required {
+            "check the path given to --config".to_string()
+        } else {
+            format!("fix or remove {shown}, or name another file with --config")
+        };
+        match provtarget_loader::read_bounded(path, MAX_CONFIG_FILE) {
+            Ok(input) => {
+                let text = String::from_utf8_lossy(&input.bytes);
+                self.config
+                    .warnings
+                    .extend(provtarget_loader::trust_warnings(
+                        path,
+                        &input.metadata,
+                        "configuration file",
+                        "it decides where plugins are loaded from",
+                    ));
                 self.config.file = Some(path.to_path_buf());
                 Ok(self.file_text(&path.display().to_string(), &text))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(self),
+            Err(provtarget_loader::InputError::NotFound) if !required => Ok(self),
+            // `--config /dev/null`: the usual way to say "no configuration file".
+            Err(provtarget_loader::InputError::NullDevice) => {
+                self.config.file = Some(path.to_path_buf());
+                Ok(self.file_text(&path.display().to_string(), ""))
+            }
+            Err(e @ provtarget_loader::InputError::NotRegular { .. }) => Err(format!(
+                "configuration file {shown} {e}; {fix} (a regular file of key = value lines)"
+            )),
+            Err(e @ provtarget_loader::InputError::TooLarge { .. }) => Err(format!(
+                "configuration file {shown} {e}; is it really a key = value configuration? {fix}"
+            )),
             Err(e) => Err(format!(
-                "cannot read configuration file {}: {e}; check the path given to --config",
-                path.display()
+                "cannot read configuration file {shown}: it {e}; {fix}"
             )),
         }
     }
 
     /// Parses configuration text (`key = value` lines, `#` comments); `name` is used in
-    /// warnings.
+    /// warnings. A byte-order mark at the start is ignored. Malformed lines are
+    /// reported one by one up to [`MAX_REPEATED_WARNINGS`], then summed up in one line.
     pub fn file_text(mut self, name: &str, text: &str) -> ConfigBuilder {
-        self.config.file_label = Some(crate::text::printable(name));
+        let label = crate::text::printable(name);
+        self.config.file_label = Some(label.clone());
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut malformed = 0usize;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -425,11 +512,23 @@ impl ConfigBuilder {
                 Some((k, v)) if !k.trim().is_empty() => {
                     self.set(k, v, Source::File { line: n + 1 })
                 }
-                _ => self.config.warnings.push(format!(
-                    "{name}:{}: ignoring {line:?}: expected `key = value`",
-                    n + 1
-                )),
+                _ => {
+                    malformed += 1;
+                    if malformed <= MAX_REPEATED_WARNINGS {
+                        self.config.warnings.push(format!(
+                            "{label}:{}: ignoring \"{}\": expected `key = value`",
+                            n + 1,
+                            shorten(line)
+                        ));
+                    }
+                }
             }
+        }
+        if malformed > MAX_REPEATED_WARNINGS {
+            self.config.warnings.push(format!(
+                "{label}: and {} more malformed lines ignored ({malformed} in all); every line must be `key = value`, a `#` comment or blank",
+                malformed - MAX_REPEATED_WARNINGS
+            ));
         }
         self
     }
@@ -519,8 +618,8 @@ impl ConfigBuilder {
         let mut invalid = |config: &HostConfig, key: &str, why: &str| {
             let value = config.get(key).unwrap_or("");
             warnings.push(format!(
-                "{key} = {:?} ({}) ignored: {why}",
-                crate::text::printable(value),
+                "{key} = \"{}\" ({}) ignored: {why}",
+                shorten(value),
                 config.origin(key).unwrap_or_default()
             ));
         };
@@ -554,6 +653,19 @@ impl ConfigBuilder {
         if parsed.directories.is_empty() {
             parsed.directories = default_directories();
         }
+        parsed.cache_dir = match config.get(keys::CACHE_DIR).map(str::trim) {
+            None => Some(PathBuf::from(DEFAULT_CACHE_DIR)),
+            Some(v) if v.is_empty() || v.eq_ignore_ascii_case("none") => None,
+            Some(v) if !Path::new(v).is_absolute() => {
+                invalid(
+                    config,
+                    keys::CACHE_DIR,
+                    "use an absolute path, or none for no verdict cache; running without a cache",
+                );
+                None
+            }
+            Some(v) => Some(PathBuf::from(v)),
+        };
         if let Some(v) = config.get(keys::TIMEOUT) {
             match parse_duration(v) {
                 Ok(d) => parsed.timeout = Some(d),
@@ -605,26 +717,6 @@ pub fn parse_dns_server(value: &str) -> Result<std::net::SocketAddr, String> {
         .map_err(|_| {
             "expected ip:port such as 127.0.0.1:53 (or a bare IP for port 53); using the system DNS configuration".to_string()
         })
-}
-
-/// A warning when a regular configuration file can be written by its group or by
-/// anyone: such a file decides where plugins are loaded from and which are pinned.
-fn writable_by_others(path: &Path) -> Option<String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).ok()?;
-        if meta.is_file() && meta.permissions().mode() & 0o022 != 0 {
-            return Some(format!(
-                "configuration file {} is group- or world-writable, so others can choose which plugins load; run chmod go-w {}",
-                path.display(),
-                path.display()
-            ));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    None
 }
 
 /// The shortest deadline accepted: below it a resolver cannot even be started and
@@ -791,11 +883,12 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
         let c = ConfigBuilder::new().file(&file, true).unwrap().build();
         assert!(
-            c.warnings()[0].contains("is group- or world-writable"),
+            c.warnings()[0].contains("is group- and world-writable (mode 0666)"),
             "{:?}",
             c.warnings()
         );
         assert!(c.warnings()[0].contains("chmod go-w"));
+        assert!(c.warnings()[0].ends_with("it decides where plugins are loaded from"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -864,6 +957,31 @@ mod tests {
                 "plugin.provtarget.dns_servr (flag); did you mean plugin.provtarget.dns_server?"
             )),
             "{w:?}"
+        );
+    }
+
+    #[test]
+    fn the_cache_directory_defaults_can_be_moved_or_turned_off() {
+        let cache = |v: Option<&str>| {
+            let mut b = ConfigBuilder::new();
+            if let Some(v) = v {
+                b = b.flag(keys::CACHE_DIR, v);
+            }
+            let c = b.build();
+            assert_eq!(c.loader_options().cache_dir, c.cache_dir());
+            (c.cache_dir(), c.warnings().to_vec())
+        };
+        assert_eq!(cache(None).0, Some(PathBuf::from(DEFAULT_CACHE_DIR)));
+        assert_eq!(cache(Some(" /srv/c ")).0, Some(PathBuf::from("/srv/c")));
+        assert_eq!(cache(Some("none")), (None, vec![]));
+        assert_eq!(cache(Some("")), (None, vec![]));
+        let (dir, warnings) = cache(Some("rel/dir"));
+        assert_eq!(dir, None);
+        assert!(
+            warnings[0].starts_with(
+                "plugin.provtarget.cache_dir = \"rel/dir\" (flag) ignored: use an absolute path"
+            ),
+            "{warnings:?}"
         );
     }
 
@@ -942,8 +1060,167 @@ mod tests {
         assert!(ConfigBuilder::new().file(missing, false).is_ok());
         let err = ConfigBuilder::new().file(missing, true).unwrap_err();
         assert!(
-            err.starts_with("cannot read configuration file /nonexistent/provtarget/server.conf"),
+            err.starts_with("cannot read configuration file /nonexistent/provtarget/server.conf: it does not exist; check the path given to --config"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_key() {
+        let c = ConfigBuilder::new()
+            .file_text("f", "\u{feff}plugin.provtarget.srv_domain = example.net\n")
+            .build();
+        assert_eq!(c.get(keys::SRV_DOMAIN), Some("example.net"));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn repeated_malformed_lines_are_summarised_and_quoted_short() {
+        let mut text = String::new();
+        for i in 0..1000 {
+            text.push_str(&format!("junk line {i}\n"));
+        }
+        text.push_str(&"x".repeat(10_000));
+        text.push('\n');
+        let c = ConfigBuilder::new().file_text("big.conf", &text).build();
+        let w = c.warnings();
+        assert_eq!(w.len(), MAX_REPEATED_WARNINGS + 1, "{w:?}");
+        assert!(
+            w[0].starts_with("big.conf:1: ignoring \"junk line 0\""),
+            "{w:?}"
+        );
+        assert_eq!(
+            w[MAX_REPEATED_WARNINGS],
+            "big.conf: and 991 more malformed lines ignored (1001 in all); every line must be `key = value`, a `#` comment or blank"
+        );
+        // One long line is quoted in part.
+        let c = ConfigBuilder::new()
+            .file_text("f", &format!("{}\n", "y".repeat(10_000)))
+            .build();
+        assert!(c.warnings()[0].ends_with("... (10000 characters)\": expected `key = value`"));
+        assert!(c.warnings()[0].len() < 200, "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn repeated_unknown_keys_are_summarised() {
+        let text: String = (0..50)
+            .map(|i| format!("plugin.provtarget.unknown{i} = 1\n"))
+            .collect();
+        let c = ConfigBuilder::new().file_text("f", &text).build();
+        let w = c.unknown_key_warnings(&[]);
+        assert_eq!(w.len(), MAX_REPEATED_WARNINGS + 1, "{w:?}");
+        assert!(w[MAX_REPEATED_WARNINGS]
+            .starts_with("and 40 more plugin.provtarget.* keys that nothing reads (50 in all)"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_devices_directories_and_huge_files_are_refused_in_one_line() {
+        let dir = std::env::temp_dir().join(format!("provtarget-conf-in-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo.conf");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success());
+        let big = dir.join("big.conf");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_FILE as usize + 1]).unwrap();
+        let cases: [(&Path, &str); 4] = [
+            (&fifo, "is a FIFO (named pipe), not a regular file"),
+            (
+                Path::new("/dev/zero"),
+                "is a character device, not a regular file",
+            ),
+            (&dir, "is a directory, not a regular file"),
+            (
+                &big,
+                "is 1048577 bytes, more than the limit of 1048576 bytes",
+            ),
+        ];
+        for (path, why) in cases {
+            for required in [true, false] {
+                let err = ConfigBuilder::new().file(path, required).unwrap_err();
+                assert!(
+                    err.starts_with(&format!("configuration file {} {why}", path.display())),
+                    "{err}"
+                );
+                assert!(!err.contains('\n'), "{err}");
+                let fix = if required {
+                    "--config"
+                } else {
+                    "fix or remove"
+                };
+                assert!(err.contains(fix), "{err}");
+            }
+        }
+        // /dev/null stays the way to say "no configuration".
+        let c = ConfigBuilder::new()
+            .file(Path::new("/dev/null"), true)
+            .unwrap()
+            .build();
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    mod properties {
+        //! Property tests: the configuration parser as a fuzz target (256 cases each in
+        //! the normal suite; `PROPTEST_CASES=100000` for a longer run).
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines built from the pieces a configuration is made of, and hostile ones.
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z._]{0,30} ?= ?[ -~]{0,30}",
+                "plugin\\.provtarget\\.[a-z_.]{0,20} = [ -~]{0,20}",
+                "# ?[ -~]{0,30}",
+                any::<String>(),
+                "[\u{0}-\u{1f}\u{7f}\u{202e}\u{feff}=#]{0,10}",
+                Just(String::new()),
+            ]
+        }
+
+        fn check_one_line(w: &str) -> Result<(), TestCaseError> {
+            prop_assert!(!w.chars().any(char::is_control), "{:?}", w);
+            prop_assert!(w.len() <= 1000, "{} bytes: {:?}", w.len(), w);
+            Ok(())
+        }
+
+        proptest! {
+            // 256 cases (proptest's default), or PROPTEST_CASES from the environment.
+            #![proptest_config(ProptestConfig::default())]
+
+            #[test]
+            fn any_text_parses_without_panic_into_bounded_one_line_warnings(
+                lines in proptest::collection::vec(line(), 0..60),
+                bom in any::<bool>(),
+            ) {
+                let mut text = if bom { "\u{feff}".to_string() } else { String::new() };
+                text.push_str(&lines.join("\n"));
+                let c = ConfigBuilder::new().file_text("f.conf", &text).build();
+                // Malformed lines: at most the first few and a summary; plus at most
+                // one warning per host key validated.
+                prop_assert!(c.warnings().len() <= MAX_REPEATED_WARNINGS + 1 + keys::ALL.len());
+                for w in c.warnings() {
+                    check_one_line(w)?;
+                }
+                let unknown = c.unknown_key_warnings(&[]);
+                prop_assert!(unknown.len() <= MAX_REPEATED_WARNINGS + 1);
+                for w in &unknown {
+                    check_one_line(w)?;
+                }
+            }
+
+            #[test]
+            fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let text = String::from_utf8_lossy(&bytes);
+                let c = ConfigBuilder::new().file_text("f.conf", &text).build();
+                for w in c.warnings().iter().chain(&c.unknown_key_warnings(&[])) {
+                    check_one_line(w)?;
+                }
+            }
+        }
     }
 }

@@ -24,7 +24,6 @@ use crate::{
     resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
     selection::{self, Member},
     targets::{self, Server},
-    text::printable,
 };
 
 /// How long a resolver gets to return after it has been cancelled before the host
@@ -117,12 +116,6 @@ impl Candidate {
             Candidate::Remote(p) => p.record,
         }
     }
-    fn name(&self) -> String {
-        match self {
-            Candidate::Local(p) => p.info.name.clone(),
-            Candidate::Remote(p) => p.resolver.name(),
-        }
-    }
     fn into_resolver(self) -> Box<dyn TargetResolver> {
         match self {
             Candidate::Local(p) => Box::new(PluginAdapter::new(p.info, p.resolver)),
@@ -183,6 +176,8 @@ pub struct Host {
     chain: Vec<ActiveResolver>,
     disabled: Vec<DisabledResolver>,
     warnings: Vec<String>,
+    /// Names in `plugin.provtarget.resolvers` that matched no loaded plugin.
+    not_loaded: Vec<String>,
 }
 
 /// A successful resolution.
@@ -243,13 +238,17 @@ impl Failure {
 }
 
 impl fmt::Display for Failure {
+    /// Choria's text, one line: credentials masked and control characters escaped
+    /// ([`shown`](crate::text::shown)). The same text is printed, logged and carried
+    /// in JSON.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = crate::text::shown;
         let could_not = |f: &mut fmt::Formatter<'_>, resolver: &str, why: &str| {
             write!(
                 f,
                 "could not determine provisioning servers using {} provisioning target plugin: {}",
-                printable(resolver),
-                printable(why)
+                show(resolver),
+                show(why)
             )
         };
         match self {
@@ -270,7 +269,7 @@ impl fmt::Display for Failure {
             Failure::NoServers { resolver } => write!(
                 f,
                 "provisioning target plugin {} returned no servers",
-                printable(resolver)
+                show(resolver)
             ),
             Failure::Failed { resolver, error } => could_not(f, resolver, error),
         }
@@ -285,15 +284,48 @@ pub struct ResolveError {
     pub failure: Failure,
     /// Every resolver tried, in order, with its failure (the last is `failure`).
     pub failed: Vec<Failure>,
+    /// What else the operator should know to understand the failure (one line,
+    /// escaped): resolvers named in `plugin.provtarget.resolvers` that are not
+    /// loaded, so the chain ran without them.
+    pub note: Option<String>,
 }
 
 impl fmt::Display for ResolveError {
+    /// The last failure in Choria's words, then `; note: ...` when there is a note.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.failure.fmt(f)
+        self.failure.fmt(f)?;
+        if let Some(note) = &self.note {
+            write!(f, "; note: {note}")?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for ResolveError {}
+
+/// Loads plugins as `options` say, loading only the plugins the chain `config`
+/// selects when the verdict cache (`plugin.provtarget.cache_dir`) can report the
+/// others without loading them; new and changed files are always loaded to learn
+/// what they are. See [`provtarget_loader::load_with`].
+pub fn load_for_chain(
+    config: &HostConfig,
+    options: &provtarget_loader::LoaderOptions,
+) -> LoadReport {
+    provtarget_loader::load_with(options, |names| chain_plugins(config, names))
+}
+
+/// The indices into `names` (the accepted plugins, in scan order) of the plugins the
+/// chain `config` selects would run: what [`provtarget_loader::load_with`] must load.
+pub fn chain_plugins(config: &HostConfig, names: &[&str]) -> Vec<usize> {
+    selection::plan(config.resolvers(), names, config.timeout().is_some())
+        .members
+        .into_iter()
+        .filter_map(|m| match m {
+            Member::Plugin(i) => Some(i),
+            Member::BuiltIn => None,
+        })
+        .collect()
+}
 
 impl Host {
     /// Loads plugins as `config` says, selects and configures the resolver chain.
@@ -326,7 +358,10 @@ impl Host {
         Host::start_with_remote(config, report, remote)
     }
 
-    /// Like [`Host::start`] with an already-made load report.
+    /// Like [`Host::start`] with an already-made load report (from
+    /// [`provtarget_loader::load_all`], or [`load_for_chain`] with the same
+    /// configuration: a plugin the chain needs that the report only knows from the
+    /// verdict cache, unloaded, is left out of the chain).
     pub fn start_with(config: HostConfig, report: LoadReport) -> Host {
         Host::start_with_remote(config, report, Vec::new())
     }
@@ -351,26 +386,48 @@ impl Host {
             .collect();
         warnings.extend(config.unknown_key_warnings(&declared));
 
+        // The chain is planned over every accepted library, loaded (here or in a
+        // child) or known from the verdict cache, so a warm cache plans (and warns)
+        // exactly as a cold one.
+        let accepted: Vec<(usize, &str)> = report
+            .libraries
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.verdict == provtarget_loader::Verdict::Loaded)
+            .filter_map(|(i, l)| Some((i, l.plugin.as_ref()?.info.name.as_str())))
+            .collect();
+        let names: Vec<&str> = accepted.iter().map(|(_, n)| *n).collect();
+        let accepted: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
         let mut plugins: Vec<Option<Candidate>> = std::mem::take(&mut report.plugins)
             .into_iter()
             .map(Candidate::Local)
             .chain(remote.into_iter().map(Candidate::Remote))
             .map(Some)
             .collect();
-        plugins.sort_by_key(|p| p.as_ref().map(Candidate::record));
-        let names: Vec<String> = plugins.iter().flatten().map(Candidate::name).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
+        let not_loaded: Vec<String> = config
+            .resolvers()
+            .iter()
+            .filter(|n| !provtarget_loader::is_reserved_name(n) && !names.contains(&n.as_str()))
+            .cloned()
+            .collect();
         warnings.extend(plan.warnings);
         let candidates: Vec<(Box<dyn TargetResolver>, Origin)> = plan
             .members
             .iter()
             .filter_map(|m| match m {
                 Member::BuiltIn => Some((default_resolver(&config), Origin::BuiltIn)),
-                Member::Plugin(i) => plugins[*i].take().map(|p| {
-                    let origin = Origin::Plugin(report.libraries[p.record()].path.clone());
-                    (p.into_resolver(), origin)
-                }),
+                Member::Plugin(i) => plugins
+                    .iter_mut()
+                    .find(|p| {
+                        p.as_ref()
+                            .is_some_and(|p| Some(&p.record()) == accepted.get(*i))
+                    })
+                    .and_then(Option::take)
+                    .map(|p| {
+                        let origin = Origin::Plugin(report.libraries[p.record()].path.clone());
+                        (p.into_resolver(), origin)
+                    }),
             })
             .collect();
 
@@ -420,6 +477,7 @@ impl Host {
             chain,
             disabled,
             warnings,
+            not_loaded,
         }
     }
 
@@ -486,7 +544,7 @@ impl Host {
                     tracing::warn!(
                         plugin = active.name.as_str(),
                         "{failure}; trying {}",
-                        next.name
+                        crate::text::printable(&next.name)
                     );
                 }
             }
@@ -509,7 +567,24 @@ impl Host {
         if failed.last() != Some(&failure) && failure != Failure::NoResolver {
             failed.push(failure.clone());
         }
-        Err(ResolveError { failure, failed })
+        let note = (!self.not_loaded.is_empty()).then(|| {
+            let names: Vec<String> = self
+                .not_loaded
+                .iter()
+                .map(|n| format!("\"{}\"", crate::text::shown(n)))
+                .collect();
+            format!(
+                "resolver {} named in plugin.provtarget.resolvers (or --resolver) {} not loaded, so the chain ran without {}; see `provtarget buildinfo`",
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" },
+                if names.len() == 1 { "it" } else { "them" },
+            )
+        });
+        Err(ResolveError {
+            failure,
+            failed,
+            note,
+        })
     }
 }
 
@@ -520,9 +595,10 @@ fn parse_failure(resolver: &str, message: String) -> Failure {
             resolver: resolver.to_string(),
         };
     }
+    // `servers_from`'s text is escaped, the resolver's name in it included.
     let prefix = format!(
         "could not determine provisioning servers using {} provisioning target plugin: ",
-        printable(resolver)
+        crate::text::shown(resolver)
     );
     Failure::Failed {
         resolver: resolver.to_string(),
@@ -560,7 +636,11 @@ impl CallError {
 
 /// Logs why a resolver left the chain and keeps it for `buildinfo`.
 fn record_disabled(disabled: &mut Vec<DisabledResolver>, d: DisabledResolver) {
-    tracing::error!(plugin = d.name.as_str(), "resolver disabled: {}", d.reason);
+    tracing::error!(
+        plugin = d.name.as_str(),
+        "resolver disabled: {}",
+        crate::text::shown(&d.reason)
+    );
     disabled.push(d);
 }
 

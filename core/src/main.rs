@@ -1,9 +1,14 @@
 //! The `provtarget` command: `buildinfo`, `targets` and `plugins check`.
+#![forbid(unsafe_code)]
 
 use std::{
-    io::IsTerminal,
+    io::{IsTerminal, Write},
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::{
+        atomic::{AtomicI32, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +17,7 @@ use provtarget::{
     config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE},
     host::{Failure, Host},
     resolver::CancelToken,
+    text::printable,
 };
 use provtarget_loader::{LoaderOptions, Verdict};
 use serde_json::json;
@@ -156,16 +162,17 @@ fn main() -> ExitCode {
     provtarget_loader::last_words::install();
     let cli = Cli::parse();
     if let Err(e) = init_logging(cli.log_level.as_deref()) {
-        eprintln!("provtarget: {e}");
+        say(&e);
         return ExitCode::from(2);
     }
+    let signals = Signals::watch();
     let result = match cli.command {
         Command::Buildinfo { host, json } => buildinfo_cmd(&host, json),
         Command::Targets {
             host,
             timeout,
             json,
-        } => targets_cmd(&host, timeout.as_deref(), json),
+        } => targets_cmd(&host, timeout.as_deref(), json, &signals),
         Command::Plugins {
             command:
                 PluginsCommand::Check {
@@ -179,32 +186,243 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("provtarget: {e}");
+            say(&e);
             ExitCode::from(2)
         }
     }
 }
 
-fn init_logging(level: Option<&str>) -> Result<(), String> {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    let filter = match level {
-        // A bare word would parse as a target name ("loud" = everything from target
-        // `loud`), silently logging nothing: only level names may stand alone.
-        Some(l)
-            if !l.contains(['=', ',', '['])
-                && !LEVELS.contains(&l.trim().to_ascii_lowercase().as_str()) =>
-        {
-            return Err(format!(
-                "--log-level {l:?} is not a level or filter; use error, warn, info, debug or trace"
-            ));
+/// Exit status when stdout is a closed pipe (`provtarget buildinfo | head -1`): what a
+/// shell reports for a process killed by SIGPIPE (128 + 13), so `set -o pipefail`
+/// scripts see the output was cut short. Nothing is written to stderr.
+const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Exit status when stdout cannot be written for another reason (a full disk,
+/// `> /dev/full`): sysexits' EX_IOERR, with one line on stderr.
+const EXIT_OUTPUT_ERROR: u8 = 74;
+
+/// One line on stderr, `provtarget: ` first. A stderr that cannot be written is
+/// ignored: there is nowhere left to report it (`eprintln!` would panic).
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "provtarget: {message}");
+}
+
+/// Writes `text` to stdout and flushes it. A closed pipe ends the process quietly
+/// with [`EXIT_BROKEN_PIPE`]; any other write error with one line and
+/// [`EXIT_OUTPUT_ERROR`] (`print!` would panic with a backtrace instead).
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_BROKEN_PIPE.into());
         }
-        Some(l) => Some(EnvFilter::try_new(l).map_err(|e| {
-            format!("--log-level {l:?} is not a level or filter ({e}); use error, warn, info, debug or trace")
+        say(&format!(
+            "cannot write the output to stdout: {e}; free space on its disk or send it elsewhere"
+        ));
+        std::process::exit(EXIT_OUTPUT_ERROR.into());
+    }
+}
+
+/// SIGINT and SIGTERM, handled alike on a thread of their own from start-up to exit.
+///
+/// - While a resolution runs (a cancel token is registered), the first signal cancels
+///   it (the resolver gets the cancellation, up to its grace period, and the failure
+///   is reported) and the process exits with 128 + the signal's number (130 for
+///   SIGINT, 143 for SIGTERM).
+/// - Any other time (loading plugins, `configure`, `buildinfo`), or for a second
+///   signal during the cancellation, the process exits at once with one line on
+///   stderr and the same status.
+struct Signals {
+    /// The first signal's number, 0 before any.
+    first: AtomicI32,
+    /// The resolution to cancel, while one runs.
+    cancel: Mutex<Option<CancelToken>>,
+}
+
+impl Signals {
+    fn watch() -> Arc<Signals> {
+        let signals = Arc::new(Signals {
+            first: AtomicI32::new(0),
+            cancel: Mutex::new(None),
+        });
+        let state = Arc::clone(&signals);
+        // Registered before this returns, so no signal falls between the default
+        // disposition and the handler.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || state.run(ready_tx));
+        match spawned {
+            Ok(_) => {
+                if let Ok(Err(e)) = ready_rx.recv() {
+                    tracing::warn!("cannot handle SIGINT/SIGTERM ({e}); they end provtarget without a report");
+                }
+            }
+            Err(e) => tracing::warn!(
+                "cannot start the signal thread ({e}); SIGINT/SIGTERM end provtarget without a report"
+            ),
+        }
+        signals
+    }
+
+    fn run(&self, ready: std::sync::mpsc::Sender<Result<(), String>>) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return;
+            }
+        };
+        runtime.block_on(async {
+            let (mut int, mut term) = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(i), Ok(t)) => (i, t),
+                (Err(e), _) | (_, Err(e)) => {
+                    let _ = ready.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            loop {
+                let (name, number) = tokio::select! {
+                    _ = int.recv() => ("SIGINT", 2),
+                    _ = term.recv() => ("SIGTERM", 15),
+                };
+                self.received(name, number);
+            }
+        });
+    }
+
+    fn received(&self, name: &str, number: i32) {
+        let first = self
+            .first
+            .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        let cancel = self
+            .cancel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match cancel {
+            Some(token) if first => {
+                tracing::warn!(
+                    "received {name}; cancelling the resolution (send it again to exit at once)"
+                );
+                token.cancel();
+            }
+            Some(_) => {
+                say(&format!(
+                    "received {name} again while cancelling; exiting at once"
+                ));
+                std::process::exit(128 + number);
+            }
+            None => {
+                say(&format!("interrupted by {name}; exiting"));
+                std::process::exit(128 + number);
+            }
+        }
+    }
+
+    /// Makes the first signal cancel `token` instead of exiting.
+    fn cancel_on_signal(&self, token: &CancelToken) {
+        *self.cancel.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+    }
+
+    /// The exit status after a signal cancelled the resolution (128 + its number).
+    fn exit_status(&self) -> Option<u8> {
+        match self.first.load(Ordering::SeqCst) {
+            0 => None,
+            n => u8::try_from(128 + n).ok(),
+        }
+    }
+}
+
+/// The level names a filter directive may use (`tracing`'s, case-insensitive).
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `--log-level` or `RUST_LOG` filter before `EnvFilter` sees it: `EnvFilter`
+/// reads a bare unknown word (`warning`, `verbose`) as a *target* name and an empty
+/// directive (`,`) as nothing, both of which silently log nothing at all, security
+/// warnings included. Every directive must be a level, `target=level`, or a span
+/// filter (`[...]`). When no directive sets a bare level, `warn` is added, so naming
+/// one target (`provtarget_loader=debug`) never silences the warnings of the others.
+/// Err: why, for a one-line message.
+fn checked_filter(text: &str) -> Result<EnvFilter, String> {
+    let is_level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    let mut has_level = false;
+    let mut directives = Vec::new();
+    for directive in text.split(',') {
+        let d = directive.trim();
+        directives.push(d);
+        if d.is_empty() {
+            return Err("has an empty directive".to_string());
+        }
+        if d.contains('[') {
+            continue;
+        }
+        match d.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() && is_level(level) => {}
+            Some(_) => {
+                return Err(format!(
+                    "has {:?}, which is not target=level",
+                    provtarget::text::printable(d)
+                ))
+            }
+            None if is_level(d) => has_level = true,
+            None => {
+                return Err(format!(
+                    "has {:?}, which is not a level",
+                    provtarget::text::printable(d)
+                ))
+            }
+        }
+    }
+    if !has_level {
+        directives.push("warn");
+    }
+    let full = directives.join(",");
+    EnvFilter::try_new(&full).map_err(|e| format!("does not parse: {e}"))
+}
+
+fn init_logging(level: Option<&str>) -> Result<(), String> {
+    const USE: &str = "use error, warn, info, debug or trace, or target=level pairs";
+    // A bad RUST_LOG is not fatal (it may be set for other programs) but must not
+    // silence warnings: it is reported once logging is up, and `warn` is used.
+    let mut rust_log_problem = None;
+    let filter = match level {
+        Some(l) => Some(checked_filter(l).map_err(|why| {
+            format!(
+                "--log-level {:?} is not a level or filter (it {why}); {USE}",
+                provtarget::text::printable(l)
+            )
         })?),
-        // Without RUST_LOG the filter is the plain level `warn`: a `LevelFilter` does
-        // what `EnvFilter::new("warn")` does without parsing directives at every start.
-        None if std::env::var_os("RUST_LOG").is_none() => None,
-        None => Some(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))),
+        None => match std::env::var_os("RUST_LOG") {
+            None => None,
+            Some(v) => match v.to_str() {
+                Some(s) if s.trim().is_empty() => None,
+                Some(s) => match checked_filter(s) {
+                    Ok(filter) => Some(filter),
+                    Err(why) => {
+                        rust_log_problem = Some(format!(
+                            "RUST_LOG={:?} is not a level or filter (it {why}); logging at warn instead; {USE}",
+                            provtarget::text::printable(s)
+                        ));
+                        None
+                    }
+                },
+                None => {
+                    rust_log_problem =
+                        Some("RUST_LOG is not valid UTF-8; logging at warn instead".to_string());
+                    None
+                }
+            },
+        },
     };
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -213,19 +431,24 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
         .with_target(false);
     match filter {
         Some(filter) => builder.with_env_filter(filter).init(),
+        // The plain level `warn`: a `LevelFilter` does what `EnvFilter::new("warn")`
+        // does without parsing directives at every start.
         None => builder.with_max_level(LevelFilter::WARN).init(),
+    }
+    if let Some(problem) = rust_log_problem {
+        tracing::warn!("{problem}");
     }
     Ok(())
 }
 
 fn print_json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
-        // One write: `println!` would write the text and then its last line apart.
+        // One write: the text and its last line are not written apart.
         Ok(mut s) => {
             s.push('\n');
-            print!("{s}");
+            emit(&s);
         }
-        Err(e) => eprintln!("provtarget: cannot render JSON: {e}"),
+        Err(e) => say(&format!("cannot render JSON: {e}")),
     }
 }
 
@@ -233,6 +456,8 @@ fn buildinfo_cmd(args: &HostArgs, as_json: bool) -> Result<ExitCode, String> {
     // The inventory reports every library's SHA-256 (what a pin file needs), not
     // only when pinning is on.
     let config = args.config(None)?;
+    // With a warm verdict cache, unchanged libraries are reported from it and only
+    // the chain's plugins are loaded (under the configured isolation).
     let options = LoaderOptions {
         always_hash: true,
         ..config.loader_options()
@@ -241,12 +466,17 @@ fn buildinfo_cmd(args: &HostArgs, as_json: bool) -> Result<ExitCode, String> {
     if as_json {
         print_json(&buildinfo::json(&host));
     } else {
-        print!("{}", buildinfo::text(&host));
+        emit(&buildinfo::text(&host));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn targets_cmd(args: &HostArgs, timeout: Option<&str>, as_json: bool) -> Result<ExitCode, String> {
+fn targets_cmd(
+    args: &HostArgs,
+    timeout: Option<&str>,
+    as_json: bool,
+    signals: &Signals,
+) -> Result<ExitCode, String> {
     let host = Host::start(args.config(timeout)?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -254,21 +484,14 @@ fn targets_cmd(args: &HostArgs, timeout: Option<&str>, as_json: bool) -> Result<
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let cancel = CancelToken::new();
     if !as_json {
-        println!(
-            "Attempting provisioner resolution using: {}",
-            host.resolver_name().0
-        );
+        emit(&format!(
+            "Attempting provisioner resolution using: {}\n",
+            printable(&host.resolver_name().0)
+        ));
     }
-    let result = runtime.block_on(async {
-        let interrupt = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("interrupted; cancelling the resolver");
-                interrupt.cancel();
-            }
-        });
-        host.resolve(&cancel).await
-    });
+    signals.cancel_on_signal(&cancel);
+    let result = runtime.block_on(host.resolve(&cancel));
+    // Messages in JSON are the lines printed (one line, masked, escaped); values raw.
     let failed = |f: &[Failure]| {
         f.iter()
             .map(|f| json!({"resolver": f.resolver(), "kind": failure_kind(f), "error": f.to_string()}))
@@ -283,13 +506,18 @@ fn targets_cmd(args: &HostArgs, timeout: Option<&str>, as_json: bool) -> Result<
                     "failed": failed(&res.failed),
                 }));
             } else {
+                let mut text = String::new();
                 if res.resolver != host.resolver_name().0 {
-                    println!("Resolved by: {}", res.resolver);
+                    text.push_str(&format!("Resolved by: {}\n", printable(&res.resolver)));
                 }
-                println!("Provisioning using {} broker(s):", res.servers.len());
+                text.push_str(&format!(
+                    "Provisioning using {} broker(s):\n",
+                    res.servers.len()
+                ));
                 for s in &res.servers {
-                    println!("   {s}");
+                    text.push_str(&format!("   {s}\n"));
                 }
+                emit(&text);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -299,10 +527,12 @@ fn targets_cmd(args: &HostArgs, timeout: Option<&str>, as_json: bool) -> Result<
                     "error": e.to_string(),
                     "kind": failure_kind(&e.failure),
                     "failed": failed(&e.failed),
+                    "note": e.note,
                 }));
             }
-            eprintln!("provtarget: {e}");
-            Ok(ExitCode::from(1))
+            say(&e.to_string());
+            // Cancelled by SIGINT/SIGTERM: 128 + its number, as documented.
+            Ok(ExitCode::from(signals.exit_status().unwrap_or(1)))
         }
     }
 }
@@ -335,13 +565,15 @@ fn check_cmd(
     // PROVTARGET_INSECURE_SKIP_OWNER_CHECKS (never from a file).
     let env_config = ConfigBuilder::new().env(std::env::vars_os()).build();
     for w in env_config.warnings() {
-        tracing::warn!("{w}");
+        tracing::warn!("{}", provtarget::text::shown(w));
     }
     let options = LoaderOptions {
         directories: Vec::new(),
         pin_file: pins,
         insecure_skip_owner_checks: insecure || env_config.insecure_skip_owner_checks(),
         always_hash: true,
+        // Inspecting a file always checks it in full.
+        cache_dir: None,
     };
     // Inspecting a file never runs its code here: the checks that need none run in
     // this process, the rest (dlopen, constructor) in a child.
@@ -353,7 +585,7 @@ fn check_cmd(
     if as_json {
         print_json(&buildinfo::record_json(&record));
     } else {
-        print!("{}", buildinfo::record_text(&record, None, ""));
+        emit(&buildinfo::record_text(&record, None, ""));
     }
     Ok(if record.verdict == Verdict::Loaded {
         ExitCode::SUCCESS

@@ -65,13 +65,26 @@
 //! - A host containing white space or control characters is refused (the error shows
 //!   them escaped): no broker name has them, and printing them raw would let a
 //!   resolver write escape sequences to the operator's terminal.
+//! - A host must be a DNS name, an IPv4 address or a bracketed IPv6 address, so that
+//!   the URL we print (`nats://host:port`) is read back as the same host by any URL
+//!   parser: `good.example%2f@evil:4222`, `a@b:4222` or `h#x:4222` would be printed as
+//!   URLs whose host is `evil`, `b` or `h`. A DNS name is ASCII letters, digits, `-`
+//!   and `_` in labels of at most [`MAX_LABEL_LEN`] (63) bytes, at most
+//!   [`MAX_HOST_LEN`] (253) bytes in all plus an optional trailing dot, and its last
+//!   label is not a number (`1.2.3` and `h.0x10` are IPv4 addresses to a WHATWG URL
+//!   parser). Non-ASCII names (write them in their `xn--` form), Unicode format
+//!   characters (U+202E, zero-width characters), IPv6 zones (`[fe80::1%eth0]`) and
+//!   percent-encoding are refused; the error says which rule.
+//! - An entry longer than [`MAX_ENTRY_LEN`] (1024) bytes is refused without being
+//!   parsed or shown, and an answer of more than [`MAX_TARGETS`] (1000) entries is
+//!   refused before any entry is read; both errors state the numbers.
+//! - `file://` entries are refused: they name no broker.
+//!
+//! Credentials are masked in every error: `could not parse host nats://*****@h:x ...`,
+//! also for entries that are not URLs (`user:pw@h:4222`).
 //!
 //! IPv6 hosts are printed bracketed (`nats://[::1]:4222`); Choria prints them bare,
 //! which no URL parser can read back.
-//!
-//! Percent-encoded hosts (`nats://h%41:4222`) are not decoded: such an entry is not
-//! read as a URL and fails in step 3, where Go would decode it. No real broker name
-//! needs percent-encoding.
 
 use std::fmt;
 
@@ -118,22 +131,45 @@ where
         .collect()
 }
 
+/// Most targets one answer may hold: an answer with more is refused, before any of it
+/// is copied or parsed. A site has a handful of provisioning brokers; a thousand is
+/// far beyond any real answer and keeps a runaway or hostile resolver from filling
+/// memory and the terminal (a list of a million targets printed 35 MB).
+pub const MAX_TARGETS: usize = 1000;
+
+/// Longest entry read, in bytes (before trimming): a URL with a 253-byte host name,
+/// credentials, a path and a query fits; a longer entry is refused without being
+/// parsed or shown.
+pub const MAX_ENTRY_LEN: usize = 1024;
+
+/// Longest host name, in bytes, without a trailing dot (DNS, RFC 1035).
+pub const MAX_HOST_LEN: usize = 253;
+
+/// Longest label of a host name, in bytes (DNS, RFC 1035).
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// What a host may be, appended to every refusal of a host's characters or shape.
+const HOST_RULE: &str = "hosts must be DNS names, IPv4 addresses or bracketed IPv6 addresses";
+
 /// Applies Choria's provisioning wrapper to a resolver's result:
 ///
 /// - an error becomes `could not determine provisioning servers using <Name>
 ///   provisioning target plugin: <err>`;
 /// - an empty list becomes `provisioning target plugin <Name> returned no servers`;
+/// - a list of more than [`MAX_TARGETS`] entries is refused, stating both numbers,
+///   before anything in it is read;
 /// - otherwise the list is parsed with [`parse_servers`], a parse error being wrapped
 ///   like a resolver error.
 ///
-/// Error texts are made [`printable`](crate::text::printable): they carry strings a
-/// plugin chose.
+/// Every error text is one line ready to show: credentials in URLs masked and control
+/// and format characters escaped ([`shown`](crate::text::shown)), as it is printed,
+/// logged and carried in JSON.
 pub fn servers_from(
     resolver_name: &str,
     result: Result<RawTargets, String>,
 ) -> Result<Vec<Server>, String> {
     let could_not = |err: String| {
-        crate::text::printable(&format!(
+        crate::text::shown(&format!(
             "could not determine provisioning servers using {resolver_name} provisioning target plugin: {err}"
         ))
     };
@@ -143,11 +179,58 @@ pub fn servers_from(
             "provisioning target plugin {resolver_name} returned no servers"
         )));
     }
+    if list.len() > MAX_TARGETS {
+        return Err(could_not(format!(
+            "it returned {} targets; the limit is {MAX_TARGETS}",
+            list.len()
+        )));
+    }
     parse_servers(&list).map_err(could_not)
 }
 
-/// One entry; the error is the full Choria-style message.
+/// One entry; the error is the full Choria-style message, credentials masked and
+/// control and format characters escaped.
 fn parse_server(entry: &str) -> Result<Server, String> {
+    if entry.len() > MAX_ENTRY_LEN {
+        // Neither parsed nor shown: it may be megabytes long.
+        return Err(format!(
+            "could not parse host: an entry of {} bytes is over the limit of {MAX_ENTRY_LEN} bytes (a host name has at most {MAX_HOST_LEN})",
+            entry.len()
+        ));
+    }
+    parse_entry(entry).map_err(|err| masked_error(entry.trim(), err))
+}
+
+/// The error for `entry` with the credentials it may carry masked: whatever precedes
+/// the last `@` after the scheme, also in an entry that is not a URL
+/// (`user:pw@h:4222`). The message is made from the entry with its credentials
+/// replaced by `*****`, so no piece of them (a password read as a port, say) can
+/// appear in it; then escaped.
+fn masked_error(entry: &str, err: String) -> String {
+    let start = match split_scheme(entry) {
+        Some((Some(scheme), rest)) if rest.starts_with("//") => scheme.len() + 3,
+        _ if entry.starts_with("//") => 2,
+        _ => 0,
+    };
+    let err = match entry[start..].rfind('@') {
+        Some(at) if at > 0 => {
+            let masked = format!(
+                "{}{}{}",
+                &entry[..start],
+                crate::buildinfo::MASK,
+                &entry[start + at..]
+            );
+            match parse_entry(&masked) {
+                Err(e) => e,
+                Ok(_) => format!("could not parse host {masked}: not a host:port or a URL"),
+            }
+        }
+        _ => err,
+    };
+    crate::text::shown(&err)
+}
+
+fn parse_entry(entry: &str) -> Result<Server, String> {
     let entry = entry.trim();
     let (scheme, hostport) = match url_host(entry) {
         Some((scheme, host)) => (scheme.unwrap_or_else(|| DEFAULT_SCHEME.to_string()), host),
@@ -171,16 +254,92 @@ fn parse_server(entry: &str) -> Result<Server, String> {
         ));
     }
     if host.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        let shown = crate::text::printable(hostport);
         return Err(format!(
-            "could not parse host {shown}: host contains white space or control characters"
+            "could not parse host {hostport}: host contains white space or control characters"
         ));
     }
+    if scheme == "file" {
+        return Err(format!(
+            "could not parse host {hostport}: a file URL names no broker; use nats:// or tls://"
+        ));
+    }
+    check_host(host, hostport.starts_with('['))
+        .map_err(|why| format!("could not parse host {hostport}: {why}"))?;
     Ok(Server {
         scheme,
         host: host.to_string(),
         port,
     })
+}
+
+/// A host is a bracketed IPv6 address (no zone), an IPv4 address, or a DNS name of
+/// ASCII letters, digits, `-` and `_` in labels of 1 to [`MAX_LABEL_LEN`] bytes, at
+/// most [`MAX_HOST_LEN`] bytes in all (one trailing dot allowed), whose last label is
+/// not a number (URL parsers read `1.2.3` or `h.0x10` as IPv4 addresses). Anything
+/// else (URL delimiters such as `@ # / ? \ %`, non-ASCII, format characters) would be
+/// printed as a URL another parser reads as a different host, so it is refused.
+fn check_host(host: &str, bracketed: bool) -> Result<(), String> {
+    if bracketed {
+        return match host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) if host.contains('%') => Err(format!(
+                "an IPv6 zone (%...) cannot be written in a URL; {HOST_RULE}"
+            )),
+            Err(_) => Err(format!("[{host}] is not an IPv6 address; {HOST_RULE}")),
+        };
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    if host.contains('@') {
+        return Err(format!(
+            "host holds '@' (credentials before the host are read only from a URL with a scheme, such as nats://); {HOST_RULE}"
+        ));
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+    {
+        let why = if c.is_ascii() {
+            format!("host holds {c:?}, which a URL parser reads as a delimiter or escape")
+        } else {
+            format!(
+                "host holds the non-ASCII character {}; write an internationalised name in its xn-- form",
+                c.escape_unicode()
+            )
+        };
+        return Err(format!("{why}; {HOST_RULE}"));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > MAX_HOST_LEN {
+        return Err(format!(
+            "host name is {} bytes; the limit is {MAX_HOST_LEN}",
+            name.len()
+        ));
+    }
+    let mut last = "";
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(format!("host name has an empty label; {HOST_RULE}"));
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(format!(
+                "host name has a label of {} bytes; the limit is {MAX_LABEL_LEN}",
+                label.len()
+            ));
+        }
+        last = label;
+    }
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if hex || last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "host ends in a number but is not an IPv4 address (URL parsers would read it as one); {HOST_RULE}"
+        ));
+    }
+    Ok(())
 }
 
 /// The scheme (lower-cased, if any) and the `host[:port]` part of `entry` when Go's
@@ -510,8 +669,8 @@ mod tests {
         assert_eq!(one("//foo:4222").unwrap(), "nats://foo:4222");
         assert_eq!(one("nats://h:4222?x=1#frag").unwrap(), "nats://h:4222");
         assert_eq!(
-            one("[fe80::1%eth0]:4222").unwrap(),
-            "nats://[fe80::1%eth0]:4222"
+            one("[fe80::1%eth0]:4222").unwrap_err(),
+            "could not parse host [fe80::1%eth0]:4222: an IPv6 zone (%...) cannot be written in a URL; hosts must be DNS names, IPv4 addresses or bracketed IPv6 addresses"
         );
         assert_eq!(
             one("nats://h").unwrap_err(),
@@ -538,6 +697,116 @@ mod tests {
             "could not determine provisioning servers using P provisioning target plugin: bad\\nline\\u{1b}[2J"
         );
         assert!(parse_servers(&["a b:4222".to_string()]).is_err());
+    }
+
+    #[test]
+    fn credentials_are_masked_in_every_error() {
+        for (entry, secret) in [
+            ("nats://user:SECRETPW@h:x", "SECRETPW"),
+            ("user:SECRETPW@h:4222", "SECRETPW"),
+            ("SECRETPW@h:4222", "SECRETPW"),
+            ("tls://u:SECRETPW@h:y", "SECRETPW"),
+            ("nats://u:SECRETPW@h:99999", "SECRETPW"),
+            ("//u:SECRETPW@[::1", "SECRETPW"),
+            ("u:SECRETPW@h#x:4222", "SECRETPW"),
+        ] {
+            let err = one(entry).unwrap_err();
+            assert!(!err.contains(secret), "{entry}: {err}");
+            // Where the message names the credentials' place, the mask stands there.
+            assert!(
+                !err.contains('@') || err.contains("*****@"),
+                "{entry}: {err}"
+            );
+            let err = servers_from("P", Ok(vec![entry.to_string()].into())).unwrap_err();
+            assert!(!err.contains(secret), "{entry}: {err}");
+        }
+        // A resolver's own error text is masked too.
+        let err = servers_from("P", Err("cannot reach nats://a:SECRETPW@b:1".into()));
+        assert!(!err.unwrap_err().contains("SECRETPW"));
+    }
+
+    #[test]
+    fn hosts_a_url_parser_would_read_differently_are_refused() {
+        for entry in [
+            "good.example%2f@evil:4222",
+            "a@b:4222",
+            "h#x:4222",
+            "h/x:4222",
+            "h?x:4222",
+            "h\\x:4222",
+            "h%41:4222",
+            "[fe80::1%25eth0]:4222",
+            "[1.2.3.4]:4222",
+            "1.2.3:4222",
+            "h.0x10:4222",
+            "4222:4222",
+            "01.2.3.4:4222",
+            "a..b:4222",
+            ".a:4222",
+            "h\u{202e}x:4222",
+            "h\u{200b}:4222",
+            "h\u{2066}x\u{2069}:4222",
+            "\u{feff}h:4222",
+            "b\u{fc}cher.example:4222",
+            "file://h:4222",
+            "h\"x:4222",
+            "h<x:4222",
+        ] {
+            let err = one(entry).unwrap_err();
+            assert!(!err.contains('\n'), "{err}");
+            assert!(err.starts_with("could not parse host"), "{entry}: {err}");
+        }
+        for ok in [
+            "h_x.example:1",
+            "h.example.:1",
+            "1.2.3.4:1",
+            "[::ffff:1.2.3.4]:1",
+            "h1.x2:1",
+        ] {
+            assert!(one(ok).is_ok(), "{ok}: {:?}", one(ok));
+        }
+    }
+
+    #[test]
+    fn dns_length_limits_state_the_numbers() {
+        let label = "a".repeat(63);
+        let name = [label.as_str(); 4].join("."); // 255 bytes
+        assert_eq!(
+            one(&format!("{name}:1")).unwrap_err(),
+            format!("could not parse host {name}:1: host name is 255 bytes; the limit is 253")
+        );
+        let ok = format!("{}.{}", &name[..249], "ab"); // 252 bytes
+        assert!(one(&format!("{ok}:1")).is_ok());
+        assert!(
+            one(&format!("{}.:1", &name[..253])).is_ok(),
+            "a trailing dot is not counted"
+        );
+        let long_label = "b".repeat(64);
+        assert_eq!(
+            one(&format!("{long_label}.example:1")).unwrap_err(),
+            format!("could not parse host {long_label}.example:1: host name has a label of 64 bytes; the limit is 63")
+        );
+        let huge = format!("{}:1", "h".repeat(5_000_000));
+        assert_eq!(
+            one(&huge).unwrap_err(),
+            "could not parse host: an entry of 5000002 bytes is over the limit of 1024 bytes (a host name has at most 253)"
+        );
+    }
+
+    #[test]
+    fn answers_over_the_target_limit_are_refused_with_the_numbers() {
+        let at_limit: Vec<String> = (0..MAX_TARGETS).map(|i| format!("h{i}:1")).collect();
+        assert_eq!(
+            servers_from("P", Ok(at_limit.into())).unwrap().len(),
+            MAX_TARGETS
+        );
+        let over: Vec<String> = (0..=MAX_TARGETS)
+            .map(|_| "not parsed".to_string())
+            .collect();
+        assert_eq!(
+            servers_from("P", Ok(over.into())).unwrap_err(),
+            "could not determine provisioning servers using P provisioning target plugin: it returned 1001 targets; the limit is 1000"
+        );
     }
 
     #[test]

@@ -2,14 +2,27 @@
 //! escape sequences or newlines, and settings may hold credentials inside URLs.
 //!
 //! ```
-//! use provtarget::text::{printable, redact_userinfo};
+//! use provtarget::text::{printable, redact_userinfo, shown};
 //! assert_eq!(printable("Acme\x1b[31m\nEvil"), "Acme\\u{1b}[31m\\nEvil");
 //! assert_eq!(redact_userinfo("nats://prov:hunter2@b:4222,c:4222"), "nats://*****@b:4222,c:4222");
+//! assert_eq!(shown("bad nats://u:pw@h:x\n"), "bad nats://*****@h:x\\n");
 //! ```
+//!
+//! The policy: text for a terminal or a log line goes through [`shown`] (masked, then
+//! escaped); JSON carries text through [`redact_userinfo`] only (masked, raw: serde
+//! escapes what JSON needs, and a JSON reader gets the text back unchanged).
 
 /// `s` with every control character escaped, so it shows as one line and cannot drive
 /// the terminal (the loader's rule, shared so reasons and reports escape alike).
 pub use provtarget_loader::printable;
+
+/// `text` for a terminal or a log line: credentials inside URLs masked
+/// ([`redact_userinfo`]), then control and format characters escaped ([`printable`]).
+/// The one function every message that may carry a setting, a resolver's answer or a
+/// resolver's error goes through.
+pub fn shown(text: &str) -> String {
+    printable(&redact_userinfo(text))
+}
 
 /// `value` with the user-information part of every `scheme://user:password@host`
 /// URL in it replaced by `*****`.

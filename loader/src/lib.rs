@@ -113,12 +113,14 @@
 // lifted by an inner `allow`), and this root holds no code.
 #![deny(unsafe_code)]
 
+mod cache;
 mod directory;
 mod discover;
 #[cfg(target_os = "linux")]
 mod elf;
 mod image;
 mod info;
+mod input;
 mod library;
 mod options;
 mod pins;
@@ -130,13 +132,19 @@ mod sys;
 mod text;
 mod trust;
 
+pub use cache::{
+    host_build_key, CachedVerdict, FileIdentity, VerdictCache, CACHE_FILE_NAME, MAX_CACHE_FILE,
+};
+pub use input::{read_bounded, trust_warnings, InputError, InputFile};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
-pub use probe::{load_all_gated, load_sealed, prepare_file, Gate, Gated, Prepared};
+pub use probe::{
+    load_all_gated, load_sealed, load_with_gated, prepare_file, Gate, Gated, Prepared,
+};
 pub use report::{
     FileFacts, LibraryRecord, LoadReport, LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage,
     Verdict,
 };
-pub use scan::{check_file, load_all};
+pub use scan::{check_file, load_all, load_with};
 
 /// Last words: one line on stderr naming the plugin and the call when plugin code
 /// kills the process (a crash, `abort()`, `exit()`). See [`last_words::install`] and

@@ -47,6 +47,11 @@ pub struct LoaderOptions {
     /// without pinning the hash is a reported fact, not a check, and it costs about
     /// 0.5 ms per MB (`BENCHMARKS.md`). `buildinfo` and `plugins check` turn it on.
     pub always_hash: bool,
+    /// Where the verdict cache lives (`<cache_dir>/verdicts.json`, see
+    /// [`VerdictCache`](crate::VerdictCache)); `None` (the default) keeps no cache.
+    /// With a cache, [`load_with`](crate::load_with) reports unchanged libraries from
+    /// it and loads only the plugins its caller selects.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for LoaderOptions {
@@ -56,6 +61,7 @@ impl Default for LoaderOptions {
             pin_file: None,
             insecure_skip_owner_checks: false,
             always_hash: false,
+            cache_dir: None,
         }
     }
 }

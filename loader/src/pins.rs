@@ -19,13 +19,12 @@
 use std::{
     collections::HashMap,
     ffi::{OsStr, OsString},
-    io::Read,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
 use crate::{
-    sys,
+    input::InputError,
     text::{shown, shown_bytes},
     trust, RefusalKind,
 };
@@ -48,31 +47,28 @@ impl Pins {
     /// pins nothing.
     pub(crate) fn load(path: &Path, euid: u32, skip_owner_checks: bool) -> Result<Pins, String> {
         let p = shown(path);
-        let mut file = sys::open_config_file(path)
-            .map_err(|e| format!("cannot open pin file {p}: {e}; fix the pin_file setting"))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot stat pin file {p}: {e}"))?;
-        if !meta.file_type().is_file() {
-            return Err(format!(
-                "pin file {p} is not a regular file; point pin_file at a sha256sum listing"
-            ));
-        }
+        // Opened without blocking (a FIFO cannot stall start-up), judged by fstat of
+        // that descriptor, and read with a bound (a device cannot exhaust memory).
+        let input = crate::input::read_bounded(path, MAX_PIN_FILE).map_err(|e| match e {
+            InputError::NotFound => {
+                format!("cannot open pin file {p}: {e}; fix the pin_file setting")
+            }
+            InputError::NotRegular { .. } | InputError::NullDevice => {
+                format!("pin file {p} {e}; point pin_file at a sha256sum listing")
+            }
+            InputError::TooLarge { .. } => {
+                format!("pin file {p} {e}; is it really a sha256sum listing?")
+            }
+            InputError::Io(_) => format!("pin file {p} {e}; check its permissions"),
+        })?;
         if !skip_owner_checks {
-            if let Some((_, problem)) = trust::owner_mode_problem(&meta, path, "pin file", euid) {
+            if let Some((_, problem)) =
+                trust::owner_mode_problem(&input.metadata, path, "pin file", euid)
+            {
                 return Err(problem);
             }
         }
-        if meta.len() > MAX_PIN_FILE {
-            return Err(format!(
-                "pin file {p} is larger than {MAX_PIN_FILE} bytes; is it really a sha256sum listing?"
-            ));
-        }
-        let mut bytes = Vec::new();
-        file.by_ref()
-            .take(MAX_PIN_FILE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read pin file {p}: {e}"))?;
+        let bytes = input.bytes;
         Self::parse(path, &bytes)
     }
 
@@ -314,5 +310,35 @@ mod tests {
         // The same hash twice is no conflict.
         let pins = parse(&format!("{A}  a/x.so\n{A}  b/x.so\n")).unwrap();
         assert_eq!(check(&pins, "x.so", A), Ok(()));
+    }
+
+    #[test]
+    fn a_fifo_device_or_huge_pin_file_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("provtarget-pins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("pins.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success());
+        // Without a writer a blocking open would never return.
+        let err = Pins::load(&fifo, 0, true).unwrap_err();
+        assert!(
+            err.contains("is a FIFO (named pipe), not a regular file; point pin_file at"),
+            "{err}"
+        );
+        let err = Pins::load(Path::new("/dev/zero"), 0, true).unwrap_err();
+        assert!(err.contains("/dev/zero is a character device"), "{err}");
+        let big = dir.join("pins.big");
+        std::fs::write(&big, vec![b'#'; MAX_PIN_FILE as usize + 1]).unwrap();
+        let err = Pins::load(&big, 0, true).unwrap_err();
+        assert!(
+            err.contains("more than the limit of 1048576 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! The per-file pipeline: open → trust → read (facts, hash) → pin → ELF pre-check →
 //! `dlopen` → verify → construct. Each step either passes or returns the [`Refusal`]
-//! for its [`Stage`]; [`Session::run`] reads as the list of steps.
+//! for its [`Stage`]; [`Session::prepare`] (steps 1–6, no code of the file runs)
+//! and [`finish`] (steps 7–9) read as the list of steps.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -14,6 +15,7 @@ use std::{
 use provtarget_abi::host::{PluginInfo, PluginResolver};
 
 use crate::{
+    cache::{CachedVerdict, FileIdentity, VerdictCache},
     directory::Dir,
     image::Image,
     info, library,
@@ -86,33 +88,69 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Runs every check on `name` in `dir` (shown as `path`). `loaded` lists the
-    /// plugins already loaded in this run, for the duplicate-name rule. `gate`, when
-    /// given, sees the library after the checks that run none of its code and may
-    /// refuse it before it is loaded here.
-    pub(crate) fn examine(
+    /// Runs every check on `name` in `dir` (shown as `path`); the one pipeline behind
+    /// every entry point. `loaded` lists the plugins accepted earlier in this run, for
+    /// the duplicate-name rule.
+    ///
+    /// With a verdict cache ([`CacheUse`]) that may answer, a file whose identity the
+    /// cache knows (and whose SHA-256 it holds when pinning or the report needs it)
+    /// gets its verdict from the cache after the trust and pin checks, without being
+    /// read or loaded: the record says `cached` and no resolver is returned even when
+    /// it is accepted. Otherwise steps 1–6 run (none runs code of the file) and the
+    /// sealed image is a [`Prepared`] library, carrying the cache's verdict for it
+    /// when there was one. `gate`, when given, sees that library before it is loaded
+    /// here and may decide its record itself (refused, or loaded in a child);
+    /// otherwise steps 7–9 run in this process. Also returns the identity of the file
+    /// opened (when it could be opened), to record its verdict under.
+    pub(crate) fn examine_with(
         &self,
         dir: &Dir,
         name: &OsStr,
         path: &Path,
         loaded: &[(String, PathBuf)],
+        cache: CacheUse<'_>,
         gate: Option<&mut Gate<'_>>,
-    ) -> (LibraryRecord, Option<Accepted>) {
-        let mut prepared = match self.prepare_only(dir, name, path) {
-            Ok(prepared) => prepared,
-            Err(record) => return (*record, None),
+    ) -> (LibraryRecord, Option<Accepted>, Option<FileIdentity>) {
+        let started = Instant::now();
+        let mut record = LibraryRecord::new(path);
+        let mut identity = None;
+        let prepared =
+            match self.prepare(dir, name, path, loaded, &mut record, cache, &mut identity) {
+                Ok(Prepare::Image { image, cached }) => Prepared {
+                    record,
+                    image,
+                    started,
+                    cached,
+                    loaded: loaded.to_vec(),
+                },
+                Ok(Prepare::FromCache(verdict)) => {
+                    if let Err(refusal) = verdict {
+                        record.verdict = Verdict::Rejected(refusal);
+                    }
+                    record.load_time = started.elapsed();
+                    record.log();
+                    return (record, None, identity);
+                }
+                Err(refusal) => {
+                    record.verdict = Verdict::Rejected(refusal);
+                    record.load_time = started.elapsed();
+                    record.log();
+                    return (record, None, identity);
+                }
+            };
+        let prepared = match gate {
+            None => prepared,
+            Some(gate) => match gate(prepared) {
+                Gated::Load(prepared) => prepared,
+                Gated::Decided(record) => return (record, None, identity),
+            },
         };
-        if let Some(gate) = gate {
-            match gate(prepared) {
-                Gated::Load(p) => prepared = p,
-                Gated::Decided(record) => return (record, None),
-            }
-        }
         let (record, plugin) = prepared.load(loaded);
-        (record, plugin.map(|p| (p.info, p.resolver)))
+        (record, plugin.map(|p| (p.info, p.resolver)), identity)
     }
 
-    /// Steps 1–6 as a [`Prepared`] library, or the final record of a refused one.
+    /// Steps 1–6 as a [`Prepared`] library, or the final record of a refused one;
+    /// no verdict cache.
     pub(crate) fn prepare_only(
         &self,
         dir: &Dir,
@@ -121,12 +159,33 @@ impl<'a> Session<'a> {
     ) -> Result<Prepared, Box<LibraryRecord>> {
         let started = Instant::now();
         let mut record = LibraryRecord::new(path);
-        match self.prepare(dir, name, path, &mut record) {
-            Ok(image) => Ok(Prepared {
+        let mut identity = None;
+        match self.prepare(
+            dir,
+            name,
+            path,
+            &[],
+            &mut record,
+            CacheUse::NONE,
+            &mut identity,
+        ) {
+            Ok(Prepare::Image { image, cached }) => Ok(Prepared {
                 record,
                 image,
                 started,
+                cached,
+                loaded: Vec::new(),
             }),
+            // Without a cache there is no answer from it; were there one, it would be
+            // the final record.
+            Ok(Prepare::FromCache(verdict)) => {
+                if let Err(refusal) = verdict {
+                    record.verdict = Verdict::Rejected(refusal);
+                }
+                record.load_time = started.elapsed();
+                record.log();
+                Err(Box::new(record))
+            }
             Err(refusal) => {
                 record.verdict = Verdict::Rejected(refusal);
                 record.load_time = started.elapsed();
@@ -136,27 +195,83 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Steps 1–6, none of which runs any code of the file: what is left is a sealed
-    /// image that may be loaded (in this process or in a child).
-    pub(crate) fn prepare(
+    /// Steps 1–6, none of which runs any code of the file, with the verdict cache:
+    /// the answer from the cache, or a sealed image that may be loaded (in this
+    /// process or in a child). Facts are recorded as they become known.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
         &self,
         dir: &Dir,
         name: &OsStr,
         path: &Path,
+        loaded: &[(String, PathBuf)],
         record: &mut LibraryRecord,
-    ) -> Result<Image, Refusal> {
+        cache: CacheUse<'_>,
+        identity: &mut Option<FileIdentity>,
+    ) -> Result<Prepare, Refusal> {
         // 1–3. Open without following symlinks or blocking, relative to the judged
         //      directory; file type; facts; owner and mode. Nothing is read yet.
         let (file, meta) = self.open_trusted(dir, name, path, record)?;
+        let id = FileIdentity::of(&meta);
+        *identity = Some(id);
+        let hit = cache.cache.and_then(|c| c.lookup(path, &id));
+        // An unchanged file judged by an earlier run: its verdict without loading it.
+        if let (Some(hit), true) = (hit, cache.answer) {
+            if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
+                return Ok(Prepare::FromCache(verdict));
+            }
+        }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
         let image = read(file, &meta, path)?;
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
-        self.hash_and_pin(&image, name, path, record)?;
+        self.hash_and_pin(&image, name, path, record, cache.hash_for_cache)?;
         // 6. A complete library for this host, exporting the root module, not built
         //    with panic = "abort": decided from the bytes, before any code runs.
         precheck(&image, path)?;
-        Ok(image)
+        Ok(Prepare::Image {
+            image,
+            cached: hit.cloned().map(Box::new),
+        })
+    }
+
+    /// The verdict for a file whose identity the cache knows: pins (checked against
+    /// the cached SHA-256 of these unchanged bytes), then the cached verdict, then the
+    /// duplicate rule. `None` when the cache lacks the SHA-256 this run needs: the
+    /// file is then checked in full.
+    fn verdict_from_cache(
+        &self,
+        hit: &CachedVerdict,
+        name: &OsStr,
+        path: &Path,
+        loaded: &[(String, PathBuf)],
+        record: &mut LibraryRecord,
+    ) -> Option<Result<(), Refusal>> {
+        let need_hash = self.pins.is_some() || self.options.always_hash;
+        if need_hash && hit.sha256.is_none() {
+            return None;
+        }
+        let accepted_info = match (&hit.refusal, &hit.plugin) {
+            (None, Some(plugin)) => Some(&plugin.info),
+            (None, None) => return None,
+            (Some(_), _) => None,
+        };
+        record.cached = true;
+        if let (Some(facts), Some(sha256)) = (record.file.as_mut(), &hit.sha256) {
+            if need_hash {
+                facts.sha256 = Some(sha256.clone());
+            }
+        }
+        if let Some(sha256) = &hit.sha256 {
+            if let Err(refusal) = self.pin_check(name, path, sha256) {
+                return Some(Err(refusal));
+            }
+        }
+        record.plugin = hit.plugin.clone();
+        if let Some(refusal) = &hit.refusal {
+            return Some(Err(refusal.clone()));
+        }
+        Some(accepted_info.map_or(Ok(()), |info| info::check_unique(info, path, loaded)))
     }
 
     /// Steps 1–3: the open descriptor, judged by the file-type rule (never skipped,
@@ -195,15 +310,17 @@ impl<'a> Session<'a> {
         Ok((file, meta))
     }
 
-    /// Step 5.
+    /// Step 5. `for_cache`: hash even when neither pinning nor the report needs it,
+    /// to record it in the verdict cache.
     fn hash_and_pin(
         &self,
         image: &Image,
         name: &OsStr,
         path: &Path,
         record: &mut LibraryRecord,
+        for_cache: bool,
     ) -> Result<(), Refusal> {
-        if self.pins.is_none() && !self.options.always_hash {
+        if self.pins.is_none() && !self.options.always_hash && !for_cache {
             return Ok(());
         }
         let p = shown(path);
@@ -217,18 +334,62 @@ impl<'a> Session<'a> {
         if let Some(facts) = record.file.as_mut() {
             facts.sha256 = Some(sha256.clone());
         }
+        self.pin_check(name, path, &sha256)
+    }
+
+    /// The pin rule for the file `name` (at `path`) whose bytes hash to `sha256`.
+    fn pin_check(&self, name: &OsStr, path: &Path, sha256: &str) -> Result<(), Refusal> {
         match &self.pins {
             None => Ok(()),
             Some(Ok(pins)) => pins
-                .check(path, name, &sha256)
+                .check(path, name, sha256)
                 .map_err(|(kind, reason)| Refusal::new(Stage::Pin, kind, reason)),
             Some(Err(reason)) => Err(Refusal::new(
                 Stage::Pin,
                 RefusalKind::PinFileUnusable,
-                format!("{p} not loaded: {reason}"),
+                format!("{} not loaded: {reason}", shown(path)),
             )),
         }
     }
+
+    /// The effective uid owners are judged against.
+    pub(crate) fn euid(&self) -> u32 {
+        self.euid
+    }
+}
+
+/// How [`Session::examine_with`] uses the verdict cache.
+#[derive(Clone, Copy)]
+pub(crate) struct CacheUse<'c> {
+    /// `None`: no cache.
+    pub(crate) cache: Option<&'c VerdictCache>,
+    /// Take a cached verdict as the file's verdict (without reading or loading it);
+    /// when `false` the file is checked in full and the cached verdict only travels
+    /// with the [`Prepared`] library (see [`Prepared::cached_verdict`]).
+    pub(crate) answer: bool,
+    /// Hash the file for the cache entry.
+    pub(crate) hash_for_cache: bool,
+}
+
+impl CacheUse<'_> {
+    /// No cache: check in full.
+    pub(crate) const NONE: CacheUse<'static> = CacheUse {
+        cache: None,
+        answer: false,
+        hash_for_cache: false,
+    };
+}
+
+/// What steps 1–6 end with.
+enum Prepare {
+    /// The verdict of the cache (`Ok`: accepted), nothing read.
+    FromCache(Result<(), Refusal>),
+    /// The sealed image that passed steps 1–6, and the cache's verdict for the file
+    /// when it had one.
+    Image {
+        image: Image,
+        cached: Option<Box<CachedVerdict>>,
+    },
 }
 
 /// Steps 7–9 on an image that passed steps 1–6 (in this process, or in the child
@@ -259,6 +420,15 @@ pub(crate) fn finish(
 /// Step 6 for an image handed over by another process.
 pub(crate) fn recheck(image: &Image, path: &Path) -> Result<(), Refusal> {
     precheck(image, path)
+}
+
+/// The duplicate-name rule for a library accepted elsewhere (by a child process).
+pub(crate) fn check_unique(
+    info: &PluginInfo,
+    path: &Path,
+    loaded: &[(String, PathBuf)],
+) -> Result<(), Refusal> {
+    info::check_unique(info, path, loaded)
 }
 
 /// Step 4: the size limit, then one read of the whole file, which must still have the

@@ -2,7 +2,9 @@
 //! [`prepare_file`] / [`load_all_gated`] run every check that needs no code of the
 //! file (open, trust, facts, sealed copy, hash, pin, ELF) and hand over a
 //! [`Prepared`] library whose sealed copy can be given to a child; the child calls
-//! [`load_sealed`] on that descriptor (`dlopen`, verify, info, constructor).
+//! [`load_sealed`] on that descriptor (`dlopen`, verify, info, constructor). With the
+//! verdict cache, [`load_with_gated`] hands over only new or changed files and the
+//! selected plugins, each with the cache's verdict when it has one.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -13,8 +15,8 @@ use std::{
 };
 
 use crate::{
-    image::Image, pipeline, text::shown, LibraryRecord, LoadedPlugin, PluginFacts, Refusal,
-    RefusalKind, Stage, Verdict,
+    cache::CachedVerdict, image::Image, pipeline, text::shown, LibraryRecord, LoadedPlugin,
+    PluginFacts, Refusal, RefusalKind, Stage, Verdict,
 };
 
 /// A library that passed every check made without running its code.
@@ -22,6 +24,11 @@ pub struct Prepared {
     pub(crate) record: LibraryRecord,
     pub(crate) image: Image,
     pub(crate) started: Instant,
+    /// The verdict cache's entry for this very file (same identity), when it has one.
+    pub(crate) cached: Option<Box<CachedVerdict>>,
+    /// The `(name, path)` of the plugins accepted before it in this run, for the
+    /// duplicate-name rule of a verdict decided elsewhere.
+    pub(crate) loaded: Vec<(String, PathBuf)>,
 }
 
 impl Prepared {
@@ -29,6 +36,15 @@ impl Prepared {
     /// verdict is still [`Verdict::Loaded`] until [`Prepared::load`] decides.
     pub fn record(&self) -> &LibraryRecord {
         &self.record
+    }
+
+    /// What the verdict cache ([`crate::LoaderOptions::cache_dir`]) recorded for this
+    /// file when an earlier run judged it and its identity
+    /// ([`crate::FileIdentity`]) has not changed since: a crash-isolating host need
+    /// not load it in a child again to know its verdict. `None` for a new or changed
+    /// file, or without a cache. Steps 1–6 have run on its bytes all the same.
+    pub fn cached_verdict(&self) -> Option<&CachedVerdict> {
+        self.cached.as_deref()
     }
 
     /// The sealed in-memory copy whose bytes were checked, to hand to a child process
@@ -45,6 +61,7 @@ impl Prepared {
             mut record,
             image,
             started,
+            ..
         } = self;
         let path = record.path.clone();
         let accepted = match pipeline::finish(image, &path, loaded, &mut record) {
@@ -74,10 +91,20 @@ impl Prepared {
     }
 
     /// Its record as decided elsewhere (e.g. by a child process that loaded it):
-    /// `verdict` and `plugin` replace the ones here; file facts are kept.
+    /// `verdict` and `plugin` replace the ones here; file facts are kept. An accepted
+    /// plugin whose name an earlier file of this run already has is refused as a
+    /// duplicate, as it would be here.
     pub fn decided_elsewhere(self, verdict: Verdict, plugin: Option<PluginFacts>) -> LibraryRecord {
         let mut record = self.record;
-        record.verdict = verdict;
+        record.verdict = match (verdict, &plugin) {
+            (Verdict::Loaded, Some(facts)) => {
+                match pipeline::check_unique(&facts.info, &record.path, &self.loaded) {
+                    Ok(()) => Verdict::Loaded,
+                    Err(refusal) => Verdict::Rejected(refusal),
+                }
+            }
+            (verdict, _) => verdict,
+        };
         record.plugin = plugin;
         record.load_time = self.started.elapsed();
         record.log();
@@ -103,7 +130,21 @@ pub type Gate<'a> = dyn FnMut(Prepared) -> Gated + 'a;
 /// ([`Gated::Load`]) or decides its record itself ([`Gated::Decided`]). With a gate
 /// that always loads, this is exactly `load_all`.
 pub fn load_all_gated(options: &crate::LoaderOptions, gate: &mut Gate<'_>) -> crate::LoadReport {
-    crate::scan::load_all_with(options, Some(gate))
+    load_with_gated(options, |names| (0..names.len()).collect(), gate)
+}
+
+/// [`crate::load_with`] (the verdict cache answers for unchanged files; only the
+/// plugins `select` picks are loaded) with a `gate` before every load, as in
+/// [`load_all_gated`]. A file the cache answers for never reaches the gate; a
+/// selected plugin known only from the cache is checked in full (steps 1–6 on its
+/// bytes) and then reaches the gate, its cached verdict in
+/// [`Prepared::cached_verdict`].
+pub fn load_with_gated(
+    options: &crate::LoaderOptions,
+    select: impl FnMut(&[&str]) -> Vec<usize>,
+    gate: &mut Gate<'_>,
+) -> crate::LoadReport {
+    crate::scan::load_scan(options, select, Some(gate))
 }
 
 /// The first half of [`crate::check_file`]: every check on `path` that needs no code
@@ -147,6 +188,8 @@ pub fn load_sealed(fd: OwnedFd, path: &Path) -> (LibraryRecord, Option<LoadedPlu
         record: std::mem::replace(&mut record, LibraryRecord::new(path)),
         image,
         started,
+        cached: None,
+        loaded: Vec::new(),
     };
     prepared.load(&[])
 }

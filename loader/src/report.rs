@@ -358,6 +358,9 @@ pub struct LibraryRecord {
     pub plugin: Option<PluginFacts>,
     /// Time spent on this file.
     pub load_time: Duration,
+    /// The verdict and plugin facts come from the verdict cache: the file is
+    /// unchanged since an earlier run judged it, and it was not loaded this run.
+    pub cached: bool,
 }
 
 impl LibraryRecord {
@@ -369,6 +372,7 @@ impl LibraryRecord {
             file: None,
             plugin: None,
             load_time: Duration::ZERO,
+            cached: false,
         }
     }
 
@@ -382,17 +386,21 @@ impl LibraryRecord {
 
     /// One `tracing` event per verdict: info when loaded, warn when rejected.
     pub(crate) fn log(&self) {
-        let path = self.path.display();
+        // Every field is escaped: `%` fields are written raw by the log formatter, and
+        // a file name may hold newlines or escape sequences.
+        let path = crate::text::shown(&self.path);
+        let shown = |s: Option<&str>| crate::text::printable(s.unwrap_or(""));
         match &self.verdict {
             Verdict::Loaded => {
                 let plugin = self.plugin.as_ref();
                 tracing::info!(
                     %path,
-                    plugin = plugin.map(|p| p.info.name.as_str()).unwrap_or(""),
-                    version = plugin.map(|p| p.info.version.as_str()).unwrap_or(""),
-                    interface = plugin.map(|p| p.interface_version.as_str()).unwrap_or(""),
-                    sha256 = self.file.as_ref().and_then(|f| f.sha256.as_deref()).unwrap_or(""),
+                    plugin = %shown(plugin.map(|p| p.info.name.as_str())),
+                    version = %shown(plugin.map(|p| p.info.version.as_str())),
+                    interface = %shown(plugin.map(|p| p.interface_version.as_str())),
+                    sha256 = %shown(self.file.as_ref().and_then(|f| f.sha256.as_deref())),
                     load_time_us = self.load_time.as_micros() as u64,
+                    cached = self.cached,
                     "loaded provtarget plugin"
                 );
             }
@@ -402,11 +410,11 @@ impl LibraryRecord {
                     stage = refusal.stage.as_str(),
                     kind = refusal.kind.as_str(),
                     "refused plugin library: {}",
-                    refusal.message
+                    crate::text::printable(&refusal.message)
                 );
             }
             Verdict::Skipped { reason } => {
-                tracing::debug!(%path, "skipped: {reason}");
+                tracing::debug!(%path, "skipped: {}", crate::text::printable(reason));
             }
         }
     }

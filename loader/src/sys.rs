@@ -174,3 +174,42 @@ pub(crate) fn open_plugin_library(path: &Path) -> Result<PluginLibrary, OpenErro
     // beyond what an in-process loader can contain (DESIGN.md §5).
     unsafe { PluginLibrary::open(path) }
 }
+
+/// `mkdirat(parent, name, mode)` (`parent` `None`: the working directory); the
+/// umask applies, as for any `mkdir`.
+pub(crate) fn mkdir_in(parent: Option<&File>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let mode = Mode::from_raw_mode(mode);
+    match parent {
+        Some(parent) => rustix::fs::mkdirat(parent, name, mode)?,
+        None => rustix::fs::mkdirat(CWD, name, mode)?,
+    }
+    Ok(())
+}
+
+/// Creates `name` in `dir` for writing: it must not exist yet (`O_EXCL`, so neither a
+/// planted file nor a symlink is ever written through), then `fchmod`s it to `mode`
+/// (whatever the umask).
+pub(crate) fn create_new_in(dir: &File, name: &OsStr, mode: u32) -> io::Result<File> {
+    let flags = OFlags::WRONLY
+        | OFlags::CREATE
+        | OFlags::EXCL
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NOCTTY;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(mode))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    Ok(File::from(fd))
+}
+
+/// `renameat(dir, from, dir, to)`: atomically replaces `to` (a file or a symlink,
+/// never what a symlink points to).
+pub(crate) fn rename_in(dir: &File, from: &OsStr, to: &OsStr) -> io::Result<()> {
+    rustix::fs::renameat(dir, from, dir, to)?;
+    Ok(())
+}
+
+/// `unlinkat(dir, name)`.
+pub(crate) fn unlink_in(dir: &File, name: &OsStr) -> io::Result<()> {
+    rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+    Ok(())
+}

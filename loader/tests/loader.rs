@@ -30,6 +30,7 @@ fn options(dirs: &[&Path]) -> LoaderOptions {
         pin_file: None,
         insecure_skip_owner_checks: false,
         always_hash: false,
+        cache_dir: None,
     }
 }
 
@@ -69,6 +70,20 @@ fn assert_rejected(record: &LibraryRecord, stage: Stage, kind: RefusalKind, word
     for word in words {
         assert!(reason.contains(word), "reason lacks {word:?}: {reason}");
     }
+}
+
+/// Loads `dir` and asserts that its library `name` was refused (see [`assert_rejected`]).
+#[track_caller]
+fn load_refusing(
+    dir: &TempDir,
+    name: &str,
+    stage: Stage,
+    kind: RefusalKind,
+    words: &[&str],
+) -> LoadReport {
+    let report = load(dir);
+    assert_rejected(record(&report, name), stage, kind, words);
+    report
 }
 
 #[track_caller]
@@ -364,9 +379,9 @@ fn a_library_with_an_unresolved_function_is_refused_at_load() {
     let Some(_path) = unbound_library(&dir) else {
         return;
     };
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "libunbound.so"),
+    let report = load_refusing(
+        &dir,
+        "libunbound.so",
         Stage::Load,
         RefusalKind::UnresolvedSymbol,
         &[
@@ -620,9 +635,9 @@ fn a_file_too_large_for_a_plugin_is_refused_unread() {
         .unwrap()
         .set_len((256 << 20) + 1)
         .unwrap();
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "huge.so"),
+    load_refusing(
+        &dir,
+        "huge.so",
         Stage::Format,
         RefusalKind::TooLarge,
         &[
@@ -659,9 +674,9 @@ fn an_empty_file_is_refused_before_dlopen() {
 fn a_text_file_is_refused_before_dlopen() {
     let dir = TempDir::new("loader-text");
     let path = dir.write("notes.so", "#!/bin/sh\necho this is not a library\n");
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "notes.so"),
+    load_refusing(
+        &dir,
+        "notes.so",
         Stage::Format,
         RefusalKind::NotElf,
         &["not an ELF file", "remove it"],
@@ -727,9 +742,9 @@ fn an_executable_copied_as_a_library_is_refused_before_dlopen() {
 fn a_library_without_the_root_module_is_refused_before_dlopen() {
     let dir = TempDir::new("loader-noroot");
     let path = dir.copy_in(&cdylib("provtarget-test-noroot"), "libnoroot.so");
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "libnoroot.so"),
+    let report = load_refusing(
+        &dir,
+        "libnoroot.so",
         Stage::RootModule,
         RefusalKind::NoRootSymbol,
         &["not a provtarget plugin", "export_plugin!"],
@@ -796,9 +811,9 @@ fn a_plugin_built_with_panic_abort_is_refused_before_any_of_its_code_runs() {
 fn a_plugin_built_against_an_incompatible_contract_is_refused() {
     let dir = TempDir::new("loader-future");
     dir.copy_in(&cdylib("provtarget-test-future"), "libfuture.so");
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "libfuture.so"),
+    load_refusing(
+        &dir,
+        "libfuture.so",
         Stage::Interface,
         RefusalKind::InterfaceMismatch,
         &["2.0.0", "rebuild it against provtarget-abi 1.x"],
@@ -809,9 +824,9 @@ fn a_plugin_built_against_an_incompatible_contract_is_refused() {
 fn a_plugin_declaring_1_1_with_the_1_0_layout_is_refused_at_the_interface_stage() {
     let dir = TempDir::new("loader-badlayout");
     dir.copy_in(&cdylib("provtarget-test-badlayout"), "libbadlayout.so");
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "libbadlayout.so"),
+    let report = load_refusing(
+        &dir,
+        "libbadlayout.so",
         Stage::Interface,
         RefusalKind::LayoutMismatch,
         &["layout mismatch for interface 1.1.0", "too many fields"],
@@ -840,9 +855,9 @@ fn a_panicking_constructor_is_refused_and_contained() {
     let dir = TempDir::new("loader-badctor");
     dir.copy_in(&cdylib("provtarget-test-badctor"), "libbad.so");
     dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "libbad.so"),
+    let report = load_refusing(
+        &dir,
+        "libbad.so",
         Stage::Constructor,
         RefusalKind::ConstructorFailed,
         &["Exploding Constructor", "constructor exploded on purpose"],
@@ -871,44 +886,25 @@ fn a_duplicate_plugin_name_refuses_the_later_file_naming_the_earlier() {
 // trust
 
 #[test]
-fn a_world_writable_copy_is_refused() {
-    let dir = TempDir::new("loader-ww");
+fn group_or_world_writable_copies_are_refused_naming_the_fix() {
+    let dir = TempDir::new("loader-writable");
     let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
-    set_mode(&path, 0o666);
-    let report = load(&dir);
-    let r = record(&report, "libtestkit.so");
-    assert_rejected(
-        r,
-        Stage::Trust,
-        RefusalKind::WritableByOthers,
-        &["group- and world-writable", "0666", "chmod go-w"],
-    );
-    // The report still shows owner and mode.
-    assert_eq!(r.file.as_ref().unwrap().mode, 0o666);
-    assert_not_loaded_by_dynamic_linker(&path);
-
-    set_mode(&path, 0o646);
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "libtestkit.so"),
-        Stage::Trust,
-        RefusalKind::WritableByOthers,
-        &["is world-writable (mode 0646)", "chmod o-w"],
-    );
-}
-
-#[test]
-fn a_group_writable_copy_is_refused() {
-    let dir = TempDir::new("loader-gw");
-    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
-    set_mode(&path, 0o664);
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "libtestkit.so"),
-        Stage::Trust,
-        RefusalKind::WritableByOthers,
-        &["group-writable", "chmod g-w"],
-    );
+    for (mode, words) in [
+        (
+            0o666,
+            &["group- and world-writable", "0666", "chmod go-w"][..],
+        ),
+        (0o646, &["is world-writable (mode 0646)", "chmod o-w"]),
+        (0o664, &["group-writable", "chmod g-w"]),
+    ] {
+        set_mode(&path, mode);
+        let report = load(&dir);
+        let r = record(&report, "libtestkit.so");
+        assert_rejected(r, Stage::Trust, RefusalKind::WritableByOthers, words);
+        // The report still shows owner and mode.
+        assert_eq!(r.file.as_ref().unwrap().mode, mode);
+        assert_not_loaded_by_dynamic_linker(&path);
+    }
 }
 
 #[test]
@@ -941,9 +937,9 @@ fn a_symlink_to_a_valid_plugin_is_refused() {
     let target = store.copy_in(&cdylib(TESTKIT), "libtestkit.so");
     let dir = TempDir::new("loader-link");
     symlink(&target, dir.path().join("libtestkit.so")).unwrap();
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "libtestkit.so"),
+    let report = load_refusing(
+        &dir,
+        "libtestkit.so",
         Stage::Trust,
         RefusalKind::Symlink,
         &["is a symlink", "replace the link"],
@@ -988,9 +984,9 @@ fn a_socket_named_like_a_library_is_refused() {
 fn a_directory_named_like_a_library_is_refused() {
     let dir = TempDir::new("loader-dirso");
     fs::create_dir(dir.path().join("x.so")).unwrap();
-    let report = load(&dir);
-    assert_rejected(
-        record(&report, "x.so"),
+    load_refusing(
+        &dir,
+        "x.so",
         Stage::Trust,
         RefusalKind::NotRegularFile,
         &["is a directory"],
@@ -1020,9 +1016,9 @@ fn files_and_directories_owned_by_another_user_are_refused() {
     let other = TempDir::new("loader-owner-dir");
     other.copy_in(&cdylib(TESTKIT), "libtestkit.so");
     std::os::unix::fs::chown(other.path(), Some(4242), None).unwrap();
-    let report = load(&other);
-    assert_rejected(
-        record(&report, "libtestkit.so"),
+    load_refusing(
+        &other,
+        "libtestkit.so",
         Stage::Trust,
         RefusalKind::BadOwner,
         &["plugin directory", "owned by uid 4242"],

@@ -15,6 +15,7 @@
 //! assert!(d >= Duration::from_millis(375) && d < Duration::from_millis(1125));
 //! assert!(std::ptr::eq(backoff::DEFAULT.table(), FIVE_SEC.table()));
 //! ```
+#![forbid(unsafe_code)]
 
 use std::{
     fmt,

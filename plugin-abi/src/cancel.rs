@@ -1,4 +1,5 @@
 //! Cancellation: what a resolver checks between tries and sleeps on between them.
+#![forbid(unsafe_code)]
 
 use std::{error::Error, fmt, time::Duration};
 

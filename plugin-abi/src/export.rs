@@ -2,10 +2,11 @@
 //! abi_stable root module, and makes sure no panic ever crosses the boundary
 //! (abi_stable's own shims call `exit(1)` on a panic, which would take the host down).
 
+#![forbid(unsafe_code)]
+
 use std::{
     any::Any,
     cell::RefCell,
-    mem::ManuallyDrop,
     panic::{self, AssertUnwindSafe},
     sync::Once,
 };
@@ -13,7 +14,7 @@ use std::{
 pub use abi_stable::library::LibHeader as LibHeaderAlias;
 
 use abi_stable::{
-    library::{CheckTypeLayout, LibHeader, RootModuleResult},
+    library::{LibHeader, RootModuleResult},
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
     std_types::{RResult, RString, RVec, Tuple2},
@@ -29,14 +30,7 @@ use crate::{
 
 /// The exported symbol's header for resolver `R`; used by [`crate::export_plugin!`].
 pub const fn lib_header<R: Resolver>() -> LibHeader {
-    // SAFETY: `root_module_loader::<R>` returns the root module of type
-    // `PluginModule_Ref`, the type named here, which is all `from_constructor` requires.
-    unsafe {
-        LibHeader::from_constructor::<PluginModule_Ref>(
-            root_module_loader::<R>,
-            CheckTypeLayout::Yes,
-        )
-    }
+    crate::raw::header_for_root_module(root_module_loader::<R>)
 }
 
 extern "C" fn root_module_loader<R: Resolver>() -> RootModuleResult {
@@ -70,7 +64,7 @@ extern "C" fn info<R: Resolver>() -> FfiPluginInfo {
 extern "C" fn new_resolver<R: Resolver>() -> RResult<FfiResolverBox, RString> {
     match guarded::<R, _>("new", R::new) {
         Ok(resolver) => RResult::ROk(FfiResolver_TO::from_value(
-            Exported(ManuallyDrop::new(resolver)),
+            Exported(Some(resolver)),
             TD_Opaque,
         )),
         Err(e) => RResult::RErr(e.into()),
@@ -90,17 +84,31 @@ extern "C" fn config_keys<R: Resolver>() -> RVec<FfiConfigKey> {
         .collect()
 }
 
-/// The resolver as the host holds it. `ManuallyDrop` so that dropping it (when the
+/// The resolver as the host holds it. An `Option` so that dropping it (when the
 /// host lets go of the resolver) also runs under [`guarded`]: abi_stable's own
-/// destructor shim aborts the process if a `Drop` impl panics.
-struct Exported<R: Resolver>(ManuallyDrop<R>);
+/// destructor shim aborts the process if a `Drop` impl panics. Always `Some` until
+/// it is dropped.
+struct Exported<R: Resolver>(Option<R>);
+
+impl<R: Resolver> Exported<R> {
+    fn resolver(&self) -> Result<&R, crate::Error> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| "the resolver was already dropped".into())
+    }
+    fn resolver_mut(&mut self) -> Result<&mut R, crate::Error> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| "the resolver was already dropped".into())
+    }
+}
 
 impl<R: Resolver> Drop for Exported<R> {
     fn drop(&mut self) {
+        let resolver = self.0.take();
         // A panicking destructor has nobody to report to; the value is gone either way.
-        let _ = guarded::<R, _>("drop", || {
-            // SAFETY: `self.0` is never used again: this is `Exported`'s own destructor.
-            unsafe { ManuallyDrop::drop(&mut self.0) };
+        let _ = guarded::<R, _>("drop", move || {
+            drop(resolver);
             Ok(())
         });
     }
@@ -117,7 +125,9 @@ impl<R: Resolver> FfiResolver for Exported<R> {
         let keys = guarded::<R, _>("config_keys", || Ok(R::config_keys())).unwrap_or_default();
         let config = config.with_keys(&keys);
         let ctx = Context::new(&host);
-        match guarded::<R, _>("configure", || self.0.configure(&ctx, &config)) {
+        match guarded::<R, _>("configure", || {
+            self.resolver_mut()?.configure(&ctx, &config)
+        }) {
             Ok(settings) => RResult::ROk(
                 settings
                     .into_iter()
@@ -130,7 +140,7 @@ impl<R: Resolver> FfiResolver for Exported<R> {
 
     fn targets(&self, host: FfiHostRef<'_>) -> RResult<RVec<RString>, RString> {
         let ctx = Context::new(&host);
-        match guarded::<R, _>("targets", || self.0.targets(&ctx)) {
+        match guarded::<R, _>("targets", || self.resolver()?.targets(&ctx)) {
             Ok(targets) => RResult::ROk(targets.into_iter().map(RString::from).collect()),
             Err(e) => RResult::RErr(e.into()),
         }

@@ -80,6 +80,8 @@
 //! own code. Plugins never enable it.
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
+// Unsafe code lives in `raw` alone; every other module forbids it.
+#![deny(unsafe_code)]
 
 pub mod backoff;
 mod cancel;
@@ -90,7 +92,9 @@ pub mod ffi;
 #[cfg(feature = "host")]
 pub mod host;
 mod plugin_type;
+mod raw;
 mod sdk;
+pub mod targets;
 
 pub use cancel::{Cancellation, Cancelled};
 pub use plugin_type::PluginType;

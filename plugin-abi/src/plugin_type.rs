@@ -1,4 +1,5 @@
 //! Choria's plugin types, with the numeric ids and display strings Choria uses.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 

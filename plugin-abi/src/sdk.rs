@@ -1,4 +1,5 @@
 //! The plugin author's side: the [`Resolver`] trait and what it is handed.
+#![forbid(unsafe_code)]
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 

@@ -122,12 +122,7 @@ fn no_plugins_means_the_built_in_resolver_with_masked_secrets() {
         &format!("plugin.provtarget.jwt_file={}", path_str(&jwt_file)),
     ]);
     run.ok();
-    assert!(
-        run.stdout
-            .contains("    Provisioning Target Resolver: Choria JWT Resolver version "),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("    Provisioning Target Resolver: Choria JWT Resolver version ");
     assert!(
         !run.stdout.contains("s3cret-token"),
         "token leaked:\n{}",
@@ -138,12 +133,8 @@ fn no_plugins_means_the_built_in_resolver_with_masked_secrets() {
         "password leaked:\n{}",
         run.stdout
     );
-    assert!(run.stdout.contains("*****"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("prov.example.net:4222"),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("*****");
+    run.stdout_has("prov.example.net:4222");
 }
 
 #[test]
@@ -163,19 +154,11 @@ fn unknown_host_keys_and_developer_override_are_visible() {
         "--insecure-skip-owner-checks",
     ]);
     run.ok();
-    assert!(
-        run.stderr.contains(&format!(
+    run.stderr_has(&format!(
             "unknown configuration key plugin.provtarget.timeuot ({} line 3); did you mean plugin.provtarget.timeout?",
             path_str(&conf)
-        )),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stdout.contains("Plugin Owner Checks: DISABLED"),
-        "{}",
-        run.stdout
-    );
+        ));
+    run.stdout_has("Plugin Owner Checks: DISABLED");
     // The start-up warning is logged exactly once, and listed in the report.
     assert_eq!(
         run.stderr
@@ -185,18 +168,8 @@ fn unknown_host_keys_and_developer_override_are_visible() {
         "{}",
         run.stderr
     );
-    assert!(
-        run.stdout
-            .contains("Warnings:\n    insecure_skip_owner_checks is on"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains(&format!("Configuration File: {}", path_str(&conf))),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("Warnings:\n    insecure_skip_owner_checks is on");
+    run.stdout_has(&format!("Configuration File: {}", path_str(&conf)));
 }
 
 #[test]
@@ -204,12 +177,7 @@ fn a_missing_explicit_config_file_is_a_one_line_error() {
     let run = provtarget(&["buildinfo", "--config", "/nonexistent/server.conf"]);
     run.failed(2);
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("cannot read configuration file /nonexistent/server.conf"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("cannot read configuration file /nonexistent/server.conf");
 }
 
 #[test]
@@ -223,22 +191,9 @@ fn plugin_supplied_text_never_reaches_the_terminal_raw() {
         run.stdout
     );
     assert!(!run.stdout.contains('\x07'), "raw BEL in:\n{}", run.stdout);
-    assert!(
-        !run.stdout.contains("\nVendor: forged line"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("Plugin: Hostile\\u{1b}[31mRED version 0.1.0"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("Vendor: Evil\\nVendor: forged line"),
-        "{}",
-        run.stdout
-    );
+    run.stdout_lacks("\nVendor: forged line");
+    run.stdout_has("Plugin: Hostile\\u{1b}[31mRED version 0.1.0");
+    run.stdout_has("Vendor: Evil\\nVendor: forged line");
     assert!(
         !run.stderr.contains('\x1b'),
         "raw escape in logs:\n{}",
@@ -251,10 +206,5 @@ fn plugin_supplied_text_never_reaches_the_terminal_raw() {
     let run = provtarget(&["plugins", "check", &path_str(&file)]);
     run.failed(1);
     assert!(!run.stdout.contains('\x1b'), "{}", run.stdout);
-    assert!(
-        run.stdout
-            .contains("Description: \\u{1b}]0;pwned title\\u{7}"),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("Description: \\u{1b}]0;pwned title\\u{7}");
 }

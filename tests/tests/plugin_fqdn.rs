@@ -13,23 +13,12 @@ fn fqdn_dir(label: &str) -> TempDir {
     plugin_dir(label, &[PACKAGE])
 }
 
-fn run(dir: &TempDir, command: &str, sets: &[&str], extra: &[&str]) -> Run {
-    let d = path_str(dir.path());
-    let mut args = vec![command, "--plugin-dir", d.as_str()];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    args.extend_from_slice(extra);
-    provtarget(&args)
-}
-
 #[test]
 fn an_identity_resolves_to_provision_in_its_domain() {
     let dir = fqdn_dir("fqdn-one");
-    let r = run(
-        &dir,
+    let r = run_in(
         "targets",
+        &dir,
         &["plugin.provtarget.fqdn.identity=web1.lon1.example.net"],
         &["--timeout", "10s"],
     );
@@ -45,9 +34,9 @@ fn an_identity_resolves_to_provision_in_its_domain() {
 #[test]
 fn several_templates_give_several_targets() {
     let dir = fqdn_dir("fqdn-many");
-    let r = run(
-        &dir,
+    let r = run_in(
         "targets",
+        &dir,
         &[
             "plugin.provtarget.fqdn.identity=web1.lon1.example.net",
             r"plugin.provtarget.fqdn.pattern=^(?P<host>[^.]+)\.(?P<dc>[^.]+)\.(?P<domain>.+)$",
@@ -76,10 +65,10 @@ fn choria_s_identity_key_in_server_conf_is_the_identity() {
          plugin.provtarget.fqdn.template = provision.${domain}:4222\n",
     );
     let conf = path_str(&conf);
-    let r = run(
-        &dir,
+    let r = run_in(
         "targets",
-        &[],
+        &dir,
+        &[] as &[&str],
         &["--config", &conf, "--timeout", "10s", "--json"],
     );
     r.ok();
@@ -88,9 +77,9 @@ fn choria_s_identity_key_in_server_conf_is_the_identity() {
         serde_json::json!(["nats://provision.ams1.example.org:4222"])
     );
     // The plugin's own key wins over Choria's.
-    let r = run(
-        &dir,
+    let r = run_in(
         "targets",
+        &dir,
         &["plugin.provtarget.fqdn.identity=web1.lon1.example.net"],
         &["--config", &conf, "--timeout", "10s", "--json"],
     );
@@ -104,48 +93,32 @@ fn choria_s_identity_key_in_server_conf_is_the_identity() {
 #[test]
 fn a_non_matching_identity_is_retried_until_the_deadline() {
     let dir = fqdn_dir("fqdn-nomatch");
-    let r = run(
-        &dir,
+    let r = run_in(
         "targets",
+        &dir,
         &["plugin.provtarget.fqdn.identity=web1"],
         &["--timeout", "2s"],
     );
-    r.failed(1);
+    // The resolver honours cancellation.
+    r.deadline_honoured();
     // Each failed try is logged once, naming the identity, where it came from and the
     // pattern; the first backoff sleep is at most 1125 ms, so a second try runs.
     let failure = format!(
         "failed: identity \"web1\" (set by plugin.provtarget.fqdn.identity) does not match the pattern {DEFAULT_PATTERN} (plugin.provtarget.fqdn.pattern)"
     );
-    assert!(
-        r.stderr.contains(&format!("try 1 {failure}")),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(&format!("try 2 {failure}")),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(&format!(
+    r.stderr_has(&format!("try 1 {failure}"));
+    r.stderr_has(&format!("try 2 {failure}"));
+    r.stderr_has(&format!(
             "could not determine provisioning servers using {FQDN} provisioning target plugin: context deadline exceeded"
-        )),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        !r.stderr.contains("abandoned"),
-        "the resolver honours cancellation: {}",
-        r.stderr
-    );
+        ));
 }
 
 #[test]
 fn a_bad_pattern_is_refused_at_configure_naming_the_key() {
     let dir = fqdn_dir("fqdn-badpattern");
-    let r = run(
-        &dir,
+    let r = run_in(
         "buildinfo",
+        &dir,
         &[
             "plugin.provtarget.fqdn.identity=web1.lon1.example.net",
             "plugin.provtarget.fqdn.pattern=^(?P<domain>.+",
@@ -153,27 +126,18 @@ fn a_bad_pattern_is_refused_at_configure_naming_the_key() {
         &[],
     );
     r.ok();
-    assert!(
-        r.stdout
-            .contains("    Provisioning Target Resolver: Choria JWT Resolver version "),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains(&format!(
+    r.stdout_has("    Provisioning Target Resolver: Choria JWT Resolver version ");
+    r.stdout_has(&format!(
             "            Disabled Resolver: {FQDN}: configure failed: plugin.provtarget.fqdn.pattern = \"^(?P<domain>.+\" is not valid: expected a regular expression with named groups such as {DEFAULT_PATTERN} (unclosed group)\n"
-        )),
-        "{}",
-        r.stdout
-    );
+        ));
 }
 
 #[test]
 fn a_template_naming_no_group_is_refused_at_configure() {
     let dir = fqdn_dir("fqdn-badtemplate");
-    let r = run(
-        &dir,
+    let r = run_in(
         "buildinfo",
+        &dir,
         &["plugin.provtarget.fqdn.template=provision.${dom}:4222"],
         &["--json"],
     );
@@ -189,9 +153,9 @@ fn a_template_naming_no_group_is_refused_at_configure() {
     );
 
     // A template without a port is refused before any identity is known.
-    let r = run(
-        &dir,
+    let r = run_in(
         "buildinfo",
+        &dir,
         &["plugin.provtarget.fqdn.template=provision.${domain}"],
         &["--json"],
     );
@@ -208,9 +172,9 @@ fn a_template_naming_no_group_is_refused_at_configure() {
 #[test]
 fn buildinfo_lists_the_plugin_active_with_its_settings() {
     let dir = fqdn_dir("fqdn-buildinfo");
-    let r = run(
-        &dir,
+    let r = run_in(
         "buildinfo",
+        &dir,
         &["plugin.provtarget.fqdn.identity=web1.lon1.example.net"],
         &[],
     );
@@ -247,9 +211,9 @@ fn without_an_identity_the_machine_s_own_is_used() {
         .trim()
         .to_string();
     let dir = fqdn_dir("fqdn-own");
-    let r = run(
-        &dir,
+    let r = run_in(
         "targets",
+        &dir,
         &[
             "plugin.provtarget.fqdn.pattern=^(?P<all>[A-Za-z0-9._-]+)$",
             "plugin.provtarget.fqdn.template=${all}.provision.test:4222",

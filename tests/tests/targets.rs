@@ -9,22 +9,11 @@ fn testkit_dir(label: &str) -> TempDir {
     plugin_dir(label, &["provtarget-testkit"])
 }
 
-fn targets_with(dir: &TempDir, sets: &[&str], extra: &[&str]) -> Run {
-    let d = path_str(dir.path());
-    let mut args = vec!["targets", "--plugin-dir", d.as_str()];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    args.extend_from_slice(extra);
-    provtarget(&args)
-}
-
 #[test]
 fn dc_hint_resolves_like_choria_tool_provisioner() {
     let dir = plugin_dir("tg-dc", &["provtarget-dc-hint"]);
     let hint = dir.write("dc.json", r#"{"datacenter": "lon1"}"#);
-    let run = targets_with(
+    let run = targets_in(
         &dir,
         &[&format!("plugin.acme.dc_hint.file={}", path_str(&hint))],
         &[],
@@ -41,7 +30,7 @@ fn dc_hint_resolves_like_choria_tool_provisioner() {
 #[test]
 fn json_output_lists_servers() {
     let dir = testkit_dir("tg-json");
-    let run = targets_with(
+    let run = targets_in(
         &dir,
         &["testkit.targets=a.example:4222, tls://B.example:4223"],
         &["--json"],
@@ -58,43 +47,26 @@ fn json_output_lists_servers() {
 #[test]
 fn resolver_errors_and_empty_results_use_choria_texts() {
     let dir = testkit_dir("tg-err");
-    let run = targets_with(&dir, &["testkit.mode=error"], &[]);
+    let run = targets_in(&dir, &["testkit.mode=error"], &[]);
     run.failed(1);
-    assert!(run.stderr.contains(
-        "could not determine provisioning servers using Test Kit provisioning target plugin: testkit was told to fail"
-    ), "{}", run.stderr);
+    run.stderr_has("could not determine provisioning servers using Test Kit provisioning target plugin: testkit was told to fail");
 
-    let run = targets_with(&dir, &["testkit.mode=empty"], &[]);
+    let run = targets_in(&dir, &["testkit.mode=empty"], &[]);
     run.failed(1);
-    assert!(
-        run.stderr
-            .contains("provisioning target plugin Test Kit returned no servers"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("provisioning target plugin Test Kit returned no servers");
 
-    let run = targets_with(&dir, &["testkit.mode=panic-targets"], &[]);
+    let run = targets_in(&dir, &["testkit.mode=panic-targets"], &[]);
     run.failed(1);
-    assert!(
-        run.stderr
-            .contains("plugin Test Kit panicked in targets: testkit was told to panic in targets"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("plugin Test Kit panicked in targets: testkit was told to panic in targets");
 }
 
 #[test]
 fn timeout_cancels_a_resolver_that_waits_on_the_host() {
     let dir = testkit_dir("tg-timeout");
-    let run = targets_with(&dir, &["testkit.mode=wait"], &["--timeout", "300ms"]);
-    run.failed(1);
-    assert!(run.stderr.contains(
-        "could not determine provisioning servers using Test Kit provisioning target plugin: context deadline exceeded"
-    ), "{}", run.stderr);
-    assert!(
-        !run.stderr.contains("abandoned"),
-        "a cooperative resolver is not abandoned: {}",
-        run.stderr
+    let run = targets_in(&dir, &["testkit.mode=wait"], &["--timeout", "300ms"]);
+    // A cooperative resolver is not abandoned.
+    run.deadline_honoured().stderr_has(
+        "could not determine provisioning servers using Test Kit provisioning target plugin: context deadline exceeded",
     );
 }
 
@@ -103,7 +75,7 @@ fn a_resolver_ignoring_cancellation_is_abandoned_and_reported() {
     // In-process (isolation none): a thread cannot be killed, only abandoned. (In a
     // child process it is killed: tests/tests/isolation.rs.)
     let dir = testkit_dir("tg-hang");
-    let run = targets_with(
+    let run = targets_in(
         &dir,
         &[
             "testkit.mode=hang",
@@ -113,13 +85,8 @@ fn a_resolver_ignoring_cancellation_is_abandoned_and_reported() {
         &["--timeout", "200ms"],
     );
     run.failed(1);
-    assert!(
-        run.stderr
-            .contains("context deadline exceeded (last error: the resolver ignored cancellation"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("abandoned"), "{}", run.stderr);
+    run.stderr_has("context deadline exceeded (last error: the resolver ignored cancellation");
+    run.stderr_has("abandoned");
 }
 
 #[test]
@@ -137,7 +104,7 @@ fn the_chain_falls_back_to_the_next_resolver() {
     ];
 
     // Test Kit fails: dc-hint answers.
-    let run = targets_with(&dir, &["testkit.mode=error", &hint_set], &chain);
+    let run = targets_in(&dir, &["testkit.mode=error", &hint_set], &chain);
     run.ok();
     assert!(
         run.stdout
@@ -145,26 +112,12 @@ fn the_chain_falls_back_to_the_next_resolver() {
         "{}",
         run.stdout
     );
-    assert!(
-        run.stdout.contains(&format!("Resolved by: {DC_HINT}")),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("   nats://_provision.par3.example.net:4222\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stderr
-            .contains("testkit was told to fail; trying Acme DC hints"),
-        "{}",
-        run.stderr
-    );
+    run.stdout_has(&format!("Resolved by: {DC_HINT}"));
+    run.stdout_has("   nats://_provision.par3.example.net:4222\n");
+    run.stderr_has("testkit was told to fail; trying Acme DC hints");
 
     // Test Kit misses its deadline: dc-hint answers.
-    let run = targets_with(
+    let run = targets_in(
         &dir,
         &["testkit.mode=wait", &hint_set],
         &[
@@ -177,15 +130,10 @@ fn the_chain_falls_back_to_the_next_resolver() {
         ],
     );
     run.ok();
-    assert!(
-        run.stdout
-            .contains("nats://_provision.par3.example.net:4222"),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("nats://_provision.par3.example.net:4222");
 
     // Test Kit returns nothing: the built-in default with broker URLs answers.
-    let run = targets_with(
+    let run = targets_in(
         &dir,
         &[
             "testkit.mode=empty",
@@ -201,16 +149,8 @@ fn the_chain_falls_back_to_the_next_resolver() {
         ],
     );
     run.ok();
-    assert!(
-        run.stdout.contains("Resolved by: Choria JWT Resolver"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("   nats://fallback.example:4222\n"),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("Resolved by: Choria JWT Resolver");
+    run.stdout_has("   nats://fallback.example:4222\n");
 }
 
 #[test]
@@ -220,20 +160,14 @@ fn several_plugins_without_a_choice_use_the_first_by_file_name_and_warn() {
     let run = provtarget(&["buildinfo", "--json", "--plugin-dir", &path_str(dir.path())]);
     run.ok();
     assert_eq!(run.json()["resolver"]["name"], DC_HINT);
-    assert!(
-        run.stderr.contains(
-            "several resolver plugins are loaded; using Acme DC hints Provisioning Target"
-        ),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("ignoring Test Kit"), "{}", run.stderr);
+    run.stderr_has("several resolver plugins are loaded; using Acme DC hints Provisioning Target");
+    run.stderr_has("ignoring Test Kit");
 }
 
 #[test]
 fn plugin_log_lines_carry_the_plugin_field() {
     let dir = testkit_dir("tg-log");
-    let run = targets_with(
+    let run = targets_in(
         &dir,
         &["testkit.mode=log", "testkit.targets=x.example:1"],
         &["--log-level", "trace"],
@@ -254,14 +188,14 @@ fn plugin_log_lines_carry_the_plugin_field() {
         assert!(found.contains("plugin=\"Test Kit\""), "{found}");
     }
     // The default level hides info and below.
-    let run = targets_with(
+    let run = targets_in(
         &dir,
         &["testkit.mode=log", "testkit.targets=x.example:1"],
         &[],
     );
     run.ok();
-    assert!(run.stderr.contains("testkit warn line"), "{}", run.stderr);
-    assert!(!run.stderr.contains("testkit info line"), "{}", run.stderr);
+    run.stderr_has("testkit warn line");
+    run.stderr_lacks("testkit info line");
 }
 
 /// Every parsing example of DESIGN §4, end to end.
@@ -276,7 +210,7 @@ fn returned_strings_are_parsed_like_choria() {
         ("[::1]:4222", "nats://[::1]:4222"),
     ];
     for (entry, want) in good {
-        let run = targets_with(&dir, &[&format!("testkit.targets={entry}")], &["--json"]);
+        let run = targets_in(&dir, &[&format!("testkit.targets={entry}")], &["--json"]);
         run.ok();
         assert_eq!(run.json()["servers"], serde_json::json!([want]), "{entry}");
     }
@@ -290,7 +224,7 @@ fn returned_strings_are_parsed_like_choria() {
         ("a:b:c", "too many colons"),
     ];
     for (entry, want) in bad {
-        let run = targets_with(
+        let run = targets_in(
             &dir,
             &[&format!("testkit.targets=ok.example:1,{entry}")],
             &[],

@@ -34,6 +34,49 @@ pub(crate) struct ProvClaims {
     pub extensions: Option<Map<String, Value>>,
 }
 
+/// The largest provisioning JWT file read (64 KiB). A real token is one or two
+/// kilobytes; a larger file is refused before it is read.
+pub const MAX_JWT_FILE: u64 = 64 << 10;
+
+/// What reading the JWT file gave.
+#[derive(Debug)]
+pub(crate) enum JwtFile {
+    /// There is no file at the path: normal, the JWT is optional.
+    Missing,
+    /// A token whose claims passed Choria's checks.
+    Claims(ProvClaims),
+    /// Why the file cannot be used (one line, without the path: the caller names it).
+    Refused(String),
+}
+
+/// Reads the JWT file at `path` without blocking (a FIFO is refused at once), never
+/// more than [`MAX_JWT_FILE`] bytes (a device such as `/dev/zero` is refused from its
+/// type), and decodes it. A UTF-8 byte-order mark before the token is ignored.
+pub(crate) fn read_file(path: &std::path::Path) -> JwtFile {
+    use provtarget_loader::InputError;
+    const FIX: &str =
+        "point plugin.provtarget.jwt_file at the provisioning JWT, or set it empty to read none";
+    let bytes = match provtarget_loader::read_bounded(path, MAX_JWT_FILE) {
+        Ok(input) => input.bytes,
+        Err(InputError::NotFound) => return JwtFile::Missing,
+        // Reads as empty, as it always did: an empty token.
+        Err(InputError::NullDevice) => Vec::new(),
+        Err(e @ InputError::Io(_)) => {
+            return JwtFile::Refused(format!("the file {e}; check its permissions"))
+        }
+        Err(e) => return JwtFile::Refused(format!("the file {e}; {FIX}")),
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return JwtFile::Refused(format!(
+            "jwt parse error: the file is not UTF-8 text; {FIX}"
+        ));
+    };
+    match parse_unverified(text.strip_prefix('\u{feff}').unwrap_or(&text)) {
+        Ok(claims) => JwtFile::Claims(claims),
+        Err(reason) => JwtFile::Refused(reason),
+    }
+}
+
 /// base64url as JWTs use it; padding is optional (JWTs omit it, some tools add it).
 const BASE64URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
@@ -244,5 +287,128 @@ mod tests {
             err.starts_with("jwt parse error: header is not valid base64url"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_file_is_read_without_blocking_and_with_a_bound() {
+        let dir = std::env::temp_dir().join(format!("provtarget-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let refused = |path: &std::path::Path| match read_file(path) {
+            JwtFile::Refused(reason) => reason,
+            other => panic!("{other:?}"),
+        };
+        let fifo = dir.join("fifo.jwt");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success());
+        assert!(refused(&fifo).starts_with(
+            "the file is a FIFO (named pipe), not a regular file; point plugin.provtarget.jwt_file at"
+        ));
+        assert!(refused(std::path::Path::new("/dev/zero"))
+            .starts_with("the file is a character device, not a regular file"));
+        let big = dir.join("big.jwt");
+        std::fs::write(&big, vec![b'a'; MAX_JWT_FILE as usize + 1]).unwrap();
+        assert!(refused(&big)
+            .starts_with("the file is 65537 bytes, more than the limit of 65536 bytes"));
+        assert!(matches!(
+            read_file(&dir.join("missing.jwt")),
+            JwtFile::Missing
+        ));
+        // A byte-order mark before the token is ignored.
+        let bom = dir.join("bom.jwt");
+        std::fs::write(
+            &bom,
+            format!("\u{feff}{}\n", jwt(r#"{"cht":"t","chu":"b:1"}"#)),
+        )
+        .unwrap();
+        match read_file(&bom) {
+            JwtFile::Claims(c) => assert_eq!(c.urls, "b:1"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    mod properties {
+        //! Property tests: the JWT reader as a fuzz target (256 cases each in the
+        //! normal suite; `PROPTEST_CASES=100000` for a longer run).
+        use super::*;
+        use proptest::prelude::*;
+
+        fn check_reason(reason: &str) -> Result<(), TestCaseError> {
+            prop_assert!(!reason.contains('\n'), "{:?}", reason);
+            prop_assert!(reason.len() <= 300, "{} bytes: {:?}", reason.len(), reason);
+            Ok(())
+        }
+
+        /// A JSON object of claims with arbitrary kinds of values.
+        fn claims() -> impl Strategy<Value = String> {
+            let value = prop_oneof![
+                Just("null".to_string()),
+                any::<bool>().prop_map(|b| b.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<String>().prop_map(|s| serde_json::Value::String(s).to_string()),
+                Just("[1,{}]".to_string()),
+                Just("{\"a\":1}".to_string()),
+            ];
+            let key = prop_oneof![
+                Just("cht"),
+                Just("chs"),
+                Just("chu"),
+                Just("chsrv"),
+                Just("chpd"),
+                Just("chrd"),
+                Just("chf"),
+                Just("chusr"),
+                Just("chpwd"),
+                Just("extensions"),
+                Just("exp"),
+            ];
+            proptest::collection::vec((key, value), 0..8).prop_map(|pairs| {
+                let body: Vec<String> = pairs
+                    .into_iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
+                format!("{{{}}}", body.join(","))
+            })
+        }
+
+        proptest! {
+            // 256 cases (proptest's default), or PROPTEST_CASES from the environment.
+            #![proptest_config(ProptestConfig::default())]
+
+            #[test]
+            fn any_text_is_decoded_or_refused_in_one_bounded_line(text in any::<String>()) {
+                if let Err(reason) = parse_unverified(&text) {
+                    check_reason(&reason)?;
+                }
+            }
+
+            #[test]
+            fn any_segments_are_decoded_or_refused_in_one_bounded_line(
+                header in proptest::collection::vec(any::<u8>(), 0..64),
+                payload in proptest::collection::vec(any::<u8>(), 0..256),
+                dots in 0usize..5,
+            ) {
+                let mut token = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+                token.push_str(&".sig".repeat(dots));
+                if let Err(reason) = parse_unverified(&token) {
+                    check_reason(&reason)?;
+                }
+            }
+
+            #[test]
+            fn any_claims_are_accepted_only_when_choria_would(payload in claims()) {
+                match parse_unverified(&jwt(&payload)) {
+                    Ok(c) => {
+                        prop_assert!(!c.token.is_empty());
+                        prop_assert!(c.urls.is_empty() != c.srv_domain.is_empty());
+                    }
+                    Err(reason) => check_reason(&reason)?,
+                }
+            }
+        }
     }
 }

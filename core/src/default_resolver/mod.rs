@@ -53,7 +53,11 @@
 //! `Configuration of the provisioner settings based on JWT file <path> failed:
 //! <reason>` and ignored *as a whole* (as in Choria, no claim of a refused token is
 //! used); `configure` still succeeds and the resolver carries on with the
-//! configuration and build defaults.
+//! configuration and build defaults. The file is opened without blocking and judged
+//! before it is read: a FIFO, socket, device (`/dev/zero`) or directory is refused at
+//! once, and so is a file larger than [`MAX_JWT_FILE`] (64 KiB), so a hostile path can
+//! neither stall `configure` (which would get the built-in resolver disabled) nor
+//! exhaust memory. A UTF-8 byte-order mark before the token is ignored.
 //!
 //! # Other configuration
 //!
@@ -82,9 +86,14 @@
 mod jwt;
 mod srv;
 
+pub use self::jwt::MAX_JWT_FILE;
+
 use std::{net::SocketAddr, time::Duration};
 
-use provtarget_abi::{backoff::TWENTY_SEC, Config, LogLevel};
+use provtarget_abi::{
+    backoff::{GaveUp, TWENTY_SEC},
+    Cancellation, Cancelled, Config, LogLevel,
+};
 
 use crate::resolver::{RawTargets, ResolveContext, Settings, TargetResolver};
 
@@ -223,13 +232,11 @@ impl JwtResolver {
             &format!("Performing provisioning broker resolution via SRV using domain {domain}"),
         );
         let record = format!("{SRV_SERVICE}.{domain}");
-        let mut last_error = String::from("none");
-        let mut try_ = 0usize;
-        loop {
-            if ctx.token().is_cancelled() {
-                break;
-            }
-            try_ += 1;
+        let attempts = std::cell::Cell::new(0usize);
+        // The SDK's retry loop (Choria's TwentySec backoff), with Choria's log line for
+        // each failed try.
+        let result = TWENTY_SEC.retry(&SrvRetry { ctx, domain }, |try_| {
+            attempts.set(try_);
             ctx.log(
                 LogLevel::Info,
                 &format!("Attempting SRV lookup on {record}"),
@@ -241,32 +248,54 @@ impl JwtResolver {
                         LogLevel::Info,
                         &format!("Found {} SRV records for {record}{from}", servers.len()),
                     );
-                    return Ok(servers);
+                    Ok(servers)
                 }
-                Err(LookupError::Cancelled) => break,
+                Err(LookupError::Cancelled) => Err(Box::new(Cancelled)),
                 Err(LookupError::Failed(reason)) => {
                     ctx.log(
                         LogLevel::Warn,
                         &format!("Failed to resolve {record}: {reason}"),
                     );
-                    last_error = reason;
+                    Err(reason.into())
                 }
             }
-            let pause = TWENTY_SEC.duration(try_);
-            ctx.log(
-                LogLevel::Warn,
-                &format!(
-                    "Resolving provisioning brokers via SRV lookups in domain {domain} failed on try {try_}, will keep trying in {}ms",
-                    pause.as_millis()
-                ),
-            );
-            if ctx.token().sleep(pause) {
-                break;
-            }
-        }
-        Err(format!(
-            "context canceled while looking up SRV records for {record} ({try_} tries; last error: {last_error})"
-        ))
+        });
+        result.map_err(|e| {
+            let last = e
+                .downcast_ref::<GaveUp>()
+                .and_then(|g| g.last_error.clone())
+                .unwrap_or_else(|| "none".into());
+            format!(
+                "context canceled while looking up SRV records for {record} ({} tries; last error: {last})",
+                attempts.get()
+            )
+        })
+    }
+}
+
+/// The SRV retry loop's view of the call: the call's cancellation, and Choria's
+/// warning for every failed try.
+struct SrvRetry<'a> {
+    ctx: &'a ResolveContext,
+    domain: &'a str,
+}
+
+impl Cancellation for SrvRetry<'_> {
+    fn is_cancelled(&self) -> bool {
+        self.ctx.token().is_cancelled()
+    }
+    fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
+        Cancellation::sleep(self.ctx, duration)
+    }
+    fn retrying(&self, try_: usize, _error: &dyn std::fmt::Display, pause: Duration) {
+        self.ctx.log(
+            LogLevel::Warn,
+            &format!(
+                "Resolving provisioning brokers via SRV lookups in domain {} failed on try {try_}, will keep trying in {}ms",
+                self.domain,
+                pause.as_millis()
+            ),
+        );
     }
 }
 
@@ -392,38 +421,30 @@ fn read_jwt(ctx: &ResolveContext, path: &str) -> Option<jwt::ProvClaims> {
         );
         return None;
     }
-    let failed = |reason: String| {
-        ctx.log(
-            LogLevel::Error,
-            &format!("Configuration of the provisioner settings based on JWT file {path} failed: {reason}"),
-        );
-    };
-    let text = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    // Read without blocking and with a bound: a FIFO or a device at this path must
+    // neither stall `configure` (the host would then disable this resolver, its
+    // fallback) nor exhaust memory. Any problem is logged and the JWT ignored; the
+    // resolver goes on with the configuration and build defaults.
+    match jwt::read_file(std::path::Path::new(path)) {
+        jwt::JwtFile::Claims(claims) => {
+            ctx.log(
+                LogLevel::Info,
+                &format!("Setting build defaults to those found in {path}"),
+            );
+            Some(claims)
+        }
+        jwt::JwtFile::Missing => {
             ctx.log(
                 LogLevel::Debug,
                 &format!("No provisioning JWT at {path}; using configuration and build defaults"),
             );
-            return None;
+            None
         }
-        Err(e) => {
-            failed(format!("cannot read the file: {e}"));
-            return None;
-        }
-    };
-    let Ok(text) = String::from_utf8(text) else {
-        failed("jwt parse error: the file is not UTF-8 text".into());
-        return None;
-    };
-    ctx.log(
-        LogLevel::Info,
-        &format!("Setting build defaults to those found in {path}"),
-    );
-    match jwt::parse_unverified(&text) {
-        Ok(claims) => Some(claims),
-        Err(reason) => {
-            failed(reason);
+        jwt::JwtFile::Refused(reason) => {
+            ctx.log(
+                LogLevel::Error,
+                &format!("Configuration of the provisioner settings based on JWT file {path} failed: {reason}; ignoring the JWT, using configuration and build defaults"),
+            );
             None
         }
     }

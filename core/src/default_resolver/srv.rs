@@ -20,13 +20,12 @@ use hickory_resolver::{
     TokioResolver,
 };
 
+use provtarget_abi::targets;
+
 use crate::resolver::CancelToken;
 
 /// How long one SRV query may take before the try counts as failed.
 pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How often a running query checks for cancellation.
-const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 /// Why a lookup returned no answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,49 +45,16 @@ pub(crate) struct SrvTarget {
     hostport: String,
 }
 
-/// The RFC 2782 order, as Go's `net.LookupSRV` (and so Choria) gives it: priority
-/// ascending; within one priority a weighted random order, each next record drawn
-/// with a probability proportional to its weight, zero-weight records after the
-/// weighted ones. So a fleet spreads over the brokers as the weights say, instead of
-/// every server trying the heaviest first. `below(n)` is a uniform random number in
-/// `0..n`.
+/// The RFC 2782 order, as Go's `net.LookupSRV` (and so Choria) gives it (the SDK's
+/// [`provtarget_abi::targets::rfc2782_order`], shared with the DNS SRV plugin): priority
+/// ascending, weighted random within a priority. `below(n)` is a uniform random number
+/// in `0..n`.
 pub(crate) fn rfc2782_order(
     mut records: Vec<SrvTarget>,
     below: &mut dyn FnMut(u32) -> u32,
 ) -> Vec<String> {
-    records.sort_by_key(|r| r.priority); // stable: the server's order within a priority
-    let mut start = 0;
-    while start < records.len() {
-        let priority = records[start].priority;
-        let end = start
-            + records[start..]
-                .iter()
-                .take_while(|r| r.priority == priority)
-                .count();
-        shuffle_by_weight(&mut records[start..end], below);
-        start = end;
-    }
+    targets::rfc2782_order(&mut records, |r| (r.priority, r.weight), below);
     records.into_iter().map(|r| r.hostport).collect()
-}
-
-/// Go's `shuffleByWeight`: repeatedly draws the next record by weight.
-fn shuffle_by_weight(group: &mut [SrvTarget], below: &mut dyn FnMut(u32) -> u32) {
-    let weight = |r: &SrvTarget| u32::from(r.weight);
-    let mut sum: u32 = group.iter().map(weight).sum();
-    let mut next = 0;
-    while sum > 0 && group.len() - next > 1 {
-        let n = below(sum);
-        let mut running = 0;
-        for i in next..group.len() {
-            running += weight(&group[i]);
-            if running > n {
-                group.swap(next, i);
-                break;
-            }
-        }
-        sum -= weight(&group[next]);
-        next += 1;
-    }
 }
 
 /// Successful answers by record name, kept for `max_age`. Failures are never cached,
@@ -275,7 +241,7 @@ impl Driver {
         let lookup = runtime.block_on(async {
             tokio::select! {
                 result = tokio::time::timeout(QUERY_TIMEOUT, self.resolver.srv_lookup(fqdn.as_str())) => Some(result),
-                _ = cancelled(cancel) => None,
+                _ = cancel.cancelled() => None,
             }
         });
         let lookup = match lookup {
@@ -321,13 +287,6 @@ fn describe(e: &NetError, name: &str) -> String {
     }
 }
 
-/// Resolves once `cancel` is cancelled.
-async fn cancelled(cancel: &CancelToken) {
-    while !cancel.is_cancelled() {
-        tokio::time::sleep(CANCEL_POLL).await;
-    }
-}
-
 /// Runs `f`, which blocks on our own runtime, on a scoped thread when the caller is
 /// itself inside a tokio runtime (tokio refuses nested `block_on`).
 fn block_on_outside_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
@@ -356,51 +315,22 @@ mod tests {
         }
     }
 
-    /// A deterministic `below` (a 64-bit LCG), so the statistics below are exact.
-    fn lcg(seed: u64) -> impl FnMut(u32) -> u32 {
-        let mut state = seed;
-        move |n| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 33) % u64::from(n)) as u32
-        }
-    }
-
     #[test]
-    fn priorities_come_in_order_and_weights_decide_how_often_a_record_is_first() {
+    fn records_are_ranked_by_priority_then_drawn_by_weight() {
+        // The RFC 2782 algorithm itself is tested in provtarget_abi::targets; this
+        // checks that priority and weight reach it and the answer is `host:port`.
         let records = vec![
-            srv(20, 0, "low:1"),
-            srv(10, 10, "light:1"),
-            srv(10, 90, "heavy:1"),
+            srv(1, 0, "zero:1"),
+            srv(1, 5, "weighted:1"),
             srv(0, 0, "first:1"),
-            srv(10, 0, "zero:1"),
         ];
-        let mut below = lcg(7);
-        let (mut heavy_first, mut light_first) = (0, 0);
-        for _ in 0..10_000 {
-            let order = rfc2782_order(records.clone(), &mut below);
-            assert_eq!(order.len(), 5);
-            assert_eq!(order[0], "first:1");
-            assert_eq!(order[4], "low:1");
-            // Zero weight comes after the weighted records of its priority.
-            assert_eq!(order[3], "zero:1");
-            match order[1].as_str() {
-                "heavy:1" => heavy_first += 1,
-                "light:1" => light_first += 1,
-                other => panic!("unexpected {other}"),
-            }
-        }
-        // 90 : 10, within a few percent.
-        assert!((8_700..=9_300).contains(&heavy_first), "{heavy_first}");
-        assert_eq!(heavy_first + light_first, 10_000);
-    }
-
-    #[test]
-    fn all_zero_weights_keep_the_server_order() {
-        let records = vec![srv(5, 0, "a:1"), srv(5, 0, "b:1"), srv(1, 0, "c:1")];
-        let order = rfc2782_order(records, &mut |_| unreachable!("no weights to draw"));
-        assert_eq!(order, ["c:1", "a:1", "b:1"]);
+        let mut draws = Vec::new();
+        let order = rfc2782_order(records, &mut |n| {
+            draws.push(n);
+            0
+        });
+        assert_eq!(order, ["first:1", "weighted:1", "zero:1"]);
+        assert_eq!(draws, [5], "one draw over the weights of priority 1");
     }
 
     #[test]

@@ -41,12 +41,16 @@ use std::{
 };
 
 use provtarget_loader::{
-    last_words, load_all_gated, Gated, LibraryRecord, LoadReport, LoaderOptions, PluginFacts,
-    Prepared, Refusal, RefusalKind, Stage, Verdict,
+    last_words, load_with_gated, Gated, LibraryRecord, LoadReport, LoaderOptions, PluginFacts,
+    Prepared, Verdict,
 };
 
 pub use crate::config::Isolation;
-use crate::{config::HostConfig, host::RemotePlugin, text::printable};
+use crate::{
+    config::HostConfig,
+    host::{chain_plugins, load_for_chain, RemotePlugin},
+    text::printable,
+};
 
 /// The hidden subcommand a probing child runs.
 pub const PROBE_COMMAND: &str = "__probe";
@@ -75,6 +79,14 @@ impl Helper {
 /// `process` loads nothing here, and returns an adapter per library a child
 /// approved. Without a helper, isolation cannot be had: plugins load here, with a
 /// warning.
+///
+/// With the verdict cache (`plugin.provtarget.cache_dir`) the loader answers for
+/// unchanged files without reading them, so no child is started for them; only new
+/// or changed files, and the plugins the chain will run, reach the gate. A library
+/// the chain will run is always read, sealed, pinned and checked from its bytes
+/// first; when the cache already holds its verdict ([`known_verdict`]) it is not
+/// loaded in a child to learn it: probe mode loads it here, process mode gives it a
+/// resolver whose child starts only when it is configured.
 pub fn load(
     config: &HostConfig,
     options: &LoaderOptions,
@@ -82,10 +94,10 @@ pub fn load(
 ) -> (LoadReport, Vec<RemotePlugin>) {
     let mode = config.isolation();
     let helper = match (mode, helper) {
-        (Isolation::None, _) => return (provtarget_loader::load_all(options), Vec::new()),
+        (Isolation::None, _) => return (load_for_chain(config, options), Vec::new()),
         (_, Some(helper)) => helper,
         (_, None) => {
-            let mut report = provtarget_loader::load_all(options);
+            let mut report = load_for_chain(config, options);
             if report.plugins.is_empty() {
                 // Nothing of a plugin's runs here: nothing to warn about.
                 return (report, Vec::new());
@@ -149,48 +161,42 @@ pub fn load(
             },
         }
     };
-    let mut report = load_all_gated(options, &mut gate);
-    // Duplicate names: the first file wins, as in-process (the child cannot know what
-    // else is loaded).
-    let mut plugins = Vec::new();
-    let mut seen: Vec<(String, PathBuf)> = report
-        .plugins
-        .iter()
-        .map(|p| (p.info.name.clone(), report.libraries[p.record].path.clone()))
+    let report = load_with_gated(options, |names| chain_plugins(config, names), &mut gate);
+    // Adapters for the libraries whose record says loaded; a duplicate name (the first
+    // file wins, as in-process: the loader refused the later record) has its child
+    // ended here, when its adapter is dropped.
+    let plugins = remote
+        .into_iter()
+        .filter_map(|(path, resolver)| {
+            let record = report.libraries.iter().position(|l| l.path == path)?;
+            (report.libraries[record].verdict == Verdict::Loaded).then(|| RemotePlugin {
+                record,
+                resolver: Box::new(resolver),
+            })
+        })
         .collect();
-    for (path, resolver) in remote {
-        let Some(record) = report.libraries.iter().position(|l| l.path == path) else {
-            continue;
-        };
-        let name = resolver.name_str().to_string();
-        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
-            let reason = format!(
-                "{}: plugin {} is already loaded from {}; remove one of the two files",
-                printable(&path.to_string_lossy()),
-                printable(&name),
-                printable(&first.to_string_lossy())
-            );
-            report.libraries[record].verdict = Verdict::Rejected(Refusal::new(
-                Stage::Duplicate,
-                RefusalKind::Duplicate,
-                reason,
-            ));
-            continue;
-        }
-        seen.push((name, path));
-        plugins.push(RemotePlugin {
-            record,
-            resolver: Box::new(resolver),
-        });
-    }
     (report, plugins)
 }
 
-/// The verdict on `prepared` when it is already known without loading it: the hook
-/// for the verdict cache (keyed by the library's identity and this host's build).
-/// Until that cache exists, nothing is known and every library is probed.
-pub fn known_verdict(_prepared: &Prepared) -> Option<(Verdict, Option<PluginFacts>)> {
-    None
+/// The verdict on `prepared` when it is already known without loading it: what the
+/// verdict cache recorded for this unchanged file (same identity, and the same
+/// SHA-256 when both the cache and this run hashed it) under this host's build.
+/// `None` for a new or changed file, or without a cache: it must be loaded in a
+/// child to be judged.
+pub fn known_verdict(prepared: &Prepared) -> Option<(Verdict, Option<PluginFacts>)> {
+    let cached = prepared.cached_verdict()?;
+    let hashed_now = prepared.record().file.as_ref()?.sha256.as_ref();
+    if let (Some(now), Some(then)) = (hashed_now, cached.sha256.as_ref()) {
+        if now != then {
+            return None;
+        }
+    }
+    let verdict = match &cached.refusal {
+        None if cached.plugin.is_some() => Verdict::Loaded,
+        None => return None,
+        Some(refusal) => Verdict::Rejected(refusal.clone()),
+    };
+    Some((verdict, cached.plugin.clone()))
 }
 
 /// `plugins check`: every check on one file, the code-running ones in a child (the

@@ -2,8 +2,10 @@
 //! from the interface version a library declares ([`for_declared`]).
 //!
 //! Adding interface 1.*y*: freeze the current `ffi` layout as `ffi/v1_<y-1>.rs` and add
-//! the new one, write `layouts/v1_<y>.rs` (usually `shared_parts!` plus the root-module
-//! calls), and add its [`Supported`] entry to [`SUPPORTED`], newest first.
+//! the new one, write `layouts/v1_<y>.rs` (usually one `shared_parts!` call saying how
+//! it reads its configuration keys), and add its [`Supported`] entry to [`SUPPORTED`],
+//! newest first.
+#![forbid(unsafe_code)]
 
 use abi_stable::{
     library::{LibHeader, LibraryError},
@@ -94,18 +96,56 @@ pub(super) fn for_declared(declared: &str) -> Result<&'static Supported, OpenErr
         })
 }
 
-/// The parts of an adapter that are the same in every 1.x layout so far: reading
+/// An adapter, with the parts that are the same in every 1.x layout so far: its
+/// [`Supported`] entry, opening the root module, the [`Module`] calls, reading
 /// `FfiPluginInfo`, offering the host's services as `FfiHost`, and calling
-/// `FfiResolver`. A layout that diverges writes its own instead.
+/// `FfiResolver`. A layout says only what differs: how it reads its configuration keys,
+/// as a block over its root module (`l::PluginModule_Ref`), e.g.
+/// `shared_parts!(v1_0, config_keys(_root) { Vec::new() });`. A layout that diverges
+/// further writes its own parts instead.
 macro_rules! shared_parts {
-    ($layout:ident) => {
-        use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
+    ($layout:ident, config_keys($root:ident) $config_keys:block) => {
+        use abi_stable::{
+            library::{LibHeader, LibraryError},
+            sabi_trait::TD_Opaque,
+            std_types::RStr,
+        };
 
+        use super::{Module, Supported};
         use crate::{
             ffi::$layout as l,
             host::{layouts::Pairs, HostServices, PluginInfo},
-            LogLevel, PluginType,
+            ConfigKey, LogLevel, PluginType,
         };
+
+        pub(super) const SUPPORTED: Supported = Supported {
+            version: l::INTERFACE_VERSION,
+            open,
+        };
+
+        struct Root(l::PluginModule_Ref);
+
+        fn open(header: &'static LibHeader) -> Result<Box<dyn Module>, LibraryError> {
+            let root = header.init_root_module::<l::PluginModule_Ref>()?;
+            Ok(Box::new(Root(root)))
+        }
+
+        impl Module for Root {
+            fn version(&self) -> &'static str {
+                l::INTERFACE_VERSION
+            }
+            fn info(&self) -> PluginInfo {
+                info((self.0.info())())
+            }
+            fn config_keys(&self) -> Vec<ConfigKey> {
+                let $root = &self.0;
+                $config_keys
+            }
+            fn new_resolver(&self) -> Result<Box<dyn super::Resolver>, String> {
+                let resolver = (self.0.new_resolver())().into_result()?;
+                Ok(Box::new(Resolver(resolver)))
+            }
+        }
 
         fn info(i: l::FfiPluginInfo) -> PluginInfo {
             PluginInfo {

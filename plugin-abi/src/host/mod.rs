@@ -9,11 +9,12 @@
 //! code, so a host must first decide the file is trustworthy and well-formed (the
 //! provtarget loader checks ownership, mode, pins and ELF headers before calling
 //! [`PluginLibrary::open`]).
+#![forbid(unsafe_code)]
 
-use std::{fmt, path::Path, time::Duration};
+use std::{fmt, time::Duration};
 
 use abi_stable::{
-    library::{lib_header_from_raw_library, LibHeader, LibraryError, RawLibrary},
+    library::{LibHeader, LibraryError},
     std_types::{RString, RVec, Tuple2},
 };
 
@@ -111,48 +112,7 @@ pub struct PluginLibrary {
 }
 
 impl PluginLibrary {
-    /// Loads the library at `path` and checks it against the layout of the interface
-    /// version it declares (1.0 → the frozen 1.0 layout; 1.1 → 1.1; a newer 1.x than
-    /// this host knows → the newest layout it knows).
-    ///
-    /// # Safety
-    ///
-    /// Loading a library runs its initialisers with the host's privileges. The caller
-    /// must have established that the file is trusted and is a well-formed library for
-    /// this platform (a truncated ELF file can crash the process inside `dlopen`).
-    pub unsafe fn open(path: &Path) -> Result<PluginLibrary, OpenError> {
-        let raw = RawLibrary::load_at(path).map_err(|e| OpenError {
-            kind: OpenErrorKind::NotLoadable,
-            message: format!("not a loadable library: {}", dl_message(&e)),
-            detail: e.to_string(),
-        })?;
-        // SAFETY: the header borrows from the library, which is leaked just below and
-        // so lives for the rest of the process.
-        let header = unsafe { lib_header_from_raw_library(&raw) };
-        std::mem::forget(raw);
-        let header = header.map_err(|e| match e {
-            LibraryError::GetSymbolError { .. } => OpenError {
-                kind: OpenErrorKind::NotAPlugin,
-                message: "not a provtarget plugin: it exports no provtarget root module \
-                          (build it with provtarget_abi::export_plugin!)"
-                    .into(),
-                detail: e.to_string(),
-            },
-            other => OpenError {
-                kind: OpenErrorKind::AbiStableMismatch,
-                message: format!(
-                    "built with an incompatible abi_stable ({}); rebuild it against \
-                     provtarget-abi {}",
-                    first_line(&other.to_string()),
-                    crate::INTERFACE_VERSION
-                ),
-                detail: other.to_string(),
-            },
-        })?;
-        Self::from_header(header)
-    }
-
-    fn from_header(header: &'static LibHeader) -> Result<PluginLibrary, OpenError> {
+    pub(crate) fn from_header(header: &'static LibHeader) -> Result<PluginLibrary, OpenError> {
         let declared = header.version_strings().version.as_str().to_string();
         // The layout is chosen once, by the declared version, never by trial: a plugin
         // declaring 1.1 must match the 1.1 layout (it must not slip in through the 1.0
@@ -362,14 +322,14 @@ fn layout_error_summary(report: &str) -> String {
     summary
 }
 
-fn dl_message(e: &LibraryError) -> String {
+pub(crate) fn dl_message(e: &LibraryError) -> String {
     match e {
         LibraryError::OpenError { err, .. } => one_line(&err.to_string()),
         other => first_line(&other.to_string()),
     }
 }
 
-fn first_line(s: &str) -> String {
+pub(crate) fn first_line(s: &str) -> String {
     one_line(s.lines().find(|l| !l.trim().is_empty()).unwrap_or(""))
 }
 

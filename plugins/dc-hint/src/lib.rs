@@ -14,6 +14,7 @@
 //! | `plugin.acme.dc_hint.file` | `/etc/dc.json` | the hint file |
 //! | `plugin.acme.dc_hint.domain` | `_provision.{dc}.example.net` | broker name; `{dc}` is replaced by the datacenter |
 //! | `plugin.acme.dc_hint.port` | `4222` | broker port |
+#![forbid(unsafe_code)]
 
 use std::{
     fmt,

@@ -326,7 +326,7 @@ async fn cancelled(cancel: &dyn Cancellation) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn raw(priority: u16, weight: u16, port: u16, target: &str) -> RawSrv {
@@ -408,7 +408,8 @@ mod tests {
         assert!(check_dns_name("_srv._tcp.example.net", true).is_ok());
     }
 
-    struct Never;
+    /// Never cancelled (also used by the crate's other tests).
+    pub(crate) struct Never;
     impl Cancellation for Never {
         fn is_cancelled(&self) -> bool {
             false

@@ -454,6 +454,7 @@ export_plugin!(DnsSrvResolver);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::tests::Never;
 
     #[test]
     fn names_are_checked_and_keep_the_placeholder() {
@@ -531,17 +532,6 @@ mod tests {
             err.starts_with("plugin.provtarget.dns_srv.domain ="),
             "{err}"
         );
-    }
-
-    struct Never;
-    impl Cancellation for Never {
-        fn is_cancelled(&self) -> bool {
-            false
-        }
-        fn sleep(&self, d: Duration) -> Result<(), Cancelled> {
-            std::thread::sleep(d);
-            Ok(())
-        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! template or an odd identity fails with a message that names them, instead of a
 //! parse error far from its cause.
 
+use provtarget_abi::targets::is_url_scheme;
+
 /// The longest DNS name (RFC 1035, without the trailing dot).
 const MAX_NAME: usize = 253;
 /// The longest DNS label.
@@ -14,11 +16,7 @@ const MAX_LABEL: usize = 63;
 pub(crate) fn validate(target: &str) -> Result<(), String> {
     let rest = match target.split_once("://") {
         Some((scheme, rest)) => {
-            let ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-            if !ok {
+            if !is_url_scheme(scheme) {
                 return Err(format!(
                     "scheme {scheme:?} is not a URL scheme such as nats or tls"
                 ));

@@ -207,27 +207,26 @@ mod tests {
     #[test]
     fn expands_named_and_numbered_groups() {
         let p = r"^(?P<host>[^.]+)\.(?P<dc>[^.]+)\.(?P<domain>.+)$";
-        assert_eq!(
-            expand(p, "provision.${dc}.${domain}:4222", "web1.lon1.example.net").unwrap(),
-            "provision.lon1.example.net:4222"
-        );
-        assert_eq!(
-            expand(p, "tls://${2}-prov.${domain}:4223", "web1.lon1.example.net").unwrap(),
-            "tls://lon1-prov.example.net:4223"
-        );
-        assert_eq!(
-            expand(p, "static.example.net:4222", "web1.lon1.example.net").unwrap(),
-            "static.example.net:4222"
-        );
-        // $$ is a literal dollar; spaces inside the braces are forgiven.
-        assert_eq!(
-            expand(p, "$$${ dc }", "web1.lon1.example.net").unwrap(),
-            "$lon1"
-        );
-        assert_eq!(
-            expand(p, "$${dc}", "web1.lon1.example.net").unwrap(),
-            "${dc}"
-        );
+        for (template, want) in [
+            (
+                "provision.${dc}.${domain}:4222",
+                "provision.lon1.example.net:4222",
+            ),
+            (
+                "tls://${2}-prov.${domain}:4223",
+                "tls://lon1-prov.example.net:4223",
+            ),
+            ("static.example.net:4222", "static.example.net:4222"),
+            // $$ is a literal dollar; spaces inside the braces are forgiven.
+            ("$$${ dc }", "$lon1"),
+            ("$${dc}", "${dc}"),
+        ] {
+            assert_eq!(
+                expand(p, template, "web1.lon1.example.net").unwrap(),
+                want,
+                "{template}"
+            );
+        }
     }
 
     #[test]

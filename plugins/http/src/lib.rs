@@ -71,8 +71,8 @@ use std::{
 };
 
 use provtarget_abi::{
-    backoff::FIVE_SEC, export_plugin, Cancellation, Cancelled, Config, ConfigError, ConfigKey,
-    Context, Error, Resolver, Settings,
+    backoff::FIVE_SEC, export_plugin, targets::is_url_scheme, Cancellation, Cancelled, Config,
+    ConfigError, ConfigKey, Context, Error, Resolver, Settings,
 };
 use serde_json::Value;
 use url::Url;
@@ -625,11 +625,7 @@ fn check_target(t: &str) -> Result<(), &'static str> {
     }
     let rest = match t.split_once("://") {
         Some((scheme, rest)) => {
-            let ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-            if !ok {
+            if !is_url_scheme(scheme) {
                 return Err("bad scheme");
             }
             rest

@@ -28,6 +28,56 @@ impl Run {
         assert_eq!(self.code, Some(code), "expected exit {code}:\n{self:#?}");
         self
     }
+    /// Asserts that stderr contains `needle`, showing stderr if not.
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+    /// Asserts that stderr does not contain `needle`, showing stderr if it does.
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Self {
+        assert!(
+            !self.stderr.contains(needle),
+            "stderr holds {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+    /// Asserts that stdout contains `needle`, showing stdout if not.
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+    /// Asserts that stdout does not contain `needle`, showing stdout if it does.
+    #[track_caller]
+    pub fn stdout_lacks(&self, needle: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(needle),
+            "stdout holds {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+    /// Asserts that the run failed at its deadline and the resolver honoured the
+    /// cancellation: `context deadline exceeded`, and the host neither reports that the
+    /// resolver ignored cancellation nor abandoned it.
+    #[track_caller]
+    pub fn deadline_honoured(&self) -> &Self {
+        self.failed(1)
+            .stderr_has("context deadline exceeded")
+            .stderr_lacks("ignored cancellation")
+            .stderr_lacks("abandoned")
+    }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
@@ -54,6 +104,9 @@ pub fn provtarget_env<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)
     cmd.args(&args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // The verdict cache of this test process, not the machine's
+        // /var/cache/provtarget (a test may still set its own).
+        .env("PROVTARGET_CACHE_DIR", test_cache_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -93,6 +146,47 @@ pub fn provtarget_env<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     }
+}
+
+/// A verdict-cache directory for this test process (mode 0755 under the target
+/// directory, so the loader's trust rule accepts it).
+pub fn test_cache_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = provtarget_testsupport::target_dir()
+            .join("test-tmp")
+            .join(format!("verdict-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("cannot create the test cache directory");
+        provtarget_testsupport::set_mode(&dir, 0o755);
+        dir
+    })
+}
+
+/// The arguments `COMMAND --plugin-dir DIR [--set S]... EXTRA...`.
+pub fn plugin_args<'a, S: AsRef<str>>(
+    command: &'a str,
+    dir: &'a str,
+    sets: &'a [S],
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![command, "--plugin-dir", dir];
+    for s in sets {
+        args.push("--set");
+        args.push(s.as_ref());
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Runs `provtarget COMMAND --plugin-dir DIR [--set S]... EXTRA...`.
+pub fn run_in<S: AsRef<str>>(command: &str, dir: &TempDir, sets: &[S], extra: &[&str]) -> Run {
+    let d = path_str(dir.path());
+    provtarget(&plugin_args(command, &d, sets, extra))
+}
+
+/// Runs `provtarget targets --plugin-dir DIR [--set S]... EXTRA...`.
+pub fn targets_in<S: AsRef<str>>(dir: &TempDir, sets: &[S], extra: &[&str]) -> Run {
+    run_in("targets", dir, sets, extra)
 }
 
 /// A plugin directory holding copies of the given workspace cdylibs.

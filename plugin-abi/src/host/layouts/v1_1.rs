@@ -1,39 +1,11 @@
 //! Interface 1.1: the 1.0 calls plus `config_keys`.
+#![forbid(unsafe_code)]
 
-use abi_stable::library::{LibHeader, LibraryError};
+use super::shared_parts;
 
-use super::{shared_parts, Module, Supported};
-use crate::ConfigKey;
-
-shared_parts!(v1_1);
-
-pub(super) const SUPPORTED: Supported = Supported {
-    version: l::INTERFACE_VERSION,
-    open,
-};
-
-struct Root(l::PluginModule_Ref);
-
-fn open(header: &'static LibHeader) -> Result<Box<dyn Module>, LibraryError> {
-    let root = header.init_root_module::<l::PluginModule_Ref>()?;
-    Ok(Box::new(Root(root)))
-}
-
-impl Module for Root {
-    fn version(&self) -> &'static str {
-        l::INTERFACE_VERSION
-    }
-    fn info(&self) -> PluginInfo {
-        info((self.0.info())())
-    }
-    fn config_keys(&self) -> Vec<ConfigKey> {
-        (self.0.config_keys())()
-            .into_iter()
-            .map(|k| ConfigKey::new(&k.key, &k.default, &k.description))
-            .collect()
-    }
-    fn new_resolver(&self) -> Result<Box<dyn super::Resolver>, String> {
-        let resolver = (self.0.new_resolver())().into_result()?;
-        Ok(Box::new(Resolver(resolver)))
-    }
-}
+shared_parts!(v1_1, config_keys(root) {
+    (root.config_keys())()
+        .into_iter()
+        .map(|k| ConfigKey::new(&k.key, &k.default, &k.description))
+        .collect()
+});

@@ -1,0 +1,608 @@
+//! The etcd v3 JSON API (the gRPC gateway, etcd 3.4+): range, watch and authenticate,
+//! with fail-over between the cluster's members.
+
+use std::{
+    fmt,
+    net::TcpStream,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use provtarget_abi::{Cancellation, Context};
+use serde_json::{json, Value};
+
+use crate::http::{self, Conn, Endpoint, HttpError, Stream};
+
+/// Largest unary answer read (a range of up to 1,000 keys of small values).
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+/// Largest single message on a watch stream.
+const MAX_WATCH_MESSAGE: usize = 1024 * 1024;
+/// A watch is re-established after this long (ranging again first), so a member that
+/// silently lost its cluster cannot keep the plugin waiting for ever.
+pub(crate) const WATCH_PERIOD: Duration = Duration::from_secs(30);
+
+/// Wraps a connected socket in TLS for an https endpoint.
+pub(crate) type TlsWrap =
+    Arc<dyn Fn(&Endpoint, TcpStream) -> Result<Box<dyn Stream>, String> + Send + Sync>;
+
+/// What to read: one key, or every key under a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Query {
+    Key(String),
+    Prefix(String),
+}
+
+impl Query {
+    fn range_body(&self, limit: usize) -> Value {
+        match self {
+            Query::Key(k) => json!({ "key": B64.encode(k) }),
+            Query::Prefix(p) => json!({
+                "key": B64.encode(p),
+                "range_end": B64.encode(crate::targets::prefix_end(p.as_bytes())),
+                "limit": limit,
+            }),
+        }
+    }
+
+    fn watch_body(&self, start_revision: u64) -> Value {
+        let mut req = json!({ "start_revision": start_revision.to_string() });
+        match self {
+            Query::Key(k) => req["key"] = B64.encode(k).into(),
+            Query::Prefix(p) => {
+                req["key"] = B64.encode(p).into();
+                req["range_end"] = B64.encode(crate::targets::prefix_end(p.as_bytes())).into();
+            }
+        }
+        json!({ "create_request": req })
+    }
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Query::Key(k) => write!(f, "key {k:?}"),
+            Query::Prefix(p) => write!(f, "prefix {p:?}"),
+        }
+    }
+}
+
+/// Why a call to one member failed.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The host cancelled.
+    Cancelled,
+    /// This member is unreachable or unhealthy: try the next.
+    Member(String),
+    /// The cluster answered with an error another member would repeat (bad
+    /// credentials, permission denied): stop and report it.
+    Answer(String),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Cancelled => f.write_str("context canceled"),
+            CallError::Member(e) | CallError::Answer(e) => f.write_str(e),
+        }
+    }
+}
+
+/// The keys and values of one range, and the store revision it was read at.
+#[derive(Debug, Default)]
+pub(crate) struct Range {
+    pub kvs: Vec<(String, Vec<u8>)>,
+    pub revision: u64,
+    /// The member that answered (index into the endpoints).
+    pub member: usize,
+}
+
+/// How a watch ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum WatchEnd {
+    /// The watched key was put: its new value, taken from the event itself (no second
+    /// request needed). Only for [`Query::Key`].
+    Put(Vec<u8>),
+    /// Something else changed under the watched key(s) (or etcd cancelled the watch):
+    /// range again.
+    Changed,
+    /// [`WATCH_PERIOD`] passed quietly.
+    Quiet,
+}
+
+/// A client for one etcd cluster.
+pub(crate) struct Client {
+    pub endpoints: Vec<Endpoint>,
+    /// The member tried first: the last one that answered.
+    current: AtomicUsize,
+    /// `(username, password)` when etcd auth is on.
+    credentials: Option<(String, String)>,
+    token: Mutex<Option<String>>,
+    tls: Option<TlsWrap>,
+    /// Connect and per-request timeout.
+    timeout: Duration,
+}
+
+/// The configuration keys named in authentication errors.
+const CREDENTIAL_KEYS: &str = "plugin.provtarget.etcd.username / plugin.provtarget.etcd.password";
+
+impl Client {
+    pub fn new(
+        endpoints: Vec<Endpoint>,
+        credentials: Option<(String, String)>,
+        tls: Option<TlsWrap>,
+        timeout: Duration,
+    ) -> Client {
+        Client {
+            endpoints,
+            current: AtomicUsize::new(0),
+            credentials,
+            token: Mutex::new(None),
+            tls,
+            timeout,
+        }
+    }
+
+    /// Reads `query`, trying the members in turn from the last one that answered; a
+    /// member that fails moves on to the next. Fails when every member failed (with
+    /// each one's cause) or the cluster refused the request.
+    pub fn range(&self, ctx: &Context<'_>, query: &Query) -> Result<Range, CallError> {
+        let n = self.endpoints.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut failures = Vec::new();
+        for i in 0..n {
+            let member = (first + i) % n;
+            let ep = &self.endpoints[member];
+            let body = query.range_body(crate::targets::MAX_TARGETS + 1);
+            match self.call(ctx, ep, "/v3/kv/range", &body) {
+                Ok(v) => {
+                    self.current.store(member, Ordering::Relaxed);
+                    let mut range = parse_range(&v).map_err(|e| {
+                        CallError::Answer(format!("etcd at {} answered garbage: {e}", ep.url))
+                    })?;
+                    range.member = member;
+                    return Ok(range);
+                }
+                Err(CallError::Member(e)) => {
+                    if i + 1 < n {
+                        ctx.debug(format_args!(
+                            "etcd at {} failed ({e}); trying {}",
+                            ep.url,
+                            self.endpoints[(member + 1) % n].url
+                        ));
+                    }
+                    failures.push(e);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        // Next time start after the member tried first.
+        self.current.store((first + 1) % n, Ordering::Relaxed);
+        Err(CallError::Member(if n == 1 {
+            failures.join("")
+        } else {
+            format!("no etcd member answered: {}", failures.join("; "))
+        }))
+    }
+
+    /// Marks `member` as failed, so the next range starts with the member after it.
+    pub fn fail_over(&self, member: usize) {
+        let n = self.endpoints.len();
+        let _ = self.current.compare_exchange(
+            member % n,
+            (member + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Watches `query` on `member` from `start_revision`, until something changes,
+    /// [`WATCH_PERIOD`] passes, the member fails or the host cancels (checked every
+    /// 50 ms). `on_created` runs once etcd confirms the watch.
+    pub fn watch(
+        &self,
+        ctx: &Context<'_>,
+        member: usize,
+        query: &Query,
+        start_revision: u64,
+        on_created: &dyn Fn(&Endpoint),
+    ) -> Result<WatchEnd, CallError> {
+        let ep = &self.endpoints[member];
+        let token = self.token(ctx, ep)?;
+        let body = serde_json::to_vec(&query.watch_body(start_revision)).unwrap_or_default();
+        let deadline = Instant::now() + self.timeout;
+        let (mut conn, mut head) = self
+            .post(ctx, ep, "/v3/watch", token.as_deref(), &body, deadline)
+            .map_err(|e| member_error(ep, "watch", e))?;
+        if head.status != 200 {
+            let body = conn.body(&mut head, MAX_ANSWER).unwrap_or_default();
+            return Err(self.status_error(ep, head.status, &body));
+        }
+        conn.set_deadline(Instant::now() + WATCH_PERIOD);
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let piece = match conn.next_piece(&mut head, MAX_WATCH_MESSAGE) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    return Err(CallError::Member(format!(
+                        "etcd at {} ended the watch stream",
+                        ep.url
+                    )))
+                }
+                Err(HttpError::Deadline) => return Ok(WatchEnd::Quiet),
+                Err(e) => return Err(member_error(ep, "watch", e)),
+            };
+            pending.extend_from_slice(&piece);
+            while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let msg: Value = serde_json::from_slice(&line).map_err(|e| {
+                    CallError::Member(format!(
+                        "etcd at {} sent a watch message that is not JSON: {e}",
+                        ep.url
+                    ))
+                })?;
+                if let Some(err) = msg.get("error") {
+                    let text = error_text(err);
+                    if is_invalid_token(&text) {
+                        self.forget_token();
+                    }
+                    return Err(CallError::Member(format!(
+                        "etcd at {} ended the watch: {text}",
+                        ep.url
+                    )));
+                }
+                let result = msg.get("result").unwrap_or(&Value::Null);
+                if result.get("created").and_then(Value::as_bool) == Some(true) {
+                    on_created(ep);
+                }
+                let events = result.get("events").and_then(Value::as_array);
+                if let (Query::Key(_), Some(last)) = (query, events.and_then(|e| e.last())) {
+                    // A PUT event (the type is omitted for PUT, the enum's zero) carries
+                    // the new value.
+                    let is_put = match last.get("type") {
+                        None => true,
+                        Some(t) => t == "PUT",
+                    };
+                    if is_put {
+                        if let Some(v) = last.pointer("/kv/value").and_then(Value::as_str) {
+                            if let Ok(value) = B64.decode(v) {
+                                return Ok(WatchEnd::Put(value));
+                            }
+                        }
+                    }
+                }
+                let has_events = events.is_some_and(|e| !e.is_empty());
+                if has_events || result.get("canceled").and_then(Value::as_bool) == Some(true) {
+                    return Ok(WatchEnd::Changed);
+                }
+            }
+            if pending.len() > MAX_WATCH_MESSAGE {
+                return Err(CallError::Member(format!(
+                    "etcd at {} sent a watch message larger than {MAX_WATCH_MESSAGE} bytes",
+                    ep.url
+                )));
+            }
+        }
+    }
+
+    /// One unary call to `ep`, authenticating first when credentials are set, and once
+    /// more when etcd says the token is no longer valid.
+    fn call(
+        &self,
+        ctx: &Context<'_>,
+        ep: &Endpoint,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, CallError> {
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        for attempt in 0..2 {
+            let token = self.token(ctx, ep)?;
+            let (status, answer) = self.exchange(ctx, ep, path, token.as_deref(), &body)?;
+            if status == 200 {
+                return serde_json::from_slice(&answer).map_err(|e| {
+                    CallError::Member(format!(
+                        "etcd at {} answered with invalid JSON: {e}",
+                        ep.url
+                    ))
+                });
+            }
+            let err = self.status_error(ep, status, &answer);
+            let retry =
+                matches!(&err, CallError::Answer(m) | CallError::Member(m) if is_invalid_token(m));
+            if retry && attempt == 0 && self.credentials.is_some() {
+                ctx.info(format_args!(
+                    "etcd at {} no longer accepts our token; authenticating again",
+                    ep.url
+                ));
+                self.forget_token();
+                continue;
+            }
+            return Err(err);
+        }
+        unreachable!("the loop returns")
+    }
+
+    fn exchange(
+        &self,
+        ctx: &Context<'_>,
+        ep: &Endpoint,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), CallError> {
+        let deadline = Instant::now() + self.timeout;
+        let what = path.trim_start_matches("/v3/");
+        let (mut conn, mut head) = self
+            .post(ctx, ep, path, token, body, deadline)
+            .map_err(|e| member_error(ep, what, e))?;
+        let answer = conn
+            .body(&mut head, MAX_ANSWER)
+            .map_err(|e| member_error(ep, what, e))?;
+        Ok((head.status, answer))
+    }
+
+    fn post<'c>(
+        &self,
+        ctx: &'c Context<'_>,
+        ep: &Endpoint,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<(Conn<'c>, http::Head), HttpError> {
+        let cancel: &(dyn Cancellation + Sync) = ctx;
+        let tcp = http::connect(ep, cancel, self.timeout)?;
+        let stream: Box<dyn Stream> = match (&self.tls, ep.tls) {
+            (Some(wrap), true) => wrap(ep, tcp).map_err(HttpError::Io)?,
+            (None, true) => {
+                return Err(HttpError::Io(
+                    "https endpoint but this build has no TLS support".into(),
+                ))
+            }
+            (_, false) => Box::new(tcp),
+        };
+        Conn::post(stream, ep, path, token, body, cancel, deadline)
+    }
+
+    /// The auth token to send to `ep`, authenticating when there is none yet.
+    fn token(&self, ctx: &Context<'_>, ep: &Endpoint) -> Result<Option<String>, CallError> {
+        let Some((user, password)) = &self.credentials else {
+            return Ok(None);
+        };
+        if let Some(t) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(Some(t));
+        }
+        let body =
+            serde_json::to_vec(&json!({ "name": user, "password": password })).unwrap_or_default();
+        let (status, answer) = self.exchange(ctx, ep, "/v3/auth/authenticate", None, &body)?;
+        if status != 200 {
+            let text = answer_text(&answer);
+            if text.contains("authentication is not enabled") {
+                ctx.debug(format_args!(
+                    "etcd at {} has authentication off; sending no token",
+                    ep.url
+                ));
+                return Ok(None);
+            }
+            return Err(match self.status_error(ep, status, &answer) {
+                CallError::Answer(_) => CallError::Answer(format!(
+                    "etcd at {} refused user {user:?} ({CREDENTIAL_KEYS}): {text}",
+                    ep.url
+                )),
+                other => other,
+            });
+        }
+        let token = serde_json::from_slice::<Value>(&answer)
+            .ok()
+            .and_then(|v| v.get("token").and_then(Value::as_str).map(String::from))
+            .filter(|t| !t.is_empty() && t.len() <= 4096 && t.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                CallError::Member(format!("etcd at {} returned no usable auth token", ep.url))
+            })?;
+        ctx.debug(format_args!(
+            "authenticated to etcd at {} as {user:?}",
+            ep.url
+        ));
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        Ok(Some(token))
+    }
+
+    fn forget_token(&self) {
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// A non-200 answer: 5xx and "no leader"-like errors are the member's problem
+    /// (fail over); the rest is the cluster's answer.
+    fn status_error(&self, ep: &Endpoint, status: u16, body: &[u8]) -> CallError {
+        let text = answer_text(body);
+        let text = if text.is_empty() {
+            format!("HTTP status {status}")
+        } else {
+            text
+        };
+        let member_trouble = status >= 500
+            || status == 404
+            || [
+                "leader",
+                "timed out",
+                "timeout",
+                "not capable",
+                "too many requests",
+                "unavailable",
+                "stopped",
+            ]
+            .iter()
+            .any(|m| text.contains(m));
+        if member_trouble {
+            CallError::Member(format!("etcd at {} failed: {text}", ep.url))
+        } else if text.contains("user name is empty")
+            || text.contains("user name not found") && self.credentials.is_none()
+        {
+            CallError::Answer(format!(
+                "etcd at {} requires authentication: set {CREDENTIAL_KEYS} ({text})",
+                ep.url
+            ))
+        } else if text.contains("permission denied") {
+            let user = self
+                .credentials
+                .as_ref()
+                .map(|c| c.0.as_str())
+                .unwrap_or("");
+            CallError::Answer(format!(
+                "etcd at {} denied user {user:?} read access ({text}); grant it a role that may read the key (plugin.provtarget.etcd.username)",
+                ep.url
+            ))
+        } else {
+            CallError::Answer(format!("etcd at {} refused the request: {text}", ep.url))
+        }
+    }
+}
+
+fn member_error(ep: &Endpoint, what: &str, e: HttpError) -> CallError {
+    match e {
+        HttpError::Cancelled => CallError::Cancelled,
+        HttpError::Deadline => CallError::Member(format!(
+            "etcd at {} did not answer the {what} request in time",
+            ep.url
+        )),
+        HttpError::Io(e) => CallError::Member(format!("etcd at {} ({what}): {e}", ep.url)),
+    }
+}
+
+fn is_invalid_token(text: &str) -> bool {
+    text.contains("invalid auth token")
+        || text.contains("auth token is invalid")
+        || text.contains("revision of auth store is old")
+}
+
+/// The message of an error answer: `{"error": "...", "message": "...", "code": N}` or
+/// a stream's `{"grpc_code": N, "message": "..."}`; else the start of the text.
+fn answer_text(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match v.get("error") {
+            Some(e) if e.is_object() => error_text(e),
+            _ => error_text(&v),
+        },
+        Err(_) => {
+            let s = String::from_utf8_lossy(body);
+            s.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(200)
+                .collect()
+        }
+    }
+}
+
+fn error_text(v: &Value) -> String {
+    let text = v
+        .get("message")
+        .or_else(|| v.get("error"))
+        .and_then(Value::as_str)
+        .map(String::from)
+        .unwrap_or_else(|| v.to_string());
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
+/// `{"header": {"revision": "7"}, "kvs": [{"key": b64, "value": b64}], "more": false}`.
+fn parse_range(v: &Value) -> Result<Range, String> {
+    let revision = v
+        .get("header")
+        .and_then(|h| h.get("revision"))
+        .and_then(int64)
+        .ok_or("no header.revision")?;
+    let mut kvs = Vec::new();
+    if let Some(list) = v.get("kvs") {
+        let list = list.as_array().ok_or("kvs is not a list")?;
+        for kv in list {
+            let key = kv.get("key").and_then(Value::as_str).unwrap_or("");
+            let key = B64
+                .decode(key)
+                .map_err(|e| format!("a key is not base64: {e}"))?;
+            let value = kv.get("value").and_then(Value::as_str).unwrap_or("");
+            let value = B64
+                .decode(value)
+                .map_err(|e| format!("a value is not base64: {e}"))?;
+            kvs.push((String::from_utf8_lossy(&key).into_owned(), value));
+        }
+    }
+    Ok(Range {
+        kvs,
+        revision,
+        member: 0,
+    })
+}
+
+/// etcd's JSON gives int64 as strings; accept numbers too.
+fn int64(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_answers_parse() {
+        let v = json!({"header": {"cluster_id": "1", "revision": "7"}, "kvs": [
+            {"key": B64.encode("b/1"), "value": B64.encode("a:1"), "mod_revision": "5"}
+        ], "count": "1"});
+        let r = parse_range(&v).unwrap();
+        assert_eq!(r.revision, 7);
+        assert_eq!(r.kvs, [("b/1".to_string(), b"a:1".to_vec())]);
+        let r = parse_range(&json!({"header": {"revision": 3}})).unwrap();
+        assert!(r.kvs.is_empty() && r.revision == 3);
+        assert!(parse_range(&json!({"kvs": []})).is_err());
+        assert!(
+            parse_range(&json!({"header": {"revision": "1"}, "kvs": [{"key": "!!"}]})).is_err()
+        );
+    }
+
+    #[test]
+    fn request_bodies() {
+        let q = Query::Prefix("brokers/".into());
+        let body = q.range_body(1001);
+        assert_eq!(body["range_end"], B64.encode("brokers0"));
+        assert_eq!(body["limit"], 1001);
+        let w = Query::Key("k".into()).watch_body(8);
+        assert_eq!(
+            w,
+            json!({"create_request": {"key": B64.encode("k"), "start_revision": "8"}})
+        );
+    }
+
+    #[test]
+    fn error_answers() {
+        let body = br#"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#;
+        assert!(is_invalid_token(&answer_text(body)));
+        assert_eq!(answer_text(b"<html>\n oops </html>"), "<html> oops </html>");
+        let c = Client::new(
+            vec![Endpoint::parse("http://127.0.0.1:1").unwrap()],
+            None,
+            None,
+            Duration::from_secs(1),
+        );
+        let ep = &c.endpoints[0];
+        assert!(matches!(
+            c.status_error(ep, 503, b"{}"),
+            CallError::Member(_)
+        ));
+        assert!(matches!(
+            c.status_error(ep, 400, br#"{"message":"etcdserver: no leader"}"#),
+            CallError::Member(_)
+        ));
+        let e = c.status_error(ep, 400, br#"{"message":"etcdserver: user name is empty"}"#);
+        assert!(
+            matches!(&e, CallError::Answer(m) if m.contains("plugin.provtarget.etcd.username")),
+            "{e}"
+        );
+    }
+}

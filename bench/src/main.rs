@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! provtarget-bench [--runs N] [--cancel-runs N] [ROW...]
-//! ROW: load buildinfo cancel rss scan cache   (default: all)
+//! ROW: load buildinfo cancel rss scan cache isolation   (default: all)
 //! provtarget-bench copies DIR N          (make N distinct copies in DIR and keep
 //!                                         them, for profiling: see BENCHMARKS.md)
 //! ```
@@ -19,6 +19,8 @@ use std::{
     sync::mpsc,
     time::{Duration, Instant},
 };
+
+mod isolation;
 
 use provtarget::{
     config::{keys, ConfigBuilder},
@@ -63,7 +65,15 @@ fn main() {
             row => options.rows.push(row.to_string()),
         }
     }
-    let all = ["load", "buildinfo", "rss", "cancel", "scan", "cache"];
+    let all = [
+        "load",
+        "buildinfo",
+        "rss",
+        "cancel",
+        "scan",
+        "cache",
+        "isolation",
+    ];
     if options.rows.is_empty() {
         options.rows = all.iter().map(|s| s.to_string()).collect();
     }
@@ -99,6 +109,7 @@ fn main() {
             "cancel" => cancel_row(options.cancel_runs),
             "scan" => scan_row(&bins, &plugin, options.runs),
             "cache" => cache_rows(&bins, &plugin, options.runs),
+            "isolation" => isolation::rows(&bins, &plugin, options.runs),
             other => panic!("unknown row {other}; rows: {}", all.join(" ")),
         }
     }

@@ -116,6 +116,7 @@ pub fn text(host: &Host) -> String {
             "enforced"
         }
     );
+    let _ = writeln!(out, "            Plugin Isolation: {}", config.isolation());
     let _ = writeln!(
         out,
         "            Verdict Cache: {}",
@@ -328,6 +329,7 @@ pub fn json(host: &Host) -> Value {
         "owner_checks": !config.insecure_skip_owner_checks(),
         "cache_dir": config.cache_dir().map(|d| d.display().to_string()),
         "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
+        "isolation": config.isolation().as_str(),
         "plugins": plugins,
         "warnings": host.warnings().iter().map(|w| safe(w)).collect::<Vec<_>>(),
     })

@@ -56,8 +56,18 @@ pub mod keys {
     /// keeps no cache.
     pub const CACHE_DIR: &str = "plugin.provtarget.cache_dir";
 
+    /// Where plugin code runs: `none` (in this process), `probe` (each library is
+    /// loaded by a child process first; only those that survive load here) or
+    /// `process` (the active resolvers live in child processes). See
+    /// [`super::Isolation`].
+    pub const ISOLATION: &str = "plugin.provtarget.isolation";
+
+    /// How long a child loading a library may take before it is killed and the
+    /// library refused (default 10s), e.g. `10`, `10s`, `500ms`.
+    pub const PROBE_TIMEOUT: &str = "plugin.provtarget.probe_timeout";
+
     /// Every key above.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 12] = [
         DIRECTORIES,
         RESOLVERS,
         PINS,
@@ -68,7 +78,48 @@ pub mod keys {
         DNS_SERVER,
         INSECURE_SKIP_OWNER_CHECKS,
         CACHE_DIR,
+        ISOLATION,
+        PROBE_TIMEOUT,
     ];
+}
+
+/// How plugin code is kept from taking the host down (`plugin.provtarget.isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Plugins run in this process; a plugin that kills it leaves last words only.
+    None,
+    /// Each library is loaded by a child process first; only approved ones load here.
+    Probe,
+    /// The active resolvers live in child processes (the default).
+    #[default]
+    Process,
+}
+
+impl Isolation {
+    /// `none`, `probe` or `process`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::None => "none",
+            Isolation::Probe => "probe",
+            Isolation::Process => "process",
+        }
+    }
+
+    /// Parses `none`, `probe` or `process` (case-insensitive, trimmed).
+    pub fn parse(value: &str) -> Result<Isolation, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Isolation::None),
+            "probe" => Ok(Isolation::Probe),
+            "process" => Ok(Isolation::Process),
+            _ => Err("use none, probe or process".into()),
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where the verdict cache lives unless `plugin.provtarget.cache_dir` says otherwise.
@@ -147,6 +198,8 @@ struct Parsed {
     timeout: Option<Duration>,
     insecure_skip_owner_checks: bool,
     dns_server: Option<std::net::SocketAddr>,
+    isolation: Isolation,
+    probe_timeout: Option<Duration>,
     /// `None`: no verdict cache.
     cache_dir: Option<PathBuf>,
 }
@@ -241,6 +294,17 @@ impl HostConfig {
     /// Whether the developer override for owner/mode checks is on.
     pub fn insecure_skip_owner_checks(&self) -> bool {
         self.parsed.insecure_skip_owner_checks
+    }
+
+    /// Where plugin code runs (`plugin.provtarget.isolation`; an invalid value is
+    /// reported in [`HostConfig::warnings`] and the default is used).
+    pub fn isolation(&self) -> Isolation {
+        self.parsed.isolation
+    }
+
+    /// How long a child loading a library may take (`plugin.provtarget.probe_timeout`).
+    pub fn probe_timeout(&self) -> Option<Duration> {
+        self.parsed.probe_timeout
     }
 
     /// The DNS server for the built-in resolver's SRV lookups, if configured and valid
@@ -625,6 +689,18 @@ impl ConfigBuilder {
             match parse_dns_server(v) {
                 Ok(addr) => parsed.dns_server = Some(addr),
                 Err(e) => invalid(config, keys::DNS_SERVER, &e),
+            }
+        }
+        if let Some(v) = config.get(keys::ISOLATION) {
+            match Isolation::parse(v) {
+                Ok(mode) => parsed.isolation = mode,
+                Err(e) => invalid(config, keys::ISOLATION, &e),
+            }
+        }
+        if let Some(v) = config.get(keys::PROBE_TIMEOUT) {
+            match parse_duration(v) {
+                Ok(d) => parsed.probe_timeout = Some(d),
+                Err(e) => invalid(config, keys::PROBE_TIMEOUT, &e),
             }
         }
         config.parsed = parsed;

@@ -13,7 +13,10 @@ use std::{
 };
 
 use provtarget_abi::host::{PluginInfo, PluginResolver};
-use provtarget_loader::LoadReport;
+use provtarget_loader::{
+    last_words::{self, Call},
+    LoadReport,
+};
 
 use crate::{
     config::HostConfig,
@@ -33,13 +36,31 @@ pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
     info: PluginInfo,
-    resolver: PluginResolver,
+    /// `None` only while being dropped.
+    resolver: Option<PluginResolver>,
 }
 
 impl PluginAdapter {
     /// Wraps a plugin's resolver and self-description.
     pub fn new(info: PluginInfo, resolver: PluginResolver) -> PluginAdapter {
-        PluginAdapter { info, resolver }
+        PluginAdapter {
+            info,
+            resolver: Some(resolver),
+        }
+    }
+
+    fn resolver(&self) -> &PluginResolver {
+        self.resolver
+            .as_ref()
+            .expect("the resolver is taken only when the adapter is dropped")
+    }
+}
+
+impl Drop for PluginAdapter {
+    fn drop(&mut self) {
+        // The plugin's own drop code runs here: a crash in it leaves last words.
+        let _guard = last_words::enter(&self.info.name, Call::Drop);
+        drop(self.resolver.take());
     }
 }
 
@@ -59,10 +80,47 @@ impl TargetResolver for PluginAdapter {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.resolver.configure(ctx, &pairs)
+        let _guard = last_words::enter(&self.info.name, Call::Configure);
+        let resolver = self
+            .resolver
+            .as_mut()
+            .expect("the resolver is taken only when the adapter is dropped");
+        resolver.configure(ctx, &pairs)
     }
     fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
-        self.resolver.targets(ctx).map(RawTargets::from)
+        let _guard = last_words::enter(&self.info.name, Call::Targets);
+        self.resolver().targets(ctx).map(RawTargets::from)
+    }
+}
+
+/// A plugin whose resolver runs outside this process (see [`crate::isolation`]).
+pub struct RemotePlugin {
+    /// Its library's index in [`LoadReport::libraries`].
+    pub record: usize,
+    /// The adapter that reaches it.
+    pub resolver: Box<dyn TargetResolver>,
+}
+
+/// One selectable plugin: loaded here, or reached through an isolation adapter.
+/// (Short-lived, a handful at a time: the size difference does not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Candidate {
+    Local(provtarget_loader::LoadedPlugin),
+    Remote(RemotePlugin),
+}
+
+impl Candidate {
+    fn record(&self) -> usize {
+        match self {
+            Candidate::Local(p) => p.record,
+            Candidate::Remote(p) => p.record,
+        }
+    }
+    fn into_resolver(self) -> Box<dyn TargetResolver> {
+        match self {
+            Candidate::Local(p) => Box::new(PluginAdapter::new(p.info, p.resolver)),
+            Candidate::Remote(p) => p.resolver,
+        }
     }
 }
 
@@ -253,32 +311,68 @@ pub fn load_for_chain(
     config: &HostConfig,
     options: &provtarget_loader::LoaderOptions,
 ) -> LoadReport {
-    provtarget_loader::load_with(options, |names| {
-        selection::plan(config.resolvers(), names, config.timeout().is_some())
-            .members
-            .into_iter()
-            .filter_map(|m| match m {
-                Member::Plugin(i) => Some(i),
-                Member::BuiltIn => None,
-            })
-            .collect()
-    })
+    provtarget_loader::load_with(options, |names| chain_plugins(config, names))
+}
+
+/// The indices into `names` (the accepted plugins, in scan order) of the plugins the
+/// chain `config` selects would run: what [`provtarget_loader::load_with`] must load.
+pub fn chain_plugins(config: &HostConfig, names: &[&str]) -> Vec<usize> {
+    selection::plan(config.resolvers(), names, config.timeout().is_some())
+        .members
+        .into_iter()
+        .filter_map(|m| match m {
+            Member::Plugin(i) => Some(i),
+            Member::BuiltIn => None,
+        })
+        .collect()
 }
 
 impl Host {
     /// Loads plugins as `config` says, selects and configures the resolver chain.
     /// Never fails: problems become warnings, refused libraries and disabled
     /// resolvers, all visible in `buildinfo`.
+    ///
+    /// Plugin code runs as `plugin.provtarget.isolation` says, with this executable
+    /// as the helper when it is the `provtarget` binary; an embedding program names
+    /// its helper with [`Host::start_with_helper`] (without one, plugins load in this
+    /// process, with a warning).
     pub fn start(config: HostConfig) -> Host {
-        let report = load_for_chain(&config, &config.loader_options());
-        Host::start_with(config, report)
+        Host::start_isolated(config, None, crate::isolation::Helper::this_binary())
+    }
+
+    /// Like [`Host::start`], with `helper` (a `provtarget` binary of the same build)
+    /// as the child process for isolation.
+    pub fn start_with_helper(config: HostConfig, helper: PathBuf) -> Host {
+        Host::start_isolated(config, None, Some(crate::isolation::Helper(helper)))
+    }
+
+    /// Loads with `options` (default: the configuration's) under the configured
+    /// isolation, then starts.
+    pub fn start_isolated(
+        config: HostConfig,
+        options: Option<provtarget_loader::LoaderOptions>,
+        helper: Option<crate::isolation::Helper>,
+    ) -> Host {
+        let options = options.unwrap_or_else(|| config.loader_options());
+        let (report, remote) = crate::isolation::load(&config, &options, helper.as_ref());
+        Host::start_with_remote(config, report, remote)
     }
 
     /// Like [`Host::start`] with an already-made load report (from
     /// [`provtarget_loader::load_all`], or [`load_for_chain`] with the same
     /// configuration: a plugin the chain needs that the report only knows from the
     /// verdict cache, unloaded, is left out of the chain).
-    pub fn start_with(config: HostConfig, mut report: LoadReport) -> Host {
+    pub fn start_with(config: HostConfig, report: LoadReport) -> Host {
+        Host::start_with_remote(config, report, Vec::new())
+    }
+
+    /// Like [`Host::start_with`], plus plugins whose resolvers run outside this
+    /// process.
+    pub fn start_with_remote(
+        config: HostConfig,
+        mut report: LoadReport,
+        remote: Vec<RemotePlugin>,
+    ) -> Host {
         let mut warnings: Vec<String> = config.warnings().to_vec();
         // The loader logs its own warnings; keep them for buildinfo without logging
         // them a second time.
@@ -292,8 +386,9 @@ impl Host {
             .collect();
         warnings.extend(config.unknown_key_warnings(&declared));
 
-        // The chain is planned over every accepted library, loaded or known from the
-        // verdict cache, so a warm cache plans (and warns) exactly as a cold one.
+        // The chain is planned over every accepted library, loaded (here or in a
+        // child) or known from the verdict cache, so a warm cache plans (and warns)
+        // exactly as a cold one.
         let accepted: Vec<(usize, &str)> = report
             .libraries
             .iter()
@@ -303,11 +398,12 @@ impl Host {
             .collect();
         let names: Vec<&str> = accepted.iter().map(|(_, n)| *n).collect();
         let accepted: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
-        let mut plugins: Vec<Option<provtarget_loader::LoadedPlugin>> =
-            std::mem::take(&mut report.plugins)
-                .into_iter()
-                .map(Some)
-                .collect();
+        let mut plugins: Vec<Option<Candidate>> = std::mem::take(&mut report.plugins)
+            .into_iter()
+            .map(Candidate::Local)
+            .chain(remote.into_iter().map(Candidate::Remote))
+            .map(Some)
+            .collect();
         let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
         let not_loaded: Vec<String> = config
             .resolvers()
@@ -325,14 +421,12 @@ impl Host {
                     .iter_mut()
                     .find(|p| {
                         p.as_ref()
-                            .is_some_and(|p| Some(&p.record) == accepted.get(*i))
+                            .is_some_and(|p| Some(&p.record()) == accepted.get(*i))
                     })
                     .and_then(Option::take)
                     .map(|p| {
-                        let origin = Origin::Plugin(report.libraries[p.record].path.clone());
-                        let adapter: Box<dyn TargetResolver> =
-                            Box::new(PluginAdapter::new(p.info, p.resolver));
-                        (adapter, origin)
+                        let origin = Origin::Plugin(report.libraries[p.record()].path.clone());
+                        (p.into_resolver(), origin)
                     }),
             })
             .collect();

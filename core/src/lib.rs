@@ -27,7 +27,8 @@
 //!
 //! Modules: [`config`] (file, environment, flags), [`host`] (selection, chains,
 //! deadlines), [`resolver`] (the native [`resolver::TargetResolver`] trait and the
-//! per-call context), [`default_resolver`], [`targets`] (Choria's parsing rules),
+//! per-call context), [`isolation`] (plugin code in child processes: probe and
+//! process modes, `plugins check`), [`default_resolver`], [`targets`] (Choria's parsing rules),
 //! [`buildinfo`], [`text`] (making untrusted text safe to show).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@ pub mod buildinfo;
 pub mod config;
 pub mod default_resolver;
 pub mod host;
+pub mod isolation;
 pub mod resolver;
 pub mod selection;
 pub mod targets;

@@ -152,6 +152,14 @@ impl HostArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any plugin code can run: a plugin that kills the process still leaves one
+    // line naming itself and the call.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if provtarget::isolation::is_child_command(args.first()) {
+        // A child of this host's crash isolation (hidden subcommands).
+        return provtarget::isolation::child_main(&args);
+    }
+    provtarget_loader::last_words::install();
     let cli = Cli::parse();
     if let Err(e) = init_logging(cli.log_level.as_deref()) {
         say(&e);
@@ -449,15 +457,12 @@ fn buildinfo_cmd(args: &HostArgs, as_json: bool) -> Result<ExitCode, String> {
     // only when pinning is on.
     let config = args.config(None)?;
     // With a warm verdict cache, unchanged libraries are reported from it and only
-    // the chain's plugins are loaded.
-    let report = provtarget::host::load_for_chain(
-        &config,
-        &LoaderOptions {
-            always_hash: true,
-            ..config.loader_options()
-        },
-    );
-    let host = Host::start_with(config, report);
+    // the chain's plugins are loaded (under the configured isolation).
+    let options = LoaderOptions {
+        always_hash: true,
+        ..config.loader_options()
+    };
+    let host = Host::start_isolated(config, Some(options), this_helper());
     if as_json {
         print_json(&buildinfo::json(&host));
     } else {
@@ -532,6 +537,13 @@ fn targets_cmd(
     }
 }
 
+/// This executable, the child process of crash isolation.
+fn this_helper() -> Option<provtarget::isolation::Helper> {
+    std::env::current_exe()
+        .ok()
+        .map(provtarget::isolation::Helper)
+}
+
 /// A stable name for a failure's kind, for JSON consumers.
 fn failure_kind(f: &Failure) -> &'static str {
     match f {
@@ -563,7 +575,13 @@ fn check_cmd(
         // Inspecting a file always checks it in full.
         cache_dir: None,
     };
-    let (record, _plugin) = provtarget_loader::check_file(file, &options);
+    // Inspecting a file never runs its code here: the checks that need none run in
+    // this process, the rest (dlopen, constructor) in a child.
+    let Some(helper) = this_helper() else {
+        return Err("cannot find this program's own executable to load the file in a child".into());
+    };
+    let record =
+        provtarget::isolation::check_file(file, &options, &helper, env_config.probe_timeout());
     if as_json {
         print_json(&buildinfo::record_json(&record));
     } else {

@@ -86,6 +86,33 @@ impl Image {
         })
     }
 
+    /// An image from a descriptor another process made with [`Image::read`]: it must
+    /// be a `memfd` sealed against shrinking, growing and writing (so what the checks
+    /// read is what is loaded); anything else is refused.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn from_sealed(fd: File) -> io::Result<Image> {
+        if !sys::is_sealed(&fd)? {
+            return Err(io::Error::other(
+                "the descriptor handed over is not a sealed in-memory copy",
+            ));
+        }
+        let len = fd.metadata()?.len();
+        Ok(Image {
+            fd,
+            bytes: Bytes::Sealed { len },
+        })
+    }
+
+    /// The sealed copy (or the file's descriptor), to hand to another process.
+    pub(crate) fn fd(&self) -> &File {
+        &self.fd
+    }
+
+    /// Whether the bytes live in a sealed copy that can be handed to a child.
+    pub(crate) fn is_sealed(&self) -> bool {
+        matches!(self.bytes, Bytes::Sealed { .. })
+    }
+
     /// How many bytes were read.
     pub(crate) fn len(&self) -> u64 {
         match &self.bytes {

@@ -125,6 +125,7 @@ mod library;
 mod options;
 mod pins;
 mod pipeline;
+mod probe;
 mod report;
 mod scan;
 mod sys;
@@ -136,9 +137,27 @@ pub use cache::{
 };
 pub use input::{read_bounded, trust_warnings, InputError, InputFile};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
+pub use probe::{
+    load_all_gated, load_sealed, load_with_gated, prepare_file, Gate, Gated, Prepared,
+};
 pub use report::{
     FileFacts, LibraryRecord, LoadReport, LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage,
     Verdict,
 };
 pub use scan::{check_file, load_all, load_with};
+
+/// Last words: one line on stderr naming the plugin and the call when plugin code
+/// kills the process (a crash, `abort()`, `exit()`). See [`last_words::install`] and
+/// [`last_words::enter`].
+pub mod last_words {
+    pub use crate::sys::last_words::{
+        enter, install, installed, signal_name, signal_text, Call, Guard, EXIT_STATUS,
+    };
+}
+
+/// Starting a child process with chosen descriptors at chosen numbers (the sealed copy
+/// of a library, a reply pipe), for hosts that load libraries in a child first.
+pub mod child {
+    pub use crate::sys::child::spawn_with_fds;
+}
 pub use text::printable;

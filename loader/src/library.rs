@@ -43,8 +43,12 @@ pub(crate) fn open(image: Image, path: &Path) -> Result<PluginLibrary, Refusal> 
     let p = shown(path);
     let in_reason = |text: &str| one_line(&text.replace(&*load_path.to_string_lossy(), &p));
 
-    // Bind every symbol now, or refuse (see above).
-    if let Err(dlerror) = sys::dlopen_now(&load_path) {
+    // Bind every symbol now, or refuse (see above). Its initialisers run here: a crash
+    // or exit in them leaves last words naming the file.
+    let guard = sys::last_words::enter(&p, sys::last_words::Call::Load);
+    let opened = sys::dlopen_now(&load_path);
+    drop(guard);
+    if let Err(dlerror) = opened {
         tracing::debug!(path = %p, dlerror = %printable(&dlerror), "dlopen(RTLD_NOW) refused the plugin");
         let (kind, fix) = if crate::discover::proc_missing() {
             (
@@ -106,6 +110,7 @@ pub(crate) fn construct(
     info: &PluginInfo,
     path: &Path,
 ) -> Result<PluginResolver, Refusal> {
+    let _guard = sys::last_words::enter(&info.name, sys::last_words::Call::Constructor);
     library.new_resolver().map_err(|e| {
         let vendor = printable(info.vendor.trim());
         let whom = if vendor.is_empty() {

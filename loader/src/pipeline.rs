@@ -1,6 +1,7 @@
 //! The per-file pipeline: open → trust → read (facts, hash) → pin → ELF pre-check →
 //! `dlopen` → verify → construct. Each step either passes or returns the [`Refusal`]
-//! for its [`Stage`]; [`Session::run`] reads as the list of steps.
+//! for its [`Stage`]; [`Session::prepare`] (steps 1–6, no code of the file runs)
+//! and [`finish`] (steps 7–9) read as the list of steps.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -19,6 +20,7 @@ use crate::{
     image::Image,
     info, library,
     pins::Pins,
+    probe::{Gate, Gated, Prepared},
     sys,
     text::shown,
     trust, FileFacts, LibraryRecord, LoaderOptions, PluginFacts, Refusal, RefusalKind, Stage,
@@ -86,107 +88,151 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Runs every check on `name` in `dir` (shown as `path`). `loaded` lists the
-    /// plugins already loaded in this run, for the duplicate-name rule.
-    pub(crate) fn examine(
-        &self,
-        dir: &Dir,
-        name: &OsStr,
-        path: &Path,
-        loaded: &[(String, PathBuf)],
-    ) -> (LibraryRecord, Option<Accepted>) {
-        let (record, accepted, _) = self.examine_with(dir, name, path, loaded, None, false);
-        (record, accepted)
-    }
-
-    /// [`Session::examine`] with a verdict cache. When `cache` holds a verdict for the
-    /// file's current identity (and its SHA-256 when pinning or the report needs it),
-    /// the verdict is taken from it after the trust and pin checks, without reading
-    /// or loading the file: the record says `cached` and no resolver is returned even
-    /// when it is accepted. Otherwise every check runs, hashing the file when
-    /// `hash_for_cache` asks for it. Also returns the identity of the file opened
-    /// (when it could be opened), to record its verdict under.
+    /// Runs every check on `name` in `dir` (shown as `path`); the one pipeline behind
+    /// every entry point. `loaded` lists the plugins accepted earlier in this run, for
+    /// the duplicate-name rule.
+    ///
+    /// With a verdict cache ([`CacheUse`]) that may answer, a file whose identity the
+    /// cache knows (and whose SHA-256 it holds when pinning or the report needs it)
+    /// gets its verdict from the cache after the trust and pin checks, without being
+    /// read or loaded: the record says `cached` and no resolver is returned even when
+    /// it is accepted. Otherwise steps 1–6 run (none runs code of the file) and the
+    /// sealed image is a [`Prepared`] library, carrying the cache's verdict for it
+    /// when there was one. `gate`, when given, sees that library before it is loaded
+    /// here and may decide its record itself (refused, or loaded in a child);
+    /// otherwise steps 7–9 run in this process. Also returns the identity of the file
+    /// opened (when it could be opened), to record its verdict under.
     pub(crate) fn examine_with(
         &self,
         dir: &Dir,
         name: &OsStr,
         path: &Path,
         loaded: &[(String, PathBuf)],
-        cache: Option<&VerdictCache>,
-        hash_for_cache: bool,
+        cache: CacheUse<'_>,
+        gate: Option<&mut Gate<'_>>,
     ) -> (LibraryRecord, Option<Accepted>, Option<FileIdentity>) {
-        let start = Instant::now();
+        let started = Instant::now();
         let mut record = LibraryRecord::new(path);
         let mut identity = None;
-        let checked = self.run(
+        let prepared =
+            match self.prepare(dir, name, path, loaded, &mut record, cache, &mut identity) {
+                Ok(Prepare::Image { image, cached }) => Prepared {
+                    record,
+                    image,
+                    started,
+                    cached,
+                    loaded: loaded.to_vec(),
+                },
+                Ok(Prepare::FromCache(verdict)) => {
+                    if let Err(refusal) = verdict {
+                        record.verdict = Verdict::Rejected(refusal);
+                    }
+                    record.load_time = started.elapsed();
+                    record.log();
+                    return (record, None, identity);
+                }
+                Err(refusal) => {
+                    record.verdict = Verdict::Rejected(refusal);
+                    record.load_time = started.elapsed();
+                    record.log();
+                    return (record, None, identity);
+                }
+            };
+        let prepared = match gate {
+            None => prepared,
+            Some(gate) => match gate(prepared) {
+                Gated::Load(prepared) => prepared,
+                Gated::Decided(record) => return (record, None, identity),
+            },
+        };
+        let (record, plugin) = prepared.load(loaded);
+        (record, plugin.map(|p| (p.info, p.resolver)), identity)
+    }
+
+    /// Steps 1–6 as a [`Prepared`] library, or the final record of a refused one;
+    /// no verdict cache.
+    pub(crate) fn prepare_only(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+    ) -> Result<Prepared, Box<LibraryRecord>> {
+        let started = Instant::now();
+        let mut record = LibraryRecord::new(path);
+        let mut identity = None;
+        match self.prepare(
             dir,
             name,
             path,
-            loaded,
+            &[],
             &mut record,
-            Cached {
-                cache,
-                hash_for_cache,
-                identity: &mut identity,
-            },
-        );
-        let accepted = match checked {
-            Ok(accepted) => accepted,
+            CacheUse::NONE,
+            &mut identity,
+        ) {
+            Ok(Prepare::Image { image, cached }) => Ok(Prepared {
+                record,
+                image,
+                started,
+                cached,
+                loaded: Vec::new(),
+            }),
+            // Without a cache there is no answer from it; were there one, it would be
+            // the final record.
+            Ok(Prepare::FromCache(verdict)) => {
+                if let Err(refusal) = verdict {
+                    record.verdict = Verdict::Rejected(refusal);
+                }
+                record.load_time = started.elapsed();
+                record.log();
+                Err(Box::new(record))
+            }
             Err(refusal) => {
                 record.verdict = Verdict::Rejected(refusal);
-                None
+                record.load_time = started.elapsed();
+                record.log();
+                Err(Box::new(record))
             }
-        };
-        record.load_time = start.elapsed();
-        record.log();
-        (record, accepted, identity)
+        }
     }
 
-    /// The steps, in order; facts are recorded as they become known. `Ok(None)`: the
-    /// accepted verdict came from the cache, nothing was loaded.
-    fn run(
+    /// Steps 1–6, none of which runs any code of the file, with the verdict cache:
+    /// the answer from the cache, or a sealed image that may be loaded (in this
+    /// process or in a child). Facts are recorded as they become known.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
         &self,
         dir: &Dir,
         name: &OsStr,
         path: &Path,
         loaded: &[(String, PathBuf)],
         record: &mut LibraryRecord,
-        cached: Cached<'_>,
-    ) -> Result<Option<Accepted>, Refusal> {
+        cache: CacheUse<'_>,
+        identity: &mut Option<FileIdentity>,
+    ) -> Result<Prepare, Refusal> {
         // 1–3. Open without following symlinks or blocking, relative to the judged
         //      directory; file type; facts; owner and mode. Nothing is read yet.
         let (file, meta) = self.open_trusted(dir, name, path, record)?;
-        let identity = FileIdentity::of(&meta);
-        *cached.identity = Some(identity);
+        let id = FileIdentity::of(&meta);
+        *identity = Some(id);
+        let hit = cache.cache.and_then(|c| c.lookup(path, &id));
         // An unchanged file judged by an earlier run: its verdict without loading it.
-        if let Some(hit) = cached.cache.and_then(|c| c.lookup(path, &identity)) {
+        if let (Some(hit), true) = (hit, cache.answer) {
             if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
-                return verdict.map(|()| None);
+                return Ok(Prepare::FromCache(verdict));
             }
         }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
         let image = read(file, &meta, path)?;
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
-        self.hash_and_pin(&image, name, path, record, cached.hash_for_cache)?;
+        self.hash_and_pin(&image, name, path, record, cache.hash_for_cache)?;
         // 6. A complete library for this host, exporting the root module, not built
         //    with panic = "abort": decided from the bytes, before any code runs.
         precheck(&image, path)?;
-        // 7. Load exactly the bytes checked above and read its root module.
-        let library = library::open(image, path)?;
-        let plugin_info = library.info();
-        record.plugin = Some(PluginFacts {
-            info: plugin_info.clone(),
-            interface_version: library.interface_version().to_string(),
-            config_keys: library.config_keys(),
-        });
-        // 8. What it says about itself.
-        info::validate(&plugin_info, path)?;
-        info::check_type(&plugin_info, path)?;
-        info::check_unique(&plugin_info, path, loaded)?;
-        // 9. Construct the resolver (panics come back as errors).
-        let resolver = library::construct(&library, &plugin_info, path)?;
-        Ok(Some((plugin_info, resolver)))
+        Ok(Prepare::Image {
+            image,
+            cached: hit.cloned().map(Box::new),
+        })
     }
 
     /// The verdict for a file whose identity the cache knows: pins (checked against
@@ -312,14 +358,77 @@ impl<'a> Session<'a> {
     }
 }
 
-/// What [`Session::run`] needs for the verdict cache.
-struct Cached<'c> {
-    /// `None`: check in full whatever the cache says.
-    cache: Option<&'c VerdictCache>,
+/// How [`Session::examine_with`] uses the verdict cache.
+#[derive(Clone, Copy)]
+pub(crate) struct CacheUse<'c> {
+    /// `None`: no cache.
+    pub(crate) cache: Option<&'c VerdictCache>,
+    /// Take a cached verdict as the file's verdict (without reading or loading it);
+    /// when `false` the file is checked in full and the cached verdict only travels
+    /// with the [`Prepared`] library (see [`Prepared::cached_verdict`]).
+    pub(crate) answer: bool,
     /// Hash the file for the cache entry.
-    hash_for_cache: bool,
-    /// Set to the identity of the file opened.
-    identity: &'c mut Option<FileIdentity>,
+    pub(crate) hash_for_cache: bool,
+}
+
+impl CacheUse<'_> {
+    /// No cache: check in full.
+    pub(crate) const NONE: CacheUse<'static> = CacheUse {
+        cache: None,
+        answer: false,
+        hash_for_cache: false,
+    };
+}
+
+/// What steps 1–6 end with.
+enum Prepare {
+    /// The verdict of the cache (`Ok`: accepted), nothing read.
+    FromCache(Result<(), Refusal>),
+    /// The sealed image that passed steps 1–6, and the cache's verdict for the file
+    /// when it had one.
+    Image {
+        image: Image,
+        cached: Option<Box<CachedVerdict>>,
+    },
+}
+
+/// Steps 7–9 on an image that passed steps 1–6 (in this process, or in the child
+/// that was handed its sealed copy): `dlopen`, verify, info, construct.
+pub(crate) fn finish(
+    image: Image,
+    path: &Path,
+    loaded: &[(String, PathBuf)],
+    record: &mut LibraryRecord,
+) -> Result<Accepted, Refusal> {
+    // 7. Load exactly the bytes checked above and read its root module.
+    let library = library::open(image, path)?;
+    let plugin_info = library.info();
+    record.plugin = Some(PluginFacts {
+        info: plugin_info.clone(),
+        interface_version: library.interface_version().to_string(),
+        config_keys: library.config_keys(),
+    });
+    // 8. What it says about itself.
+    info::validate(&plugin_info, path)?;
+    info::check_type(&plugin_info, path)?;
+    info::check_unique(&plugin_info, path, loaded)?;
+    // 9. Construct the resolver (panics come back as errors).
+    let resolver = library::construct(&library, &plugin_info, path)?;
+    Ok((plugin_info, resolver))
+}
+
+/// Step 6 for an image handed over by another process.
+pub(crate) fn recheck(image: &Image, path: &Path) -> Result<(), Refusal> {
+    precheck(image, path)
+}
+
+/// The duplicate-name rule for a library accepted elsewhere (by a child process).
+pub(crate) fn check_unique(
+    info: &PluginInfo,
+    path: &Path,
+    loaded: &[(String, PathBuf)],
+) -> Result<(), Refusal> {
+    info::check_unique(info, path, loaded)
 }
 
 /// Step 4: the size limit, then one read of the whole file, which must still have the

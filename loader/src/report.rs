@@ -57,6 +57,27 @@ impl Stage {
             Stage::Duplicate => "duplicate",
         }
     }
+
+    /// The stage whose [`Stage::as_str`] is `name`.
+    pub fn parse(name: &str) -> Option<Stage> {
+        use Stage::*;
+        [
+            Open,
+            Trust,
+            Pin,
+            Format,
+            Load,
+            RootModule,
+            AbiHeader,
+            Interface,
+            Info,
+            PluginType,
+            Constructor,
+            Duplicate,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
 }
 
 /// What exactly was wrong, for callers that branch on a refusal instead of reading
@@ -131,6 +152,9 @@ pub enum RefusalKind {
     ConstructorFailed,
     /// A plugin of the same name was already loaded from an earlier file.
     Duplicate,
+    /// Loading it in a child process killed the child (a signal, `exit()`, or no
+    /// answer before the deadline): its load-time code would have taken the host down.
+    CrashedWhileLoading,
 }
 
 impl RefusalKind {
@@ -167,7 +191,48 @@ impl RefusalKind {
             RefusalKind::WrongType => "wrong-type",
             RefusalKind::ConstructorFailed => "constructor-failed",
             RefusalKind::Duplicate => "duplicate",
+            RefusalKind::CrashedWhileLoading => "crashed-while-loading",
         }
+    }
+
+    /// The kind whose [`RefusalKind::as_str`] is `name`.
+    pub fn parse(name: &str) -> Option<RefusalKind> {
+        use RefusalKind::*;
+        [
+            Unreadable,
+            Symlink,
+            NotRegularFile,
+            BadOwner,
+            WritableByOthers,
+            ChangedWhileRead,
+            TooLarge,
+            PinMissing,
+            PinMismatch,
+            PinConflict,
+            PinFileUnusable,
+            NotElf,
+            WrongClass,
+            WrongMachine,
+            NotASharedLibrary,
+            Malformed,
+            Truncated,
+            NoRootSymbol,
+            PanicAbortBuild,
+            DlopenFailed,
+            UnresolvedSymbol,
+            NotAPlugin,
+            AbiStableMismatch,
+            InterfaceMismatch,
+            LayoutMismatch,
+            BadInfo,
+            ReservedName,
+            WrongType,
+            ConstructorFailed,
+            Duplicate,
+            CrashedWhileLoading,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
     }
 }
 

@@ -13,7 +13,8 @@ use crate::{
     cache::{CachedVerdict, FileIdentity, VerdictCache},
     directory::{self, Dir, DirError},
     discover,
-    pipeline::Session,
+    pipeline::{CacheUse, Session},
+    probe::{Gate, Prepared},
     text::shown,
     LibraryRecord, LoadReport, LoadedPlugin, LoaderOptions, Refusal, RefusalKind, Stage, Verdict,
 };
@@ -45,9 +46,16 @@ pub fn load_all(options: &LoaderOptions) -> LoadReport {
 /// cache. If one of them is refused now, `select` is asked again with the names left,
 /// until every selected plugin is loaded. [`LoadReport::plugins`] then holds every
 /// plugin loaded, in scan order.
-pub fn load_with(
+pub fn load_with(options: &LoaderOptions, select: impl FnMut(&[&str]) -> Vec<usize>) -> LoadReport {
+    load_scan(options, select, None)
+}
+
+/// [`load_with`] with an optional gate before each in-process load (see
+/// [`crate::probe::load_with_gated`]).
+pub(crate) fn load_scan(
     options: &LoaderOptions,
     mut select: impl FnMut(&[&str]) -> Vec<usize>,
+    mut gate: Option<&mut Gate<'_>>,
 ) -> LoadReport {
     let (session, warnings) = Session::start(options);
     let mut report = LoadReport {
@@ -152,8 +160,12 @@ pub fn load_with(
                     &name,
                     &path,
                     &loaded,
-                    cache.as_ref(),
-                    cache.is_some(),
+                    CacheUse {
+                        cache: cache.as_ref(),
+                        answer: true,
+                        hash_for_cache: cache.is_some(),
+                    },
+                    gate.as_deref_mut(),
                 );
                 remember(cache.as_mut(), &record, identity);
                 source = Some((dirs.len(), name.clone()));
@@ -195,8 +207,20 @@ pub fn load_with(
             };
             let path = report.libraries[r].path.clone();
             let loaded = accepted_before(&report, r);
-            let (record, accepted, identity) =
-                session.examine_with(&dirs[d], &name, &path, &loaded, None, false);
+            // Checked in full from its bytes; the cached verdict travels with it to
+            // the gate.
+            let (record, accepted, identity) = session.examine_with(
+                &dirs[d],
+                &name,
+                &path,
+                &loaded,
+                CacheUse {
+                    cache: cache.as_ref(),
+                    answer: false,
+                    hash_for_cache: false,
+                },
+                gate.as_deref_mut(),
+            );
             remember(cache.as_mut(), &record, identity);
             report.libraries[r] = record;
             if let Some((info, resolver)) = accepted {
@@ -266,13 +290,24 @@ fn remember(
 /// is not required, and a relative path is taken from the working directory, as any
 /// command-line argument. Warnings (e.g. the developer override) are logged.
 pub fn check_file(path: &Path, options: &LoaderOptions) -> (LibraryRecord, Option<LoadedPlugin>) {
+    match prepare_file(path, options) {
+        Ok(prepared) => prepared.load(&[]),
+        Err(record) => (*record, None),
+    }
+}
+
+/// Every check of [`check_file`] that runs no code of the file.
+pub(crate) fn prepare_file(
+    path: &Path,
+    options: &LoaderOptions,
+) -> Result<Prepared, Box<LibraryRecord>> {
     let (session, _warnings) = Session::start(options);
     let reject = |stage, kind, reason: String| {
         let refusal = Refusal::new(stage, kind, reason);
-        (
-            LibraryRecord::decided(path, Verdict::Rejected(refusal)),
-            None,
-        )
+        Err(Box::new(LibraryRecord::decided(
+            path,
+            Verdict::Rejected(refusal),
+        )))
     };
     let p = shown(path);
     let normal = directory::normalise(path);
@@ -310,11 +345,5 @@ pub fn check_file(path: &Path, options: &LoaderOptions) -> (LibraryRecord, Optio
     if let Some((kind, problem)) = session.directory_problem(&dir) {
         return reject(Stage::Trust, kind, format!("{p}: {problem}"));
     }
-    let (record, accepted) = session.examine(&dir, name, path, &[]);
-    let plugin = accepted.map(|(info, resolver)| LoadedPlugin {
-        record: 0,
-        info,
-        resolver,
-    });
-    (record, plugin)
+    session.prepare_only(&dir, name, path)
 }

@@ -23,6 +23,9 @@ use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 
 pub(crate) use rustix::io::Errno;
 
+pub(crate) mod child;
+pub(crate) mod last_words;
+
 /// The effective uid of this process: the only owner besides root the trust rule
 /// accepts.
 pub(crate) fn effective_uid() -> u32 {
@@ -116,6 +119,14 @@ pub(crate) fn seal(memfd: &File) -> io::Result<()> {
         SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
     )?;
     Ok(())
+}
+
+/// Whether `memfd` carries the shrink, grow and write seals.
+#[cfg(target_os = "linux")]
+pub(crate) fn is_sealed(memfd: &File) -> io::Result<bool> {
+    use rustix::fs::SealFlags;
+    let seals = rustix::fs::fcntl_get_seals(memfd)?;
+    Ok(seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE))
 }
 
 /// Leaks `file`'s descriptor on purpose: a library loaded through `/proc/self/fd/N`

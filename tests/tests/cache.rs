@@ -29,12 +29,25 @@ fn four_plugins(label: &str) -> TempDir {
     )
 }
 
-/// `buildinfo --json` with the cache in `cache` and the dynamic linker reporting
-/// every library it loads.
+/// Plugins run in the host process, so that `LD_DEBUG` there counts every load (crash
+/// isolation is tested with the cache in its own test below).
+const IN_PROCESS: &str = "plugin.provtarget.isolation=none";
+
+/// `buildinfo --json` with the cache in `cache`, plugins loaded in this process and
+/// the dynamic linker reporting every library it loads.
 fn buildinfo(plugins: &TempDir, cache: &Path, extra: &[&str]) -> Run {
     let set = format!("plugin.provtarget.cache_dir={}", cache.display());
     let dir = path_str(plugins.path());
-    let mut args = vec!["buildinfo", "--json", "--plugin-dir", &dir, "--set", &set];
+    let mut args = vec![
+        "buildinfo",
+        "--json",
+        "--plugin-dir",
+        &dir,
+        "--set",
+        &set,
+        "--set",
+        IN_PROCESS,
+    ];
     args.extend_from_slice(extra);
     let run = provtarget_env(&args, &[("LD_DEBUG", "files")]);
     run.ok();
@@ -141,6 +154,8 @@ fn a_warm_cache_gives_the_same_inventory_and_loads_only_the_active_resolver() {
             &path_str(plugins.path()),
             "--set",
             &format!("plugin.provtarget.cache_dir={}", cache.path().display()),
+            "--set",
+            IN_PROCESS,
         ],
         &[("LD_DEBUG", "files")],
     );
@@ -460,4 +475,71 @@ fn pins_are_enforced_on_the_bytes_that_run_whatever_the_cache_says() {
     assert_eq!(dc_record["kind"], "pin-mismatch", "{report:#}");
     assert_eq!(dc_record["cached"], false);
     assert_eq!(report["resolver"]["name"], FQDN);
+}
+
+/// For each process of a run (the host and every child it started), how many plugin
+/// libraries it loaded, sorted: glibc writes `LD_DEBUG` output to
+/// `<LD_DEBUG_OUTPUT>.<pid>`, one file per process, and prints `calling init:
+/// /proc/self/fd/N` once per library loaded from a sealed copy.
+fn loads_per_process(plugins: &TempDir, cache: &Path, mode: &str, label: &str) -> Vec<usize> {
+    let out = TempDir::new(label);
+    let prefix = out.path().join("ld");
+    let dir = path_str(plugins.path());
+    let set_cache = format!("plugin.provtarget.cache_dir={}", cache.display());
+    let set_mode = format!("plugin.provtarget.isolation={mode}");
+    let args = [
+        "buildinfo",
+        "--json",
+        "--plugin-dir",
+        &dir,
+        "--set",
+        &set_cache,
+        "--set",
+        &set_mode,
+    ];
+    let run = provtarget_env(
+        &args,
+        &[
+            ("LD_DEBUG", "files"),
+            ("LD_DEBUG_OUTPUT", path_str(&prefix).as_str()),
+        ],
+    );
+    run.ok();
+    let report = run.json();
+    assert_eq!(report["resolver"]["name"], DC_HINT, "{label}: {report:#}");
+    let mut loads: Vec<usize> = std::fs::read_dir(out.path())
+        .expect("LD_DEBUG_OUTPUT files")
+        .map(|e| {
+            let text = std::fs::read_to_string(e.expect("entry").path()).expect("read");
+            text.lines()
+                .filter(|l| l.contains("calling init: /proc/self/fd/"))
+                .count()
+        })
+        .collect();
+    loads.sort_unstable();
+    loads
+}
+
+#[test]
+fn with_a_warm_cache_only_the_active_resolver_gets_a_child_in_process_and_probe_modes() {
+    let plugins = four_plugins("cache-isolated");
+
+    // Process mode. Cold: the host loads nothing itself; dc-hint, fqdn and badlayout
+    // are each loaded by a child (noroot is refused from its bytes), and dc-hint's
+    // child stays to serve it.
+    let cache = TempDir::new("cache-isolated-process");
+    let cold = loads_per_process(&plugins, cache.path(), "process", "ld-process-cold");
+    assert_eq!(cold, [0, 1, 1, 1], "host, then three children");
+    // Warm: one child, for the active resolver only; the host still loads nothing.
+    let warm = loads_per_process(&plugins, cache.path(), "process", "ld-process-warm");
+    assert_eq!(warm, [0, 1], "host, then dc-hint's resolver process");
+
+    // Probe mode. Cold: three probing children, then the host loads the two plugins
+    // they approved (badlayout refused by its child).
+    let cache = TempDir::new("cache-isolated-probe");
+    let cold = loads_per_process(&plugins, cache.path(), "probe", "ld-probe-cold");
+    assert_eq!(cold, [1, 1, 1, 2], "three probes, then the host");
+    // Warm: no probe at all (every verdict is known); the host loads the active one.
+    let warm = loads_per_process(&plugins, cache.path(), "probe", "ld-probe-warm");
+    assert_eq!(warm, [1], "the host alone, loading dc-hint");
 }

@@ -210,9 +210,18 @@ fn a_second_signal_during_the_grace_period_exits_at_once() {
     let dir = plugin_dir("ho-second", &["provtarget-testkit"]);
     let d = path_str(dir.path());
     // `hang` ignores cancellation: without the second signal the host would wait out
-    // its 2 s grace and then report the resolver abandoned.
+    // its 2 s grace and then report the resolver abandoned. In this process: in process
+    // isolation (the default) cancelling kills the resolver's child at once, so there
+    // is no grace period to interrupt.
     let mut child = spawn(
-        &testkit_args(&d, &["testkit.mode=hang", "testkit.hang_ms=30000"]),
+        &testkit_args(
+            &d,
+            &[
+                "testkit.mode=hang",
+                "testkit.hang_ms=30000",
+                "plugin.provtarget.isolation=none",
+            ],
+        ),
         Stdio::piped(),
     );
     let stdout = collect(child.stdout.take().unwrap());

@@ -72,10 +72,16 @@ fn timeout_cancels_a_resolver_that_waits_on_the_host() {
 
 #[test]
 fn a_resolver_ignoring_cancellation_is_abandoned_and_reported() {
+    // In-process (isolation none): a thread cannot be killed, only abandoned. (In a
+    // child process it is killed: tests/tests/isolation.rs.)
     let dir = testkit_dir("tg-hang");
     let run = targets_in(
         &dir,
-        &["testkit.mode=hang", "testkit.hang_ms=30000"],
+        &[
+            "testkit.mode=hang",
+            "testkit.hang_ms=30000",
+            "plugin.provtarget.isolation=none",
+        ],
         &["--timeout", "200ms"],
     );
     run.failed(1);

@@ -1,0 +1,437 @@
+//! Crash isolation, end to end through the real binary with the hostile plugins
+//! (tests/plugins/crasher, ctor-crash, ctor-hang, ctor-exit): per isolation mode,
+//! exactly what is survived, with the built-in resolver (static broker_urls) answering
+//! as the chain's fallback; and that no child process outlives its host.
+mod common;
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+const CRASHER: &str = "provtarget-test-crasher";
+const FALLBACK: &str = "plugin.provtarget.broker_urls=fallback.example:4222";
+
+/// `targets` with the chain Crasher, then the built-in resolver.
+fn chain(dir: &TempDir, mode: &str, sets: &[&str], extra: &[&str]) -> Run {
+    let d = path_str(dir.path());
+    let isolation = format!("plugin.provtarget.isolation={mode}");
+    let mut args = vec![
+        "targets",
+        "--plugin-dir",
+        d.as_str(),
+        "--resolver",
+        "Crasher",
+        "--resolver",
+        "default",
+        "--set",
+        FALLBACK,
+        "--set",
+        "crasher.answer=crasher.example:4222",
+        "--set",
+        isolation.as_str(),
+    ];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    args.extend_from_slice(extra);
+    let run = provtarget(&args);
+    assert_no_children_of(dir.path());
+    run
+}
+
+/// No process is left whose command line names a file of `dir` (every child of
+/// crash isolation is started as `provtarget __probe|__serve <library path>`).
+fn assert_no_children_of(dir: &Path) {
+    let needle = path_str(dir);
+    // Children are reaped by the host before it exits, or end within ~100 ms of it
+    // (they watch their parent): allow a generous moment.
+    let started = Instant::now();
+    loop {
+        let left = children_naming(&needle);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "child processes outlived their host: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn children_naming(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if (cmdline.contains("__serve") || cmdline.contains("__probe")) && cmdline.contains(needle)
+        {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+fn fell_back(run: &Run) {
+    run.ok();
+    assert!(
+        run.stdout.contains("Resolved by: Choria JWT Resolver")
+            || run
+                .stdout
+                .starts_with("Attempting provisioner resolution using: Choria JWT Resolver"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains("nats://fallback.example:4222"),
+        "{run:#?}"
+    );
+}
+
+/// Every fatal behaviour, in `configure` and in `targets`, in a child process: an
+/// error naming the plugin and how its process ended, and the built-in resolver
+/// answers.
+#[test]
+fn process_mode_survives_every_fatal_call_and_the_chain_moves_on() {
+    let dir = plugin_dir("iso-process", &[CRASHER]);
+    let cases = [
+        ("null-write", "crashed: killed by signal 11 (SIGSEGV)"),
+        ("abort", "crashed: killed by signal 6 (SIGABRT)"),
+        ("exit0", "the resolver process exited with status 0"),
+        ("exit3", "the resolver process exited with status 3"),
+    ];
+    for call in ["configure", "targets"] {
+        for (behaviour, expected) in cases {
+            let set = format!("crasher.{call}={behaviour}");
+            let run = chain(&dir, "process", &[&set], &[]);
+            fell_back(&run);
+            let line = run
+                .stderr
+                .lines()
+                .find(|l| l.contains(expected))
+                .unwrap_or_else(|| panic!("{set}: no {expected:?}:\n{run:#?}"));
+            assert!(line.contains("plugin=\"Crasher\""), "{line}");
+            if call == "configure" {
+                assert!(
+                    run.stderr.contains("resolver disabled: configure failed"),
+                    "{run:#?}"
+                );
+            } else {
+                assert!(
+                    run.stderr.contains(
+                        "could not determine provisioning servers using Crasher provisioning \
+                         target plugin: the resolver process"
+                    ),
+                    "{run:#?}"
+                );
+            }
+        }
+    }
+}
+
+/// A resolver spinning in `targets`, ignoring cancellation: killed at the deadline
+/// (not abandoned), and the next resolver answers.
+#[test]
+fn process_mode_kills_a_resolver_that_ignores_cancellation() {
+    let dir = plugin_dir("iso-spin", &[CRASHER]);
+    let run = chain(
+        &dir,
+        "process",
+        &["crasher.targets=spin"],
+        &["--timeout", "300ms"],
+    );
+    fell_back(&run);
+    assert!(run.stderr.contains("context deadline exceeded"), "{run:#?}");
+    assert!(!run.stderr.contains("abandoned"), "{run:#?}");
+}
+
+/// A plugin that prints junk on stdout and stderr cannot corrupt the protocol: its
+/// answer arrives, and its stderr is re-logged, escaped, with its name.
+#[test]
+fn process_mode_is_immune_to_garbage_on_stdout() {
+    let dir = plugin_dir("iso-garbage", &[CRASHER]);
+    let run = chain(&dir, "process", &["crasher.targets=stdout-garbage"], &[]);
+    run.ok();
+    assert!(
+        run.stdout
+            .ends_with("Provisioning using 1 broker(s):\n   nats://crasher.example:4222\n"),
+        "{run:#?}"
+    );
+    assert!(!run.stdout.contains("garbage"), "{run:#?}");
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("PROVTARGET garbage from the Crasher plugin"))
+        .unwrap_or_else(|| panic!("{run:#?}"));
+    assert!(line.contains("plugin=\"Crasher\""), "{line}");
+    assert!(!run.stderr.contains('\0'), "NUL must be escaped: {run:#?}");
+}
+
+/// The child's plugin log lines come out of the host's `tracing`, with the plugin's
+/// name, at their level.
+#[test]
+fn process_mode_relogs_plugin_lines_with_the_plugin_name() {
+    let dir = plugin_dir("iso-log", &[CRASHER]);
+    let run = chain(&dir, "process", &[], &["--log-level", "info"]);
+    run.ok();
+    assert!(
+        run.stdout.contains("nats://crasher.example:4222"),
+        "{run:#?}"
+    );
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("Crasher targets: ok"))
+        .unwrap_or_else(|| panic!("{run:#?}"));
+    assert!(
+        line.contains("INFO") && line.contains("plugin=\"Crasher\""),
+        "{line}"
+    );
+}
+
+/// Mode none: nothing is survived, but the process never dies silently, and exit(0)
+/// in a plugin never ends as a success.
+#[test]
+fn mode_none_leaves_last_words_and_never_a_silent_success() {
+    let dir = plugin_dir("iso-none", &[CRASHER]);
+    let cases = [
+        (
+            "null-write",
+            139,
+            "crashed in {call}: killed by signal 11 (SIGSEGV)",
+        ),
+        (
+            "abort",
+            134,
+            "crashed in {call}: killed by signal 6 (SIGABRT)",
+        ),
+        (
+            "exit0",
+            70,
+            "called exit(0) in {call}; treating it as a failure",
+        ),
+        (
+            "exit3",
+            70,
+            "called exit(3) in {call}; treating it as a failure",
+        ),
+    ];
+    for call in ["configure", "targets"] {
+        for (behaviour, code, words) in cases {
+            let set = format!("crasher.{call}={behaviour}");
+            let run = chain(&dir, "none", &[&set], &[]);
+            // A signal death shows as no exit code (the test harness sees the signal).
+            let died_of_signal = run.code.is_none();
+            if code == 70 {
+                assert_eq!(run.code, Some(70), "{set}: {run:#?}");
+            } else {
+                assert!(died_of_signal, "{set}: {run:#?}");
+            }
+            let expected = format!(
+                "provtarget: plugin Crasher {}",
+                words.replace("{call}", call)
+            );
+            assert!(
+                run.stderr.contains(&expected),
+                "{set}: no {expected:?}: {run:#?}"
+            );
+            assert!(!run.stdout.contains("Provisioning using"), "{run:#?}");
+        }
+    }
+}
+
+/// Mode probe: load-time code is judged in a child, but `configure` and `targets`
+/// run in this process: a crash there ends it (with last words).
+#[test]
+fn probe_mode_survives_load_time_code_only() {
+    let dir = plugin_dir(
+        "iso-probe",
+        &[
+            CRASHER,
+            "provtarget-test-ctor-crash",
+            "provtarget-test-ctor-exit",
+        ],
+    );
+    let run = chain(&dir, "probe", &[], &[]);
+    run.ok();
+    assert!(
+        run.stdout.contains("nats://crasher.example:4222"),
+        "{run:#?}"
+    );
+    let run = chain(&dir, "probe", &["crasher.targets=null-write"], &[]);
+    assert_eq!(run.code, None, "{run:#?}");
+    assert!(
+        run.stderr.contains(
+            "provtarget: plugin Crasher crashed in targets: killed by signal 11 (SIGSEGV)"
+        ),
+        "{run:#?}"
+    );
+}
+
+/// buildinfo under probe and process: libraries whose load-time code crashes, exits or
+/// hangs are refused with the child's reason; the others are listed and the host is
+/// unharmed. Under none, a load-time crash ends the host with last words.
+#[test]
+fn load_time_crashes_hangs_and_exits_are_refused_by_the_child() {
+    let dir = plugin_dir(
+        "iso-ctor",
+        &[
+            CRASHER,
+            "provtarget-test-ctor-crash",
+            "provtarget-test-ctor-hang",
+            "provtarget-test-ctor-exit",
+        ],
+    );
+    let d = path_str(dir.path());
+    for mode in ["probe", "process"] {
+        let isolation = format!("plugin.provtarget.isolation={mode}");
+        let run = provtarget(&[
+            "buildinfo",
+            "--json",
+            "--plugin-dir",
+            &d,
+            "--set",
+            &isolation,
+            "--set",
+            "plugin.provtarget.probe_timeout=1s",
+        ]);
+        run.ok();
+        assert_no_children_of(dir.path());
+        let info = run.json();
+        assert_eq!(info["isolation"], mode, "{info:#}");
+        let reason = |file: &str| -> String {
+            let plugins = info["plugins"].as_array().expect("plugins");
+            let p = plugins
+                .iter()
+                .find(|p| p["path"].as_str().unwrap_or("").ends_with(file))
+                .unwrap_or_else(|| panic!("{file} not listed: {info:#}"));
+            format!("{} {}", p["status"], p["reason"])
+        };
+        let crash = reason("libprovtarget_test_ctor_crash.so");
+        assert!(
+            crash.contains("crashed while loading: killed by signal 11 (SIGSEGV)"),
+            "{mode}: {crash}"
+        );
+        let exit = reason("libprovtarget_test_ctor_exit.so");
+        assert!(
+            exit.contains("exited with status 0 while loading"),
+            "{mode}: {exit}"
+        );
+        let hang = reason("libprovtarget_test_ctor_hang.so");
+        assert!(
+            hang.contains("did not answer within 1s while loading (killed)"),
+            "{mode}: {hang}"
+        );
+        assert!(
+            reason("libprovtarget_test_crasher.so").contains("loaded"),
+            "{mode}"
+        );
+    }
+    // Mode none: the same library kills buildinfo, but not silently.
+    let crash_only = plugin_dir("iso-ctor-none", &["provtarget-test-ctor-crash"]);
+    let run = provtarget(&[
+        "buildinfo",
+        "--plugin-dir",
+        &path_str(crash_only.path()),
+        "--set",
+        "plugin.provtarget.isolation=none",
+    ]);
+    assert_eq!(run.code, None, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("crashed in load: killed by signal 11 (SIGSEGV)"),
+        "{run:#?}"
+    );
+}
+
+/// `plugins check` never runs the file's code in the inspector: a library whose
+/// `.init_array` crashes, exits or hangs is refused with the child's reason, exit 1.
+#[test]
+fn plugins_check_loads_the_file_in_a_child() {
+    let cases = [
+        (
+            "provtarget-test-ctor-crash",
+            "crashed while loading: killed by signal 11 (SIGSEGV)",
+        ),
+        (
+            "provtarget-test-ctor-exit",
+            "exited with status 0 while loading",
+        ),
+        (
+            "provtarget-test-ctor-hang",
+            "did not answer within 1s while loading (killed)",
+        ),
+    ];
+    for (package, expected) in cases {
+        let dir = plugin_dir("iso-check", &[package]);
+        let file = dir.path().join(cdylib_file_name(package));
+        let run = provtarget_env(
+            &["plugins", "check", "--json", &path_str(&file)],
+            &[("PROVTARGET_PROBE_TIMEOUT", "1s")],
+        );
+        run.failed(1);
+        let record = run.json();
+        assert_eq!(record["status"], "rejected", "{record:#}");
+        assert_eq!(record["kind"], "crashed-while-loading", "{record:#}");
+        assert!(
+            record["reason"].as_str().unwrap().contains(expected),
+            "{record:#}"
+        );
+        // The inspector itself was never hit: no last words of its own.
+        assert!(!run.stderr.contains("provtarget: plugin"), "{run:#?}");
+        assert_no_children_of(dir.path());
+    }
+}
+
+/// A host killed outright (SIGKILL: no destructor runs) while its resolver child is
+/// busy: the child notices its parent is gone and ends.
+#[test]
+fn a_resolver_child_dies_with_its_host() {
+    let dir = plugin_dir("iso-orphan", &[CRASHER]);
+    let d = path_str(dir.path());
+    let mut host = Command::new(provtarget_testsupport::provtarget_bin())
+        .args([
+            "targets",
+            "--config",
+            "/dev/null",
+            "--plugin-dir",
+            &d,
+            "--set",
+            "crasher.targets=spin",
+            "--set",
+            "plugin.provtarget.isolation=process",
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start provtarget");
+    let started = Instant::now();
+    while children_naming(&d)
+        .iter()
+        .all(|(_, c)| !c.contains("__serve"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no resolver child appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    host.kill().expect("kill the host");
+    host.wait().expect("reap the host");
+    assert_no_children_of(dir.path());
+}

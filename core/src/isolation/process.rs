@@ -6,8 +6,10 @@
 //! [`wire::report`] (magic cookie, protocol version, verdict, plugin information).
 //! Then each request `{"id": N, "call": "configure", "config": [[key, value]...]}` or
 //! `{"id": N, "call": "targets"}` gets one reply `{"id": N, "ok": ...}` or
-//! `{"id": N, "error": "..."}`. The child's log lines go to its stderr and are
-//! re-logged by the host with the plugin's name.
+//! `{"id": N, "error": "..."}`. `{"call": "cancel"}` cancels the call in progress (the
+//! resolver's context is cancelled and its answer, usually its last error, is the
+//! reply); a child that does not answer within [`CANCEL_GRACE`] is killed. The child's
+//! log lines go to its stderr and are re-logged by the host with the plugin's name.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -39,6 +41,12 @@ use crate::{
 pub const REQUEST_FD: i32 = 4;
 /// The descriptor the child writes replies to.
 pub const REPLY_FD: i32 = 5;
+
+/// How long a cancelled call may take to answer before its child is killed: a little
+/// less than the host's own grace for a cancelled resolver
+/// ([`crate::host::CANCEL_GRACE`]), so the answer (the resolver's last error) still
+/// reaches the deadline report.
+pub const CANCEL_GRACE: Duration = Duration::from_millis(1_800);
 
 /// A plugin's resolver running in a child process, seen as a native resolver.
 pub struct ProcessResolver {
@@ -77,8 +85,12 @@ impl Drop for Running {
     }
 }
 
-/// How one request ended without a reply.
+/// How one request ended without a normal reply.
 enum Lost {
+    /// Cancelled; the child answered in time (its reply, usually the resolver's
+    /// last error) and keeps running.
+    CancelledAnswered(Value),
+    /// Cancelled, and the child did not answer within [`CANCEL_GRACE`]: killed.
     Cancelled,
     Ended(String),
 }
@@ -141,7 +153,9 @@ impl ProcessResolver {
         }
     }
 
-    /// Sends one request and waits for its reply; cancellation kills the child.
+    /// Sends one request and waits for its reply. On cancellation the child is told
+    /// to cancel the call and gets [`CANCEL_GRACE`] to answer; past it, the caller
+    /// drops (kills) it.
     fn call(
         running: &mut Running,
         ctx: &ResolveContext,
@@ -153,15 +167,24 @@ impl ProcessResolver {
         if send(&mut running.requests, &request).is_err() {
             // The child is gone; its status says why.
         }
+        let mut cancelled_at: Option<Instant> = None;
         loop {
             match running.replies.recv_timeout(Duration::from_millis(20)) {
-                Ok(reply) if reply["id"] == id => return Ok(reply),
-                Ok(_) => continue,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if ctx.token().is_cancelled() {
-                        return Err(Lost::Cancelled);
+                Ok(reply) if reply["id"] == id => {
+                    return match cancelled_at {
+                        Some(_) => Err(Lost::CancelledAnswered(reply)),
+                        None => Ok(reply),
                     }
                 }
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => match cancelled_at {
+                    None if ctx.token().is_cancelled() => {
+                        cancelled_at = Some(Instant::now());
+                        let _ = send(&mut running.requests, &json!({"call": "cancel"}));
+                    }
+                    Some(at) if at.elapsed() >= CANCEL_GRACE => return Err(Lost::Cancelled),
+                    _ => {}
+                },
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = running.child.wait().map(describe_exit);
                     return Err(Lost::Ended(ended_text(
@@ -201,7 +224,9 @@ impl ProcessResolver {
                                 reply["error"].as_str().unwrap_or("no answer")
                             ))
                         }
-                        Err(Lost::Cancelled) => return Err("context canceled".into()),
+                        Err(Lost::Cancelled | Lost::CancelledAnswered(_)) => {
+                            return Err("context canceled".into())
+                        }
                         Err(Lost::Ended(e)) => return Err(self.ended(&mut state, e)),
                     }
                 }
@@ -218,11 +243,22 @@ impl ProcessResolver {
                     None => Err(reply["error"].as_str().unwrap_or("no answer").to_string()),
                 }
             }
+            Err(Lost::CancelledAnswered(reply)) => {
+                // The resolver ended when told: its answer (typically "context
+                // canceled after N tries; last error: ...") is the call's error.
+                Err(reply["error"]
+                    .as_str()
+                    .unwrap_or("context canceled")
+                    .to_string())
+            }
             Err(Lost::Cancelled) => {
-                // Killed at once: a resolver that ignores cancellation cannot outlive
-                // the call. The next call starts a new child.
+                // A resolver that ignores cancellation cannot outlive the call: its
+                // child is killed, and the next call starts a new one.
                 state.running = None;
-                Err("context canceled".into())
+                Err(format!(
+                    "context canceled; the resolver process ignored cancellation for {}ms and was killed",
+                    CANCEL_GRACE.as_millis()
+                ))
             }
             Err(Lost::Ended(e)) => {
                 state.running = None;
@@ -451,12 +487,43 @@ pub fn child(path: &Path) -> ExitCode {
     };
     let name = plugin.info.name.clone();
     let mut resolver = plugin.resolver;
-    for line in BufReader::new(requests).lines() {
-        let Ok(line) = line else { break };
-        let Ok(request) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        let ctx = ResolveContext::new(&name, CancelToken::new());
+    // A reader thread takes requests off the pipe so that `cancel` can reach the call
+    // in progress; calls run one at a time on this thread.
+    let current: Arc<Mutex<Option<CancelToken>>> = Arc::default();
+    let (calls, queue) = mpsc::channel::<Value>();
+    let reader = {
+        let current = Arc::clone(&current);
+        thread::Builder::new()
+            .name("requests".into())
+            .spawn(move || {
+                let cancel_current = || {
+                    if let Some(token) = current.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+                    {
+                        token.cancel();
+                    }
+                };
+                for line in BufReader::new(requests).lines() {
+                    let Ok(line) = line else { break };
+                    let Ok(request) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
+                    if request["call"] == "cancel" {
+                        cancel_current();
+                    } else if calls.send(request).is_err() {
+                        break;
+                    }
+                }
+                // The host closed the pipe (or is gone): end what runs.
+                cancel_current();
+            })
+    };
+    if reader.is_err() {
+        return ExitCode::from(2);
+    }
+    for request in queue {
+        let token = CancelToken::new();
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        let ctx = ResolveContext::new(&name, token);
         let reply = match request["call"].as_str() {
             Some("configure") => {
                 let pairs = pairs_of(&request["config"]);
@@ -471,6 +538,7 @@ pub fn child(path: &Path) -> ExitCode {
             },
             _ => json!({"error": "unknown request"}),
         };
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut reply = reply;
         reply["id"] = request["id"].clone();
         if send(&mut replies, &reply).is_err() {

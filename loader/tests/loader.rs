@@ -950,12 +950,7 @@ fn a_symlink_to_a_valid_plugin_is_refused() {
 #[test]
 fn a_fifo_named_like_a_library_is_refused_without_blocking() {
     let dir = TempDir::new("loader-fifo");
-    let fifo = dir.path().join("x.so");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(status.success());
+    dir.fifo("x.so");
     let path = dir.path().to_path_buf();
     let report = must_not_block(move || load_all(&options(&[&path])));
     assert_rejected(

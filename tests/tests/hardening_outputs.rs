@@ -503,16 +503,21 @@ fn flood(label: &str, set: &str) -> Run {
     ])
 }
 
+/// [`flood`], which must fail with exit code 1 saying `says` on stderr.
+#[track_caller]
+fn flood_refused(label: &str, set: &str, says: &str) -> Run {
+    let run = flood(label, set);
+    run.failed(1);
+    assert!(run.stderr.contains(says), "{}", run.stderr);
+    run
+}
+
 #[test]
 fn an_answer_over_the_target_limit_is_refused_with_the_numbers() {
-    let run = flood("ho-flood", "flood.count=1000000");
-    run.failed(1);
-    assert!(
-        run.stderr.contains(
-            "provtarget: could not determine provisioning servers using Flood provisioning target plugin: it returned 1000000 targets; the limit is 1000"
-        ),
-        "{}",
-        run.stderr
+    let run = flood_refused(
+        "ho-flood",
+        "flood.count=1000000",
+        "provtarget: could not determine provisioning servers using Flood provisioning target plugin: it returned 1000000 targets; the limit is 1000",
     );
     assert_eq!(
         run.stdout,
@@ -535,30 +540,20 @@ fn an_answer_over_the_target_limit_is_refused_with_the_numbers() {
 
 #[test]
 fn host_names_over_the_dns_limits_are_refused_with_the_numbers() {
-    let run = flood("ho-host", "flood.host_len=254");
-    run.failed(1);
-    assert!(
-        run.stderr
-            .contains("host name is 254 bytes; the limit is 253"),
-        "{}",
-        run.stderr
+    flood_refused(
+        "ho-host",
+        "flood.host_len=254",
+        "host name is 254 bytes; the limit is 253",
     );
-    let run = flood("ho-label", "flood.host_len=64");
-    run.failed(1);
-    assert!(
-        run.stderr
-            .contains("host name has a label of 64 bytes; the limit is 63"),
-        "{}",
-        run.stderr
+    flood_refused(
+        "ho-label",
+        "flood.host_len=64",
+        "host name has a label of 64 bytes; the limit is 63",
     );
-    let run = flood("ho-huge", "flood.host_len=52428800");
-    run.failed(1);
-    assert!(
-        run.stderr.contains(
-            "could not parse host: an entry of 52428805 bytes is over the limit of 1024 bytes"
-        ),
-        "{}",
-        run.stderr
+    let run = flood_refused(
+        "ho-huge",
+        "flood.host_len=52428800",
+        "could not parse host: an entry of 52428805 bytes is over the limit of 1024 bytes",
     );
     assert!(
         run.stderr.len() < 4096,

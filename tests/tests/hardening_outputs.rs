@@ -65,6 +65,15 @@ fn wait_for(text: &Arc<Mutex<String>>, needle: &str, child: &mut Child) {
     }
 }
 
+/// [`wait_exit`], then what the child wrote to `stderr` (as [`collect`]ed, after a
+/// moment for the collector to take in its last bytes).
+fn exit_and_stderr(child: &mut Child, stderr: &Arc<Mutex<String>>) -> (Option<i32>, String) {
+    let code = wait_exit(child);
+    std::thread::sleep(Duration::from_millis(50));
+    let text = stderr.lock().unwrap().clone();
+    (code, text)
+}
+
 /// Waits for the exit (liveness limit 60 s) and returns the exit code.
 fn wait_exit(child: &mut Child) -> Option<i32> {
     let started = Instant::now();
@@ -126,9 +135,7 @@ fn a_closed_stdout_pipe_ends_quietly_with_141() {
         // The reading end closes before the host writes: every write is EPIPE.
         drop(child.stdout.take());
         let stderr = collect(child.stderr.take().unwrap());
-        let code = wait_exit(&mut child);
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = stderr.lock().unwrap().clone();
+        let (code, stderr) = exit_and_stderr(&mut child, &stderr);
         assert_eq!(code, Some(141), "{args:?}: {stderr}");
         assert_no_panic(&stderr);
         assert!(!stderr.contains("provtarget:"), "quiet: {stderr}");
@@ -162,9 +169,7 @@ fn a_full_disk_gives_one_line_and_74() {
             .expect("/dev/full");
         let mut child = spawn(&args, Stdio::from(full));
         let stderr = collect(child.stderr.take().unwrap());
-        let code = wait_exit(&mut child);
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = stderr.lock().unwrap().clone();
+        let (code, stderr) = exit_and_stderr(&mut child, &stderr);
         assert_eq!(code, Some(74), "{args:?}: {stderr}");
         assert_no_panic(&stderr);
         let lines: Vec<&str> = stderr
@@ -188,9 +193,8 @@ fn sigterm_cancels_the_resolution_like_sigint() {
         let stderr = collect(child.stderr.take().unwrap());
         wait_for(&stdout, "Attempting provisioner resolution", &mut child);
         send(&child, signal);
-        assert_eq!(wait_exit(&mut child), Some(code), "SIG{signal}");
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = stderr.lock().unwrap().clone();
+        let (exit, stderr) = exit_and_stderr(&mut child, &stderr);
+        assert_eq!(exit, Some(code), "SIG{signal}");
         assert!(
             stderr.contains(&format!("received SIG{signal}; cancelling the resolution")),
             "{stderr}"
@@ -230,9 +234,8 @@ fn a_second_signal_during_the_grace_period_exits_at_once() {
     send(&child, "TERM");
     wait_for(&stderr, "cancelling the resolution", &mut child);
     send(&child, "INT");
-    assert_eq!(wait_exit(&mut child), Some(130));
-    std::thread::sleep(Duration::from_millis(50));
-    let stderr = stderr.lock().unwrap().clone();
+    let (code, stderr) = exit_and_stderr(&mut child, &stderr);
+    assert_eq!(code, Some(130));
     assert!(
         stderr.contains("provtarget: received SIGINT again while cancelling; exiting at once"),
         "{stderr}"
@@ -267,9 +270,8 @@ fn a_signal_while_configuring_exits_at_once_with_one_line() {
         // Logged after loading, before configure (which then hangs for 30 s).
         wait_for(&stderr, "loaded provtarget plugin", &mut child);
         send(&child, "TERM");
-        assert_eq!(wait_exit(&mut child), Some(143), "{command}");
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = stderr.lock().unwrap().clone();
+        let (code, stderr) = exit_and_stderr(&mut child, &stderr);
+        assert_eq!(code, Some(143), "{command}");
         assert!(
             stderr.contains("provtarget: interrupted by SIGTERM; exiting"),
             "{command}: {stderr}"

@@ -361,18 +361,9 @@ fn file_names_with_escape_sequences_cannot_forge_lines() {
     let config = root.write("conf\u{1b}[31m\nFORGED", "");
     let d = path_str(&dir);
     let (p, c) = (path_str(&pins), path_str(&config));
+    let places = ["--config", &c, "--plugin-dir", &d, "--pins", &p];
     for level in ["info", "debug"] {
-        let run = provtarget(&[
-            "--log-level",
-            level,
-            "buildinfo",
-            "--config",
-            &c,
-            "--plugin-dir",
-            &d,
-            "--pins",
-            &p,
-        ]);
+        let run = provtarget(&[&["--log-level", level, "buildinfo"][..], &places].concat());
         for text in [&run.stdout, &run.stderr] {
             assert!(!text.contains('\u{1b}'), "raw ESC: {text}");
             assert!(!text.contains('\u{202e}'), "raw RLO: {text}");
@@ -396,16 +387,7 @@ fn file_names_with_escape_sequences_cannot_forge_lines() {
         }
     }
     // JSON carries the raw paths (serde escapes them once).
-    let run = provtarget(&[
-        "buildinfo",
-        "--json",
-        "--config",
-        &c,
-        "--plugin-dir",
-        &d,
-        "--pins",
-        &p,
-    ]);
+    let run = provtarget(&[&["buildinfo", "--json"][..], &places].concat());
     let v = run.json();
     assert_eq!(v["config_file"], c.as_str());
     assert_eq!(v["directories"][0], d.as_str());

@@ -1116,15 +1116,9 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn fifos_devices_directories_and_huge_files_are_refused_in_one_line() {
-        let dir = std::env::temp_dir().join(format!("provtarget-conf-in-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("fifo.conf");
-        let _ = std::fs::remove_file(&fifo);
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo")
-            .success());
+        let tmp = provtarget_testsupport::TempDir::new("conf-in");
+        let dir = tmp.path().to_path_buf();
+        let fifo = tmp.fifo("fifo.conf");
         let big = dir.join("big.conf");
         std::fs::write(&big, vec![b'#'; MAX_CONFIG_FILE as usize + 1]).unwrap();
         let cases: [(&Path, &str); 4] = [
@@ -1161,7 +1155,6 @@ mod tests {
             .unwrap()
             .build();
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     mod properties {

@@ -33,6 +33,15 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How long `configure` may take when no `plugin.provtarget.timeout` is set.
 pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The `(key, value)` pairs of a plugin's configuration, as a resolver is given them
+/// (in process or over the child protocol).
+pub(crate) fn config_pairs(config: &provtarget_abi::Config) -> Vec<(String, String)> {
+    config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
     info: PluginInfo,
@@ -76,10 +85,7 @@ impl TargetResolver for PluginAdapter {
         ctx: &ResolveContext,
         config: &provtarget_abi::Config,
     ) -> Result<Settings, String> {
-        let pairs: Vec<(String, String)> = config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let pairs = crate::host::config_pairs(config);
         let _guard = last_words::enter(&self.info.name, Call::Configure);
         let resolver = self
             .resolver

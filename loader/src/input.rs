@@ -102,19 +102,7 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<InputFile, InputError> {
         return Err(InputError::NullDevice);
     }
     if !t.is_file() {
-        let kind = if t.is_dir() {
-            "a directory"
-        } else if t.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if t.is_socket() {
-            "a socket"
-        } else if t.is_char_device() {
-            "a character device"
-        } else if t.is_block_device() {
-            "a block device"
-        } else {
-            "not a plain file"
-        };
+        let kind = special_file_kind(t).unwrap_or("not a plain file");
         return Err(InputError::NotRegular { kind });
     }
     if metadata.len() > max {
@@ -135,6 +123,26 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<InputFile, InputError> {
         });
     }
     Ok(InputFile { bytes, metadata })
+}
+
+/// What a file of type `t` that is not a regular file is ("a directory", "a FIFO
+/// (named pipe)"...), for one-line refusals; `None` for a type it has no name for.
+pub(crate) fn special_file_kind(t: std::fs::FileType) -> Option<&'static str> {
+    Some(if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else {
+        return None;
+    })
 }
 
 /// Whether `rdev` is Linux's null device (character device 1:3).
@@ -181,15 +189,9 @@ mod tests {
 
     #[test]
     fn devices_directories_and_fifos_are_refused_without_blocking() {
-        let dir = std::env::temp_dir().join(format!("provtarget-input-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("fifo");
-        let _ = std::fs::remove_file(&fifo);
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo");
-        assert!(made.success());
+        let tmp = provtarget_testsupport::TempDir::new("input");
+        let dir = tmp.path().to_path_buf();
+        let fifo = tmp.fifo("fifo");
         // No writer: a blocking open would wait forever.
         assert_eq!(
             read_bounded(&fifo, 10).unwrap_err().to_string(),
@@ -214,7 +216,6 @@ mod tests {
             read_bounded(&file, 9).unwrap_err().to_string(),
             "is 10 bytes, more than the limit of 9 bytes"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -314,15 +314,9 @@ mod tests {
 
     #[test]
     fn a_fifo_device_or_huge_pin_file_is_refused_at_once() {
-        let dir = std::env::temp_dir().join(format!("provtarget-pins-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("pins.fifo");
-        let _ = std::fs::remove_file(&fifo);
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo")
-            .success());
+        let tmp = provtarget_testsupport::TempDir::new("pins");
+        let dir = tmp.path().to_path_buf();
+        let fifo = tmp.fifo("pins.fifo");
         // Without a writer a blocking open would never return.
         let err = Pins::load(&fifo, 0, true).unwrap_err();
         assert!(
@@ -339,6 +333,5 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains('\n'), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

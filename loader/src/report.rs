@@ -9,6 +9,30 @@ use provtarget_abi::{
     ConfigKey,
 };
 
+/// Declares, from one table of `Variant => "name"` rows, both directions of an
+/// enum's stable names: `as_str` (an exhaustive match, so a new variant without a
+/// name does not compile) and `parse` (its inverse).
+macro_rules! names {
+    ($ty:ident; #[$as_doc:meta] as_str; #[$parse_doc:meta] parse; $($variant:ident => $name:literal,)*) => {
+        impl $ty {
+            #[$as_doc]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)*
+                }
+            }
+
+            #[$parse_doc]
+            pub fn parse(name: &str) -> Option<$ty> {
+                match name {
+                    $($name => Some($ty::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 /// The stage at which a library was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -39,45 +63,24 @@ pub enum Stage {
     Duplicate,
 }
 
-impl Stage {
+names! {
+    Stage;
     /// A short lower-case name, as shown in reports and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Open => "open",
-            Stage::Trust => "trust",
-            Stage::Pin => "pin",
-            Stage::Format => "format",
-            Stage::Load => "load",
-            Stage::RootModule => "root-module",
-            Stage::AbiHeader => "abi-header",
-            Stage::Interface => "interface",
-            Stage::Info => "info",
-            Stage::PluginType => "plugin-type",
-            Stage::Constructor => "constructor",
-            Stage::Duplicate => "duplicate",
-        }
-    }
-
+    as_str;
     /// The stage whose [`Stage::as_str`] is `name`.
-    pub fn parse(name: &str) -> Option<Stage> {
-        use Stage::*;
-        [
-            Open,
-            Trust,
-            Pin,
-            Format,
-            Load,
-            RootModule,
-            AbiHeader,
-            Interface,
-            Info,
-            PluginType,
-            Constructor,
-            Duplicate,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
-    }
+    parse;
+    Open => "open",
+    Trust => "trust",
+    Pin => "pin",
+    Format => "format",
+    Load => "load",
+    RootModule => "root-module",
+    AbiHeader => "abi-header",
+    Interface => "interface",
+    Info => "info",
+    PluginType => "plugin-type",
+    Constructor => "constructor",
+    Duplicate => "duplicate",
 }
 
 /// What exactly was wrong, for callers that branch on a refusal instead of reading
@@ -157,83 +160,43 @@ pub enum RefusalKind {
     CrashedWhileLoading,
 }
 
-impl RefusalKind {
+names! {
+    RefusalKind;
     /// A short kebab-case name (`panic-abort-build`...), stable for JSON and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalKind::Unreadable => "unreadable",
-            RefusalKind::Symlink => "symlink",
-            RefusalKind::NotRegularFile => "not-regular-file",
-            RefusalKind::BadOwner => "bad-owner",
-            RefusalKind::WritableByOthers => "writable-by-others",
-            RefusalKind::ChangedWhileRead => "changed-while-read",
-            RefusalKind::TooLarge => "too-large",
-            RefusalKind::PinMissing => "pin-missing",
-            RefusalKind::PinMismatch => "pin-mismatch",
-            RefusalKind::PinConflict => "pin-conflict",
-            RefusalKind::PinFileUnusable => "pin-file-unusable",
-            RefusalKind::NotElf => "not-elf",
-            RefusalKind::WrongClass => "wrong-class",
-            RefusalKind::WrongMachine => "wrong-machine",
-            RefusalKind::NotASharedLibrary => "not-a-shared-library",
-            RefusalKind::Malformed => "malformed",
-            RefusalKind::Truncated => "truncated",
-            RefusalKind::NoRootSymbol => "no-root-symbol",
-            RefusalKind::PanicAbortBuild => "panic-abort-build",
-            RefusalKind::DlopenFailed => "dlopen-failed",
-            RefusalKind::UnresolvedSymbol => "unresolved-symbol",
-            RefusalKind::NotAPlugin => "not-a-plugin",
-            RefusalKind::AbiStableMismatch => "abi-stable-mismatch",
-            RefusalKind::InterfaceMismatch => "interface-mismatch",
-            RefusalKind::LayoutMismatch => "layout-mismatch",
-            RefusalKind::BadInfo => "bad-info",
-            RefusalKind::ReservedName => "reserved-name",
-            RefusalKind::WrongType => "wrong-type",
-            RefusalKind::ConstructorFailed => "constructor-failed",
-            RefusalKind::Duplicate => "duplicate",
-            RefusalKind::CrashedWhileLoading => "crashed-while-loading",
-        }
-    }
-
+    as_str;
     /// The kind whose [`RefusalKind::as_str`] is `name`.
-    pub fn parse(name: &str) -> Option<RefusalKind> {
-        use RefusalKind::*;
-        [
-            Unreadable,
-            Symlink,
-            NotRegularFile,
-            BadOwner,
-            WritableByOthers,
-            ChangedWhileRead,
-            TooLarge,
-            PinMissing,
-            PinMismatch,
-            PinConflict,
-            PinFileUnusable,
-            NotElf,
-            WrongClass,
-            WrongMachine,
-            NotASharedLibrary,
-            Malformed,
-            Truncated,
-            NoRootSymbol,
-            PanicAbortBuild,
-            DlopenFailed,
-            UnresolvedSymbol,
-            NotAPlugin,
-            AbiStableMismatch,
-            InterfaceMismatch,
-            LayoutMismatch,
-            BadInfo,
-            ReservedName,
-            WrongType,
-            ConstructorFailed,
-            Duplicate,
-            CrashedWhileLoading,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == name)
-    }
+    parse;
+    Unreadable => "unreadable",
+    Symlink => "symlink",
+    NotRegularFile => "not-regular-file",
+    BadOwner => "bad-owner",
+    WritableByOthers => "writable-by-others",
+    ChangedWhileRead => "changed-while-read",
+    TooLarge => "too-large",
+    PinMissing => "pin-missing",
+    PinMismatch => "pin-mismatch",
+    PinConflict => "pin-conflict",
+    PinFileUnusable => "pin-file-unusable",
+    NotElf => "not-elf",
+    WrongClass => "wrong-class",
+    WrongMachine => "wrong-machine",
+    NotASharedLibrary => "not-a-shared-library",
+    Malformed => "malformed",
+    Truncated => "truncated",
+    NoRootSymbol => "no-root-symbol",
+    PanicAbortBuild => "panic-abort-build",
+    DlopenFailed => "dlopen-failed",
+    UnresolvedSymbol => "unresolved-symbol",
+    NotAPlugin => "not-a-plugin",
+    AbiStableMismatch => "abi-stable-mismatch",
+    InterfaceMismatch => "interface-mismatch",
+    LayoutMismatch => "layout-mismatch",
+    BadInfo => "bad-info",
+    ReservedName => "reserved-name",
+    WrongType => "wrong-type",
+    ConstructorFailed => "constructor-failed",
+    Duplicate => "duplicate",
+    CrashedWhileLoading => "crashed-while-loading",
 }
 
 impl fmt::Display for RefusalKind {

@@ -12,7 +12,7 @@
 use std::{
     ffi::OsStr,
     fs::{File, Metadata},
-    os::unix::fs::{FileTypeExt, MetadataExt},
+    os::unix::fs::MetadataExt,
     path::Path,
 };
 
@@ -57,21 +57,7 @@ pub(crate) fn file_type_problem(meta: &Metadata, path: &Path) -> Option<Refusal>
     if t.is_file() {
         return None;
     }
-    let what = if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_symlink() {
-        "a symlink"
-    } else {
-        "not a regular file"
-    };
+    let what = crate::input::special_file_kind(t).unwrap_or("not a regular file");
     Some(Refusal::new(
         Stage::Trust,
         RefusalKind::NotRegularFile,

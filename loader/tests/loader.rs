@@ -947,37 +947,32 @@ fn a_symlink_to_a_valid_plugin_is_refused() {
     assert!(report.plugins.is_empty());
 }
 
-#[test]
-fn a_fifo_named_like_a_library_is_refused_without_blocking() {
-    let dir = TempDir::new("loader-fifo");
-    let fifo = dir.path().join("x.so");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(status.success());
+/// Loading `dir` does not block and refuses its `x.so` as not a regular file, saying
+/// `what` it is.
+#[track_caller]
+fn assert_x_so_not_regular_without_blocking(dir: &TempDir, what: &str) {
     let path = dir.path().to_path_buf();
     let report = must_not_block(move || load_all(&options(&[&path])));
     assert_rejected(
         record(&report, "x.so"),
         Stage::Trust,
         RefusalKind::NotRegularFile,
-        &["FIFO"],
+        &[what],
     );
+}
+
+#[test]
+fn a_fifo_named_like_a_library_is_refused_without_blocking() {
+    let dir = TempDir::new("loader-fifo");
+    dir.fifo("x.so");
+    assert_x_so_not_regular_without_blocking(&dir, "FIFO");
 }
 
 #[test]
 fn a_socket_named_like_a_library_is_refused() {
     let dir = TempDir::new("loader-sock");
     let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("x.so")).unwrap();
-    let path = dir.path().to_path_buf();
-    let report = must_not_block(move || load_all(&options(&[&path])));
-    assert_rejected(
-        record(&report, "x.so"),
-        Stage::Trust,
-        RefusalKind::NotRegularFile,
-        &["socket"],
-    );
+    assert_x_so_not_regular_without_blocking(&dir, "socket");
 }
 
 #[test]
@@ -1064,17 +1059,37 @@ fn pinned(dir: &TempDir, pins: &str) -> LoadReport {
     load_all(&opts)
 }
 
-#[test]
-fn a_correctly_pinned_library_loads() {
-    let dir = TempDir::new("loader-pin-ok");
+/// TESTKIT copied as `libtestkit.so` into a fresh directory and loaded with the pin
+/// file `pins(sha256, path)`; the report, and the copy's path and SHA-256 (the
+/// directory lives as long as the returned [`TempDir`]).
+fn load_testkit_pinned(
+    label: &str,
+    pins: impl FnOnce(&str, &Path) -> String,
+) -> (LoadReport, PathBuf, String, TempDir) {
+    let dir = TempDir::new(label);
     let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
     let hash = sha256_hex(&path);
+    let report = pinned(&dir, &pins(&hash, &path));
+    (report, path, hash, dir)
+}
+
+/// `libtestkit.so` was refused by pinning for `kind`, saying each of `needles`, and
+/// the dynamic linker never saw `path`.
+#[track_caller]
+fn assert_pin_refused(report: &LoadReport, path: &Path, kind: RefusalKind, needles: &[&str]) {
+    assert_rejected(record(report, "libtestkit.so"), Stage::Pin, kind, needles);
+    assert_not_loaded_by_dynamic_linker(path);
+}
+
+#[test]
+fn a_correctly_pinned_library_loads() {
     // As `sha256sum /path/*.so` prints it, plus a binary-mode line and a comment.
-    let pins = format!(
-        "# pinned builds\n{hash}  {}\n{hash} *other.so\n",
-        path.display()
-    );
-    let report = pinned(&dir, &pins);
+    let (report, _path, hash, _dir) = load_testkit_pinned("loader-pin-ok", |hash, path| {
+        format!(
+            "# pinned builds\n{hash}  {}\n{hash} *other.so\n",
+            path.display()
+        )
+    });
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_loaded(&report, "libtestkit.so");
     // Pinning hashes every file, and reports the hash it checked.
@@ -1086,34 +1101,30 @@ fn a_correctly_pinned_library_loads() {
 
 #[test]
 fn an_unpinned_library_is_refused_with_the_line_to_add() {
-    let dir = TempDir::new("loader-pin-missing");
-    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
-    let hash = sha256_hex(&path);
     let other = "0".repeat(64);
-    let report = pinned(&dir, &format!("{other}  libother.so\n"));
-    assert_rejected(
-        record(&report, "libtestkit.so"),
-        Stage::Pin,
+    let (report, path, hash, _dir) = load_testkit_pinned("loader-pin-missing", |_, _| {
+        format!("{other}  libother.so\n")
+    });
+    assert_pin_refused(
+        &report,
+        &path,
         RefusalKind::PinMissing,
         &["not pinned in", &format!("add: {hash}  libtestkit.so")],
     );
-    assert_not_loaded_by_dynamic_linker(&path);
 }
 
 #[test]
 fn a_pin_mismatch_is_refused_showing_both_hashes() {
-    let dir = TempDir::new("loader-pin-mismatch");
-    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
-    let hash = sha256_hex(&path);
     let pinned_hash = "ab".repeat(32);
-    let report = pinned(&dir, &format!("{pinned_hash}  libtestkit.so\n"));
-    assert_rejected(
-        record(&report, "libtestkit.so"),
-        Stage::Pin,
+    let (report, path, hash, _dir) = load_testkit_pinned("loader-pin-mismatch", |_, _| {
+        format!("{pinned_hash}  libtestkit.so\n")
+    });
+    assert_pin_refused(
+        &report,
+        &path,
         RefusalKind::PinMismatch,
         &[&hash, &pinned_hash],
     );
-    assert_not_loaded_by_dynamic_linker(&path);
 }
 
 #[test]
@@ -1143,10 +1154,9 @@ fn a_name_pinned_twice_with_different_hashes_is_refused_and_the_others_load() {
 
 #[test]
 fn a_malformed_pin_file_loads_nothing_and_says_which_line() {
-    let dir = TempDir::new("loader-pin-bad");
-    let path = dir.copy_in(&cdylib(TESTKIT), "libtestkit.so");
-    let hash = sha256_hex(&path);
-    let report = pinned(&dir, &format!("{hash}  libtestkit.so\nnot a pin line\n"));
+    let (report, _path, _hash, _dir) = load_testkit_pinned("loader-pin-bad", |hash, _| {
+        format!("{hash}  libtestkit.so\nnot a pin line\n")
+    });
     assert_rejected(
         record(&report, "libtestkit.so"),
         Stage::Pin,

@@ -9,75 +9,11 @@ mod common;
 use common::*;
 use provtarget_testsupport::set_mode;
 use serde_json::json;
-use std::{
-    io::Read,
-    path::Path,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::path::Path;
 
 /// Address space allowed to the binary where a test is about memory (1 GiB: the host
 /// needs well under 100 MiB; the unbounded reads this guards against took 2-8 GB).
 const MEMORY_LIMIT_KIB: u64 = 1 << 20;
-
-/// Runs `provtarget args...` with a clean environment plus `env`, under `ulimit -v
-/// limit_kib`, killed (and the test failed) after a generous liveness limit.
-fn run_limited(args: &[&str], env: &[(&str, &str)], limit_kib: u64) -> Run {
-    let bin = provtarget_testsupport::provtarget_bin();
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\""))
-        .arg(&bin)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("cannot start provtarget");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    // Liveness guard only, not a performance assertion.
-    let limit = Duration::from_secs(60);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("provtarget {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code(),
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    }
-}
-
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("mkfifo (coreutils) is needed");
-    assert!(status.success(), "mkfifo {}", path.display());
-}
 
 /// The one line of stderr, failing if there are more (or none).
 fn one_line(run: &Run) -> &str {
@@ -106,11 +42,10 @@ fn running_as_root(dir: &TempDir) -> bool {
 #[test]
 fn a_fifo_configuration_is_refused_at_once_in_one_line() {
     let dir = TempDir::new("fifo-config");
-    let fifo = dir.path().join("server.conf");
-    mkfifo(&fifo);
+    let fifo = dir.fifo("server.conf");
     let f = path_str(&fifo);
     for cmd in ["targets", "buildinfo"] {
-        let run = run_limited(&[cmd, "--config", &f], &[], MEMORY_LIMIT_KIB);
+        let run = provtarget_limited(&[cmd, "--config", &f], &[], MEMORY_LIMIT_KIB);
         run.failed(2);
         let line = one_line(&run);
         assert_eq!(
@@ -123,25 +58,20 @@ fn a_fifo_configuration_is_refused_at_once_in_one_line() {
 #[test]
 fn a_fifo_jwt_is_named_and_the_broker_urls_still_resolve() {
     let dir = TempDir::new("fifo-jwt");
-    let fifo = dir.path().join("provisioning.jwt");
-    mkfifo(&fifo);
+    let fifo = dir.fifo("provisioning.jwt");
     let (none, urls) = broker_args(&dir);
     let jwt = format!("plugin.provtarget.jwt_file={}", path_str(&fifo));
-    let run = run_limited(
-        &[
-            "targets",
-            "--config",
-            "/dev/null",
-            "--plugin-dir",
-            &none,
-            "--set",
-            &jwt,
-            "--set",
-            &urls,
-        ],
-        &[],
-        MEMORY_LIMIT_KIB,
-    );
+    let rest = [
+        "--config",
+        "/dev/null",
+        "--plugin-dir",
+        &none,
+        "--set",
+        &jwt,
+        "--set",
+        &urls,
+    ];
+    let run = provtarget_limited(&[&["targets"][..], &rest].concat(), &[], MEMORY_LIMIT_KIB);
     run.ok();
     assert_eq!(
         run.stdout,
@@ -161,19 +91,8 @@ fn a_fifo_jwt_is_named_and_the_broker_urls_still_resolve() {
         "{run:#?}"
     );
     // buildinfo shows the built-in resolver active, not disabled.
-    let run = run_limited(
-        &[
-            "buildinfo",
-            "--json",
-            "--config",
-            "/dev/null",
-            "--plugin-dir",
-            &none,
-            "--set",
-            &jwt,
-            "--set",
-            &urls,
-        ],
+    let run = provtarget_limited(
+        &[&["buildinfo", "--json"][..], &rest].concat(),
         &[],
         MEMORY_LIMIT_KIB,
     );
@@ -189,7 +108,7 @@ fn a_fifo_jwt_is_named_and_the_broker_urls_still_resolve() {
 
 #[test]
 fn dev_zero_as_configuration_or_jwt_is_refused_with_bounded_memory() {
-    let run = run_limited(&["targets", "--config", "/dev/zero"], &[], MEMORY_LIMIT_KIB);
+    let run = provtarget_limited(&["targets", "--config", "/dev/zero"], &[], MEMORY_LIMIT_KIB);
     run.failed(2);
     assert!(one_line(&run).starts_with(
         "provtarget: configuration file /dev/zero is a character device, not a regular file"
@@ -197,7 +116,7 @@ fn dev_zero_as_configuration_or_jwt_is_refused_with_bounded_memory() {
 
     let dir = TempDir::new("zero-jwt");
     let (none, urls) = broker_args(&dir);
-    let run = run_limited(
+    let run = provtarget_limited(
         &[
             "targets",
             "--config",
@@ -249,7 +168,7 @@ fn a_huge_configuration_is_refused_and_many_bad_lines_are_summarised() {
     // 100 MB of junk: refused from its size before it is read.
     let huge = dir.path().join("huge.conf");
     write_junk(&huge, 100 << 20);
-    let run = run_limited(
+    let run = provtarget_limited(
         &["targets", "--config", &path_str(&huge)],
         &[],
         MEMORY_LIMIT_KIB,
@@ -268,7 +187,7 @@ fn a_huge_configuration_is_refused_and_many_bad_lines_are_summarised() {
     let big = dir.path().join("big.conf");
     write_junk(&big, (1 << 20) - 100);
     let (none, urls) = broker_args(&dir);
-    let run = run_limited(
+    let run = provtarget_limited(
         &[
             "targets",
             "--config",

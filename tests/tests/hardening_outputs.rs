@@ -65,6 +65,15 @@ fn wait_for(text: &Arc<Mutex<String>>, needle: &str, child: &mut Child) {
     }
 }
 
+/// [`wait_exit`], then what the child wrote to `stderr` (as [`collect`]ed, after a
+/// moment for the collector to take in its last bytes).
+fn exit_and_stderr(child: &mut Child, stderr: &Arc<Mutex<String>>) -> (Option<i32>, String) {
+    let code = wait_exit(child);
+    std::thread::sleep(Duration::from_millis(50));
+    let text = stderr.lock().unwrap().clone();
+    (code, text)
+}
+
 /// Waits for the exit (liveness limit 60 s) and returns the exit code.
 fn wait_exit(child: &mut Child) -> Option<i32> {
     let started = Instant::now();
@@ -126,9 +135,7 @@ fn a_closed_stdout_pipe_ends_quietly_with_141() {
         // The reading end closes before the host writes: every write is EPIPE.
         drop(child.stdout.take());
         let stderr = collect(child.stderr.take().unwrap());
-        let code = wait_exit(&mut child);
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = stderr.lock().unwrap().clone();
+        let (code, stderr) = exit_and_stderr(&mut child, &stderr);
         assert_eq!(code, Some(141), "{args:?}: {stderr}");
         assert_no_panic(&stderr);
         assert!(!stderr.contains("provtarget:"), "quiet: {stderr}");
@@ -162,9 +169,7 @@ fn a_full_disk_gives_one_line_and_74() {
             .expect("/dev/full");
         let mut child = spawn(&args, Stdio::from(full));
         let stderr = collect(child.stderr.take().unwrap());
-        let code = wait_exit(&mut child);
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = stderr.lock().unwrap().clone();
+        let (code, stderr) = exit_and_stderr(&mut child, &stderr);
         assert_eq!(code, Some(74), "{args:?}: {stderr}");
         assert_no_panic(&stderr);
         let lines: Vec<&str> = stderr
@@ -188,9 +193,8 @@ fn sigterm_cancels_the_resolution_like_sigint() {
         let stderr = collect(child.stderr.take().unwrap());
         wait_for(&stdout, "Attempting provisioner resolution", &mut child);
         send(&child, signal);
-        assert_eq!(wait_exit(&mut child), Some(code), "SIG{signal}");
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = stderr.lock().unwrap().clone();
+        let (exit, stderr) = exit_and_stderr(&mut child, &stderr);
+        assert_eq!(exit, Some(code), "SIG{signal}");
         assert!(
             stderr.contains(&format!("received SIG{signal}; cancelling the resolution")),
             "{stderr}"
@@ -230,9 +234,8 @@ fn a_second_signal_during_the_grace_period_exits_at_once() {
     send(&child, "TERM");
     wait_for(&stderr, "cancelling the resolution", &mut child);
     send(&child, "INT");
-    assert_eq!(wait_exit(&mut child), Some(130));
-    std::thread::sleep(Duration::from_millis(50));
-    let stderr = stderr.lock().unwrap().clone();
+    let (code, stderr) = exit_and_stderr(&mut child, &stderr);
+    assert_eq!(code, Some(130));
     assert!(
         stderr.contains("provtarget: received SIGINT again while cancelling; exiting at once"),
         "{stderr}"
@@ -267,9 +270,8 @@ fn a_signal_while_configuring_exits_at_once_with_one_line() {
         // Logged after loading, before configure (which then hangs for 30 s).
         wait_for(&stderr, "loaded provtarget plugin", &mut child);
         send(&child, "TERM");
-        assert_eq!(wait_exit(&mut child), Some(143), "{command}");
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = stderr.lock().unwrap().clone();
+        let (code, stderr) = exit_and_stderr(&mut child, &stderr);
+        assert_eq!(code, Some(143), "{command}");
         assert!(
             stderr.contains("provtarget: interrupted by SIGTERM; exiting"),
             "{command}: {stderr}"
@@ -359,18 +361,9 @@ fn file_names_with_escape_sequences_cannot_forge_lines() {
     let config = root.write("conf\u{1b}[31m\nFORGED", "");
     let d = path_str(&dir);
     let (p, c) = (path_str(&pins), path_str(&config));
+    let places = ["--config", &c, "--plugin-dir", &d, "--pins", &p];
     for level in ["info", "debug"] {
-        let run = provtarget(&[
-            "--log-level",
-            level,
-            "buildinfo",
-            "--config",
-            &c,
-            "--plugin-dir",
-            &d,
-            "--pins",
-            &p,
-        ]);
+        let run = provtarget(&[&["--log-level", level, "buildinfo"][..], &places].concat());
         for text in [&run.stdout, &run.stderr] {
             assert!(!text.contains('\u{1b}'), "raw ESC: {text}");
             assert!(!text.contains('\u{202e}'), "raw RLO: {text}");
@@ -394,16 +387,7 @@ fn file_names_with_escape_sequences_cannot_forge_lines() {
         }
     }
     // JSON carries the raw paths (serde escapes them once).
-    let run = provtarget(&[
-        "buildinfo",
-        "--json",
-        "--config",
-        &c,
-        "--plugin-dir",
-        &d,
-        "--pins",
-        &p,
-    ]);
+    let run = provtarget(&[&["buildinfo", "--json"][..], &places].concat());
     let v = run.json();
     assert_eq!(v["config_file"], c.as_str());
     assert_eq!(v["directories"][0], d.as_str());
@@ -503,16 +487,21 @@ fn flood(label: &str, set: &str) -> Run {
     ])
 }
 
+/// [`flood`], which must fail with exit code 1 saying `says` on stderr.
+#[track_caller]
+fn flood_refused(label: &str, set: &str, says: &str) -> Run {
+    let run = flood(label, set);
+    run.failed(1);
+    assert!(run.stderr.contains(says), "{}", run.stderr);
+    run
+}
+
 #[test]
 fn an_answer_over_the_target_limit_is_refused_with_the_numbers() {
-    let run = flood("ho-flood", "flood.count=1000000");
-    run.failed(1);
-    assert!(
-        run.stderr.contains(
-            "provtarget: could not determine provisioning servers using Flood provisioning target plugin: it returned 1000000 targets; the limit is 1000"
-        ),
-        "{}",
-        run.stderr
+    let run = flood_refused(
+        "ho-flood",
+        "flood.count=1000000",
+        "provtarget: could not determine provisioning servers using Flood provisioning target plugin: it returned 1000000 targets; the limit is 1000",
     );
     assert_eq!(
         run.stdout,
@@ -535,30 +524,20 @@ fn an_answer_over_the_target_limit_is_refused_with_the_numbers() {
 
 #[test]
 fn host_names_over_the_dns_limits_are_refused_with_the_numbers() {
-    let run = flood("ho-host", "flood.host_len=254");
-    run.failed(1);
-    assert!(
-        run.stderr
-            .contains("host name is 254 bytes; the limit is 253"),
-        "{}",
-        run.stderr
+    flood_refused(
+        "ho-host",
+        "flood.host_len=254",
+        "host name is 254 bytes; the limit is 253",
     );
-    let run = flood("ho-label", "flood.host_len=64");
-    run.failed(1);
-    assert!(
-        run.stderr
-            .contains("host name has a label of 64 bytes; the limit is 63"),
-        "{}",
-        run.stderr
+    flood_refused(
+        "ho-label",
+        "flood.host_len=64",
+        "host name has a label of 64 bytes; the limit is 63",
     );
-    let run = flood("ho-huge", "flood.host_len=52428800");
-    run.failed(1);
-    assert!(
-        run.stderr.contains(
-            "could not parse host: an entry of 52428805 bytes is over the limit of 1024 bytes"
-        ),
-        "{}",
-        run.stderr
+    let run = flood_refused(
+        "ho-huge",
+        "flood.host_len=52428800",
+        "could not parse host: an entry of 52428805 bytes is over the limit of 1024 bytes",
     );
     assert!(
         run.stderr.len() < 4096,

@@ -291,19 +291,13 @@ mod tests {
 
     #[test]
     fn the_file_is_read_without_blocking_and_with_a_bound() {
-        let dir = std::env::temp_dir().join(format!("provtarget-jwt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = provtarget_testsupport::TempDir::new("jwt");
+        let dir = tmp.path().to_path_buf();
         let refused = |path: &std::path::Path| match read_file(path) {
             JwtFile::Refused(reason) => reason,
             other => panic!("{other:?}"),
         };
-        let fifo = dir.join("fifo.jwt");
-        let _ = std::fs::remove_file(&fifo);
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo")
-            .success());
+        let fifo = tmp.fifo("fifo.jwt");
         assert!(refused(&fifo).starts_with(
             "the file is a FIFO (named pipe), not a regular file; point plugin.provtarget.jwt_file at"
         ));
@@ -328,7 +322,6 @@ mod tests {
             JwtFile::Claims(c) => assert_eq!(c.urls, "b:1"),
             other => panic!("{other:?}"),
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     mod properties {

@@ -429,10 +429,7 @@ impl TargetResolver for ProcessResolver {
         ctx: &ResolveContext,
         config: &provtarget_abi::Config,
     ) -> Result<Settings, String> {
-        let pairs: Vec<(String, String)> = config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let pairs = crate::host::config_pairs(config);
         self.config = Some(pairs.clone());
         let ok = self.request(ctx, json!({"call": "configure", "config": pairs}))?;
         Ok(pairs_of(&ok))

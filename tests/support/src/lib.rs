@@ -206,6 +206,13 @@ impl TempDir {
         dest
     }
 
+    /// Makes a FIFO (named pipe) `name` with no writer, and returns its path.
+    pub fn fifo(&self, name: &str) -> PathBuf {
+        let path = self.path.join(name);
+        mkfifo(&path);
+        path
+    }
+
     /// Writes `contents` to `name` (mode 0644) and returns the path.
     pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let dest = self.path.join(name);
@@ -219,6 +226,16 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Makes a FIFO (named pipe) at `path` with `mkfifo` (coreutils), failing the test if
+/// it cannot.
+pub fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo (coreutils) is needed");
+    assert!(status.success(), "mkfifo {}", path.display());
 }
 
 /// Sets a file's permission bits (Unix).

@@ -94,15 +94,35 @@ pub fn provtarget(args: &[&str]) -> Run {
 
 /// Like [`provtarget`] with extra environment variables.
 pub fn provtarget_env<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)]) -> Run {
-    let bin = provtarget_testsupport::provtarget_bin();
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(provtarget_testsupport::provtarget_bin());
     let hosted = matches!(args.first(), Some(&"buildinfo") | Some(&"targets"));
     let mut args: Vec<&str> = args.to_vec();
     if hosted && !args.contains(&"--config") && !args.contains(&"--help") {
         args.splice(1..1, ["--config", "/dev/null"]);
     }
-    cmd.args(&args)
-        .env_clear()
+    cmd.args(&args);
+    run_to_end(cmd, &args, env)
+}
+
+/// Like [`provtarget_env`] but under `ulimit -v limit_kib` (address space, KiB), and
+/// with `args` passed as given (no `--config` added).
+pub fn provtarget_limited(args: &[&str], env: &[(&str, &str)], limit_kib: u64) -> Run {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\""))
+        .arg(provtarget_testsupport::provtarget_bin())
+        .args(args);
+    run_to_end(cmd, args, env)
+}
+
+/// Runs `cmd` (provtarget `args`, for messages) with a clean environment plus `env`,
+/// killing it (and failing) if it is still running after a generous liveness limit.
+fn run_to_end<V: AsRef<std::ffi::OsStr>>(
+    mut cmd: Command,
+    args: &[&str],
+    env: &[(&str, V)],
+) -> Run {
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         // The verdict cache of this test process, not the machine's
         // /var/cache/provtarget (a test may still set its own).

@@ -2,29 +2,13 @@
 //! made from its bytes) with an .init_array function that sleeps forever: it runs the moment the
 //! library is loaded, before the host can call anything. A host must never run it in
 //! its own process when it only inspects the file.
-use provtarget_abi::{export_plugin, Context, Error, Resolver};
-
 extern "C" fn at_load() {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
 
-#[used]
-#[link_section = ".init_array"]
-static AT_LOAD: extern "C" fn() = at_load;
+const NAME: &str = "Ctor hang";
 
-pub struct Ctor;
-
-impl Resolver for Ctor {
-    const NAME: &'static str = "Ctor hang";
-    const VERSION: &'static str = "0.1.0";
-    fn new() -> Result<Self, Error> {
-        Ok(Ctor)
-    }
-    fn targets(&self, _: &Context<'_>) -> Result<Vec<String>, Error> {
-        Ok(vec![])
-    }
-}
-
-export_plugin!(Ctor);
+#[path = "../../ctor-common.rs"]
+mod common;

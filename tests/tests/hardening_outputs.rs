@@ -446,15 +446,13 @@ fn json_values_are_raw_and_messages_are_the_printed_line() {
 fn hosts_holding_url_delimiters_or_format_characters_are_refused() {
     let dir = plugin_dir("ho-url", &["provtarget-testkit"]);
     let d = path_str(dir.path());
+    // Through the binary: format characters (which must also come out escaped) and
+    // a few delimiters; the parser's unit tests in core/src/targets.rs cover the rest.
     for entry in [
-        "good.example%2f@evil:4222",
-        "a@b:4222",
-        "h#x:4222",
-        "h/x:4222",
-        "h?x:4222",
-        "h\\x:4222",
         "a\u{202e}b:4222",
+        "good.example%2f@evil:4222",
         "a\u{200b}b:4222",
+        "h#x:4222",
         "1.2.3:4222",
     ] {
         let set = format!("testkit.targets={entry}");

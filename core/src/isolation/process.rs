@@ -429,8 +429,9 @@ impl TargetResolver for ProcessResolver {
         ctx: &ResolveContext,
         config: &provtarget_abi::Config,
     ) -> Result<Settings, String> {
-        let pairs = crate::host::config_pairs(config);
-        self.config = Some(pairs.clone());
+        // Kept for a restarted child, which is configured again before its call.
+        self.config = Some(crate::host::config_pairs(config));
+        let pairs = self.config.clone().unwrap_or_default();
         let ok = self.request(ctx, json!({"call": "configure", "config": pairs}))?;
         Ok(pairs_of(&ok))
     }

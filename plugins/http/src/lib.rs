@@ -579,7 +579,7 @@ fn extract_targets(body: &[u8], pointer: &str, shown_url: &str) -> Result<Vec<St
                     other => {
                         return Err(format!(
                             "{source}: {pointer}/{i} is {}, expected a string",
-                            json_kind(other)
+                            brief(other)
                         ))
                     }
                 }
@@ -591,7 +591,7 @@ fn extract_targets(body: &[u8], pointer: &str, shown_url: &str) -> Result<Vec<St
         other => {
             return Err(format!(
                 "{source}: {at} is {}, expected a string, a comma-separated string or an array of strings",
-                json_kind(other)
+                brief(other)
             ))
         }
     }
@@ -665,14 +665,14 @@ fn pointer_name(pointer: &str) -> String {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// The value itself, briefly (at most 40 characters), for "found X, expected Y"
+/// messages: the operator sees what the document holds, not just its type.
+fn brief(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() <= 40 {
+        text
+    } else {
+        format!("{}…", text.chars().take(40).collect::<String>())
     }
 }
 
@@ -930,10 +930,10 @@ mod tests {
         let e = extract_targets(br#"{"b": " , "}"#, "/b", url).unwrap_err();
         assert_eq!(e, "GET http://h/x: JSON pointer /b holds no targets");
         let e = extract_targets(br#"{"b": ["a:1", 7]}"#, "/b", url).unwrap_err();
-        assert_eq!(e, "GET http://h/x: /b/1 is a number, expected a string");
+        assert_eq!(e, "GET http://h/x: /b/1 is 7, expected a string");
         let e = extract_targets(br#"{"b": {"c": 1}}"#, "/b", url).unwrap_err();
         assert!(
-            e.contains("JSON pointer /b is an object, expected a string"),
+            e.contains("JSON pointer /b is {\"c\":1}, expected a string"),
             "{e}"
         );
         let e = extract_targets(br#"{"b": ["a:1", "evil host:1"]}"#, "/b", url).unwrap_err();

@@ -22,7 +22,11 @@ for p in dc_hint fqdn dns_srv etcd http; do
 done
 
 bin=target/release/provtarget
+# A private verdict cache, so the demo neither needs nor touches /var/cache/provtarget.
+mkdir -p target/demo/cache
+chmod 0755 target/demo/cache
 args=(--config /dev/null --plugin-dir "$plugins"
+      --set "plugin.provtarget.cache_dir=$PWD/target/demo/cache"
       --set "plugin.acme.dc_hint.file=examples/dc.json"
       --set "plugin.provtarget.fqdn.identity=web1.lon1.example.net")
 

@@ -23,7 +23,7 @@ use crate::{
     default_resolver::{BuildDefaults, JwtResolver},
     resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
     selection::{self, Member},
-    targets::{self, Server},
+    targets::{self, AnswerError, Server},
 };
 
 /// How long a resolver gets to return after it has been cancelled before the host
@@ -422,7 +422,7 @@ impl Host {
             .members
             .iter()
             .filter_map(|m| match m {
-                Member::BuiltIn => Some((default_resolver(&config), Origin::BuiltIn)),
+                Member::BuiltIn => Some((default_resolver(), Origin::BuiltIn)),
                 Member::Plugin(i) => plugins
                     .iter_mut()
                     .find(|p| {
@@ -450,7 +450,7 @@ impl Host {
         if chain.is_empty() {
             // Every chosen resolver failed to configure: fall back to the built-in one
             // rather than have no resolver at all.
-            let fallback = default_resolver(&config);
+            let fallback = default_resolver();
             let name = fallback.name();
             if !disabled.iter().any(|d| d.name == name) {
                 warnings.push(format!(
@@ -533,7 +533,7 @@ impl Host {
                 break;
             }
             let failure = match run_targets(active, cancel, deadline).await {
-                Ok(list) => match targets::servers_from(&active.name, Ok(list)) {
+                Ok(list) => match targets::read_answer(&list) {
                     Ok(servers) => {
                         return Ok(Resolution {
                             resolver: active.name.clone(),
@@ -541,7 +541,13 @@ impl Host {
                             failed,
                         })
                     }
-                    Err(e) => parse_failure(&active.name, e),
+                    Err(AnswerError::Empty) => Failure::NoServers {
+                        resolver: active.name.clone(),
+                    },
+                    Err(AnswerError::Invalid(error)) => Failure::Failed {
+                        resolver: active.name.clone(),
+                        error,
+                    },
                 },
                 Err(e) => e.into_failure(&active.name),
             };
@@ -594,27 +600,6 @@ impl Host {
     }
 }
 
-/// Turns `servers_from`'s Choria text back into its kind.
-fn parse_failure(resolver: &str, message: String) -> Failure {
-    if message.ends_with(" returned no servers") {
-        return Failure::NoServers {
-            resolver: resolver.to_string(),
-        };
-    }
-    // `servers_from`'s text is escaped, the resolver's name in it included.
-    let prefix = format!(
-        "could not determine provisioning servers using {} provisioning target plugin: ",
-        crate::text::shown(resolver)
-    );
-    Failure::Failed {
-        resolver: resolver.to_string(),
-        error: message
-            .strip_prefix(&prefix)
-            .map(str::to_string)
-            .unwrap_or(message),
-    }
-}
-
 /// How one `targets` call ended without targets.
 #[derive(Debug)]
 enum CallError {
@@ -650,7 +635,7 @@ fn record_disabled(disabled: &mut Vec<DisabledResolver>, d: DisabledResolver) {
     disabled.push(d);
 }
 
-fn default_resolver(_config: &HostConfig) -> Box<dyn TargetResolver> {
+fn default_resolver() -> Box<dyn TargetResolver> {
     Box::new(JwtResolver::new(BuildDefaults::compiled()))
 }
 

@@ -151,15 +151,39 @@ pub const MAX_LABEL_LEN: usize = 63;
 /// What a host may be, appended to every refusal of a host's characters or shape.
 const HOST_RULE: &str = "hosts must be DNS names, IPv4 addresses or bracketed IPv6 addresses";
 
+/// Why a resolver's answer holds no usable servers; see [`read_answer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerError {
+    /// The list is empty.
+    Empty,
+    /// The list is over [`MAX_TARGETS`] or an entry does not parse: one line,
+    /// credentials masked, control and format characters escaped.
+    Invalid(String),
+}
+
+/// Reads a resolver's answer: an empty list is [`AnswerError::Empty`]; a list of more
+/// than [`MAX_TARGETS`] entries is refused, stating both numbers, before anything in
+/// it is read; otherwise the list is parsed with [`parse_servers`].
+pub fn read_answer(list: &RawTargets) -> Result<Vec<Server>, AnswerError> {
+    if list.is_empty() {
+        return Err(AnswerError::Empty);
+    }
+    if list.len() > MAX_TARGETS {
+        return Err(AnswerError::Invalid(format!(
+            "it returned {} targets; the limit is {MAX_TARGETS}",
+            list.len()
+        )));
+    }
+    parse_servers(list).map_err(AnswerError::Invalid)
+}
+
 /// Applies Choria's provisioning wrapper to a resolver's result:
 ///
 /// - an error becomes `could not determine provisioning servers using <Name>
 ///   provisioning target plugin: <err>`;
 /// - an empty list becomes `provisioning target plugin <Name> returned no servers`;
-/// - a list of more than [`MAX_TARGETS`] entries is refused, stating both numbers,
-///   before anything in it is read;
-/// - otherwise the list is parsed with [`parse_servers`], a parse error being wrapped
-///   like a resolver error.
+/// - otherwise the list is read with [`read_answer`], its error being wrapped like a
+///   resolver error.
 ///
 /// Every error text is one line ready to show: credentials in URLs masked and control
 /// and format characters escaped ([`shown`](crate::text::shown)), as it is printed,
@@ -174,18 +198,12 @@ pub fn servers_from(
         ))
     };
     let list = result.map_err(could_not)?;
-    if list.is_empty() {
-        return Err(crate::text::printable(&format!(
+    read_answer(&list).map_err(|e| match e {
+        AnswerError::Empty => crate::text::printable(&format!(
             "provisioning target plugin {resolver_name} returned no servers"
-        )));
-    }
-    if list.len() > MAX_TARGETS {
-        return Err(could_not(format!(
-            "it returned {} targets; the limit is {MAX_TARGETS}",
-            list.len()
-        )));
-    }
-    parse_servers(&list).map_err(could_not)
+        )),
+        AnswerError::Invalid(err) => could_not(err),
+    })
 }
 
 /// One entry; the error is the full Choria-style message, credentials masked and

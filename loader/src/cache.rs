@@ -546,7 +546,7 @@ fn parse_entry(v: &Value) -> Option<(PathBuf, Entry)> {
     })?;
     let refusal = opt(o, "refusal", |v| {
         let r = v.as_object()?;
-        let stage = stage_from(r.get("stage")?.as_str()?)?;
+        let stage = Stage::parse(r.get("stage")?.as_str()?)?;
         let kind = kind_from(r.get("kind")?.as_str()?)?;
         Some(Refusal::new(stage, kind, r.get("message")?.as_str()?))
     })?;
@@ -629,25 +629,6 @@ fn plugin_from_json(v: &Value) -> Option<PluginFacts> {
     })
 }
 
-const STAGES: [Stage; 12] = [
-    Stage::Open,
-    Stage::Trust,
-    Stage::Pin,
-    Stage::Format,
-    Stage::Load,
-    Stage::RootModule,
-    Stage::AbiHeader,
-    Stage::Interface,
-    Stage::Info,
-    Stage::PluginType,
-    Stage::Constructor,
-    Stage::Duplicate,
-];
-
-fn stage_from(s: &str) -> Option<Stage> {
-    STAGES.into_iter().find(|st| st.as_str() == s)
-}
-
 /// The kinds a cacheable refusal can have; any other kind makes the entry unusable.
 const KINDS: [RefusalKind; 13] = [
     RefusalKind::NotElf,
@@ -666,10 +647,9 @@ const KINDS: [RefusalKind; 13] = [
 ];
 
 fn kind_from(s: &str) -> Option<RefusalKind> {
-    KINDS
-        .into_iter()
-        .chain([RefusalKind::ReservedName, RefusalKind::WrongType])
-        .find(|k| k.as_str() == s)
+    RefusalKind::parse(s).filter(|k| {
+        KINDS.contains(k) || matches!(k, RefusalKind::ReservedName | RefusalKind::WrongType)
+    })
 }
 
 /// What binds a cache to the host build that wrote it: the cache format, this

@@ -88,7 +88,7 @@ mod srv;
 
 pub use self::jwt::MAX_JWT_FILE;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use provtarget_abi::{
     backoff::{GaveUp, TWENTY_SEC},
@@ -120,6 +120,7 @@ use crate::config::keys::{
     BROKER_URLS as KEY_BROKER_URLS, DNS_SERVER as KEY_DNS_SERVER, JWT_FILE as KEY_JWT_FILE,
     SRV_DOMAIN as KEY_SRV_DOMAIN,
 };
+use crate::config::parse_dns_server;
 
 /// Defaults a packager compiles in, the lowest layer of the precedence (see the
 /// [module docs](self)).
@@ -322,7 +323,10 @@ impl TargetResolver for JwtResolver {
             .and_then(|v| match parse_dns_server(v) {
                 Ok(addr) => Some(addr),
                 Err(e) => {
-                    ctx.log(LogLevel::Error, &e);
+                    ctx.log(
+                        LogLevel::Error,
+                        &format!("ignoring {KEY_DNS_SERVER} = {v:?}: {e}"),
+                    );
                     None
                 }
             });
@@ -488,18 +492,6 @@ fn choose_source(
         Some(source) => (source, Origin::BuildDefaults),
         None => (Source::Nothing, Origin::Nowhere),
     }
-}
-
-/// `ip:port`, `[v6]:port`, or a bare IP (port 53).
-fn parse_dns_server(value: &str) -> Result<SocketAddr, String> {
-    value
-        .parse::<SocketAddr>()
-        .or_else(|_| value.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-        .map_err(|_| {
-            format!(
-                "ignoring {KEY_DNS_SERVER} = {value:?}: expected ip:port such as 127.0.0.1:53; using the system DNS configuration"
-            )
-        })
 }
 
 #[cfg(test)]

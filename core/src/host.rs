@@ -349,7 +349,7 @@ impl Host {
     /// Like [`Host::start`], with `helper` (a `provtarget` binary of the same build)
     /// as the child process for isolation.
     pub fn start_with_helper(config: HostConfig, helper: PathBuf) -> Host {
-        Host::start_isolated(config, None, Some(crate::isolation::Helper(helper)))
+        Host::start_isolated(config, None, Some(crate::isolation::Helper::new(helper)))
     }
 
     /// Loads with `options` (default: the configuration's) under the configured
@@ -361,7 +361,13 @@ impl Host {
     ) -> Host {
         let options = options.unwrap_or_else(|| config.loader_options());
         let (report, remote) = crate::isolation::load(&config, &options, helper.as_ref());
-        Host::start_with_remote(config, report, remote)
+        let host = Host::start_with_remote(config, report, remote);
+        if let Some(helper) = helper {
+            // Every chain member is configured: a resolver process started ahead of
+            // need and still waiting is not needed.
+            helper.discard_spares();
+        }
+        host
     }
 
     /// Like [`Host::start`] with an already-made load report (from

@@ -16,11 +16,13 @@ use provtarget::{
     buildinfo,
     config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE},
     host::{Failure, Host},
+    isolation::{Helper, Isolation},
     resolver::CancelToken,
     text::printable,
 };
 use provtarget_loader::{LoaderOptions, Verdict};
 use serde_json::json;
+use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 
 /// Finds the provisioning broker of an unprovisioned Choria server through resolver
@@ -152,27 +154,26 @@ impl HostArgs {
 }
 
 fn main() -> ExitCode {
-    // Before any plugin code can run: a plugin that kills the process still leaves one
-    // line naming itself and the call.
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if provtarget::isolation::is_child_command(args.first()) {
         // A child of this host's crash isolation (hidden subcommands).
         return provtarget::isolation::child_main(&args);
     }
-    provtarget_loader::last_words::install();
     let cli = Cli::parse();
-    if let Err(e) = init_logging(cli.log_level.as_deref()) {
-        say(&e);
-        return ExitCode::from(2);
-    }
-    let signals = Signals::watch();
-    let result = match cli.command {
-        Command::Buildinfo { host, json } => buildinfo_cmd(&host, json),
+    let log_level = cli.log_level;
+    // The commands that start a host read their configuration first, so that under
+    // process isolation the first resolver process starts now and its start runs
+    // beside this process's own (the signal thread, scanning and checking plugins).
+    let helper = this_helper();
+    let job = match cli.command {
+        Command::Buildinfo { host, json } => host.config(None).map(|c| Job::Buildinfo(c, json)),
         Command::Targets {
             host,
             timeout,
             json,
-        } => targets_cmd(&host, timeout.as_deref(), json, &signals),
+        } => host
+            .config(timeout.as_deref())
+            .map(|c| Job::Targets(c, json)),
         Command::Plugins {
             command:
                 PluginsCommand::Check {
@@ -181,7 +182,46 @@ fn main() -> ExitCode {
                     insecure_skip_owner_checks,
                     json,
                 },
-        } => check_cmd(&file, pins, insecure_skip_owner_checks, json),
+        } => Ok(Job::Check {
+            file,
+            pins,
+            insecure: insecure_skip_owner_checks,
+            json,
+        }),
+    };
+    let job = match job {
+        Ok(job) => job,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    if let (Job::Buildinfo(config, _) | Job::Targets(config, _), Some(helper)) = (&job, &helper) {
+        if config.isolation() == Isolation::Process
+            && provtarget::isolation::may_hold_plugins(&config.loader_options())
+        {
+            // While this process has one thread: a fork, not an exec (see fork_spare).
+            helper.fork_spare();
+        }
+    }
+    // Before any plugin code can run: a plugin that kills the process still leaves one
+    // line naming itself and the call (not in the forked child above, which, like an
+    // exec'd one, reports through its host).
+    provtarget_loader::last_words::install();
+    if let Err(e) = init_logging(log_level.as_deref()) {
+        say(&e);
+        return ExitCode::from(2);
+    }
+    let signals = Signals::watch();
+    let result = match job {
+        Job::Buildinfo(config, json) => buildinfo_cmd(config, helper, json),
+        Job::Targets(config, json) => targets_cmd(config, helper, json, &signals),
+        Job::Check {
+            file,
+            pins,
+            insecure,
+            json,
+        } => check_cmd(&file, pins, insecure, json, helper),
     };
     match result {
         Ok(code) => code,
@@ -190,6 +230,18 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// What to do, its configuration read.
+enum Job {
+    Buildinfo(HostConfig, bool),
+    Targets(HostConfig, bool),
+    Check {
+        file: PathBuf,
+        pins: Option<PathBuf>,
+        insecure: bool,
+        json: bool,
+    },
 }
 
 /// Exit status when stdout is a closed pipe (`provtarget buildinfo | head -1`): what a
@@ -245,58 +297,38 @@ impl Signals {
             first: AtomicI32::new(0),
             cancel: Mutex::new(None),
         });
-        let state = Arc::clone(&signals);
-        // Registered before this returns, so no signal falls between the default
-        // disposition and the handler.
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || state.run(ready_tx));
-        match spawned {
-            Ok(_) => {
-                if let Ok(Err(e)) = ready_rx.recv() {
-                    tracing::warn!("cannot handle SIGINT/SIGTERM ({e}); they end provtarget without a report");
-                }
-            }
-            Err(e) => tracing::warn!(
-                "cannot start the signal thread ({e}); SIGINT/SIGTERM end provtarget without a report"
-            ),
-        }
-        signals
-    }
-
-    fn run(&self, ready: std::sync::mpsc::Sender<Result<(), String>>) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
+        // Registered here, before this returns, so no signal falls between the default
+        // disposition and the handler; handled on a thread of their own.
+        let registered = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]);
+        let mut incoming = match registered {
+            Ok(incoming) => incoming,
             Err(e) => {
-                let _ = ready.send(Err(e.to_string()));
-                return;
+                tracing::warn!(
+                    "cannot handle SIGINT/SIGTERM ({e}); they end provtarget without a report"
+                );
+                return signals;
             }
         };
-        runtime.block_on(async {
-            let (mut int, mut term) = match (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) {
-                (Ok(i), Ok(t)) => (i, t),
-                (Err(e), _) | (_, Err(e)) => {
-                    let _ = ready.send(Err(e.to_string()));
-                    return;
+        let state = Arc::clone(&signals);
+        let spawned = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for number in incoming.forever() {
+                    let name = if number == SIGTERM {
+                        "SIGTERM"
+                    } else {
+                        "SIGINT"
+                    };
+                    state.received(name, number);
                 }
-            };
-            let _ = ready.send(Ok(()));
-            loop {
-                let (name, number) = tokio::select! {
-                    _ = int.recv() => ("SIGINT", 2),
-                    _ = term.recv() => ("SIGTERM", 15),
-                };
-                self.received(name, number);
-            }
-        });
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(
+                "cannot start the signal thread ({e}); SIGINT/SIGTERM are caught but not \
+                 handled: stop provtarget with SIGKILL"
+            );
+        }
+        signals
     }
 
     fn received(&self, name: &str, number: i32) {
@@ -452,17 +484,20 @@ fn print_json(value: &serde_json::Value) {
     }
 }
 
-fn buildinfo_cmd(args: &HostArgs, as_json: bool) -> Result<ExitCode, String> {
+fn buildinfo_cmd(
+    config: HostConfig,
+    helper: Option<Helper>,
+    as_json: bool,
+) -> Result<ExitCode, String> {
     // The inventory reports every library's SHA-256 (what a pin file needs), not
     // only when pinning is on.
-    let config = args.config(None)?;
     // With a warm verdict cache, unchanged libraries are reported from it and only
     // the chain's plugins are loaded (under the configured isolation).
     let options = LoaderOptions {
         always_hash: true,
         ..config.loader_options()
     };
-    let host = Host::start_isolated(config, Some(options), this_helper());
+    let host = Host::start_isolated(config, Some(options), helper);
     if as_json {
         print_json(&buildinfo::json(&host));
     } else {
@@ -472,12 +507,12 @@ fn buildinfo_cmd(args: &HostArgs, as_json: bool) -> Result<ExitCode, String> {
 }
 
 fn targets_cmd(
-    args: &HostArgs,
-    timeout: Option<&str>,
+    config: HostConfig,
+    helper: Option<Helper>,
     as_json: bool,
     signals: &Signals,
 ) -> Result<ExitCode, String> {
-    let host = Host::start(args.config(timeout)?);
+    let host = Host::start_isolated(config, None, helper);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -538,10 +573,8 @@ fn targets_cmd(
 }
 
 /// This executable, the child process of crash isolation.
-fn this_helper() -> Option<provtarget::isolation::Helper> {
-    std::env::current_exe()
-        .ok()
-        .map(provtarget::isolation::Helper)
+fn this_helper() -> Option<Helper> {
+    std::env::current_exe().ok().map(Helper::new)
 }
 
 /// A stable name for a failure's kind, for JSON consumers.
@@ -560,6 +593,7 @@ fn check_cmd(
     pins: Option<PathBuf>,
     insecure: bool,
     as_json: bool,
+    helper: Option<Helper>,
 ) -> Result<ExitCode, String> {
     // The same rule as the other commands: the override comes from the flag or from
     // PROVTARGET_INSECURE_SKIP_OWNER_CHECKS (never from a file).
@@ -577,7 +611,7 @@ fn check_cmd(
     };
     // Inspecting a file never runs its code here: the checks that need none run in
     // this process, the rest (dlopen, constructor) in a child.
-    let Some(helper) = this_helper() else {
+    let Some(helper) = helper else {
         return Err("cannot find this program's own executable to load the file in a child".into());
     };
     let record =

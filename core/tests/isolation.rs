@@ -1,11 +1,13 @@
 //! The process-mode adapter through the library API, with the real `provtarget`
 //! binary as the helper and the hostile Crasher plugin: a crashed resolver process is
-//! restarted on a later call, after Choria's backoff, and configured again.
+//! restarted on a later call, after Choria's backoff, and configured again; children
+//! started ahead of need are used, ended when not needed, and passed over when dead.
 use std::time::{Duration, Instant};
 
 use provtarget::{
     config::{keys, ConfigBuilder},
     host::{Failure, Host},
+    isolation::Helper,
     resolver::CancelToken,
 };
 use provtarget_testsupport::{cdylib, cdylib_file_name, provtarget_bin, TempDir};
@@ -65,4 +67,83 @@ fn a_crashed_resolver_process_is_restarted_after_the_backoff() {
     };
     let servers: Vec<String> = found.servers.iter().map(|s| s.to_string()).collect();
     assert_eq!(servers, ["nats://restarted.example:4222"]);
+}
+
+/// A directory holding the Crasher plugin (answering `answer`) and its configuration
+/// for process isolation.
+fn crasher_setup(label: &str, answer: &str) -> (TempDir, provtarget::config::HostConfig) {
+    let dir = TempDir::new(label);
+    let package = "provtarget-test-crasher";
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(cdylib(package), plugins.join(cdylib_file_name(package))).unwrap();
+    let config = ConfigBuilder::new()
+        .flag(keys::DIRECTORIES, &plugins.display().to_string())
+        .flag(keys::ISOLATION, "process")
+        .flag(keys::JWT_FILE, "")
+        .flag("crasher.answer", answer)
+        .build();
+    (dir, config)
+}
+
+fn resolve_servers(host: &Host) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let found = runtime
+        .block_on(host.resolve(&CancelToken::new()))
+        .expect("resolve");
+    found.servers.iter().map(|s| s.to_string()).collect()
+}
+
+/// Children started ahead of need wait for a library; the host uses one for its
+/// resolver and ends the others once its chain is configured.
+#[test]
+fn children_started_ahead_of_need_are_used_and_the_rest_ended() {
+    let (_dir, config) = crasher_setup("core-iso-spares", "spare.example:4222");
+    let helper = Helper::new(provtarget_bin());
+    helper.prestart(2);
+    assert_eq!(helper.spares(), 2, "two children wait");
+    let host = Host::start_isolated(config, None, Some(helper.clone()));
+    assert_eq!(host.resolver_name().0, "Crasher");
+    assert_eq!(helper.spares(), 0, "the unused child was not ended");
+    assert_eq!(resolve_servers(&host), ["nats://spare.example:4222"]);
+}
+
+/// A child started ahead of need that died before it was needed is passed over: a
+/// new one serves, and the resolver is not lost. The helper is a script that exits at
+/// once the first time it is run as `__serve`, then runs the real binary.
+#[test]
+fn a_waiting_child_that_died_is_replaced() {
+    let (dir, config) = crasher_setup("core-iso-dead-spare", "replaced.example:4222");
+    let first = dir.path().join("first-serve");
+    let script = dir.write(
+        "helper.sh",
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = __serve ] && mkdir {first:?} 2>/dev/null; then exit 0; fi\nexec {:?} \"$@\"\n",
+            provtarget_bin()
+        ),
+    );
+    provtarget_testsupport::set_mode(&script, 0o755);
+    let helper = Helper::new(&script);
+    helper.prestart(1);
+    // The waiting child ends on its own; it is still listed until someone looks.
+    let started = Instant::now();
+    while !first.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the helper never ran"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let host = Host::start_isolated(config, None, Some(helper));
+    assert_eq!(
+        host.resolver_name().0,
+        "Crasher",
+        "the dead child was used: {:?}",
+        host.disabled()
+    );
+    assert_eq!(resolve_servers(&host), ["nats://replaced.example:4222"]);
 }

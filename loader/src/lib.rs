@@ -158,6 +158,6 @@ pub mod last_words {
 /// Starting a child process with chosen descriptors at chosen numbers (the sealed copy
 /// of a library, a reply pipe), for hosts that load libraries in a child first.
 pub mod child {
-    pub use crate::sys::child::spawn_with_fds;
+    pub use crate::sys::child::{fork_single_threaded, spawn_with_fds, Forked};
 }
 pub use text::printable;

@@ -526,13 +526,21 @@ fn with_a_warm_cache_only_the_active_resolver_gets_a_child_in_process_and_probe_
 
     // Process mode. Cold: the host loads nothing itself; dc-hint, fqdn and badlayout
     // are each loaded by a child (noroot is refused from its bytes), and dc-hint's
-    // child stays to serve it.
+    // child stays to serve it. The first child is forked from the host at start-up,
+    // so it writes to the host's LD_DEBUG file (glibc opens one per exec'd process):
+    // that file holds exactly one load, the forked child's (a load by the host itself
+    // would make it two), and each exec'd child has its own file with one.
     let cache = TempDir::new("cache-isolated-process");
     let cold = loads_per_process(&plugins, cache.path(), "process", "ld-process-cold");
-    assert_eq!(cold, [0, 1, 1, 1], "host, then three children");
-    // Warm: one child, for the active resolver only; the host still loads nothing.
+    assert_eq!(
+        cold,
+        [1, 1, 1],
+        "host with its forked child, then two children"
+    );
+    // Warm: one child, for the active resolver only (the forked one); the host still
+    // loads nothing, and no other child is started.
     let warm = loads_per_process(&plugins, cache.path(), "process", "ld-process-warm");
-    assert_eq!(warm, [0, 1], "host, then dc-hint's resolver process");
+    assert_eq!(warm, [1], "host with dc-hint's forked resolver process");
 
     // Probe mode. Cold: three probing children, then the host loads the two plugins
     // they approved (badlayout refused by its child).

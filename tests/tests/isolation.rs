@@ -44,15 +44,15 @@ fn chain(dir: &TempDir, mode: &str, sets: &[&str], extra: &[&str]) -> Run {
     run
 }
 
-/// No process is left whose command line names a file of `dir` (every child of
-/// crash isolation is started as `provtarget __probe|__serve <library path>`).
+/// No process is left of a run that named `dir` (found by the environment tag every
+/// run of the tests carries and its children inherit: see [`processes_tagged`]).
 fn assert_no_children_of(dir: &Path) {
     let needle = path_str(dir);
-    // Children are reaped by the host before it exits, or end within ~100 ms of it
+    // Children are killed by the host before it exits, or end within ~100 ms of it
     // (they watch their parent): allow a generous moment.
     let started = Instant::now();
     loop {
-        let left = children_naming(&needle);
+        let left = processes_tagged(&needle);
         if left.is_empty() {
             return;
         }
@@ -62,28 +62,6 @@ fn assert_no_children_of(dir: &Path) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn children_naming(needle: &str) -> Vec<(u32, String)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if (cmdline.contains("__serve") || cmdline.contains("__probe")) && cmdline.contains(needle)
-        {
-            found.push((pid, cmdline));
-        }
-    }
-    found
 }
 
 fn fell_back(run: &Run) {
@@ -415,23 +393,76 @@ fn a_resolver_child_dies_with_its_host() {
             "plugin.provtarget.isolation=process",
         ])
         .env_clear()
+        .env(RUN_TAG, &d)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start provtarget");
+    // The first line is printed once the chain is configured, just before the call
+    // (which spins in the child) starts.
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(host.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .expect("read the first line");
+    assert!(first.contains("using: Crasher"), "{first:?}");
     let started = Instant::now();
-    while children_naming(&d)
-        .iter()
-        .all(|(_, c)| !c.contains("__serve"))
-    {
+    let children = loop {
+        let children: Vec<_> = processes_tagged(&d)
+            .into_iter()
+            .filter(|(pid, _)| *pid != host.id())
+            .collect();
+        if !children.is_empty() {
+            break children;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no resolver child appeared"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    assert_eq!(children.len(), 1, "one resolver child: {children:?}");
+    // The `provtarget` command forks its first resolver child (no `exec`): the child
+    // has the host's own command line, not `provtarget __serve`.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", children[0].0)).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline.contains(" targets ") && !cmdline.contains("__serve"),
+        "the first resolver child was not forked: {cmdline:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
     host.kill().expect("kill the host");
     host.wait().expect("reap the host");
     assert_no_children_of(dir.path());
+}
+
+/// `provtarget __serve` run by hand (its stdin is not the socket provtarget gives it):
+/// one line saying so, exit 2, no hang.
+#[test]
+fn a_resolver_child_run_by_hand_says_what_it_needs() {
+    let out = Command::new(provtarget_testsupport::provtarget_bin())
+        .arg("__serve")
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .expect("run provtarget __serve");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("__serve needs the socket provtarget gives it as stdin"),
+        "{stderr}"
+    );
+    let out = Command::new(provtarget_testsupport::provtarget_bin())
+        .args(["__serve", "/some/path"])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .expect("run provtarget __serve PATH");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("__serve none"),
+        "{out:?}"
+    );
 }

@@ -34,8 +34,8 @@ use std::{
     io::{BufRead, BufReader, Write},
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitCode, ExitStatus, Stdio},
-    sync::{Arc, OnceLock},
+    process::{Command, ExitCode, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
     thread,
     time::Duration,
 };
@@ -60,19 +60,162 @@ pub const SERVE_COMMAND: &str = "__serve";
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The executable run as a child (it must be a `provtarget` binary of the same build,
-/// or a program that calls [`child_main`] for the hidden subcommands).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Helper(pub PathBuf);
+/// or a program that calls [`child_main`] for the hidden subcommands), with the resolver
+/// children started ahead of need ([`Helper::prestart`]). Clones share those children;
+/// they end when the last clone is dropped.
+#[derive(Clone)]
+pub struct Helper {
+    path: PathBuf,
+    spares: Arc<Mutex<Vec<Waiting>>>,
+}
+
+/// A child started ahead of need: still being started (on a thread of its own, so
+/// the caller does not wait for the `exec`), or started.
+enum Waiting {
+    Starting(std::sync::mpsc::Receiver<Option<process::Spare>>),
+    Started(process::Spare),
+}
+
+impl Waiting {
+    /// The started child, waiting for its start to finish if need be; `None` when it
+    /// could not be started or has ended since.
+    fn settle(self) -> Option<process::Spare> {
+        let mut spare = match self {
+            Waiting::Starting(started) => started.recv().ok().flatten()?,
+            Waiting::Started(spare) => spare,
+        };
+        spare.alive().then_some(spare)
+    }
+
+    /// Whether it may still serve (a child being started counts).
+    fn may_serve(&mut self) -> bool {
+        match self {
+            Waiting::Starting(_) => true,
+            Waiting::Started(spare) => spare.alive(),
+        }
+    }
+}
 
 impl Helper {
+    /// The helper executable at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Helper {
+        Helper {
+            path: path.into(),
+            spares: Arc::default(),
+        }
+    }
+
     /// This executable, when it is the `provtarget` binary (an embedding program must
     /// name its helper: see [`crate::host::Host::start_with_helper`]).
     pub fn this_binary() -> Option<Helper> {
         let exe = std::env::current_exe().ok()?;
         let name = exe.file_name()?.to_str()?;
-        (name == "provtarget").then_some(Helper(exe))
+        (name == "provtarget").then(|| Helper::new(exe))
+    }
+
+    /// The executable.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts resolver children now, until `count` wait for a library, so that their
+    /// start (an `exec` of the helper, the larger part of a child's cost) runs beside
+    /// the host's own work (reading its configuration, scanning directories, checking
+    /// libraries) instead of after it; each is started on a short-lived thread, so
+    /// this returns at once. A waiting child knows nothing yet: it is handed its
+    /// sealed copy of a library ([`process`]) only once that library passed every
+    /// check here. Failing to start one is not an error: a child is then started when
+    /// needed, as without this.
+    pub fn prestart(&self, count: usize) {
+        let mut spares = self.lock_spares();
+        spares.retain_mut(Waiting::may_serve);
+        while spares.len() < count {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let helper = Helper::new(self.path.clone());
+            let spawned = thread::Builder::new()
+                .name("start child".into())
+                .spawn(move || {
+                    let spare = process::Spare::start(&helper)
+                        .map_err(|e| {
+                            tracing::debug!("cannot start a resolver process ahead of need: {e}")
+                        })
+                        .ok();
+                    // Nobody waits any more (discarded): dropping it ends the child.
+                    let _ = tx.send(spare);
+                });
+            if spawned.is_err() {
+                break;
+            }
+            spares.push(Waiting::Starting(rx));
+        }
+    }
+
+    /// Forks a resolver child from this process now, to wait for a library; for a
+    /// program that is this helper (the `provtarget` command), early in `main`, while
+    /// it has a single thread: a fork costs far less than starting the helper. Returns
+    /// whether it did; without a fork (another thread runs, or it failed) it starts
+    /// one the usual way ([`Helper::prestart`]). The copy never returns here: it
+    /// serves and exits.
+    pub fn fork_spare(&self) -> bool {
+        match process::Spare::fork() {
+            Ok(spare) => {
+                self.lock_spares().push(Waiting::Started(spare));
+                true
+            }
+            Err(_) => {
+                self.prestart(1);
+                false
+            }
+        }
+    }
+
+    /// How many started children wait for a library (waiting for those being started).
+    pub fn spares(&self) -> usize {
+        let mut spares = self.lock_spares();
+        let settled: Vec<Waiting> = spares
+            .drain(..)
+            .filter_map(Waiting::settle)
+            .map(Waiting::Started)
+            .collect();
+        *spares = settled;
+        spares.len()
+    }
+
+    /// Ends the children that still wait for a library (none is needed any more).
+    pub fn discard_spares(&self) {
+        self.lock_spares().clear();
+    }
+
+    /// A waiting child that is still alive, if any.
+    fn take_spare(&self) -> Option<process::Spare> {
+        let mut spares = self.lock_spares();
+        while let Some(waiting) = spares.pop() {
+            if let Some(spare) = waiting.settle() {
+                return Some(spare);
+            }
+        }
+        None
+    }
+
+    fn lock_spares(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        self.spares.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+impl std::fmt::Debug for Helper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Helper").field("path", &self.path).finish()
+    }
+}
+
+impl PartialEq for Helper {
+    /// The same executable (whatever children each has waiting).
+    fn eq(&self, other: &Helper) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for Helper {}
 
 /// Loads plugins as `config` says, under its isolation mode: `none` loads every
 /// library here; `probe` loads here only what a child loaded first and survived;
@@ -161,6 +304,11 @@ pub fn load(
             },
         }
     };
+    if mode == Isolation::Process && may_hold_plugins(options) {
+        // The chain's first resolver process starts now, beside the loader's work (the
+        // `provtarget` command has usually started it already).
+        helper.prestart(1);
+    }
     let report = load_with_gated(options, |names| chain_plugins(config, names), &mut gate);
     // Adapters for the libraries whose record says loaded; a duplicate name (the first
     // file wins, as in-process: the loader refused the later record) has its child
@@ -169,13 +317,55 @@ pub fn load(
         .into_iter()
         .filter_map(|(path, resolver)| {
             let record = report.libraries.iter().position(|l| l.path == path)?;
-            (report.libraries[record].verdict == Verdict::Loaded).then(|| RemotePlugin {
+            (report.libraries[record].verdict == Verdict::Loaded).then(|| Approved {
                 record,
-                resolver: Box::new(resolver),
+                name: resolver.name_str().to_string(),
+                has_child: resolver.has_child(),
+                resolver,
             })
+        })
+        .collect::<Vec<_>>();
+    if mode == Isolation::Process {
+        // Each of the chain's resolvers with no process yet gets one now, all started
+        // side by side rather than one after another as each is configured.
+        let names: Vec<&str> = report
+            .libraries
+            .iter()
+            .filter(|l| l.verdict == Verdict::Loaded)
+            .filter_map(|l| Some(l.plugin.as_ref()?.info.name.as_str()))
+            .collect();
+        let chain: Vec<&str> = chain_plugins(config, &names)
+            .into_iter()
+            .filter_map(|i| names.get(i).copied())
+            .collect();
+        let waiting = plugins
+            .iter()
+            .filter(|p| !p.has_child && chain.contains(&p.name.as_str()))
+            .count();
+        helper.prestart(waiting);
+    }
+    let plugins = plugins
+        .into_iter()
+        .map(|p| RemotePlugin {
+            record: p.record,
+            resolver: Box::new(p.resolver),
         })
         .collect();
     (report, plugins)
+}
+
+/// Whether any plugin directory of `options` exists (else no resolver process can be
+/// needed, and none is started ahead of need).
+pub fn may_hold_plugins(options: &LoaderOptions) -> bool {
+    options.directories.iter().any(|d| d.is_dir())
+}
+
+/// A library approved for a resolver process, before it joins the host.
+struct Approved {
+    record: usize,
+    name: String,
+    has_child: bool,
+    resolver: process::ProcessResolver,
 }
 
 /// The verdict on `prepared` when it is already known without loading it: what the
@@ -218,25 +408,31 @@ pub fn check_file(
     }
 }
 
-/// The entry point of a child (`__probe PATH` or `__serve PATH`, after the program
-/// name): call it first thing in `main` when the first argument is one of the hidden
+/// The entry point of a child (`__probe PATH` or `__serve`, after the program name):
+/// call it first thing in `main` when the first argument is one of the hidden
 /// subcommands.
 pub fn child_main(args: &[OsString]) -> ExitCode {
     init_child_logging();
-    let (Some(command), Some(path)) = (args.first(), args.get(1)) else {
-        eprintln!("provtarget: {PROBE_COMMAND} and {SERVE_COMMAND} need a path");
-        return ExitCode::from(2);
-    };
-    let path = PathBuf::from(path);
     watch_parent();
-    match command.to_str() {
-        Some(PROBE_COMMAND) => probe::child(&path),
-        Some(SERVE_COMMAND) => process::child(&path),
+    match (args.first().and_then(|c| c.to_str()), args.get(1)) {
+        (Some(PROBE_COMMAND), Some(path)) => probe::child(Path::new(path)),
+        (Some(SERVE_COMMAND), None) => process::child(),
         _ => {
-            eprintln!("provtarget: unknown child command");
+            eprintln!(
+                "provtarget: {PROBE_COMMAND} needs a path and {SERVE_COMMAND} none; they are \
+                 run by provtarget itself"
+            );
             ExitCode::from(2)
         }
     }
+}
+
+/// A `__serve` child's work after its stdio is set (by `exec` or by a fork): logging,
+/// the parent watch, then serving; its exit status.
+fn serve_main() -> u8 {
+    init_child_logging();
+    watch_parent();
+    process::serve()
 }
 
 /// Whether the first argument names a child's hidden subcommand.
@@ -287,10 +483,10 @@ fn pipe() -> std::io::Result<(File, File)> {
     Ok((File::from(r), File::from(w)))
 }
 
-/// The child command: `helper <sub> <path>`, stdin and stdout `/dev/null`, stderr
-/// piped (re-logged).
+/// The probing child's command: `helper __probe <path>`, stdin and stdout `/dev/null`,
+/// stderr piped (re-logged).
 fn child_command(helper: &Helper, sub: &str, path: &Path) -> Command {
-    let mut cmd = Command::new(&helper.0);
+    let mut cmd = Command::new(&helper.path);
     cmd.arg(sub)
         .arg(path)
         .stdin(Stdio::null())
@@ -299,15 +495,33 @@ fn child_command(helper: &Helper, sub: &str, path: &Path) -> Command {
     cmd
 }
 
-/// Re-logs a child's stderr through this process's `tracing`, each line tagged with
-/// `plugin` (or `label`, once set: the plugin's name from the handshake) and escaped,
-/// at the level the child's line starts with.
-fn relog(child: &mut Child, plugin: String, label: Option<Arc<OnceLock<String>>>) {
-    let Some(stderr) = child.stderr.take() else {
-        return;
-    };
+/// The name a child's log lines are tagged with, changed as it becomes known (a
+/// library's path when the child is handed it, then the plugin's own name from the
+/// handshake). Shared by the host's side of the child and its log thread.
+#[derive(Clone, Default)]
+pub(crate) struct LogLabel(Arc<Mutex<String>>);
+
+impl LogLabel {
+    fn new(text: &str) -> LogLabel {
+        LogLabel(Arc::new(Mutex::new(printable(text))))
+    }
+
+    /// From now on lines are tagged `text` (escaped).
+    fn set(&self, text: &str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = printable(text);
+    }
+
+    fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Re-logs a child's stderr (`stderr`, the read end of its pipe) through this process's `tracing`, each line tagged with
+/// `label` as it is when the line arrives, and escaped, at the level the child's line
+/// starts with.
+fn relog(stderr: impl std::io::Read + Send + 'static, label: LogLabel) {
     let _ = thread::Builder::new()
-        .name(format!("log {plugin}"))
+        .name("child log".into())
         .spawn(move || {
             for line in BufReader::new(stderr).split(b'\n') {
                 let Ok(line) = line else { break };
@@ -322,11 +536,8 @@ fn relog(child: &mut Child, plugin: String, label: Option<Arc<OnceLock<String>>>
                     }
                 }
                 let message = printable(rest);
-                let plugin = label
-                    .as_ref()
-                    .and_then(|l| l.get())
-                    .unwrap_or(&plugin)
-                    .as_str();
+                let plugin = label.get();
+                let plugin = plugin.as_str();
                 match level {
                     "ERROR" => tracing::error!(plugin, "{message}"),
                     "WARN" => tracing::warn!(plugin, "{message}"),
@@ -352,7 +563,7 @@ pub fn describe_exit(status: ExitStatus) -> String {
 }
 
 /// Writes one JSON line.
-fn send(to: &mut File, value: &serde_json::Value) -> std::io::Result<()> {
+fn send(mut to: impl Write, value: &serde_json::Value) -> std::io::Result<()> {
     let mut line = value.to_string();
     line.push('\n');
     to.write_all(line.as_bytes())

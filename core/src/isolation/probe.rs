@@ -41,7 +41,7 @@ pub fn probe(
     let cannot = |e: std::io::Error| {
         refuse(format!(
             "{p}: cannot start the helper {} to load it in a child: {e}",
-            printable(&helper.0.to_string_lossy())
+            printable(&helper.path().to_string_lossy())
         ))
     };
     let (mut reports, report_w) = pipe().map_err(cannot)?;
@@ -56,7 +56,9 @@ pub fn probe(
     )
     .map_err(cannot)?;
     drop(report_w);
-    relog(&mut child, p.clone(), None);
+    if let Some(stderr) = child.stderr.take() {
+        relog(stderr, super::LogLabel::new(&path.to_string_lossy()));
+    }
     let (tx, rx) = mpsc::channel();
     let _ = thread::Builder::new()
         .name("probe report".into())

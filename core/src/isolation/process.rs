@@ -1,10 +1,17 @@
 //! A resolver that lives in a child process for its whole life: [`ProcessResolver`]
-//! (the host's side, a native [`TargetResolver`]) and [`child`]
-//! (`provtarget __serve PATH`).
+//! (the host's side, a native [`TargetResolver`]) and [`child`] (`provtarget __serve`).
 //!
-//! Protocol (JSON lines): the child's first line on its reply pipe is the handshake,
-//! [`wire::report`] (magic cookie, protocol version, verdict, plugin information).
-//! Then each request `{"id": N, "call": "configure", "config": [[key, value]...]}` or
+//! Transport: one Unix stream socket, the child's stdin (the child moves it to a
+//! descriptor of its own and puts `/dev/null` at 0 before any plugin code runs, so a
+//! plugin that reads stdin or prints cannot touch the protocol). A child starts
+//! knowing nothing, so it can be started ahead of need ([`Spare`],
+//! [`Helper::prestart`]): the host hands it the sealed in-memory copy of a library
+//! that passed every check as an `SCM_RIGHTS` descriptor with the first line,
+//! `{"call": "load", "path": "..."}`.
+//!
+//! Protocol (JSON lines): the child's first line is the handshake, [`wire::report`]
+//! (magic cookie, protocol version, verdict, plugin information). Then each request
+//! `{"id": N, "call": "configure", "config": [[key, value]...]}` or
 //! `{"id": N, "call": "targets"}` gets one reply `{"id": N, "ok": ...}` or
 //! `{"id": N, "error": "..."}`. `{"call": "cancel"}` cancels the call in progress (the
 //! resolver's context is cancelled and its answer, usually its last error, is the
@@ -14,33 +21,37 @@
 
 use std::{
     fs::File,
-    io::{BufRead, BufReader},
-    os::fd::AsFd,
+    io::{BufRead, BufReader, Cursor, IoSlice, IoSliceMut, Read, Write},
+    mem::MaybeUninit,
+    os::{
+        fd::{AsFd, BorrowedFd, OwnedFd},
+        unix::{net::UnixStream, process::ExitStatusExt},
+    },
     path::{Path, PathBuf},
-    process::{Child, ExitCode},
-    sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock},
+    process::{Child, Command, ExitCode, ExitStatus, Stdio},
+    sync::{mpsc, Arc, Mutex, MutexGuard},
     thread,
     time::{Duration, Instant},
 };
 
 use provtarget_abi::backoff;
 use provtarget_loader::{PluginFacts, Prepared, Verdict};
-
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
 use serde_json::{json, Value};
 
 use super::{
-    child_command, describe_exit, inherited, pipe, relog, send, wire, Helper,
-    DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND,
+    describe_exit, relog, send, wire, Helper, LogLabel, DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND,
 };
 use crate::{
     resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
     text::printable,
 };
 
-/// The descriptor the child reads requests from.
-pub const REQUEST_FD: i32 = 4;
-/// The descriptor the child writes replies to.
-pub const REPLY_FD: i32 = 5;
+/// The longest first line (`load`) a child accepts.
+const MAX_LOAD_LINE: usize = 64 * 1024;
 
 /// How long a cancelled call may take to answer before its child is killed: a little
 /// less than the host's own grace for a cancelled resolver
@@ -72,16 +83,143 @@ struct State {
 }
 
 struct Running {
-    child: Child,
-    requests: File,
+    child: Proc,
+    requests: UnixStream,
     replies: mpsc::Receiver<Value>,
     next_id: u64,
 }
 
 impl Drop for Running {
+    /// Kills the child. It is reaped here when already gone, else by a short-lived
+    /// thread, so that ending a host (or the `provtarget` command) does not wait for
+    /// the kernel to tear a killed process down; a program that exits first leaves the
+    /// reaping to init, the child being dead either way.
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let mut child = std::mem::replace(&mut self.child, Proc::HandedOver);
+            let spawned = thread::Builder::new()
+                .name("reap child".into())
+                .spawn(move || {
+                    let _ = child.wait();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(
+                    "cannot start a thread to reap a killed resolver process ({e}); it stays \
+                     a zombie until this program ends"
+                );
+            }
+        }
+    }
+}
+
+/// A resolver child: started from the helper executable, or forked from this process
+/// at start-up ([`Spare::fork`]).
+enum Proc {
+    Spawned(Child),
+    Forked {
+        pid: rustix::process::Pid,
+        ended: Option<ExitStatus>,
+    },
+    /// Handed to a thread that reaps it (see `Running`'s `drop`).
+    HandedOver,
+}
+
+impl Proc {
+    fn kill(&mut self) -> std::io::Result<()> {
+        match self {
+            Proc::Spawned(child) => child.kill(),
+            Proc::Forked { pid, ended: None } => Ok(rustix::process::kill_process(
+                *pid,
+                rustix::process::Signal::KILL,
+            )?),
+            Proc::Forked { .. } | Proc::HandedOver => Ok(()),
+        }
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.reap(rustix::process::WaitOptions::NOHANG)
+    }
+
+    fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        self.reap(rustix::process::WaitOptions::empty())?
+            .ok_or_else(|| std::io::Error::other("the child did not end"))
+    }
+
+    fn reap(
+        &mut self,
+        options: rustix::process::WaitOptions,
+    ) -> std::io::Result<Option<ExitStatus>> {
+        match self {
+            Proc::Spawned(child) if options.is_empty() => child.wait().map(Some),
+            Proc::Spawned(child) => child.try_wait(),
+            Proc::Forked {
+                ended: Some(status),
+                ..
+            } => Ok(Some(*status)),
+            Proc::HandedOver => Err(std::io::Error::other("the child was handed over")),
+            Proc::Forked { pid, ended } => {
+                let Some((_, status)) = rustix::process::waitpid(Some(*pid), options)? else {
+                    return Ok(None);
+                };
+                let status = ExitStatus::from_raw(status.as_raw());
+                *ended = Some(status);
+                Ok(Some(status))
+            }
+        }
+    }
+}
+
+/// A resolver child started ahead of need, waiting for its library (see
+/// [`Helper::prestart`]). Dropping it ends the child.
+pub struct Spare {
+    running: Running,
+    label: LogLabel,
+}
+
+impl Spare {
+    /// Starts `helper __serve`.
+    pub(super) fn start(helper: &Helper) -> std::io::Result<Spare> {
+        let label = LogLabel::new("resolver process");
+        let running = start_child(helper, &label)?;
+        Ok(Spare { running, label })
+    }
+
+    /// Forks a resolver child from this process, which must have a single thread (the
+    /// `provtarget` command at start-up, see [`Helper::fork_spare`]). The copy sets
+    /// its stdio (the socket, `/dev/null`, the log pipe), serves like `__serve` and
+    /// exits; it never returns from here. Costs a `fork`, not an `exec` of the helper.
+    pub(super) fn fork() -> std::io::Result<Spare> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let (log_r, log_w) = super::pipe()?;
+        let null = File::options().write(true).open("/dev/null")?;
+        match provtarget_loader::child::fork_single_threaded()? {
+            provtarget_loader::child::Forked::Child => {
+                drop((ours, log_r));
+                let code = match become_served(&theirs, &null, &log_w) {
+                    Ok(()) => {
+                        drop((theirs, null, log_w));
+                        super::serve_main()
+                    }
+                    Err(_) => 2,
+                };
+                std::process::exit(code.into())
+            }
+            provtarget_loader::child::Forked::Parent(pid) => {
+                drop((theirs, null, log_w));
+                let pid = rustix::process::Pid::from_raw(pid as i32)
+                    .ok_or_else(|| std::io::Error::other("fork gave no process id"))?;
+                let label = LogLabel::new("resolver process");
+                let child = Proc::Forked { pid, ended: None };
+                let running = adopt(child, ours, Some(Box::new(log_r)), &label)?;
+                Ok(Spare { running, label })
+            }
+        }
+    }
+
+    /// Whether the child still runs.
+    pub(super) fn alive(&mut self) -> bool {
+        matches!(self.running.child.try_wait(), Ok(None))
     }
 }
 
@@ -123,6 +261,11 @@ impl ProcessResolver {
         &self.name
     }
 
+    /// Whether a child serves it now (kept from the load that approved it).
+    pub fn has_child(&self) -> bool {
+        self.state().running.is_some()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -133,7 +276,6 @@ impl ProcessResolver {
             self.image.as_fd(),
             &self.path,
             &self.helper,
-            &self.name,
             DEFAULT_PROBE_TIMEOUT,
         ) {
             Ok((running, hello)) => match wire::parse(&hello) {
@@ -287,38 +429,53 @@ enum Launch {
     Silent,
 }
 
-/// Starts `helper __serve path` on the sealed copy `image` and reads its handshake
-/// (within `deadline`).
-fn launch(
-    image: std::os::fd::BorrowedFd<'_>,
-    path: &Path,
-    helper: &Helper,
-    log_name: &str,
-    deadline: Duration,
-) -> Result<(Running, Value), Launch> {
-    let (req_r, requests) = pipe().map_err(Launch::Io)?;
-    let (replies_r, reply_w) = pipe().map_err(Launch::Io)?;
-    let mut cmd = child_command(helper, SERVE_COMMAND, path);
-    let mut child = provtarget_loader::child::spawn_with_fds(
-        &mut cmd,
-        &[
-            (image, super::probe::IMAGE_FD),
-            (req_r.as_fd(), REQUEST_FD),
-            (reply_w.as_fd(), REPLY_FD),
-        ],
-    )
-    .map_err(Launch::Io)?;
-    drop((req_r, reply_w));
-    let label = Arc::new(OnceLock::new());
-    relog(&mut child, printable(log_name), Some(Arc::clone(&label)));
+/// Starts `helper __serve` on a new socket pair (its end as the child's stdin), with
+/// its stderr re-logged under `label` and its lines read on a thread of their own.
+fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut cmd = Command::new(helper.path());
+    cmd.arg(SERVE_COMMAND)
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let spawned = cmd.spawn();
+    // The command holds the child's end of the socket: closed here, so the child's
+    // end is the child's alone (its exit is then seen as the end of the stream).
+    drop(cmd);
+    let mut child = spawned?;
+    let stderr = child
+        .stderr
+        .take()
+        .map(|e| Box::new(e) as Box<dyn Read + Send>);
+    adopt(Proc::Spawned(child), ours, stderr, label)
+}
+
+/// The host's side of a started child: its stderr re-logged under `label`, its lines
+/// read on a thread of their own.
+fn adopt(
+    mut child: Proc,
+    ours: UnixStream,
+    stderr: Option<Box<dyn Read + Send>>,
+    label: &LogLabel,
+) -> std::io::Result<Running> {
+    if let Some(stderr) = stderr {
+        relog(stderr, label.clone());
+    }
+    let lines = match ours.try_clone() {
+        Ok(lines) => lines,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
     let (tx, replies) = mpsc::channel();
     let _ = thread::Builder::new()
-        .name(format!("replies {log_name}"))
+        .name("child replies".into())
         .spawn(move || {
-            for line in BufReader::new(replies_r).lines() {
+            for line in BufReader::new(lines).lines() {
                 let Ok(line) = line else { break };
-                // A line that is not JSON cannot come from the protocol (stdout is
-                // /dev/null); ignore it.
+                // A line that is not JSON cannot come from the protocol; ignore it.
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     if tx.send(v).is_err() {
                         break;
@@ -326,17 +483,83 @@ fn launch(
                 }
             }
         });
-    let mut running = Running {
+    Ok(Running {
         child,
-        requests,
+        requests: ours,
         replies,
         next_id: 1,
+    })
+}
+
+/// In a forked child: the socket as stdin, `/dev/null` as stdout, the log pipe as
+/// stderr (each first moved above the standard numbers, in case one of them was
+/// closed in the parent and the new descriptor took its number).
+fn become_served(socket: &UnixStream, null: &File, log: &File) -> std::io::Result<()> {
+    let socket = rustix::io::fcntl_dupfd_cloexec(socket, 3)?;
+    let null = rustix::io::fcntl_dupfd_cloexec(null, 3)?;
+    let log = rustix::io::fcntl_dupfd_cloexec(log, 3)?;
+    rustix::stdio::dup2_stdin(&socket)?;
+    rustix::stdio::dup2_stdout(&null)?;
+    rustix::stdio::dup2_stderr(&log)?;
+    Ok(())
+}
+
+/// Sends the `load` line with `image` attached (`SCM_RIGHTS`).
+fn send_load(to: &UnixStream, path: &Path, image: BorrowedFd<'_>) -> std::io::Result<()> {
+    let mut line = json!({"call": "load", "path": path.to_string_lossy()}).to_string();
+    line.push('\n');
+    let fds = [image];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(std::io::Error::other("no room for the descriptor"));
+    }
+    let sent = rustix::net::sendmsg(
+        to,
+        &[IoSlice::new(line.as_bytes())],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
+    // The descriptor went with the first byte; the rest of a long line follows.
+    let mut to = to;
+    to.write_all(&line.as_bytes()[sent..])
+}
+
+/// Hands the sealed copy `image` of the library at `path` to a resolver child (one
+/// started ahead of need when `helper` has one waiting, else a new one) and reads its
+/// handshake (within `deadline`).
+fn launch(
+    image: BorrowedFd<'_>,
+    path: &Path,
+    helper: &Helper,
+    deadline: Duration,
+) -> Result<(Running, Value), Launch> {
+    let shown = path.to_string_lossy();
+    let (mut running, label) = loop {
+        let (mut running, label, waited) = match helper.take_spare() {
+            Some(spare) => (spare.running, spare.label, true),
+            None => {
+                let label = LogLabel::new(&shown);
+                (
+                    start_child(helper, &label).map_err(Launch::Io)?,
+                    label,
+                    false,
+                )
+            }
+        };
+        label.set(&shown);
+        match send_load(&running.requests, path, image) {
+            Ok(()) => break (running, label),
+            // A waiting child that died meanwhile: the next one (or a new one) is asked.
+            Err(_) if waited && !matches!(running.child.try_wait(), Ok(None)) => continue,
+            Err(e) => return Err(Launch::Io(e)),
+        }
     };
     match running.replies.recv_timeout(deadline) {
         Ok(hello) => {
             // From now on the child's lines are tagged with the plugin's own name.
             if let Some(name) = hello["plugin"]["name"].as_str() {
-                let _ = label.set(printable(name));
+                label.set(name);
             }
             Ok((running, hello))
         }
@@ -364,7 +587,7 @@ pub fn start(
         // Without a sealed copy there is nothing to hand over: the probe says why.
         return super::probe::probe(prepared, helper, deadline).map(|(v, f)| (v, f, None));
     };
-    let (running, hello) = match launch(image, path, helper, &p, deadline) {
+    let (running, hello) = match launch(image, path, helper, deadline) {
         Ok(ok) => ok,
         Err(Launch::Io(e)) => {
             return Err(provtarget_loader::Refusal::new(
@@ -372,7 +595,7 @@ pub fn start(
                 provtarget_loader::RefusalKind::CrashedWhileLoading,
                 format!(
                     "{p}: cannot start the helper {} to load it in a child: {e}",
-                    printable(&helper.0.to_string_lossy())
+                    printable(&helper.path().to_string_lossy())
                 ),
             ))
         }
@@ -459,29 +682,58 @@ fn pairs_of(v: &Value) -> Settings {
         .unwrap_or_default()
 }
 
-/// The child: loads the sealed copy, sends the handshake, then answers requests until
-/// the host closes the request pipe.
-pub fn child(path: &Path) -> ExitCode {
-    let fds = (
-        inherited(REPLY_FD, true),
-        inherited(REQUEST_FD, false),
-        inherited(super::probe::IMAGE_FD, false),
-    );
-    let (Ok(mut replies), Ok(requests), Ok(image)) = fds else {
-        eprintln!("provtarget: {SERVE_COMMAND} is missing its descriptors");
-        return ExitCode::from(2);
+/// The child: takes its socket off stdin, waits for its library (the `load` line and
+/// the sealed copy), loads it, sends the handshake, then answers requests until the
+/// host closes the socket.
+pub fn child() -> ExitCode {
+    ExitCode::from(serve())
+}
+
+/// [`child`]'s work; its exit status.
+pub(super) fn serve() -> u8 {
+    let socket = match take_socket() {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!(
+                "provtarget: {SERVE_COMMAND} needs the socket provtarget gives it as stdin: {e}"
+            );
+            return 2;
+        }
     };
-    let (record, plugin) = provtarget_loader::load_sealed(image.into(), path);
+    let (line, rest, image) = match receive_load(&socket) {
+        Ok(got) => got,
+        // The host ended (or discarded this child) before handing it a library.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return 0,
+        Err(e) => {
+            eprintln!("provtarget: {SERVE_COMMAND} got no library: {e}");
+            return 2;
+        }
+    };
+    let request: Value = serde_json::from_slice(&line).unwrap_or_default();
+    let (Some("load"), Some(path), Some(image)) =
+        (request["call"].as_str(), request["path"].as_str(), image)
+    else {
+        eprintln!(
+            "provtarget: {SERVE_COMMAND}: the first request must be a load with a descriptor"
+        );
+        return 2;
+    };
+    let (record, plugin) = provtarget_loader::load_sealed(image, Path::new(path));
+    let mut replies = &socket;
     if send(
         &mut replies,
         &wire::report(&record.verdict, record.plugin.as_ref()),
     )
     .is_err()
     {
-        return ExitCode::from(2);
+        return 2;
     }
+    let requests = match socket.try_clone() {
+        Ok(s) => Cursor::new(rest).chain(s),
+        Err(_) => return 2,
+    };
     let Some(plugin) = plugin else {
-        return ExitCode::SUCCESS;
+        return 0;
     };
     let name = plugin.info.name.clone();
     let mut resolver = plugin.resolver;
@@ -516,7 +768,7 @@ pub fn child(path: &Path) -> ExitCode {
             })
     };
     if reader.is_err() {
-        return ExitCode::from(2);
+        return 2;
     }
     for request in queue {
         let token = CancelToken::new();
@@ -543,5 +795,59 @@ pub fn child(path: &Path) -> ExitCode {
             break;
         }
     }
-    ExitCode::SUCCESS
+    0
+}
+
+/// The socket the host gave as stdin, moved to a descriptor of its own, with
+/// `/dev/null` put at 0 instead (before any plugin code runs here).
+fn take_socket() -> std::io::Result<UnixStream> {
+    use std::os::unix::fs::FileTypeExt;
+    let socket = File::from(rustix::io::fcntl_dupfd_cloexec(
+        std::io::stdin().as_fd(),
+        3,
+    )?);
+    if !socket.metadata()?.file_type().is_socket() {
+        return Err(std::io::Error::other("stdin is not a socket"));
+    }
+    let null = File::open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(UnixStream::from(OwnedFd::from(socket)))
+}
+
+/// Reads the first line and the descriptor sent with it; returns the line, any bytes
+/// read past it, and the descriptor. `UnexpectedEof` when the host closed the socket
+/// first.
+fn receive_load(socket: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<u8>, Option<OwnedFd>)> {
+    let mut got = Vec::new();
+    let mut image = None;
+    loop {
+        let mut buf = [0u8; 4096];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = rustix::net::recvmsg(
+            socket,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                // The first descriptor is the library; any other is closed here.
+                for fd in fds {
+                    image.get_or_insert(fd);
+                }
+            }
+        }
+        if received.bytes == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got.extend_from_slice(&buf[..received.bytes]);
+        if let Some(end) = got.iter().position(|b| *b == b'\n') {
+            let rest = got.split_off(end + 1);
+            return Ok((got, rest, image));
+        }
+        if got.len() > MAX_LOAD_LINE {
+            return Err(std::io::Error::other("the first line is too long"));
+        }
+    }
 }

@@ -9,8 +9,10 @@ use serde_json::{json, Value};
 /// The first field of every handshake: a child that does not send it is not a
 /// provtarget helper (e.g. the wrong executable was named), whatever it prints.
 pub const MAGIC: &str = "provtarget-plugin-child-7c1e4b9a";
-/// The protocol version of the lines exchanged with a child.
-pub const PROTOCOL: u64 = 1;
+/// The protocol version of the lines exchanged with a child. 2: a resolver child is
+/// handed its library on its socket (the `load` line with the descriptor attached)
+/// instead of at start; 1 had it as inherited descriptor 3 and `__serve PATH`.
+pub const PROTOCOL: u64 = 2;
 
 /// The verdict and facts as one JSON object.
 pub fn report(verdict: &Verdict, plugin: Option<&PluginFacts>) -> Value {
@@ -118,9 +120,11 @@ mod tests {
 
     #[test]
     fn a_report_without_the_magic_cookie_is_refused() {
-        let err = parse(&json!({"verdict": "loaded", "protocol": 1})).unwrap_err();
+        let err = parse(&json!({"verdict": "loaded", "protocol": PROTOCOL})).unwrap_err();
         assert!(err.contains("not a provtarget helper"), "{err}");
-        let err = parse(&json!({"magic": MAGIC, "protocol": 2, "verdict": "loaded"})).unwrap_err();
-        assert!(err.contains("protocol 2"), "{err}");
+        let other = PROTOCOL + 1;
+        let err =
+            parse(&json!({"magic": MAGIC, "protocol": other, "verdict": "loaded"})).unwrap_err();
+        assert!(err.contains(&format!("protocol {other}")), "{err}");
     }
 }

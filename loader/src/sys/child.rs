@@ -44,3 +44,38 @@ pub fn spawn_with_fds(command: &mut Command, fds: &[(BorrowedFd<'_>, RawFd)]) ->
     };
     command.spawn()
 }
+
+/// Which side of [`fork_single_threaded`] this is.
+#[derive(Debug)]
+pub enum Forked {
+    /// The new process (a copy of this one).
+    Child,
+    /// This process; the new one has this process id.
+    Parent(u32),
+}
+
+/// Forks this process, only while it has a single thread: then the copy holds no lock
+/// of a thread that does not exist in it, and may run any code (allocate, log, load a
+/// library) as a freshly started program would. With more than one thread, or when
+/// that cannot be told, nothing is forked and `Err` says why.
+///
+/// The caller must make sure the copy never returns into code meant for this process
+/// only (it should end with `std::process::exit`), and that nothing buffered for
+/// output is written twice (call it before anything is written).
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "this process has {threads} threads; only a single-threaded process may fork"
+        )));
+    }
+    // SAFETY: the process has exactly one thread (counted just above; nothing in this
+    // thread starts another between the count and the call), so the child is a
+    // complete copy: no lock (allocator, stdio, environment) can be held by a thread
+    // missing in it, and it may run arbitrary code. `fork` has no other precondition.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}

@@ -115,6 +115,40 @@ pub fn provtarget_limited(args: &[&str], env: &[(&str, &str)], limit_kib: u64) -
     run_to_end(cmd, args, env)
 }
 
+/// The environment variable every provtarget run of the tests carries, its value the
+/// run's arguments (see [`processes_tagged`]).
+pub const RUN_TAG: &str = "TEST_PROVTARGET_RUN";
+
+/// The live processes (pid, tag value) whose environment has [`RUN_TAG`] with a value
+/// containing `needle`: a run's host and every child it started, however started
+/// (children inherit the environment). A zombie has no environment left and is not
+/// listed.
+pub fn processes_tagged(needle: &str) -> Vec<(u32, String)> {
+    let prefix = format!("{RUN_TAG}=");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        for var in environ.split(|b| *b == 0) {
+            let var = String::from_utf8_lossy(var);
+            if let Some(value) = var.strip_prefix(&prefix) {
+                if value.contains(needle) {
+                    found.push((pid, value.to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Runs `cmd` (provtarget `args`, for messages) with a clean environment plus `env`,
 /// killing it (and failing) if it is still running after a generous liveness limit.
 fn run_to_end<V: AsRef<std::ffi::OsStr>>(
@@ -127,6 +161,9 @@ fn run_to_end<V: AsRef<std::ffi::OsStr>>(
         // The verdict cache of this test process, not the machine's
         // /var/cache/provtarget (a test may still set its own).
         .env("PROVTARGET_CACHE_DIR", test_cache_dir())
+        // Inherited by every child of crash isolation (exec'd or forked), whatever its
+        // command line: how a test finds the processes a run left behind.
+        .env(RUN_TAG, args.join(" "))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

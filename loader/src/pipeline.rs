@@ -225,7 +225,8 @@ impl<'a> Session<'a> {
         //    ELF check and dlopen all see these very bytes.
         let image = read(file, &meta, path)?;
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
-        self.hash_and_pin(&image, name, path, record, cache.hash_for_cache)?;
+        let known = hit.and_then(|h| h.sha256.as_deref());
+        self.hash_and_pin(&image, name, path, record, cache.hash_for_cache, known)?;
         // 6. A complete library for this host, exporting the root module, not built
         //    with panic = "abort": decided from the bytes, before any code runs.
         precheck(&image, path)?;
@@ -311,7 +312,10 @@ impl<'a> Session<'a> {
     }
 
     /// Step 5. `for_cache`: hash even when neither pinning nor the report needs it,
-    /// to record it in the verdict cache.
+    /// to record it in the verdict cache. `known`: the SHA-256 the verdict cache holds
+    /// for this unchanged file (same identity), reported as is when only the report or
+    /// the cache needs it, as for every other file the cache answers for; pinning
+    /// always hashes the bytes that will run.
     fn hash_and_pin(
         &self,
         image: &Image,
@@ -319,8 +323,15 @@ impl<'a> Session<'a> {
         path: &Path,
         record: &mut LibraryRecord,
         for_cache: bool,
+        known: Option<&str>,
     ) -> Result<(), Refusal> {
         if self.pins.is_none() && !self.options.always_hash && !for_cache {
+            return Ok(());
+        }
+        if let (None, Some(known)) = (&self.pins, known) {
+            if let Some(facts) = record.file.as_mut() {
+                facts.sha256 = Some(known.to_string());
+            }
             return Ok(());
         }
         let p = shown(path);

@@ -85,8 +85,57 @@ struct State {
 struct Running {
     child: Proc,
     requests: UnixStream,
-    replies: mpsc::Receiver<Value>,
+    replies: Replies,
     next_id: u64,
+}
+
+/// The child's lines, read by the caller itself (no thread, no hand-over): a blocking
+/// read with a timeout, the part of a line read before a timeout kept for the next.
+struct Replies {
+    reader: BufReader<UnixStream>,
+    pending: Vec<u8>,
+}
+
+/// What [`Replies::next`] got.
+enum Next {
+    Line(Value),
+    /// Nothing within the wait.
+    Timeout,
+    /// The child closed its end (it ended).
+    Closed,
+}
+
+impl Replies {
+    /// The next JSON line within `wait` (a line that is not JSON cannot come from the
+    /// protocol, and is skipped).
+    fn next(&mut self, wait: Duration) -> Next {
+        let wait = wait.max(Duration::from_millis(1));
+        if self.reader.get_ref().set_read_timeout(Some(wait)).is_err() {
+            return Next::Closed;
+        }
+        loop {
+            match self.reader.read_until(b'\n', &mut self.pending) {
+                Ok(_) if self.pending.last() == Some(&b'\n') => {
+                    let line = std::mem::take(&mut self.pending);
+                    if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                        return Next::Line(v);
+                    }
+                }
+                // End of the stream (a partial last line is not a reply).
+                Ok(_) => return Next::Closed,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Next::Timeout
+                }
+                Err(_) => return Next::Closed,
+            }
+        }
+    }
 }
 
 impl Drop for Running {
@@ -311,15 +360,15 @@ impl ProcessResolver {
         }
         let mut cancelled_at: Option<Instant> = None;
         loop {
-            match running.replies.recv_timeout(Duration::from_millis(20)) {
-                Ok(reply) if reply["id"] == id => {
+            match running.replies.next(Duration::from_millis(20)) {
+                Next::Line(reply) if reply["id"] == id => {
                     return match cancelled_at {
                         Some(_) => Err(Lost::CancelledAnswered(reply)),
                         None => Ok(reply),
                     }
                 }
-                Ok(_) => continue,
-                Err(mpsc::RecvTimeoutError::Timeout) => match cancelled_at {
+                Next::Line(_) => continue,
+                Next::Timeout => match cancelled_at {
                     None if ctx.token().is_cancelled() => {
                         cancelled_at = Some(Instant::now());
                         let _ = send(&mut running.requests, &json!({"call": "cancel"}));
@@ -327,7 +376,7 @@ impl ProcessResolver {
                     Some(at) if at.elapsed() >= CANCEL_GRACE => return Err(Lost::Cancelled),
                     _ => {}
                 },
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Next::Closed => {
                     let status = running.child.wait().map(describe_exit);
                     return Err(Lost::Ended(ended_text(
                         &status.unwrap_or_else(|e| e.to_string()),
@@ -469,24 +518,13 @@ fn adopt(
             return Err(e);
         }
     };
-    let (tx, replies) = mpsc::channel();
-    let _ = thread::Builder::new()
-        .name("child replies".into())
-        .spawn(move || {
-            for line in BufReader::new(lines).lines() {
-                let Ok(line) = line else { break };
-                // A line that is not JSON cannot come from the protocol; ignore it.
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
     Ok(Running {
         child,
         requests: ours,
-        replies,
+        replies: Replies {
+            reader: BufReader::new(lines),
+            pending: Vec::new(),
+        },
         next_id: 1,
     })
 }
@@ -555,20 +593,20 @@ fn launch(
             Err(e) => return Err(Launch::Io(e)),
         }
     };
-    match running.replies.recv_timeout(deadline) {
-        Ok(hello) => {
+    match running.replies.next(deadline) {
+        Next::Line(hello) => {
             // From now on the child's lines are tagged with the plugin's own name.
             if let Some(name) = hello["plugin"]["name"].as_str() {
                 label.set(name);
             }
             Ok((running, hello))
         }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match running.child.wait() {
+        Next::Closed => match running.child.wait() {
             Ok(status) => Err(Launch::Ended(status)),
             Err(e) => Err(Launch::Io(e)),
         },
         // Dropping `running` kills and reaps the child.
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(Launch::Silent),
+        Next::Timeout => Err(Launch::Silent),
     }
 }
 

@@ -47,21 +47,7 @@ fn chain(dir: &TempDir, mode: &str, sets: &[&str], extra: &[&str]) -> Run {
 /// No process is left of a run that named `dir` (found by the environment tag every
 /// run of the tests carries and its children inherit: see [`processes_tagged`]).
 fn assert_no_children_of(dir: &Path) {
-    let needle = path_str(dir);
-    // Children are killed by the host before it exits, or end within ~100 ms of it
-    // (they watch their parent): allow a generous moment.
-    let started = Instant::now();
-    loop {
-        let left = processes_tagged(&needle);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "child processes outlived their host: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_no_processes_tagged(&path_str(dir));
 }
 
 fn fell_back(run: &Run) {

@@ -149,6 +149,25 @@ pub fn processes_tagged(needle: &str) -> Vec<(u32, String)> {
     found
 }
 
+/// Waits (up to 5 s) until no live process of a run whose tag contains `needle` is
+/// left ([`processes_tagged`]), and fails naming those that are. Children are killed
+/// by their host before it exits, or end within ~100 ms of it (they watch their
+/// parent and their socket).
+pub fn assert_no_processes_tagged(needle: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let left = processes_tagged(needle);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "child processes outlived their host: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Runs `cmd` (provtarget `args`, for messages) with a clean environment plus `env`,
 /// killing it (and failing) if it is still running after a generous liveness limit.
 fn run_to_end<V: AsRef<std::ffi::OsStr>>(

@@ -175,14 +175,18 @@ fn run_to_end<V: AsRef<std::ffi::OsStr>>(
     args: &[&str],
     env: &[(&str, V)],
 ) -> Run {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("{} [run {}-{run}]", args.join(" "), std::process::id());
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         // The verdict cache of this test process, not the machine's
         // /var/cache/provtarget (a test may still set its own).
         .env("PROVTARGET_CACHE_DIR", test_cache_dir())
         // Inherited by every child of crash isolation (exec'd or forked), whatever its
-        // command line: how a test finds the processes a run left behind.
-        .env(RUN_TAG, args.join(" "))
+        // command line: how a test finds the processes a run left behind. Unique per
+        // run (tests run side by side, some with the same arguments).
+        .env(RUN_TAG, &tag)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -217,6 +221,9 @@ fn run_to_end<V: AsRef<std::ffi::OsStr>>(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // Whatever the run did, no process of it outlives it (crash isolation's children
+    // end with their host): checked after every run of the binary.
+    assert_no_processes_tagged(&tag);
     Run {
         code: status.code(),
         stdout: out_reader.join().unwrap_or_default(),

@@ -79,3 +79,23 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
         pid => Ok(Forked::Parent(pid as u32)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With another thread alive, nothing is forked (a fork would copy locks held by
+    /// a thread missing in the copy): the count of `/proc/self/task` says so.
+    #[test]
+    fn a_process_with_other_threads_is_never_forked() {
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let _ = parked.recv();
+        });
+        let result = fork_single_threaded();
+        stop.send(()).expect("the other thread waits");
+        other.join().expect("the other thread ends");
+        let e = result.expect_err("forked with another thread running");
+        assert!(e.to_string().contains("threads; only a single-threaded"), "{e}");
+    }
+}

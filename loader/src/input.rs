@@ -86,7 +86,9 @@ pub struct InputFile {
 }
 
 /// Reads the regular file at `path`, at most `max` bytes, without blocking on a FIFO
-/// or reading a device (see the [module docs](self)).
+/// or reading a device: opened with `O_NONBLOCK`, judged by `fstat` of that very
+/// descriptor (only a regular file is read), refused when larger than `max`, and read
+/// with that bound even if it grows meanwhile.
 pub fn read_bounded(path: &Path, max: u64) -> Result<InputFile, InputError> {
     let file = sys::open_config_file(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => InputError::NotFound,

@@ -96,6 +96,9 @@ mod tests {
         stop.send(()).expect("the other thread waits");
         other.join().expect("the other thread ends");
         let e = result.expect_err("forked with another thread running");
-        assert!(e.to_string().contains("threads; only a single-threaded"), "{e}");
+        assert!(
+            e.to_string().contains("threads; only a single-threaded"),
+            "{e}"
+        );
     }
 }

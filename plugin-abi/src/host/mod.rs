@@ -101,7 +101,7 @@ impl fmt::Display for OpenError {
 impl std::error::Error for OpenError {}
 
 /// The interface versions this host can read, newest first: one per released layout
-/// (see [`layouts::SUPPORTED`]).
+/// (the list in `plugin-abi/src/host/layouts.rs`).
 pub fn supported_interfaces() -> impl ExactSizeIterator<Item = &'static str> {
     layouts::SUPPORTED.iter().map(|l| l.version)
 }

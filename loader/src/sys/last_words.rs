@@ -128,22 +128,41 @@ fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// This thread's id, asked of the kernel once per thread (`gettid` is a system call,
+/// which cost ~300 ns per plugin call on a virtual machine). Only `enter` uses it: the
+/// signal handler asks the kernel (a thread-local is not for signal context). A fork
+/// copies the value, so a process that forks (the `provtarget` command, at start-up)
+/// does so before any plugin call.
+fn own_tid() -> i32 {
+    thread_local! {
+        static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+    }
+    TID.with(|t| match t.get() {
+        0 => {
+            let tid = gettid();
+            t.set(tid);
+            tid
+        }
+        tid => tid,
+    })
+}
+
 /// Marks the calling thread as running `call` of plugin `name` (any text: it is
-/// escaped) until the guard is dropped. Cheap (no allocation, no system call besides
-/// `gettid`); does nothing visible unless [`install`] has been called.
+/// escaped) until the guard is dropped. Cheap (no allocation; the thread's id is
+/// asked of the kernel once per thread); does nothing visible unless [`install`] has
+/// been called.
 pub fn enter(name: &str, call: Call) -> Guard {
-    let tid = gettid();
+    let tid = own_tid();
     for (i, slot) in TABLE.iter().enumerate() {
         if slot
             .tid
             .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            let mut escaped = [0u8; NAME_MAX];
-            let n = escape_into(name, &mut escaped);
             // SAFETY: this thread owns the slot (the CAS above) and `len` is 0, so no
-            // reader looks at `name` until the Release store below.
-            unsafe { *slot.name.get() = escaped };
+            // reader looks at `name` until the Release store below; the escaped name
+            // is written in place (no copy of the whole buffer on every call).
+            let n = escape_into(name, unsafe { &mut *slot.name.get() });
             slot.call.store(call.index(), Ordering::Relaxed);
             slot.len.store(n.max(1), Ordering::Release);
             LATEST.store(i + 1, Ordering::Release);
@@ -156,6 +175,15 @@ pub fn enter(name: &str, call: Call) -> Guard {
 /// Printable ASCII only (others as `\xNN`, `\u{..}` collapsed to `?`), at most
 /// [`NAME_MAX`] bytes; returns the length.
 fn escape_into(name: &str, out: &mut [u8; NAME_MAX]) -> usize {
+    // The common case, a short printable name, in one check and one copy.
+    if name.len() <= NAME_MAX
+        && name
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        out[..name.len()].copy_from_slice(name.as_bytes());
+        return name.len();
+    }
     let mut n = 0;
     for b in name.bytes() {
         let (bytes, len): ([u8; 4], usize) = if (0x20..0x7f).contains(&b) && b != b'\\' {

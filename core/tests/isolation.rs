@@ -147,3 +147,26 @@ fn a_waiting_child_that_died_is_replaced() {
     );
     assert_eq!(resolve_servers(&host), ["nats://replaced.example:4222"]);
 }
+
+/// No resolver process is started ahead of need for directories that cannot hold a
+/// plugin (missing, empty, or only other files); one is for a directory listing a
+/// library name.
+#[test]
+fn children_are_started_ahead_of_need_only_where_plugins_may_be() {
+    let dir = TempDir::new("core-iso-may-hold");
+    let options = |d: &std::path::Path| provtarget_loader::LoaderOptions {
+        directories: vec![d.to_path_buf()],
+        ..provtarget_loader::LoaderOptions::default()
+    };
+    let may_hold = |d: &std::path::Path| provtarget::isolation::may_hold_plugins(&options(d));
+    assert!(!may_hold(&dir.path().join("missing")));
+    assert!(!may_hold(dir.path()), "empty");
+    dir.write("README", "not a plugin");
+    dir.write(".hidden.so", "hidden");
+    assert!(!may_hold(dir.path()), "no library name");
+    dir.write(
+        "libacme.so",
+        "a library name (its contents are judged later)",
+    );
+    assert!(may_hold(dir.path()));
+}

@@ -42,6 +42,12 @@ pub(crate) fn proc_missing() -> bool {
 }
 
 /// `None` if `name` is a candidate library, else why it is skipped.
+/// Whether a directory entry named `name` is one the loader considers (not hidden, a
+/// library file name); every other entry is skipped unread.
+pub fn is_candidate_name(name: &OsStr) -> bool {
+    skip_reason(name).is_none()
+}
+
 pub(crate) fn skip_reason(name: &OsStr) -> Option<String> {
     let bytes = name.as_bytes();
     if bytes.starts_with(b".") {

@@ -160,4 +160,5 @@ pub mod last_words {
 pub mod child {
     pub use crate::sys::child::{fork_single_threaded, spawn_with_fds, Forked};
 }
+pub use discover::is_candidate_name;
 pub use text::printable;

@@ -354,10 +354,20 @@ pub fn load(
     (report, plugins)
 }
 
-/// Whether any plugin directory of `options` exists (else no resolver process can be
-/// needed, and none is started ahead of need).
+/// Whether any plugin directory of `options` may hold a plugin: it exists and lists a
+/// library file name (else no resolver process can be needed, and none is started
+/// ahead of need). A directory with more entries than are worth listing twice counts
+/// as holding one.
 pub fn may_hold_plugins(options: &LoaderOptions) -> bool {
-    options.directories.iter().any(|d| d.is_dir())
+    const LOOK_AT: usize = 1_000;
+    options.directories.iter().any(|d| {
+        std::fs::read_dir(d).is_ok_and(|entries| {
+            entries.take(LOOK_AT + 1).enumerate().any(|(i, e)| {
+                i == LOOK_AT
+                    || e.is_ok_and(|e| provtarget_loader::is_candidate_name(&e.file_name()))
+            })
+        })
+    })
 }
 
 /// A library approved for a resolver process, before it joins the host.

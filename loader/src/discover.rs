@@ -57,17 +57,21 @@ pub(crate) fn skip_reason(name: &OsStr) -> Option<String> {
         .iter()
         .any(|suffix| bytes.len() > suffix.len() && bytes.ends_with(suffix.as_bytes()));
     if is_library {
-        None
-    } else {
-        Some(format!(
+        return None;
+    }
+    // Composed once: a directory may hold thousands of other files.
+    static NOT_A_LIBRARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = NOT_A_LIBRARY.get_or_init(|| {
+        format!(
             "not a plugin library (only {} files are loaded)",
             SUFFIXES
                 .iter()
                 .map(|s| format!("*{s}"))
                 .collect::<Vec<_>>()
                 .join(" and ")
-        ))
-    }
+        )
+    });
+    Some(text.clone())
 }
 
 #[cfg(test)]

@@ -350,14 +350,16 @@ impl LibraryRecord {
     /// One `tracing` event per verdict: info when loaded, warn when rejected.
     pub(crate) fn log(&self) {
         // Every field is escaped: `%` fields are written raw by the log formatter, and
-        // a file name may hold newlines or escape sequences.
-        let path = crate::text::shown(&self.path);
+        // a file name may hold newlines or escape sequences. Field expressions are
+        // evaluated only when the event is enabled (a directory may hold thousands of
+        // skipped files, whose debug events are usually off).
+        let path = || crate::text::shown(&self.path);
         let shown = |s: Option<&str>| crate::text::printable(s.unwrap_or(""));
         match &self.verdict {
             Verdict::Loaded => {
                 let plugin = self.plugin.as_ref();
                 tracing::info!(
-                    %path,
+                    path = %path(),
                     plugin = %shown(plugin.map(|p| p.info.name.as_str())),
                     version = %shown(plugin.map(|p| p.info.version.as_str())),
                     interface = %shown(plugin.map(|p| p.interface_version.as_str())),
@@ -369,7 +371,7 @@ impl LibraryRecord {
             }
             Verdict::Rejected(refusal) => {
                 tracing::warn!(
-                    %path,
+                    path = %path(),
                     stage = refusal.stage.as_str(),
                     kind = refusal.kind.as_str(),
                     "refused plugin library: {}",
@@ -377,7 +379,7 @@ impl LibraryRecord {
                 );
             }
             Verdict::Skipped { reason } => {
-                tracing::debug!(%path, "skipped: {}", crate::text::printable(reason));
+                tracing::debug!(path = %path(), "skipped: {}", crate::text::printable(reason));
             }
         }
     }

@@ -141,7 +141,10 @@ pub(crate) fn load_scan(
         }
         for name in names {
             let path = dir.path.join(&name);
-            seen.insert(path.clone());
+            if cache.is_some() {
+                // Only the cache needs to know (to forget the entries of removed files).
+                seen.insert(path.clone());
+            }
             let mut source = None;
             let (record, accepted) = if let Some(reason) = discover::skip_reason(&name) {
                 let record = LibraryRecord::decided(&path, Verdict::Skipped { reason });

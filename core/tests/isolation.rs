@@ -71,19 +71,25 @@ fn a_crashed_resolver_process_is_restarted_after_the_backoff() {
 
 /// A directory holding the Crasher plugin (answering `answer`) and its configuration
 /// for process isolation.
-fn crasher_setup(label: &str, answer: &str) -> (TempDir, provtarget::config::HostConfig) {
+fn crasher_setup(
+    label: &str,
+    answer: &str,
+    extra: &[(&str, &str)],
+) -> (TempDir, provtarget::config::HostConfig) {
     let dir = TempDir::new(label);
     let package = "provtarget-test-crasher";
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     std::fs::copy(cdylib(package), plugins.join(cdylib_file_name(package))).unwrap();
-    let config = ConfigBuilder::new()
+    let mut config = ConfigBuilder::new()
         .flag(keys::DIRECTORIES, &plugins.display().to_string())
         .flag(keys::ISOLATION, "process")
         .flag(keys::JWT_FILE, "")
-        .flag("crasher.answer", answer)
-        .build();
-    (dir, config)
+        .flag("crasher.answer", answer);
+    for (k, v) in extra {
+        config = config.flag(k, v);
+    }
+    (dir, config.build())
 }
 
 fn resolve_servers(host: &Host) -> Vec<String> {
@@ -101,7 +107,7 @@ fn resolve_servers(host: &Host) -> Vec<String> {
 /// resolver and ends the others once its chain is configured.
 #[test]
 fn children_started_ahead_of_need_are_used_and_the_rest_ended() {
-    let (_dir, config) = crasher_setup("core-iso-spares", "spare.example:4222");
+    let (_dir, config) = crasher_setup("core-iso-spares", "spare.example:4222", &[]);
     let helper = Helper::new(provtarget_bin());
     helper.prestart(2);
     assert_eq!(helper.spares(), 2, "two children wait");
@@ -116,7 +122,7 @@ fn children_started_ahead_of_need_are_used_and_the_rest_ended() {
 /// once the first time it is run as `__serve`, then runs the real binary.
 #[test]
 fn a_waiting_child_that_died_is_replaced() {
-    let (dir, config) = crasher_setup("core-iso-dead-spare", "replaced.example:4222");
+    let (dir, config) = crasher_setup("core-iso-dead-spare", "replaced.example:4222", &[]);
     let first = dir.path().join("first-serve");
     let script = dir.write(
         "helper.sh",
@@ -169,4 +175,60 @@ fn children_are_started_ahead_of_need_only_where_plugins_may_be() {
         "a library name (its contents are judged later)",
     );
     assert!(may_hold(dir.path()));
+}
+
+/// A child that writes one endless line to stderr (64 MiB) cannot make the host keep
+/// it: the line is re-logged cut at 64 KiB (marked so), and the resolver still works.
+#[test]
+fn a_childs_endless_stderr_line_is_cut_not_kept() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Captured::default();
+    let writer = log.clone();
+    // Global: the re-logging happens on a thread of the host's own.
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    let (_dir, config) = crasher_setup(
+        "core-iso-stderr-flood",
+        "flood.example:4222",
+        &[("crasher.configure", "stderr-flood")],
+    );
+    let host = Host::start_with_helper(config, provtarget_bin());
+    assert_eq!(host.resolver_name().0, "Crasher", "{:?}", host.disabled());
+    assert_eq!(resolve_servers(&host), ["nats://flood.example:4222"]);
+    let started = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&log.0.lock().unwrap()).to_string();
+        if text.contains("[line cut at 64 KiB]") {
+            assert!(
+                text.contains("plugin output: xxxx"),
+                "{}",
+                &text[..text.len().min(500)]
+            );
+            assert!(
+                text.len() < 1 << 20,
+                "the host kept and logged {} bytes",
+                text.len()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the cut line was never logged: {}",
+            &text[..text.len().min(500)]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

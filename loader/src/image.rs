@@ -224,4 +224,20 @@ mod tests {
         assert!(file.write_at(b"x", 0).is_err());
         assert!(file.set_len(0).is_err());
     }
+
+    /// The seal used when the write seal is refused with EBUSY (see `sys::seal`): a
+    /// copy sealed so is accepted as sealed (a child takes it) and cannot change.
+    #[test]
+    fn a_copy_sealed_against_future_writes_is_sealed_too() {
+        let memfd = sys::memfd_named_after(Path::new("/future-write-test")).expect("memfd");
+        memfd.write_at(b"\x7fELF and more", 0).expect("write");
+        assert!(!sys::is_sealed(&memfd).unwrap(), "not sealed yet");
+        sys::seal_future_write(&memfd).expect("seal");
+        assert!(sys::is_sealed(&memfd).unwrap());
+        assert!(memfd.write_at(b"x", 0).is_err());
+        assert!(memfd.set_len(0).is_err());
+        assert!(memfd.set_len(100).is_err());
+        let image = Image::from_sealed(memfd.try_clone().unwrap()).expect("taken as sealed");
+        assert_eq!(image.len(), 13);
+    }
 }

@@ -111,22 +111,42 @@ pub(crate) fn memfd_named_after(path: &Path) -> io::Result<File> {
 }
 
 /// Seals `memfd` against shrinking, growing, writing and further seals.
+///
+/// The write seal waits for the kernel to see no page of the file referenced from
+/// elsewhere, and gives up with `EBUSY` when freshly written pages are still held in
+/// another CPU's batches (seen on a loaded 2-core machine). The future-write seal
+/// (Linux 5.1) then does the same job here: it refuses every later `write` and every
+/// new writable shared mapping, and there is no earlier one (this process wrote the
+/// copy with `write`/`sendfile` and never mapped it).
 #[cfg(target_os = "linux")]
 pub(crate) fn seal(memfd: &File) -> io::Result<()> {
     use rustix::fs::SealFlags;
+    let rest = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+    match rustix::fs::fcntl_add_seals(memfd, rest | SealFlags::WRITE) {
+        Err(Errno::BUSY) => seal_future_write(memfd),
+        other => Ok(other?),
+    }
+}
+
+/// [`seal`] with the future-write seal instead of the write seal.
+#[cfg(target_os = "linux")]
+pub(crate) fn seal_future_write(memfd: &File) -> io::Result<()> {
+    use rustix::fs::SealFlags;
     rustix::fs::fcntl_add_seals(
         memfd,
-        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL,
     )?;
     Ok(())
 }
 
-/// Whether `memfd` carries the shrink, grow and write seals.
+/// Whether `memfd` carries the shrink and grow seals and the write or future-write
+/// seal (see [`seal`]).
 #[cfg(target_os = "linux")]
 pub(crate) fn is_sealed(memfd: &File) -> io::Result<bool> {
     use rustix::fs::SealFlags;
     let seals = rustix::fs::fcntl_get_seals(memfd)?;
-    Ok(seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE))
+    Ok(seals.contains(SealFlags::SHRINK | SealFlags::GROW)
+        && seals.intersects(SealFlags::WRITE | SealFlags::FUTURE_WRITE))
 }
 
 /// Leaks `file`'s descriptor on purpose: a library loaded through `/proc/self/fd/N`

@@ -144,6 +144,30 @@ fn process_mode_is_immune_to_garbage_on_stdout() {
     assert!(!run.stderr.contains('\0'), "NUL must be escaped: {run:#?}");
 }
 
+/// A plugin that writes to the protocol socket itself (found through
+/// `/proc/self/fd`) without end, never a newline, cannot exhaust the host's memory:
+/// past 16 MiB the child is killed, the call fails saying why, and the chain moves on.
+/// (Its stderr is bounded too: core/tests/isolation.rs.)
+#[test]
+fn process_mode_bounds_what_a_child_may_send() {
+    let dir = plugin_dir("iso-flood", &[CRASHER]);
+    for call in ["configure", "targets"] {
+        let run = chain(
+            &dir,
+            "process",
+            &[&format!("crasher.{call}=socket-flood")],
+            &[],
+        );
+        fell_back(&run);
+        assert!(
+            run.stderr
+                .contains("the resolver process sent a line over 16 MiB, breaking the protocol; it was killed"),
+            "{call}: {}",
+            &run.stderr[..run.stderr.len().min(4000)]
+        );
+    }
+}
+
 /// The child's plugin log lines come out of the host's `tracing`, with the plugin's
 /// name, at their level.
 #[test]

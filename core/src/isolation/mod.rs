@@ -270,7 +270,22 @@ pub fn load(
                         remote.push((prepared.record().path.clone(), resolver));
                         Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts))
                     }
-                    _ => Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts)),
+                    // Never "loaded" without a resolver: the operator must see why the
+                    // plugin does not run.
+                    Some(Err(e)) => {
+                        let p = printable(&prepared.record().path.to_string_lossy());
+                        Gated::Decided(prepared.refuse(provtarget_loader::Refusal::new(
+                            provtarget_loader::Stage::Load,
+                            provtarget_loader::RefusalKind::CrashedWhileLoading,
+                            format!(
+                                "{p}: cannot run in a resolver process without a sealed \
+                                 in-memory copy ({e}); allow memfd_create and memfd sealing \
+                                 (seccomp or security policy), or set \
+                                 plugin.provtarget.isolation = none"
+                            ),
+                        )))
+                    }
+                    None => Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts)),
                 },
                 (_, verdict) => Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
             };
@@ -529,12 +544,55 @@ impl LogLabel {
 /// Re-logs a child's stderr (`stderr`, the read end of its pipe) through this process's `tracing`, each line tagged with
 /// `label` as it is when the line arrives, and escaped, at the level the child's line
 /// starts with.
-fn relog(stderr: impl std::io::Read + Send + 'static, label: LogLabel) {
+///
+/// With a `flush` marker: a line ending with it is not logged (what precedes the
+/// marker is) and answers on the returned channel: the host writes the marker into
+/// the pipe itself (it keeps a write end) to learn that every line the child wrote
+/// before is logged (see [`LogFlush`]).
+fn relog(
+    stderr: impl std::io::Read + Send + 'static,
+    label: LogLabel,
+    flush: Option<Vec<u8>>,
+) -> std::sync::mpsc::Receiver<()> {
+    let (flushed, acks) = std::sync::mpsc::channel::<()>();
     let _ = thread::Builder::new()
         .name("child log".into())
         .spawn(move || {
-            for line in BufReader::new(stderr).split(b'\n') {
-                let Ok(line) = line else { break };
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let cut = match read_line_bounded(&mut reader, &mut line, MAX_LOG_LINE) {
+                    Ok(Bounded::Line) => {
+                        line.pop();
+                        false
+                    }
+                    Ok(Bounded::Long) => {
+                        line.truncate(MAX_LOG_LINE);
+                        // The rest of that line is read and dropped.
+                        let mut rest = Vec::new();
+                        while let Ok(Bounded::Long) =
+                            read_line_bounded(&mut reader, &mut rest, MAX_LOG_LINE)
+                        {
+                            rest.clear();
+                        }
+                        true
+                    }
+                    Ok(Bounded::End) if !line.is_empty() => false,
+                    Ok(Bounded::End) | Err(_) => break,
+                };
+                if let Some(marker) = &flush {
+                    if !cut && line.ends_with(marker) {
+                        line.truncate(line.len() - marker.len());
+                        let _ = flushed.send(());
+                        if line.is_empty() {
+                            continue;
+                        }
+                    }
+                }
+                if cut {
+                    line.extend_from_slice(b" [line cut at 64 KiB]");
+                }
                 let text = String::from_utf8_lossy(&line);
                 let trimmed = text.trim_start();
                 let (level, rest) = trimmed.split_once(' ').unwrap_or(("", trimmed));
@@ -561,6 +619,85 @@ fn relog(stderr: impl std::io::Read + Send + 'static, label: LogLabel) {
                 }
             }
         });
+    acks
+}
+
+/// The host's way to wait for a child's last log lines without waiting for the child
+/// to be torn down: it keeps a write end of the child's stderr pipe and writes a
+/// marker line into it; the log thread answers once it reaches the marker, every
+/// line the child wrote before having been logged.
+pub(crate) struct LogFlush {
+    write_end: File,
+    marker: Vec<u8>,
+    acks: std::sync::mpsc::Receiver<()>,
+}
+
+impl LogFlush {
+    /// A pipe for a child's stderr (both ends close-on-exec here): the write end to
+    /// give the child, the read end re-logged under `label`, and the flush.
+    pub(crate) fn pipe(label: &LogLabel) -> std::io::Result<(File, LogFlush)> {
+        let (read_end, write_end) = pipe()?;
+        let theirs = write_end.try_clone()?;
+        Ok((theirs, LogFlush::over(read_end, write_end, label)))
+    }
+
+    /// Re-logs `read_end` under `label`, keeping `write_end` for the flush.
+    pub(crate) fn over(read_end: File, write_end: File, label: &LogLabel) -> LogFlush {
+        use std::hash::{BuildHasher, Hasher};
+        let mut nonce = std::collections::hash_map::RandomState::new().build_hasher();
+        nonce.write_u32(std::process::id());
+        let marker = format!("\u{1b}provtarget log flush {:016x}", nonce.finish()).into_bytes();
+        let acks = relog(read_end, label.clone(), Some(marker.clone()));
+        LogFlush {
+            write_end,
+            marker,
+            acks,
+        }
+    }
+
+    /// Waits (at most `wait`) until every line written to the pipe so far is logged.
+    pub(crate) fn flush(&mut self, wait: std::time::Duration) {
+        let mut line = self.marker.clone();
+        line.push(b'\n');
+        if self.write_end.write_all(&line).is_ok() {
+            let _ = self.acks.recv_timeout(wait);
+        }
+    }
+}
+
+/// The longest line of a child's stderr re-logged as it is; a longer one is cut
+/// (a plugin printing without end must not exhaust the host's memory).
+const MAX_LOG_LINE: usize = 64 * 1024;
+
+/// How [`read_line_bounded`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Bounded {
+    /// A whole line, its `\n` included, is in the buffer.
+    Line,
+    /// More than the bound and no `\n` yet: the buffer holds `max + 1` bytes.
+    Long,
+    /// The end of the stream (the buffer holds what came after the last `\n`).
+    End,
+}
+
+/// Appends the next line of `reader` to `buf`, never holding more than `max + 1` bytes
+/// of it: a line must fit in `max` bytes, its `\n` excluded. A read error (a timeout)
+/// leaves what was read in `buf`, so a later call completes the line.
+pub(crate) fn read_line_bounded(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Bounded> {
+    use std::io::Read;
+    let room = (max + 1).saturating_sub(buf.len()) as u64;
+    reader.by_ref().take(room).read_until(b'\n', buf)?;
+    Ok(if buf.last() == Some(&b'\n') {
+        Bounded::Line
+    } else if buf.len() > max {
+        Bounded::Long
+    } else {
+        Bounded::End
+    })
 }
 
 /// How a child ended, in words: `killed by signal 11 (SIGSEGV)`, `exited with status 3`.

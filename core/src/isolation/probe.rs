@@ -57,7 +57,7 @@ pub fn probe(
     .map_err(cannot)?;
     drop(report_w);
     if let Some(stderr) = child.stderr.take() {
-        relog(stderr, super::LogLabel::new(&path.to_string_lossy()));
+        let _ = relog(stderr, super::LogLabel::new(&path.to_string_lossy()), None);
     }
     let (tx, rx) = mpsc::channel();
     let _ = thread::Builder::new()

@@ -42,9 +42,7 @@ use rustix::net::{
 };
 use serde_json::{json, Value};
 
-use super::{
-    describe_exit, relog, send, wire, Helper, LogLabel, DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND,
-};
+use super::{describe_exit, send, wire, Helper, LogLabel, DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND};
 use crate::{
     resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
     text::printable,
@@ -87,7 +85,13 @@ struct Running {
     requests: UnixStream,
     replies: Replies,
     next_id: u64,
+    /// To wait for the child's last log lines when it is ended.
+    log: super::LogFlush,
 }
+
+/// How long ending a child waits for its last log lines to be re-logged (its stderr
+/// closes as soon as the killed process is gone).
+const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
 
 /// The child's lines, read by the caller itself (no thread, no hand-over): a blocking
 /// read with a timeout, the part of a line read before a timeout kept for the next.
@@ -96,6 +100,12 @@ struct Replies {
     pending: Vec<u8>,
 }
 
+/// The longest line a child may send. The longest valid one, an answer of the most
+/// targets the host accepts with every entry at its longest and escaped, is under
+/// 7 MiB; a child (its plugin) sending more without end must not exhaust the host's
+/// memory.
+pub const MAX_LINE: usize = 16 << 20;
+
 /// What [`Replies::next`] got.
 enum Next {
     Line(Value),
@@ -103,6 +113,8 @@ enum Next {
     Timeout,
     /// The child closed its end (it ended).
     Closed,
+    /// A line over [`MAX_LINE`]: the child breaks the protocol.
+    TooLong,
 }
 
 impl Replies {
@@ -114,15 +126,19 @@ impl Replies {
             return Next::Closed;
         }
         loop {
-            match self.reader.read_until(b'\n', &mut self.pending) {
-                Ok(_) if self.pending.last() == Some(&b'\n') => {
+            match super::read_line_bounded(&mut self.reader, &mut self.pending, MAX_LINE) {
+                Ok(super::Bounded::Line) => {
                     let line = std::mem::take(&mut self.pending);
                     if let Ok(v) = serde_json::from_slice::<Value>(&line) {
                         return Next::Line(v);
                     }
                 }
+                Ok(super::Bounded::Long) => {
+                    self.pending = Vec::new();
+                    return Next::TooLong;
+                }
                 // End of the stream (a partial last line is not a reply).
-                Ok(_) => return Next::Closed,
+                Ok(super::Bounded::End) => return Next::Closed,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
@@ -145,6 +161,9 @@ impl Drop for Running {
     /// reaping to init, the child being dead either way.
     fn drop(&mut self) {
         let _ = self.child.kill();
+        // Its last lines (often why it failed) are logged before the host goes on, or
+        // ends, without waiting for the killed child to be torn down.
+        self.log.flush(LAST_LINES_WAIT);
         if let Ok(None) = self.child.try_wait() {
             let mut child = std::mem::replace(&mut self.child, Proc::HandedOver);
             let spawned = thread::Builder::new()
@@ -255,12 +274,13 @@ impl Spare {
                 std::process::exit(code.into())
             }
             provtarget_loader::child::Forked::Parent(pid) => {
-                drop((theirs, null, log_w));
+                drop((theirs, null));
                 let pid = rustix::process::Pid::from_raw(pid as i32)
                     .ok_or_else(|| std::io::Error::other("fork gave no process id"))?;
                 let label = LogLabel::new("resolver process");
                 let child = Proc::Forked { pid, ended: None };
-                let running = adopt(child, ours, Some(Box::new(log_r)), &label)?;
+                let log = super::LogFlush::over(log_r, log_w, &label);
+                let running = adopt(child, ours, log)?;
                 Ok(Spare { running, label })
             }
         }
@@ -376,6 +396,12 @@ impl ProcessResolver {
                     Some(at) if at.elapsed() >= CANCEL_GRACE => return Err(Lost::Cancelled),
                     _ => {}
                 },
+                Next::TooLong => {
+                    return Err(Lost::Ended(format!(
+                        "the resolver process sent a line over {} MiB, breaking the protocol; it was killed",
+                        MAX_LINE >> 20
+                    )))
+                }
                 Next::Closed => {
                     let status = running.child.wait().map(describe_exit);
                     return Err(Lost::Ended(ended_text(
@@ -482,34 +508,22 @@ enum Launch {
 /// its stderr re-logged under `label` and its lines read on a thread of their own.
 fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
     let (ours, theirs) = UnixStream::pair()?;
+    let (log_theirs, log) = super::LogFlush::pipe(label)?;
     let mut cmd = Command::new(helper.path());
     cmd.arg(SERVE_COMMAND)
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::from(log_theirs));
     let spawned = cmd.spawn();
-    // The command holds the child's end of the socket: closed here, so the child's
-    // end is the child's alone (its exit is then seen as the end of the stream).
+    // The command holds the child's ends: closed here, so the child's end of the
+    // socket is the child's alone (its exit is then seen as the end of the stream).
     drop(cmd);
-    let mut child = spawned?;
-    let stderr = child
-        .stderr
-        .take()
-        .map(|e| Box::new(e) as Box<dyn Read + Send>);
-    adopt(Proc::Spawned(child), ours, stderr, label)
+    adopt(Proc::Spawned(spawned?), ours, log)
 }
 
-/// The host's side of a started child: its stderr re-logged under `label`, its lines
-/// read on a thread of their own.
-fn adopt(
-    mut child: Proc,
-    ours: UnixStream,
-    stderr: Option<Box<dyn Read + Send>>,
-    label: &LogLabel,
-) -> std::io::Result<Running> {
-    if let Some(stderr) = stderr {
-        relog(stderr, label.clone());
-    }
+/// The host's side of a started child: its replies read on `ours`, its stderr
+/// re-logged through `log`.
+fn adopt(mut child: Proc, ours: UnixStream, log: super::LogFlush) -> std::io::Result<Running> {
     let lines = match ours.try_clone() {
         Ok(lines) => lines,
         Err(e) => {
@@ -526,6 +540,7 @@ fn adopt(
             pending: Vec::new(),
         },
         next_id: 1,
+        log,
     })
 }
 
@@ -607,6 +622,10 @@ fn launch(
         },
         // Dropping `running` kills and reaps the child.
         Next::Timeout => Err(Launch::Silent),
+        Next::TooLong => Err(Launch::Io(std::io::Error::other(format!(
+            "its handshake was over {} MiB (killed)",
+            MAX_LINE >> 20
+        )))),
     }
 }
 
@@ -821,7 +840,16 @@ pub(super) fn serve() -> u8 {
                 }
             }
             Some("targets") => match resolver.targets(&ctx) {
-                Ok(list) => json!({"ok": RawTargets::from(list).to_vec()}),
+                // An answer over the host's bounds is refused here, with the host's
+                // own words, rather than sent (a million targets would be a line of
+                // many MiB); the host checks every answer it gets again.
+                Ok(list) => {
+                    let list = RawTargets::from(list);
+                    match crate::targets::read_answer(&list) {
+                        Err(crate::targets::AnswerError::Invalid(e)) => json!({"error": e}),
+                        _ => json!({"ok": list.to_vec()}),
+                    }
+                }
                 Err(e) => json!({"error": e}),
             },
             _ => json!({"error": "unknown request"}),

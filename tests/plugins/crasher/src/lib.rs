@@ -10,6 +10,8 @@
 //! | `spin` | busy-loops forever, ignoring cancellation |
 //! | `stdout-garbage` | prints junk to stdout and stderr, then answers |
 //! | `panic` | panics (the SDK turns it into an error) |
+//! | `stderr-flood` | writes one line of 64 MiB to stderr, then answers |
+//! | `socket-flood` | writes 64 MiB without a newline to every socket it holds (in a resolver process: the host's protocol socket), then answers |
 //!
 //! With `crasher.once_file` set, the behaviour happens once: the file is created
 //! first, and while it exists every call behaves as `ok` (to test restarts).
@@ -70,6 +72,47 @@ impl Crasher {
                 let _ = std::io::stderr().write_all(junk);
             }
             "panic" => panic!("Crasher was told to panic in {call}"),
+            "stderr-flood" => {
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..64 {
+                    if std::io::stderr().write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                let _ = std::io::stderr().write_all(b"\n");
+            }
+            "socket-flood" => {
+                use std::os::unix::fs::FileTypeExt;
+                let chunk = vec![b'x'; 1 << 20];
+                let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+                    .map(|d| {
+                        d.flatten()
+                            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for fd in fds {
+                    let is_socket = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                        .is_ok_and(|m| m.file_type().is_socket());
+                    if !is_socket {
+                        continue;
+                    }
+                    'chunks: for _ in 0..64 {
+                        let mut sent = 0;
+                        while sent < chunk.len() {
+                            // SAFETY: writes from a live buffer of that length to a
+                            // descriptor this process holds; flooding it is the point.
+                            let n = unsafe {
+                                libc::write(fd, chunk[sent..].as_ptr().cast(), chunk.len() - sent)
+                            };
+                            if n <= 0 {
+                                break 'chunks;
+                            }
+                            sent += n as usize;
+                        }
+                    }
+                }
+            }
             _ => {}
         }
     }

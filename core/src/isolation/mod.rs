@@ -628,6 +628,9 @@ fn relog(
 /// line the child wrote before having been logged.
 pub(crate) struct LogFlush {
     write_end: File,
+    /// The read end too (the log thread owns another descriptor of it): how much
+    /// waits in the pipe, so the marker is written only when it cannot block.
+    read_end: Option<File>,
     marker: Vec<u8>,
     acks: std::sync::mpsc::Receiver<()>,
 }
@@ -647,19 +650,28 @@ impl LogFlush {
         let mut nonce = std::collections::hash_map::RandomState::new().build_hasher();
         nonce.write_u32(std::process::id());
         let marker = format!("\u{1b}provtarget log flush {:016x}", nonce.finish()).into_bytes();
+        let probe = read_end.try_clone().ok();
         let acks = relog(read_end, label.clone(), Some(marker.clone()));
         LogFlush {
             write_end,
+            read_end: probe,
             marker,
             acks,
         }
     }
 
     /// Waits (at most `wait`) until every line written to the pipe so far is logged.
+    /// Does not wait when the pipe is too full to take the marker without blocking
+    /// (the log thread is stuck, e.g. on a stderr nobody reads).
     pub(crate) fn flush(&mut self, wait: std::time::Duration) {
         let mut line = self.marker.clone();
         line.push(b'\n');
-        if self.write_end.write_all(&line).is_ok() {
+        let room = self.read_end.as_ref().and_then(|r| {
+            let size = rustix::pipe::fcntl_getpipe_size(r).ok()?;
+            let queued = rustix::io::ioctl_fionread(r).ok()?;
+            Some(size.saturating_sub(usize::try_from(queued).ok()?))
+        });
+        if room.is_some_and(|room| room > line.len()) && self.write_end.write_all(&line).is_ok() {
             let _ = self.acks.recv_timeout(wait);
         }
     }

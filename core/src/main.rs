@@ -16,7 +16,7 @@ use provtarget::{
     buildinfo,
     config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE},
     host::{Failure, Host},
-    isolation::{Helper, Isolation},
+    isolation::Helper,
     resolver::CancelToken,
     text::printable,
 };
@@ -197,9 +197,10 @@ fn main() -> ExitCode {
         }
     };
     if let (Job::Buildinfo(config, _) | Job::Targets(config, _), Some(helper)) = (&job, &helper) {
-        if config.isolation() == Isolation::Process
-            && provtarget::isolation::may_hold_plugins(&config.loader_options())
-        {
+        if provtarget::isolation::may_need_resolver_processes(
+            config.isolation(),
+            &config.loader_options(),
+        ) {
             // While this process has one thread: a fork, not an exec (see fork_spare).
             helper.fork_spare();
         }

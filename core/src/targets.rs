@@ -177,6 +177,13 @@ pub fn read_answer(list: &RawTargets) -> Result<Vec<Server>, AnswerError> {
     parse_servers(list).map_err(AnswerError::Invalid)
 }
 
+/// Whether `list` is within the bounds [`read_answer`] checks before parsing anything:
+/// at most [`MAX_TARGETS`] entries, none over [`MAX_ENTRY_LEN`] bytes. A list over them
+/// is always refused; one within them may still hold entries that do not parse.
+pub fn within_bounds(list: &RawTargets) -> bool {
+    list.len() <= MAX_TARGETS && list.iter().all(|entry| entry.len() <= MAX_ENTRY_LEN)
+}
+
 /// Applies Choria's provisioning wrapper to a resolver's result:
 ///
 /// - an error becomes `could not determine provisioning servers using <Name>

@@ -78,11 +78,9 @@ fn crasher_setup(
 ) -> (TempDir, provtarget::config::HostConfig) {
     let dir = TempDir::new(label);
     let package = "provtarget-test-crasher";
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    std::fs::copy(cdylib(package), plugins.join(cdylib_file_name(package))).unwrap();
+    dir.copy_in(&cdylib(package), &cdylib_file_name(package));
     let mut config = ConfigBuilder::new()
-        .flag(keys::DIRECTORIES, &plugins.display().to_string())
+        .flag(keys::DIRECTORIES, &dir.path().display().to_string())
         .flag(keys::ISOLATION, "process")
         .flag(keys::JWT_FILE, "")
         .flag("crasher.answer", answer);

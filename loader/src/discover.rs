@@ -41,22 +41,30 @@ pub(crate) fn proc_missing() -> bool {
     cfg!(target_os = "linux") && !std::path::Path::new("/proc/self/fd").is_dir()
 }
 
-/// `None` if `name` is a candidate library, else why it is skipped.
 /// Whether a directory entry named `name` is one the loader considers (not hidden, a
 /// library file name); every other entry is skipped unread.
 pub fn is_candidate_name(name: &OsStr) -> bool {
-    skip_reason(name).is_none()
+    !is_hidden(name) && is_library_name(name)
 }
 
-pub(crate) fn skip_reason(name: &OsStr) -> Option<String> {
+fn is_hidden(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(b".")
+}
+
+fn is_library_name(name: &OsStr) -> bool {
     let bytes = name.as_bytes();
-    if bytes.starts_with(b".") {
+    SUFFIXES
+        .iter()
+        .any(|suffix| bytes.len() > suffix.len() && bytes.ends_with(suffix.as_bytes()))
+}
+
+/// `None` if `name` is a candidate library ([`is_candidate_name`]), else why it is
+/// skipped.
+pub(crate) fn skip_reason(name: &OsStr) -> Option<String> {
+    if is_hidden(name) {
         return Some("hidden file (its name starts with '.'); not considered".into());
     }
-    let is_library = SUFFIXES
-        .iter()
-        .any(|suffix| bytes.len() > suffix.len() && bytes.ends_with(suffix.as_bytes()));
-    if is_library {
+    if is_library_name(name) {
         return None;
     }
     // Composed once: a directory may hold thousands of other files.

@@ -169,6 +169,14 @@ impl Helper {
         }
     }
 
+    /// How many children wait for a library or are being started for one (without
+    /// waiting for those being started).
+    fn waiting(&self) -> usize {
+        let mut spares = self.lock_spares();
+        spares.retain_mut(Waiting::may_serve);
+        spares.len()
+    }
+
     /// How many started children wait for a library (waiting for those being started).
     pub fn spares(&self) -> usize {
         let mut spares = self.lock_spares();
@@ -272,19 +280,7 @@ pub fn load(
                     }
                     // Never "loaded" without a resolver: the operator must see why the
                     // plugin does not run.
-                    Some(Err(e)) => {
-                        let p = printable(&prepared.record().path.to_string_lossy());
-                        Gated::Decided(prepared.refuse(provtarget_loader::Refusal::new(
-                            provtarget_loader::Stage::Load,
-                            provtarget_loader::RefusalKind::CrashedWhileLoading,
-                            format!(
-                                "{p}: cannot run in a resolver process without a sealed \
-                                 in-memory copy ({e}); allow memfd_create and memfd sealing \
-                                 (seccomp or security policy), or set \
-                                 plugin.provtarget.isolation = none"
-                            ),
-                        )))
-                    }
+                    Some(Err(refusal)) => Gated::Decided(prepared.refuse(refusal)),
                     None => Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts)),
                 },
                 (_, verdict) => Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
@@ -319,9 +315,9 @@ pub fn load(
             },
         }
     };
-    if mode == Isolation::Process && may_hold_plugins(options) {
-        // The chain's first resolver process starts now, beside the loader's work (the
-        // `provtarget` command has usually started it already).
+    // The chain's first resolver process starts now, beside the loader's work, unless
+    // one already waits (the `provtarget` command forks one at start-up).
+    if helper.waiting() == 0 && may_need_resolver_processes(mode, options) {
         helper.prestart(1);
     }
     let report = load_with_gated(options, |names| chain_plugins(config, names), &mut gate);
@@ -369,10 +365,16 @@ pub fn load(
     (report, plugins)
 }
 
+/// Whether resolver processes may be needed: `process` isolation and a plugin
+/// directory that may hold a plugin ([`may_hold_plugins`]); else none is started
+/// ahead of need.
+pub fn may_need_resolver_processes(mode: Isolation, options: &LoaderOptions) -> bool {
+    mode == Isolation::Process && may_hold_plugins(options)
+}
+
 /// Whether any plugin directory of `options` may hold a plugin: it exists and lists a
-/// library file name (else no resolver process can be needed, and none is started
-/// ahead of need). A directory with more entries than are worth listing twice counts
-/// as holding one.
+/// library file name. A directory with more entries than are worth listing twice
+/// counts as holding one.
 pub fn may_hold_plugins(options: &LoaderOptions) -> bool {
     const LOOK_AT: usize = 1_000;
     options.directories.iter().any(|d| {

@@ -89,6 +89,13 @@ struct Running {
     log: super::LogFlush,
 }
 
+impl Running {
+    /// Whether the child still runs.
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
 /// How long ending a child waits for its last log lines to be re-logged (its stderr
 /// closes as soon as the killed process is gone).
 const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
@@ -288,7 +295,7 @@ impl Spare {
 
     /// Whether the child still runs.
     pub(super) fn alive(&mut self) -> bool {
-        matches!(self.running.child.try_wait(), Ok(None))
+        self.running.alive()
     }
 }
 
@@ -304,16 +311,37 @@ enum Lost {
 
 impl ProcessResolver {
     /// An adapter for the library `prepared` (approved by a probe that reported
-    /// `facts`); no child runs until `configure`.
+    /// `facts`); no child runs until `configure`. Refused, saying why, without a
+    /// sealed copy to hand a child (or a descriptor to keep it).
     pub fn new(
         prepared: &Prepared,
         facts: &PluginFacts,
         helper: &Helper,
-    ) -> std::io::Result<ProcessResolver> {
-        let image = prepared
-            .sealed_fd()
-            .ok_or_else(|| std::io::Error::other("no sealed copy"))?
-            .try_clone_to_owned()?;
+    ) -> Result<ProcessResolver, provtarget_loader::Refusal> {
+        let p = || printable(&prepared.record().path.to_string_lossy());
+        let refuse = |kind, why: String| {
+            provtarget_loader::Refusal::new(provtarget_loader::Stage::Load, kind, why)
+        };
+        let sealed = prepared.sealed_fd().ok_or_else(|| {
+            refuse(
+                provtarget_loader::RefusalKind::CrashedWhileLoading,
+                format!(
+                    "{}: cannot run in a resolver process without a sealed in-memory copy; \
+                     allow memfd_create and memfd sealing (seccomp or security policy), or \
+                     set plugin.provtarget.isolation = none",
+                    p()
+                ),
+            )
+        })?;
+        let image = sealed.try_clone_to_owned().map_err(|e| {
+            refuse(
+                provtarget_loader::RefusalKind::Unreadable,
+                format!(
+                    "{}: cannot keep its sealed copy for the resolver process: {e}",
+                    p()
+                ),
+            )
+        })?;
         Ok(ProcessResolver {
             name: facts.info.name.clone(),
             version: facts.info.version.clone(),
@@ -505,7 +533,7 @@ enum Launch {
 }
 
 /// Starts `helper __serve` on a new socket pair (its end as the child's stdin), with
-/// its stderr re-logged under `label` and its lines read on a thread of their own.
+/// its stderr re-logged under `label`.
 fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
     let (ours, theirs) = UnixStream::pair()?;
     let (log_theirs, log) = super::LogFlush::pipe(label)?;
@@ -604,7 +632,7 @@ fn launch(
         match send_load(&running.requests, path, image) {
             Ok(()) => break (running, label),
             // A waiting child that died meanwhile: the next one (or a new one) is asked.
-            Err(_) if waited && !matches!(running.child.try_wait(), Ok(None)) => continue,
+            Err(_) if waited && !running.alive() => continue,
             Err(e) => return Err(Launch::Io(e)),
         }
     };
@@ -668,13 +696,7 @@ pub fn start(
     })?;
     let resolver = match (&verdict, &facts) {
         (Verdict::Loaded, Some(facts)) => {
-            let mut resolver = ProcessResolver::new(prepared, facts, helper).map_err(|e| {
-                provtarget_loader::Refusal::new(
-                    provtarget_loader::Stage::Load,
-                    provtarget_loader::RefusalKind::Unreadable,
-                    format!("{p}: cannot keep its sealed copy for the resolver process: {e}"),
-                )
-            })?;
+            let mut resolver = ProcessResolver::new(prepared, facts, helper)?;
             if keep(&facts.info.name) {
                 resolver
                     .state
@@ -794,8 +816,8 @@ pub(super) fn serve() -> u8 {
     };
     let name = plugin.info.name.clone();
     let mut resolver = plugin.resolver;
-    // A reader thread takes requests off the pipe so that `cancel` can reach the call
-    // in progress; calls run one at a time on this thread.
+    // A reader thread takes requests off the socket so that `cancel` can reach the
+    // call in progress; calls run one at a time on this thread.
     let current: Arc<Mutex<Option<CancelToken>>> = Arc::default();
     let (calls, queue) = mpsc::channel::<Value>();
     let reader = {
@@ -820,7 +842,7 @@ pub(super) fn serve() -> u8 {
                         break;
                     }
                 }
-                // The host closed the pipe (or is gone): end what runs.
+                // The host closed the socket (or is gone): end what runs.
                 cancel_current();
             })
     };
@@ -842,11 +864,17 @@ pub(super) fn serve() -> u8 {
             Some("targets") => match resolver.targets(&ctx) {
                 // An answer over the host's bounds is refused here, with the host's
                 // own words, rather than sent (a million targets would be a line of
-                // many MiB); the host checks every answer it gets again.
+                // many MiB); the host reads (parses) every answer it gets, so one
+                // within the bounds is sent as it is.
                 Ok(list) => {
                     let list = RawTargets::from(list);
-                    match crate::targets::read_answer(&list) {
-                        Err(crate::targets::AnswerError::Invalid(e)) => json!({"error": e}),
+                    let refused = if crate::targets::within_bounds(&list) {
+                        None
+                    } else {
+                        crate::targets::read_answer(&list).err()
+                    };
+                    match refused {
+                        Some(crate::targets::AnswerError::Invalid(e)) => json!({"error": e}),
                         _ => json!({"ok": list.to_vec()}),
                     }
                 }

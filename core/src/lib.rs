@@ -29,11 +29,12 @@
 //! deadlines), [`resolver`] (the native [`resolver::TargetResolver`] trait and the
 //! per-call context), [`isolation`] (plugin code in child processes: probe and
 //! process modes, `plugins check`), [`default_resolver`], [`targets`] (Choria's parsing rules),
-//! [`buildinfo`], [`text`] (making untrusted text safe to show).
+//! [`buildinfo`], [`text`] (making untrusted text safe to show), [`cli`] (the command line).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod buildinfo;
+pub mod cli;
 pub mod config;
 pub mod default_resolver;
 pub mod host;

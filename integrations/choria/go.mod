@@ -1,0 +1,3 @@
+module provtarget.example.net/integrations/choria
+
+go 1.19

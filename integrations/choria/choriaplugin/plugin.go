@@ -86,14 +86,18 @@ func (r *Resolver) host(log *logrus.Entry) *provtargetexec.Resolver {
 	h.Env = env
 	if log != nil {
 		h.Logger = func(level provtargetexec.Level, msg string) {
-			switch level {
-			case provtargetexec.LevelError:
+			switch {
+			case level == provtargetexec.LevelError && strings.HasPrefix(msg, "provtarget: "):
+				// The host's final line: it is the message of the error Targets
+				// and Configure log.
+				log.Debugf("%s", msg)
+			case level == provtargetexec.LevelError:
 				log.Errorf("provtarget: %s", msg)
-			case provtargetexec.LevelWarn:
+			case level == provtargetexec.LevelWarn:
 				log.Warnf("provtarget: %s", msg)
-			case provtargetexec.LevelInfo:
+			case level == provtargetexec.LevelInfo:
 				log.Infof("provtarget: %s", msg)
-			case provtargetexec.LevelDebug:
+			case level == provtargetexec.LevelDebug:
 				log.Debugf("provtarget: %s", msg)
 			default:
 				log.Tracef("provtarget: %s", msg)

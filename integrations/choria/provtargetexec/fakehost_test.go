@@ -57,6 +57,18 @@ func TestAHugeStdoutIsRefusedAndTheHostKilled(t *testing.T) {
 	}
 }
 
+func TestAnOutputPastTheBoundFromAHostThatHasEndedIsRefused(t *testing.T) {
+	// The host ends at once; its output waits in the pipe.
+	r := fakeHost(t, `head -c 5000 /dev/zero | tr '\0' ' '; echo '{"servers": ["a:4222"]}'`)
+	r.MaxOutput = 1000
+	for i := 0; i < 20; i++ {
+		_, err := r.Targets(context.Background())
+		if e := asError(t, err); e.Kind != "output" || !strings.Contains(e.Message, "more than 1000 bytes to stdout") {
+			t.Fatalf("got kind %q, message %q", e.Kind, e.Message)
+		}
+	}
+}
+
 func TestAnOutputAtTheBoundIsRead(t *testing.T) {
 	doc := `{"resolver": "x", "servers": ["nats://a:4222"], "failed": []}`
 	r := fakeHost(t, "printf '%s' '"+doc+"'")

@@ -63,8 +63,15 @@ func (r *Resolver) run(ctx context.Context, sub string) (*outcome, error) {
 	pid := cmd.Process.Pid
 
 	overflowCh := make(chan struct{})
-	stdoutCh := make(chan []byte, 1)
-	go func() { stdoutCh <- readBounded(outR, limit, overflowCh) }()
+	type stdoutRead struct {
+		data     []byte
+		overflow bool
+	}
+	stdoutCh := make(chan stdoutRead, 1)
+	go func() {
+		data, overflow := readBounded(outR, limit, overflowCh)
+		stdoutCh <- stdoutRead{data, overflow}
+	}()
 	stderrCh := make(chan stderrSummary, 1)
 	go func() { stderrCh <- relayStderr(errR, r.Logger) }()
 	exited := make(chan struct{})
@@ -110,11 +117,16 @@ wait:
 	deadline := time.Now().Add(drainWait)
 	_ = outR.SetReadDeadline(deadline)
 	_ = errR.SetReadDeadline(deadline)
-	out.stdout = <-stdoutCh
+	read := <-stdoutCh
+	// The host may have ended before the overflow was seen above.
+	out.stdout, out.overflow = read.data, out.overflow || read.overflow
 	out.stderr = <-stderrCh
 	outR.Close()
 	errR.Close()
 
+	if cmd.ProcessState == nil {
+		return nil, &Error{Op: sub, Kind: "exit", Message: fmt.Sprintf("cannot wait for %s: %v", r.Binary, waitErr), ExitCode: -1}
+	}
 	out.exitCode = cmd.ProcessState.ExitCode()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		out.signal = signalName(ws.Signal())
@@ -125,20 +137,20 @@ wait:
 	return out, nil
 }
 
-// readBounded reads r to its end, or to limit bytes: past that it closes overflow
-// and stops reading (the caller kills the writer).
-func readBounded(r io.Reader, limit int, overflow chan<- struct{}) []byte {
+// readBounded reads r to its end, or to limit bytes: past that it closes overflow,
+// stops reading (the caller kills the writer) and reports true.
+func readBounded(r io.Reader, limit int, overflow chan<- struct{}) ([]byte, bool) {
 	buf := make([]byte, 0, 4096)
 	chunk := make([]byte, 64<<10)
 	for {
 		n, err := r.Read(chunk)
 		if len(buf)+n > limit {
 			close(overflow)
-			return buf
+			return buf, true
 		}
 		buf = append(buf, chunk[:n]...)
 		if err != nil {
-			return buf
+			return buf, false
 		}
 	}
 }

@@ -40,9 +40,9 @@ if [ -n "$unformatted" ]; then
 fi
 
 echo "== provtargetexec: go vet, go test (standard library only, no build tag)"
-(cd "$here" && go vet ./... && go test -count=1 -timeout 300s ./...)
+(cd "$here" && go vet ./... && go test -race -count=1 -timeout 300s ./...)
 
 echo "== choriaplugin: go vet, go test -tags choria against the stand-ins"
 (cd "$here/internal/standin/go-choria" && go vet ./...)
 (cd "$here/internal/standin/logrus" && go vet ./...)
-(cd "$here/internal/standin/check" && go vet -tags choria ./... && go test -count=1 -timeout 300s -tags choria ./...)
+(cd "$here/internal/standin/check" && go vet -tags choria ./... && go test -race -count=1 -timeout 300s -tags choria ./...)

@@ -304,6 +304,7 @@ pub fn json(host: &Host) -> Value {
         .map(|lib| library_json(host, lib))
         .collect();
     json!({
+        "schema": crate::output::BUILDINFO_SCHEMA,
         "build": {
             "version": env!("CARGO_PKG_VERSION"),
             "interface_version": provtarget_abi::INTERFACE_VERSION,

@@ -384,7 +384,7 @@ impl ProcessResolver {
                 Err(e) => Err(e),
             },
             Err(Launch::Io(e)) => Err(format!("cannot start the resolver process: {e}")),
-            Err(Launch::Ended(status)) => Err(ended_text(&describe_exit(status))),
+            Err(Launch::Ended(status)) => Err(ended_text(status)),
             Err(Launch::Silent) => Err(format!(
                 "the resolver process did not answer within {}s (killed)",
                 DEFAULT_PROBE_TIMEOUT.as_secs()
@@ -431,10 +431,10 @@ impl ProcessResolver {
                     )))
                 }
                 Next::Closed => {
-                    let status = running.child.wait().map(describe_exit);
-                    return Err(Lost::Ended(ended_text(
-                        &status.unwrap_or_else(|e| e.to_string()),
-                    )));
+                    return Err(Lost::Ended(match running.child.wait() {
+                        Ok(status) => ended_text(status),
+                        Err(e) => format!("the resolver process ended: {e}"),
+                    }));
                 }
             }
         }
@@ -518,7 +518,12 @@ impl ProcessResolver {
         state.crashes += 1;
         state.retry_at = Some(Instant::now() + delay);
         state.last_end = Some(text.clone());
-        tracing::error!(plugin = self.name.as_str(), "{text}");
+        if text.starts_with(INTERRUPTED) {
+            // A stop is not the plugin's fault: no ERROR line for it.
+            tracing::warn!(plugin = self.name.as_str(), "{text}");
+        } else {
+            tracing::error!(plugin = self.name.as_str(), "{text}");
+        }
         text
     }
 }
@@ -711,13 +716,22 @@ pub fn start(
     Ok((verdict, facts, resolver))
 }
 
-fn ended_text(how: &str) -> String {
-    if how.starts_with("killed by signal") {
+/// How a resolver child's end is told: a crash (`the resolver process crashed:
+/// killed by signal 11 (SIGSEGV)`), an exit, or, for a stop signal sent to the
+/// process group (Ctrl-C, `timeout`, systemd), an interruption.
+fn ended_text(status: std::process::ExitStatus) -> String {
+    let how = describe_exit(status);
+    if super::stopped_by_signal(status) {
+        format!("{INTERRUPTED} ({how}): it was stopped, it did not crash")
+    } else if how.starts_with("killed by signal") {
         format!("the resolver process crashed: {how}")
     } else {
         format!("the resolver process {how}")
     }
 }
+
+/// The start of the text of a resolver child stopped by SIGINT, SIGTERM or SIGHUP.
+const INTERRUPTED: &str = "the resolver process was interrupted";
 
 impl TargetResolver for ProcessResolver {
     fn name(&self) -> String {

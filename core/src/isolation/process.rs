@@ -432,7 +432,21 @@ impl ProcessResolver {
                 }
                 Next::Closed => {
                     return Err(Lost::Ended(match running.child.wait() {
-                        Ok(status) => ended_text(status),
+                        Ok(status) => {
+                            if super::stopped_by_signal(status) {
+                                // Stopped with its process group (Ctrl-C, `timeout`,
+                                // systemd), this host got the signal too: let its
+                                // signal handler cancel the call first, so the run
+                                // ends as the cancellation it is.
+                                let settle = Instant::now();
+                                while !ctx.token().is_cancelled()
+                                    && settle.elapsed() < STOP_SETTLE
+                                {
+                                    std::thread::sleep(Duration::from_millis(5));
+                                }
+                            }
+                            ended_text(status)
+                        }
                         Err(e) => format!("the resolver process ended: {e}"),
                     }));
                 }
@@ -722,13 +736,19 @@ pub fn start(
 fn ended_text(status: std::process::ExitStatus) -> String {
     let how = describe_exit(status);
     if super::stopped_by_signal(status) {
-        format!("{INTERRUPTED} ({how}): it was stopped, it did not crash")
+        // `killed by signal 15 (SIGTERM)` -> `by signal 15 (SIGTERM)`
+        let by = how.strip_prefix("killed ").unwrap_or(&how);
+        format!("{INTERRUPTED} {by}")
     } else if how.starts_with("killed by signal") {
         format!("the resolver process crashed: {how}")
     } else {
         format!("the resolver process {how}")
     }
 }
+
+/// How long a call whose child was stopped by SIGINT, SIGTERM or SIGHUP waits for
+/// the host's own cancellation (the signal usually went to the whole group).
+const STOP_SETTLE: Duration = Duration::from_millis(500);
 
 /// The start of the text of a resolver child stopped by SIGINT, SIGTERM or SIGHUP.
 const INTERRUPTED: &str = "the resolver process was interrupted";

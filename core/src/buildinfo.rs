@@ -256,10 +256,11 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
             field(
                 "Config",
                 &format!(
-                    "{} (default {:?}): {}",
+                    "{} (default {:?}): {} [environment: {}]",
                     printable(&k.key),
                     printable(&k.default),
-                    printable(&k.description)
+                    printable(&k.description),
+                    printable(&crate::config::env_var(&k.key)),
                 ),
             );
         }
@@ -377,7 +378,8 @@ pub fn record_json(lib: &LibraryRecord) -> Value {
         "sdk_version": plugin.map(|p| p.info.sdk_version.clone()),
         "abi_stable_version": plugin.map(|p| p.info.abi_stable_version.clone()),
         "config_keys": plugin.map(|p| p.config_keys.iter().map(|k| json!({
-            "key": k.key, "default": k.default, "description": k.description
+            "key": k.key, "default": k.default, "description": k.description,
+            "env": crate::config::env_var(&k.key),
         })).collect::<Vec<_>>()),
         "sha256": file.and_then(|f| f.sha256.clone()),
         "size": file.map(|f| f.size),

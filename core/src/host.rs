@@ -484,6 +484,10 @@ impl Host {
             .filter_map(|l| l.plugin.as_ref())
             .flat_map(|p| p.config_keys.iter().map(|k| k.key.clone()))
             .collect();
+        // `PROVTARGET_*` variables are resolved against the declared keys now that
+        // they are known (PROVTARGET_FQDN_IDENTITY -> plugin.provtarget.fqdn.identity).
+        let mut config = config;
+        warnings.extend(config.apply_declared_env(&declared));
         warnings.extend(config.unknown_key_warnings(&declared));
 
         // The chain is planned over every accepted library, loaded (here or in a

@@ -390,3 +390,82 @@ fn a_stop_signal_to_the_process_group_is_an_interruption_not_a_crash() {
         assert_no_processes_tagged(&d);
     }
 }
+
+// ---- configuration: one environment rule, closest-key suggestions ------------------
+
+#[test]
+fn every_declared_key_has_one_environment_variable_a_shell_can_export() {
+    let dir = plugin_dir("om-env", &["provtarget-fqdn", "provtarget-dc-hint"]);
+    let hint = dir.write("dc.json", r#"{"datacenter": "lon1"}"#);
+    let d = path_str(dir.path());
+    // A shipped plugin's key: plugin.provtarget.fqdn.identity.
+    let run = provtarget_env(
+        &plugin_args::<&str>(
+            "targets",
+            &d,
+            &[],
+            &["--resolver", "FQDN Provisioning Target", "--timeout", "10s"],
+        ),
+        &[("PROVTARGET_FQDN_IDENTITY", "web1.lon1.example.net")],
+    );
+    run.ok()
+        .stdout_has("   nats://provision.lon1.example.net:4222\n")
+        .stderr_lacks("unknown configuration key");
+    // A vendor's key outside plugin.provtarget.: plugin.acme.dc_hint.file.
+    let run = provtarget_env(
+        &plugin_args::<&str>(
+            "targets",
+            &d,
+            &[],
+            &["--resolver", "Acme DC hints Provisioning Target"],
+        ),
+        &[("PROVTARGET_PLUGIN_ACME_DC_HINT_FILE", path_str(&hint))],
+    );
+    run.ok()
+        .stdout_has("   nats://_provision.lon1.example.net:4222\n")
+        .stderr_lacks("unknown configuration key");
+    // `plugins check` names each key's variable, in text and JSON.
+    let file = dir.path().join(cdylib_file_name("provtarget-fqdn"));
+    let run = provtarget(&["plugins", "check", &path_str(&file)]);
+    run.ok().stdout_has(
+        "Config: plugin.provtarget.fqdn.identity (default \"\"): identity to match instead of the host's",
+    );
+    run.stdout_has("[environment: PROVTARGET_FQDN_IDENTITY]\n");
+    let run = provtarget(&["plugins", "check", "--json", &path_str(&file)]);
+    let keys = run.json()["config_keys"].clone();
+    assert!(
+        keys.as_array().unwrap().iter().any(|k| k["key"]
+            == "plugin.provtarget.fqdn.identity"
+            && k["env"] == "PROVTARGET_FQDN_IDENTITY"),
+        "{keys:#}"
+    );
+}
+
+#[test]
+fn misspelt_keys_of_the_host_and_of_loaded_plugins_get_the_closest_key() {
+    let dir = plugin_dir("om-typo", &["provtarget-fqdn", "provtarget-dc-hint"]);
+    let run = run_in(
+        "buildinfo",
+        &dir,
+        &[
+            "plugin.provtarget.fqdn.templte=x",
+            "plugin.acme.dc_hint.fiel=/x.json",
+            "plugin.provtarget.timout=5",
+        ],
+        &[],
+    );
+    run.ok()
+        .stderr_has("unknown configuration key plugin.provtarget.fqdn.templte (flag); did you mean plugin.provtarget.fqdn.template?")
+        .stderr_has("unknown configuration key plugin.acme.dc_hint.fiel (flag); did you mean plugin.acme.dc_hint.file?")
+        .stderr_has("unknown configuration key plugin.provtarget.timout (flag); did you mean plugin.provtarget.timeout?")
+        .stderr_lacks("install the fqdn plugin");
+    // From the environment, the suggestion names the variable to use.
+    let d = path_str(dir.path());
+    let run = provtarget_env(
+        &plugin_args::<&str>("buildinfo", &d, &[], &[]),
+        &[("PROVTARGET_FQDN_IDENTTY", "web1.lon1.example.net")],
+    );
+    run.ok().stderr_has(
+        "unknown configuration key plugin.provtarget.fqdn_identty (environment variable PROVTARGET_FQDN_IDENTTY); did you mean plugin.provtarget.fqdn.identity (environment variable PROVTARGET_FQDN_IDENTITY)?",
+    );
+}

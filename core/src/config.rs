@@ -592,6 +592,91 @@ fn namespace(declared: &str) -> Option<&str> {
     (ns.matches('.').count() >= 2 && ns != HOST_PREFIX).then_some(ns)
 }
 
+/// One configuration key as `buildinfo` shows it: the value in effect and where it
+/// came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingSource {
+    /// The key.
+    pub key: String,
+    /// The value in effect, raw (`None`: unset, no default).
+    pub value: Option<String>,
+    /// `flag`, `environment`, `file` or `default`.
+    pub source: &'static str,
+    /// Where exactly: `flag`, `environment variable PROVTARGET_TIMEOUT`,
+    /// `/etc/choria/server.conf line 12` or `default`.
+    pub origin: String,
+}
+
+/// The value the host uses for one of its own keys when it is not set (`None`: the
+/// key has no value then, e.g. no pin file).
+pub fn host_default(key: &str) -> Option<String> {
+    let build = crate::default_resolver::BuildDefaults::compiled();
+    match key {
+        keys::DIRECTORIES => Some(
+            default_directories()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        keys::JWT_FILE => Some(build.jwt_file),
+        keys::BROKER_URLS => build.broker_urls,
+        keys::SRV_DOMAIN => build.srv_domain,
+        keys::INSECURE_SKIP_OWNER_CHECKS => Some("false".into()),
+        keys::CACHE_DIR => Some(DEFAULT_CACHE_DIR.into()),
+        keys::ISOLATION => Some(Isolation::default().as_str().into()),
+        keys::PROBE_TIMEOUT => Some(format!(
+            "{}s",
+            crate::isolation::DEFAULT_PROBE_TIMEOUT.as_secs()
+        )),
+        _ => None,
+    }
+}
+
+impl HostConfig {
+    /// Every setting with its value and source, for `buildinfo`: the host's own keys,
+    /// then the keys the loaded plugins declare (`declared`: key and default; a
+    /// pattern key only when set), then every other key that is set, in key order.
+    pub fn sources(&self, declared: &[(String, String)]) -> Vec<SettingSource> {
+        let mut out: Vec<SettingSource> = Vec::new();
+        let mut push = |key: &str, default: Option<String>| {
+            if out.iter().any(|s| s.key == key) {
+                return;
+            }
+            out.push(match self.values.get(key) {
+                Some((value, source)) => SettingSource {
+                    key: key.to_string(),
+                    value: Some(value.clone()),
+                    source: match source {
+                        Source::Flag => "flag",
+                        Source::Environment => "environment",
+                        Source::File { .. } => "file",
+                    },
+                    origin: self.origin(key).unwrap_or_default(),
+                },
+                None => SettingSource {
+                    key: key.to_string(),
+                    value: default,
+                    source: "default",
+                    origin: "default".to_string(),
+                },
+            });
+        };
+        for key in keys::ALL {
+            push(key, host_default(key));
+        }
+        for (key, default) in declared {
+            if pattern_prefix(key).is_none() {
+                push(key, Some(default.clone()).filter(|d| !d.is_empty()));
+            }
+        }
+        for key in self.values.keys() {
+            push(key, None);
+        }
+        out
+    }
+}
+
 /// The plugin directories used when none is configured: the packager's
 /// `PROVTARGET_DEFAULT_DIRECTORIES` at build time, else `/usr/lib/choria/provtarget`.
 pub fn default_directories() -> Vec<PathBuf> {

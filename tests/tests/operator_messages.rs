@@ -469,3 +469,69 @@ fn misspelt_keys_of_the_host_and_of_loaded_plugins_get_the_closest_key() {
         "unknown configuration key plugin.provtarget.fqdn_identty (environment variable PROVTARGET_FQDN_IDENTTY); did you mean plugin.provtarget.fqdn.identity (environment variable PROVTARGET_FQDN_IDENTITY)?",
     );
 }
+
+#[test]
+fn buildinfo_shows_where_every_setting_came_from() {
+    let dir = plugin_dir("om-sources", &["provtarget-fqdn"]);
+    let conf = dir.write(
+        "server.conf",
+        "# provisioning\nplugin.provtarget.probe_timeout = 5s\nplugin.provtarget.fqdn.template = f:4222\n",
+    );
+    let d = path_str(dir.path());
+    let c = path_str(&conf);
+    let args = [
+        "buildinfo",
+        "--config",
+        &c,
+        "--plugin-dir",
+        &d,
+        "--set",
+        "plugin.provtarget.timeout=5s",
+    ];
+    let env = [("PROVTARGET_FQDN_IDENTITY", "web1.lon1.example.net")];
+    let run = provtarget_env(&[&args[..], &["--json"]].concat(), &env);
+    run.ok();
+    let doc = run.json();
+    assert_matches_schema("buildinfo.schema.json", &doc);
+    let source = |key: &str| -> (Value, Value, Value) {
+        let s = doc["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap_or_else(|| panic!("no source for {key}: {doc:#}"));
+        (s["value"].clone(), s["source"].clone(), s["origin"].clone())
+    };
+    assert_eq!(
+        source("plugin.provtarget.timeout"),
+        ("5s".into(), "flag".into(), "flag".into())
+    );
+    assert_eq!(
+        source("plugin.provtarget.fqdn.identity"),
+        (
+            "web1.lon1.example.net".into(),
+            "environment".into(),
+            "environment variable PROVTARGET_FQDN_IDENTITY".into()
+        )
+    );
+    assert_eq!(
+        source("plugin.provtarget.probe_timeout"),
+        ("5s".into(), "file".into(), format!("{c} line 2").into())
+    );
+    assert_eq!(
+        source("plugin.provtarget.isolation"),
+        ("process".into(), "default".into(), "default".into())
+    );
+    // A plugin's key it declares but nobody set: its declared default.
+    assert_eq!(
+        source("plugin.provtarget.fqdn.lookup_timeout"),
+        ("5s".into(), "default".into(), "default".into())
+    );
+    let run = provtarget_env(&args, &env);
+    run.ok()
+        .stdout_has("Configuration Sources:\n")
+        .stdout_has(&format!(
+            "            plugin.provtarget.fqdn.template = \"f:4222\" ({c} line 3)\n"
+        ))
+        .stdout_has("            plugin.provtarget.fqdn.identity = \"web1.lon1.example.net\" (environment variable PROVTARGET_FQDN_IDENTITY)\n");
+}

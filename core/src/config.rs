@@ -231,6 +231,9 @@ pub struct HostConfig {
     env_seen: Vec<(String, String)>,
     /// The environment variable each key set from the environment came from.
     env_vars: BTreeMap<String, String>,
+    /// The warnings about values given as flags, which the command line treats as
+    /// errors ([`HostConfig::flag_errors`]).
+    flag_errors: Vec<String>,
 }
 
 impl HostConfig {
@@ -252,6 +255,14 @@ impl HostConfig {
     /// Problems found while reading (malformed lines, unknown host keys, bad values).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The values given as flags (`--set`, `--timeout`, ...) that cannot be used:
+    /// typed at a command line, they are errors (exit 2), while the same value in the
+    /// file or the environment is a warning and the default is used. One line each,
+    /// also among [`HostConfig::warnings`].
+    pub fn flag_errors(&self) -> &[String] {
+        &self.flag_errors
     }
 
     /// The resolver configuration handed to `configure`.
@@ -894,13 +905,21 @@ impl ConfigBuilder {
         }
         let config = &mut self.config;
         let mut warnings = Vec::new();
+        let mut flag_errors = Vec::new();
         let mut invalid = |config: &HostConfig, key: &str, why: &str| {
             let value = config.get(key).unwrap_or("");
-            warnings.push(format!(
+            let line = format!(
                 "{key} = \"{}\" ({}) ignored: {why}",
                 shorten(value),
                 config.origin(key).unwrap_or_default()
-            ));
+            );
+            if config.source(key) == Some(Source::Flag) {
+                flag_errors.push(format!(
+                    "--set {key}=\"{}\": {why}",
+                    shorten(value)
+                ));
+            }
+            warnings.push(line);
         };
         let mut parsed = Parsed {
             directories: match &config.directories_flag {
@@ -948,7 +967,11 @@ impl ConfigBuilder {
         if let Some(v) = config.get(keys::TIMEOUT) {
             match parse_duration(v) {
                 Ok(d) => parsed.timeout = Some(d),
-                Err(e) => invalid(config, keys::TIMEOUT, &e),
+                Err(e) => invalid(
+                    config,
+                    keys::TIMEOUT,
+                    &format!("{e}; running with no deadline"),
+                ),
             }
         }
         if let Some(v) = config.get(keys::INSECURE_SKIP_OWNER_CHECKS) {
@@ -984,6 +1007,7 @@ impl ConfigBuilder {
         }
         config.parsed = parsed;
         config.warnings.extend(warnings);
+        config.flag_errors = flag_errors;
         self.config
     }
 }

@@ -535,3 +535,37 @@ fn buildinfo_shows_where_every_setting_came_from() {
         ))
         .stdout_has("            plugin.provtarget.fqdn.identity = \"web1.lon1.example.net\" (environment variable PROVTARGET_FQDN_IDENTITY)\n");
 }
+
+#[test]
+fn a_bad_value_on_the_command_line_is_an_error_and_in_the_file_a_warning_saying_what_runs() {
+    let dir = TempDir::new("om-flags");
+    // --timeout and --set are both the command line: one rule, exit 2.
+    for args in [
+        &["targets", "--timeout", "forever"][..],
+        &["targets", "--set", "plugin.provtarget.timeout=forever"][..],
+        &["buildinfo", "--set", "plugin.provtarget.isolation=sandbox"][..],
+    ] {
+        let run = provtarget(args);
+        run.failed(2);
+        assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+        assert!(run.stderr.starts_with("provtarget: --"), "{run:#?}");
+    }
+    // In the file: a warning that says what the run does instead.
+    let conf = dir.write("server.conf", "plugin.provtarget.timeout = forever\n");
+    let run = provtarget(&[
+        "buildinfo",
+        "--config",
+        &path_str(&conf),
+        "--plugin-dir",
+        &path_str(dir.path()),
+    ]);
+    run.ok().stderr_has(&format!(
+        "plugin.provtarget.timeout = \"forever\" ({} line 1) ignored: \"forever\" is not a duration; use seconds (30), or 500ms, 30s, 2m, 1h; running with no deadline",
+        path_str(&conf)
+    ));
+    // A relative --plugin-dir would load nothing: an error naming the absolute path.
+    let run = provtarget(&["buildinfo", "--plugin-dir", "plugins"]);
+    run.failed(2).stderr_has(
+        "provtarget: --plugin-dir plugins is a relative path; plugin directories must be absolute (they decide what code is loaded): give an absolute path such as /",
+    );
+}

@@ -569,3 +569,21 @@ fn a_bad_value_on_the_command_line_is_an_error_and_in_the_file_a_warning_saying_
         "provtarget: --plugin-dir plugins is a relative path; plugin directories must be absolute (they decide what code is loaded): give an absolute path such as /",
     );
 }
+
+#[test]
+fn the_load_line_never_shows_an_empty_hash() {
+    let dir = plugin_dir("om-hash", &["provtarget-testkit"]);
+    let d = path_str(dir.path());
+    let mut args = vec!["--log-level", "info"];
+    args.extend(plugin_args(
+        "targets",
+        &d,
+        &["testkit.targets=a.example:4222"],
+        &["--config", "/dev/null"],
+    ));
+    let run = provtarget(&args);
+    run.ok()
+        .stderr_has("loaded provtarget plugin")
+        .stderr_has("sha256=not-hashed")
+        .stderr_lacks("sha256= ");
+}

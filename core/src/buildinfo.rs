@@ -188,7 +188,11 @@ fn declared_keys(host: &Host) -> Vec<(String, String)> {
         .iter()
         .filter(|l| l.verdict == Verdict::Loaded)
         .filter_map(|l| l.plugin.as_ref())
-        .flat_map(|p| p.config_keys.iter().map(|k| (k.key.clone(), k.default.clone())))
+        .flat_map(|p| {
+            p.config_keys
+                .iter()
+                .map(|k| (k.key.clone(), k.default.clone()))
+        })
         .collect()
 }
 

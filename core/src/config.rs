@@ -367,15 +367,12 @@ impl HostConfig {
     /// [`HostConfig::unknown_key_warnings`]. Returns the warnings.
     pub fn apply_declared_env(&mut self, declared: &[String]) -> Vec<String> {
         let mut by_var: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let exact = keys::ALL
-            .iter()
-            .map(|k| k.to_string())
-            .chain(
-                declared
-                    .iter()
-                    .filter(|k| pattern_prefix(k).is_none())
-                    .cloned(),
-            );
+        let exact = keys::ALL.iter().map(|k| k.to_string()).chain(
+            declared
+                .iter()
+                .filter(|k| pattern_prefix(k).is_none())
+                .cloned(),
+        );
         for key in exact {
             let entry = by_var.entry(env_var(&key)).or_default();
             if !entry.contains(&key) {
@@ -914,10 +911,7 @@ impl ConfigBuilder {
                 config.origin(key).unwrap_or_default()
             );
             if config.source(key) == Some(Source::Flag) {
-                flag_errors.push(format!(
-                    "--set {key}=\"{}\": {why}",
-                    shorten(value)
-                ));
+                flag_errors.push(format!("--set {key}=\"{}\": {why}", shorten(value)));
             }
             warnings.push(line);
         };
@@ -1325,7 +1319,9 @@ mod tests {
 
         // A variable naming two declared keys sets neither and names both.
         let declared = strings(&["plugin.provtarget.a.b_c", "plugin.provtarget.a_b.c"]);
-        let mut c = ConfigBuilder::new().env([("PROVTARGET_A_B_C", "1")]).build();
+        let mut c = ConfigBuilder::new()
+            .env([("PROVTARGET_A_B_C", "1")])
+            .build();
         let w = c.apply_declared_env(&declared);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(

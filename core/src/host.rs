@@ -330,7 +330,11 @@ impl fmt::Display for Failure {
             Failure::Cancelled {
                 resolver,
                 last_error,
-            } => could_not(f, resolver, &with_last_error("context canceled", last_error)),
+            } => could_not(
+                f,
+                resolver,
+                &with_last_error("context canceled", last_error),
+            ),
             Failure::DeadlineExceeded {
                 resolver,
                 last_error,
@@ -794,7 +798,11 @@ impl Host {
 /// The configured chain `planned` (active and disabled members in plan order) with
 /// the names of `wanted` (`plugin.provtarget.resolvers`) that are not loaded put in
 /// their place as disabled members.
-fn with_not_loaded(wanted: &[String], planned: Vec<Planned>, not_loaded: &[String]) -> Vec<Planned> {
+fn with_not_loaded(
+    wanted: &[String],
+    planned: Vec<Planned>,
+    not_loaded: &[String],
+) -> Vec<Planned> {
     if not_loaded.is_empty() {
         return planned;
     }

@@ -84,7 +84,11 @@ fn targets_json_is_one_shape_for_success_and_failure_and_matches_its_schema() {
         run.failed(1);
         let failed = run.json();
         assert_matches_schema("targets.schema.json", &failed);
-        assert_eq!(keys(&failed), keys(&ok), "one shape for success and failure");
+        assert_eq!(
+            keys(&failed),
+            keys(&ok),
+            "one shape for success and failure"
+        );
         assert_eq!(failed["ok"], false);
         assert_eq!(failed["kind"], kind);
         assert_eq!(failed["servers"], serde_json::json!([]));
@@ -103,10 +107,7 @@ fn targets_json_is_one_shape_for_success_and_failure_and_matches_its_schema() {
 #[test]
 fn a_chosen_resolver_that_cannot_start_is_named_in_the_final_line_and_the_chain() {
     let dir = plugin_dir("om-disabled", &["provtarget-testkit"]);
-    let sets = [
-        "testkit.mode=fail-configure",
-        "plugin.provtarget.jwt_file=",
-    ];
+    let sets = ["testkit.mode=fail-configure", "plugin.provtarget.jwt_file="];
     let run = targets_in(&dir, &sets, &["--resolver", TESTKIT, "--json"]);
     run.failed(1);
     let doc = run.json();
@@ -130,7 +131,10 @@ fn a_chosen_resolver_that_cannot_start_is_named_in_the_final_line_and_the_chain(
     );
     assert_eq!(doc["chain"][1]["resolver"], "Choria JWT Resolver");
     assert_eq!(doc["chain"][1]["state"], "failed");
-    assert!(doc["note"].as_str().unwrap().contains("Test Kit"), "{doc:#}");
+    assert!(
+        doc["note"].as_str().unwrap().contains("Test Kit"),
+        "{doc:#}"
+    );
 }
 
 #[test]
@@ -434,9 +438,11 @@ fn every_declared_key_has_one_environment_variable_a_shell_can_export() {
     let run = provtarget(&["plugins", "check", "--json", &path_str(&file)]);
     let keys = run.json()["config_keys"].clone();
     assert!(
-        keys.as_array().unwrap().iter().any(|k| k["key"]
-            == "plugin.provtarget.fqdn.identity"
-            && k["env"] == "PROVTARGET_FQDN_IDENTITY"),
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["key"] == "plugin.provtarget.fqdn.identity"
+                && k["env"] == "PROVTARGET_FQDN_IDENTITY"),
         "{keys:#}"
     );
 }

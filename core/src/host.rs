@@ -703,9 +703,10 @@ impl Host {
                 Some(f @ Failure::Cancelled { .. }) => f.clone(),
                 // The resolver ended with an error as the signal arrived (its process
                 // was stopped with the group, say): that is its last error.
+                // A bare "context canceled" adds nothing.
                 Some(Failure::Failed { resolver, error }) => Failure::Cancelled {
                     resolver: resolver.clone(),
-                    last_error: Some(error.clone()),
+                    last_error: (error.trim() != "context canceled").then(|| error.clone()),
                 },
                 last => Failure::Cancelled {
                     resolver: last

@@ -248,6 +248,8 @@ pub struct Host {
     warnings: Vec<String>,
     /// Names in `plugin.provtarget.resolvers` that matched no loaded plugin.
     not_loaded: Vec<String>,
+    /// `; N libraries were refused: ...` (the first three reasons), or empty.
+    refused: String,
 }
 
 /// A successful resolution.
@@ -602,7 +604,30 @@ impl Host {
         for w in &warnings[already_logged..] {
             tracing::warn!("{w}");
         }
-        let planned = with_not_loaded(config.resolvers(), planned, &not_loaded);
+        // Why a resolver named but not loaded may be missing: the libraries refused.
+        let refused: Vec<String> = report
+            .libraries
+            .iter()
+            .filter_map(|l| match &l.verdict {
+                provtarget_loader::Verdict::Rejected(r) => Some(r.message.clone()),
+                _ => None,
+            })
+            .collect();
+        let refused = match refused.len() {
+            0 => String::new(),
+            n => format!(
+                "; {n} {} refused: {}{}",
+                if n == 1 {
+                    "library was"
+                } else {
+                    "libraries were"
+                },
+                refused[..n.min(3)].join("; "),
+                if n > 3 { "; ..." } else { "" }
+            ),
+        };
+        let planned = with_not_loaded(config.resolvers(), planned, &not_loaded, &refused);
+        let refused = crate::text::shown(&refused);
         Host {
             config,
             report,
@@ -611,6 +636,7 @@ impl Host {
             planned,
             warnings,
             not_loaded,
+            refused,
         }
     }
 
@@ -739,10 +765,11 @@ impl Host {
                 .map(|n| format!("\"{}\"", crate::text::shown(n)))
                 .collect();
             notes.push(format!(
-                "resolver {} named in plugin.provtarget.resolvers (or --resolver) {} not loaded, so the chain ran without {}; see `provtarget buildinfo`",
+                "resolver {} named in plugin.provtarget.resolvers (or --resolver) {} not loaded, so the chain ran without {}{}; see `provtarget buildinfo`",
                 names.join(", "),
                 if names.len() == 1 { "is" } else { "are" },
                 if names.len() == 1 { "it" } else { "them" },
+                self.refused,
             ));
         }
         // A chosen resolver that could not start is named in the final line, with why:
@@ -803,6 +830,7 @@ fn with_not_loaded(
     wanted: &[String],
     planned: Vec<Planned>,
     not_loaded: &[String],
+    refused: &str,
 ) -> Vec<Planned> {
     if not_loaded.is_empty() {
         return planned;
@@ -814,10 +842,9 @@ fn with_not_loaded(
             if !out.iter().any(|p: &Planned| &p.name == name) {
                 out.push(Planned {
                     name: name.clone(),
-                    slot: Err(
-                        "not loaded: no library in the plugin directories provides a resolver of this name; see `provtarget buildinfo`"
-                            .to_string(),
-                    ),
+                    slot: Err(format!(
+                        "not loaded: no library in the plugin directories provides a resolver of this name{refused}; see `provtarget buildinfo`"
+                    )),
                 });
             }
             continue;

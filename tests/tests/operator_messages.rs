@@ -593,3 +593,36 @@ fn the_load_line_never_shows_an_empty_hash() {
         .stderr_has("sha256=not-hashed")
         .stderr_lacks("sha256= ");
 }
+
+#[test]
+fn a_chosen_resolver_whose_library_was_refused_is_named_with_the_refusal() {
+    let dir = plugin_dir("om-refused", &["provtarget-testkit"]);
+    let lib = dir.path().join(cdylib_file_name("provtarget-testkit"));
+    provtarget_testsupport::set_mode(&lib, 0o664);
+    let run = targets_in(
+        &dir,
+        &["plugin.provtarget.jwt_file="],
+        &["--resolver", TESTKIT, "--json"],
+    );
+    run.failed(1);
+    let doc = run.json();
+    assert_matches_schema("targets.schema.json", &doc);
+    let last = run.stderr.lines().last().unwrap_or_default();
+    for needle in [
+        "resolver \"Test Kit\" named in plugin.provtarget.resolvers (or --resolver) is not loaded",
+        "1 library was refused: ",
+        &cdylib_file_name("provtarget-testkit"),
+        "writable",
+    ] {
+        assert!(last.contains(needle), "{needle:?} not in {last}");
+    }
+    assert_eq!(doc["chain"][0]["resolver"], TESTKIT);
+    assert_eq!(doc["chain"][0]["state"], "disabled");
+    assert!(
+        doc["chain"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 library was refused"),
+        "{doc:#}"
+    );
+}

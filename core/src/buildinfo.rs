@@ -149,6 +149,21 @@ pub fn text(host: &Host) -> String {
         }
     }
     let _ = writeln!(out);
+    let _ = writeln!(out, "Configuration Sources:");
+    for s in config.sources(&declared_keys(host)) {
+        let value = s
+            .value
+            .as_deref()
+            .map(|v| format!("\"{}\"", shown(&s.key, v)))
+            .unwrap_or_else(|| "unset".into());
+        let _ = writeln!(
+            out,
+            "            {} = {value} ({})",
+            printable(&s.key),
+            safe(&s.origin)
+        );
+    }
+    let _ = writeln!(out);
     let _ = writeln!(out, "Provisioning Target Plugins:");
     if host.report().libraries.is_empty() {
         let _ = writeln!(out, "    none found in {}", dirs.join(", "));
@@ -164,6 +179,21 @@ pub fn text(host: &Host) -> String {
         }
     }
     out
+}
+
+/// The keys the loaded plugins declare, with their defaults, in scan order.
+fn declared_keys(host: &Host) -> Vec<(String, String)> {
+    host.report()
+        .libraries
+        .iter()
+        .filter(|l| l.verdict == Verdict::Loaded)
+        .filter_map(|l| l.plugin.as_ref())
+        .flat_map(|p| {
+            p.config_keys
+                .iter()
+                .map(|k| (k.key.clone(), k.default.clone()))
+        })
+        .collect()
 }
 
 fn active_state(host: &Host, lib: &LibraryRecord) -> &'static str {
@@ -256,10 +286,11 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
             field(
                 "Config",
                 &format!(
-                    "{} (default {:?}): {}",
+                    "{} (default {:?}): {} [environment: {}]",
                     printable(&k.key),
                     printable(&k.default),
-                    printable(&k.description)
+                    printable(&k.description),
+                    printable(&crate::config::env_var(&k.key)),
                 ),
             );
         }
@@ -304,6 +335,7 @@ pub fn json(host: &Host) -> Value {
         .map(|lib| library_json(host, lib))
         .collect();
     json!({
+        "schema": crate::output::BUILDINFO_SCHEMA,
         "build": {
             "version": env!("CARGO_PKG_VERSION"),
             "interface_version": provtarget_abi::INTERFACE_VERSION,
@@ -323,6 +355,12 @@ pub fn json(host: &Host) -> Value {
         })).collect::<Vec<_>>(),
         "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": safe(&d.reason)})).collect::<Vec<_>>(),
         "settings": settings,
+        "sources": config.sources(&declared_keys(host)).iter().map(|s| json!({
+            "key": s.key,
+            "value": s.value.as_deref().map(|v| masked(&s.key, v)),
+            "source": s.source,
+            "origin": safe(&s.origin),
+        })).collect::<Vec<_>>(),
         "config_file": config.file().map(|p| p.display().to_string()),
         "directories": config.directories().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "pin_file": config.pin_file().map(|p| p.display().to_string()),
@@ -376,7 +414,8 @@ pub fn record_json(lib: &LibraryRecord) -> Value {
         "sdk_version": plugin.map(|p| p.info.sdk_version.clone()),
         "abi_stable_version": plugin.map(|p| p.info.abi_stable_version.clone()),
         "config_keys": plugin.map(|p| p.config_keys.iter().map(|k| json!({
-            "key": k.key, "default": k.default, "description": k.description
+            "key": k.key, "default": k.default, "description": k.description,
+            "env": crate::config::env_var(&k.key),
         })).collect::<Vec<_>>()),
         "sha256": file.and_then(|f| f.sha256.clone()),
         "size": file.map(|f| f.size),

@@ -137,6 +137,22 @@ impl HostArgs {
             }
         }
         if !self.plugin_dirs.is_empty() {
+            // Typed at a shell, a relative directory would silently load nothing (the
+            // loader refuses relative directories): an error naming the absolute one.
+            if let Some(dir) = self.plugin_dirs.iter().find(|d| d.is_relative()) {
+                let shown = crate::text::printable(&dir.display().to_string());
+                let absolute = std::env::current_dir()
+                    .map(|cwd| {
+                        format!(
+                            " such as {}",
+                            crate::text::printable(&cwd.join(dir).display().to_string())
+                        )
+                    })
+                    .unwrap_or_default();
+                return Err(format!(
+                    "--plugin-dir {shown} is a relative path; plugin directories must be absolute (they decide what code is loaded): give an absolute path{absolute}"
+                ));
+            }
             b = b.directories_flag(self.plugin_dirs.clone());
         }
         if !self.resolvers.is_empty() {
@@ -152,6 +168,12 @@ impl HostArgs {
             crate::config::parse_duration(t).map_err(|e| format!("--timeout {e}"))?;
             b = b.flag(keys::TIMEOUT, t);
         }
-        Ok(b.build())
+        let config = b.build();
+        // A value typed on the command line that cannot be used is an error, as a bad
+        // --timeout is; in the file or the environment it is a warning.
+        if let Some(e) = config.flag_errors().first() {
+            return Err(e.clone());
+        }
+        Ok(config)
     }
 }

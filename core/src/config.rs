@@ -17,9 +17,14 @@
 //! assert!(unknown[0].starts_with("unknown configuration key plugin.provtarget.typo (server.conf line 3)"));
 //! ```
 //!
-//! Every `plugin.provtarget.<name>` key can also be set through the environment as
-//! `PROVTARGET_<NAME>` (upper case). The whole merged map, including keys of other
-//! plugins, is handed to every resolver's `configure`.
+//! Every key the host or a loaded plugin declares can also be set through the
+//! environment, as [`env_var`] names it: `PROVTARGET_` and the key upper-cased with
+//! `.` and `-` turned to `_`, without the `plugin.provtarget.` of host and
+//! shipped-plugin keys (`PROVTARGET_TIMEOUT`, `PROVTARGET_FQDN_IDENTITY`,
+//! `PROVTARGET_PLUGIN_ACME_RACK_FILE`). Host keys take effect at once; the others are
+//! resolved against the plugins' declared keys once they are loaded
+//! ([`HostConfig::apply_declared_env`]). The whole merged map, including keys of
+//! other plugins, is handed to every resolver's `configure`.
 
 use std::{
     collections::BTreeMap,
@@ -221,6 +226,14 @@ pub struct HostConfig {
     file_label: Option<String>,
     parsed: Parsed,
     warnings: Vec<String>,
+    /// Every `PROVTARGET_*` variable read (name, value), for
+    /// [`HostConfig::apply_declared_env`].
+    env_seen: Vec<(String, String)>,
+    /// The environment variable each key set from the environment came from.
+    env_vars: BTreeMap<String, String>,
+    /// The warnings about values given as flags, which the command line treats as
+    /// errors ([`HostConfig::flag_errors`]).
+    flag_errors: Vec<String>,
 }
 
 impl HostConfig {
@@ -242,6 +255,14 @@ impl HostConfig {
     /// Problems found while reading (malformed lines, unknown host keys, bad values).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The values given as flags (`--set`, `--timeout`, ...) that cannot be used:
+    /// typed at a command line, they are errors (exit 2), while the same value in the
+    /// file or the environment is a warning and the default is used. One line each,
+    /// also among [`HostConfig::warnings`].
+    pub fn flag_errors(&self) -> &[String] {
+        &self.flag_errors
     }
 
     /// The resolver configuration handed to `configure`.
@@ -319,12 +340,117 @@ impl HostConfig {
     pub fn origin(&self, key: &str) -> Option<String> {
         Some(match self.values.get(key)?.1 {
             Source::Flag => "flag".to_string(),
-            Source::Environment => format!("environment variable {}", env_name(key)),
+            Source::Environment => format!(
+                "environment variable {}",
+                self.env_vars
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| env_var(key))
+            ),
             Source::File { line } => match &self.file_label {
                 Some(f) => format!("{f} line {line}"),
                 None => format!("configuration line {line}"),
             },
         })
+    }
+
+    /// Resolves the `PROVTARGET_*` environment variables against the keys the host
+    /// and the loaded plugins declare (`declared`, as for
+    /// [`HostConfig::unknown_key_warnings`]): each variable sets the key whose
+    /// [`env_var`] it is (`PROVTARGET_FQDN_IDENTITY` sets
+    /// `plugin.provtarget.fqdn.identity`; under a pattern key such as
+    /// `plugin.provtarget.http.header.<Name>`, `PROVTARGET_HTTP_HEADER_METADATA`
+    /// sets `plugin.provtarget.http.header.metadata`). A variable that names two
+    /// keys sets neither and is reported naming both (a host key, already in effect,
+    /// keeps it). A variable that names no declared key stays
+    /// `plugin.provtarget.<name>`, reported by
+    /// [`HostConfig::unknown_key_warnings`]. Returns the warnings.
+    pub fn apply_declared_env(&mut self, declared: &[String]) -> Vec<String> {
+        let mut by_var: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let exact = keys::ALL.iter().map(|k| k.to_string()).chain(
+            declared
+                .iter()
+                .filter(|k| pattern_prefix(k).is_none())
+                .cloned(),
+        );
+        for key in exact {
+            let entry = by_var.entry(env_var(&key)).or_default();
+            if !entry.contains(&key) {
+                entry.push(key);
+            }
+        }
+        let patterns: Vec<(String, &str)> = declared
+            .iter()
+            .filter_map(|k| pattern_prefix(k))
+            .map(|prefix| (env_var(prefix), prefix))
+            .collect();
+        let mut warnings = Vec::new();
+        for (var, value) in std::mem::take(&mut self.env_seen) {
+            let mut found: Vec<String> = by_var.get(&var).cloned().unwrap_or_default();
+            for (prefix_var, prefix) in &patterns {
+                if let Some(rest) = var.strip_prefix(prefix_var.as_str()) {
+                    let key = format!("{prefix}{}", rest.to_ascii_lowercase());
+                    if !rest.is_empty() && !found.contains(&key) {
+                        found.push(key);
+                    }
+                }
+            }
+            let fallback = format!(
+                "{HOST_PREFIX}{}",
+                var[ENV_PREFIX.len()..].to_ascii_lowercase()
+            );
+            let host_key = found.iter().find(|k| keys::ALL.contains(&k.as_str()));
+            match (found.as_slice(), host_key) {
+                ([], _) => {}
+                ([only], _) if *only == fallback => {}
+                ([only], _) => {
+                    self.unset_env(&fallback, &var);
+                    self.set_env(only, &value, &var);
+                }
+                (_, Some(host)) => {
+                    let others: Vec<&str> = found
+                        .iter()
+                        .filter(|k| *k != host)
+                        .map(String::as_str)
+                        .collect();
+                    warnings.push(format!(
+                        "environment variable {var} is ambiguous: it names both {host} and {}; it is used for {host}: set the other with --set or in the configuration file",
+                        others.join(" and ")
+                    ));
+                }
+                (_, None) => {
+                    self.unset_env(&fallback, &var);
+                    warnings.push(format!(
+                        "environment variable {var} is ambiguous: it names both {}; it is ignored: set the key you mean with --set or in the configuration file",
+                        found.join(" and ")
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+
+    /// Removes `key` when it was set from the environment variable `var`.
+    fn unset_env(&mut self, key: &str, var: &str) {
+        if self.env_vars.get(key).is_some_and(|v| v == var)
+            && self.source(key) == Some(Source::Environment)
+        {
+            self.values.remove(key);
+            self.env_vars.remove(key);
+        }
+    }
+
+    /// Sets `key` from the environment variable `var`, below flags, above the file.
+    fn set_env(&mut self, key: &str, value: &str, var: &str) {
+        if self
+            .source(key)
+            .is_some_and(|s| s.rank() > Source::Environment.rank())
+        {
+            return;
+        }
+        self.values
+            .insert(key.to_string(), (value.to_string(), Source::Environment));
+        self.env_vars.insert(key.to_string(), var.to_string());
     }
 
     /// Warnings about `plugin.provtarget.*` keys that nothing reads, given the keys the
@@ -334,25 +460,28 @@ impl HostConfig {
     /// (`plugin.provtarget.<plugin>.<key>`) that no loaded plugin declares is reported
     /// as set for a plugin that is not installed.
     pub fn unknown_key_warnings(&self, declared: &[String]) -> Vec<String> {
-        let prefixes: Vec<&str> = declared
-            .iter()
-            .map(|k| match k.find(['<', '*']) {
-                Some(i) => &k[..i],
-                None => k.as_str(),
-            })
-            .collect();
         let is_declared = |key: &str| {
-            declared.iter().zip(&prefixes).any(|(full, prefix)| {
-                if full.len() == prefix.len() {
-                    full == key
-                } else {
-                    key.starts_with(prefix) && key.len() > prefix.len()
-                }
+            declared.iter().any(|full| match pattern_prefix(full) {
+                Some(prefix) => key.starts_with(prefix) && key.len() > prefix.len(),
+                None => full == key,
             })
         };
+        // Keys under a namespace a loaded plugin declares (`plugin.acme.rack.` for
+        // `plugin.acme.rack.file`) are checked too, whatever their prefix.
+        let namespaces: Vec<&str> = declared.iter().filter_map(|k| namespace(k)).collect();
+        let checked = |key: &str| {
+            key.starts_with(HOST_PREFIX) || namespaces.iter().any(|ns| key.starts_with(ns))
+        };
+        // The keys a misspelt one is compared with: the host's, and every key the
+        // loaded plugins declare (a pattern by its prefix).
+        let known: Vec<&str> = keys::ALL
+            .iter()
+            .copied()
+            .chain(declared.iter().map(|k| pattern_prefix(k).unwrap_or(k)))
+            .collect();
         let mut warnings = Vec::new();
         let mut unknown = 0usize;
-        for key in self.values.keys().filter(|k| k.starts_with(HOST_PREFIX)) {
+        for key in self.values.keys().filter(|k| checked(k)) {
             if keys::ALL.contains(&key.as_str()) || is_declared(key) {
                 continue;
             }
@@ -362,28 +491,63 @@ impl HostConfig {
             }
             let origin = self.origin(key).unwrap_or_default();
             let shown = shorten(key);
-            let rest = &key[HOST_PREFIX.len()..];
-            if let Some((plugin, _)) = rest.split_once('.') {
+            // A "did you mean" only for key-sized text: the distance is quadratic.
+            let near = (key.len() <= 2 * MAX_QUOTED)
+                .then(|| {
+                    known
+                        .iter()
+                        .map(|k| (edit_distance(k, key), *k))
+                        .filter(|(d, _)| *d <= 3)
+                        .min()
+                        .map(|(_, k)| k)
+                })
+                .flatten();
+            let from_env = self.source(key) == Some(Source::Environment);
+            if let Some(known) = near {
+                let var = if from_env {
+                    format!(" (environment variable {})", env_var(known))
+                } else {
+                    String::new()
+                };
                 warnings.push(format!(
-                    "{shown} ({origin}) is set but no loaded plugin reads it; install the {} plugin that does, or remove the key",
-                    shorten(plugin)
+                    "unknown configuration key {shown} ({origin}); did you mean {known}{var}?"
                 ));
                 continue;
             }
-            // A "did you mean" only for key-sized text: the distance is quadratic.
-            let near = |known: &&str| key.len() <= 2 * MAX_QUOTED && edit_distance(known, key) <= 3;
-            let candidates = keys::ALL
+            let rest = key.strip_prefix(HOST_PREFIX).unwrap_or(key);
+            let plugin_ns = key
+                .starts_with(HOST_PREFIX)
+                .then(|| rest.split_once('.').map(|(plugin, _)| plugin))
+                .flatten();
+            // The keys declared under the key's own namespace, if a plugin has any.
+            let ns_keys: Vec<&str> = known
                 .iter()
                 .copied()
-                .chain(declared.iter().map(String::as_str));
-            let hint = candidates
-                .filter(near)
-                .min_by_key(|known| edit_distance(known, key))
-                .map(|known| format!("; did you mean {known}?"))
-                .unwrap_or_else(|| format!("; known keys: {}", keys::ALL.join(", ")));
-            warnings.push(format!(
-                "unknown configuration key {shown} ({origin}){hint}"
-            ));
+                .filter(|k| {
+                    let own = match plugin_ns {
+                        Some(p) => format!("{HOST_PREFIX}{p}."),
+                        None => key[..key.rfind('.').map_or(0, |i| i + 1)].to_string(),
+                    };
+                    k.starts_with(&own)
+                })
+                .collect();
+            warnings.push(match plugin_ns {
+                Some(plugin) if ns_keys.is_empty() => format!(
+                    "{shown} ({origin}) is set but no loaded plugin reads it; install the {} plugin that does, or remove the key",
+                    shorten(plugin)
+                ),
+                None if key.starts_with(HOST_PREFIX) => format!(
+                    "unknown configuration key {shown} ({origin}); known keys: {}",
+                    keys::ALL.join(", ")
+                ),
+                _ if ns_keys.is_empty() => format!(
+                    "unknown configuration key {shown} ({origin}): no loaded plugin reads it; check its spelling in `provtarget buildinfo`, or remove it"
+                ),
+                _ => format!(
+                    "unknown configuration key {shown} ({origin}); the loaded plugins read {}",
+                    ns_keys.join(", ")
+                ),
+            });
         }
         if unknown > MAX_REPEATED_WARNINGS {
             warnings.push(format!(
@@ -395,14 +559,130 @@ impl HostConfig {
     }
 }
 
-/// `PROVTARGET_<NAME>` for `plugin.provtarget.<name>`.
-fn env_name(key: &str) -> String {
-    format!(
-        "{ENV_PREFIX}{}",
-        key.strip_prefix(HOST_PREFIX)
-            .unwrap_or(key)
-            .to_ascii_uppercase()
-    )
+/// The environment variable that sets `key`: `PROVTARGET_` and the key upper-cased
+/// with every `.` and `-` turned to `_`, the `plugin.provtarget.` of host and
+/// shipped-plugin keys left out. So `plugin.provtarget.timeout` is
+/// `PROVTARGET_TIMEOUT`, `plugin.provtarget.fqdn.identity` is
+/// `PROVTARGET_FQDN_IDENTITY` and a vendor's `plugin.acme.rack.file` is
+/// `PROVTARGET_PLUGIN_ACME_RACK_FILE`: names any POSIX shell can export.
+///
+/// ```
+/// use provtarget::config::env_var;
+/// assert_eq!(env_var("plugin.provtarget.fqdn.identity"), "PROVTARGET_FQDN_IDENTITY");
+/// assert_eq!(env_var("plugin.acme.rack-file"), "PROVTARGET_PLUGIN_ACME_RACK_FILE");
+/// ```
+pub fn env_var(key: &str) -> String {
+    let rest = key.strip_prefix(HOST_PREFIX).unwrap_or(key);
+    let name: String = rest
+        .chars()
+        .map(|c| match c {
+            '.' | '-' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    format!("{ENV_PREFIX}{name}")
+}
+
+/// The part of a declared key before its placeholder (`<Name>`) or `*`, when it has
+/// one: `plugin.provtarget.http.header.<Name>` stands for every key under
+/// `plugin.provtarget.http.header.`.
+fn pattern_prefix(declared: &str) -> Option<&str> {
+    declared.find(['<', '*']).map(|i| &declared[..i])
+}
+
+/// The namespace of a declared key: the key up to and including its last `.`
+/// (`plugin.acme.rack.` for `plugin.acme.rack.file`), when it is specific enough to
+/// claim (more than `plugin.`).
+fn namespace(declared: &str) -> Option<&str> {
+    let key = pattern_prefix(declared).unwrap_or(declared);
+    let end = key.rfind('.')? + 1;
+    let ns = &key[..end];
+    (ns.matches('.').count() >= 2 && ns != HOST_PREFIX).then_some(ns)
+}
+
+/// One configuration key as `buildinfo` shows it: the value in effect and where it
+/// came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingSource {
+    /// The key.
+    pub key: String,
+    /// The value in effect, raw (`None`: unset, no default).
+    pub value: Option<String>,
+    /// `flag`, `environment`, `file` or `default`.
+    pub source: &'static str,
+    /// Where exactly: `flag`, `environment variable PROVTARGET_TIMEOUT`,
+    /// `/etc/choria/server.conf line 12` or `default`.
+    pub origin: String,
+}
+
+/// The value the host uses for one of its own keys when it is not set (`None`: the
+/// key has no value then, e.g. no pin file).
+pub fn host_default(key: &str) -> Option<String> {
+    let build = crate::default_resolver::BuildDefaults::compiled();
+    match key {
+        keys::DIRECTORIES => Some(
+            default_directories()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        keys::JWT_FILE => Some(build.jwt_file),
+        keys::BROKER_URLS => build.broker_urls,
+        keys::SRV_DOMAIN => build.srv_domain,
+        keys::INSECURE_SKIP_OWNER_CHECKS => Some("false".into()),
+        keys::CACHE_DIR => Some(DEFAULT_CACHE_DIR.into()),
+        keys::ISOLATION => Some(Isolation::default().as_str().into()),
+        keys::PROBE_TIMEOUT => Some(format!(
+            "{}s",
+            crate::isolation::DEFAULT_PROBE_TIMEOUT.as_secs()
+        )),
+        _ => None,
+    }
+}
+
+impl HostConfig {
+    /// Every setting with its value and source, for `buildinfo`: the host's own keys,
+    /// then the keys the loaded plugins declare (`declared`: key and default; a
+    /// pattern key only when set), then every other key that is set, in key order.
+    pub fn sources(&self, declared: &[(String, String)]) -> Vec<SettingSource> {
+        let mut out: Vec<SettingSource> = Vec::new();
+        let mut push = |key: &str, default: Option<String>| {
+            if out.iter().any(|s| s.key == key) {
+                return;
+            }
+            out.push(match self.values.get(key) {
+                Some((value, source)) => SettingSource {
+                    key: key.to_string(),
+                    value: Some(value.clone()),
+                    source: match source {
+                        Source::Flag => "flag",
+                        Source::Environment => "environment",
+                        Source::File { .. } => "file",
+                    },
+                    origin: self.origin(key).unwrap_or_default(),
+                },
+                None => SettingSource {
+                    key: key.to_string(),
+                    value: default,
+                    source: "default",
+                    origin: "default".to_string(),
+                },
+            });
+        };
+        for key in keys::ALL {
+            push(key, host_default(key));
+        }
+        for (key, default) in declared {
+            if pattern_prefix(key).is_none() {
+                push(key, Some(default.clone()).filter(|d| !d.is_empty()));
+            }
+        }
+        for key in self.values.keys() {
+            push(key, None);
+        }
+        out
+    }
 }
 
 /// The plugin directories used when none is configured: the packager's
@@ -554,12 +834,19 @@ impl ConfigBuilder {
                 ));
                 continue;
             };
-            let name = &name[ENV_PREFIX.len()..];
-            if name.is_empty() {
+            let suffix = &name[ENV_PREFIX.len()..];
+            if suffix.is_empty() {
                 continue;
             }
-            let key = format!("{HOST_PREFIX}{}", name.to_ascii_lowercase());
+            // Host keys take effect now (they decide what is loaded); the others are
+            // set under `plugin.provtarget.<name>` for now and resolved against the
+            // keys the loaded plugins declare by `apply_declared_env`.
+            let key = format!("{HOST_PREFIX}{}", suffix.to_ascii_lowercase());
             self.set(&key, value, Source::Environment);
+            self.config.env_vars.insert(key, name.to_string());
+            self.config
+                .env_seen
+                .push((name.to_string(), value.trim().to_string()));
         }
         self
     }
@@ -615,13 +902,18 @@ impl ConfigBuilder {
         }
         let config = &mut self.config;
         let mut warnings = Vec::new();
+        let mut flag_errors = Vec::new();
         let mut invalid = |config: &HostConfig, key: &str, why: &str| {
             let value = config.get(key).unwrap_or("");
-            warnings.push(format!(
+            let line = format!(
                 "{key} = \"{}\" ({}) ignored: {why}",
                 shorten(value),
                 config.origin(key).unwrap_or_default()
-            ));
+            );
+            if config.source(key) == Some(Source::Flag) {
+                flag_errors.push(format!("--set {key}=\"{}\": {why}", shorten(value)));
+            }
+            warnings.push(line);
         };
         let mut parsed = Parsed {
             directories: match &config.directories_flag {
@@ -669,7 +961,11 @@ impl ConfigBuilder {
         if let Some(v) = config.get(keys::TIMEOUT) {
             match parse_duration(v) {
                 Ok(d) => parsed.timeout = Some(d),
-                Err(e) => invalid(config, keys::TIMEOUT, &e),
+                Err(e) => invalid(
+                    config,
+                    keys::TIMEOUT,
+                    &format!("{e}; running with no deadline"),
+                ),
             }
         }
         if let Some(v) = config.get(keys::INSECURE_SKIP_OWNER_CHECKS) {
@@ -705,6 +1001,7 @@ impl ConfigBuilder {
         }
         config.parsed = parsed;
         config.warnings.extend(warnings);
+        config.flag_errors = flag_errors;
         self.config
     }
 }
@@ -958,6 +1255,120 @@ mod tests {
             )),
             "{w:?}"
         );
+    }
+
+    fn strings(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn environment_variables_resolve_against_the_declared_keys() {
+        let declared = strings(&[
+            "plugin.provtarget.fqdn.identity",
+            "plugin.provtarget.fqdn.template",
+            "plugin.acme.rack.file",
+            "plugin.provtarget.http.header.<Name>",
+        ]);
+        let mut c = ConfigBuilder::new()
+            .file_text(
+                "f",
+                "plugin.provtarget.fqdn.template = file\nplugin.acme.rack.file = /file.json\n",
+            )
+            .env([
+                ("PROVTARGET_FQDN_IDENTITY", "web1.lon1.example.net"),
+                ("PROVTARGET_FQDN_TEMPLATE", "env"),
+                ("PROVTARGET_PLUGIN_ACME_RACK_FILE", "/env.json"),
+                ("PROVTARGET_HTTP_HEADER_METADATA", "true"),
+                ("PROVTARGET_TIMEOUT", "5"),
+            ])
+            .flag("plugin.acme.rack.file", "/flag.json")
+            .build();
+        // Host keys take effect at once; the others wait for the declared keys.
+        assert_eq!(c.timeout(), Some(Duration::from_secs(5)));
+        assert_eq!(
+            c.get("plugin.provtarget.fqdn_identity"),
+            Some("web1.lon1.example.net")
+        );
+        let w = c.apply_declared_env(&declared);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            c.get("plugin.provtarget.fqdn.identity"),
+            Some("web1.lon1.example.net")
+        );
+        assert_eq!(c.get("plugin.provtarget.fqdn_identity"), None);
+        assert_eq!(
+            c.origin("plugin.provtarget.fqdn.identity").as_deref(),
+            Some("environment variable PROVTARGET_FQDN_IDENTITY")
+        );
+        // Environment beats the file, a flag beats the environment.
+        assert_eq!(c.get("plugin.provtarget.fqdn.template"), Some("env"));
+        assert_eq!(c.get("plugin.acme.rack.file"), Some("/flag.json"));
+        assert_eq!(
+            c.get("plugin.provtarget.http.header.metadata"),
+            Some("true")
+        );
+        assert!(
+            c.unknown_key_warnings(&declared).is_empty(),
+            "{:?}",
+            c.unknown_key_warnings(&declared)
+        );
+        assert_eq!(
+            c.resolver_config().get("plugin.provtarget.fqdn.identity"),
+            Some("web1.lon1.example.net")
+        );
+
+        // A variable naming two declared keys sets neither and names both.
+        let declared = strings(&["plugin.provtarget.a.b_c", "plugin.provtarget.a_b.c"]);
+        let mut c = ConfigBuilder::new()
+            .env([("PROVTARGET_A_B_C", "1")])
+            .build();
+        let w = c.apply_declared_env(&declared);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("environment variable PROVTARGET_A_B_C is ambiguous: it names both plugin.provtarget.a.b_c and plugin.provtarget.a_b.c"),
+            "{w:?}"
+        );
+        assert_eq!(c.get("plugin.provtarget.a.b_c"), None);
+        assert_eq!(c.get("plugin.provtarget.a_b.c"), None);
+        assert_eq!(c.get("plugin.provtarget.a_b_c"), None);
+
+        // One naming a host key and a plugin's key stays the host's, and says so.
+        let declared = strings(&["plugin.provtarget.dns.server"]);
+        let mut c = ConfigBuilder::new()
+            .env([("PROVTARGET_DNS_SERVER", "127.0.0.1")])
+            .build();
+        let w = c.apply_declared_env(&declared);
+        assert!(
+            w[0].contains("names both plugin.provtarget.dns_server and plugin.provtarget.dns.server; it is used for plugin.provtarget.dns_server"),
+            "{w:?}"
+        );
+        assert_eq!(c.dns_server(), Some("127.0.0.1:53".parse().unwrap()));
+        assert_eq!(c.get("plugin.provtarget.dns.server"), None);
+    }
+
+    #[test]
+    fn misspelt_keys_get_the_closest_known_key_of_the_host_or_a_loaded_plugin() {
+        let declared = strings(&[
+            "plugin.provtarget.fqdn.template",
+            "plugin.acme.rack.file",
+            "plugin.acme.rack.row",
+        ]);
+        let mut c = ConfigBuilder::new()
+            .file_text(
+                "f",
+                "plugin.provtarget.fqdn.templte = x\nplugin.acme.rack.fiel = y\nplugin.acme.rack.zzzzzzzzzz = z\nplugin.choria.other = untouched\n",
+            )
+            .env([("PROVTARGET_FQDN_TEMPLTE", "e")])
+            .build();
+        assert!(c.apply_declared_env(&declared).is_empty());
+        let w = c.unknown_key_warnings(&declared);
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w.contains(&"unknown configuration key plugin.provtarget.fqdn.templte (f line 1); did you mean plugin.provtarget.fqdn.template?".to_string()), "{w:?}");
+        assert!(w.contains(&"unknown configuration key plugin.acme.rack.fiel (f line 2); did you mean plugin.acme.rack.file?".to_string()), "{w:?}");
+        assert!(w.contains(&"unknown configuration key plugin.acme.rack.zzzzzzzzzz (f line 3); the loaded plugins read plugin.acme.rack.file, plugin.acme.rack.row".to_string()), "{w:?}");
+        // From the environment: the variable to use instead.
+        assert!(w.contains(&"unknown configuration key plugin.provtarget.fqdn_templte (environment variable PROVTARGET_FQDN_TEMPLTE); did you mean plugin.provtarget.fqdn.template (environment variable PROVTARGET_FQDN_TEMPLATE)?".to_string()), "{w:?}");
+        assert!(!w.iter().any(|m| m.contains("plugin.choria")), "{w:?}");
     }
 
     #[test]

@@ -175,15 +175,81 @@ pub struct DisabledResolver {
     pub reason: String,
 }
 
+/// One member of the chain as configured, in chain order: active (an index into the
+/// chain) or taken out before it ran (and why).
+#[derive(Debug, Clone)]
+struct Planned {
+    name: String,
+    /// `Ok(i)`: `chain[i]`; `Err(reason)`: disabled before it ran.
+    slot: Result<usize, String>,
+}
+
+/// What happened to one member of the chain in a resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainState {
+    /// It gave the servers.
+    Answered,
+    /// It ran and gave none (error, no servers, deadline, cancellation).
+    Failed,
+    /// It was taken out before it ran: not loaded, or its `configure` failed.
+    Disabled,
+    /// It was not reached: an earlier member answered, or the run was cancelled.
+    NotRun,
+}
+
+impl ChainState {
+    /// `answered`, `failed`, `disabled` or `not-run` (the JSON names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainState::Answered => "answered",
+            ChainState::Failed => "failed",
+            ChainState::Disabled => "disabled",
+            ChainState::NotRun => "not-run",
+        }
+    }
+}
+
+/// One member of the chain in a resolution's result, in chain order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainEntry {
+    /// The resolver's name.
+    pub resolver: String,
+    /// What happened to it.
+    pub state: ChainState,
+    /// Why, as printed (one line, masked and escaped): the failure, why it was
+    /// disabled, or why it was not run; `None` when it answered.
+    pub reason: Option<String>,
+}
+
+impl fmt::Display for ChainEntry {
+    /// `NAME: answered`, `NAME: failed: WHY`, ... (escaped, one line).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            crate::text::printable(&self.resolver),
+            self.state.as_str()
+        )?;
+        if let Some(reason) = &self.reason {
+            write!(f, ": {reason}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The running host.
 pub struct Host {
     config: HostConfig,
     report: LoadReport,
     chain: Vec<ActiveResolver>,
     disabled: Vec<DisabledResolver>,
+    /// Every member of the chain as configured, in order, active or not.
+    planned: Vec<Planned>,
     warnings: Vec<String>,
     /// Names in `plugin.provtarget.resolvers` that matched no loaded plugin.
     not_loaded: Vec<String>,
+    /// `; N libraries were refused: ...` (the first three reasons), or empty.
+    refused: String,
 }
 
 /// A successful resolution.
@@ -195,6 +261,8 @@ pub struct Resolution {
     pub servers: Vec<Server>,
     /// Earlier resolvers of the chain that failed, and why.
     pub failed: Vec<Failure>,
+    /// Every member of the chain, in order, and what happened to it.
+    pub chain: Vec<ChainEntry>,
 }
 
 /// Why one resolver of the chain gave no servers. `Display` gives Choria's texts,
@@ -207,6 +275,8 @@ pub enum Failure {
     Cancelled {
         /// The resolver that was running.
         resolver: String,
+        /// What it last reported once cancelled (e.g. the SDK retry's last failure).
+        last_error: Option<String>,
     },
     /// The resolver missed `plugin.provtarget.timeout`.
     DeadlineExceeded {
@@ -235,7 +305,7 @@ impl Failure {
     pub fn resolver(&self) -> Option<&str> {
         match self {
             Failure::NoResolver => None,
-            Failure::Cancelled { resolver }
+            Failure::Cancelled { resolver, .. }
             | Failure::DeadlineExceeded { resolver, .. }
             | Failure::NoServers { resolver }
             | Failure::Failed { resolver, .. } => Some(resolver),
@@ -259,18 +329,21 @@ impl fmt::Display for Failure {
         };
         match self {
             Failure::NoResolver => f.write_str(targets::NO_RESOLVER),
-            Failure::Cancelled { resolver } => could_not(f, resolver, "context canceled"),
-            Failure::DeadlineExceeded {
+            Failure::Cancelled {
                 resolver,
-                last_error: None,
-            } => could_not(f, resolver, "context deadline exceeded"),
-            Failure::DeadlineExceeded {
-                resolver,
-                last_error: Some(e),
+                last_error,
             } => could_not(
                 f,
                 resolver,
-                &format!("context deadline exceeded (last error: {e})"),
+                &with_last_error("context canceled", last_error),
+            ),
+            Failure::DeadlineExceeded {
+                resolver,
+                last_error,
+            } => could_not(
+                f,
+                resolver,
+                &with_last_error("context deadline exceeded", last_error),
             ),
             Failure::NoServers { resolver } => write!(
                 f,
@@ -280,6 +353,24 @@ impl fmt::Display for Failure {
             Failure::Failed { resolver, error } => could_not(f, resolver, error),
         }
     }
+}
+
+/// `what` (`context canceled`, `context deadline exceeded`) with the resolver's last
+/// error. The SDK's retry reports `context canceled after N tries; last error: X`
+/// when cancelled; that is folded into one clause (`context deadline exceeded after
+/// N tries; last error: X`) rather than nested in a second "last error".
+fn with_last_error(what: &str, last_error: &Option<String>) -> String {
+    let Some(e) = last_error else {
+        return what.to_string();
+    };
+    let e = e.trim();
+    if let Some(rest) = e.strip_prefix("context canceled after ") {
+        // `N tries; last error: X` (or `1 try; ...`)
+        if rest.contains(" tr") && rest.contains("; last error: ") {
+            return format!("{what} after {rest}");
+        }
+    }
+    format!("{what} (last error: {e})")
 }
 
 /// A failed resolution: why the last resolver gave nothing, plus every resolver
@@ -292,8 +383,11 @@ pub struct ResolveError {
     pub failed: Vec<Failure>,
     /// What else the operator should know to understand the failure (one line,
     /// escaped): resolvers named in `plugin.provtarget.resolvers` that are not
-    /// loaded, so the chain ran without them.
+    /// loaded, so the chain ran without them, and resolvers chosen that could not
+    /// start (their `configure` failed), with why.
     pub note: Option<String>,
+    /// Every member of the chain, in order, and what happened to it.
+    pub chain: Vec<ChainEntry>,
 }
 
 impl fmt::Display for ResolveError {
@@ -396,6 +490,10 @@ impl Host {
             .filter_map(|l| l.plugin.as_ref())
             .flat_map(|p| p.config_keys.iter().map(|k| k.key.clone()))
             .collect();
+        // `PROVTARGET_*` variables are resolved against the declared keys now that
+        // they are known (PROVTARGET_FQDN_IDENTITY -> plugin.provtarget.fqdn.identity).
+        let mut config = config;
+        warnings.extend(config.apply_declared_env(&declared));
         warnings.extend(config.unknown_key_warnings(&declared));
 
         // The chain is planned over every accepted library, loaded (here or in a
@@ -447,10 +545,23 @@ impl Host {
         let configure_deadline = config.timeout().unwrap_or(DEFAULT_CONFIGURE_TIMEOUT);
         let mut chain = Vec::new();
         let mut disabled = Vec::new();
+        let mut planned = Vec::new();
         for (resolver, origin) in candidates {
             match activate(resolver, origin, &resolver_config, configure_deadline) {
-                Ok(active) => chain.push(active),
-                Err(d) => record_disabled(&mut disabled, d),
+                Ok(active) => {
+                    planned.push(Planned {
+                        name: active.name.clone(),
+                        slot: Ok(chain.len()),
+                    });
+                    chain.push(active);
+                }
+                Err(d) => {
+                    planned.push(Planned {
+                        name: d.name.clone(),
+                        slot: Err(d.reason.clone()),
+                    });
+                    record_disabled(&mut disabled, d);
+                }
             }
         }
         if chain.is_empty() {
@@ -470,8 +581,18 @@ impl Host {
                     &resolver_config,
                     configure_deadline,
                 ) {
-                    Ok(active) => chain.push(active),
+                    Ok(active) => {
+                        planned.push(Planned {
+                            name: active.name.clone(),
+                            slot: Ok(chain.len()),
+                        });
+                        chain.push(active);
+                    }
                     Err(d) => {
+                        planned.push(Planned {
+                            name: d.name.clone(),
+                            slot: Err(d.reason.clone()),
+                        });
                         warnings.push(format!(
                             "the built-in {name} could not be configured either; no resolver is active"
                         ));
@@ -483,13 +604,39 @@ impl Host {
         for w in &warnings[already_logged..] {
             tracing::warn!("{w}");
         }
+        // Why a resolver named but not loaded may be missing: the libraries refused.
+        let refused: Vec<String> = report
+            .libraries
+            .iter()
+            .filter_map(|l| match &l.verdict {
+                provtarget_loader::Verdict::Rejected(r) => Some(r.message.clone()),
+                _ => None,
+            })
+            .collect();
+        let refused = match refused.len() {
+            0 => String::new(),
+            n => format!(
+                "; {n} {} refused: {}{}",
+                if n == 1 {
+                    "library was"
+                } else {
+                    "libraries were"
+                },
+                refused[..n.min(3)].join("; "),
+                if n > 3 { "; ..." } else { "" }
+            ),
+        };
+        let planned = with_not_loaded(config.resolvers(), planned, &not_loaded, &refused);
+        let refused = crate::text::shown(&refused);
         Host {
             config,
             report,
             chain,
             disabled,
+            planned,
             warnings,
             not_loaded,
+            refused,
         }
     }
 
@@ -534,6 +681,8 @@ impl Host {
     pub async fn resolve(&self, cancel: &CancelToken) -> Result<Resolution, ResolveError> {
         let deadline = self.config.timeout();
         let mut failed: Vec<Failure> = Vec::new();
+        // What happened to each member of `self.chain` that ran.
+        let mut outcomes: Vec<Option<Failure>> = Vec::new();
         for (i, active) in self.chain.iter().enumerate() {
             if cancel.is_cancelled() {
                 break;
@@ -541,11 +690,13 @@ impl Host {
             let failure = match run_targets(active, cancel, deadline).await {
                 Ok(list) => match targets::read_answer(&list) {
                     Ok(servers) => {
+                        outcomes.push(None);
                         return Ok(Resolution {
                             resolver: active.name.clone(),
                             servers,
                             failed,
-                        })
+                            chain: self.chain_result(&outcomes, false),
+                        });
                     }
                     Err(AnswerError::Empty) => Failure::NoServers {
                         resolver: active.name.clone(),
@@ -566,6 +717,7 @@ impl Host {
                     );
                 }
             }
+            outcomes.push(Some(failure.clone()));
             failed.push(failure);
         }
         let failure = if self.chain.is_empty() {
@@ -573,37 +725,145 @@ impl Host {
         } else if cancel.is_cancelled() {
             // Cancelled by the caller: that, not an earlier resolver's failure, is why
             // there is no answer.
-            let resolver = failed
-                .last()
-                .and_then(Failure::resolver)
-                .unwrap_or(&self.chain[0].name)
-                .to_string();
-            Failure::Cancelled { resolver }
+            match failed.last() {
+                Some(f @ Failure::Cancelled { .. }) => f.clone(),
+                // The resolver ended with an error as the signal arrived (its process
+                // was stopped with the group, say): that is its last error.
+                // A bare "context canceled" adds nothing.
+                Some(Failure::Failed { resolver, error }) => Failure::Cancelled {
+                    resolver: resolver.clone(),
+                    last_error: (error.trim() != "context canceled").then(|| error.clone()),
+                },
+                last => Failure::Cancelled {
+                    resolver: last
+                        .and_then(Failure::resolver)
+                        .unwrap_or(&self.chain[0].name)
+                        .to_string(),
+                    last_error: None,
+                },
+            }
         } else {
             failed.last().cloned().unwrap_or(Failure::NoResolver)
         };
+        if matches!(failure, Failure::Cancelled { .. })
+            && matches!(failed.last(), Some(Failure::Failed { .. }))
+        {
+            // Told as the cancellation it was, with the error as its last error.
+            failed.pop();
+            if let Some(Some(last)) = outcomes.last_mut() {
+                *last = failure.clone();
+            }
+        }
         if failed.last() != Some(&failure) && failure != Failure::NoResolver {
             failed.push(failure.clone());
         }
-        let note = (!self.not_loaded.is_empty()).then(|| {
+        let mut notes = Vec::new();
+        if !self.not_loaded.is_empty() {
             let names: Vec<String> = self
                 .not_loaded
                 .iter()
                 .map(|n| format!("\"{}\"", crate::text::shown(n)))
                 .collect();
-            format!(
-                "resolver {} named in plugin.provtarget.resolvers (or --resolver) {} not loaded, so the chain ran without {}; see `provtarget buildinfo`",
+            notes.push(format!(
+                "resolver {} named in plugin.provtarget.resolvers (or --resolver) {} not loaded, so the chain ran without {}{}; see `provtarget buildinfo`",
                 names.join(", "),
                 if names.len() == 1 { "is" } else { "are" },
                 if names.len() == 1 { "it" } else { "them" },
-            )
-        });
+                self.refused,
+            ));
+        }
+        // A chosen resolver that could not start is named in the final line, with why:
+        // otherwise the line names only the resolver that stood in for it.
+        for d in &self.disabled {
+            notes.push(format!(
+                "resolver \"{}\" could not start, so the chain ran without it: {}",
+                crate::text::shown(&d.name),
+                crate::text::shown(&d.reason)
+            ));
+        }
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
         Err(ResolveError {
+            chain: self.chain_result(&outcomes, cancel.is_cancelled()),
             failure,
             failed,
             note,
         })
     }
+
+    /// Every member of the chain as configured, in order, with what happened to it,
+    /// given the outcomes of the active members that ran (`None`: it answered).
+    fn chain_result(&self, outcomes: &[Option<Failure>], cancelled: bool) -> Vec<ChainEntry> {
+        let answered = outcomes.iter().any(Option::is_none);
+        self.planned
+            .iter()
+            .map(|p| {
+                let (state, reason) = match &p.slot {
+                    Err(why) => (ChainState::Disabled, Some(crate::text::shown(why))),
+                    Ok(i) => match outcomes.get(*i) {
+                        Some(None) => (ChainState::Answered, None),
+                        Some(Some(failure)) => (ChainState::Failed, Some(failure.to_string())),
+                        None if answered => (
+                            ChainState::NotRun,
+                            Some("an earlier resolver answered".to_string()),
+                        ),
+                        None if cancelled => (
+                            ChainState::NotRun,
+                            Some("the resolution was cancelled".to_string()),
+                        ),
+                        None => (ChainState::NotRun, None),
+                    },
+                };
+                ChainEntry {
+                    resolver: p.name.clone(),
+                    state,
+                    reason,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The configured chain `planned` (active and disabled members in plan order) with
+/// the names of `wanted` (`plugin.provtarget.resolvers`) that are not loaded put in
+/// their place as disabled members.
+fn with_not_loaded(
+    wanted: &[String],
+    planned: Vec<Planned>,
+    not_loaded: &[String],
+    refused: &str,
+) -> Vec<Planned> {
+    if not_loaded.is_empty() {
+        return planned;
+    }
+    let mut left: Vec<Option<Planned>> = planned.into_iter().map(Some).collect();
+    let mut out = Vec::new();
+    for name in wanted {
+        if not_loaded.contains(name) {
+            if !out.iter().any(|p: &Planned| &p.name == name) {
+                out.push(Planned {
+                    name: name.clone(),
+                    slot: Err(format!(
+                        "not loaded: no library in the plugin directories provides a resolver of this name{refused}; see `provtarget buildinfo`"
+                    )),
+                });
+            }
+            continue;
+        }
+        let wanted_name = if provtarget_loader::is_reserved_name(name) {
+            crate::default_resolver::NAME
+        } else {
+            name.as_str()
+        };
+        if let Some(p) = left
+            .iter_mut()
+            .find(|p| p.as_ref().is_some_and(|p| p.name == wanted_name))
+            .and_then(Option::take)
+        {
+            out.push(p);
+        }
+    }
+    out.extend(left.into_iter().flatten());
+    out
 }
 
 /// How one `targets` call ended without targets.
@@ -613,8 +873,8 @@ enum CallError {
     Error(String),
     /// The deadline passed; the resolver's last word, if any.
     Deadline(Option<String>),
-    /// The caller cancelled.
-    Cancelled,
+    /// The caller cancelled; the resolver's last word, if any.
+    Cancelled(Option<String>),
 }
 
 impl CallError {
@@ -626,7 +886,10 @@ impl CallError {
                 resolver,
                 last_error,
             },
-            CallError::Cancelled => Failure::Cancelled { resolver },
+            CallError::Cancelled(last_error) => Failure::Cancelled {
+                resolver,
+                last_error,
+            },
         }
     }
 }
@@ -790,7 +1053,7 @@ async fn run_targets(
     if by_deadline {
         Err(CallError::Deadline(last_word))
     } else {
-        Err(CallError::Cancelled)
+        Err(CallError::Cancelled(last_word))
     }
 }
 

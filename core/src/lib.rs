@@ -29,7 +29,7 @@
 //! deadlines), [`resolver`] (the native [`resolver::TargetResolver`] trait and the
 //! per-call context), [`isolation`] (plugin code in child processes: probe and
 //! process modes, `plugins check`), [`default_resolver`], [`targets`] (Choria's parsing rules),
-//! [`buildinfo`], [`text`] (making untrusted text safe to show), [`cli`] (the command line).
+//! [`buildinfo`], [`output`] (the JSON documents' schema names and `targets`' one shape), [`text`] (making untrusted text safe to show), [`cli`] (the command line).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -39,6 +39,7 @@ pub mod config;
 pub mod default_resolver;
 pub mod host;
 pub mod isolation;
+pub mod output;
 pub mod resolver;
 pub mod selection;
 pub mod targets;

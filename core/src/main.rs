@@ -16,13 +16,12 @@ use provtarget::{
     buildinfo,
     cli::{Cli, Command, PluginsCommand},
     config::{ConfigBuilder, HostConfig},
-    host::{Failure, Host},
+    host::Host,
     isolation::Helper,
     resolver::CancelToken,
     text::printable,
 };
 use provtarget_loader::{LoaderOptions, Verdict};
-use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 
@@ -400,25 +399,18 @@ fn targets_cmd(
     }
     signals.cancel_on_signal(&cancel);
     let result = runtime.block_on(host.resolve(&cancel));
-    // Messages in JSON are the lines printed (one line, masked, escaped); values raw.
-    let failed = |f: &[Failure]| {
-        f.iter()
-            .map(|f| json!({"resolver": f.resolver(), "kind": failure_kind(f), "error": f.to_string()}))
-            .collect::<Vec<_>>()
-    };
+    // One JSON shape for success and failure (provtarget::output, schemas/).
+    if as_json {
+        print_json(&provtarget::output::targets_json(&result));
+    }
     match result {
         Ok(res) => {
-            if as_json {
-                print_json(&json!({
-                    "resolver": res.resolver,
-                    "servers": res.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                    "failed": failed(&res.failed),
-                }));
-            } else {
+            if !as_json {
                 let mut text = String::new();
                 if res.resolver != host.resolver_name().0 {
                     text.push_str(&format!("Resolved by: {}\n", printable(&res.resolver)));
                 }
+                text.push_str(&provtarget::output::chain_text(&res.chain));
                 text.push_str(&format!(
                     "Provisioning using {} broker(s):\n",
                     res.servers.len()
@@ -431,13 +423,8 @@ fn targets_cmd(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            if as_json {
-                print_json(&json!({
-                    "error": e.to_string(),
-                    "kind": failure_kind(&e.failure),
-                    "failed": failed(&e.failed),
-                    "note": e.note,
-                }));
+            if !as_json {
+                emit(&provtarget::output::chain_text(&e.chain));
             }
             say(&e.to_string());
             // Cancelled by SIGINT/SIGTERM: 128 + its number, as documented.
@@ -449,17 +436,6 @@ fn targets_cmd(
 /// This executable, the child process of crash isolation.
 fn this_helper() -> Option<Helper> {
     std::env::current_exe().ok().map(Helper::new)
-}
-
-/// A stable name for a failure's kind, for JSON consumers.
-fn failure_kind(f: &Failure) -> &'static str {
-    match f {
-        Failure::NoResolver => "no-resolver",
-        Failure::Cancelled { .. } => "cancelled",
-        Failure::DeadlineExceeded { .. } => "deadline-exceeded",
-        Failure::NoServers { .. } => "no-servers",
-        Failure::Failed { .. } => "failed",
-    }
 }
 
 fn check_cmd(
@@ -491,7 +467,9 @@ fn check_cmd(
     let record =
         provtarget::isolation::check_file(file, &options, &helper, env_config.probe_timeout());
     if as_json {
-        print_json(&buildinfo::record_json(&record));
+        let mut doc = buildinfo::record_json(&record);
+        doc["schema"] = provtarget::output::PLUGINS_CHECK_SCHEMA.into();
+        print_json(&doc);
     } else {
         emit(&buildinfo::record_text(&record, None, ""));
     }

@@ -118,7 +118,8 @@ async fn cancelling_the_host_stops_a_waiting_resolver_cleanly() {
     assert_eq!(
         err.failure,
         Failure::Cancelled {
-            resolver: "Test Kit".into()
+            resolver: "Test Kit".into(),
+            last_error: None,
         }
     );
     assert_eq!(
@@ -150,7 +151,7 @@ async fn a_missed_deadline_reports_the_resolvers_last_error() {
         "{last}"
     );
     assert!(
-        err.to_string().starts_with("could not determine provisioning servers using Test Kit provisioning target plugin: context deadline exceeded (last error: context canceled after "),
+        err.to_string().starts_with("could not determine provisioning servers using Test Kit provisioning target plugin: context deadline exceeded after "),
         "{err}"
     );
 }

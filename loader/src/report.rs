@@ -363,7 +363,8 @@ impl LibraryRecord {
                     plugin = %shown(plugin.map(|p| p.info.name.as_str())),
                     version = %shown(plugin.map(|p| p.info.version.as_str())),
                     interface = %shown(plugin.map(|p| p.interface_version.as_str())),
-                    sha256 = %shown(self.file.as_ref().and_then(|f| f.sha256.as_deref())),
+                    // Hashed only when pinning is on (or for buildinfo): never an empty field.
+                    sha256 = %self.file.as_ref().and_then(|f| f.sha256.as_deref()).map_or_else(|| "not-hashed".to_string(), crate::text::printable),
                     load_time_us = self.load_time.as_micros() as u64,
                     cached = self.cached,
                     "loaded provtarget plugin"

@@ -365,19 +365,35 @@ fn garbage_log_levels_are_refused_in_one_line() {
 fn a_missing_or_relative_plugin_dir_is_one_warning() {
     let dir = TempDir::new("plugin-dir");
     let missing = path_str(&dir.path().join("missing"));
+    // A relative --plugin-dir, typed at a shell, is an error naming the absolute path
+    // (issue 21: it loaded nothing with only a warning); in the configuration file it
+    // stays one warning.
+    let run = provtarget(&["targets", "--plugin-dir", "relative/plugins"]);
+    run.failed(2);
+    run.stderr_has("provtarget: --plugin-dir relative/plugins is a relative path; plugin directories must be absolute");
+    let conf = dir.write(
+        "server.conf",
+        "plugin.provtarget.directories = relative/plugins\n",
+    );
+    let conf = path_str(&conf);
     for (given, text) in [
         (
             missing.as_str(),
             format!("plugin directory {missing} does not exist"),
         ),
         (
-            "relative/plugins",
+            "",
             "plugin directory relative/plugins is a relative path".to_string(),
         ),
     ] {
+        let (flag, given) = if given.is_empty() {
+            ("--config", conf.as_str())
+        } else {
+            ("--plugin-dir", given)
+        };
         let run = provtarget(&[
             "targets",
-            "--plugin-dir",
+            flag,
             given,
             "--set",
             "plugin.provtarget.broker_urls=b.example.net:4222",

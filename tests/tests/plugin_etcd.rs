@@ -541,7 +541,7 @@ fn an_absent_key_until_the_deadline_reports_it_and_honours_cancellation() {
         // carries it as the resolver's last error.
         run.stderr_has(r#"try 1 failed: etcd key "never""#)
             .stderr_has("is not set")
-            .stderr_has("context deadline exceeded (last error: context canceled after 1 try; last error: etcd key \"never\"");
+            .stderr_has("context deadline exceeded after 1 try; last error: etcd key \"never\"");
         run.deadline_honoured();
     }
 }

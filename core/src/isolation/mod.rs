@@ -723,6 +723,16 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
+/// Whether a child was ended by a stop signal (SIGINT, SIGTERM or SIGHUP): what
+/// Ctrl-C, GNU `timeout` and systemd's default group kill send to a whole process
+/// group. Such an end is an interruption, reported as one, never as a crash.
+pub fn stopped_by_signal(status: ExitStatus) -> bool {
+    status
+        .signal()
+        .and_then(last_words::signal_name)
+        .is_some_and(|name| matches!(name, "SIGINT" | "SIGTERM" | "SIGHUP"))
+}
+
 /// Writes one JSON line.
 fn send(mut to: impl Write, value: &serde_json::Value) -> std::io::Result<()> {
     let mut line = value.to_string();

@@ -116,7 +116,13 @@ pub(super) fn timed_out(p: &str, deadline: Duration) -> Refusal {
 
 /// The refusal of a library whose loading child ended with `status` before reporting.
 pub(super) fn ended(p: &str, status: std::process::ExitStatus) -> Refusal {
-    let message = if status.signal_or_code_is_crash() {
+    let message = if super::stopped_by_signal(status) {
+        format!(
+            "{p}: loading was interrupted ({}): the child was stopped, it did not crash; \
+             run again to check the library",
+            describe_exit(status)
+        )
+    } else if status.signal_or_code_is_crash() {
         format!(
             "{p}: crashed while loading: {}; its load-time code would take the host down: \
              remove it or report it to its vendor",

@@ -384,7 +384,7 @@ impl ProcessResolver {
                 Err(e) => Err(e),
             },
             Err(Launch::Io(e)) => Err(format!("cannot start the resolver process: {e}")),
-            Err(Launch::Ended(status)) => Err(ended_text(&describe_exit(status))),
+            Err(Launch::Ended(status)) => Err(ended_text(status)),
             Err(Launch::Silent) => Err(format!(
                 "the resolver process did not answer within {}s (killed)",
                 DEFAULT_PROBE_TIMEOUT.as_secs()
@@ -431,10 +431,24 @@ impl ProcessResolver {
                     )))
                 }
                 Next::Closed => {
-                    let status = running.child.wait().map(describe_exit);
-                    return Err(Lost::Ended(ended_text(
-                        &status.unwrap_or_else(|e| e.to_string()),
-                    )));
+                    return Err(Lost::Ended(match running.child.wait() {
+                        Ok(status) => {
+                            if super::stopped_by_signal(status) {
+                                // Stopped with its process group (Ctrl-C, `timeout`,
+                                // systemd), this host got the signal too: let its
+                                // signal handler cancel the call first, so the run
+                                // ends as the cancellation it is.
+                                let settle = Instant::now();
+                                while !ctx.token().is_cancelled()
+                                    && settle.elapsed() < STOP_SETTLE
+                                {
+                                    std::thread::sleep(Duration::from_millis(5));
+                                }
+                            }
+                            ended_text(status)
+                        }
+                        Err(e) => format!("the resolver process ended: {e}"),
+                    }));
                 }
             }
         }
@@ -518,7 +532,12 @@ impl ProcessResolver {
         state.crashes += 1;
         state.retry_at = Some(Instant::now() + delay);
         state.last_end = Some(text.clone());
-        tracing::error!(plugin = self.name.as_str(), "{text}");
+        if text.starts_with(INTERRUPTED) {
+            // A stop is not the plugin's fault: no ERROR line for it.
+            tracing::warn!(plugin = self.name.as_str(), "{text}");
+        } else {
+            tracing::error!(plugin = self.name.as_str(), "{text}");
+        }
         text
     }
 }
@@ -711,13 +730,28 @@ pub fn start(
     Ok((verdict, facts, resolver))
 }
 
-fn ended_text(how: &str) -> String {
-    if how.starts_with("killed by signal") {
+/// How a resolver child's end is told: a crash (`the resolver process crashed:
+/// killed by signal 11 (SIGSEGV)`), an exit, or, for a stop signal sent to the
+/// process group (Ctrl-C, `timeout`, systemd), an interruption.
+fn ended_text(status: std::process::ExitStatus) -> String {
+    let how = describe_exit(status);
+    if super::stopped_by_signal(status) {
+        // `killed by signal 15 (SIGTERM)` -> `by signal 15 (SIGTERM)`
+        let by = how.strip_prefix("killed ").unwrap_or(&how);
+        format!("{INTERRUPTED} {by}")
+    } else if how.starts_with("killed by signal") {
         format!("the resolver process crashed: {how}")
     } else {
         format!("the resolver process {how}")
     }
 }
+
+/// How long a call whose child was stopped by SIGINT, SIGTERM or SIGHUP waits for
+/// the host's own cancellation (the signal usually went to the whole group).
+const STOP_SETTLE: Duration = Duration::from_millis(500);
+
+/// The start of the text of a resolver child stopped by SIGINT, SIGTERM or SIGHUP.
+const INTERRUPTED: &str = "the resolver process was interrupted";
 
 impl TargetResolver for ProcessResolver {
     fn name(&self) -> String {

@@ -195,6 +195,9 @@ pub struct Resolution {
     pub servers: Vec<Server>,
     /// Earlier resolvers of the chain that failed, and why.
     pub failed: Vec<Failure>,
+    /// The broker check of every answer of the chain, in order (empty when
+    /// `plugin.provtarget.broker_check` is off).
+    pub brokers: Vec<crate::broker_check::BrokerResult>,
 }
 
 /// Why one resolver of the chain gave no servers. `Display` gives Choria's texts,
@@ -294,6 +297,9 @@ pub struct ResolveError {
     /// escaped): resolvers named in `plugin.provtarget.resolvers` that are not
     /// loaded, so the chain ran without them.
     pub note: Option<String>,
+    /// The broker check of every answer of the chain, in order (empty when
+    /// `plugin.provtarget.broker_check` is off).
+    pub brokers: Vec<crate::broker_check::BrokerResult>,
 }
 
 impl fmt::Display for ResolveError {
@@ -534,19 +540,27 @@ impl Host {
     pub async fn resolve(&self, cancel: &CancelToken) -> Result<Resolution, ResolveError> {
         let deadline = self.config.timeout();
         let mut failed: Vec<Failure> = Vec::new();
+        let mut brokers = Vec::new();
         for (i, active) in self.chain.iter().enumerate() {
             if cancel.is_cancelled() {
                 break;
             }
             let failure = match run_targets(active, cancel, deadline).await {
                 Ok(list) => match targets::read_answer(&list) {
-                    Ok(servers) => {
-                        return Ok(Resolution {
-                            resolver: active.name.clone(),
-                            servers,
-                            failed,
-                        })
-                    }
+                    Ok(servers) => match self
+                        .check_brokers(&active.name, servers, cancel, &mut brokers)
+                        .await
+                    {
+                        Ok(servers) => {
+                            return Ok(Resolution {
+                                resolver: active.name.clone(),
+                                servers,
+                                failed,
+                                brokers,
+                            })
+                        }
+                        Err(failure) => failure,
+                    },
                     Err(AnswerError::Empty) => Failure::NoServers {
                         resolver: active.name.clone(),
                     },
@@ -602,6 +616,36 @@ impl Host {
             failure,
             failed,
             note,
+            brokers,
+        })
+    }
+
+    /// The broker check (`plugin.provtarget.broker_check`) of one resolver's answer:
+    /// the servers to answer, or why the resolver failed. Its results are added to
+    /// `brokers`.
+    async fn check_brokers(
+        &self,
+        resolver: &str,
+        servers: Vec<Server>,
+        cancel: &CancelToken,
+        brokers: &mut Vec<crate::broker_check::BrokerResult>,
+    ) -> Result<Vec<Server>, Failure> {
+        let settings = self.config.broker_check();
+        if settings.mode == crate::broker_check::Mode::Off {
+            return Ok(servers);
+        }
+        let Some(results) =
+            crate::broker_check::check(resolver, &servers, settings, cancel).await
+        else {
+            return Err(Failure::Cancelled {
+                resolver: resolver.to_string(),
+            });
+        };
+        let verdict = crate::broker_check::verdict(settings.mode, resolver, servers, &results);
+        brokers.extend(results);
+        verdict.map_err(|error| Failure::Failed {
+            resolver: resolver.to_string(),
+            error,
         })
     }
 }

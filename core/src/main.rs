@@ -13,6 +13,7 @@ use std::{
 
 use clap::Parser;
 use provtarget::{
+    broker_check::{self, Mode as BrokerMode},
     buildinfo,
     cli::{Cli, Command, PluginsCommand},
     config::{ConfigBuilder, HostConfig},
@@ -386,6 +387,7 @@ fn targets_cmd(
     as_json: bool,
     signals: &Signals,
 ) -> Result<ExitCode, String> {
+    let broker_mode = config.broker_check().mode;
     let host = Host::start_isolated(config, None, helper);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -409,11 +411,15 @@ fn targets_cmd(
     match result {
         Ok(res) => {
             if as_json {
-                print_json(&json!({
+                let mut out = json!({
                     "resolver": res.resolver,
                     "servers": res.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
                     "failed": failed(&res.failed),
-                }));
+                });
+                if broker_mode != BrokerMode::Off {
+                    out["brokers"] = broker_check::json(&res.brokers);
+                }
+                print_json(&out);
             } else {
                 let mut text = String::new();
                 if res.resolver != host.resolver_name().0 {
@@ -426,18 +432,25 @@ fn targets_cmd(
                 for s in &res.servers {
                     text.push_str(&format!("   {s}\n"));
                 }
+                if broker_mode != BrokerMode::Off {
+                    text.push_str(&broker_check::text(broker_mode, &res.resolver, &res.brokers));
+                }
                 emit(&text);
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             if as_json {
-                print_json(&json!({
+                let mut out = json!({
                     "error": e.to_string(),
                     "kind": failure_kind(&e.failure),
                     "failed": failed(&e.failed),
                     "note": e.note,
-                }));
+                });
+                if broker_mode != BrokerMode::Off {
+                    out["brokers"] = broker_check::json(&e.brokers);
+                }
+                print_json(&out);
             }
             say(&e.to_string());
             // Cancelled by SIGINT/SIGTERM: 128 + its number, as documented.

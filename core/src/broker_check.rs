@@ -416,10 +416,9 @@ fn probe_into(
     }
     let config = tls.as_ref().map_err(Clone::clone)?;
     let stream = handshake(server, tcp, config, deadline).map_err(|e| match e {
-        HandshakeError::Timeout => format!(
-            "TLS handshake failed: no answer within {}",
-            human(timeout)
-        ),
+        HandshakeError::Timeout => {
+            format!("TLS handshake failed: no answer within {}", human(timeout))
+        }
         HandshakeError::Failed(e) => format!("TLS handshake failed: {e}"),
     })?;
     probe.tls = true;
@@ -444,7 +443,11 @@ fn addresses(server: &Server) -> Result<Vec<SocketAddr>, String> {
 }
 
 /// A TCP connection to the first address that takes one before `deadline`.
-fn connect(addrs: &[SocketAddr], deadline: Instant, timeout: Duration) -> Result<TcpStream, String> {
+fn connect(
+    addrs: &[SocketAddr],
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
     let mut last = None;
     for addr in addrs {
         let Some(left) = left(deadline) else { break };
@@ -458,7 +461,12 @@ fn connect(addrs: &[SocketAddr], deadline: Instant, timeout: Duration) -> Result
     }
     Err(match last {
         Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        Some(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+        Some(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) =>
+        {
             format!("no connection within {}", human(timeout))
         }
         Some(e) => format!("cannot connect: {e}"),
@@ -541,7 +549,11 @@ fn read_line<S: Timed>(
     let mut line = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        let limit = if line.is_empty() { quiet_until } else { deadline };
+        let limit = if line.is_empty() {
+            quiet_until
+        } else {
+            deadline
+        };
         let Some(wait) = left(limit) else {
             return Err(if line.is_empty() {
                 LineError::Silent
@@ -570,7 +582,11 @@ fn read_line<S: Timed>(
                     return Err(LineError::TooLong(line));
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(LineError::Io(e)),
         }
@@ -667,7 +683,12 @@ fn handshake(
                 ))
             }
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(HandshakeError::Timeout)
             }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -684,7 +705,9 @@ fn handshake(
 /// Ends a TLS session politely (best effort; nothing else is ever sent).
 fn close(mut stream: StreamOwned<ClientConnection, TcpStream>) {
     stream.conn.send_close_notify();
-    let _ = stream.sock.set_write_timeout(Some(Duration::from_millis(50)));
+    let _ = stream
+        .sock
+        .set_write_timeout(Some(Duration::from_millis(50)));
     let _ = stream.conn.write_tls(&mut stream.sock);
     let _ = stream.sock.flush();
 }
@@ -748,7 +771,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -757,7 +785,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -786,7 +819,9 @@ mod tests {
         assert_eq!(Mode::parse(" Require "), Ok(Mode::Require));
         assert_eq!(Mode::parse("warn"), Ok(Mode::Warn));
         assert_eq!(Mode::parse("off"), Ok(Mode::Off));
-        assert!(Mode::parse("yes").unwrap_err().contains("off, warn or require"));
+        assert!(Mode::parse("yes")
+            .unwrap_err()
+            .contains("off, warn or require"));
     }
 
     #[test]
@@ -810,8 +845,14 @@ mod tests {
         );
         // Escaped, and cut short.
         let hostile = parse_info(&[b"\x1b[31m".as_slice(), &[b'a'; 500]].concat()).unwrap_err();
-        assert!(hostile.starts_with("not NATS: first line \"\\u{1b}[31maaa"), "{hostile}");
-        assert!(hostile.ends_with("...\"") && hostile.len() < 120, "{hostile}");
+        assert!(
+            hostile.starts_with("not NATS: first line \"\\u{1b}[31maaa"),
+            "{hostile}"
+        );
+        assert!(
+            hostile.ends_with("...\"") && hostile.len() < 120,
+            "{hostile}"
+        );
     }
 
     #[test]

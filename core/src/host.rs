@@ -634,8 +634,7 @@ impl Host {
         if settings.mode == crate::broker_check::Mode::Off {
             return Ok(servers);
         }
-        let Some(results) =
-            crate::broker_check::check(resolver, &servers, settings, cancel).await
+        let Some(results) = crate::broker_check::check(resolver, &servers, settings, cancel).await
         else {
             return Err(Failure::Cancelled {
                 resolver: resolver.to_string(),

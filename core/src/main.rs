@@ -433,7 +433,11 @@ fn targets_cmd(
                     text.push_str(&format!("   {s}\n"));
                 }
                 if broker_mode != BrokerMode::Off {
-                    text.push_str(&broker_check::text(broker_mode, &res.resolver, &res.brokers));
+                    text.push_str(&broker_check::text(
+                        broker_mode,
+                        &res.resolver,
+                        &res.brokers,
+                    ));
                 }
                 emit(&text);
             }

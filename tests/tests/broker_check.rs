@@ -300,10 +300,20 @@ fn nats_server_passes_and_a_closed_port_is_left_out_under_require() {
     let good = url(nats.port);
     let closed = url(closed_port());
     let sets = ["plugin.provtarget.broker_check=require"];
-    let run = targets(&[closed.clone(), good.clone()], &sets, &["--json"]);
+    // A tls:// URL for a server that offers no TLS fails too.
+    let tls = format!("tls://127.0.0.1:{}", nats.port);
+    let run = targets(
+        &[closed.clone(), good.clone(), tls.clone()],
+        &sets,
+        &["--json"],
+    );
     run.ok();
     let v = run.json();
     assert_eq!(v["servers"], serde_json::json!([good]));
+    assert_eq!(
+        reason(&v, &tls),
+        "the URL asks for TLS (tls://) but the server's INFO offers none (no tls_required or tls_available)"
+    );
     let b = broker(&v, &good);
     assert_eq!(b["passed"], true, "{b:#}");
     assert_eq!(b["reason"], Value::Null);
@@ -617,4 +627,67 @@ fn bad_settings_are_named_with_the_fix() {
         .stderr_has("plugin.provtarget.broker_check = \"maybe\" (flag) ignored: use off, warn or require")
         .stderr_has("plugin.provtarget.broker_check_timeout = \"soon\" (flag) ignored: \"soon\" is not a duration")
         .stdout_lacks("Broker check");
+}
+
+#[test]
+fn a_signal_during_the_check_cancels_it_at_once() {
+    let seen: Seen = Arc::default();
+    let server = url(fake(&seen, silent));
+    let dir = TempDir::new("bc-cancel");
+    let mut child = Command::new(provtarget_testsupport::provtarget_bin())
+        .args([
+            "targets",
+            "--config",
+            "/dev/null",
+            "--plugin-dir",
+            &path_str(dir.path()),
+            "--set",
+            &format!("plugin.provtarget.broker_urls={server}"),
+            "--set",
+            "plugin.provtarget.jwt_file=",
+            "--set",
+            "plugin.provtarget.broker_check=require",
+            // Far longer than the liveness limit below: only the cancellation can end
+            // the run in time.
+            "--set",
+            "plugin.provtarget.broker_check_timeout=10m",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot start provtarget");
+    // The check is running once the silent server has its connection.
+    let start = std::time::Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no connection");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let waited = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if waited.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("provtarget did not end after SIGTERM during the broker check");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("using Choria JWT Resolver provisioning target plugin: context canceled"),
+        "{stderr}"
+    );
 }

@@ -71,8 +71,17 @@ pub mod keys {
     /// library refused (default 10s), e.g. `10`, `10s`, `500ms`.
     pub const PROBE_TIMEOUT: &str = "plugin.provtarget.probe_timeout";
 
+    /// Whether the brokers of an answer are checked to be NATS servers: `off`
+    /// (default), `warn` or `require`. See [`crate::broker_check`].
+    pub const BROKER_CHECK: &str = "plugin.provtarget.broker_check";
+    /// The whole broker check's deadline (default 2s), e.g. `2`, `2s`, `500ms`.
+    pub const BROKER_CHECK_TIMEOUT: &str = "plugin.provtarget.broker_check_timeout";
+    /// A PEM CA bundle the broker check verifies TLS brokers against (default: no
+    /// certificate verification, as Choria's provisioning TLS is anonymous).
+    pub const BROKER_CHECK_CA: &str = "plugin.provtarget.broker_check_ca";
+
     /// Every key above.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         DIRECTORIES,
         RESOLVERS,
         PINS,
@@ -85,6 +94,9 @@ pub mod keys {
         CACHE_DIR,
         ISOLATION,
         PROBE_TIMEOUT,
+        BROKER_CHECK,
+        BROKER_CHECK_TIMEOUT,
+        BROKER_CHECK_CA,
     ];
 }
 
@@ -207,6 +219,7 @@ struct Parsed {
     probe_timeout: Option<Duration>,
     /// `None`: no verdict cache.
     cache_dir: Option<PathBuf>,
+    broker_check: crate::broker_check::Settings,
 }
 
 /// The merged host configuration: every key with its value and where it came from,
@@ -326,6 +339,13 @@ impl HostConfig {
     /// How long a child loading a library may take (`plugin.provtarget.probe_timeout`).
     pub fn probe_timeout(&self) -> Option<Duration> {
         self.parsed.probe_timeout
+    }
+
+    /// The broker check's settings (`plugin.provtarget.broker_check`,
+    /// `broker_check_timeout`, `broker_check_ca`; invalid values are reported in
+    /// [`HostConfig::warnings`] and the defaults used).
+    pub fn broker_check(&self) -> &crate::broker_check::Settings {
+        &self.parsed.broker_check
     }
 
     /// The DNS server for the built-in resolver's SRV lookups, if configured and valid
@@ -637,6 +657,8 @@ pub fn host_default(key: &str) -> Option<String> {
             "{}s",
             crate::isolation::DEFAULT_PROBE_TIMEOUT.as_secs()
         )),
+        keys::BROKER_CHECK => Some("off".into()),
+        keys::BROKER_CHECK_TIMEOUT => Some("2s".into()),
         _ => None,
     }
 }
@@ -999,6 +1021,27 @@ impl ConfigBuilder {
                 Err(e) => invalid(config, keys::PROBE_TIMEOUT, &e),
             }
         }
+        if let Some(v) = config.get(keys::BROKER_CHECK) {
+            match crate::broker_check::Mode::parse(v) {
+                Ok(mode) => parsed.broker_check.mode = mode,
+                Err(e) => invalid(config, keys::BROKER_CHECK, &e),
+            }
+        }
+        if let Some(v) = config.get(keys::BROKER_CHECK_TIMEOUT) {
+            match parse_duration(v) {
+                Ok(d) => parsed.broker_check.timeout = d,
+                Err(e) => invalid(
+                    config,
+                    keys::BROKER_CHECK_TIMEOUT,
+                    &format!("{e}; using the default 2s"),
+                ),
+            }
+        }
+        parsed.broker_check.ca = config
+            .get(keys::BROKER_CHECK_CA)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         config.parsed = parsed;
         config.warnings.extend(warnings);
         config.flag_errors = flag_errors;

@@ -263,6 +263,9 @@ pub struct Resolution {
     pub failed: Vec<Failure>,
     /// Every member of the chain, in order, and what happened to it.
     pub chain: Vec<ChainEntry>,
+    /// The broker check of every answer of the chain, in order (empty when
+    /// `plugin.provtarget.broker_check` is off).
+    pub brokers: Vec<crate::broker_check::BrokerResult>,
 }
 
 /// Why one resolver of the chain gave no servers. `Display` gives Choria's texts,
@@ -388,6 +391,9 @@ pub struct ResolveError {
     pub note: Option<String>,
     /// Every member of the chain, in order, and what happened to it.
     pub chain: Vec<ChainEntry>,
+    /// The broker check of every answer of the chain, in order (empty when
+    /// `plugin.provtarget.broker_check` is off).
+    pub brokers: Vec<crate::broker_check::BrokerResult>,
 }
 
 impl fmt::Display for ResolveError {
@@ -683,21 +689,29 @@ impl Host {
         let mut failed: Vec<Failure> = Vec::new();
         // What happened to each member of `self.chain` that ran.
         let mut outcomes: Vec<Option<Failure>> = Vec::new();
+        let mut brokers = Vec::new();
         for (i, active) in self.chain.iter().enumerate() {
             if cancel.is_cancelled() {
                 break;
             }
             let failure = match run_targets(active, cancel, deadline).await {
                 Ok(list) => match targets::read_answer(&list) {
-                    Ok(servers) => {
-                        outcomes.push(None);
-                        return Ok(Resolution {
-                            resolver: active.name.clone(),
-                            servers,
-                            failed,
-                            chain: self.chain_result(&outcomes, false),
-                        });
-                    }
+                    Ok(servers) => match self
+                        .check_brokers(&active.name, servers, cancel, &mut brokers)
+                        .await
+                    {
+                        Ok(servers) => {
+                            outcomes.push(None);
+                            return Ok(Resolution {
+                                resolver: active.name.clone(),
+                                servers,
+                                failed,
+                                chain: self.chain_result(&outcomes, false),
+                                brokers,
+                            });
+                        }
+                        Err(failure) => failure,
+                    },
                     Err(AnswerError::Empty) => Failure::NoServers {
                         resolver: active.name.clone(),
                     },
@@ -787,6 +801,36 @@ impl Host {
             failure,
             failed,
             note,
+            brokers,
+        })
+    }
+
+    /// The broker check (`plugin.provtarget.broker_check`) of one resolver's answer:
+    /// the servers to answer, or why the resolver failed. Its results are added to
+    /// `brokers`.
+    async fn check_brokers(
+        &self,
+        resolver: &str,
+        servers: Vec<Server>,
+        cancel: &CancelToken,
+        brokers: &mut Vec<crate::broker_check::BrokerResult>,
+    ) -> Result<Vec<Server>, Failure> {
+        let settings = self.config.broker_check();
+        if settings.mode == crate::broker_check::Mode::Off {
+            return Ok(servers);
+        }
+        let Some(results) = crate::broker_check::check(resolver, &servers, settings, cancel).await
+        else {
+            return Err(Failure::Cancelled {
+                resolver: resolver.to_string(),
+                last_error: None,
+            });
+        };
+        let verdict = crate::broker_check::verdict(settings.mode, resolver, servers, &results);
+        brokers.extend(results);
+        verdict.map_err(|error| Failure::Failed {
+            resolver: resolver.to_string(),
+            error,
         })
     }
 

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod broker_check;
 pub mod buildinfo;
 pub mod cli;
 pub mod config;

@@ -13,6 +13,7 @@ use std::{
 
 use clap::Parser;
 use provtarget::{
+    broker_check::{self, Mode as BrokerMode},
     buildinfo,
     cli::{Cli, Command, PluginsCommand},
     config::{ConfigBuilder, HostConfig},
@@ -385,6 +386,7 @@ fn targets_cmd(
     as_json: bool,
     signals: &Signals,
 ) -> Result<ExitCode, String> {
+    let broker_mode = config.broker_check().mode;
     let host = Host::start_isolated(config, None, helper);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -401,7 +403,15 @@ fn targets_cmd(
     let result = runtime.block_on(host.resolve(&cancel));
     // One JSON shape for success and failure (provtarget::output, schemas/).
     if as_json {
-        print_json(&provtarget::output::targets_json(&result));
+        let mut doc = provtarget::output::targets_json(&result);
+        if broker_mode != BrokerMode::Off {
+            let brokers = match &result {
+                Ok(res) => &res.brokers,
+                Err(e) => &e.brokers,
+            };
+            doc["brokers"] = broker_check::json(brokers);
+        }
+        print_json(&doc);
     }
     match result {
         Ok(res) => {
@@ -417,6 +427,13 @@ fn targets_cmd(
                 ));
                 for s in &res.servers {
                     text.push_str(&format!("   {s}\n"));
+                }
+                if broker_mode != BrokerMode::Off {
+                    text.push_str(&broker_check::text(
+                        broker_mode,
+                        &res.resolver,
+                        &res.brokers,
+                    ));
                 }
                 emit(&text);
             }

@@ -615,18 +615,39 @@ fn off_by_default_contacts_nobody() {
 fn bad_settings_are_named_with_the_fix() {
     let seen: Seen = Arc::default();
     let server = url(fake(&seen, good_info));
-    let run = targets(
+    // Typed on the command line: an error (exit 2) naming the key and the fix.
+    targets(
         std::slice::from_ref(&server),
-        &[
-            "plugin.provtarget.broker_check=maybe",
-            "plugin.provtarget.broker_check_timeout=soon",
-        ],
+        &["plugin.provtarget.broker_check=maybe"],
         &[],
-    );
-    run.ok()
-        .stderr_has("plugin.provtarget.broker_check = \"maybe\" (flag) ignored: use off, warn or require")
-        .stderr_has("plugin.provtarget.broker_check_timeout = \"soon\" (flag) ignored: \"soon\" is not a duration")
-        .stdout_lacks("Broker check");
+    )
+    .failed(2)
+    .stderr_has("plugin.provtarget.broker_check=\"maybe\": use off, warn or require");
+    // From the environment: a warning naming the key and the fix, and the check stays
+    // off.
+    let dir = TempDir::new("bc-bad-env");
+    let args = [
+        "targets",
+        "--config",
+        "/dev/null",
+        "--plugin-dir",
+        &path_str(dir.path()),
+        "--set",
+        &format!("plugin.provtarget.broker_urls={server}"),
+        "--set",
+        "plugin.provtarget.jwt_file=",
+    ];
+    common::provtarget_env(
+        &args,
+        &[
+            ("PROVTARGET_BROKER_CHECK", "maybe"),
+            ("PROVTARGET_BROKER_CHECK_TIMEOUT", "soon"),
+        ],
+    )
+    .ok()
+    .stderr_has("plugin.provtarget.broker_check = \"maybe\" (environment variable PROVTARGET_BROKER_CHECK) ignored: use off, warn or require")
+    .stderr_has("plugin.provtarget.broker_check_timeout = \"soon\" (environment variable PROVTARGET_BROKER_CHECK_TIMEOUT) ignored: \"soon\" is not a duration")
+    .stdout_lacks("Broker check");
 }
 
 #[test]

@@ -1,68 +1,42 @@
-//! The stable-ABI contract between provtarget and its Provisioning Target resolver
-//! plugins, and the SDK plugin authors write against.
+#![doc = include_str!("../README.md")]
 //!
-//! A resolver is an ordinary Rust type implementing [`Resolver`]; one
-//! [`export_plugin!`] line turns the crate (built as a `cdylib`) into a library the
-//! `provtarget` host can load. Plugin authors write no `extern`, no `unsafe` and no
-//! abi_stable types.
+//! # The crate at a glance
 //!
-//! ```
-//! use provtarget_abi::{
-//!     backoff, export_plugin, Config, ConfigKey, Context, Error, Resolver, Settings,
-//! };
-//!
-//! const BROKERS: &str = "plugin.acme.brokers";
-//!
-//! struct Static {
-//!     brokers: Vec<String>,
-//! }
-//!
-//! impl Resolver for Static {
-//!     const NAME: &'static str = "Acme static brokers";
-//!     const VERSION: &'static str = "1.0.0";
-//!
-//!     fn new() -> Result<Self, Error> {
-//!         Ok(Static { brokers: vec![] })
-//!     }
-//!
-//!     fn config_keys() -> Vec<ConfigKey> {
-//!         vec![ConfigKey::new(BROKERS, "prov.example.net:4222", "brokers, comma separated")]
-//!     }
-//!
-//!     fn configure(&mut self, ctx: &Context<'_>, config: &Config) -> Result<Settings, Error> {
-//!         // The declared default applies when the key is unset.
-//!         self.brokers = config.list(BROKERS);
-//!         ctx.info(format!("using {} broker(s)", self.brokers.len()));
-//!         Ok(Settings::new().with(BROKERS, self.brokers.join(",")))
-//!     }
-//!
-//!     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
-//!         // Retry (logging each failure once) until it works or the host cancels.
-//!         backoff::FIVE_SEC.retry(ctx, |_try| {
-//!             if self.brokers.is_empty() {
-//!                 return Err("no brokers configured".into());
-//!             }
-//!             Ok(self.brokers.clone())
-//!         })
-//!     }
-//! }
-//!
-//! export_plugin!(Static);
-//! # fn main() {}
-//! ```
+//! - [`Resolver`] and [`export_plugin!`]: what a plugin implements and exports.
+//! - [`Config`], [`ConfigKey`], [`ConfigError`], [`Settings`]: configuration in and
+//!   out.
+//! - [`Context`]: cancellation, interruptible sleeps, logging through the host.
+//! - [`backoff`]: Choria's retry tables and [`backoff::Policy::retry`];
+//!   [`permanent`] marks an error no retry can change, so the loop stops at once.
+//! - [`testkit`]: unit-test `configure` and `targets` without a host.
+//! - [`targets`]: the rules a returned target must follow.
 //!
 //! # Compatibility promise
 //!
 //! The interface is versioned `major.minor` ([`INTERFACE_VERSION`]), independently of
 //! plugin versions:
 //! - a plugin built against interface 1.*x* loads in every 1.*y* host, older or newer:
-//!   the host keeps a frozen copy of every released layout ([`ffi`]) and reads an older
-//!   plugin through it, supplying defaults for what that layout lacks (a 1.0 plugin
-//!   reports no [`ConfigKey`]s);
+//!   the host keeps a frozen copy of every released layout and reads an older plugin
+//!   through it, supplying defaults for what that layout lacks (a 1.0 plugin reports no
+//!   [`ConfigKey`]s);
 //! - a plugin built against another major version is refused with a one-line reason
 //!   naming both versions;
-//! - additions (new optional functions) bump the minor version; any other change bumps
-//!   the major. The evolution rules are spelled out in [`ffi::v1_1`].
+//! - the compiler need not match: the layouts are `#[repr(C)]` types checked by
+//!   abi_stable when the library is loaded, so a plugin built with any rustc from this
+//!   crate's `rust-version` on loads in a host built with another one (`buildinfo`
+//!   shows both compilers).
+//!
+//! How the layouts evolve (the rules the maintainers follow, in the `ffi` module's
+//! source):
+//! - once released, a version's layout is frozen; the next version is a copy that the
+//!   host also learns to read;
+//! - type names stay identical across versions (the layout checker compares names);
+//! - fields and functions are added, never removed or reordered; new root-module
+//!   functions go last;
+//! - only prefix types (the root module, the resolver's trait object) can grow; plain
+//!   `#[repr(C)]` structs cannot gain a field, so new information comes through a new
+//!   root-module function (as `config_keys` came in 1.1);
+//! - additions bump the minor version, any other change the major.
 //!
 //! Libraries are never unloaded once loaded: upgrade a plugin by restarting the host.
 //!
@@ -91,12 +65,15 @@ pub mod export;
 pub mod ffi;
 #[cfg(feature = "host")]
 pub mod host;
+mod permanent;
 mod plugin_type;
 mod raw;
 mod sdk;
 pub mod targets;
+pub mod testkit;
 
 pub use cancel::{Cancellation, Cancelled};
+pub use permanent::{is_permanent, permanent, Permanent};
 pub use plugin_type::PluginType;
 pub use sdk::{Config, ConfigError, ConfigKey, Context, Error, LogLevel, Resolver, Settings};
 
@@ -182,8 +159,3 @@ mod tests {
         );
     }
 }
-
-/// The vendor guide (`README.md`), compiled as a doctest so its example keeps building.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct VendorGuide;

@@ -55,6 +55,14 @@ impl Settings {
         self
     }
 
+    /// The value shown for `key` (the first one added), if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Every `(key, value)`, in the order added.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -404,8 +412,9 @@ pub struct Context<'a> {
     host: &'a (dyn HostCalls + Sync + 'a),
 }
 
-/// The host object behind a [`Context`], whatever its lifetime parameters.
-trait HostCalls {
+/// The host object behind a [`Context`], whatever its lifetime parameters: the real
+/// host through the ABI, or [`crate::testkit::TestHost`] in a plugin's unit tests.
+pub(crate) trait HostCalls {
     fn is_cancelled(&self) -> bool;
     fn sleep_ms(&self, millis: u64) -> bool;
     fn log(&self, level: u8, message: &str);
@@ -425,6 +434,11 @@ impl HostCalls for FfiHostRef<'_> {
 
 impl<'a> Context<'a> {
     pub(crate) fn new(host: &'a FfiHostRef<'_>) -> Self {
+        Context { host }
+    }
+
+    /// A context over any host implementation (the test kit's).
+    pub(crate) fn from_calls(host: &'a (dyn HostCalls + Sync + 'a)) -> Self {
         Context { host }
     }
 

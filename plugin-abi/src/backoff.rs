@@ -458,7 +458,10 @@ mod tests {
                 Err(crate::permanent("plugin.acme.key = \"\" is not valid"))
             })
             .unwrap_err();
-        assert_eq!(tries, 2, "the transient error is retried, the permanent one not");
+        assert_eq!(
+            tries, 2,
+            "the transient error is retried, the permanent one not"
+        );
         assert_eq!(err.to_string(), "plugin.acme.key = \"\" is not valid");
         assert!(crate::is_permanent(&*err));
         assert!(err.downcast_ref::<GaveUp>().is_none());

@@ -50,9 +50,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    sdk::HostCalls, Config, ConfigKey, Context, Error, LogLevel, Resolver, Settings,
-};
+use crate::{sdk::HostCalls, Config, ConfigKey, Context, Error, LogLevel, Resolver, Settings};
 
 /// One log line a resolver sent through its [`Context`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -479,6 +479,68 @@ fn prefix_mode_takes_one_broker_per_key_in_key_order() {
 }
 
 #[test]
+fn a_prefix_is_a_directory_and_a_bad_value_is_skipped_with_a_warning() {
+    let Some(etcd) = Cluster::single("etcd-prefix-dir") else {
+        return;
+    };
+    etcd.put(0, "fleet/a", "a.example:4222");
+    etcd.put(0, "fleet/b", "not a broker");
+    etcd.put(0, "fleet/c", "c.example:4222");
+    // Siblings of the directory "fleet/": never part of the list.
+    etcd.put(0, "fleet2/x", "sibling.example:4222");
+    etcd.put(0, "fleetx", "sibling2.example:4222");
+    let dir = etcd_dir("etcd-prefix-dir-p");
+    // Written without the '/': it is added. In-process, so the plugin's warning is
+    // on stderr before the answer (a resolver child's log lines are relayed by a thread
+    // that can lose the race with a quick exit on a loaded machine: a host matter).
+    let run = run_targets(
+        &dir,
+        &[
+            set("endpoints", etcd.url(0)),
+            set("prefix", "fleet"),
+            "plugin.provtarget.isolation=none".to_string(),
+        ],
+        "20s",
+    );
+    assert_eq!(
+        servers(&run),
+        ["nats://a.example:4222", "nats://c.example:4222"]
+    );
+    run.stderr_has("WARN")
+        .stderr_has("etcd key \"fleet/b\" (prefix \"fleet/\")")
+        .stderr_has("skipping that key");
+}
+
+#[test]
+fn a_prefix_list_written_key_by_key_is_read_whole_after_the_settle_window() {
+    let Some(etcd) = Cluster::single("etcd-settle") else {
+        return;
+    };
+    let dir = etcd_dir("etcd-settle-p");
+    let mut bg = Background::start(
+        &dir,
+        &[set("endpoints", etcd.url(0)), set("prefix", "fleet/")],
+        "30s",
+    );
+    bg.wait_for(&["watching prefix \"fleet/\""]);
+    // A writer adding a list key by key, 200 ms apart (well inside the 1 s window).
+    etcd.put(0, "fleet/1", "one.example:4222");
+    std::thread::sleep(Duration::from_millis(200));
+    etcd.put(0, "fleet/2", "two.example:4222");
+    std::thread::sleep(Duration::from_millis(200));
+    etcd.put(0, "fleet/3", "three.example:4222");
+    let run = bg.finish();
+    assert_eq!(
+        servers(&run),
+        [
+            "nats://one.example:4222",
+            "nats://two.example:4222",
+            "nats://three.example:4222"
+        ]
+    );
+}
+
+#[test]
 fn key_written_later_arrives_through_the_watch() {
     let Some(etcd) = Cluster::single("etcd-watch") else {
         return;

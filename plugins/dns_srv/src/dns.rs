@@ -229,8 +229,9 @@ impl Dns {
             {
                 Ok(rt) => *slot = Some(rt),
                 Err(e) => {
-                    outcome.answer =
-                        Err(QueryError::Failed(format!("cannot start a DNS runtime: {e}")));
+                    outcome.answer = Err(QueryError::Failed(format!(
+                        "cannot start a DNS runtime: {e}"
+                    )));
                     return outcome;
                 }
             }

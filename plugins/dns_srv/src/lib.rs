@@ -688,12 +688,7 @@ mod tests {
                         answer.add_answer(Record::from_rdata(
                             q.name().clone(),
                             60,
-                            RData::SRV(SRV::new(
-                                10,
-                                60,
-                                4222,
-                                Name::from_ascii(target).unwrap(),
-                            )),
+                            RData::SRV(SRV::new(10, 60, 4222, Name::from_ascii(target).unwrap())),
                         ));
                     }
                     let _ = socket.send_to(&answer.to_vec().unwrap(), from);
@@ -733,7 +728,11 @@ mod tests {
             assert_eq!(targets, ["nats://prov1.example.net:4222"]);
         }
         // Liveness only (figures are in BENCHMARKS.md): far below one 30 s timeout.
-        assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
         let named: Vec<String> = host
             .lines(provtarget_abi::LogLevel::Warn)
             .into_iter()
@@ -771,7 +770,11 @@ mod tests {
             r.targets(&host.context()).unwrap(),
             ["nats://prov1.example.net:4222"]
         );
-        assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(
             host.lines(provtarget_abi::LogLevel::Warn),
             [format!(

@@ -9,7 +9,10 @@
 //! ```
 //!
 //! With `plugin.provtarget.etcd.prefix` instead of `.key`, every key under the prefix
-//! holds one broker (keys with blank values are skipped), in key order.
+//! holds one broker (keys with blank values are skipped, keys with bad values skipped
+//! with a warning naming them), in key order. The prefix is a directory: a missing
+//! trailing `/` is added. A prefix found empty is watched; after the first write the
+//! plugin waits `plugin.provtarget.etcd.settle` (1 s) before reading the list.
 //!
 //! It speaks etcd's v3 JSON API (etcd 3.4 and later): `POST /v3/kv/range` for the key
 //! or prefix and, while nothing is there, a `POST /v3/watch` from the revision it read,
@@ -27,7 +30,8 @@
 //! |---|---|---|
 //! | `plugin.provtarget.etcd.endpoints` | `http://127.0.0.1:2379` | etcd client URLs, comma separated (`http://` or `https://`, port 2379 when absent) |
 //! | `plugin.provtarget.etcd.key` | | key holding the broker list (JSON list or comma list) |
-//! | `plugin.provtarget.etcd.prefix` | | prefix whose keys each hold one broker; set exactly one of `key` and `prefix` |
+//! | `plugin.provtarget.etcd.prefix` | | directory (`/` added) whose keys each hold one broker; set exactly one of `key` and `prefix` |
+//! | `plugin.provtarget.etcd.settle` | `1s` | prefix mode: wait after the first key appears before reading the list |
 //! | `plugin.provtarget.etcd.username` | | etcd user (auth on): the plugin authenticates and sends the token |
 //! | `plugin.provtarget.etcd.password` | | that user's password (masked in buildinfo) |
 //! | `plugin.provtarget.etcd.tls_ca` | `/etc/ssl/certs/ca-certificates.crt` | PEM CA bundle for https endpoints |
@@ -64,6 +68,8 @@ const TLS_CA_KEY: &str = "plugin.provtarget.etcd.tls_ca";
 const TLS_CERT_KEY: &str = "plugin.provtarget.etcd.tls_cert";
 const TLS_KEY_KEY: &str = "plugin.provtarget.etcd.tls_key";
 const TIMEOUT_KEY: &str = "plugin.provtarget.etcd.timeout";
+const SETTLE_KEY: &str = "plugin.provtarget.etcd.settle";
+const DEFAULT_SETTLE: &str = "1s";
 const DEFAULT_ENDPOINTS: &str = "http://127.0.0.1:2379";
 const DEFAULT_TIMEOUT: &str = "3s";
 /// Most members one configuration may list.
@@ -73,6 +79,8 @@ const MAX_ENDPOINTS: usize = 32;
 pub struct EtcdResolver {
     client: Option<Client>,
     query: Query,
+    /// Prefix mode: the wait after a watch saw the first key, before reading the list.
+    settle: Duration,
 }
 
 impl Resolver for EtcdResolver {
@@ -86,6 +94,7 @@ impl Resolver for EtcdResolver {
         Ok(EtcdResolver {
             client: None,
             query: Query::Key(String::new()),
+            settle: Duration::from_secs(1),
         })
     }
 
@@ -124,6 +133,11 @@ impl Resolver for EtcdResolver {
                 DEFAULT_TIMEOUT,
                 "connect and per-request timeout for each etcd member",
             ),
+            ConfigKey::new(
+                SETTLE_KEY,
+                DEFAULT_SETTLE,
+                "prefix mode: how long to wait after the first key appears, so the whole list is read",
+            ),
         ]
     }
 
@@ -152,7 +166,17 @@ impl Resolver for EtcdResolver {
 
         self.query = match (config.is_set(KEY_KEY), config.is_set(PREFIX_KEY)) {
             (true, false) => Query::Key(config.string(KEY_KEY).to_string()),
-            (false, true) => Query::Prefix(config.string(PREFIX_KEY).to_string()),
+            (false, true) => {
+                // A prefix is a directory: "fleet" must not also match "fleet2/...".
+                let mut prefix = config.string(PREFIX_KEY).to_string();
+                if !prefix.ends_with('/') {
+                    prefix.push('/');
+                    ctx.debug(format_args!(
+                        "{PREFIX_KEY}: reading the directory {prefix:?} (a '/' was added)"
+                    ));
+                }
+                Query::Prefix(prefix)
+            }
             (both, _) => {
                 return Err(format!(
                     "set exactly one of {KEY_KEY} and {PREFIX_KEY} ({})",
@@ -215,6 +239,16 @@ impl Resolver for EtcdResolver {
             .into());
         }
 
+        self.settle = config.duration(SETTLE_KEY)?;
+        if self.settle > Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                SETTLE_KEY,
+                config.string(SETTLE_KEY),
+                "a duration from 0 to 60s, such as 1s",
+            )
+            .into());
+        }
+
         let shown_endpoints: Vec<&str> = endpoints.iter().map(|e| e.url.as_str()).collect();
         let shown_endpoints = shown_endpoints.join(",");
         ctx.debug(format_args!(
@@ -226,7 +260,9 @@ impl Resolver for EtcdResolver {
         let mut settings = Settings::new().with(ENDPOINTS_KEY, &shown_endpoints);
         settings = match &self.query {
             Query::Key(k) => settings.with(KEY_KEY, k),
-            Query::Prefix(p) => settings.with(PREFIX_KEY, p),
+            Query::Prefix(p) => settings
+                .with(PREFIX_KEY, p)
+                .with(SETTLE_KEY, format_args!("{}ms", self.settle.as_millis())),
         };
         if !user.is_empty() {
             settings = settings
@@ -262,7 +298,7 @@ impl EtcdResolver {
         loop {
             let range = client.range(ctx, &self.query).map_err(call_error)?;
             let member_url = client.endpoints[range.member].url.clone();
-            let found = self.brokers(&range, &member_url)?;
+            let found = self.brokers(ctx, &range, &member_url)?;
             if !found.is_empty() {
                 ctx.debug(format_args!(
                     "{} brokers from etcd at {member_url}",
@@ -298,6 +334,18 @@ impl EtcdResolver {
                         return Ok(found);
                     }
                 }
+                Ok(WatchEnd::Changed) if matches!(self.query, Query::Prefix(_)) => {
+                    // The first key of a list appeared: let the writer finish the list
+                    // before reading it, so the answer is not the first key alone.
+                    if !self.settle.is_zero() {
+                        ctx.debug(format_args!(
+                            "{query} changed on {member_url}; reading it in {} ms ({SETTLE_KEY})",
+                            self.settle.as_millis()
+                        ));
+                        ctx.sleep(self.settle)?;
+                    }
+                    continue;
+                }
                 Ok(WatchEnd::Changed) | Ok(WatchEnd::Quiet) => continue,
                 // Cancelled while waiting: the answer is that nothing was there.
                 Err(CallError::Cancelled) => return Err(absent.into()),
@@ -316,7 +364,12 @@ impl EtcdResolver {
         }
     }
 
-    fn brokers(&self, range: &etcd::Range, url: &str) -> Result<Vec<String>, Error> {
+    fn brokers(
+        &self,
+        ctx: &Context<'_>,
+        range: &etcd::Range,
+        url: &str,
+    ) -> Result<Vec<String>, Error> {
         match &self.query {
             Query::Key(k) => match range.kvs.first() {
                 None => Ok(Vec::new()),
@@ -335,11 +388,14 @@ impl EtcdResolver {
                 }
                 let mut found = Vec::new();
                 for (key, value) in &range.kvs {
-                    if let Some(t) = targets::parse_single(
+                    match targets::parse_single(
                         value,
                         &format!("etcd key {key:?} (prefix {p:?}) at {url}"),
-                    )? {
-                        found.push(t);
+                    ) {
+                        Ok(Some(t)) => found.push(t),
+                        Ok(None) => {}
+                        // One bad value must not hide the others: skip it, naming the key.
+                        Err(why) => ctx.warn(format_args!("{why}; skipping that key")),
                     }
                 }
                 Ok(found)
@@ -437,5 +493,54 @@ mod tests {
         };
         let e = half.check().unwrap_err().to_string();
         assert!(e.contains(TLS_CERT_KEY) && e.contains(TLS_KEY_KEY), "{e}");
+    }
+
+    #[test]
+    fn a_prefix_is_a_directory_and_bad_values_are_skipped_naming_the_key() {
+        use provtarget_abi::{testkit, LogLevel};
+        let host = testkit::TestHost::new();
+        let (r, settings) = testkit::configure::<EtcdResolver>(
+            &host,
+            &[
+                (PREFIX_KEY, "fleet"),
+                (ENDPOINTS_KEY, "http://127.0.0.1:2379"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.query, Query::Prefix("fleet/".into()));
+        assert_eq!(settings.get(PREFIX_KEY), Some("fleet/"));
+        assert_eq!(settings.get(SETTLE_KEY), Some("1000ms"));
+        let (r2, _) = testkit::configure::<EtcdResolver>(&host, &[(PREFIX_KEY, "fleet/")]).unwrap();
+        assert_eq!(r2.query, Query::Prefix("fleet/".into()));
+
+        let range = etcd::Range {
+            kvs: vec![
+                ("fleet/a".into(), b"a.example:4222".to_vec()),
+                ("fleet/b".into(), b"not a broker".to_vec()),
+                ("fleet/c".into(), b"  ".to_vec()),
+                ("fleet/d".into(), b"nats://d.example:4222".to_vec()),
+            ],
+            revision: 3,
+            member: 0,
+        };
+        let found = r
+            .brokers(&host.context(), &range, "http://127.0.0.1:2379")
+            .unwrap();
+        assert_eq!(found, ["a.example:4222", "nats://d.example:4222"]);
+        assert_eq!(
+            host.lines(LogLevel::Warn),
+            [
+                r#"etcd key "fleet/b" (prefix "fleet/") at http://127.0.0.1:2379 holds "not a broker", which is not a broker address; expected host:port or scheme://host:port; skipping that key"#
+            ]
+        );
+        let err =
+            testkit::configure::<EtcdResolver>(&host, &[(PREFIX_KEY, "f/"), (SETTLE_KEY, "2m")])
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(
+            err.starts_with(r#"plugin.provtarget.etcd.settle = "2m" is not valid"#),
+            "{err}"
+        );
     }
 }

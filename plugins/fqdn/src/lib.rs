@@ -573,14 +573,17 @@ mod tests {
         for key in [IDENTITY_KEY, CHORIA_IDENTITY_KEY] {
             // Without the permanent mark this would retry: cancel after 5 sleeps.
             let host = TestHost::new().instant_sleeps().cancel_after_sleeps(5);
-            let (r, settings) = testkit::configure::<FqdnResolver>(&host, &[(key, "web1")]).unwrap();
+            let (r, settings) =
+                testkit::configure::<FqdnResolver>(&host, &[(key, "web1")]).unwrap();
             assert!(settings.get(IDENTITY_KEY).unwrap().starts_with("web1"));
             let err = r.targets(&host.context()).unwrap_err();
             assert!(is_permanent(&*err), "{err}");
             assert!(err.downcast_ref::<GaveUp>().is_none(), "{err}");
             assert_eq!(
                 err.to_string(),
-                format!(r#"identity "web1" (set by {key}) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); fix {key} or plugin.provtarget.fqdn.pattern"#)
+                format!(
+                    r#"identity "web1" (set by {key}) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); fix {key} or plugin.provtarget.fqdn.pattern"#
+                )
             );
             assert!(host.sleeps().is_empty(), "no retry: {:?}", host.sleeps());
             assert!(host.lines(LogLevel::Warn).is_empty());
@@ -604,7 +607,9 @@ mod tests {
         );
         assert_eq!(
             host.lines(LogLevel::Info),
-            [r#"identity "web1.lon1.example.net" (set by plugin.provtarget.fqdn.identity) gave 1 target(s)"#]
+            [
+                r#"identity "web1.lon1.example.net" (set by plugin.provtarget.fqdn.identity) gave 1 target(s)"#
+            ]
         );
     }
 
@@ -632,14 +637,25 @@ mod tests {
             .err()
             .expect("refused")
             .to_string();
-        assert!(err.starts_with(r#"plugin.provtarget.fqdn.template = "p.${dom}:1" is not valid"#), "{err}");
+        assert!(
+            err.starts_with(r#"plugin.provtarget.fqdn.template = "p.${dom}:1" is not valid"#),
+            "{err}"
+        );
     }
 
     #[test]
     fn without_a_configured_identity_the_rule_applies_on_every_try() {
         // Host name "web1", DNS failing: the short host name, which does not match.
         let r = resolver(&[]);
-        let err = r.resolve(&TestHost::new().instant_sleeps().cancel_after_sleeps(1).context()).unwrap_err().to_string();
+        let err = r
+            .resolve(
+                &TestHost::new()
+                    .instant_sleeps()
+                    .cancel_after_sleeps(1)
+                    .context(),
+            )
+            .unwrap_err()
+            .to_string();
         assert!(
             err.ends_with(r#"last error: identity "web1" (the host name; no DNS name was used: no DNS in this test) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); waiting for the host name or DNS to change (or set plugin.provtarget.fqdn.identity)"#),
             "{err}"
@@ -649,7 +665,14 @@ mod tests {
             dns: DnsLookup::with(|h| Ok(format!("{h}.par3.example.net."))),
             ..resolver(&[])
         };
-        let (id, targets) = r.resolve(&TestHost::new().instant_sleeps().cancel_after_sleeps(1).context()).unwrap();
+        let (id, targets) = r
+            .resolve(
+                &TestHost::new()
+                    .instant_sleeps()
+                    .cancel_after_sleeps(1)
+                    .context(),
+            )
+            .unwrap();
         assert_eq!(id.source, Source::Dns("web1".into()));
         assert_eq!(targets, ["provision.par3.example.net:4222"]);
         // A long host name is used as it is, DNS not asked.
@@ -658,14 +681,29 @@ mod tests {
             dns: DnsLookup::with(|_| panic!("DNS asked")),
             ..resolver(&[])
         };
-        let (_, targets) = r.resolve(&TestHost::new().instant_sleeps().cancel_after_sleeps(1).context()).unwrap();
+        let (_, targets) = r
+            .resolve(
+                &TestHost::new()
+                    .instant_sleeps()
+                    .cancel_after_sleeps(1)
+                    .context(),
+            )
+            .unwrap();
         assert_eq!(targets, ["provision.ams1.example.org:4222"]);
         // No host name at all: says so and how to fix it.
         let r = FqdnResolver {
             hostname: || Ok(String::new()),
             ..resolver(&[])
         };
-        let err = r.resolve(&TestHost::new().instant_sleeps().cancel_after_sleeps(1).context()).unwrap_err().to_string();
+        let err = r
+            .resolve(
+                &TestHost::new()
+                    .instant_sleeps()
+                    .cancel_after_sleeps(1)
+                    .context(),
+            )
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot work out the identity (the host name; no DNS name was used: the host name is empty); set plugin.provtarget.fqdn.identity"), "{err}");
     }
 

@@ -2,11 +2,12 @@
 //! with fail-over between the cluster's members.
 
 use std::{
+    collections::HashSet,
     fmt,
     net::TcpStream,
     sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc, Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -113,6 +114,67 @@ pub(crate) enum WatchEnd {
     Quiet,
 }
 
+/// What a request needs from its caller: cancellation (polled every 50 ms by every
+/// read) and the host's log. The host's [`Context`] is one; a [`Racer`] is another.
+pub(crate) trait Io: Sync {
+    /// The cancellation the request's reads poll.
+    fn cancel(&self) -> &(dyn Cancellation + Sync);
+    /// Logs at debug level.
+    fn debug(&self, message: fmt::Arguments<'_>);
+    /// Logs at info level.
+    fn info(&self, message: fmt::Arguments<'_>);
+}
+
+impl Io for Context<'_> {
+    fn cancel(&self) -> &(dyn Cancellation + Sync) {
+        self
+    }
+    fn debug(&self, message: fmt::Arguments<'_>) {
+        Context::debug(self, message)
+    }
+    fn info(&self, message: fmt::Arguments<'_>) {
+        Context::info(self, message)
+    }
+}
+
+/// One request of a race between members: cancelled when the host cancels or when
+/// the race is over (another member answered), so the losers end within 50 ms.
+struct Racer<'a, 'c> {
+    ctx: &'a Context<'c>,
+    over: &'a AtomicBool,
+}
+
+impl Cancellation for Racer<'_, '_> {
+    fn is_cancelled(&self) -> bool {
+        self.over.load(Ordering::SeqCst) || self.ctx.is_cancelled()
+    }
+    fn sleep(&self, duration: Duration) -> Result<(), provtarget_abi::Cancelled> {
+        let end = Instant::now() + duration;
+        loop {
+            if self.is_cancelled() {
+                return Err(provtarget_abi::Cancelled);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.ctx.sleep(left.min(Duration::from_millis(50)))?;
+        }
+    }
+}
+
+impl Io for Racer<'_, '_> {
+    fn cancel(&self) -> &(dyn Cancellation + Sync) {
+        self
+    }
+    fn debug(&self, message: fmt::Arguments<'_>) {
+        self.ctx.debug(message)
+    }
+    fn info(&self, message: fmt::Arguments<'_>) {
+        self.ctx.info(message)
+    }
+}
+
 /// A client for one etcd cluster.
 pub(crate) struct Client {
     pub endpoints: Vec<Endpoint>,
@@ -124,6 +186,10 @@ pub(crate) struct Client {
     tls: Option<TlsWrap>,
     /// Connect and per-request timeout.
     timeout: Duration,
+    /// How long a member has to answer a range before the next one is asked as well.
+    failover_after: Duration,
+    /// Members already reported as failed or slow this run.
+    warned: Mutex<HashSet<usize>>,
 }
 
 /// The configuration keys named in authentication errors.
@@ -135,6 +201,7 @@ impl Client {
         credentials: Option<(String, String)>,
         tls: Option<TlsWrap>,
         timeout: Duration,
+        failover_after: Duration,
     ) -> Client {
         Client {
             endpoints,
@@ -143,49 +210,139 @@ impl Client {
             token: Mutex::new(None),
             tls,
             timeout,
+            failover_after,
+            warned: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Reads `query`, trying the members in turn from the last one that answered; a
-    /// member that fails moves on to the next. Fails when every member failed (with
-    /// each one's cause) or the cluster refused the request.
+    /// Reads `query` from the members in turn, starting with the last one that
+    /// answered, with a head start: when a member has not answered within
+    /// `failover_after` (or as soon as it fails), the next one is asked as well; the
+    /// first answer wins and the requests still running are dropped. So a hung or dead
+    /// member costs about `failover_after` per call, not the whole timeout. A member
+    /// that failed or was slow while another answered is logged once per run, at warn.
+    /// Fails when every member failed (with each one's cause) or the cluster refused
+    /// the request.
     pub fn range(&self, ctx: &Context<'_>, query: &Query) -> Result<Range, CallError> {
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % n;
-        let mut failures = Vec::new();
-        for i in 0..n {
-            let member = (first + i) % n;
-            let ep = &self.endpoints[member];
-            let body = query.range_body(crate::targets::MAX_TARGETS + 1);
-            match self.call(ctx, ep, "/v3/kv/range", &body) {
-                Ok(v) => {
-                    self.current.store(member, Ordering::Relaxed);
-                    let mut range = parse_range(&v).map_err(|e| {
-                        CallError::Answer(format!("etcd at {} answered garbage: {e}", ep.url))
-                    })?;
-                    range.member = member;
-                    return Ok(range);
+        let order: Vec<usize> = (0..n).map(|i| (first + i) % n).collect();
+        let body = query.range_body(crate::targets::MAX_TARGETS + 1);
+        let over = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(usize, Result<Value, CallError>)>();
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let outcome = std::thread::scope(|scope| {
+            let mut started = 0usize;
+            let mut running: Vec<usize> = Vec::new();
+            let mut next_at = Instant::now();
+            loop {
+                let now = Instant::now();
+                if started < n && (running.is_empty() || now >= next_at) {
+                    let member = order[started];
+                    started += 1;
+                    running.push(member);
+                    next_at = now + self.failover_after;
+                    let (tx, body, over) = (tx.clone(), &body, &over);
+                    scope.spawn(move || {
+                        let racer = Racer { ctx, over };
+                        let ep = &self.endpoints[member];
+                        let _ = tx.send((member, self.call(&racer, ep, "/v3/kv/range", body)));
+                    });
+                    continue;
                 }
-                Err(CallError::Member(e)) => {
-                    if i + 1 < n {
-                        ctx.debug(format_args!(
-                            "etcd at {} failed ({e}); trying {}",
-                            ep.url,
-                            self.endpoints[(member + 1) % n].url
-                        ));
+                if running.is_empty() {
+                    return None;
+                }
+                let wait = if started < n {
+                    next_at.saturating_duration_since(now)
+                } else {
+                    Duration::from_millis(50)
+                };
+                match rx.recv_timeout(wait.min(Duration::from_millis(50))) {
+                    Ok((member, result)) => {
+                        running.retain(|m| *m != member);
+                        match result {
+                            Ok(v) => {
+                                over.store(true, Ordering::SeqCst);
+                                return Some(Ok((member, v, running)));
+                            }
+                            Err(CallError::Member(e)) => {
+                                failures.push((member, e));
+                                // Fail over at once rather than at the head start's end.
+                                next_at = Instant::now();
+                            }
+                            // Only the host's cancellation: the race is not over yet.
+                            Err(CallError::Cancelled) if ctx.is_cancelled() => {
+                                over.store(true, Ordering::SeqCst);
+                                return Some(Err(CallError::Cancelled));
+                            }
+                            Err(CallError::Cancelled) => {}
+                            Err(answer) => {
+                                over.store(true, Ordering::SeqCst);
+                                return Some(Err(answer));
+                            }
+                        }
                     }
-                    failures.push(e);
+                    Err(_) if ctx.is_cancelled() => {
+                        over.store(true, Ordering::SeqCst);
+                        return Some(Err(CallError::Cancelled));
+                    }
+                    Err(_) => {}
                 }
-                Err(other) => return Err(other),
+            }
+        });
+        match outcome {
+            Some(Ok((member, v, slow))) => {
+                self.current.store(member, Ordering::Relaxed);
+                let ep = &self.endpoints[member];
+                for (m, why) in &failures {
+                    self.warn_once(
+                        ctx,
+                        *m,
+                        format_args!(
+                            "etcd member {} failed ({why}); {} answered instead",
+                            self.endpoints[*m].url, ep.url
+                        ),
+                    );
+                }
+                for m in slow {
+                    self.warn_once(
+                        ctx,
+                        m,
+                        format_args!(
+                            "etcd member {} gave no answer within {} ms (plugin.provtarget.etcd.failover_after); {} answered instead",
+                            self.endpoints[m].url,
+                            self.failover_after.as_millis(),
+                            ep.url
+                        ),
+                    );
+                }
+                let mut range = parse_range(&v).map_err(|e| {
+                    CallError::Answer(format!("etcd at {} answered garbage: {e}", ep.url))
+                })?;
+                range.member = member;
+                Ok(range)
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                // Next time start after the member tried first.
+                self.current.store((first + 1) % n, Ordering::Relaxed);
+                let causes: Vec<String> = failures.into_iter().map(|(_, e)| e).collect();
+                Err(CallError::Member(if n == 1 {
+                    causes.join("")
+                } else {
+                    format!("no etcd member answered: {}", causes.join("; "))
+                }))
             }
         }
-        // Next time start after the member tried first.
-        self.current.store((first + 1) % n, Ordering::Relaxed);
-        Err(CallError::Member(if n == 1 {
-            failures.join("")
-        } else {
-            format!("no etcd member answered: {}", failures.join("; "))
-        }))
+    }
+
+    /// Logs `message` at warn, once per run for `member`.
+    fn warn_once(&self, ctx: &Context<'_>, member: usize, message: fmt::Arguments<'_>) {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.insert(member) {
+            ctx.warn(message);
+        }
     }
 
     /// Marks `member` as failed, so the next range starts with the member after it.
@@ -295,7 +452,7 @@ impl Client {
     /// more when etcd says the token is no longer valid.
     fn call(
         &self,
-        ctx: &Context<'_>,
+        ctx: &dyn Io,
         ep: &Endpoint,
         path: &str,
         body: &Value,
@@ -330,7 +487,7 @@ impl Client {
 
     fn exchange(
         &self,
-        ctx: &Context<'_>,
+        ctx: &dyn Io,
         ep: &Endpoint,
         path: &str,
         token: Option<&str>,
@@ -349,14 +506,14 @@ impl Client {
 
     fn post<'c>(
         &self,
-        ctx: &'c Context<'_>,
+        ctx: &'c dyn Io,
         ep: &Endpoint,
         path: &str,
         token: Option<&str>,
         body: &[u8],
         deadline: Instant,
     ) -> Result<(Conn<'c>, http::Head), HttpError> {
-        let cancel: &(dyn Cancellation + Sync) = ctx;
+        let cancel: &(dyn Cancellation + Sync) = ctx.cancel();
         let tcp = http::connect(ep, cancel, self.timeout)?;
         let stream: Box<dyn Stream> = match (&self.tls, ep.tls) {
             (Some(wrap), true) => wrap(ep, tcp).map_err(HttpError::Io)?,
@@ -371,7 +528,7 @@ impl Client {
     }
 
     /// The auth token to send to `ep`, authenticating when there is none yet.
-    fn token(&self, ctx: &Context<'_>, ep: &Endpoint) -> Result<Option<String>, CallError> {
+    fn token(&self, ctx: &dyn Io, ep: &Endpoint) -> Result<Option<String>, CallError> {
         let Some((user, password)) = &self.credentials else {
             return Ok(None);
         };
@@ -589,6 +746,7 @@ mod tests {
             None,
             None,
             Duration::from_secs(1),
+            Duration::from_millis(250),
         );
         let ep = &c.endpoints[0];
         assert!(matches!(

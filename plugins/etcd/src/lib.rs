@@ -38,6 +38,7 @@
 //! | `plugin.provtarget.etcd.tls_cert` | | PEM client certificate for https endpoints (with `tls_key`) |
 //! | `plugin.provtarget.etcd.tls_key` | | PEM private key of `tls_cert` |
 //! | `plugin.provtarget.etcd.timeout` | `3s` | connect and per-request timeout for each member |
+//! | `plugin.provtarget.etcd.failover_after` | `250ms` | how long a member has to answer a read before the next one is asked as well |
 //!
 //! https endpoints need the default cargo feature `tls` (rustls with the ring
 //! provider); without it they are refused in `configure`.
@@ -69,6 +70,8 @@ const TLS_CERT_KEY: &str = "plugin.provtarget.etcd.tls_cert";
 const TLS_KEY_KEY: &str = "plugin.provtarget.etcd.tls_key";
 const TIMEOUT_KEY: &str = "plugin.provtarget.etcd.timeout";
 const SETTLE_KEY: &str = "plugin.provtarget.etcd.settle";
+const FAILOVER_KEY: &str = "plugin.provtarget.etcd.failover_after";
+const DEFAULT_FAILOVER: &str = "250ms";
 const DEFAULT_SETTLE: &str = "1s";
 const DEFAULT_ENDPOINTS: &str = "http://127.0.0.1:2379";
 const DEFAULT_TIMEOUT: &str = "3s";
@@ -132,6 +135,11 @@ impl Resolver for EtcdResolver {
                 TIMEOUT_KEY,
                 DEFAULT_TIMEOUT,
                 "connect and per-request timeout for each etcd member",
+            ),
+            ConfigKey::new(
+                FAILOVER_KEY,
+                DEFAULT_FAILOVER,
+                "how long a member has to answer a read before the next one is asked as well",
             ),
             ConfigKey::new(
                 SETTLE_KEY,
@@ -239,6 +247,18 @@ impl Resolver for EtcdResolver {
             .into());
         }
 
+        let failover_after = config.duration(FAILOVER_KEY)?;
+        if failover_after > timeout {
+            return Err(ConfigError::new(
+                FAILOVER_KEY,
+                config.string(FAILOVER_KEY),
+                &format!(
+                    "a duration from 0 to {TIMEOUT_KEY} ({} ms), such as 250ms",
+                    timeout.as_millis()
+                ),
+            )
+            .into());
+        }
         self.settle = config.duration(SETTLE_KEY)?;
         if self.settle > Duration::from_secs(60) {
             return Err(ConfigError::new(
@@ -255,7 +275,13 @@ impl Resolver for EtcdResolver {
             "reading {} from etcd at {shown_endpoints}",
             self.query
         ));
-        self.client = Some(Client::new(endpoints, credentials, tls, timeout));
+        self.client = Some(Client::new(
+            endpoints,
+            credentials,
+            tls,
+            timeout,
+            failover_after,
+        ));
 
         let mut settings = Settings::new().with(ENDPOINTS_KEY, &shown_endpoints);
         settings = match &self.query {
@@ -278,7 +304,12 @@ impl Resolver for EtcdResolver {
                 settings = settings.with(k, v);
             }
         }
-        Ok(settings.with(TIMEOUT_KEY, format_args!("{}ms", timeout.as_millis())))
+        Ok(settings
+            .with(TIMEOUT_KEY, format_args!("{}ms", timeout.as_millis()))
+            .with(
+                FAILOVER_KEY,
+                format_args!("{}ms", failover_after.as_millis()),
+            ))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {

@@ -707,6 +707,49 @@ fn fails_over_when_the_watched_member_dies() {
 }
 
 #[test]
+fn a_watched_member_that_hangs_is_left_within_seconds() {
+    let Some(mut etcd) = Cluster::new("etcd-hungwatch", 3) else {
+        return;
+    };
+    etcd.start_all();
+    // Watch on a follower, so the cluster keeps its leader when that member hangs.
+    let leader = etcd.leader();
+    let watched = (0..3).find(|&i| i != leader).unwrap();
+    let mut endpoints: Vec<String> = vec![etcd.url(watched)];
+    endpoints.extend((0..3).filter(|&i| i != watched).map(|i| etcd.url(i)));
+    let dir = etcd_dir("etcd-hungwatch-p");
+    let mut bg = Background::start(
+        &dir,
+        &[set("endpoints", endpoints.join(",")), set("key", "brokers")],
+        "60s",
+    );
+    bg.wait_for(&[
+        "watching key \"brokers\"",
+        &format!("on {}", etcd.url(watched)),
+    ]);
+    // Hang it: the process stops answering but its sockets stay open (SIGSTOP, by pid).
+    let pid = etcd.members[watched].proc.as_ref().unwrap().pid();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let other = (0..3).find(|&i| i != watched && i != leader).unwrap();
+    etcd.put(other, "brokers", r#"["after-hang.example:4222"]"#);
+    let written = Instant::now();
+    let run = bg.finish();
+    // Liveness only: well before the 30 s re-watch that noticed it before.
+    let took = written.elapsed();
+    assert_eq!(servers(&run), ["nats://after-hang.example:4222"]);
+    assert!(took < Duration::from_secs(20), "{took:?}\n{}", run.stderr);
+    run.stderr_has(&format!(
+        "etcd at {} stopped answering while watched",
+        etcd.url(watched)
+    ));
+    etcd.kill(watched);
+}
+
+#[test]
 fn the_leader_dies_during_resolution() {
     let Some(mut etcd) = Cluster::new("etcd-leader", 3) else {
         return;

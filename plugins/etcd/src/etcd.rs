@@ -26,6 +26,10 @@ const MAX_WATCH_MESSAGE: usize = 1024 * 1024;
 /// silently lost its cluster cannot keep the plugin waiting for ever.
 pub(crate) const WATCH_PERIOD: Duration = Duration::from_secs(30);
 
+/// While a watch waits, its member is asked for its status this often, so a member that
+/// hangs is noticed within this plus the request timeout.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(2);
+
 /// Wraps a connected socket in TLS for an https endpoint.
 pub(crate) type TlsWrap =
     Arc<dyn Fn(&Endpoint, TcpStream) -> Result<Box<dyn Stream>, String> + Send + Sync>;
@@ -359,6 +363,11 @@ impl Client {
     /// Watches `query` on `member` from `start_revision`, until something changes,
     /// [`WATCH_PERIOD`] passes, the member fails or the host cancels (checked every
     /// 50 ms). `on_created` runs once etcd confirms the watch.
+    ///
+    /// While it waits, the member is asked for its status every [`PROBE_EVERY`]: a
+    /// member that stops answering without closing the connection (hung, or cut off by
+    /// the network) ends the watch with an error within about `PROBE_EVERY + timeout`,
+    /// so the caller moves to the next member instead of waiting for the re-watch.
     pub fn watch(
         &self,
         ctx: &Context<'_>,
@@ -367,6 +376,57 @@ impl Client {
         start_revision: u64,
         on_created: &dyn Fn(&Endpoint),
     ) -> Result<WatchEnd, CallError> {
+        let ep = &self.endpoints[member];
+        let dead = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        let why: Mutex<Option<String>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let prober = Racer { ctx, over: &done };
+                loop {
+                    if prober.sleep(PROBE_EVERY).is_err() {
+                        return;
+                    }
+                    match self.exchange(&prober, ep, "/v3/maintenance/status", None, b"{}") {
+                        // Any answer, even a refusal, shows the member is alive.
+                        Ok(_) => {}
+                        Err(CallError::Member(e)) if !prober.is_cancelled() => {
+                            *why.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            dead.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+            let watcher = Racer { ctx, over: &dead };
+            let result = self.watch_on(&watcher, member, query, start_revision, on_created);
+            done.store(true, Ordering::SeqCst);
+            if dead.load(Ordering::SeqCst) && !ctx.is_cancelled() {
+                let why = why
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_default();
+                return Err(CallError::Member(format!(
+                    "etcd at {} stopped answering while watched ({why})",
+                    ep.url
+                )));
+            }
+            result
+        })
+    }
+
+    /// The watch itself, reading with `io`'s cancellation.
+    fn watch_on(
+        &self,
+        io: &dyn Io,
+        member: usize,
+        query: &Query,
+        start_revision: u64,
+        on_created: &dyn Fn(&Endpoint),
+    ) -> Result<WatchEnd, CallError> {
+        let ctx = io;
         let ep = &self.endpoints[member];
         let token = self.token(ctx, ep)?;
         let body = serde_json::to_vec(&query.watch_body(start_revision)).unwrap_or_default();

@@ -1196,12 +1196,28 @@ fn https_endpoint_with_a_client_certificate() {
     ]);
     let run = run_targets(&dir, &sets, "2s");
     run.failed(1);
-    run.stderr_has("try 1 failed").stderr_has("certificate");
+    run.stderr_has("try 1 failed").stderr_has(
+        "the member's certificate is not signed by a CA this plugin trusts: set plugin.provtarget.etcd.tls_ca",
+    );
 
-    // Without a client certificate etcd refuses the connection.
+    // Without a client certificate etcd refuses the connection: the fix is named.
     let mut sets = base.to_vec();
     sets.push(set("tls_ca", path_str(&ca)));
     let run = run_targets(&dir, &sets, "2s");
     run.failed(1);
-    run.stderr_has("try 1 failed").stderr_has(&etcd.url(0));
+    run.stderr_has("try 1 failed")
+        .stderr_has(&etcd.url(0))
+        .stderr_has("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key");
+
+    // The TLS port spoken to in clear: the fix is https://.
+    let clear = etcd.url(0).replacen("https://", "http://", 1);
+    let run = run_targets(
+        &dir,
+        &[set("endpoints", &clear), set("key", "tls/brokers")],
+        "2s",
+    );
+    run.failed(1);
+    run.stderr_has("try 1 failed").stderr_has(&format!(
+        "write https:// for {clear} in plugin.provtarget.etcd.endpoints"
+    ));
 }

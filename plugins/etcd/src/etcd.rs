@@ -656,7 +656,12 @@ impl Client {
             ]
             .iter()
             .any(|m| text.contains(m));
-        if member_trouble {
+        if text.contains("HTTP request to an HTTPS server") {
+            CallError::Member(format!(
+                "etcd at {} answered {text}: the member speaks TLS on this port: write https:// for it in plugin.provtarget.etcd.endpoints",
+                ep.url
+            ))
+        } else if member_trouble {
             CallError::Member(format!("etcd at {} failed: {text}", ep.url))
         } else if text.contains("user name is empty")
             || text.contains("user name not found") && self.credentials.is_none()
@@ -688,7 +693,57 @@ fn member_error(ep: &Endpoint, what: &str, e: HttpError) -> CallError {
             "etcd at {} did not answer the {what} request in time",
             ep.url
         )),
-        HttpError::Io(e) => CallError::Member(format!("etcd at {} ({what}): {e}", ep.url)),
+        HttpError::Io(e) => CallError::Member(match fix_for(&e, ep) {
+            Some(fix) => format!("etcd at {} ({what}): {e}; {fix}", ep.url),
+            None => format!("etcd at {} ({what}): {e}", ep.url),
+        }),
+    }
+}
+
+/// What to change for a connection or TLS failure, naming the setting.
+fn fix_for(e: &str, ep: &Endpoint) -> Option<String> {
+    const ENDPOINTS: &str = "plugin.provtarget.etcd.endpoints";
+    let lower = e.to_ascii_lowercase();
+    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        Some(
+            "the member's certificate is not signed by a CA this plugin trusts: set plugin.provtarget.etcd.tls_ca to the CA bundle that signed it"
+                .into(),
+        )
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        Some(format!(
+            "the member's certificate does not name {}: use a name it was issued for in {ENDPOINTS}",
+            ep.host
+        ))
+    } else if lower.contains("expired") {
+        Some("the member's certificate has expired (or this host's clock is wrong)".into())
+    } else if lower.contains("badcertificate")
+        || lower.contains("certificaterequired")
+        || lower.contains("certificate required")
+        || lower.contains("unknownca")
+    {
+        Some(
+            "the member wants a client certificate it trusts: set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"
+                .into(),
+        )
+    } else if ep.tls && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
+    {
+        Some(format!(
+            "the member does not speak TLS on this port: write http:// for {} in {ENDPOINTS}",
+            ep.url
+        ))
+    } else if !ep.tls && (lower.contains("closed mid-response") || lower.contains("protocol error"))
+    {
+        Some(format!(
+            "if the member speaks TLS on this port, write https:// for {} in {ENDPOINTS}",
+            ep.url
+        ))
+    } else if lower.contains("connection refused") {
+        Some(format!(
+            "nothing listens at {}:{}: check {ENDPOINTS}",
+            ep.host, ep.port
+        ))
+    } else {
+        None
     }
 }
 
@@ -820,6 +875,62 @@ mod tests {
         let e = c.status_error(ep, 400, br#"{"message":"etcdserver: user name is empty"}"#);
         assert!(
             matches!(&e, CallError::Answer(m) if m.contains("plugin.provtarget.etcd.username")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn connection_and_tls_failures_name_the_setting_to_fix() {
+        let http = Endpoint::parse("http://127.0.0.1:2379").unwrap();
+        let https = Endpoint::parse("https://etcd1.example.net:2379").unwrap();
+        let shown =
+            |e: &str, ep: &Endpoint| match member_error(ep, "kv/range", HttpError::Io(e.into())) {
+                CallError::Member(m) => m,
+                other => panic!("{other}"),
+            };
+        assert_eq!(
+            shown("cannot connect: Connection refused (os error 111)", &http),
+            "etcd at http://127.0.0.1:2379 (kv/range): cannot connect: Connection refused (os error 111); nothing listens at 127.0.0.1:2379: check plugin.provtarget.etcd.endpoints"
+        );
+        assert!(shown(
+            "cannot send the request: invalid peer certificate: UnknownIssuer",
+            &https
+        )
+        .ends_with("set plugin.provtarget.etcd.tls_ca to the CA bundle that signed it"));
+        assert!(shown(
+            "connection failed: received fatal alert: BadCertificate",
+            &https
+        )
+        .ends_with("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
+        assert!(shown(
+            "connection failed: received fatal alert: CertificateRequired",
+            &https
+        )
+        .ends_with("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
+        assert!(shown("connection closed mid-response", &http)
+            .ends_with("if the member speaks TLS on this port, write https:// for http://127.0.0.1:2379 in plugin.provtarget.etcd.endpoints"));
+        assert!(shown("connection failed: received corrupt message of type InvalidContentType", &https)
+            .ends_with("the member does not speak TLS on this port: write http:// for https://etcd1.example.net:2379 in plugin.provtarget.etcd.endpoints"));
+        assert!(shown("invalid peer certificate: NotValidForName", &https)
+            .ends_with("does not name etcd1.example.net: use a name it was issued for in plugin.provtarget.etcd.endpoints"));
+        assert_eq!(
+            shown("something else", &http),
+            "etcd at http://127.0.0.1:2379 (kv/range): something else"
+        );
+        let c = Client::new(
+            vec![http.clone()],
+            None,
+            None,
+            Duration::from_secs(1),
+            Duration::from_millis(250),
+        );
+        let e = c.status_error(
+            &http,
+            400,
+            b"Client sent an HTTP request to an HTTPS server.",
+        );
+        assert!(
+            matches!(&e, CallError::Member(m) if m.ends_with("write https:// for it in plugin.provtarget.etcd.endpoints")),
             "{e}"
         );
     }

@@ -580,7 +580,9 @@ fn hint_for_transport(text: &str, what: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
     let key = url_key_of(what);
     if lower.contains("connection refused") {
-        Some(format!("nothing listens at that address: check the host and port in {key}"))
+        Some(format!(
+            "nothing listens at that address: check the host and port in {key}"
+        ))
     } else if lower.contains("dns failed") || lower.contains("failed to lookup") {
         Some(format!("the host name does not resolve: check {key}"))
     } else if [
@@ -1359,7 +1361,9 @@ mod tests {
             r#"{"error":"Bad request. Required metadata header not specified"}"#,
         )]);
         let request = request_to(&format!("http://127.0.0.1:{port}/b"), "5s");
-        let e = try_once(&TestCancel::default(), &request).unwrap_err().to_string();
+        let e = try_once(&TestCancel::default(), &request)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.ends_with("; the service wants the header Metadata: true: set plugin.provtarget.http.header.Metadata = true"),
             "{e}"
@@ -1369,7 +1373,9 @@ mod tests {
         // A bare 403: which settings can carry what it wants.
         let (port, server) = serve(vec![("403 Forbidden", "")]);
         let request = request_to(&format!("http://127.0.0.1:{port}/b"), "5s");
-        let e = try_once(&TestCancel::default(), &request).unwrap_err().to_string();
+        let e = try_once(&TestCancel::default(), &request)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("403 Forbidden; the service refused the request: it may want a header (plugin.provtarget.http.header.<Name>) or a token"), "{e}");
         server.join().unwrap();
 
@@ -1380,7 +1386,9 @@ mod tests {
             .unwrap()
             .port();
         let request = request_to(&format!("http://127.0.0.1:{port}/b"), "5s");
-        let e = try_once(&TestCancel::default(), &request).unwrap_err().to_string();
+        let e = try_once(&TestCancel::default(), &request)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.ends_with("; nothing listens at that address: check the host and port in plugin.provtarget.http.url"),
             "{e}"
@@ -1397,8 +1405,13 @@ mod tests {
             let _ = s.write_all(&[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]);
         });
         let request = request_to(&format!("http://127.0.0.1:{port}/b"), "5s");
-        let e = try_once(&TestCancel::default(), &request).unwrap_err().to_string();
-        assert!(e.contains("if it speaks TLS (https), this plugin cannot read it"), "{e}");
+        let e = try_once(&TestCancel::default(), &request)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("if it speaks TLS (https), this plugin cannot read it"),
+            "{e}"
+        );
         tls.join().unwrap();
     }
 

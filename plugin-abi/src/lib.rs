@@ -57,16 +57,23 @@
 // Unsafe code lives in `raw` alone; every other module forbids it.
 #![deny(unsafe_code)]
 
+// The abi_stable side (export glue, layouts, host adapter) is left out of the rendered
+// documentation (`cfg(doc)`): rustdoc then never loads abi_stable, so the vendor pages
+// (`Config`, `Context`, `Settings`, ...) do not list its dozens of blanket impls. The
+// code is compiled and tested as usual.
 pub mod backoff;
 mod cancel;
+#[cfg(not(doc))]
 #[doc(hidden)]
 pub mod export;
+#[cfg(not(doc))]
 #[doc(hidden)]
 pub mod ffi;
-#[cfg(feature = "host")]
+#[cfg(all(feature = "host", not(doc)))]
 pub mod host;
 mod permanent;
 mod plugin_type;
+#[cfg(not(doc))]
 mod raw;
 mod sdk;
 pub mod targets;
@@ -78,7 +85,11 @@ pub use plugin_type::PluginType;
 pub use sdk::{Config, ConfigError, ConfigKey, Context, Error, LogLevel, Resolver, Settings};
 
 /// The interface version plugins built against this crate declare (`major.minor.0`).
+#[cfg(not(doc))]
 pub const INTERFACE_VERSION: &str = ffi::current::INTERFACE_VERSION;
+/// The interface version plugins built against this crate declare (`major.minor.0`).
+#[cfg(doc)]
+pub const INTERFACE_VERSION: &str = "1.1.0";
 
 /// The abi_stable version this crate is built on, recorded in every plugin as a build
 /// canary.
@@ -94,7 +105,11 @@ pub const BUILD_TARGET: &str = env!("PROVTARGET_BUILD_TARGET");
 /// The name of the symbol every plugin exports (abi_stable's root-module loader).
 /// Hosts can look for it in a file's dynamic symbol table before running any of its
 /// code.
+#[cfg(not(doc))]
 pub const ROOT_SYMBOL: &str = abi_stable::library::ROOT_MODULE_LOADER_NAME;
+/// The name of the symbol every plugin exports (abi_stable's root-module loader).
+#[cfg(doc)]
+pub const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
 /// The symbol [`export_plugin!`] adds to a plugin built with `panic = "abort"`: such a
 /// plugin cannot have its panics turned into errors (the first one ends the host's
@@ -142,6 +157,19 @@ macro_rules! export_plugin {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_documented_constants_match_the_compiled_ones() {
+        // The `cfg(doc)` copies are what the rendered documentation shows.
+        let source = include_str!("lib.rs");
+        for (name, value) in [
+            ("INTERFACE_VERSION", super::INTERFACE_VERSION),
+            ("ROOT_SYMBOL", super::ROOT_SYMBOL),
+        ] {
+            let line = format!("pub const {name}: &str = \"{value}\";");
+            assert!(source.contains(&line), "lib.rs must hold `{line}` for rustdoc");
+        }
+    }
+
     #[test]
     fn export_macro_uses_abi_stables_root_symbol() {
         // `export_plugin!` spells the symbol out (a `static`'s name must be an

@@ -3,9 +3,10 @@
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
+#[cfg(not(doc))]
+use crate::ffi::current::{FfiHost, FfiHostRef};
 use crate::{
     cancel::{Cancellation, Cancelled},
-    ffi::current::{FfiHost, FfiHostRef},
     PluginType,
 };
 
@@ -420,6 +421,7 @@ pub(crate) trait HostCalls {
     fn log(&self, level: u8, message: &str);
 }
 
+#[cfg(not(doc))]
 impl HostCalls for FfiHostRef<'_> {
     fn is_cancelled(&self) -> bool {
         FfiHost::is_cancelled(self)
@@ -433,6 +435,7 @@ impl HostCalls for FfiHostRef<'_> {
 }
 
 impl<'a> Context<'a> {
+    #[cfg(not(doc))]
     pub(crate) fn new(host: &'a FfiHostRef<'_>) -> Self {
         Context { host }
     }

@@ -166,7 +166,10 @@ mod tests {
             ("ROOT_SYMBOL", super::ROOT_SYMBOL),
         ] {
             let line = format!("pub const {name}: &str = \"{value}\";");
-            assert!(source.contains(&line), "lib.rs must hold `{line}` for rustdoc");
+            assert!(
+                source.contains(&line),
+                "lib.rs must hold `{line}` for rustdoc"
+            );
         }
     }
 

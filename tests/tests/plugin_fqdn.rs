@@ -198,6 +198,9 @@ fn buildinfo_lists_the_plugin_active_with_its_settings() {
         "plugin.provtarget.fqdn.template: provision.${domain}:4222\n".to_string(),
         "plugin.provtarget.fqdn.identity: web1.lon1.example.net\n".to_string(),
         "plugin.provtarget.fqdn.lookup_timeout: 5s\n".to_string(),
+        // What it found, not only what it was told.
+        "plugin.provtarget.fqdn.detected.identity: web1.lon1.example.net (set by plugin.provtarget.fqdn.identity)\n".to_string(),
+        "plugin.provtarget.fqdn.detected.targets: provision.lon1.example.net:4222\n".to_string(),
     ] {
         assert!(out.contains(&line), "{line:?} missing:\n{out}");
     }

@@ -232,16 +232,24 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.starts_with(r#"plugin.acme.dc_hint.port = "0" is not valid"#), "{err}");
+        assert!(
+            err.starts_with(r#"plugin.acme.dc_hint.port = "0" is not valid"#),
+            "{err}"
+        );
 
         // A missing hint file is retried (it may appear later) until the host cancels.
-        let host = testkit::TestHost::new().instant_sleeps().cancel_after_sleeps(2);
+        let host = testkit::TestHost::new()
+            .instant_sleeps()
+            .cancel_after_sleeps(2);
         let missing = dir.join("missing.json");
         let (r, _) =
             testkit::configure::<HintResolver>(&host, &[(FILE_KEY, missing.to_str().unwrap())])
                 .unwrap();
         let err = r.targets(&host.context()).unwrap_err().to_string();
-        assert!(err.starts_with("context canceled after 2 tries; last error: cannot read "), "{err}");
+        assert!(
+            err.starts_with("context canceled after 2 tries; last error: cannot read "),
+            "{err}"
+        );
         assert_eq!(host.lines(LogLevel::Warn).len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -169,18 +169,8 @@ impl Resolver for DnsSrvResolver {
             )
             .into());
         }
-        self.failover_after = config.duration(FAILOVER_KEY)?;
-        if self.failover_after > self.timeout {
-            return Err(ConfigError::new(
-                FAILOVER_KEY,
-                config.string(FAILOVER_KEY),
-                &format!(
-                    "a duration from 0 to {TIMEOUT_KEY} ({} ms), such as 250ms",
-                    self.timeout.as_millis()
-                ),
-            )
-            .into());
-        }
+        // At most the query timeout: a longer head start is the timeout itself.
+        self.failover_after = config.duration(FAILOVER_KEY)?.min(self.timeout);
         self.dns = Dns::new(self.timeout);
         ctx.debug(format_args!(
             "looking up SRV {} at {}",
@@ -201,7 +191,9 @@ impl Resolver for DnsSrvResolver {
             .with(
                 FAILOVER_KEY,
                 format_args!("{}ms", self.failover_after.as_millis()),
-            ))
+            )
+            .with(DETECTED_SERVERS, self.detected_servers())
+            .with(DETECTED_DOMAIN, self.detected_domain()))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
@@ -226,7 +218,45 @@ enum Level {
     Debug,
 }
 
+/// Shown by buildinfo: the DNS servers a try would ask now.
+const DETECTED_SERVERS: &str = "plugin.provtarget.dns_srv.detected.servers";
+/// Shown by buildinfo: the domain `{domain}` stands for, as far as local files tell.
+const DETECTED_DOMAIN: &str = "plugin.provtarget.dns_srv.detected.domain";
+
 impl DnsSrvResolver {
+    /// The servers a try would ask now (the system's are read afresh on every try).
+    fn detected_servers(&self) -> String {
+        match self.servers_now() {
+            Ok(servers) => {
+                let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
+                if self.servers.is_empty() {
+                    format!("{} (from /etc/resolv.conf)", list.join(", "))
+                } else {
+                    format!("{} (set by {SERVERS_KEY})", list.join(", "))
+                }
+            }
+            Err(e) => format!("none: {e}"),
+        }
+    }
+
+    /// The domain for `{domain}` from the configuration or local files (no DNS query
+    /// here; a try also asks DNS under the search domains when the files do not tell).
+    fn detected_domain(&self) -> String {
+        if !self.name.contains(PLACEHOLDER) {
+            return format!("not used: {NAME_KEY} holds no {PLACEHOLDER}");
+        }
+        if let Some(d) = &self.domain {
+            return format!("{d} (set by {DOMAIN_KEY})");
+        }
+        match domain::from_files(&domain::SYSTEM) {
+            Ok(domain::Local::Found(d, source)) => format!("{d} (from {source})"),
+            Ok(domain::Local::ShortName(short)) => format!(
+                "not known yet: host name {short:?} has no dot and /etc/hosts gives no FQDN for it; each try asks DNS under the /etc/resolv.conf search domains"
+            ),
+            Err(e) => format!("not known yet: {e}"),
+        }
+    }
+
     fn servers_shown(&self) -> String {
         if self.servers.is_empty() {
             "system resolver (/etc/resolv.conf)".into()
@@ -785,18 +815,63 @@ mod tests {
     }
 
     #[test]
-    fn the_failover_delay_is_checked() {
+    fn the_failover_delay_is_at_most_the_timeout() {
         let host = provtarget_abi::testkit::TestHost::new();
-        let err = provtarget_abi::testkit::configure::<DnsSrvResolver>(
-            &host,
-            &[(TIMEOUT_KEY, "1s"), (FAILOVER_KEY, "2s")],
-        )
-        .err()
-        .unwrap()
-        .to_string();
-        assert_eq!(
-            err,
-            r#"plugin.provtarget.dns_srv.failover_after = "2s" is not valid: expected a duration from 0 to plugin.provtarget.dns_srv.timeout (1000 ms), such as 250ms"#
+        let (_, settings) =
+            provtarget_abi::testkit::configure::<DnsSrvResolver>(&host, &[(TIMEOUT_KEY, "200ms")])
+                .unwrap();
+        assert_eq!(settings.get(FAILOVER_KEY), Some("200ms"));
+        let err =
+            provtarget_abi::testkit::configure::<DnsSrvResolver>(&host, &[(FAILOVER_KEY, "soon")])
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(
+            err.starts_with(r#"plugin.provtarget.dns_srv.failover_after = "soon" is not valid"#),
+            "{err}"
         );
+    }
+
+    #[test]
+    fn buildinfo_shows_the_servers_and_domain_detected() {
+        let host = provtarget_abi::testkit::TestHost::new();
+        let (_, settings) = provtarget_abi::testkit::configure::<DnsSrvResolver>(
+            &host,
+            &[
+                (SERVERS_KEY, "127.0.0.1:8600"),
+                (DOMAIN_KEY, "lon1.example.net"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.get(DETECTED_SERVERS),
+            Some("127.0.0.1:8600 (set by plugin.provtarget.dns_srv.servers)")
+        );
+        assert_eq!(
+            settings.get(DETECTED_DOMAIN),
+            Some("lon1.example.net (set by plugin.provtarget.dns_srv.domain)")
+        );
+        // From this machine's own files: whatever they say, it says where from.
+        let (_, settings) =
+            provtarget_abi::testkit::configure::<DnsSrvResolver>(&host, &[]).unwrap();
+        let servers = settings.get(DETECTED_SERVERS).unwrap();
+        assert!(
+            servers.ends_with("(from /etc/resolv.conf)") || servers.starts_with("none: "),
+            "{servers}"
+        );
+        let domain = settings.get(DETECTED_DOMAIN).unwrap();
+        assert!(
+            domain.ends_with(')') || domain.starts_with("not known yet: "),
+            "{domain}"
+        );
+        let (_, settings) = provtarget_abi::testkit::configure::<DnsSrvResolver>(
+            &host,
+            &[(NAME_KEY, "choria-provisioner.service.consul")],
+        )
+        .unwrap();
+        assert!(settings
+            .get(DETECTED_DOMAIN)
+            .unwrap()
+            .starts_with("not used"));
     }
 }

@@ -247,18 +247,8 @@ impl Resolver for EtcdResolver {
             .into());
         }
 
-        let failover_after = config.duration(FAILOVER_KEY)?;
-        if failover_after > timeout {
-            return Err(ConfigError::new(
-                FAILOVER_KEY,
-                config.string(FAILOVER_KEY),
-                &format!(
-                    "a duration from 0 to {TIMEOUT_KEY} ({} ms), such as 250ms",
-                    timeout.as_millis()
-                ),
-            )
-            .into());
-        }
+        // At most the request timeout: a longer head start is the timeout itself.
+        let failover_after = config.duration(FAILOVER_KEY)?.min(timeout);
         self.settle = config.duration(SETTLE_KEY)?;
         if self.settle > Duration::from_secs(60) {
             return Err(ConfigError::new(

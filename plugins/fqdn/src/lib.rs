@@ -151,11 +151,14 @@ impl Resolver for FqdnResolver {
             plan.pattern.as_str(),
             plan.templates.len()
         ));
+        let (identity, targets) = self.detect(ctx);
         Ok(Settings::new()
             .with(PATTERN_KEY, plan.pattern.as_str())
             .with(TEMPLATE_KEY, plan.templates_shown())
             .with(IDENTITY_KEY, plan.identity_shown())
-            .with(LOOKUP_TIMEOUT_KEY, format!("{:?}", plan.lookup_timeout)))
+            .with(LOOKUP_TIMEOUT_KEY, format!("{:?}", plan.lookup_timeout))
+            .with(DETECTED_IDENTITY, identity)
+            .with(DETECTED_TARGETS, targets))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
@@ -170,7 +173,64 @@ impl Resolver for FqdnResolver {
     }
 }
 
+/// Shown by buildinfo: the identity the first try would use, and where it came from.
+const DETECTED_IDENTITY: &str = "plugin.provtarget.fqdn.detected.identity";
+/// Shown by buildinfo: the targets the first try would return, or why none.
+const DETECTED_TARGETS: &str = "plugin.provtarget.fqdn.detected.targets";
+/// How long `configure` waits for the DNS step when it works out the identity to show.
+const DETECT_DNS_LIMIT: Duration = Duration::from_secs(1);
+
+/// Cancelled when the host cancels or `until` passes.
+struct Until<'a, C: ?Sized> {
+    cancel: &'a C,
+    until: std::time::Instant,
+}
+
+impl<C: Cancellation + ?Sized> Cancellation for Until<'_, C> {
+    fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled() || std::time::Instant::now() >= self.until
+    }
+    fn sleep(&self, d: Duration) -> Result<(), provtarget_abi::Cancelled> {
+        let left = self
+            .until
+            .saturating_duration_since(std::time::Instant::now());
+        self.cancel.sleep(d.min(left))?;
+        if self.is_cancelled() {
+            Err(provtarget_abi::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl FqdnResolver {
+    /// What one try would find now, for buildinfo: the identity (with where it came
+    /// from) and the targets (or why none). The DNS step is given at most
+    /// [`DETECT_DNS_LIMIT`] here; `targets` works it all out afresh on every try.
+    fn detect<C: Cancellation + ?Sized>(&self, cancel: &C) -> (String, String) {
+        let bounded = Until {
+            cancel,
+            until: std::time::Instant::now() + DETECT_DNS_LIMIT,
+        };
+        match self.identity(&bounded) {
+            Ok(identity) => {
+                let targets = match self.plan.expand(&identity) {
+                    Ok(t) => t.join(", "),
+                    Err(e) => format!("none: {e}"),
+                };
+                (format!("{} ({})", identity.name, identity.source), targets)
+            }
+            Err(e) if e.is::<provtarget_abi::Cancelled>() => (
+                format!(
+                    "not known yet: DNS gave no answer within {} s (worked out on every try)",
+                    DETECT_DNS_LIMIT.as_secs()
+                ),
+                "not known yet".into(),
+            ),
+            Err(e) => (format!("not known yet: {e}"), "not known yet".into()),
+        }
+    }
+
     /// Choria's FiveSec backoff until the identity matches or `cancel` is cancelled;
     /// each failed try is reported once (a host context logs it), and the last one's
     /// error travels in the cancellation error.
@@ -734,5 +794,38 @@ mod tests {
         assert!(HUNG.load(std::sync::atomic::Ordering::SeqCst));
         let gave_up = err.downcast_ref::<GaveUp>().expect("GaveUp");
         assert_eq!(gave_up.tries, 0, "cancelled inside the first try: {err}");
+    }
+
+    #[test]
+    fn buildinfo_shows_the_identity_and_targets_detected() {
+        let host = TestHost::new();
+        let (_, settings) =
+            testkit::configure::<FqdnResolver>(&host, &[(IDENTITY_KEY, "web1.lon1.example.net")])
+                .unwrap();
+        assert_eq!(
+            settings.get(DETECTED_IDENTITY),
+            Some("web1.lon1.example.net (set by plugin.provtarget.fqdn.identity)")
+        );
+        assert_eq!(
+            settings.get(DETECTED_TARGETS),
+            Some("provision.lon1.example.net:4222")
+        );
+        let (_, settings) =
+            testkit::configure::<FqdnResolver>(&host, &[(IDENTITY_KEY, "web1")]).unwrap();
+        assert!(settings.get(DETECTED_TARGETS).unwrap().starts_with(
+            r#"none: identity "web1" (set by plugin.provtarget.fqdn.identity) does not match"#
+        ));
+        // Choria's rule, from this machine's own host name.
+        let mut r = FqdnResolver {
+            hostname: || Ok("db2.ams1.example.org".into()),
+            ..resolver(&[])
+        };
+        let settings = r
+            .configure(&host.context(), &testkit::config::<FqdnResolver>(&[]))
+            .unwrap();
+        assert_eq!(
+            settings.get(DETECTED_IDENTITY),
+            Some("db2.ams1.example.org (the host name)")
+        );
     }
 }

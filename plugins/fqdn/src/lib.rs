@@ -477,7 +477,7 @@ mod tests {
         backoff::GaveUp,
         is_permanent,
         testkit::{self, TestHost},
-        Cancelled, LogLevel,
+        LogLevel,
     };
     use std::time::{Duration, Instant};
 

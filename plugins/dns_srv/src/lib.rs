@@ -325,8 +325,23 @@ impl DnsSrvResolver {
                 if causes.is_empty() {
                     causes.push(why);
                 }
+                // No server answered at all: the addresses are what to check.
+                let unreachable = outcome.failed.iter().all(|(_, why)| {
+                    let why = why.to_ascii_lowercase();
+                    why.contains("no answer within")
+                        || why.contains("timed out")
+                        || why.contains("refused")
+                        || why.contains("unreachable")
+                });
+                let fix = if !unreachable || outcome.failed.is_empty() {
+                    String::new()
+                } else if self.servers.is_empty() {
+                    format!(" (no DNS server answered: check the nameserver lines of /etc/resolv.conf, or set {SERVERS_KEY})")
+                } else {
+                    format!(" (no DNS server answered: check {SERVERS_KEY})")
+                };
                 Err(QueryError::Failed(format!(
-                    "SRV lookup of {name} failed: {}",
+                    "SRV lookup of {name} failed: {}{fix}",
                     causes.join("; ")
                 )))
             }
@@ -673,6 +688,10 @@ mod tests {
         for s in &r.servers {
             assert!(err.contains(&format!("{s}: ")), "{err}");
         }
+        assert!(
+            err.ends_with(" (no DNS server answered: check plugin.provtarget.dns_srv.servers)"),
+            "{err}"
+        );
     }
 
     /// A DNS server on 127.0.0.1 answering every query with one SRV record

@@ -177,11 +177,24 @@ fn etcd_rows(provtarget: &Path, base: &[String], dir: &Path, runs: usize) {
     let hung_first = common(format!("http://{hung}, http://127.0.0.1:{client}"));
     compare(
         provtarget,
-        "etcd: hung first member (baseline: live member only)",
+        "etcd: hung first member, failover after 250ms (baseline: live member only)",
         &live,
         &hung_first,
-        runs.min(7),
+        runs,
         "≤ baseline + ~250 ms",
+    );
+    let mut sequential = hung_first.clone();
+    sequential.extend([
+        "--set".into(),
+        "plugin.provtarget.etcd.failover_after=3s".into(),
+    ]);
+    compare(
+        provtarget,
+        "etcd: hung first member, sequential (failover_after = timeout 3s; the old behaviour)",
+        &live,
+        &sequential,
+        runs.min(7),
+        "(before)",
     );
 }
 

@@ -740,6 +740,7 @@ fn a_watched_member_that_hangs_is_left_within_seconds() {
     let run = bg.finish();
     // Liveness only: well before the 30 s re-watch that noticed it before.
     let took = written.elapsed();
+    eprintln!("the answer came {took:?} after the write (the watched member hung)");
     assert_eq!(servers(&run), ["nats://after-hang.example:4222"]);
     assert!(took < Duration::from_secs(20), "{took:?}\n{}", run.stderr);
     run.stderr_has(&format!(

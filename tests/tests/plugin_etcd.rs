@@ -983,6 +983,29 @@ fn buildinfo_lists_the_plugin_and_masks_the_password() {
         !run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"),
         "{run:#?}"
     );
+    // What it found: no member answered, and why.
+    run.stdout_has("plugin.provtarget.etcd.detected.member: none: no etcd member answered: ");
+}
+
+#[test]
+fn buildinfo_shows_the_member_that_answered_and_what_it_holds() {
+    let Some(etcd) = Cluster::single("etcd-bi-found") else {
+        return;
+    };
+    etcd.put(0, "brokers", r#"["a.example:4222", "b.example:4222"]"#);
+    let dir = etcd_dir("etcd-bi-found-p");
+    let run = run_in(
+        "buildinfo",
+        &dir,
+        &[set("endpoints", etcd.url(0)), set("key", "brokers")],
+        &[],
+    );
+    run.ok();
+    run.stdout_has(&format!(
+        "plugin.provtarget.etcd.detected.member: {} (answered in ",
+        etcd.url(0)
+    ))
+    .stdout_has("key \"brokers\" holds 2 broker(s))\n");
 }
 
 #[test]

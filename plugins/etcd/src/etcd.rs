@@ -146,11 +146,15 @@ impl Io for Context<'_> {
 struct Racer<'a, 'c> {
     ctx: &'a Context<'c>,
     over: &'a AtomicBool,
+    /// Also cancelled once this passes.
+    until: Option<Instant>,
 }
 
 impl Cancellation for Racer<'_, '_> {
     fn is_cancelled(&self) -> bool {
-        self.over.load(Ordering::SeqCst) || self.ctx.is_cancelled()
+        self.over.load(Ordering::SeqCst)
+            || self.ctx.is_cancelled()
+            || self.until.is_some_and(|u| Instant::now() >= u)
     }
     fn sleep(&self, duration: Duration) -> Result<(), provtarget_abi::Cancelled> {
         let end = Instant::now() + duration;
@@ -228,6 +232,17 @@ impl Client {
     /// Fails when every member failed (with each one's cause) or the cluster refused
     /// the request.
     pub fn range(&self, ctx: &Context<'_>, query: &Query) -> Result<Range, CallError> {
+        self.range_until(ctx, query, None)
+    }
+
+    /// [`Client::range`], given up (as cancelled) once `until` passes.
+    pub fn range_until(
+        &self,
+        ctx: &Context<'_>,
+        query: &Query,
+        until: Option<Instant>,
+    ) -> Result<Range, CallError> {
+        let stop = || ctx.is_cancelled() || until.is_some_and(|u| Instant::now() >= u);
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % n;
         let order: Vec<usize> = (0..n).map(|i| (first + i) % n).collect();
@@ -248,7 +263,7 @@ impl Client {
                     next_at = now + self.failover_after;
                     let (tx, body, over) = (tx.clone(), &body, &over);
                     scope.spawn(move || {
-                        let racer = Racer { ctx, over };
+                        let racer = Racer { ctx, over, until };
                         let ep = &self.endpoints[member];
                         let _ = tx.send((member, self.call(&racer, ep, "/v3/kv/range", body)));
                     });
@@ -276,7 +291,7 @@ impl Client {
                                 next_at = Instant::now();
                             }
                             // Only the host's cancellation: the race is not over yet.
-                            Err(CallError::Cancelled) if ctx.is_cancelled() => {
+                            Err(CallError::Cancelled) if stop() => {
                                 over.store(true, Ordering::SeqCst);
                                 return Some(Err(CallError::Cancelled));
                             }
@@ -287,7 +302,7 @@ impl Client {
                             }
                         }
                     }
-                    Err(_) if ctx.is_cancelled() => {
+                    Err(_) if stop() => {
                         over.store(true, Ordering::SeqCst);
                         return Some(Err(CallError::Cancelled));
                     }
@@ -382,7 +397,11 @@ impl Client {
         let why: Mutex<Option<String>> = Mutex::new(None);
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                let prober = Racer { ctx, over: &done };
+                let prober = Racer {
+                    ctx,
+                    over: &done,
+                    until: None,
+                };
                 loop {
                     if prober.sleep(PROBE_EVERY).is_err() {
                         return;
@@ -399,7 +418,11 @@ impl Client {
                     }
                 }
             });
-            let watcher = Racer { ctx, over: &dead };
+            let watcher = Racer {
+                ctx,
+                over: &dead,
+                until: None,
+            };
             let result = self.watch_on(&watcher, member, query, start_revision, on_created);
             done.store(true, Ordering::SeqCst);
             if dead.load(Ordering::SeqCst) && !ctx.is_cancelled() {

@@ -265,13 +265,9 @@ impl Resolver for EtcdResolver {
             "reading {} from etcd at {shown_endpoints}",
             self.query
         ));
-        self.client = Some(Client::new(
-            endpoints,
-            credentials,
-            tls,
-            timeout,
-            failover_after,
-        ));
+        let client = Client::new(endpoints, credentials, tls, timeout, failover_after);
+        let detected = self.detected_member(ctx, &client);
+        self.client = Some(client);
 
         let mut settings = Settings::new().with(ENDPOINTS_KEY, &shown_endpoints);
         settings = match &self.query {
@@ -299,7 +295,8 @@ impl Resolver for EtcdResolver {
             .with(
                 FAILOVER_KEY,
                 format_args!("{}ms", failover_after.as_millis()),
-            ))
+            )
+            .with(DETECTED_MEMBER, detected))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
@@ -311,7 +308,40 @@ impl Resolver for EtcdResolver {
     }
 }
 
+/// Shown by buildinfo: the member that answered a read at start-up, and what it held.
+const DETECTED_MEMBER: &str = "plugin.provtarget.etcd.detected.member";
+/// How long `configure` waits for that read.
+const DETECT_LIMIT: Duration = Duration::from_secs(1);
+
 impl EtcdResolver {
+    /// One read at start-up, bounded by [`DETECT_LIMIT`], for buildinfo: which member
+    /// answered, how fast, and what the key or prefix holds.
+    fn detected_member(&self, ctx: &Context<'_>, client: &Client) -> String {
+        let started = std::time::Instant::now();
+        match client.range_until(ctx, &self.query, Some(started + DETECT_LIMIT)) {
+            Ok(range) => {
+                let url = &client.endpoints[range.member].url;
+                let held = match self.brokers(ctx, &range, url) {
+                    Ok(b) if b.is_empty() => {
+                        format!("{} holds no brokers yet (each try watches it)", self.query)
+                    }
+                    Ok(b) => format!("{} holds {} broker(s)", self.query, b.len()),
+                    Err(e) => e.to_string(),
+                };
+                format!(
+                    "{url} (answered in {} ms at revision {}; {held})",
+                    started.elapsed().as_millis(),
+                    range.revision
+                )
+            }
+            Err(CallError::Cancelled) => format!(
+                "none answered within {} ms (each try asks again)",
+                DETECT_LIMIT.as_millis()
+            ),
+            Err(e) => format!("none: {e}"),
+        }
+    }
+
     /// One try: range; while nothing is there, watch and range again. Fails when no
     /// member answers, the cluster refuses, or the value is garbage.
     fn resolve(&self, ctx: &Context<'_>, client: &Client) -> Result<Vec<String>, Error> {

@@ -139,18 +139,7 @@ fn etcd_rows(provtarget: &Path, base: &[String], dir: &Path, runs: usize) {
     // Put the key (retrying while etcd elects itself leader).
     let body = r#"{"key":"YnJva2Vycw==","value":"cHJvdjEuZXhhbXBsZS5uZXQ6NDIyMg=="}"#;
     let started = Instant::now();
-    loop {
-        let ok = Command::new("curl")
-            .args(["-sf", "-X", "POST", "--data", body])
-            .arg(format!("http://127.0.0.1:{client}/v3/kv/put"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            break;
-        }
+    while !put(client, body) {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "cannot put the etcd key"
@@ -238,4 +227,23 @@ fn call(provtarget: &Path, args: &[String]) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     wall
+}
+
+/// `POST /v3/kv/put` with `body` to etcd on 127.0.0.1:`port`; whether it answered 200.
+fn put(port: u16, body: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!(
+        "POST /v3/kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }

@@ -266,7 +266,12 @@ impl Resolver for EtcdResolver {
             self.query
         ));
         let client = Client::new(endpoints, credentials, tls, timeout, failover_after);
-        let detected = self.detected_member(ctx, &client);
+        // At most a quarter of the host's deadline (configure runs under it too).
+        let limit = match config.duration(HOST_TIMEOUT_KEY) {
+            Ok(t) if config.is_set(HOST_TIMEOUT_KEY) => (t / 4).min(DETECT_LIMIT),
+            _ => DETECT_LIMIT,
+        };
+        let detected = self.detected_member(ctx, &client, limit);
         self.client = Some(client);
 
         let mut settings = Settings::new().with(ENDPOINTS_KEY, &shown_endpoints);
@@ -310,15 +315,20 @@ impl Resolver for EtcdResolver {
 
 /// Shown by buildinfo: the member that answered a read at start-up, and what it held.
 const DETECTED_MEMBER: &str = "plugin.provtarget.etcd.detected.member";
-/// How long `configure` waits for that read.
+/// How long `configure` waits for that read, at most.
 const DETECT_LIMIT: Duration = Duration::from_secs(1);
+/// The host's deadline for a call (`--timeout`), which `configure` runs under too.
+const HOST_TIMEOUT_KEY: &str = "plugin.provtarget.timeout";
 
 impl EtcdResolver {
-    /// One read at start-up, bounded by [`DETECT_LIMIT`], for buildinfo: which member
+    /// One read at start-up, bounded by `limit`, for buildinfo: which member
     /// answered, how fast, and what the key or prefix holds.
-    fn detected_member(&self, ctx: &Context<'_>, client: &Client) -> String {
+    fn detected_member(&self, ctx: &Context<'_>, client: &Client, limit: Duration) -> String {
+        if limit < Duration::from_millis(50) {
+            return format!("not asked at start-up ({HOST_TIMEOUT_KEY} is short)");
+        }
         let started = std::time::Instant::now();
-        match client.range_until(ctx, &self.query, Some(started + DETECT_LIMIT)) {
+        match client.range_until(ctx, &self.query, Some(started + limit)) {
             Ok(range) => {
                 let url = &client.endpoints[range.member].url;
                 let held = match self.brokers(ctx, &range, url) {
@@ -336,7 +346,7 @@ impl EtcdResolver {
             }
             Err(CallError::Cancelled) => format!(
                 "none answered within {} ms (each try asks again)",
-                DETECT_LIMIT.as_millis()
+                limit.as_millis()
             ),
             Err(e) => format!("none: {e}"),
         }

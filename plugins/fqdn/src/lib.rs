@@ -151,7 +151,7 @@ impl Resolver for FqdnResolver {
             plan.pattern.as_str(),
             plan.templates.len()
         ));
-        let (identity, targets) = self.detect(ctx);
+        let (identity, targets) = self.detect();
         Ok(Settings::new()
             .with(PATTERN_KEY, plan.pattern.as_str())
             .with(TEMPLATE_KEY, plan.templates_shown())
@@ -177,58 +177,39 @@ impl Resolver for FqdnResolver {
 const DETECTED_IDENTITY: &str = "plugin.provtarget.fqdn.detected.identity";
 /// Shown by buildinfo: the targets the first try would return, or why none.
 const DETECTED_TARGETS: &str = "plugin.provtarget.fqdn.detected.targets";
-/// How long `configure` waits for the DNS step when it works out the identity to show.
-const DETECT_DNS_LIMIT: Duration = Duration::from_secs(1);
-
-/// Cancelled when the host cancels or `until` passes.
-struct Until<'a, C: ?Sized> {
-    cancel: &'a C,
-    until: std::time::Instant,
-}
-
-impl<C: Cancellation + ?Sized> Cancellation for Until<'_, C> {
-    fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled() || std::time::Instant::now() >= self.until
-    }
-    fn sleep(&self, d: Duration) -> Result<(), provtarget_abi::Cancelled> {
-        let left = self
-            .until
-            .saturating_duration_since(std::time::Instant::now());
-        self.cancel.sleep(d.min(left))?;
-        if self.is_cancelled() {
-            Err(provtarget_abi::Cancelled)
-        } else {
-            Ok(())
-        }
-    }
-}
-
 impl FqdnResolver {
     /// What one try would find now, for buildinfo: the identity (with where it came
-    /// from) and the targets (or why none). The DNS step is given at most
-    /// [`DETECT_DNS_LIMIT`] here; `targets` works it all out afresh on every try.
-    fn detect<C: Cancellation + ?Sized>(&self, cancel: &C) -> (String, String) {
-        let bounded = Until {
-            cancel,
-            until: std::time::Instant::now() + DETECT_DNS_LIMIT,
+    /// from) and the targets (or why none). No DNS query here (`configure` must stay
+    /// quick): when Choria's rule needs DNS, it says so; `targets` works it all out
+    /// afresh on every try.
+    fn detect(&self) -> (String, String) {
+        let not_yet = || "not known yet".to_string();
+        let identity = match &self.plan.identity {
+            Some((name, key)) => Identity {
+                name: name.clone(),
+                source: Source::Configured(key),
+            },
+            None => match (self.hostname)() {
+                Err(e) => return (format!("not known yet: {e}"), not_yet()),
+                Ok(hostname) => match identity::choose(&hostname, |_| Err(provtarget_abi::Cancelled)) {
+                    Ok(identity) => identity,
+                    Err(_) => {
+                        return (
+                            format!(
+                                "not known yet: host name {:?} has at most one dot, so each try asks DNS for its name (Choria's rule)",
+                                hostname.trim()
+                            ),
+                            not_yet(),
+                        )
+                    }
+                },
+            },
         };
-        match self.identity(&bounded) {
-            Ok(identity) => {
-                let targets = match self.plan.expand(&identity) {
-                    Ok(t) => t.join(", "),
-                    Err(e) => format!("none: {e}"),
-                };
-                (format!("{} ({})", identity.name, identity.source), targets)
-            }
-            Err(e) if e.is::<provtarget_abi::Cancelled>() => (
-                format!(
-                    "not known yet: DNS gave no answer within {} s (worked out on every try)",
-                    DETECT_DNS_LIMIT.as_secs()
-                ),
-                "not known yet".into(),
-            ),
-            Err(e) => (format!("not known yet: {e}"), "not known yet".into()),
-        }
+        let targets = match self.plan.expand(&identity) {
+            Ok(t) => t.join(", "),
+            Err(e) => format!("none: {e}"),
+        };
+        (format!("{} ({})", identity.name, identity.source), targets)
     }
 
     /// Choria's FiveSec backoff until the identity matches or `cancel` is cancelled;
@@ -826,6 +807,20 @@ mod tests {
         assert_eq!(
             settings.get(DETECTED_IDENTITY),
             Some("db2.ams1.example.org (the host name)")
+        );
+        // A short host name needs DNS: not asked at configure, said so.
+        let mut r = FqdnResolver {
+            dns: DnsLookup::with(|_| panic!("DNS asked at configure")),
+            ..resolver(&[])
+        };
+        let settings = r
+            .configure(&host.context(), &testkit::config::<FqdnResolver>(&[]))
+            .unwrap();
+        assert_eq!(
+            settings.get(DETECTED_IDENTITY),
+            Some(
+                r#"not known yet: host name "web1" has at most one dot, so each try asks DNS for its name (Choria's rule)"#
+            )
         );
     }
 }

@@ -220,7 +220,11 @@ fn try_once<C: Cancellation + ?Sized>(
     request: &Arc<Request>,
 ) -> Result<Vec<String>, Error> {
     let worker = Arc::clone(request);
-    let body = run_cancellable(cancel, move || worker.fetch())??;
+    let body = match run_cancellable(cancel, move || worker.fetch())? {
+        Ok(body) => body,
+        Err(f) if f.permanent => return Err(provtarget_abi::permanent(f.message)),
+        Err(f) => return Err(f.message.into()),
+    };
     Ok(extract_targets(
         &body,
         &request.pointer,
@@ -426,7 +430,7 @@ impl Request {
     }
 
     /// The token step (if any), then the `GET`: the document's bytes.
-    fn fetch(&self) -> Result<Vec<u8>, String> {
+    fn fetch(&self) -> Result<Vec<u8>, Failed> {
         let token = match &self.token {
             Some(step) => Some(step.fetch(&self.agent)?),
             None => None,
@@ -440,12 +444,12 @@ impl Request {
         }
         let what = format!("GET {}", self.shown_url);
         let response = check_status(req.call(), &what)?;
-        read_response(response, MAX_BODY, &what)
+        Ok(read_response(response, MAX_BODY, &what)?)
     }
 }
 
 impl TokenStep {
-    fn fetch(&self, agent: &ureq::Agent) -> Result<String, String> {
+    fn fetch(&self, agent: &ureq::Agent) -> Result<String, Failed> {
         let what = format!("token: {} {}", self.method, self.shown_url);
         let mut req = agent.request_url(&self.method, &self.url);
         for h in &self.headers {
@@ -465,7 +469,7 @@ impl TokenStep {
             .trim()
             .to_string();
         if token.is_empty() {
-            return Err(format!("{what}: the answer holds no token"));
+            return Err(format!("{what}: the answer holds no token").into());
         }
         check_header_value(&token)
             .map_err(|why| format!("{what}: the token cannot go into a header: {why}"))?;
@@ -478,10 +482,10 @@ impl TokenStep {
 fn check_status(
     result: Result<ureq::Response, ureq::Error>,
     what: &str,
-) -> Result<ureq::Response, String> {
+) -> Result<ureq::Response, Failed> {
     match result {
         Ok(r) if (200..300).contains(&r.status()) => Ok(r),
-        Ok(r) if (300..400).contains(&r.status()) => Err(format!(
+        Ok(r) if (300..400).contains(&r.status()) => Err(Failed::from(format!(
             "{what}: {} {}; redirects are not followed{}",
             r.status(),
             shown_text(r.status_text(), 60),
@@ -489,20 +493,26 @@ fn check_status(
                 Some(l) => format!(" (Location: {})", shown_text(l, 200)),
                 None => String::new(),
             }
-        )),
+        ))),
         Ok(r) | Err(ureq::Error::Status(_, r)) => {
             let status = r.status();
             let line = format!("{what}: {} {}", status, shown_text(r.status_text(), 60));
             if !(400..500).contains(&status) {
-                return Err(line);
+                return Err(line.into());
             }
             // A metadata service says in its body which header it wants.
             let mut body = Vec::new();
             let _ = r.into_reader().take(1024).read_to_end(&mut body);
             let body = String::from_utf8_lossy(&body);
             match hint_for_status(status, &body, what) {
-                Some(fix) => Err(format!("{line}; {fix}")),
-                None => Err(line),
+                // The service wants a header the configuration does not send: that
+                // will not change by asking again.
+                Some(fix) if fix.starts_with("the service wants the header") => Err(Failed {
+                    message: format!("{line}; {fix}"),
+                    permanent: true,
+                }),
+                Some(fix) => Err(format!("{line}; {fix}").into()),
+                None => Err(line.into()),
             }
         }
         Err(ureq::Error::Transport(t)) => {
@@ -525,9 +535,25 @@ fn check_status(
             }
             let text = shown_text(&shown.join(": "), 300);
             match hint_for_transport(&text, what) {
-                Some(fix) => Err(format!("{what}: {text}; {fix}")),
-                None => Err(format!("{what}: {text}")),
+                Some(fix) => Err(format!("{what}: {text}; {fix}").into()),
+                None => Err(format!("{what}: {text}").into()),
             }
+        }
+    }
+}
+
+/// Why a request failed: the message, and whether no retry can change it.
+#[derive(Debug)]
+struct Failed {
+    message: String,
+    permanent: bool,
+}
+
+impl From<String> for Failed {
+    fn from(message: String) -> Failed {
+        Failed {
+            message,
+            permanent: false,
         }
     }
 }
@@ -1348,10 +1374,13 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/attributes/brokers");
         let host = TestHost::new().instant_sleeps().cancel_after_sleeps(1);
         let (r, _) = testkit::configure::<HttpResolver>(&host, &[(URL_KEY, &url)]).unwrap();
-        let err = r.targets(&host.context()).unwrap_err().to_string();
-        assert!(
-            err.ends_with(&format!("GET {url}: 403 Forbidden; the service wants the header Metadata-Flavor: Google: set plugin.provtarget.http.header.Metadata-Flavor = Google")),
-            "{err}"
+        let err = r.targets(&host.context()).unwrap_err();
+        // A header the configuration does not send: no retry can change it.
+        assert!(provtarget_abi::is_permanent(&*err), "{err}");
+        assert!(host.sleeps().is_empty(), "retried: {:?}", host.sleeps());
+        assert_eq!(
+            err.to_string(),
+            format!("GET {url}: 403 Forbidden; the service wants the header Metadata-Flavor: Google: set plugin.provtarget.http.header.Metadata-Flavor = Google")
         );
         server.join().unwrap();
 

@@ -442,8 +442,9 @@ mod tests {
 
     #[test]
     fn a_permanent_error_ends_the_retry_at_once_unchanged() {
+        // Cancelled after 5 sleeps, so a loop that retried it would still end (and fail).
         let rec = Recorder {
-            cancel_after_sleeps: usize::MAX,
+            cancel_after_sleeps: 5,
             sleeps: RefCell::new(vec![]),
             cancelled: Cell::new(false),
             retried: RefCell::new(vec![]),

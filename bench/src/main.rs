@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! provtarget-bench [--runs N] [--cancel-runs N] [ROW...]
-//! ROW: load buildinfo cancel rss scan cache isolation broker   (default: all)
+//! ROW: load buildinfo cancel rss scan cache isolation broker failover   (default: all)
 //! provtarget-bench copies DIR N          (make N distinct copies in DIR and keep
 //!                                         them, for profiling: see BENCHMARKS.md)
 //! ```
@@ -21,6 +21,7 @@ use std::{
 };
 
 mod broker_check;
+mod failover;
 mod isolation;
 
 use provtarget::{
@@ -75,6 +76,7 @@ fn main() {
         "cache",
         "isolation",
         "broker",
+        "failover",
     ];
     if options.rows.is_empty() {
         options.rows = all.iter().map(|s| s.to_string()).collect();
@@ -113,6 +115,7 @@ fn main() {
             "cache" => cache_rows(&bins, &plugin, options.runs),
             "isolation" => isolation::rows(&bins, &plugin, options.runs),
             "broker" => broker_check::rows(&bins, options.runs),
+            "failover" => failover::rows(&bins.provtarget, options.runs),
             other => panic!("unknown row {other}; rows: {}", all.join(" ")),
         }
     }

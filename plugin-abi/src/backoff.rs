@@ -101,6 +101,9 @@ impl Policy {
     /// (checked before every try and during every sleep), as Choria's `backoff.For`
     /// does.
     ///
+    /// An error marked [`crate::Permanent`] (see [`crate::permanent`]) ends the loop at
+    /// once and is returned as it is: retrying cannot fix a misconfiguration.
+    ///
     /// `attempt` returns [`crate::Error`], so `?` works on any error inside it. Each
     /// failed try is reported once to [`Cancellation::retrying`] (a plugin's
     /// [`crate::Context`] logs it as a warning through the host), and the last error
@@ -151,6 +154,9 @@ impl Policy {
                 Err(e) if e.is::<Cancelled>() || e.is::<GaveUp>() => {
                     return Err(gave_up(try_ - 1, last_error));
                 }
+                // A misconfiguration: no retry can change it; the caller (and the
+                // host) sees it at once, its message unchanged.
+                Err(e) if crate::is_permanent(&*e) => return Err(e),
                 Err(e) => {
                     let pause = self.duration(try_);
                     cancel.retrying(try_, &e, pause);
@@ -432,6 +438,36 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.to_string(), "context canceled");
         assert!(!called);
+    }
+
+    #[test]
+    fn a_permanent_error_ends_the_retry_at_once_unchanged() {
+        // Cancelled after 5 sleeps, so a loop that retried it would still end (and fail).
+        let rec = Recorder {
+            cancel_after_sleeps: 5,
+            sleeps: RefCell::new(vec![]),
+            cancelled: Cell::new(false),
+            retried: RefCell::new(vec![]),
+        };
+        let mut tries = 0;
+        let err = FIVE_SEC
+            .retry(&rec, |t| -> Result<(), crate::Error> {
+                tries += 1;
+                if t == 1 {
+                    return Err("server down".into());
+                }
+                Err(crate::permanent("plugin.acme.key = \"\" is not valid"))
+            })
+            .unwrap_err();
+        assert_eq!(
+            tries, 2,
+            "the transient error is retried, the permanent one not"
+        );
+        assert_eq!(err.to_string(), "plugin.acme.key = \"\" is not valid");
+        assert!(crate::is_permanent(&*err));
+        assert!(err.downcast_ref::<GaveUp>().is_none());
+        assert_eq!(rec.sleeps.borrow().len(), 1);
+        assert_eq!(rec.retried.borrow().len(), 1);
     }
 
     #[test]

@@ -1,68 +1,42 @@
-//! The stable-ABI contract between provtarget and its Provisioning Target resolver
-//! plugins, and the SDK plugin authors write against.
+#![doc = include_str!("../README.md")]
 //!
-//! A resolver is an ordinary Rust type implementing [`Resolver`]; one
-//! [`export_plugin!`] line turns the crate (built as a `cdylib`) into a library the
-//! `provtarget` host can load. Plugin authors write no `extern`, no `unsafe` and no
-//! abi_stable types.
+//! # The crate at a glance
 //!
-//! ```
-//! use provtarget_abi::{
-//!     backoff, export_plugin, Config, ConfigKey, Context, Error, Resolver, Settings,
-//! };
-//!
-//! const BROKERS: &str = "plugin.acme.brokers";
-//!
-//! struct Static {
-//!     brokers: Vec<String>,
-//! }
-//!
-//! impl Resolver for Static {
-//!     const NAME: &'static str = "Acme static brokers";
-//!     const VERSION: &'static str = "1.0.0";
-//!
-//!     fn new() -> Result<Self, Error> {
-//!         Ok(Static { brokers: vec![] })
-//!     }
-//!
-//!     fn config_keys() -> Vec<ConfigKey> {
-//!         vec![ConfigKey::new(BROKERS, "prov.example.net:4222", "brokers, comma separated")]
-//!     }
-//!
-//!     fn configure(&mut self, ctx: &Context<'_>, config: &Config) -> Result<Settings, Error> {
-//!         // The declared default applies when the key is unset.
-//!         self.brokers = config.list(BROKERS);
-//!         ctx.info(format!("using {} broker(s)", self.brokers.len()));
-//!         Ok(Settings::new().with(BROKERS, self.brokers.join(",")))
-//!     }
-//!
-//!     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
-//!         // Retry (logging each failure once) until it works or the host cancels.
-//!         backoff::FIVE_SEC.retry(ctx, |_try| {
-//!             if self.brokers.is_empty() {
-//!                 return Err("no brokers configured".into());
-//!             }
-//!             Ok(self.brokers.clone())
-//!         })
-//!     }
-//! }
-//!
-//! export_plugin!(Static);
-//! # fn main() {}
-//! ```
+//! - [`Resolver`] and [`export_plugin!`]: what a plugin implements and exports.
+//! - [`Config`], [`ConfigKey`], [`ConfigError`], [`Settings`]: configuration in and
+//!   out.
+//! - [`Context`]: cancellation, interruptible sleeps, logging through the host.
+//! - [`backoff`]: Choria's retry tables and [`backoff::Policy::retry`];
+//!   [`permanent`] marks an error no retry can change, so the loop stops at once.
+//! - [`testkit`]: unit-test `configure` and `targets` without a host.
+//! - [`targets`]: the rules a returned target must follow.
 //!
 //! # Compatibility promise
 //!
 //! The interface is versioned `major.minor` ([`INTERFACE_VERSION`]), independently of
 //! plugin versions:
 //! - a plugin built against interface 1.*x* loads in every 1.*y* host, older or newer:
-//!   the host keeps a frozen copy of every released layout ([`ffi`]) and reads an older
-//!   plugin through it, supplying defaults for what that layout lacks (a 1.0 plugin
-//!   reports no [`ConfigKey`]s);
+//!   the host keeps a frozen copy of every released layout and reads an older plugin
+//!   through it, supplying defaults for what that layout lacks (a 1.0 plugin reports no
+//!   [`ConfigKey`]s);
 //! - a plugin built against another major version is refused with a one-line reason
 //!   naming both versions;
-//! - additions (new optional functions) bump the minor version; any other change bumps
-//!   the major. The evolution rules are spelled out in [`ffi::v1_1`].
+//! - the compiler need not match: the layouts are `#[repr(C)]` types checked by
+//!   abi_stable when the library is loaded, so a plugin built with any rustc from this
+//!   crate's `rust-version` on loads in a host built with another one (`buildinfo`
+//!   shows both compilers).
+//!
+//! How the layouts evolve (the rules the maintainers follow, in the `ffi` module's
+//! source):
+//! - once released, a version's layout is frozen; the next version is a copy that the
+//!   host also learns to read;
+//! - type names stay identical across versions (the layout checker compares names);
+//! - fields and functions are added, never removed or reordered; new root-module
+//!   functions go last;
+//! - only prefix types (the root module, the resolver's trait object) can grow; plain
+//!   `#[repr(C)]` structs cannot gain a field, so new information comes through a new
+//!   root-module function (as `config_keys` came in 1.1);
+//! - additions bump the minor version, any other change the major.
 //!
 //! Libraries are never unloaded once loaded: upgrade a plugin by restarting the host.
 //!
@@ -83,25 +57,39 @@
 // Unsafe code lives in `raw` alone; every other module forbids it.
 #![deny(unsafe_code)]
 
+// The abi_stable side (export glue, layouts, host adapter) is left out of the rendered
+// documentation (`cfg(doc)`): rustdoc then never loads abi_stable, so the vendor pages
+// (`Config`, `Context`, `Settings`, ...) do not list its dozens of blanket impls. The
+// code is compiled and tested as usual.
 pub mod backoff;
 mod cancel;
+#[cfg(not(doc))]
 #[doc(hidden)]
 pub mod export;
+#[cfg(not(doc))]
 #[doc(hidden)]
 pub mod ffi;
-#[cfg(feature = "host")]
+#[cfg(all(feature = "host", not(doc)))]
 pub mod host;
+mod permanent;
 mod plugin_type;
+#[cfg(not(doc))]
 mod raw;
 mod sdk;
 pub mod targets;
+pub mod testkit;
 
 pub use cancel::{Cancellation, Cancelled};
+pub use permanent::{is_permanent, permanent, Permanent};
 pub use plugin_type::PluginType;
 pub use sdk::{Config, ConfigError, ConfigKey, Context, Error, LogLevel, Resolver, Settings};
 
 /// The interface version plugins built against this crate declare (`major.minor.0`).
+#[cfg(not(doc))]
 pub const INTERFACE_VERSION: &str = ffi::current::INTERFACE_VERSION;
+/// The interface version plugins built against this crate declare (`major.minor.0`).
+#[cfg(doc)]
+pub const INTERFACE_VERSION: &str = "1.1.0";
 
 /// The abi_stable version this crate is built on, recorded in every plugin as a build
 /// canary.
@@ -117,7 +105,11 @@ pub const BUILD_TARGET: &str = env!("PROVTARGET_BUILD_TARGET");
 /// The name of the symbol every plugin exports (abi_stable's root-module loader).
 /// Hosts can look for it in a file's dynamic symbol table before running any of its
 /// code.
+#[cfg(not(doc))]
 pub const ROOT_SYMBOL: &str = abi_stable::library::ROOT_MODULE_LOADER_NAME;
+/// The name of the symbol every plugin exports (abi_stable's root-module loader).
+#[cfg(doc)]
+pub const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
 /// The symbol [`export_plugin!`] adds to a plugin built with `panic = "abort"`: such a
 /// plugin cannot have its panics turned into errors (the first one ends the host's
@@ -166,6 +158,22 @@ macro_rules! export_plugin {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_documented_constants_match_the_compiled_ones() {
+        // The `cfg(doc)` copies are what the rendered documentation shows.
+        let source = include_str!("lib.rs");
+        for (name, value) in [
+            ("INTERFACE_VERSION", super::INTERFACE_VERSION),
+            ("ROOT_SYMBOL", super::ROOT_SYMBOL),
+        ] {
+            let line = format!("pub const {name}: &str = \"{value}\";");
+            assert!(
+                source.contains(&line),
+                "lib.rs must hold `{line}` for rustdoc"
+            );
+        }
+    }
+
+    #[test]
     fn export_macro_uses_abi_stables_root_symbol() {
         // `export_plugin!` spells the symbol out (a `static`'s name must be an
         // identifier); an abi_stable upgrade that renames it must fail here.
@@ -182,8 +190,3 @@ mod tests {
         );
     }
 }
-
-/// The vendor guide (`README.md`), compiled as a doctest so its example keeps building.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct VendorGuide;

@@ -3,9 +3,10 @@
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
+#[cfg(not(doc))]
+use crate::ffi::current::{FfiHost, FfiHostRef};
 use crate::{
     cancel::{Cancellation, Cancelled},
-    ffi::current::{FfiHost, FfiHostRef},
     PluginType,
 };
 
@@ -53,6 +54,14 @@ impl Settings {
         let shown = if value.is_empty() { "" } else { MASK };
         self.entries.push((key.to_string(), shown.to_string()));
         self
+    }
+
+    /// The value shown for `key` (the first one added), if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every `(key, value)`, in the order added.
@@ -404,13 +413,15 @@ pub struct Context<'a> {
     host: &'a (dyn HostCalls + Sync + 'a),
 }
 
-/// The host object behind a [`Context`], whatever its lifetime parameters.
-trait HostCalls {
+/// The host object behind a [`Context`], whatever its lifetime parameters: the real
+/// host through the ABI, or [`crate::testkit::TestHost`] in a plugin's unit tests.
+pub(crate) trait HostCalls {
     fn is_cancelled(&self) -> bool;
     fn sleep_ms(&self, millis: u64) -> bool;
     fn log(&self, level: u8, message: &str);
 }
 
+#[cfg(not(doc))]
 impl HostCalls for FfiHostRef<'_> {
     fn is_cancelled(&self) -> bool {
         FfiHost::is_cancelled(self)
@@ -424,7 +435,13 @@ impl HostCalls for FfiHostRef<'_> {
 }
 
 impl<'a> Context<'a> {
+    #[cfg(not(doc))]
     pub(crate) fn new(host: &'a FfiHostRef<'_>) -> Self {
+        Context { host }
+    }
+
+    /// A context over any host implementation (the test kit's).
+    pub(crate) fn from_calls(host: &'a (dyn HostCalls + Sync + 'a)) -> Self {
         Context { host }
     }
 

@@ -423,6 +423,7 @@ fn buildinfo_lists_the_plugin_its_keys_and_settings() {
             "plugin.provtarget.dns_srv.scheme",
             "plugin.provtarget.dns_srv.domain",
             "plugin.provtarget.dns_srv.timeout",
+            "plugin.provtarget.dns_srv.failover_after",
         ]
     );
     let settings = &v["settings"];
@@ -435,4 +436,13 @@ fn buildinfo_lists_the_plugin_its_keys_and_settings() {
         "choria-provisioner.service.consul"
     );
     assert_eq!(settings["plugin.provtarget.dns_srv.scheme"], "nats");
+    // What it found, not only what it was told.
+    assert_eq!(
+        settings["plugin.provtarget.dns_srv.detected.servers"],
+        "127.0.0.1:8600 (set by plugin.provtarget.dns_srv.servers)"
+    );
+    assert_eq!(
+        settings["plugin.provtarget.dns_srv.detected.domain"],
+        "not used: plugin.provtarget.dns_srv.name holds no {domain}"
+    );
 }

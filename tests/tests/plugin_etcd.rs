@@ -479,6 +479,68 @@ fn prefix_mode_takes_one_broker_per_key_in_key_order() {
 }
 
 #[test]
+fn a_prefix_is_a_directory_and_a_bad_value_is_skipped_with_a_warning() {
+    let Some(etcd) = Cluster::single("etcd-prefix-dir") else {
+        return;
+    };
+    etcd.put(0, "fleet/a", "a.example:4222");
+    etcd.put(0, "fleet/b", "not a broker");
+    etcd.put(0, "fleet/c", "c.example:4222");
+    // Siblings of the directory "fleet/": never part of the list.
+    etcd.put(0, "fleet2/x", "sibling.example:4222");
+    etcd.put(0, "fleetx", "sibling2.example:4222");
+    let dir = etcd_dir("etcd-prefix-dir-p");
+    // Written without the '/': it is added. In-process, so the plugin's warning is
+    // on stderr before the answer (a resolver child's log lines are relayed by a thread
+    // that can lose the race with a quick exit on a loaded machine: a host matter).
+    let run = run_targets(
+        &dir,
+        &[
+            set("endpoints", etcd.url(0)),
+            set("prefix", "fleet"),
+            "plugin.provtarget.isolation=none".to_string(),
+        ],
+        "20s",
+    );
+    assert_eq!(
+        servers(&run),
+        ["nats://a.example:4222", "nats://c.example:4222"]
+    );
+    run.stderr_has("WARN")
+        .stderr_has("etcd key \"fleet/b\" (prefix \"fleet/\")")
+        .stderr_has("skipping that key");
+}
+
+#[test]
+fn a_prefix_list_written_key_by_key_is_read_whole_after_the_settle_window() {
+    let Some(etcd) = Cluster::single("etcd-settle") else {
+        return;
+    };
+    let dir = etcd_dir("etcd-settle-p");
+    let mut bg = Background::start(
+        &dir,
+        &[set("endpoints", etcd.url(0)), set("prefix", "fleet/")],
+        "30s",
+    );
+    bg.wait_for(&["watching prefix \"fleet/\""]);
+    // A writer adding a list key by key, 200 ms apart (well inside the 1 s window).
+    etcd.put(0, "fleet/1", "one.example:4222");
+    std::thread::sleep(Duration::from_millis(200));
+    etcd.put(0, "fleet/2", "two.example:4222");
+    std::thread::sleep(Duration::from_millis(200));
+    etcd.put(0, "fleet/3", "three.example:4222");
+    let run = bg.finish();
+    assert_eq!(
+        servers(&run),
+        [
+            "nats://one.example:4222",
+            "nats://two.example:4222",
+            "nats://three.example:4222"
+        ]
+    );
+}
+
+#[test]
 fn key_written_later_arrives_through_the_watch() {
     let Some(etcd) = Cluster::single("etcd-watch") else {
         return;
@@ -645,6 +707,50 @@ fn fails_over_when_the_watched_member_dies() {
 }
 
 #[test]
+fn a_watched_member_that_hangs_is_left_within_seconds() {
+    let Some(mut etcd) = Cluster::new("etcd-hungwatch", 3) else {
+        return;
+    };
+    etcd.start_all();
+    // Watch on a follower, so the cluster keeps its leader when that member hangs.
+    let leader = etcd.leader();
+    let watched = (0..3).find(|&i| i != leader).unwrap();
+    let mut endpoints: Vec<String> = vec![etcd.url(watched)];
+    endpoints.extend((0..3).filter(|&i| i != watched).map(|i| etcd.url(i)));
+    let dir = etcd_dir("etcd-hungwatch-p");
+    let mut bg = Background::start(
+        &dir,
+        &[set("endpoints", endpoints.join(",")), set("key", "brokers")],
+        "60s",
+    );
+    bg.wait_for(&[
+        "watching key \"brokers\"",
+        &format!("on {}", etcd.url(watched)),
+    ]);
+    // Hang it: the process stops answering but its sockets stay open (SIGSTOP, by pid).
+    let pid = etcd.members[watched].proc.as_ref().unwrap().pid();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let other = (0..3).find(|&i| i != watched && i != leader).unwrap();
+    etcd.put(other, "brokers", r#"["after-hang.example:4222"]"#);
+    let written = Instant::now();
+    let run = bg.finish();
+    // Liveness only: well before the 30 s re-watch that noticed it before.
+    let took = written.elapsed();
+    eprintln!("the answer came {took:?} after the write (the watched member hung)");
+    assert_eq!(servers(&run), ["nats://after-hang.example:4222"]);
+    assert!(took < Duration::from_secs(20), "{took:?}\n{}", run.stderr);
+    run.stderr_has(&format!(
+        "etcd at {} stopped answering while watched",
+        etcd.url(watched)
+    ));
+    etcd.kill(watched);
+}
+
+#[test]
 fn the_leader_dies_during_resolution() {
     let Some(mut etcd) = Cluster::new("etcd-leader", 3) else {
         return;
@@ -690,6 +796,53 @@ fn a_dead_first_member_passes_the_request_to_the_next() {
     assert_eq!(servers(&run), ["nats://x.example:4222"]);
     // No failed try: the fail-over happened inside the first one.
     run.stderr_lacks("try 1 failed");
+}
+
+#[test]
+fn a_hung_first_member_costs_the_failover_delay_and_is_named_once() {
+    let Some(etcd) = Cluster::single("etcd-hung1") else {
+        return;
+    };
+    etcd.put(0, "brokers", "x.example:4222");
+    // A member that accepts connections (the kernel's backlog) and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    let dir = etcd_dir("etcd-hung1-p");
+    let started = Instant::now();
+    let run = run_targets(
+        &dir,
+        &[
+            set("endpoints", format!("{hung_url}, {}", etcd.url(0))),
+            set("key", "brokers"),
+            // Only failover can answer before this timeout.
+            set("timeout", "40s"),
+        ],
+        "50s",
+    );
+    assert_eq!(servers(&run), ["nats://x.example:4222"]);
+    // Liveness only (figures in BENCHMARKS.md): far below one 40 s request timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let named: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| {
+            l.contains(&format!(
+                "etcd member {hung_url} gave no answer within 250 ms"
+            ))
+        })
+        .collect();
+    assert_eq!(named.len(), 1, "logged once, at warn:\n{}", run.stderr);
+    assert!(named[0].contains("WARN"), "{}", named[0]);
+    assert!(
+        named[0].contains(&format!("{} answered instead", etcd.url(0))),
+        "{}",
+        named[0]
+    );
+    drop(hung);
 }
 
 #[test]
@@ -830,6 +983,29 @@ fn buildinfo_lists_the_plugin_and_masks_the_password() {
         !run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"),
         "{run:#?}"
     );
+    // What it found: no member answered, and why.
+    run.stdout_has("plugin.provtarget.etcd.detected.member: none: no etcd member answered: ");
+}
+
+#[test]
+fn buildinfo_shows_the_member_that_answered_and_what_it_holds() {
+    let Some(etcd) = Cluster::single("etcd-bi-found") else {
+        return;
+    };
+    etcd.put(0, "brokers", r#"["a.example:4222", "b.example:4222"]"#);
+    let dir = etcd_dir("etcd-bi-found-p");
+    let run = run_in(
+        "buildinfo",
+        &dir,
+        &[set("endpoints", etcd.url(0)), set("key", "brokers")],
+        &[],
+    );
+    run.ok();
+    run.stdout_has(&format!(
+        "plugin.provtarget.etcd.detected.member: {} (answered in ",
+        etcd.url(0)
+    ))
+    .stdout_has("key \"brokers\" holds 2 broker(s))\n");
 }
 
 #[test]
@@ -1044,12 +1220,28 @@ fn https_endpoint_with_a_client_certificate() {
     ]);
     let run = run_targets(&dir, &sets, "2s");
     run.failed(1);
-    run.stderr_has("try 1 failed").stderr_has("certificate");
+    run.stderr_has("try 1 failed").stderr_has(
+        "the member's certificate is not signed by a CA this plugin trusts: set plugin.provtarget.etcd.tls_ca",
+    );
 
-    // Without a client certificate etcd refuses the connection.
+    // Without a client certificate etcd refuses the connection: the fix is named.
     let mut sets = base.to_vec();
     sets.push(set("tls_ca", path_str(&ca)));
     let run = run_targets(&dir, &sets, "2s");
     run.failed(1);
-    run.stderr_has("try 1 failed").stderr_has(&etcd.url(0));
+    run.stderr_has("try 1 failed")
+        .stderr_has(&etcd.url(0))
+        .stderr_has("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key");
+
+    // The TLS port spoken to in clear: the fix is https://.
+    let clear = etcd.url(0).replacen("https://", "http://", 1);
+    let run = run_targets(
+        &dir,
+        &[set("endpoints", &clear), set("key", "tls/brokers")],
+        "2s",
+    );
+    run.failed(1);
+    run.stderr_has("try 1 failed").stderr_has(&format!(
+        "write https:// for {clear} in plugin.provtarget.etcd.endpoints"
+    ));
 }

@@ -390,10 +390,14 @@ fn gcp_and_azure_metadata_headers() {
     // Without the headers both services refuse.
     let run = targets(&dir, &gcp, &["--timeout", "1500ms"]);
     run.failed(1);
-    run.stderr_has(": 403 Forbidden");
+    run.stderr_has(": 403 Forbidden; the service refused the request: it may want a header (plugin.provtarget.http.header.<Name>)");
+    // Azure says which header it wants: the fix is named, and (a header the
+    // configuration does not send cannot appear by waiting) reported without retries.
     let run = targets(&dir, &azure, &["--timeout", "1500ms"]);
     run.failed(1);
-    run.stderr_has(": 400 Bad Request");
+    run.stderr_has(": 400 Bad Request; the service wants the header Metadata: true: set plugin.provtarget.http.header.Metadata = true")
+        .stderr_lacks("try 1 failed")
+        .stderr_lacks("context deadline exceeded");
 
     let mut with = gcp.clone();
     with.push(set("header.Metadata-Flavor", "Google"));

@@ -207,4 +207,50 @@ mod tests {
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn configure_and_targets_through_the_test_kit() {
+        use provtarget_abi::{testkit, LogLevel};
+        let dir = std::env::temp_dir().join(format!("dc-hint-kit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = write(&dir, r#"{"datacenter": "lon1"}"#);
+        let host = testkit::TestHost::new();
+        let (r, settings) = testkit::configure::<HintResolver>(
+            &host,
+            &[(FILE_KEY, file.to_str().unwrap()), (PORT_KEY, "4223")],
+        )
+        .unwrap();
+        assert_eq!(settings.get(DOMAIN_KEY), Some(DEFAULT_DOMAIN));
+        assert_eq!(settings.get(PORT_KEY), Some("4223"));
+        assert_eq!(
+            r.targets(&host.context()).unwrap(),
+            ["_provision.lon1.example.net:4223"]
+        );
+
+        // A bad port is refused at configure, naming the key.
+        let err = testkit::configure::<HintResolver>(&host, &[(PORT_KEY, "0")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with(r#"plugin.acme.dc_hint.port = "0" is not valid"#),
+            "{err}"
+        );
+
+        // A missing hint file is retried (it may appear later) until the host cancels.
+        let host = testkit::TestHost::new()
+            .instant_sleeps()
+            .cancel_after_sleeps(2);
+        let missing = dir.join("missing.json");
+        let (r, _) =
+            testkit::configure::<HintResolver>(&host, &[(FILE_KEY, missing.to_str().unwrap())])
+                .unwrap();
+        let err = r.targets(&host.context()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("context canceled after 2 tries; last error: cannot read "),
+            "{err}"
+        );
+        assert_eq!(host.lines(LogLevel::Warn).len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -177,6 +177,7 @@ impl Dns {
 
     /// The SRV records of `name` (fully qualified, with or without the trailing dot)
     /// from `server`.
+    #[cfg(test)]
     pub(crate) fn srv(
         &self,
         server: SocketAddr,
@@ -188,20 +189,137 @@ impl Dns {
             resolver.srv_lookup(fqdn.as_str()).await
         })?;
         let lookup = lookup.map_err(|e| QueryError::Failed(describe(&e, name, "SRV")))?;
-        Ok(lookup
-            .answers()
-            .iter()
-            .filter(|r| r.record_type() == RecordType::SRV)
-            .filter_map(|r| match &r.data {
-                RData::SRV(srv) => Some(RawSrv {
-                    priority: srv.priority,
-                    weight: srv.weight,
-                    port: srv.port,
-                    target: srv.target.to_ascii(),
-                }),
-                _ => None,
-            })
-            .collect())
+        Ok(srv_records(&lookup))
+    }
+
+    /// The SRV records of `name` from the first of `servers` that gives an answer
+    /// `accept` takes, asking them in order with a head start: `servers[0]` is asked
+    /// first; when it has not answered within `hedge` (or as soon as it fails), the next
+    /// is asked too, and so on, each query still running until it answers or times out.
+    /// The first accepted answer wins and the queries still running are dropped. So a
+    /// dead or silent first server costs about `hedge` per call, not the whole timeout.
+    ///
+    /// The outcome lists the servers that failed (with why) and those that had not
+    /// answered when another one won.
+    pub(crate) fn srv_first<T>(
+        &self,
+        servers: &[SocketAddr],
+        name: &str,
+        hedge: Duration,
+        cancel: &dyn Cancellation,
+        accept: &mut dyn FnMut(SocketAddr, Vec<RawSrv>) -> Result<T, String>,
+    ) -> Failover<T> {
+        let mut outcome = Failover {
+            answer: Err(QueryError::Failed("no DNS server to ask".into())),
+            failed: Vec::new(),
+            silent: Vec::new(),
+        };
+        if servers.is_empty() {
+            return outcome;
+        }
+        if cancel.is_cancelled() {
+            outcome.answer = Err(QueryError::Cancelled);
+            return outcome;
+        }
+        let mut slot = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => *slot = Some(rt),
+                Err(e) => {
+                    outcome.answer = Err(QueryError::Failed(format!(
+                        "cannot start a DNS runtime: {e}"
+                    )));
+                    return outcome;
+                }
+            }
+        }
+        let runtime = slot.as_ref().expect("built above");
+        let timeout = self.timeout;
+        let fqdn = fully_qualified(name);
+        let started = Instant::now();
+        runtime.block_on(async {
+            let mut running = tokio::task::JoinSet::new();
+            let mut asked: Vec<bool> = vec![false; servers.len()];
+            let mut next = 0usize;
+            let mut next_at = tokio::time::Instant::now();
+            loop {
+                // Ask the next server: at the start, when the head start ran out, or
+                // when every running query has failed.
+                if next < servers.len()
+                    && (running.is_empty() || tokio::time::Instant::now() >= next_at)
+                {
+                    let server = servers[next];
+                    let index = next;
+                    asked[index] = true;
+                    next += 1;
+                    next_at = tokio::time::Instant::now() + hedge;
+                    match build_resolver(server, timeout) {
+                        Ok(resolver) => {
+                            let fqdn = fqdn.clone();
+                            running.spawn(async move {
+                                let result = tokio::time::timeout(
+                                    timeout + Duration::from_millis(100),
+                                    resolver.srv_lookup(fqdn.as_str()),
+                                )
+                                .await;
+                                (index, result)
+                            });
+                        }
+                        Err(e) => outcome.failed.push((server, e.to_string())),
+                    }
+                    continue;
+                }
+                if running.is_empty() {
+                    // Every server asked and failed.
+                    outcome.answer = Err(QueryError::Failed(String::new()));
+                    return;
+                }
+                let more = next < servers.len();
+                tokio::select! {
+                    joined = running.join_next() => {
+                        let Some(Ok((index, result))) = joined else { continue };
+                        let server = servers[index];
+                        asked[index] = false;
+                        let records = match result {
+                            Err(_elapsed) => Err(format!(
+                                "no answer within {} ms",
+                                started.elapsed().as_millis()
+                            )),
+                            Ok(Err(e)) => Err(describe(&e, name, "SRV")),
+                            Ok(Ok(lookup)) => Ok(srv_records(&lookup)),
+                        };
+                        match records.and_then(|raw| accept(server, raw)) {
+                            Ok(value) => {
+                                outcome.silent = servers
+                                    .iter()
+                                    .zip(&asked)
+                                    .filter(|(_, still)| **still)
+                                    .map(|(s, _)| *s)
+                                    .collect();
+                                outcome.answer = Ok((server, value));
+                                running.abort_all();
+                                return;
+                            }
+                            Err(why) => {
+                                outcome.failed.push((server, why));
+                                // Fail over at once rather than at the head start's end.
+                                next_at = tokio::time::Instant::now();
+                            }
+                        }
+                    }
+                    _ = tokio::time::sleep_until(next_at), if more => {}
+                    _ = cancelled(cancel) => {
+                        outcome.answer = Err(QueryError::Cancelled);
+                        running.abort_all();
+                        return;
+                    }
+                }
+            }
+        });
+        outcome
     }
 
     /// Whether `name` has an address (A or AAAA) at `server`.
@@ -270,6 +388,36 @@ impl Dns {
             Some(Ok(value)) => Ok(value),
         }
     }
+}
+
+/// How [`Dns::srv_first`] went.
+#[derive(Debug)]
+pub(crate) struct Failover<T> {
+    /// The server that answered and the accepted value; `Failed("")` when every server
+    /// failed (each one is in `failed`).
+    pub(crate) answer: Result<(SocketAddr, T), QueryError>,
+    /// Servers that failed, with why, in the order they failed.
+    pub(crate) failed: Vec<(SocketAddr, String)>,
+    /// Servers asked before the winner that had not answered when it did.
+    pub(crate) silent: Vec<SocketAddr>,
+}
+
+/// The SRV records of an answer.
+fn srv_records(lookup: &hickory_resolver::lookup::Lookup) -> Vec<RawSrv> {
+    lookup
+        .answers()
+        .iter()
+        .filter(|r| r.record_type() == RecordType::SRV)
+        .filter_map(|r| match &r.data {
+            RData::SRV(srv) => Some(RawSrv {
+                priority: srv.priority,
+                weight: srv.weight,
+                port: srv.port,
+                target: srv.target.to_ascii(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A resolver that asks `server` only (UDP, then TCP for long answers), once per

@@ -18,8 +18,12 @@
 //! often as one of weight 20), drawn afresh on every call so a fleet spreads over the
 //! brokers as the weights say.
 //!
-//! Each try asks the listed servers in turn (failover), each query bounded by
-//! `plugin.provtarget.dns_srv.timeout`. A try fails when every server failed:
+//! Each try asks the listed servers in order with a head start (failover): the next
+//! server is asked too when the one before has not answered within
+//! `plugin.provtarget.dns_srv.failover_after` (250 ms) or has failed, and the first
+//! usable answer wins; each query is bounded by `plugin.provtarget.dns_srv.timeout`.
+//! A server that failed or was slow while another answered is logged once per run, at
+//! warn. A try fails when every server failed:
 //! NXDOMAIN, no SRV records, no usable record, no answer in time, refused connection;
 //! the error names each server and its cause. Failed tries are retried with Choria's
 //! FiveSec backoff (each logged once through the host) until the host cancels; the
@@ -38,6 +42,7 @@
 //! | `plugin.provtarget.dns_srv.scheme` | `nats` | URL scheme put before each target |
 //! | `plugin.provtarget.dns_srv.domain` | (detected) | the domain for `{domain}` |
 //! | `plugin.provtarget.dns_srv.timeout` | `2s` | how long one query to one server may take |
+//! | `plugin.provtarget.dns_srv.failover_after` | `250ms` | how long a server has to answer before the next one is asked as well |
 //!
 //! The host's domain for `{domain}`, unless `plugin.provtarget.dns_srv.domain` sets it:
 //! the host name after its first dot when it has one (`web1.lon1.example.net` →
@@ -49,7 +54,9 @@
 #![deny(missing_docs)]
 
 use std::{
+    collections::HashSet,
     net::{IpAddr, SocketAddr},
+    sync::Mutex,
     time::Duration,
 };
 
@@ -69,10 +76,12 @@ const SERVERS_KEY: &str = "plugin.provtarget.dns_srv.servers";
 const SCHEME_KEY: &str = "plugin.provtarget.dns_srv.scheme";
 const DOMAIN_KEY: &str = "plugin.provtarget.dns_srv.domain";
 const TIMEOUT_KEY: &str = "plugin.provtarget.dns_srv.timeout";
+const FAILOVER_KEY: &str = "plugin.provtarget.dns_srv.failover_after";
 
 const DEFAULT_NAME: &str = "_choria-provisioner._tcp.{domain}";
 const DEFAULT_SCHEME: &str = "nats";
 const DEFAULT_TIMEOUT: &str = "2s";
+const DEFAULT_FAILOVER: &str = "250ms";
 const PLACEHOLDER: &str = "{domain}";
 
 /// The most DNS servers accepted in `plugin.provtarget.dns_srv.servers`.
@@ -87,7 +96,11 @@ pub struct DnsSrvResolver {
     scheme: String,
     domain: Option<String>,
     timeout: Duration,
+    /// How long a server has to answer before the next one is asked as well.
+    failover_after: Duration,
     dns: Dns,
+    /// Servers already reported as failed or slow this run.
+    warned: Mutex<HashSet<SocketAddr>>,
 }
 
 impl Resolver for DnsSrvResolver {
@@ -105,7 +118,9 @@ impl Resolver for DnsSrvResolver {
             scheme: DEFAULT_SCHEME.into(),
             domain: None,
             timeout,
+            failover_after: Duration::from_millis(250),
             dns: Dns::new(timeout),
+            warned: Mutex::new(HashSet::new()),
         })
     }
 
@@ -132,6 +147,11 @@ impl Resolver for DnsSrvResolver {
                 DEFAULT_TIMEOUT,
                 "how long one query to one DNS server may take",
             ),
+            ConfigKey::new(
+                FAILOVER_KEY,
+                DEFAULT_FAILOVER,
+                "how long a DNS server has to answer before the next one is asked too",
+            ),
         ]
     }
 
@@ -149,6 +169,8 @@ impl Resolver for DnsSrvResolver {
             )
             .into());
         }
+        // At most the query timeout: a longer head start is the timeout itself.
+        self.failover_after = config.duration(FAILOVER_KEY)?.min(self.timeout);
         self.dns = Dns::new(self.timeout);
         ctx.debug(format_args!(
             "looking up SRV {} at {}",
@@ -165,7 +187,13 @@ impl Resolver for DnsSrvResolver {
                     .as_deref()
                     .unwrap_or("(detected: host name, /etc/hosts, DNS search domains)"),
             )
-            .with(TIMEOUT_KEY, format_args!("{}ms", self.timeout.as_millis())))
+            .with(TIMEOUT_KEY, format_args!("{}ms", self.timeout.as_millis()))
+            .with(
+                FAILOVER_KEY,
+                format_args!("{}ms", self.failover_after.as_millis()),
+            )
+            .with(DETECTED_SERVERS, self.detected_servers())
+            .with(DETECTED_DOMAIN, self.detected_domain()))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
@@ -190,7 +218,45 @@ enum Level {
     Debug,
 }
 
+/// Shown by buildinfo: the DNS servers a try would ask now.
+const DETECTED_SERVERS: &str = "plugin.provtarget.dns_srv.detected.servers";
+/// Shown by buildinfo: the domain `{domain}` stands for, as far as local files tell.
+const DETECTED_DOMAIN: &str = "plugin.provtarget.dns_srv.detected.domain";
+
 impl DnsSrvResolver {
+    /// The servers a try would ask now (the system's are read afresh on every try).
+    fn detected_servers(&self) -> String {
+        match self.servers_now() {
+            Ok(servers) => {
+                let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
+                if self.servers.is_empty() {
+                    format!("{} (from /etc/resolv.conf)", list.join(", "))
+                } else {
+                    format!("{} (set by {SERVERS_KEY})", list.join(", "))
+                }
+            }
+            Err(e) => format!("none: {e}"),
+        }
+    }
+
+    /// The domain for `{domain}` from the configuration or local files (no DNS query
+    /// here; a try also asks DNS under the search domains when the files do not tell).
+    fn detected_domain(&self) -> String {
+        if !self.name.contains(PLACEHOLDER) {
+            return format!("not used: {NAME_KEY} holds no {PLACEHOLDER}");
+        }
+        if let Some(d) = &self.domain {
+            return format!("{d} (set by {DOMAIN_KEY})");
+        }
+        match domain::from_files(&domain::SYSTEM) {
+            Ok(domain::Local::Found(d, source)) => format!("{d} (from {source})"),
+            Ok(domain::Local::ShortName(short)) => format!(
+                "not known yet: host name {short:?} has no dot and /etc/hosts gives no FQDN for it; each try asks DNS under the /etc/resolv.conf search domains"
+            ),
+            Err(e) => format!("not known yet: {e}"),
+        }
+    }
+
     fn servers_shown(&self) -> String {
         if self.servers.is_empty() {
             "system resolver (/etc/resolv.conf)".into()
@@ -203,8 +269,10 @@ impl DnsSrvResolver {
         }
     }
 
-    /// One try: the SRV name, then each server in turn until one gives usable
-    /// records, ordered afresh.
+    /// One try: the SRV name, then the servers in order, each next one asked when the
+    /// one before has not answered within the failover delay (or failed), the first
+    /// usable answer winning, ordered afresh. A server that failed or was slow while
+    /// another answered is logged once per run, at warn.
     fn resolve(
         &self,
         cancel: &dyn Cancellation,
@@ -212,37 +280,92 @@ impl DnsSrvResolver {
     ) -> Result<Vec<String>, QueryError> {
         let name = self.srv_name(cancel, log)?;
         let servers = self.servers_now()?;
-        let mut failures = Vec::new();
-        for server in servers {
-            match self.ask(server, &name, cancel, log) {
-                Ok(targets) => {
-                    log(
-                        Level::Debug,
-                        format!("{server} answered for {name}: {}", targets.join(", ")),
+        let outcome = self.dns.srv_first(
+            &servers,
+            &name,
+            self.failover_after,
+            cancel,
+            &mut |server, raw| self.accept(server, &name, raw, log),
+        );
+        match outcome.answer {
+            Ok((server, targets)) => {
+                for (slow, why) in outcome
+                    .failed
+                    .iter()
+                    .map(|(s, why)| (*s, format!("failed ({why})")))
+                    .chain(outcome.silent.iter().map(|s| {
+                        (
+                            *s,
+                            format!(
+                                "gave no answer within {} ms ({FAILOVER_KEY})",
+                                self.failover_after.as_millis()
+                            ),
+                        )
+                    }))
+                {
+                    self.warn_once(
+                        log,
+                        slow,
+                        format!("DNS server {slow} {why}; {server} answered for {name} instead"),
                     );
-                    return Ok(targets);
                 }
-                Err(QueryError::Cancelled) => return Err(QueryError::Cancelled),
-                Err(QueryError::Failed(why)) => failures.push(format!("{server}: {why}")),
+                log(
+                    Level::Debug,
+                    format!("{server} answered for {name}: {}", targets.join(", ")),
+                );
+                Ok(targets)
+            }
+            Err(QueryError::Cancelled) => Err(QueryError::Cancelled),
+            Err(QueryError::Failed(why)) => {
+                let mut causes: Vec<String> = outcome
+                    .failed
+                    .iter()
+                    .map(|(s, why)| format!("{s}: {why}"))
+                    .collect();
+                if causes.is_empty() {
+                    causes.push(why);
+                }
+                // No server answered at all: the addresses are what to check.
+                let unreachable = outcome.failed.iter().all(|(_, why)| {
+                    let why = why.to_ascii_lowercase();
+                    why.contains("no answer within")
+                        || why.contains("timed out")
+                        || why.contains("refused")
+                        || why.contains("unreachable")
+                });
+                let fix = if !unreachable || outcome.failed.is_empty() {
+                    String::new()
+                } else if self.servers.is_empty() {
+                    format!(" (no DNS server answered: check the nameserver lines of /etc/resolv.conf, or set {SERVERS_KEY})")
+                } else {
+                    format!(" (no DNS server answered: check {SERVERS_KEY})")
+                };
+                Err(QueryError::Failed(format!(
+                    "SRV lookup of {name} failed: {}{fix}",
+                    causes.join("; ")
+                )))
             }
         }
-        Err(QueryError::Failed(format!(
-            "SRV lookup of {name} failed: {}",
-            failures.join("; ")
-        )))
     }
 
-    /// The usable records of `name` at `server`, as `scheme://host:port` in RFC 2782
-    /// order.
-    fn ask(
+    /// Logs `message` at warn, once per run for `server`.
+    fn warn_once(&self, log: &dyn Fn(Level, String), server: SocketAddr, message: String) {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.insert(server) {
+            log(Level::Warn, message);
+        }
+    }
+
+    /// The usable records of an answer of `server` for `name`, as `scheme://host:port`
+    /// in RFC 2782 order; an answer with none is refused (why).
+    fn accept(
         &self,
         server: SocketAddr,
         name: &str,
-        cancel: &dyn Cancellation,
+        raw: Vec<dns::RawSrv>,
         log: &dyn Fn(Level, String),
-    ) -> Result<Vec<String>, QueryError> {
-        let raw = self.dns.srv(server, name, cancel)?;
-        let checked = dns::check_answer(raw).map_err(QueryError::Failed)?;
+    ) -> Result<Vec<String>, String> {
+        let checked = dns::check_answer(raw)?;
         for why in &checked.refused {
             log(
                 Level::Warn,
@@ -257,7 +380,7 @@ impl DnsSrvResolver {
             if !checked.refused.is_empty() {
                 why.push_str(&format!(" ({} refused)", checked.refused.len()));
             }
-            return Err(QueryError::Failed(why));
+            return Err(why);
         }
         let ordered = order::rfc2782_order(checked.usable, &mut order::random_below);
         Ok(ordered
@@ -565,5 +688,209 @@ mod tests {
         for s in &r.servers {
             assert!(err.contains(&format!("{s}: ")), "{err}");
         }
+        assert!(
+            err.ends_with(" (no DNS server answered: check plugin.provtarget.dns_srv.servers)"),
+            "{err}"
+        );
+    }
+
+    /// A DNS server on 127.0.0.1 answering every query with one SRV record
+    /// (`prov1.example.net:4222`), on a thread of its own; it stops when dropped.
+    /// `start_with(".")` answers "service not offered" instead.
+    struct FakeDns {
+        addr: SocketAddr,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FakeDns {
+        fn start() -> FakeDns {
+            FakeDns::start_with("prov1.example.net.")
+        }
+
+        fn start_with(target: &'static str) -> FakeDns {
+            use hickory_resolver::proto::{
+                op::{Message, MessageType},
+                rr::{rdata::SRV, Name, RData, Record},
+            };
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let addr = socket.local_addr().unwrap();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stopped = stop.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1500];
+                while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let Ok(query) = Message::from_vec(&buf[..n]) else {
+                        continue;
+                    };
+                    let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+                    answer.metadata.message_type = MessageType::Response;
+                    answer.metadata.recursion_desired = query.metadata.recursion_desired;
+                    answer.metadata.recursion_available = true;
+                    for q in &query.queries {
+                        answer.add_query(q.clone());
+                        answer.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::SRV(SRV::new(10, 60, 4222, Name::from_ascii(target).unwrap())),
+                        ));
+                    }
+                    let _ = socket.send_to(&answer.to_vec().unwrap(), from);
+                }
+            });
+            FakeDns { addr, stop }
+        }
+    }
+
+    impl Drop for FakeDns {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_silent_first_server_costs_the_failover_delay_not_the_timeout_and_is_named_once() {
+        let good = FakeDns::start();
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let servers = format!("{silent_addr}, {}", good.addr);
+        let host = provtarget_abi::testkit::TestHost::new();
+        // A 30 s query timeout: only failover can answer early.
+        let (r, settings) = provtarget_abi::testkit::configure::<DnsSrvResolver>(
+            &host,
+            &[
+                (NAME_KEY, "_x._tcp.example.net"),
+                (SERVERS_KEY, &servers),
+                (TIMEOUT_KEY, "30s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.get(FAILOVER_KEY), Some("250ms"));
+        let started = std::time::Instant::now();
+        for _ in 0..2 {
+            let targets = r.targets(&host.context()).unwrap();
+            assert_eq!(targets, ["nats://prov1.example.net:4222"]);
+        }
+        // Liveness only (figures are in BENCHMARKS.md): far below one 30 s timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+        let named: Vec<String> = host
+            .lines(provtarget_abi::LogLevel::Warn)
+            .into_iter()
+            .filter(|l| l.contains(&silent_addr.to_string()))
+            .collect();
+        assert_eq!(
+            named,
+            [format!(
+                "DNS server {silent_addr} gave no answer within 250 ms (plugin.provtarget.dns_srv.failover_after); {} answered for _x._tcp.example.net instead",
+                good.addr
+            )],
+            "logged once per run, at warn"
+        );
+    }
+
+    #[test]
+    fn a_first_server_without_usable_records_fails_over_at_once() {
+        let good = FakeDns::start();
+        let empty = FakeDns::start_with(".");
+        let servers = format!("{}, {}", empty.addr, good.addr);
+        let host = provtarget_abi::testkit::TestHost::new();
+        // The failover delay is long: only an immediate failover answers early.
+        let (r, _) = provtarget_abi::testkit::configure::<DnsSrvResolver>(
+            &host,
+            &[
+                (NAME_KEY, "_x._tcp.example.net"),
+                (SERVERS_KEY, &servers),
+                (TIMEOUT_KEY, "30s"),
+                (FAILOVER_KEY, "30s"),
+            ],
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            r.targets(&host.context()).unwrap(),
+            ["nats://prov1.example.net:4222"]
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            host.lines(provtarget_abi::LogLevel::Warn),
+            [format!(
+                "DNS server {} failed (no usable SRV records for _x._tcp.example.net (target \".\": the service is not offered there)); {} answered for _x._tcp.example.net instead",
+                empty.addr, good.addr
+            )]
+        );
+    }
+
+    #[test]
+    fn the_failover_delay_is_at_most_the_timeout() {
+        let host = provtarget_abi::testkit::TestHost::new();
+        let (_, settings) =
+            provtarget_abi::testkit::configure::<DnsSrvResolver>(&host, &[(TIMEOUT_KEY, "200ms")])
+                .unwrap();
+        assert_eq!(settings.get(FAILOVER_KEY), Some("200ms"));
+        let err =
+            provtarget_abi::testkit::configure::<DnsSrvResolver>(&host, &[(FAILOVER_KEY, "soon")])
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(
+            err.starts_with(r#"plugin.provtarget.dns_srv.failover_after = "soon" is not valid"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn buildinfo_shows_the_servers_and_domain_detected() {
+        let host = provtarget_abi::testkit::TestHost::new();
+        let (_, settings) = provtarget_abi::testkit::configure::<DnsSrvResolver>(
+            &host,
+            &[
+                (SERVERS_KEY, "127.0.0.1:8600"),
+                (DOMAIN_KEY, "lon1.example.net"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.get(DETECTED_SERVERS),
+            Some("127.0.0.1:8600 (set by plugin.provtarget.dns_srv.servers)")
+        );
+        assert_eq!(
+            settings.get(DETECTED_DOMAIN),
+            Some("lon1.example.net (set by plugin.provtarget.dns_srv.domain)")
+        );
+        // From this machine's own files: whatever they say, it says where from.
+        let (_, settings) =
+            provtarget_abi::testkit::configure::<DnsSrvResolver>(&host, &[]).unwrap();
+        let servers = settings.get(DETECTED_SERVERS).unwrap();
+        assert!(
+            servers.ends_with("(from /etc/resolv.conf)") || servers.starts_with("none: "),
+            "{servers}"
+        );
+        let domain = settings.get(DETECTED_DOMAIN).unwrap();
+        assert!(
+            domain.ends_with(')') || domain.starts_with("not known yet: "),
+            "{domain}"
+        );
+        let (_, settings) = provtarget_abi::testkit::configure::<DnsSrvResolver>(
+            &host,
+            &[(NAME_KEY, "choria-provisioner.service.consul")],
+        )
+        .unwrap();
+        assert!(settings
+            .get(DETECTED_DOMAIN)
+            .unwrap()
+            .starts_with("not used"));
     }
 }

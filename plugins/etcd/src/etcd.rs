@@ -2,11 +2,12 @@
 //! with fail-over between the cluster's members.
 
 use std::{
+    collections::HashSet,
     fmt,
     net::TcpStream,
     sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc, Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -24,6 +25,10 @@ const MAX_WATCH_MESSAGE: usize = 1024 * 1024;
 /// A watch is re-established after this long (ranging again first), so a member that
 /// silently lost its cluster cannot keep the plugin waiting for ever.
 pub(crate) const WATCH_PERIOD: Duration = Duration::from_secs(30);
+
+/// While a watch waits, its member is asked for its status this often, so a member that
+/// hangs is noticed within this plus the request timeout.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Wraps a connected socket in TLS for an https endpoint.
 pub(crate) type TlsWrap =
@@ -113,6 +118,71 @@ pub(crate) enum WatchEnd {
     Quiet,
 }
 
+/// What a request needs from its caller: cancellation (polled every 50 ms by every
+/// read) and the host's log. The host's [`Context`] is one; a [`Racer`] is another.
+pub(crate) trait Io: Sync {
+    /// The cancellation the request's reads poll.
+    fn cancel(&self) -> &(dyn Cancellation + Sync);
+    /// Logs at debug level.
+    fn debug(&self, message: fmt::Arguments<'_>);
+    /// Logs at info level.
+    fn info(&self, message: fmt::Arguments<'_>);
+}
+
+impl Io for Context<'_> {
+    fn cancel(&self) -> &(dyn Cancellation + Sync) {
+        self
+    }
+    fn debug(&self, message: fmt::Arguments<'_>) {
+        Context::debug(self, message)
+    }
+    fn info(&self, message: fmt::Arguments<'_>) {
+        Context::info(self, message)
+    }
+}
+
+/// One request of a race between members: cancelled when the host cancels or when
+/// the race is over (another member answered), so the losers end within 50 ms.
+struct Racer<'a, 'c> {
+    ctx: &'a Context<'c>,
+    over: &'a AtomicBool,
+    /// Also cancelled once this passes.
+    until: Option<Instant>,
+}
+
+impl Cancellation for Racer<'_, '_> {
+    fn is_cancelled(&self) -> bool {
+        self.over.load(Ordering::SeqCst)
+            || self.ctx.is_cancelled()
+            || self.until.is_some_and(|u| Instant::now() >= u)
+    }
+    fn sleep(&self, duration: Duration) -> Result<(), provtarget_abi::Cancelled> {
+        let end = Instant::now() + duration;
+        loop {
+            if self.is_cancelled() {
+                return Err(provtarget_abi::Cancelled);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.ctx.sleep(left.min(Duration::from_millis(50)))?;
+        }
+    }
+}
+
+impl Io for Racer<'_, '_> {
+    fn cancel(&self) -> &(dyn Cancellation + Sync) {
+        self
+    }
+    fn debug(&self, message: fmt::Arguments<'_>) {
+        self.ctx.debug(message)
+    }
+    fn info(&self, message: fmt::Arguments<'_>) {
+        self.ctx.info(message)
+    }
+}
+
 /// A client for one etcd cluster.
 pub(crate) struct Client {
     pub endpoints: Vec<Endpoint>,
@@ -124,6 +194,10 @@ pub(crate) struct Client {
     tls: Option<TlsWrap>,
     /// Connect and per-request timeout.
     timeout: Duration,
+    /// How long a member has to answer a range before the next one is asked as well.
+    failover_after: Duration,
+    /// Members already reported as failed or slow this run.
+    warned: Mutex<HashSet<usize>>,
 }
 
 /// The configuration keys named in authentication errors.
@@ -135,6 +209,7 @@ impl Client {
         credentials: Option<(String, String)>,
         tls: Option<TlsWrap>,
         timeout: Duration,
+        failover_after: Duration,
     ) -> Client {
         Client {
             endpoints,
@@ -143,49 +218,150 @@ impl Client {
             token: Mutex::new(None),
             tls,
             timeout,
+            failover_after,
+            warned: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Reads `query`, trying the members in turn from the last one that answered; a
-    /// member that fails moves on to the next. Fails when every member failed (with
-    /// each one's cause) or the cluster refused the request.
+    /// Reads `query` from the members in turn, starting with the last one that
+    /// answered, with a head start: when a member has not answered within
+    /// `failover_after` (or as soon as it fails), the next one is asked as well; the
+    /// first answer wins and the requests still running are dropped. So a hung or dead
+    /// member costs about `failover_after` per call, not the whole timeout. A member
+    /// that failed or was slow while another answered is logged once per run, at warn.
+    /// Fails when every member failed (with each one's cause) or the cluster refused
+    /// the request.
     pub fn range(&self, ctx: &Context<'_>, query: &Query) -> Result<Range, CallError> {
+        self.range_until(ctx, query, None)
+    }
+
+    /// [`Client::range`], given up (as cancelled) once `until` passes.
+    pub fn range_until(
+        &self,
+        ctx: &Context<'_>,
+        query: &Query,
+        until: Option<Instant>,
+    ) -> Result<Range, CallError> {
+        let stop = || ctx.is_cancelled() || until.is_some_and(|u| Instant::now() >= u);
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % n;
-        let mut failures = Vec::new();
-        for i in 0..n {
-            let member = (first + i) % n;
-            let ep = &self.endpoints[member];
-            let body = query.range_body(crate::targets::MAX_TARGETS + 1);
-            match self.call(ctx, ep, "/v3/kv/range", &body) {
-                Ok(v) => {
-                    self.current.store(member, Ordering::Relaxed);
-                    let mut range = parse_range(&v).map_err(|e| {
-                        CallError::Answer(format!("etcd at {} answered garbage: {e}", ep.url))
-                    })?;
-                    range.member = member;
-                    return Ok(range);
+        let order: Vec<usize> = (0..n).map(|i| (first + i) % n).collect();
+        let body = query.range_body(crate::targets::MAX_TARGETS + 1);
+        let over = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(usize, Result<Value, CallError>)>();
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let outcome = std::thread::scope(|scope| {
+            let mut started = 0usize;
+            let mut running: Vec<usize> = Vec::new();
+            let mut next_at = Instant::now();
+            loop {
+                let now = Instant::now();
+                if started < n && (running.is_empty() || now >= next_at) {
+                    let member = order[started];
+                    started += 1;
+                    running.push(member);
+                    next_at = now + self.failover_after;
+                    let (tx, body, over) = (tx.clone(), &body, &over);
+                    scope.spawn(move || {
+                        let racer = Racer { ctx, over, until };
+                        let ep = &self.endpoints[member];
+                        let _ = tx.send((member, self.call(&racer, ep, "/v3/kv/range", body)));
+                    });
+                    continue;
                 }
-                Err(CallError::Member(e)) => {
-                    if i + 1 < n {
-                        ctx.debug(format_args!(
-                            "etcd at {} failed ({e}); trying {}",
-                            ep.url,
-                            self.endpoints[(member + 1) % n].url
-                        ));
+                if running.is_empty() {
+                    return None;
+                }
+                let wait = if started < n {
+                    next_at.saturating_duration_since(now)
+                } else {
+                    Duration::from_millis(50)
+                };
+                match rx.recv_timeout(wait.min(Duration::from_millis(50))) {
+                    Ok((member, result)) => {
+                        running.retain(|m| *m != member);
+                        match result {
+                            Ok(v) => {
+                                over.store(true, Ordering::SeqCst);
+                                return Some(Ok((member, v, running)));
+                            }
+                            Err(CallError::Member(e)) => {
+                                failures.push((member, e));
+                                // Fail over at once rather than at the head start's end.
+                                next_at = Instant::now();
+                            }
+                            // Only the host's cancellation: the race is not over yet.
+                            Err(CallError::Cancelled) if stop() => {
+                                over.store(true, Ordering::SeqCst);
+                                return Some(Err(CallError::Cancelled));
+                            }
+                            Err(CallError::Cancelled) => {}
+                            Err(answer) => {
+                                over.store(true, Ordering::SeqCst);
+                                return Some(Err(answer));
+                            }
+                        }
                     }
-                    failures.push(e);
+                    Err(_) if stop() => {
+                        over.store(true, Ordering::SeqCst);
+                        return Some(Err(CallError::Cancelled));
+                    }
+                    Err(_) => {}
                 }
-                Err(other) => return Err(other),
+            }
+        });
+        match outcome {
+            Some(Ok((member, v, slow))) => {
+                self.current.store(member, Ordering::Relaxed);
+                let ep = &self.endpoints[member];
+                for (m, why) in &failures {
+                    self.warn_once(
+                        ctx,
+                        *m,
+                        format_args!(
+                            "etcd member {} failed ({why}); {} answered instead",
+                            self.endpoints[*m].url, ep.url
+                        ),
+                    );
+                }
+                for m in slow {
+                    self.warn_once(
+                        ctx,
+                        m,
+                        format_args!(
+                            "etcd member {} gave no answer within {} ms (plugin.provtarget.etcd.failover_after); {} answered instead",
+                            self.endpoints[m].url,
+                            self.failover_after.as_millis(),
+                            ep.url
+                        ),
+                    );
+                }
+                let mut range = parse_range(&v).map_err(|e| {
+                    CallError::Answer(format!("etcd at {} answered garbage: {e}", ep.url))
+                })?;
+                range.member = member;
+                Ok(range)
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                // Next time start after the member tried first.
+                self.current.store((first + 1) % n, Ordering::Relaxed);
+                let causes: Vec<String> = failures.into_iter().map(|(_, e)| e).collect();
+                Err(CallError::Member(if n == 1 {
+                    causes.join("")
+                } else {
+                    format!("no etcd member answered: {}", causes.join("; "))
+                }))
             }
         }
-        // Next time start after the member tried first.
-        self.current.store((first + 1) % n, Ordering::Relaxed);
-        Err(CallError::Member(if n == 1 {
-            failures.join("")
-        } else {
-            format!("no etcd member answered: {}", failures.join("; "))
-        }))
+    }
+
+    /// Logs `message` at warn, once per run for `member`.
+    fn warn_once(&self, ctx: &Context<'_>, member: usize, message: fmt::Arguments<'_>) {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.insert(member) {
+            ctx.warn(message);
+        }
     }
 
     /// Marks `member` as failed, so the next range starts with the member after it.
@@ -202,6 +378,11 @@ impl Client {
     /// Watches `query` on `member` from `start_revision`, until something changes,
     /// [`WATCH_PERIOD`] passes, the member fails or the host cancels (checked every
     /// 50 ms). `on_created` runs once etcd confirms the watch.
+    ///
+    /// While it waits, the member is asked for its status every [`PROBE_EVERY`]: a
+    /// member that stops answering without closing the connection (hung, or cut off by
+    /// the network) ends the watch with an error within about `PROBE_EVERY + timeout`,
+    /// so the caller moves to the next member instead of waiting for the re-watch.
     pub fn watch(
         &self,
         ctx: &Context<'_>,
@@ -210,6 +391,65 @@ impl Client {
         start_revision: u64,
         on_created: &dyn Fn(&Endpoint),
     ) -> Result<WatchEnd, CallError> {
+        let ep = &self.endpoints[member];
+        let dead = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        let why: Mutex<Option<String>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let prober = Racer {
+                    ctx,
+                    over: &done,
+                    until: None,
+                };
+                loop {
+                    if prober.sleep(PROBE_EVERY).is_err() {
+                        return;
+                    }
+                    match self.exchange(&prober, ep, "/v3/maintenance/status", None, b"{}") {
+                        // Any answer, even a refusal, shows the member is alive.
+                        Ok(_) => {}
+                        Err(CallError::Member(e)) if !prober.is_cancelled() => {
+                            *why.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            dead.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+            let watcher = Racer {
+                ctx,
+                over: &dead,
+                until: None,
+            };
+            let result = self.watch_on(&watcher, member, query, start_revision, on_created);
+            done.store(true, Ordering::SeqCst);
+            if dead.load(Ordering::SeqCst) && !ctx.is_cancelled() {
+                let why = why
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_default();
+                return Err(CallError::Member(format!(
+                    "etcd at {} stopped answering while watched ({why})",
+                    ep.url
+                )));
+            }
+            result
+        })
+    }
+
+    /// The watch itself, reading with `io`'s cancellation.
+    fn watch_on(
+        &self,
+        io: &dyn Io,
+        member: usize,
+        query: &Query,
+        start_revision: u64,
+        on_created: &dyn Fn(&Endpoint),
+    ) -> Result<WatchEnd, CallError> {
+        let ctx = io;
         let ep = &self.endpoints[member];
         let token = self.token(ctx, ep)?;
         let body = serde_json::to_vec(&query.watch_body(start_revision)).unwrap_or_default();
@@ -295,7 +535,7 @@ impl Client {
     /// more when etcd says the token is no longer valid.
     fn call(
         &self,
-        ctx: &Context<'_>,
+        ctx: &dyn Io,
         ep: &Endpoint,
         path: &str,
         body: &Value,
@@ -330,7 +570,7 @@ impl Client {
 
     fn exchange(
         &self,
-        ctx: &Context<'_>,
+        ctx: &dyn Io,
         ep: &Endpoint,
         path: &str,
         token: Option<&str>,
@@ -349,14 +589,14 @@ impl Client {
 
     fn post<'c>(
         &self,
-        ctx: &'c Context<'_>,
+        ctx: &'c dyn Io,
         ep: &Endpoint,
         path: &str,
         token: Option<&str>,
         body: &[u8],
         deadline: Instant,
     ) -> Result<(Conn<'c>, http::Head), HttpError> {
-        let cancel: &(dyn Cancellation + Sync) = ctx;
+        let cancel: &(dyn Cancellation + Sync) = ctx.cancel();
         let tcp = http::connect(ep, cancel, self.timeout)?;
         let stream: Box<dyn Stream> = match (&self.tls, ep.tls) {
             (Some(wrap), true) => wrap(ep, tcp).map_err(HttpError::Io)?,
@@ -371,7 +611,7 @@ impl Client {
     }
 
     /// The auth token to send to `ep`, authenticating when there is none yet.
-    fn token(&self, ctx: &Context<'_>, ep: &Endpoint) -> Result<Option<String>, CallError> {
+    fn token(&self, ctx: &dyn Io, ep: &Endpoint) -> Result<Option<String>, CallError> {
         let Some((user, password)) = &self.credentials else {
             return Ok(None);
         };
@@ -439,7 +679,12 @@ impl Client {
             ]
             .iter()
             .any(|m| text.contains(m));
-        if member_trouble {
+        if text.contains("HTTP request to an HTTPS server") {
+            CallError::Member(format!(
+                "etcd at {} answered {text}: the member speaks TLS on this port: write https:// for it in plugin.provtarget.etcd.endpoints",
+                ep.url
+            ))
+        } else if member_trouble {
             CallError::Member(format!("etcd at {} failed: {text}", ep.url))
         } else if text.contains("user name is empty")
             || text.contains("user name not found") && self.credentials.is_none()
@@ -471,7 +716,57 @@ fn member_error(ep: &Endpoint, what: &str, e: HttpError) -> CallError {
             "etcd at {} did not answer the {what} request in time",
             ep.url
         )),
-        HttpError::Io(e) => CallError::Member(format!("etcd at {} ({what}): {e}", ep.url)),
+        HttpError::Io(e) => CallError::Member(match fix_for(&e, ep) {
+            Some(fix) => format!("etcd at {} ({what}): {e}; {fix}", ep.url),
+            None => format!("etcd at {} ({what}): {e}", ep.url),
+        }),
+    }
+}
+
+/// What to change for a connection or TLS failure, naming the setting.
+fn fix_for(e: &str, ep: &Endpoint) -> Option<String> {
+    const ENDPOINTS: &str = "plugin.provtarget.etcd.endpoints";
+    let lower = e.to_ascii_lowercase();
+    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        Some(
+            "the member's certificate is not signed by a CA this plugin trusts: set plugin.provtarget.etcd.tls_ca to the CA bundle that signed it"
+                .into(),
+        )
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        Some(format!(
+            "the member's certificate does not name {}: use a name it was issued for in {ENDPOINTS}",
+            ep.host
+        ))
+    } else if lower.contains("expired") {
+        Some("the member's certificate has expired (or this host's clock is wrong)".into())
+    } else if lower.contains("badcertificate")
+        || lower.contains("certificaterequired")
+        || lower.contains("certificate required")
+        || lower.contains("unknownca")
+    {
+        Some(
+            "the member wants a client certificate it trusts: set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"
+                .into(),
+        )
+    } else if ep.tls && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
+    {
+        Some(format!(
+            "the member does not speak TLS on this port: write http:// for {} in {ENDPOINTS}",
+            ep.url
+        ))
+    } else if !ep.tls && (lower.contains("closed mid-response") || lower.contains("protocol error"))
+    {
+        Some(format!(
+            "if the member speaks TLS on this port, write https:// for {} in {ENDPOINTS}",
+            ep.url
+        ))
+    } else if lower.contains("connection refused") {
+        Some(format!(
+            "nothing listens at {}:{}: check {ENDPOINTS}",
+            ep.host, ep.port
+        ))
+    } else {
+        None
     }
 }
 
@@ -589,6 +884,7 @@ mod tests {
             None,
             None,
             Duration::from_secs(1),
+            Duration::from_millis(250),
         );
         let ep = &c.endpoints[0];
         assert!(matches!(
@@ -602,6 +898,62 @@ mod tests {
         let e = c.status_error(ep, 400, br#"{"message":"etcdserver: user name is empty"}"#);
         assert!(
             matches!(&e, CallError::Answer(m) if m.contains("plugin.provtarget.etcd.username")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn connection_and_tls_failures_name_the_setting_to_fix() {
+        let http = Endpoint::parse("http://127.0.0.1:2379").unwrap();
+        let https = Endpoint::parse("https://etcd1.example.net:2379").unwrap();
+        let shown =
+            |e: &str, ep: &Endpoint| match member_error(ep, "kv/range", HttpError::Io(e.into())) {
+                CallError::Member(m) => m,
+                other => panic!("{other}"),
+            };
+        assert_eq!(
+            shown("cannot connect: Connection refused (os error 111)", &http),
+            "etcd at http://127.0.0.1:2379 (kv/range): cannot connect: Connection refused (os error 111); nothing listens at 127.0.0.1:2379: check plugin.provtarget.etcd.endpoints"
+        );
+        assert!(shown(
+            "cannot send the request: invalid peer certificate: UnknownIssuer",
+            &https
+        )
+        .ends_with("set plugin.provtarget.etcd.tls_ca to the CA bundle that signed it"));
+        assert!(shown(
+            "connection failed: received fatal alert: BadCertificate",
+            &https
+        )
+        .ends_with("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
+        assert!(shown(
+            "connection failed: received fatal alert: CertificateRequired",
+            &https
+        )
+        .ends_with("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
+        assert!(shown("connection closed mid-response", &http)
+            .ends_with("if the member speaks TLS on this port, write https:// for http://127.0.0.1:2379 in plugin.provtarget.etcd.endpoints"));
+        assert!(shown("connection failed: received corrupt message of type InvalidContentType", &https)
+            .ends_with("the member does not speak TLS on this port: write http:// for https://etcd1.example.net:2379 in plugin.provtarget.etcd.endpoints"));
+        assert!(shown("invalid peer certificate: NotValidForName", &https)
+            .ends_with("does not name etcd1.example.net: use a name it was issued for in plugin.provtarget.etcd.endpoints"));
+        assert_eq!(
+            shown("something else", &http),
+            "etcd at http://127.0.0.1:2379 (kv/range): something else"
+        );
+        let c = Client::new(
+            vec![http.clone()],
+            None,
+            None,
+            Duration::from_secs(1),
+            Duration::from_millis(250),
+        );
+        let e = c.status_error(
+            &http,
+            400,
+            b"Client sent an HTTP request to an HTTPS server.",
+        );
+        assert!(
+            matches!(&e, CallError::Member(m) if m.ends_with("write https:// for it in plugin.provtarget.etcd.endpoints")),
             "{e}"
         );
     }

@@ -9,7 +9,10 @@
 //! ```
 //!
 //! With `plugin.provtarget.etcd.prefix` instead of `.key`, every key under the prefix
-//! holds one broker (keys with blank values are skipped), in key order.
+//! holds one broker (keys with blank values are skipped, keys with bad values skipped
+//! with a warning naming them), in key order. The prefix is a directory: a missing
+//! trailing `/` is added. A prefix found empty is watched; after the first write the
+//! plugin waits `plugin.provtarget.etcd.settle` (1 s) before reading the list.
 //!
 //! It speaks etcd's v3 JSON API (etcd 3.4 and later): `POST /v3/kv/range` for the key
 //! or prefix and, while nothing is there, a `POST /v3/watch` from the revision it read,
@@ -27,13 +30,15 @@
 //! |---|---|---|
 //! | `plugin.provtarget.etcd.endpoints` | `http://127.0.0.1:2379` | etcd client URLs, comma separated (`http://` or `https://`, port 2379 when absent) |
 //! | `plugin.provtarget.etcd.key` | | key holding the broker list (JSON list or comma list) |
-//! | `plugin.provtarget.etcd.prefix` | | prefix whose keys each hold one broker; set exactly one of `key` and `prefix` |
+//! | `plugin.provtarget.etcd.prefix` | | directory (`/` added) whose keys each hold one broker; set exactly one of `key` and `prefix` |
+//! | `plugin.provtarget.etcd.settle` | `1s` | prefix mode: wait after the first key appears before reading the list |
 //! | `plugin.provtarget.etcd.username` | | etcd user (auth on): the plugin authenticates and sends the token |
 //! | `plugin.provtarget.etcd.password` | | that user's password (masked in buildinfo) |
 //! | `plugin.provtarget.etcd.tls_ca` | `/etc/ssl/certs/ca-certificates.crt` | PEM CA bundle for https endpoints |
 //! | `plugin.provtarget.etcd.tls_cert` | | PEM client certificate for https endpoints (with `tls_key`) |
 //! | `plugin.provtarget.etcd.tls_key` | | PEM private key of `tls_cert` |
 //! | `plugin.provtarget.etcd.timeout` | `3s` | connect and per-request timeout for each member |
+//! | `plugin.provtarget.etcd.failover_after` | `250ms` | how long a member has to answer a read before the next one is asked as well |
 //!
 //! https endpoints need the default cargo feature `tls` (rustls with the ring
 //! provider); without it they are refused in `configure`.
@@ -64,6 +69,10 @@ const TLS_CA_KEY: &str = "plugin.provtarget.etcd.tls_ca";
 const TLS_CERT_KEY: &str = "plugin.provtarget.etcd.tls_cert";
 const TLS_KEY_KEY: &str = "plugin.provtarget.etcd.tls_key";
 const TIMEOUT_KEY: &str = "plugin.provtarget.etcd.timeout";
+const SETTLE_KEY: &str = "plugin.provtarget.etcd.settle";
+const FAILOVER_KEY: &str = "plugin.provtarget.etcd.failover_after";
+const DEFAULT_FAILOVER: &str = "250ms";
+const DEFAULT_SETTLE: &str = "1s";
 const DEFAULT_ENDPOINTS: &str = "http://127.0.0.1:2379";
 const DEFAULT_TIMEOUT: &str = "3s";
 /// Most members one configuration may list.
@@ -73,6 +82,8 @@ const MAX_ENDPOINTS: usize = 32;
 pub struct EtcdResolver {
     client: Option<Client>,
     query: Query,
+    /// Prefix mode: the wait after a watch saw the first key, before reading the list.
+    settle: Duration,
 }
 
 impl Resolver for EtcdResolver {
@@ -86,6 +97,7 @@ impl Resolver for EtcdResolver {
         Ok(EtcdResolver {
             client: None,
             query: Query::Key(String::new()),
+            settle: Duration::from_secs(1),
         })
     }
 
@@ -124,6 +136,16 @@ impl Resolver for EtcdResolver {
                 DEFAULT_TIMEOUT,
                 "connect and per-request timeout for each etcd member",
             ),
+            ConfigKey::new(
+                FAILOVER_KEY,
+                DEFAULT_FAILOVER,
+                "how long a member has to answer a read before the next one is asked as well",
+            ),
+            ConfigKey::new(
+                SETTLE_KEY,
+                DEFAULT_SETTLE,
+                "prefix mode: how long to wait after the first key appears, so the whole list is read",
+            ),
         ]
     }
 
@@ -152,7 +174,17 @@ impl Resolver for EtcdResolver {
 
         self.query = match (config.is_set(KEY_KEY), config.is_set(PREFIX_KEY)) {
             (true, false) => Query::Key(config.string(KEY_KEY).to_string()),
-            (false, true) => Query::Prefix(config.string(PREFIX_KEY).to_string()),
+            (false, true) => {
+                // A prefix is a directory: "fleet" must not also match "fleet2/...".
+                let mut prefix = config.string(PREFIX_KEY).to_string();
+                if !prefix.ends_with('/') {
+                    prefix.push('/');
+                    ctx.debug(format_args!(
+                        "{PREFIX_KEY}: reading the directory {prefix:?} (a '/' was added)"
+                    ));
+                }
+                Query::Prefix(prefix)
+            }
             (both, _) => {
                 return Err(format!(
                     "set exactly one of {KEY_KEY} and {PREFIX_KEY} ({})",
@@ -215,18 +247,39 @@ impl Resolver for EtcdResolver {
             .into());
         }
 
+        // At most the request timeout: a longer head start is the timeout itself.
+        let failover_after = config.duration(FAILOVER_KEY)?.min(timeout);
+        self.settle = config.duration(SETTLE_KEY)?;
+        if self.settle > Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                SETTLE_KEY,
+                config.string(SETTLE_KEY),
+                "a duration from 0 to 60s, such as 1s",
+            )
+            .into());
+        }
+
         let shown_endpoints: Vec<&str> = endpoints.iter().map(|e| e.url.as_str()).collect();
         let shown_endpoints = shown_endpoints.join(",");
         ctx.debug(format_args!(
             "reading {} from etcd at {shown_endpoints}",
             self.query
         ));
-        self.client = Some(Client::new(endpoints, credentials, tls, timeout));
+        let client = Client::new(endpoints, credentials, tls, timeout, failover_after);
+        // At most a quarter of the host's deadline (configure runs under it too).
+        let limit = match config.duration(HOST_TIMEOUT_KEY) {
+            Ok(t) if config.is_set(HOST_TIMEOUT_KEY) => (t / 4).min(DETECT_LIMIT),
+            _ => DETECT_LIMIT,
+        };
+        let detected = self.detected_member(ctx, &client, limit);
+        self.client = Some(client);
 
         let mut settings = Settings::new().with(ENDPOINTS_KEY, &shown_endpoints);
         settings = match &self.query {
             Query::Key(k) => settings.with(KEY_KEY, k),
-            Query::Prefix(p) => settings.with(PREFIX_KEY, p),
+            Query::Prefix(p) => settings
+                .with(PREFIX_KEY, p)
+                .with(SETTLE_KEY, format_args!("{}ms", self.settle.as_millis())),
         };
         if !user.is_empty() {
             settings = settings
@@ -242,7 +295,13 @@ impl Resolver for EtcdResolver {
                 settings = settings.with(k, v);
             }
         }
-        Ok(settings.with(TIMEOUT_KEY, format_args!("{}ms", timeout.as_millis())))
+        Ok(settings
+            .with(TIMEOUT_KEY, format_args!("{}ms", timeout.as_millis()))
+            .with(
+                FAILOVER_KEY,
+                format_args!("{}ms", failover_after.as_millis()),
+            )
+            .with(DETECTED_MEMBER, detected))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
@@ -254,7 +313,45 @@ impl Resolver for EtcdResolver {
     }
 }
 
+/// Shown by buildinfo: the member that answered a read at start-up, and what it held.
+const DETECTED_MEMBER: &str = "plugin.provtarget.etcd.detected.member";
+/// How long `configure` waits for that read, at most.
+const DETECT_LIMIT: Duration = Duration::from_secs(1);
+/// The host's deadline for a call (`--timeout`), which `configure` runs under too.
+const HOST_TIMEOUT_KEY: &str = "plugin.provtarget.timeout";
+
 impl EtcdResolver {
+    /// One read at start-up, bounded by `limit`, for buildinfo: which member
+    /// answered, how fast, and what the key or prefix holds.
+    fn detected_member(&self, ctx: &Context<'_>, client: &Client, limit: Duration) -> String {
+        if limit < Duration::from_millis(50) {
+            return format!("not asked at start-up ({HOST_TIMEOUT_KEY} is short)");
+        }
+        let started = std::time::Instant::now();
+        match client.range_until(ctx, &self.query, Some(started + limit)) {
+            Ok(range) => {
+                let url = &client.endpoints[range.member].url;
+                let held = match self.brokers(ctx, &range, url) {
+                    Ok(b) if b.is_empty() => {
+                        format!("{} holds no brokers yet (each try watches it)", self.query)
+                    }
+                    Ok(b) => format!("{} holds {} broker(s)", self.query, b.len()),
+                    Err(e) => e.to_string(),
+                };
+                format!(
+                    "{url} (answered in {} ms at revision {}; {held})",
+                    started.elapsed().as_millis(),
+                    range.revision
+                )
+            }
+            Err(CallError::Cancelled) => format!(
+                "none answered within {} ms (each try asks again)",
+                limit.as_millis()
+            ),
+            Err(e) => format!("none: {e}"),
+        }
+    }
+
     /// One try: range; while nothing is there, watch and range again. Fails when no
     /// member answers, the cluster refuses, or the value is garbage.
     fn resolve(&self, ctx: &Context<'_>, client: &Client) -> Result<Vec<String>, Error> {
@@ -262,7 +359,7 @@ impl EtcdResolver {
         loop {
             let range = client.range(ctx, &self.query).map_err(call_error)?;
             let member_url = client.endpoints[range.member].url.clone();
-            let found = self.brokers(&range, &member_url)?;
+            let found = self.brokers(ctx, &range, &member_url)?;
             if !found.is_empty() {
                 ctx.debug(format_args!(
                     "{} brokers from etcd at {member_url}",
@@ -298,6 +395,18 @@ impl EtcdResolver {
                         return Ok(found);
                     }
                 }
+                Ok(WatchEnd::Changed) if matches!(self.query, Query::Prefix(_)) => {
+                    // The first key of a list appeared: let the writer finish the list
+                    // before reading it, so the answer is not the first key alone.
+                    if !self.settle.is_zero() {
+                        ctx.debug(format_args!(
+                            "{query} changed on {member_url}; reading it in {} ms ({SETTLE_KEY})",
+                            self.settle.as_millis()
+                        ));
+                        ctx.sleep(self.settle)?;
+                    }
+                    continue;
+                }
                 Ok(WatchEnd::Changed) | Ok(WatchEnd::Quiet) => continue,
                 // Cancelled while waiting: the answer is that nothing was there.
                 Err(CallError::Cancelled) => return Err(absent.into()),
@@ -316,7 +425,12 @@ impl EtcdResolver {
         }
     }
 
-    fn brokers(&self, range: &etcd::Range, url: &str) -> Result<Vec<String>, Error> {
+    fn brokers(
+        &self,
+        ctx: &Context<'_>,
+        range: &etcd::Range,
+        url: &str,
+    ) -> Result<Vec<String>, Error> {
         match &self.query {
             Query::Key(k) => match range.kvs.first() {
                 None => Ok(Vec::new()),
@@ -335,11 +449,14 @@ impl EtcdResolver {
                 }
                 let mut found = Vec::new();
                 for (key, value) in &range.kvs {
-                    if let Some(t) = targets::parse_single(
+                    match targets::parse_single(
                         value,
                         &format!("etcd key {key:?} (prefix {p:?}) at {url}"),
-                    )? {
-                        found.push(t);
+                    ) {
+                        Ok(Some(t)) => found.push(t),
+                        Ok(None) => {}
+                        // One bad value must not hide the others: skip it, naming the key.
+                        Err(why) => ctx.warn(format_args!("{why}; skipping that key")),
                     }
                 }
                 Ok(found)
@@ -437,5 +554,54 @@ mod tests {
         };
         let e = half.check().unwrap_err().to_string();
         assert!(e.contains(TLS_CERT_KEY) && e.contains(TLS_KEY_KEY), "{e}");
+    }
+
+    #[test]
+    fn a_prefix_is_a_directory_and_bad_values_are_skipped_naming_the_key() {
+        use provtarget_abi::{testkit, LogLevel};
+        let host = testkit::TestHost::new();
+        let (r, settings) = testkit::configure::<EtcdResolver>(
+            &host,
+            &[
+                (PREFIX_KEY, "fleet"),
+                (ENDPOINTS_KEY, "http://127.0.0.1:2379"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.query, Query::Prefix("fleet/".into()));
+        assert_eq!(settings.get(PREFIX_KEY), Some("fleet/"));
+        assert_eq!(settings.get(SETTLE_KEY), Some("1000ms"));
+        let (r2, _) = testkit::configure::<EtcdResolver>(&host, &[(PREFIX_KEY, "fleet/")]).unwrap();
+        assert_eq!(r2.query, Query::Prefix("fleet/".into()));
+
+        let range = etcd::Range {
+            kvs: vec![
+                ("fleet/a".into(), b"a.example:4222".to_vec()),
+                ("fleet/b".into(), b"not a broker".to_vec()),
+                ("fleet/c".into(), b"  ".to_vec()),
+                ("fleet/d".into(), b"nats://d.example:4222".to_vec()),
+            ],
+            revision: 3,
+            member: 0,
+        };
+        let found = r
+            .brokers(&host.context(), &range, "http://127.0.0.1:2379")
+            .unwrap();
+        assert_eq!(found, ["a.example:4222", "nats://d.example:4222"]);
+        assert_eq!(
+            host.lines(LogLevel::Warn),
+            [
+                r#"etcd key "fleet/b" (prefix "fleet/") at http://127.0.0.1:2379 holds "not a broker", which is not a broker address; expected host:port or scheme://host:port; skipping that key"#
+            ]
+        );
+        let err =
+            testkit::configure::<EtcdResolver>(&host, &[(PREFIX_KEY, "f/"), (SETTLE_KEY, "2m")])
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(
+            err.starts_with(r#"plugin.provtarget.etcd.settle = "2m" is not valid"#),
+            "{err}"
+        );
     }
 }

@@ -59,8 +59,8 @@ mod template;
 use std::{fmt, time::Duration};
 
 use provtarget_abi::{
-    backoff::FIVE_SEC, export_plugin, Cancellation, Config, ConfigError, ConfigKey, Context, Error,
-    Resolver, Settings,
+    backoff::FIVE_SEC, export_plugin, permanent, Cancellation, Config, ConfigError, ConfigKey,
+    Context, Error, Resolver, Settings,
 };
 use regex::{Regex, RegexBuilder};
 
@@ -151,11 +151,14 @@ impl Resolver for FqdnResolver {
             plan.pattern.as_str(),
             plan.templates.len()
         ));
+        let (identity, targets) = self.detect();
         Ok(Settings::new()
             .with(PATTERN_KEY, plan.pattern.as_str())
             .with(TEMPLATE_KEY, plan.templates_shown())
             .with(IDENTITY_KEY, plan.identity_shown())
-            .with(LOOKUP_TIMEOUT_KEY, format!("{:?}", plan.lookup_timeout)))
+            .with(LOOKUP_TIMEOUT_KEY, format!("{:?}", plan.lookup_timeout))
+            .with(DETECTED_IDENTITY, identity)
+            .with(DETECTED_TARGETS, targets))
     }
 
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
@@ -170,7 +173,45 @@ impl Resolver for FqdnResolver {
     }
 }
 
+/// Shown by buildinfo: the identity the first try would use, and where it came from.
+const DETECTED_IDENTITY: &str = "plugin.provtarget.fqdn.detected.identity";
+/// Shown by buildinfo: the targets the first try would return, or why none.
+const DETECTED_TARGETS: &str = "plugin.provtarget.fqdn.detected.targets";
 impl FqdnResolver {
+    /// What one try would find now, for buildinfo: the identity (with where it came
+    /// from) and the targets (or why none). No DNS query here (`configure` must stay
+    /// quick): when Choria's rule needs DNS, it says so; `targets` works it all out
+    /// afresh on every try.
+    fn detect(&self) -> (String, String) {
+        let not_yet = || "not known yet".to_string();
+        let identity = match &self.plan.identity {
+            Some((name, key)) => Identity {
+                name: name.clone(),
+                source: Source::Configured(key),
+            },
+            None => match (self.hostname)() {
+                Err(e) => return (format!("not known yet: {e}"), not_yet()),
+                Ok(hostname) => match identity::choose(&hostname, |_| Err(provtarget_abi::Cancelled)) {
+                    Ok(identity) => identity,
+                    Err(_) => {
+                        return (
+                            format!(
+                                "not known yet: host name {:?} has at most one dot, so each try asks DNS for its name (Choria's rule)",
+                                hostname.trim()
+                            ),
+                            not_yet(),
+                        )
+                    }
+                },
+            },
+        };
+        let targets = match self.plan.expand(&identity) {
+            Ok(t) => t.join(", "),
+            Err(e) => format!("none: {e}"),
+        };
+        (format!("{} ({})", identity.name, identity.source), targets)
+    }
+
     /// Choria's FiveSec backoff until the identity matches or `cancel` is cancelled;
     /// each failed try is reported once (a host context logs it), and the last one's
     /// error travels in the cancellation error.
@@ -180,8 +221,13 @@ impl FqdnResolver {
     ) -> Result<(Identity, Vec<String>), Error> {
         FIVE_SEC.retry(cancel, |_try| {
             let identity = self.identity(cancel)?;
-            let targets = self.plan.expand(&identity)?;
-            Ok((identity, targets))
+            match self.plan.expand(&identity) {
+                Ok(targets) => Ok((identity, targets)),
+                // A configured identity cannot change by waiting: no retry helps, so
+                // the host hears of it at once.
+                Err(e) if matches!(identity.source, Source::Configured(_)) => Err(permanent(e)),
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -366,11 +412,18 @@ enum ExpandError {
 impl fmt::Display for ExpandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExpandError::NoMatch { identity, pattern } => write!(
-                f,
-                "identity {:?} ({}) does not match the pattern {pattern} ({PATTERN_KEY}); waiting for the host name or DNS to change (or set {IDENTITY_KEY})",
-                identity.name, identity.source
-            ),
+            ExpandError::NoMatch { identity, pattern } => match identity.source {
+                Source::Configured(key) => write!(
+                    f,
+                    "identity {:?} ({}) does not match the pattern {pattern} ({PATTERN_KEY}); fix {key} or {PATTERN_KEY}",
+                    identity.name, identity.source
+                ),
+                _ => write!(
+                    f,
+                    "identity {:?} ({}) does not match the pattern {pattern} ({PATTERN_KEY}); waiting for the host name or DNS to change (or set {IDENTITY_KEY})",
+                    identity.name, identity.source
+                ),
+            },
             ExpandError::Template {
                 identity,
                 template,
@@ -401,11 +454,13 @@ export_plugin!(FqdnResolver);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use provtarget_abi::{backoff::GaveUp, Cancelled};
-    use std::{
-        cell::Cell,
-        time::{Duration, Instant},
+    use provtarget_abi::{
+        backoff::GaveUp,
+        is_permanent,
+        testkit::{self, TestHost},
+        LogLevel,
     };
+    use std::time::{Duration, Instant};
 
     fn config(pairs: &[(&str, &str)]) -> Config {
         Config::from_iter(pairs.iter().copied()).with_keys(&FqdnResolver::config_keys())
@@ -430,22 +485,6 @@ mod tests {
         }
     }
 
-    /// Cancelled after `n` sleeps.
-    struct Sleeps(Cell<u32>, u32);
-    impl Cancellation for Sleeps {
-        fn is_cancelled(&self) -> bool {
-            self.0.get() >= self.1
-        }
-        fn sleep(&self, _: Duration) -> Result<(), Cancelled> {
-            self.0.set(self.0.get() + 1);
-            if self.is_cancelled() {
-                Err(Cancelled)
-            } else {
-                Ok(())
-            }
-        }
-    }
-
     #[test]
     fn the_defaults_map_a_host_to_provision_in_its_domain() {
         let p = plan(&[]).unwrap();
@@ -459,7 +498,7 @@ mod tests {
         let err = p.expand(&configured("web1")).unwrap_err().to_string();
         assert_eq!(
             err,
-            r#"identity "web1" (set by plugin.provtarget.fqdn.identity) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); waiting for the host name or DNS to change (or set plugin.provtarget.fqdn.identity)"#
+            r#"identity "web1" (set by plugin.provtarget.fqdn.identity) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); fix plugin.provtarget.fqdn.identity or plugin.provtarget.fqdn.pattern"#
         );
     }
 
@@ -570,30 +609,94 @@ mod tests {
     }
 
     #[test]
-    fn a_non_matching_identity_is_retried_until_cancelled_keeping_the_error() {
-        let r = resolver(&[(IDENTITY_KEY, "web1")]);
-        let err = r.resolve(&Sleeps(Cell::new(0), 3)).unwrap_err();
+    fn a_configured_identity_that_does_not_match_is_not_retried() {
+        // Through the SDK's test kit, as the host would: configure, then targets.
+        for key in [IDENTITY_KEY, CHORIA_IDENTITY_KEY] {
+            // Without the permanent mark this would retry: cancel after 5 sleeps.
+            let host = TestHost::new().instant_sleeps().cancel_after_sleeps(5);
+            let (r, settings) =
+                testkit::configure::<FqdnResolver>(&host, &[(key, "web1")]).unwrap();
+            assert!(settings.get(IDENTITY_KEY).unwrap().starts_with("web1"));
+            let err = r.targets(&host.context()).unwrap_err();
+            assert!(is_permanent(&*err), "{err}");
+            assert!(err.downcast_ref::<GaveUp>().is_none(), "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    r#"identity "web1" (set by {key}) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); fix {key} or plugin.provtarget.fqdn.pattern"#
+                )
+            );
+            assert!(host.sleeps().is_empty(), "no retry: {:?}", host.sleeps());
+            assert!(host.lines(LogLevel::Warn).is_empty());
+        }
+
+        // A configured identity whose template fills to garbage: permanent too.
+        let host = TestHost::new().instant_sleeps().cancel_after_sleeps(5);
+        let (r, _) =
+            testkit::configure::<FqdnResolver>(&host, &[(IDENTITY_KEY, "web1.evil.net/x#")])
+                .unwrap();
+        let err = r.targets(&host.context()).unwrap_err();
+        assert!(is_permanent(&*err), "{err}");
+
+        let host = TestHost::new();
+        let (r, _) =
+            testkit::configure::<FqdnResolver>(&host, &[(IDENTITY_KEY, "web1.lon1.example.net")])
+                .unwrap();
+        assert_eq!(
+            r.targets(&host.context()).unwrap(),
+            ["provision.lon1.example.net:4222"]
+        );
+        assert_eq!(
+            host.lines(LogLevel::Info),
+            [
+                r#"identity "web1.lon1.example.net" (set by plugin.provtarget.fqdn.identity) gave 1 target(s)"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_host_name_that_does_not_match_is_retried_until_cancelled_keeping_the_error() {
+        let r = resolver(&[]);
+        let host = TestHost::new().instant_sleeps().cancel_after_sleeps(3);
+        let err = r.targets(&host.context()).unwrap_err();
         let gave_up = err.downcast_ref::<GaveUp>().expect("GaveUp");
         assert_eq!(gave_up.tries, 3);
+        assert!(!is_permanent(&*err));
         let last = gave_up.last_error.as_deref().unwrap();
         assert!(
-            last.starts_with(
-                r#"identity "web1" (set by plugin.provtarget.fqdn.identity) does not match"#
-            ),
+            last.starts_with(r#"identity "web1" (the host name; no DNS name was used: no DNS in this test) does not match"#),
             "{last}"
         );
+        assert!(last.ends_with("waiting for the host name or DNS to change (or set plugin.provtarget.fqdn.identity)"), "{last}");
+        assert_eq!(host.lines(LogLevel::Warn).len(), 3);
+    }
 
-        let r = resolver(&[(IDENTITY_KEY, "web1.lon1.example.net")]);
-        let (id, targets) = r.resolve(&Sleeps(Cell::new(0), 3)).unwrap();
-        assert_eq!(id.name, "web1.lon1.example.net");
-        assert_eq!(targets, ["provision.lon1.example.net:4222"]);
+    #[test]
+    fn configure_refuses_a_bad_template_through_the_test_kit() {
+        let host = TestHost::new();
+        let err = testkit::configure::<FqdnResolver>(&host, &[(TEMPLATE_KEY, "p.${dom}:1")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with(r#"plugin.provtarget.fqdn.template = "p.${dom}:1" is not valid"#),
+            "{err}"
+        );
     }
 
     #[test]
     fn without_a_configured_identity_the_rule_applies_on_every_try() {
         // Host name "web1", DNS failing: the short host name, which does not match.
         let r = resolver(&[]);
-        let err = r.resolve(&Sleeps(Cell::new(0), 1)).unwrap_err().to_string();
+        let err = r
+            .resolve(
+                &TestHost::new()
+                    .instant_sleeps()
+                    .cancel_after_sleeps(1)
+                    .context(),
+            )
+            .unwrap_err()
+            .to_string();
         assert!(
             err.ends_with(r#"last error: identity "web1" (the host name; no DNS name was used: no DNS in this test) does not match the pattern ^[^.]+\.(?P<domain>.+)$ (plugin.provtarget.fqdn.pattern); waiting for the host name or DNS to change (or set plugin.provtarget.fqdn.identity)"#),
             "{err}"
@@ -603,7 +706,14 @@ mod tests {
             dns: DnsLookup::with(|h| Ok(format!("{h}.par3.example.net."))),
             ..resolver(&[])
         };
-        let (id, targets) = r.resolve(&Sleeps(Cell::new(0), 1)).unwrap();
+        let (id, targets) = r
+            .resolve(
+                &TestHost::new()
+                    .instant_sleeps()
+                    .cancel_after_sleeps(1)
+                    .context(),
+            )
+            .unwrap();
         assert_eq!(id.source, Source::Dns("web1".into()));
         assert_eq!(targets, ["provision.par3.example.net:4222"]);
         // A long host name is used as it is, DNS not asked.
@@ -612,14 +722,29 @@ mod tests {
             dns: DnsLookup::with(|_| panic!("DNS asked")),
             ..resolver(&[])
         };
-        let (_, targets) = r.resolve(&Sleeps(Cell::new(0), 1)).unwrap();
+        let (_, targets) = r
+            .resolve(
+                &TestHost::new()
+                    .instant_sleeps()
+                    .cancel_after_sleeps(1)
+                    .context(),
+            )
+            .unwrap();
         assert_eq!(targets, ["provision.ams1.example.org:4222"]);
         // No host name at all: says so and how to fix it.
         let r = FqdnResolver {
             hostname: || Ok(String::new()),
             ..resolver(&[])
         };
-        let err = r.resolve(&Sleeps(Cell::new(0), 1)).unwrap_err().to_string();
+        let err = r
+            .resolve(
+                &TestHost::new()
+                    .instant_sleeps()
+                    .cancel_after_sleeps(1)
+                    .context(),
+            )
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot work out the identity (the host name; no DNS name was used: the host name is empty); set plugin.provtarget.fqdn.identity"), "{err}");
     }
 
@@ -627,21 +752,6 @@ mod tests {
 
     #[test]
     fn cancellation_ends_a_try_stuck_in_dns() {
-        /// Cancelled once `after` has passed.
-        struct After(Instant, Duration);
-        impl Cancellation for After {
-            fn is_cancelled(&self) -> bool {
-                self.0.elapsed() >= self.1
-            }
-            fn sleep(&self, d: Duration) -> Result<(), Cancelled> {
-                std::thread::sleep(d.min(Duration::from_millis(5)));
-                if self.is_cancelled() {
-                    Err(Cancelled)
-                } else {
-                    Ok(())
-                }
-            }
-        }
         // A short host name, so the rule asks DNS, which hangs.
         let r = FqdnResolver {
             plan: plan(&[]).unwrap(),
@@ -652,10 +762,10 @@ mod tests {
                 Err("too late".into())
             }),
         };
+        let host = TestHost::new();
         let started = Instant::now();
-        let err = r
-            .resolve(&After(started, Duration::from_millis(100)))
-            .unwrap_err();
+        host.cancel_after(Duration::from_millis(100));
+        let err = r.resolve(&host.context()).unwrap_err();
         // Liveness only: well before the 3 s lookup could end.
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -665,5 +775,52 @@ mod tests {
         assert!(HUNG.load(std::sync::atomic::Ordering::SeqCst));
         let gave_up = err.downcast_ref::<GaveUp>().expect("GaveUp");
         assert_eq!(gave_up.tries, 0, "cancelled inside the first try: {err}");
+    }
+
+    #[test]
+    fn buildinfo_shows_the_identity_and_targets_detected() {
+        let host = TestHost::new();
+        let (_, settings) =
+            testkit::configure::<FqdnResolver>(&host, &[(IDENTITY_KEY, "web1.lon1.example.net")])
+                .unwrap();
+        assert_eq!(
+            settings.get(DETECTED_IDENTITY),
+            Some("web1.lon1.example.net (set by plugin.provtarget.fqdn.identity)")
+        );
+        assert_eq!(
+            settings.get(DETECTED_TARGETS),
+            Some("provision.lon1.example.net:4222")
+        );
+        let (_, settings) =
+            testkit::configure::<FqdnResolver>(&host, &[(IDENTITY_KEY, "web1")]).unwrap();
+        assert!(settings.get(DETECTED_TARGETS).unwrap().starts_with(
+            r#"none: identity "web1" (set by plugin.provtarget.fqdn.identity) does not match"#
+        ));
+        // Choria's rule, from this machine's own host name.
+        let mut r = FqdnResolver {
+            hostname: || Ok("db2.ams1.example.org".into()),
+            ..resolver(&[])
+        };
+        let settings = r
+            .configure(&host.context(), &testkit::config::<FqdnResolver>(&[]))
+            .unwrap();
+        assert_eq!(
+            settings.get(DETECTED_IDENTITY),
+            Some("db2.ams1.example.org (the host name)")
+        );
+        // A short host name needs DNS: not asked at configure, said so.
+        let mut r = FqdnResolver {
+            dns: DnsLookup::with(|_| panic!("DNS asked at configure")),
+            ..resolver(&[])
+        };
+        let settings = r
+            .configure(&host.context(), &testkit::config::<FqdnResolver>(&[]))
+            .unwrap();
+        assert_eq!(
+            settings.get(DETECTED_IDENTITY),
+            Some(
+                r#"not known yet: host name "web1" has at most one dot, so each try asks DNS for its name (Choria's rule)"#
+            )
+        );
     }
 }

@@ -220,7 +220,11 @@ fn try_once<C: Cancellation + ?Sized>(
     request: &Arc<Request>,
 ) -> Result<Vec<String>, Error> {
     let worker = Arc::clone(request);
-    let body = run_cancellable(cancel, move || worker.fetch())??;
+    let body = match run_cancellable(cancel, move || worker.fetch())? {
+        Ok(body) => body,
+        Err(f) if f.permanent => return Err(provtarget_abi::permanent(f.message)),
+        Err(f) => return Err(f.message.into()),
+    };
     Ok(extract_targets(
         &body,
         &request.pointer,
@@ -426,7 +430,7 @@ impl Request {
     }
 
     /// The token step (if any), then the `GET`: the document's bytes.
-    fn fetch(&self) -> Result<Vec<u8>, String> {
+    fn fetch(&self) -> Result<Vec<u8>, Failed> {
         let token = match &self.token {
             Some(step) => Some(step.fetch(&self.agent)?),
             None => None,
@@ -440,12 +444,12 @@ impl Request {
         }
         let what = format!("GET {}", self.shown_url);
         let response = check_status(req.call(), &what)?;
-        read_response(response, MAX_BODY, &what)
+        Ok(read_response(response, MAX_BODY, &what)?)
     }
 }
 
 impl TokenStep {
-    fn fetch(&self, agent: &ureq::Agent) -> Result<String, String> {
+    fn fetch(&self, agent: &ureq::Agent) -> Result<String, Failed> {
         let what = format!("token: {} {}", self.method, self.shown_url);
         let mut req = agent.request_url(&self.method, &self.url);
         for h in &self.headers {
@@ -465,7 +469,7 @@ impl TokenStep {
             .trim()
             .to_string();
         if token.is_empty() {
-            return Err(format!("{what}: the answer holds no token"));
+            return Err(format!("{what}: the answer holds no token").into());
         }
         check_header_value(&token)
             .map_err(|why| format!("{what}: the token cannot go into a header: {why}"))?;
@@ -478,10 +482,10 @@ impl TokenStep {
 fn check_status(
     result: Result<ureq::Response, ureq::Error>,
     what: &str,
-) -> Result<ureq::Response, String> {
+) -> Result<ureq::Response, Failed> {
     match result {
         Ok(r) if (200..300).contains(&r.status()) => Ok(r),
-        Ok(r) if (300..400).contains(&r.status()) => Err(format!(
+        Ok(r) if (300..400).contains(&r.status()) => Err(Failed::from(format!(
             "{what}: {} {}; redirects are not followed{}",
             r.status(),
             shown_text(r.status_text(), 60),
@@ -489,12 +493,28 @@ fn check_status(
                 Some(l) => format!(" (Location: {})", shown_text(l, 200)),
                 None => String::new(),
             }
-        )),
-        Ok(r) | Err(ureq::Error::Status(_, r)) => Err(format!(
-            "{what}: {} {}",
-            r.status(),
-            shown_text(r.status_text(), 60)
-        )),
+        ))),
+        Ok(r) | Err(ureq::Error::Status(_, r)) => {
+            let status = r.status();
+            let line = format!("{what}: {} {}", status, shown_text(r.status_text(), 60));
+            if !(400..500).contains(&status) {
+                return Err(line.into());
+            }
+            // A metadata service says in its body which header it wants.
+            let mut body = Vec::new();
+            let _ = r.into_reader().take(1024).read_to_end(&mut body);
+            let body = String::from_utf8_lossy(&body);
+            match hint_for_status(status, &body, what) {
+                // The service wants a header the configuration does not send: that
+                // will not change by asking again.
+                Some(fix) if fix.starts_with("the service wants the header") => Err(Failed {
+                    message: format!("{line}; {fix}"),
+                    permanent: true,
+                }),
+                Some(fix) => Err(format!("{line}; {fix}").into()),
+                None => Err(line.into()),
+            }
+        }
         Err(ureq::Error::Transport(t)) => {
             // Kind, message and source, without the URL (already in `what`) and
             // without a part the next one repeats ("Network Error: Network Error: …").
@@ -513,8 +533,101 @@ fn check_status(
                 }
                 shown.push(part);
             }
-            Err(format!("{what}: {}", shown_text(&shown.join(": "), 300)))
+            let text = shown_text(&shown.join(": "), 300);
+            match hint_for_transport(&text, what) {
+                Some(fix) => Err(format!("{what}: {text}; {fix}").into()),
+                None => Err(format!("{what}: {text}").into()),
+            }
         }
+    }
+}
+
+/// Why a request failed: the message, and whether no retry can change it.
+#[derive(Debug)]
+struct Failed {
+    message: String,
+    permanent: bool,
+}
+
+impl From<String> for Failed {
+    fn from(message: String) -> Failed {
+        Failed {
+            message,
+            permanent: false,
+        }
+    }
+}
+
+/// The key naming the URL of the request `what` describes (`token: ...` or `GET ...`).
+fn url_key_of(what: &str) -> &'static str {
+    if what.starts_with("token:") {
+        TOKEN_URL_KEY
+    } else {
+        URL_KEY
+    }
+}
+
+/// What to change when a metadata service refuses a request with a 4xx `status`.
+fn hint_for_status(status: u16, body: &str, what: &str) -> Option<String> {
+    let body = body.to_ascii_lowercase();
+    if body.contains("metadata-flavor") {
+        // GCP: "Missing Metadata-Flavor:Google header."
+        return Some(format!(
+            "the service wants the header Metadata-Flavor: Google: set {HEADER_PREFIX}Metadata-Flavor = Google"
+        ));
+    }
+    if body.contains("required metadata header") {
+        // Azure: "Bad request. Required metadata header not specified"
+        return Some(format!(
+            "the service wants the header Metadata: true: set {HEADER_PREFIX}Metadata = true"
+        ));
+    }
+    if status == 401 && what.contains("169.254.169.254") && !what.starts_with("token:") {
+        // AWS IMDSv2 without a token.
+        return Some(format!(
+            "AWS IMDSv2 wants a session token: set {TOKEN_URL_KEY} = http://169.254.169.254/latest/api/token, {TOKEN_HEADER_PREFIX}X-aws-ec2-metadata-token-ttl-seconds = 21600 and {TOKEN_INTO_KEY} = X-aws-ec2-metadata-token"
+        ));
+    }
+    match status {
+        401 | 403 => Some(format!(
+            "the service refused the request: it may want a header ({}<Name>) or a token ({TOKEN_URL_KEY} and {TOKEN_INTO_KEY})",
+            if what.starts_with("token:") { TOKEN_HEADER_PREFIX } else { HEADER_PREFIX }
+        )),
+        404 => Some(format!("nothing at that path: check {}", url_key_of(what))),
+        405 if what.starts_with("token:") => Some(format!(
+            "the token service does not take this method: check {TOKEN_METHOD_KEY}"
+        )),
+        _ => None,
+    }
+}
+
+/// What to change when a request failed below HTTP.
+fn hint_for_transport(text: &str, what: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let key = url_key_of(what);
+    if lower.contains("connection refused") {
+        Some(format!(
+            "nothing listens at that address: check the host and port in {key}"
+        ))
+    } else if lower.contains("dns failed") || lower.contains("failed to lookup") {
+        Some(format!("the host name does not resolve: check {key}"))
+    } else if [
+        "bad status",
+        "badstatus",
+        "closed",
+        "invalid",
+        "header field",
+        "[21, 3,", // a TLS alert record where a status line should be
+        "[22, 3,", // a TLS handshake record
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
+    {
+        Some(format!(
+            "the server did not answer plain HTTP; if it speaks TLS (https), this plugin cannot read it: give a plain http:// URL in {key}"
+        ))
+    } else {
+        None
     }
 }
 
@@ -1248,5 +1361,97 @@ mod tests {
         let heads = server.join().unwrap();
         assert_eq!(heads.len(), 3);
         assert!(heads[0].starts_with("GET /b HTTP/1.1\r\n"), "{heads:?}");
+    }
+
+    #[test]
+    fn refusals_and_failures_name_the_fix() {
+        use provtarget_abi::testkit::{self, TestHost};
+        // GCP's metadata server without its header: 403 with the reason in the body.
+        let (port, server) = serve(vec![(
+            "403 Forbidden",
+            "Missing Metadata-Flavor:Google header.",
+        )]);
+        let url = format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/attributes/brokers");
+        let host = TestHost::new().instant_sleeps().cancel_after_sleeps(1);
+        let (r, _) = testkit::configure::<HttpResolver>(&host, &[(URL_KEY, &url)]).unwrap();
+        let err = r.targets(&host.context()).unwrap_err();
+        // A header the configuration does not send: no retry can change it.
+        assert!(provtarget_abi::is_permanent(&*err), "{err}");
+        assert!(host.sleeps().is_empty(), "retried: {:?}", host.sleeps());
+        assert_eq!(
+            err.to_string(),
+            format!("GET {url}: 403 Forbidden; the service wants the header Metadata-Flavor: Google: set plugin.provtarget.http.header.Metadata-Flavor = Google")
+        );
+        server.join().unwrap();
+
+        // Azure's IMDS without "Metadata: true".
+        let (port, server) = serve(vec![(
+            "400 Bad Request",
+            r#"{"error":"Bad request. Required metadata header not specified"}"#,
+        )]);
+        let request = request_to(&format!("http://127.0.0.1:{port}/b"), "5s");
+        let e = try_once(&TestCancel::default(), &request)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("; the service wants the header Metadata: true: set plugin.provtarget.http.header.Metadata = true"),
+            "{e}"
+        );
+        server.join().unwrap();
+
+        // A bare 403: which settings can carry what it wants.
+        let (port, server) = serve(vec![("403 Forbidden", "")]);
+        let request = request_to(&format!("http://127.0.0.1:{port}/b"), "5s");
+        let e = try_once(&TestCancel::default(), &request)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("403 Forbidden; the service refused the request: it may want a header (plugin.provtarget.http.header.<Name>) or a token"), "{e}");
+        server.join().unwrap();
+
+        // Refused: which key names the address.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let request = request_to(&format!("http://127.0.0.1:{port}/b"), "5s");
+        let e = try_once(&TestCancel::default(), &request)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("; nothing listens at that address: check the host and port in plugin.provtarget.http.url"),
+            "{e}"
+        );
+
+        // A TLS port spoken to in clear: it answers with a TLS alert, not HTTP.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tls = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            // A TLS "protocol version" alert record, then close.
+            let _ = s.write_all(&[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]);
+        });
+        let request = request_to(&format!("http://127.0.0.1:{port}/b"), "5s");
+        let e = try_once(&TestCancel::default(), &request)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("if it speaks TLS (https), this plugin cannot read it"),
+            "{e}"
+        );
+        tls.join().unwrap();
+    }
+
+    #[test]
+    fn imdsv2_without_a_token_is_told_the_token_settings() {
+        let hint = hint_for_status(401, "", "GET http://169.254.169.254/latest/user-data").unwrap();
+        assert!(hint.starts_with("AWS IMDSv2 wants a session token: set plugin.provtarget.http.token.url = http://169.254.169.254/latest/api/token"), "{hint}");
+        assert_eq!(hint_for_status(500, "", "GET http://h/"), None);
+        assert_eq!(
+            hint_for_status(404, "", "token: PUT http://h/t").unwrap(),
+            "nothing at that path: check plugin.provtarget.http.token.url"
+        );
     }
 }

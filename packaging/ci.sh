@@ -62,7 +62,7 @@ check_loaded() {
     local text="$1" what="$2" f
     for f in "${PLUGINS[@]}"; do
         set -- $f
-        echo "$text" | grep -A1 -x "    $PLUGIN_DIR/$2" | grep -q "Status: loaded" ||
+        [ "$(grep -A1 -x "    $PLUGIN_DIR/$2" <<<"$text" | grep -c "Status: loaded")" = 1 ] ||
             fail "$what: $PLUGIN_DIR/$2 is not listed as loaded:
 $text"
     done
@@ -95,7 +95,10 @@ done
 [ "$(dpkg-deb -f "$DEB_DIR"/provtarget_*.deb Version)" = "$HOST_VERSION" ] || fail "provtarget.deb version"
 [ "$(dpkg-deb -f "$DEB_DIR"/provtarget-plugins_*.deb Version)" = "$HOST_VERSION" ] || fail "provtarget-plugins.deb version"
 [ "$(dpkg-deb -f "$DEB_DIR"/provtarget-sdk_*.deb Version)" = "$SDK_VERSION" ] || fail "provtarget-sdk.deb version"
-if dpkg-deb -c "$DEB_DIR"/provtarget-plugins_*.deb | grep -q 'minisig\|trusted.d'; then
+# (outputs are read whole before grep -q: with pipefail, an early exit of grep would
+# fail the writer with SIGPIPE)
+listing="$(dpkg-deb -c "$DEB_DIR"/provtarget-plugins_*.deb)"
+if grep -q 'minisig\|trusted.d' <<<"$listing"; then
     fail "built without PROVTARGET_SIGNING_KEY, provtarget-plugins still carries signatures or keys"
 fi
 
@@ -109,34 +112,34 @@ lintian --fail-on error,warning ${kept:+--suppress-tags "$kept"} "$DEB_DIR"/*.de
 step "dpkg -i"
 install_debs
 [ "$(cd / && provtarget --version)" = "provtarget $HOST_VERSION" ] || fail "provtarget --version"
-stat -c '%a %U:%G' "$PLUGIN_DIR" | grep -qx '755 root:root' || fail "$PLUGIN_DIR is not 0755 root:root"
-stat -c '%a %U:%G' /var/cache/provtarget | grep -qx '755 root:root' || fail "/var/cache/provtarget is not 0755 root:root"
+[ "$(stat -c '%a %U:%G' "$PLUGIN_DIR")" = '755 root:root' ] || fail "$PLUGIN_DIR is not 0755 root:root"
+[ "$(stat -c '%a %U:%G' /var/cache/provtarget)" = '755 root:root' ] || fail "/var/cache/provtarget is not 0755 root:root"
 for f in "${PLUGINS[@]}"; do
     set -- $f
-    stat -c '%a %U:%G' "$PLUGIN_DIR/$2" | grep -qx '644 root:root' || fail "$2 is not 0644 root:root"
-    if readelf -S "$PLUGIN_DIR/$2" | grep -q '\.symtab\|\.debug_'; then
+    [ "$(stat -c '%a %U:%G' "$PLUGIN_DIR/$2")" = '644 root:root' ] || fail "$2 is not 0644 root:root"
+    if grep -q '\.symtab\|\.debug_' <<<"$(readelf -S "$PLUGIN_DIR/$2")"; then
         fail "$2 is not stripped"
     fi
 done
-readelf -S /usr/bin/provtarget | grep -q '\.symtab\|\.debug_' && fail "/usr/bin/provtarget is not stripped"
+grep -q '\.symtab\|\.debug_' <<<"$(readelf -S /usr/bin/provtarget)" && fail "/usr/bin/provtarget is not stripped"
 
 step "buildinfo on the defaults"
 out="$(cd / && provtarget buildinfo)" || fail "provtarget buildinfo exited $?"
 check_loaded "$out" "provtarget buildinfo"
-echo "$out" | grep -q "Plugin Directories: $PLUGIN_DIR\$" || fail "buildinfo does not show $PLUGIN_DIR as the plugin directory"
+grep -q "Plugin Directories: $PLUGIN_DIR\$" <<<"$out" || fail "buildinfo does not show $PLUGIN_DIR as the plugin directory"
 # The second run reads the verdict cache the first one wrote.
 [ -f /var/cache/provtarget/verdicts.json ] || fail "no verdict cache in /var/cache/provtarget after buildinfo"
 
 step "targets through fqdn"
 out="$(cd / && provtarget targets --resolver 'FQDN Provisioning Target' \
     --set plugin.provtarget.fqdn.identity=web1.lon1.example.net)" || fail "provtarget targets through fqdn exited $?: $out"
-echo "$out" | grep -q 'provision.lon1.example.net:4222' || fail "targets through fqdn: $out"
+grep -q 'provision.lon1.example.net:4222' <<<"$out" || fail "targets through fqdn: $out"
 
 step "man pages and completions"
 for page in provtarget provtarget-buildinfo provtarget-targets provtarget-plugins provtarget-plugins-check; do
     man -w "$page" >/dev/null || fail "man -w $page finds no page"
 done
-man -w provtarget | grep -qx /usr/share/man/man1/provtarget.1.gz || fail "man -w provtarget: $(man -w provtarget)"
+[ "$(man -w provtarget)" = /usr/share/man/man1/provtarget.1.gz ] || fail "man -w provtarget: $(man -w provtarget)"
 bash -c 'source /usr/share/bash-completion/completions/provtarget && complete -p provtarget' >/dev/null ||
     fail "the bash completion does not register for provtarget"
 for f in /usr/share/zsh/vendor-completions/_provtarget /usr/share/fish/vendor_completions.d/provtarget.fish; do
@@ -188,12 +191,13 @@ impl Resolver for VendorCi {
 
 export_plugin!(VendorCi);
 EOF
-(cd "$vendor" && CARGO_TARGET_DIR="$vendor/target" cargo build --release --quiet) ||
+# A debug build: abi_stable and its dependencies compile about twice as fast as in release.
+(cd "$vendor" && CARGO_TARGET_DIR="$vendor/target" cargo build --quiet) ||
     fail "the vendor crate does not build against the installed SDK with: $dep_line"
-install -m 0644 "$vendor/target/release/libvendor_ci.so" "$PLUGIN_DIR/libvendor_ci.so"
+install -m 0644 "$vendor/target/debug/libvendor_ci.so" "$PLUGIN_DIR/libvendor_ci.so"
 out="$(cd / && provtarget targets --resolver 'Vendor CI Provisioning Target')" ||
     fail "the vendor plugin does not resolve in the installed host: $out"
-echo "$out" | grep -q 'vendor-ci.example.net:4222' || fail "vendor plugin targets: $out"
+grep -q 'vendor-ci.example.net:4222' <<<"$out" || fail "vendor plugin targets: $out"
 rm -f "$PLUGIN_DIR/libvendor_ci.so"
 
 # --- 6. purge leaves nothing ---
@@ -206,9 +210,10 @@ step "signed packages (throwaway key)"
 minisign -G -W -p "$WORK/ci.pub" -s "$WORK/ci.key" >/dev/null
 PROVTARGET_SIGNING_KEY="$WORK/ci.key" PROVTARGET_SIGNING_PUBKEY="$WORK/ci.pub" \
     PROVTARGET_PACKAGE_NO_BUILD=1 bash packaging/deb.sh >/dev/null
+listing="$(dpkg-deb -c "$DEB_DIR"/provtarget-plugins_*.deb)"
 for f in "${PLUGINS[@]}"; do
     set -- $f
-    dpkg-deb -c "$DEB_DIR"/provtarget-plugins_*.deb | grep -q "\./usr/lib/choria/provtarget/$2\.minisig\$" ||
+    grep -q "\./usr/lib/choria/provtarget/$2\.minisig\$" <<<"$listing" ||
         fail "the signed provtarget-plugins has no $2.minisig"
 done
 install_debs
@@ -219,7 +224,7 @@ for f in "${PLUGINS[@]}"; do
 done
 out="$(cd / && provtarget buildinfo --set plugin.provtarget.signatures=enforce 2>&1)" ||
     fail "provtarget buildinfo with signatures=enforce exited $?: $out"
-echo "$out" | grep -q 'unknown configuration key plugin.provtarget.signatures' &&
+grep -q 'unknown configuration key plugin.provtarget.signatures' <<<"$out" &&
     fail "this host does not know plugin.provtarget.signatures (the signatures branch is not merged): $out"
 check_loaded "$out" "buildinfo with plugin.provtarget.signatures=enforce"
 json="$(cd / && provtarget buildinfo --json --set plugin.provtarget.signatures=enforce 2>/dev/null)" ||
@@ -252,8 +257,8 @@ for p in "${PKGS[@]}"; do
         fail "$p: the .rpm and the .deb differ in files or modes:
 $(cat "$WORK/diff")"
 done
-rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILENAMES}\n]' "$RPM_DIR"/provtarget-[0-9]*.rpm |
-    grep -qx 'drwxr-xr-x root /var/cache/provtarget' || fail "the provtarget rpm does not own /var/cache/provtarget 0755"
+grep -qx 'drwxr-xr-x root /var/cache/provtarget' \
+    <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILENAMES}\n]' "$RPM_DIR"/provtarget-[0-9]*.rpm)" || fail "the provtarget rpm does not own /var/cache/provtarget 0755"
 [ "$(rpm -qp --qf '%{VERSION}' "$RPM_DIR"/provtarget-[0-9]*.rpm)" = "$HOST_VERSION" ] || fail "provtarget rpm version"
 [ "$(rpm -qp --qf '%{VERSION}' "$RPM_DIR"/provtarget-sdk-[0-9]*.rpm)" = "$SDK_VERSION" ] || fail "provtarget-sdk rpm version"
 

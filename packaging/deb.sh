@@ -42,8 +42,8 @@ debian_changelog() {
     {
         echo "$pkg ($version) unstable; urgency=medium"
         echo
-        echo "  * Release $version; the changes are in /usr/share/doc/$doc/CHANGELOG.md.gz"
-        echo "    and CHANGELOG.md of the sources."
+        echo "  * Release $version. The changes are in CHANGELOG.md.gz"
+        echo "    in /usr/share/doc/$doc/."
         echo
         echo " -- $MAINTAINER  $date"
     } | gzip -9n >"$4"
@@ -90,7 +90,7 @@ write_deb() {
     } >"$tree/DEBIAN/control"
     local deb="$OUT/${pkg}_${version}_${arch}.deb"
     rm -f "$deb"
-    dpkg-deb --build --root-owner-group -Zxz "$tree" "$deb" >/dev/null
+    SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" dpkg-deb --build --root-owner-group -Zxz "$tree" "$deb" >/dev/null
     echo "$deb"
 }
 

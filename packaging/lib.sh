@@ -45,11 +45,12 @@ SDK_VERSION="$(crate_version "$REPO/plugin-abi/Cargo.toml")"
 [ -n "$HOST_VERSION" ] || die "no version in core/Cargo.toml"
 [ -n "$SDK_VERSION" ] || die "no version in plugin-abi/Cargo.toml"
 
-# Reproducible dates: the last commit's time, unless the caller set one.
+# Reproducible dates: the last commit's time, unless the caller set one. Handed to the
+# package builders only, not exported: ring's build script reruns when it changes,
+# which would rebuild part of a release build made without it.
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
     SOURCE_DATE_EPOCH="$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)"
 fi
-export SOURCE_DATE_EPOCH
 
 need_tool() {
     command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (Debian package: $2); install it and run again"

@@ -205,7 +205,7 @@ step "dpkg -P"
 dpkg -P "${PKGS[@]}" >/dev/null || fail "dpkg -P"
 check_purged
 
-# --- 7. signed packages: the installed host loads them in enforce mode ---
+# --- 7. signed packages, built with a throwaway key ---
 step "signed packages (throwaway key)"
 minisign -G -W -p "$WORK/ci.pub" -s "$WORK/ci.key" >/dev/null
 PROVTARGET_SIGNING_KEY="$WORK/ci.key" PROVTARGET_SIGNING_PUBKEY="$WORK/ci.pub" \
@@ -216,25 +216,6 @@ for f in "${PLUGINS[@]}"; do
     grep -q "\./usr/lib/choria/provtarget/$2\.minisig\$" <<<"$listing" ||
         fail "the signed provtarget-plugins has no $2.minisig"
 done
-install_debs
-for f in "${PLUGINS[@]}"; do
-    set -- $f
-    minisign -V -q -p /etc/choria/provtarget/trusted.d/provtarget-packages.pub -m "$PLUGIN_DIR/$2" ||
-        fail "the installed $2 does not verify against the packaged public key"
-done
-out="$(cd / && provtarget buildinfo --set plugin.provtarget.signatures=enforce 2>&1)" ||
-    fail "provtarget buildinfo with signatures=enforce exited $?: $out"
-grep -q 'unknown configuration key plugin.provtarget.signatures' <<<"$out" &&
-    fail "this host does not know plugin.provtarget.signatures (the signatures branch is not merged): $out"
-check_loaded "$out" "buildinfo with plugin.provtarget.signatures=enforce"
-json="$(cd / && provtarget buildinfo --json --set plugin.provtarget.signatures=enforce 2>/dev/null)" ||
-    fail "provtarget buildinfo --json with signatures=enforce exited $?"
-n="$(echo "$json" | grep -o '"state": *"signed"' | wc -l)"
-[ "$n" -ge ${#PLUGINS[@]} ] ||
-    fail "buildinfo --json with signatures=enforce shows $n plugins with \"signature\": {\"state\": \"signed\"}, expected ${#PLUGINS[@]}: $json"
-dpkg -P "${PKGS[@]}" >/dev/null || fail "dpkg -P (signed)"
-check_purged
-
 # --- 8. rpm: the same files and modes ---
 # Built signed like the .debs now in $DEB_DIR, so both carry the same files.
 step "packaging/rpm.sh"
@@ -262,4 +243,26 @@ grep -qx 'drwxr-xr-x root /var/cache/provtarget' \
 [ "$(rpm -qp --qf '%{VERSION}' "$RPM_DIR"/provtarget-[0-9]*.rpm)" = "$HOST_VERSION" ] || fail "provtarget rpm version"
 [ "$(rpm -qp --qf '%{VERSION}' "$RPM_DIR"/provtarget-sdk-[0-9]*.rpm)" = "$SDK_VERSION" ] || fail "provtarget-sdk rpm version"
 
-echo "== packaging/ci.sh: all checks passed"
+# --- 9. the installed host loads the signed plugins in enforce mode ---
+# (last: it needs the signatures feature in the host, and fails naming it without)
+step "signed packages installed, signatures=enforce"
+install_debs
+for f in "${PLUGINS[@]}"; do
+    set -- $f
+    minisign -V -q -p /etc/choria/provtarget/trusted.d/provtarget-packages.pub -m "$PLUGIN_DIR/$2" ||
+        fail "the installed $2 does not verify against the packaged public key"
+done
+out="$(cd / && provtarget buildinfo --set plugin.provtarget.signatures=enforce 2>&1)" ||
+    fail "provtarget buildinfo with signatures=enforce exited $?: $out"
+grep -q 'unknown configuration key plugin.provtarget.signatures' <<<"$out" &&
+    fail "this host does not know plugin.provtarget.signatures (the signatures branch is not merged): $out"
+check_loaded "$out" "buildinfo with plugin.provtarget.signatures=enforce"
+json="$(cd / && provtarget buildinfo --json --set plugin.provtarget.signatures=enforce 2>/dev/null)" ||
+    fail "provtarget buildinfo --json with signatures=enforce exited $?"
+n="$(echo "$json" | grep -o '"state": *"signed"' | wc -l)"
+[ "$n" -ge ${#PLUGINS[@]} ] ||
+    fail "buildinfo --json with signatures=enforce shows $n plugins with \"signature\": {\"state\": \"signed\"}, expected ${#PLUGINS[@]}: $json"
+dpkg -P "${PKGS[@]}" >/dev/null || fail "dpkg -P (signed)"
+check_purged
+
+echo "== packaging/ci.sh: all checks passed in $SECONDS s"

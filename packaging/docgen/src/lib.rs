@@ -128,7 +128,14 @@ mod tests {
     fn completions_know_every_subcommand_and_flag() {
         for shell in SHELLS {
             let text = String::from_utf8(completion(shell)).unwrap();
-            for word in ["buildinfo", "targets", "plugins", "check", "--plugin-dir", "--json"] {
+            for word in [
+                "buildinfo",
+                "targets",
+                "plugins",
+                "check",
+                "--plugin-dir",
+                "--json",
+            ] {
                 assert!(text.contains(word), "{shell}: no {word}");
             }
         }

@@ -133,8 +133,10 @@ mod tests {
                 "targets",
                 "plugins",
                 "check",
-                "--plugin-dir",
-                "--json",
+                // Flags without their dashes: fish writes `-l plugin-dir`.
+                "plugin-dir",
+                "insecure-skip-owner-checks",
+                "json",
             ] {
                 assert!(text.contains(word), "{shell}: no {word}");
             }

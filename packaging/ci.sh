@@ -16,7 +16,8 @@ fail() {
 step() { echo "== $*"; }
 
 [ "$(id -u)" = 0 ] || fail "run as root: it installs and purges the packages on this machine"
-for t in dpkg-deb dpkg-shlibdeps lintian rpm rpmbuild man minisign readelf cargo; do
+# (deb.sh installs dpkg-dev and binutils itself when missing)
+for t in dpkg-deb lintian rpm rpmbuild man minisign cargo; do
     command -v "$t" >/dev/null 2>&1 || fail "$t is not installed (.ci/run installs it)"
 done
 
@@ -216,6 +217,9 @@ for f in "${PLUGINS[@]}"; do
     grep -q "\./usr/lib/choria/provtarget/$2\.minisig\$" <<<"$listing" ||
         fail "the signed provtarget-plugins has no $2.minisig"
 done
+lintian --fail-on error,warning ${kept:+--suppress-tags "$kept"} "$DEB_DIR"/provtarget-plugins_*.deb ||
+    fail "lintian reports errors or warnings on the signed provtarget-plugins"
+
 # --- 8. rpm: the same files and modes ---
 # Built signed like the .debs now in $DEB_DIR, so both carry the same files.
 step "packaging/rpm.sh"

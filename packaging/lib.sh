@@ -52,8 +52,19 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
     SOURCE_DATE_EPOCH="$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)"
 fi
 
+# need_tool COMMAND DEBIAN-PACKAGE: as root on Debian, installs a missing tool with
+# apt-get; otherwise a missing tool is an error naming the package.
 need_tool() {
-    command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (Debian package: $2); install it and run again"
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== apt-get install $2 (for $1)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null; } ||
+            die "apt-get could not install $2 (for $1)"
+        command -v "$1" >/dev/null 2>&1 || die "$2 is installed but $1 is still missing"
+        return 0
+    fi
+    die "$1 is not installed (Debian package: $2); install it and run again"
 }
 
 # cargo build --release of the host, the four plugins and the doc generator.

@@ -39,6 +39,7 @@ pub mod config;
 pub mod default_resolver;
 pub mod host;
 pub mod isolation;
+pub mod logsink;
 pub mod resolver;
 pub mod selection;
 pub mod targets;

@@ -347,8 +347,12 @@ impl LibraryRecord {
         record
     }
 
-    /// One `tracing` event per verdict: info when loaded, warn when rejected.
+    /// One `tracing` event per verdict: info when loaded, warn when rejected (none in
+    /// a child whose host logs the verdict it reports, see [`verdicts_logged_by_host`]).
     pub(crate) fn log(&self) {
+        if VERDICTS_LOGGED_BY_HOST.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         // Every field is escaped: `%` fields are written raw by the log formatter, and
         // a file name may hold newlines or escape sequences. Field expressions are
         // evaluated only when the event is enabled (a directory may hold thousands of
@@ -367,6 +371,15 @@ impl LibraryRecord {
                     load_time_us = self.load_time.as_micros() as u64,
                     cached = self.cached,
                     "loaded provtarget plugin"
+                );
+            }
+            Verdict::Rejected(refusal) if !RefusalLog::name_one() => {
+                tracing::debug!(
+                    path = %path(),
+                    stage = refusal.stage.as_str(),
+                    kind = refusal.kind.as_str(),
+                    "refused plugin library: {}",
+                    crate::text::printable(&refusal.message)
                 );
             }
             Verdict::Rejected(refusal) => {
@@ -405,4 +418,52 @@ pub struct LoadReport {
     /// Conditions worth a warning (e.g. the developer override is on, a configured
     /// directory is missing or refused).
     pub warnings: Vec<String>,
+}
+
+/// How many refused libraries one scan names in a warning each: a directory of junk
+/// files (50,000 empty `lib*.so`) must not write one line per file. The rest are
+/// logged at debug level and counted in one warning at the end of the scan
+/// ([`RefusalLog::finish`]); every one of them is still in the report (buildinfo).
+pub(crate) const MAX_NAMED_REFUSALS: usize = 10;
+
+/// Refusals logged at warn level in the current scan (reset by [`RefusalLog::begin`]).
+static REFUSALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The bound on the refusal warnings of one scan.
+pub(crate) struct RefusalLog;
+
+impl RefusalLog {
+    /// A scan starts: the first [`MAX_NAMED_REFUSALS`] refusals are named again.
+    pub(crate) fn begin() -> RefusalLog {
+        REFUSALS.store(0, std::sync::atomic::Ordering::Relaxed);
+        RefusalLog
+    }
+
+    /// Whether the refusal being logged is named in a warning (else debug only).
+    fn name_one() -> bool {
+        REFUSALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < MAX_NAMED_REFUSALS
+    }
+
+    /// The summary of the refusals not named, when there were any.
+    pub(crate) fn finish(self) -> Option<String> {
+        let total = REFUSALS.load(std::sync::atomic::Ordering::Relaxed);
+        let more = total.checked_sub(MAX_NAMED_REFUSALS).filter(|n| *n > 0)?;
+        Some(format!(
+            "{more} more plugin libraries were refused ({total} in all; the first \
+             {MAX_NAMED_REFUSALS} are named above): run provtarget buildinfo to see each \
+             and why, and remove the files that are not plugins"
+        ))
+    }
+}
+
+/// Set in a child process whose verdicts its host reports and logs.
+static VERDICTS_LOGGED_BY_HOST: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// For a child process that loads a library for its host (crash isolation): its
+/// verdicts are not logged here, since the host logs each library's verdict once when
+/// the child reports it (else every verdict would be logged twice, once relayed from
+/// the child).
+pub fn verdicts_logged_by_host() {
+    VERDICTS_LOGGED_BY_HOST.store(true, std::sync::atomic::Ordering::Relaxed);
 }

@@ -58,6 +58,7 @@ pub(crate) fn load_scan(
     mut gate: Option<&mut Gate<'_>>,
 ) -> LoadReport {
     let (session, warnings) = Session::start(options);
+    let refusals_logged = crate::report::RefusalLog::begin();
     let mut report = LoadReport {
         warnings,
         ..LoadReport::default()
@@ -84,6 +85,10 @@ pub(crate) fn load_scan(
     // Directories already scanned, by the identity of the opened directory (device and
     // inode), so one configured twice (or under two spellings) is scanned once.
     let mut scanned: Vec<((u64, u64), &Path)> = Vec::new();
+    // The (name, path) of every accepted record so far, in scan order, for the
+    // duplicate-name rule: kept as the scan goes (recomputing it per file made a
+    // directory of n files cost n² steps).
+    let mut accepted_so_far: Vec<(String, PathBuf)> = Vec::new();
     for dir_path in &options.directories {
         let dir = match directory::open(dir_path, true) {
             Ok(dir) => dir,
@@ -157,12 +162,11 @@ pub(crate) fn load_scan(
                     None,
                 )
             } else {
-                let loaded = accepted_before(&report, report.libraries.len());
                 let (record, accepted, identity) = session.examine_with(
                     &dir,
                     &name,
                     &path,
-                    &loaded,
+                    &accepted_so_far,
                     CacheUse {
                         cache: cache.as_ref(),
                         answer: true,
@@ -174,6 +178,9 @@ pub(crate) fn load_scan(
                 source = Some((dirs.len(), name.clone()));
                 (record, accepted)
             };
+            if let Some(name) = accepted_name(&record) {
+                accepted_so_far.push((name.to_string(), record.path.clone()));
+            }
             report.libraries.push(record);
             sources.push(source);
             if let Some((info, resolver)) = accepted {
@@ -236,6 +243,9 @@ pub(crate) fn load_scan(
         }
     }
     report.plugins.sort_by_key(|p| p.record);
+    if let Some(w) = refusals_logged.finish() {
+        warn(&mut report, w);
+    }
     if let Some(cache) = cache.as_mut() {
         cache.forget_missing(&scanned_paths, &seen);
         if let Err(w) = cache.save() {

@@ -440,15 +440,17 @@ pub fn check_file(
 /// subcommands.
 pub fn child_main(args: &[OsString]) -> ExitCode {
     init_child_logging();
+    // The host logs each verdict this child reports, once.
+    provtarget_loader::verdicts_logged_by_host();
     watch_parent();
     match (args.first().and_then(|c| c.to_str()), args.get(1)) {
         (Some(PROBE_COMMAND), Some(path)) => probe::child(Path::new(path)),
         (Some(SERVE_COMMAND), None) => process::child(),
         _ => {
-            eprintln!(
+            crate::logsink::line(&format!(
                 "provtarget: {PROBE_COMMAND} needs a path and {SERVE_COMMAND} none; they are \
                  run by provtarget itself"
-            );
+            ));
             ExitCode::from(2)
         }
     }
@@ -458,6 +460,7 @@ pub fn child_main(args: &[OsString]) -> ExitCode {
 /// the parent watch, then serving; its exit status.
 fn serve_main() -> u8 {
     init_child_logging();
+    provtarget_loader::verdicts_logged_by_host();
     watch_parent();
     process::serve()
 }
@@ -472,7 +475,9 @@ pub fn is_child_command(first: Option<&OsString>) -> bool {
 /// Every level is written: the host's own filter decides what is shown.
 fn init_child_logging() {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        // Never an error, never a panic: see `crate::logsink`.
+        .with_writer(crate::logsink::Stderr)
+        .log_internal_errors(false)
         .with_ansi(false)
         .without_time()
         .with_target(false)

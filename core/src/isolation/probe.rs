@@ -148,14 +148,18 @@ pub fn child(path: &Path) -> ExitCode {
     let mut report = match inherited(REPORT_FD, true) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("provtarget: {PROBE_COMMAND} has no report descriptor: {e}");
+            crate::logsink::line(&format!(
+                "provtarget: {PROBE_COMMAND} has no report descriptor: {e}"
+            ));
             return ExitCode::from(2);
         }
     };
     let (record, plugin) = match inherited(IMAGE_FD, false) {
         Ok(image) => provtarget_loader::load_sealed(image.into(), path),
         Err(e) => {
-            eprintln!("provtarget: {PROBE_COMMAND} has no library descriptor: {e}");
+            crate::logsink::line(&format!(
+                "provtarget: {PROBE_COMMAND} has no library descriptor: {e}"
+            ));
             return ExitCode::from(2);
         }
     };

@@ -274,6 +274,9 @@ impl Spare {
                 let code = match become_served(&theirs, &null, &log_w) {
                     Ok(()) => {
                         drop((theirs, null, log_w));
+                        // The copy keeps nothing above stderr: not the host's
+                        // descriptors, nor those whoever started the host left open.
+                        provtarget_loader::child::close_from(3);
                         super::serve_main()
                     }
                     Err(_) => 2,
@@ -542,7 +545,9 @@ fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_theirs));
-    let spawned = cmd.spawn();
+    // Nothing above stderr is inherited (whoever started the host may have left
+    // descriptors open).
+    let spawned = provtarget_loader::child::spawn_with_fds(&mut cmd, &[]);
     // The command holds the child's ends: closed here, so the child's end of the
     // socket is the child's alone (its exit is then seen as the end of the stream).
     drop(cmd);
@@ -773,9 +778,9 @@ pub(super) fn serve() -> u8 {
     let socket = match take_socket() {
         Ok(socket) => socket,
         Err(e) => {
-            eprintln!(
+            crate::logsink::line(&format!(
                 "provtarget: {SERVE_COMMAND} needs the socket provtarget gives it as stdin: {e}"
-            );
+            ));
             return 2;
         }
     };
@@ -784,7 +789,7 @@ pub(super) fn serve() -> u8 {
         // The host ended (or discarded this child) before handing it a library.
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return 0,
         Err(e) => {
-            eprintln!("provtarget: {SERVE_COMMAND} got no library: {e}");
+            crate::logsink::line(&format!("provtarget: {SERVE_COMMAND} got no library: {e}"));
             return 2;
         }
     };
@@ -792,9 +797,9 @@ pub(super) fn serve() -> u8 {
     let (Some("load"), Some(path), Some(image)) =
         (request["call"].as_str(), request["path"].as_str(), image)
     else {
-        eprintln!(
+        crate::logsink::line(&format!(
             "provtarget: {SERVE_COMMAND}: the first request must be a load with a descriptor"
-        );
+        ));
         return 2;
     };
     let (record, plugin) = provtarget_loader::load_sealed(image, Path::new(path));

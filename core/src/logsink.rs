@@ -1,0 +1,105 @@
+//! Where log lines go: stderr, written so that a failed write can never stop
+//! provisioning.
+//!
+//! A full log disk, or a pipe whose reader has gone, must not cost the targets that
+//! stdout still carries. Every log line of the host and of its children goes through
+//! [`Stderr`]: a line that cannot be written is dropped and counted ([`dropped`]), never
+//! returned as an error (on which `tracing-subscriber` would `eprintln!`, and that
+//! panics on the same broken stderr). The count is reported once at exit
+//! ([`dropped_summary`]).
+#![forbid(unsafe_code)]
+
+use std::{
+    io::{self, Write},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
+};
+
+/// Log lines (writes) that could not be written to stderr so far.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// The first write error, for the summary.
+static FIRST_ERROR: OnceLock<String> = OnceLock::new();
+
+/// A writer to this process's stderr that never fails: a write error drops the text
+/// and counts it (see [`dropped`]). Use it as `tracing-subscriber`'s writer
+/// (`with_writer(Stderr)`), or for one line ([`line`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Err(e) = io::stderr().lock().write_all(buf) {
+            note_dropped(&e);
+        }
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write(buf).map(|_| ())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Stderr {
+        Stderr
+    }
+}
+
+fn note_dropped(e: &io::Error) {
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+    let _ = FIRST_ERROR.set(e.to_string());
+}
+
+/// Writes `text` and a newline to stderr as one write; dropped and counted on error.
+pub fn line(text: &str) {
+    let mut buf = String::with_capacity(text.len() + 1);
+    buf.push_str(text);
+    buf.push('\n');
+    let _ = Stderr.write_all(buf.as_bytes());
+}
+
+/// How many writes to stderr failed so far.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// One line saying how many log lines were lost and why (the first error), when any
+/// were: `provtarget: 3 log line(s) could not be written to stderr (No space left on
+/// device); ...`. `None` when none was lost.
+pub fn dropped_summary() -> Option<String> {
+    let n = dropped();
+    (n > 0).then(|| {
+        let why = FIRST_ERROR
+            .get()
+            .map(String::as_str)
+            .unwrap_or("unknown error");
+        format!(
+            "provtarget: {n} log line(s) could not be written to stderr ({why}); they were \
+             dropped so that provisioning could go on: free space on the log disk or fix \
+             what reads stderr"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_summary_without_a_drop_and_one_naming_the_error_after() {
+        assert!(DROPPED.load(Ordering::Relaxed) == 0 || dropped_summary().is_some());
+        note_dropped(&io::Error::from_raw_os_error(28));
+        let s = dropped_summary().expect("a drop was counted");
+        assert!(s.contains("log line(s) could not be written"), "{s}");
+        assert!(s.contains("No space left on device"), "{s}");
+    }
+}

@@ -1,0 +1,308 @@
+//! Hardening of the host itself (issue 20), through the real binary: logging that
+//! can never stop provisioning, signals that end the process whatever it is doing,
+//! honest exit paths, bounded scanning, children that start with only what the host
+//! gives them, masking of malformed lines, pins read like the configuration, and the
+//! verdict cache as a hint, never an authority.
+mod common;
+use common::*;
+
+use std::{
+    fs::OpenOptions,
+    io::Read,
+    os::unix::process::CommandExt,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// `provtarget args...` with a clean environment (plus `env`), not waited for.
+fn spawn_with(args: &[&str], stdout: Stdio, stderr: Stdio, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(provtarget_testsupport::provtarget_bin());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PROVTARGET_CACHE_DIR", test_cache_dir())
+        .env(RUN_TAG, args.join(" "))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Collects a pipe in the background, readable while the process runs.
+fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+/// Waits (liveness limit 60 s) until `text` holds `needle`.
+fn wait_for(text: &Arc<Mutex<String>>, needle: &str, child: &mut Child) {
+    let started = Instant::now();
+    while !text.lock().unwrap().contains(needle) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "provtarget ended ({status}) before printing {needle:?}:\n{}",
+                text.lock().unwrap()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no {needle:?} after 60 s:\n{}",
+            text.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for the exit (killing it and failing after `limit`, a liveness limit) and
+/// returns the exit code.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("provtarget still running {limit:?} after it was told to end");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn kill(how: &str) {
+    let status = Command::new("sh").args(["-c", how]).status().expect("sh");
+    assert!(status.success(), "{how} failed");
+}
+
+fn testkit_args<'a>(dir: &'a str, sets: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["targets", "--config", "/dev/null", "--plugin-dir", dir];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    args
+}
+
+fn output_of(mut cmd: Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().expect("cannot run provtarget");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---- (1) an unwritable stderr ---------------------------------------------------------
+
+#[test]
+fn a_full_or_closed_stderr_never_stops_provisioning() {
+    let dir = plugin_dir("hs-stderr", &["provtarget-testkit"]);
+    let d = path_str(dir.path());
+    let mut args = vec!["--log-level", "info"];
+    // Warnings too: a key nobody declares, and the default directory after ours.
+    args.extend(testkit_args(
+        &d,
+        &[
+            "testkit.mode=log",
+            "testkit.targets=nats://prov.example.net:4222",
+            "plugin.provtarget.no_such_key=1",
+        ],
+    ));
+    for isolation in ["none", "process"] {
+        let set = format!("plugin.provtarget.isolation={isolation}");
+        let mut a = args.clone();
+        a.extend(["--set", &set]);
+        // A full disk.
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let (code, stdout, _) = output_of(spawn_with(&a, Stdio::piped(), full.into(), &[]));
+        assert_eq!(code, Some(0), "{isolation}: {stdout}");
+        assert!(
+            stdout.contains("Provisioning using 1 broker(s):")
+                && stdout.contains("nats://prov.example.net:4222"),
+            "{isolation}: {stdout}"
+        );
+        // Reported once, on the one channel left (text output).
+        assert_eq!(
+            stdout.matches("could not be written to stderr").count(),
+            1,
+            "{isolation}: {stdout}"
+        );
+        assert!(stdout.contains("No space left on device"), "{stdout}");
+        // A pipe whose reader has gone.
+        let mut child = spawn_with(&a, Stdio::piped(), Stdio::piped(), &[])
+            .spawn()
+            .unwrap();
+        drop(child.stderr.take());
+        let out = collect(child.stdout.take().unwrap());
+        let code = wait_exit(&mut child, Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(50));
+        let stdout = out.lock().unwrap().clone();
+        assert_eq!(code, Some(0), "{isolation}: {stdout}");
+        assert!(
+            stdout.contains("nats://prov.example.net:4222"),
+            "{isolation}: {stdout}"
+        );
+    }
+    // buildinfo, and JSON is never mixed with the summary.
+    for json in [false, true] {
+        let mut a = vec!["buildinfo", "--config", "/dev/null", "--plugin-dir", &d];
+        if json {
+            a.push("--json");
+        }
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let (code, stdout, _) = output_of(spawn_with(&a, Stdio::piped(), full.into(), &[]));
+        assert_eq!(code, Some(0), "{stdout}");
+        assert!(stdout.contains("Test Kit"), "{stdout}");
+        if json {
+            serde_json::from_str::<serde_json::Value>(&stdout)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+        }
+    }
+}
+
+// ---- (3) signals ----------------------------------------------------------------------
+
+#[test]
+fn sigterm_ends_a_process_stuck_in_a_library_constructor() {
+    let dir = plugin_dir("hs-ctor-hang", &["provtarget-test-ctor-hang"]);
+    let d = path_str(dir.path());
+    for signal in ["TERM", "INT"] {
+        let args = [
+            "--log-level",
+            "debug",
+            "targets",
+            "--config",
+            "/dev/null",
+            "--plugin-dir",
+            &d,
+            "--set",
+            "plugin.provtarget.isolation=none",
+        ];
+        let mut child = spawn_with(&args, Stdio::piped(), Stdio::piped(), &[])
+            .spawn()
+            .unwrap();
+        let _out = collect(child.stdout.take().unwrap());
+        let err = collect(child.stderr.take().unwrap());
+        // Past the checks made from its bytes: the constructor runs (and hangs) next.
+        wait_for(
+            &err,
+            "dlopen: the library's constructors run now",
+            &mut child,
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the constructor should hang"
+        );
+        kill(&format!("kill -{signal} {}", child.id()));
+        // Liveness limit: "promptly" is seconds; before the fix it was never.
+        let code = wait_exit(&mut child, Duration::from_secs(20));
+        let expected = if signal == "TERM" { 143 } else { 130 };
+        assert_eq!(code, Some(expected), "{}", err.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let stderr = err.lock().unwrap().clone();
+        assert!(
+            stderr.contains(&format!("provtarget: interrupted by SIG{signal}; exiting")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn one_term_to_the_process_and_its_group_reports_the_failure_once() {
+    let dir = plugin_dir("hs-group-term", &["provtarget-testkit"]);
+    let d = path_str(dir.path());
+    for isolation in ["none", "process"] {
+        let set = format!("plugin.provtarget.isolation={isolation}");
+        let args = testkit_args(&d, &["testkit.mode=wait", &set]);
+        let mut cmd = spawn_with(&args, Stdio::piped(), Stdio::piped(), &[]);
+        // Its own process group, as under GNU timeout.
+        cmd.process_group(0);
+        let mut child = cmd.spawn().unwrap();
+        let out = collect(child.stdout.take().unwrap());
+        let err = collect(child.stderr.take().unwrap());
+        wait_for(&out, "Attempting provisioner resolution", &mut child);
+        std::thread::sleep(Duration::from_millis(200));
+        // What GNU timeout does: the process, then its group.
+        let pid = child.id();
+        kill(&format!("kill -TERM {pid}; kill -TERM -{pid}"));
+        let code = wait_exit(&mut child, Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(50));
+        let stderr = err.lock().unwrap().clone();
+        assert_eq!(code, Some(143), "{isolation}: {stderr}");
+        assert!(!stderr.contains("exiting at once"), "{isolation}: {stderr}");
+        assert_eq!(
+            stderr.matches("cancelling the resolution").count(),
+            1,
+            "{isolation}: {stderr}"
+        );
+        assert_eq!(
+            stderr
+                .matches("could not determine provisioning servers using Test Kit")
+                .count(),
+            1,
+            "{isolation}: the failure reason, once: {stderr}"
+        );
+        assert_no_processes_tagged(&d);
+    }
+}
+
+// ---- (7) honest exit paths ------------------------------------------------------------
+
+#[test]
+fn help_version_and_a_closed_stdout_follow_the_exit_code_table() {
+    for flag in ["--help", "--version"] {
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let (code, _, stderr) = output_of(spawn_with(&[flag], full.into(), Stdio::piped(), &[]));
+        assert_eq!(code, Some(74), "{flag} into /dev/full: {stderr}");
+        assert!(
+            stderr.contains("cannot write the output to stdout"),
+            "{stderr}"
+        );
+        // Into a pipe: all of it, exit 0.
+        let (code, stdout, _) = output_of(spawn_with(&[flag], Stdio::piped(), Stdio::piped(), &[]));
+        assert_eq!(code, Some(0));
+        assert!(stdout.contains("provtarget"), "{stdout}");
+    }
+    // A closed descriptor 1 (the shell's `>&-`): an error, not a silent exit 0.
+    let bin = provtarget_testsupport::provtarget_bin();
+    for command in [
+        "--version",
+        "buildinfo --config /dev/null --plugin-dir /nonexistent",
+    ] {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("exec \"$0\" {command} >&-"))
+            .arg(&bin)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let (code, _, stderr) = output_of(cmd);
+        assert_eq!(code, Some(74), "{command}: {stderr}");
+        assert!(
+            stderr.contains("stdout (descriptor 1) was closed"),
+            "{stderr}"
+        );
+    }
+    // `>/dev/null` is not a closed stdout.
+    let null = OpenOptions::new().write(true).open("/dev/null").unwrap();
+    let (code, _, stderr) = output_of(spawn_with(&["--version"], null.into(), Stdio::piped(), &[]));
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -306,3 +306,131 @@ fn help_version_and_a_closed_stdout_follow_the_exit_code_table() {
     let (code, _, stderr) = output_of(spawn_with(&["--version"], null.into(), Stdio::piped(), &[]));
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+// ---- (6) children start with only what the host gives them ----------------------------
+
+/// What descriptor `fd` of process `pid` is (its `/proc` link), if open.
+fn fd_target(pid: u32, fd: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+/// Every open descriptor of `pid` as (number, target).
+fn fds_of(pid: u32) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let n: u32 = e.file_name().to_str()?.parse().ok()?;
+            Some((n, fd_target(pid, n)?))
+        })
+        .collect()
+}
+
+#[test]
+fn children_inherit_no_descriptor_and_no_configuration_variable_of_the_caller() {
+    let dir = plugin_dir(
+        "hs-fds",
+        &["provtarget-testkit", "provtarget-test-ctor-hang"],
+    );
+    let d = path_str(dir.path());
+    let secret_dir = TempDir::new("hs-fds-secret");
+    let secret = secret_dir.write("secret.txt", "top secret\n");
+    let secret = path_str(&secret);
+    let bin = provtarget_testsupport::provtarget_bin();
+    // probe: the ctor-hang library hangs in its `__probe` child (exec'd); process:
+    // it hangs in a resolver child, and Test Kit waits in another. Without
+    // configuration variables the first resolver child is forked at start-up (its
+    // descriptors closed), with them every child is exec'd (its environment cut).
+    for (isolation, with_env) in [("probe", true), ("process", true), ("process", false)] {
+        let tag = format!("hs-fds {isolation} {with_env} {}", std::process::id());
+        let script = format!(
+            "exec 7<'{secret}'; exec \"$0\" targets --config /dev/null --plugin-dir '{d}' \
+             --set testkit.mode=wait --set plugin.provtarget.isolation={isolation} \
+             --set plugin.provtarget.probe_timeout=20s --set plugin.provtarget.cache_dir=none"
+        );
+        let mut cmd = Command::new("sh");
+        cmd.env_clear();
+        if with_env {
+            cmd.env("PROVTARGET_SRV_DOMAIN", "env-secret.example");
+        }
+        let mut host = cmd
+            .arg("-c")
+            .arg(script)
+            .arg(&bin)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env(RUN_TAG, &tag)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = collect(host.stdout.take().unwrap());
+        let err = collect(host.stderr.take().unwrap());
+        let host_pid = host.id();
+        // Watch every child of the run while it runs (liveness limit 60 s).
+        let started = Instant::now();
+        let mut host_had_it = false;
+        let mut children_seen = std::collections::BTreeSet::new();
+        loop {
+            let ready = out
+                .lock()
+                .unwrap()
+                .contains("Attempting provisioner resolution");
+            if fd_target(host_pid, 7).is_some_and(|t| t == secret) {
+                host_had_it = true;
+            }
+            for (pid, _) in processes_tagged(&tag) {
+                if pid == host_pid {
+                    continue;
+                }
+                let fds = fds_of(pid);
+                if fds.is_empty() {
+                    continue;
+                }
+                children_seen.insert(pid);
+                let leaked: Vec<_> = fds
+                    .iter()
+                    .filter(|(n, t)| *t == secret || (*n > 2 && t.contains("secret")))
+                    .collect();
+                assert!(
+                    leaked.is_empty(),
+                    "{isolation}: child {pid} holds the caller's descriptor: {fds:?}"
+                );
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let environ = String::from_utf8_lossy(&environ);
+                assert!(
+                    !environ.contains("PROVTARGET_SRV_DOMAIN"),
+                    "{isolation}: child {pid} has the host's configuration variables: {environ}"
+                );
+            }
+            let wanted = if isolation == "process" { 2 } else { 1 };
+            if ready && children_seen.len() >= wanted && started.elapsed() > Duration::from_secs(1)
+            {
+                break;
+            }
+            if let Ok(Some(status)) = host.try_wait() {
+                panic!(
+                    "{isolation}: provtarget ended ({status}) early:\n{}\n{}",
+                    out.lock().unwrap(),
+                    err.lock().unwrap()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{isolation}: children seen {children_seen:?}; stdout {}; stderr {}",
+                out.lock().unwrap(),
+                err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The test can fail: the host itself did hold the descriptor.
+        assert!(host_had_it, "{isolation}: the host never had descriptor 7");
+        kill(&format!("kill -TERM {host_pid}"));
+        let _ = wait_exit(&mut host, Duration::from_secs(60));
+        assert_no_processes_tagged(&tag);
+    }
+}

@@ -156,7 +156,17 @@ impl Helper {
     /// whether it did; without a fork (another thread runs, or it failed) it starts
     /// one the usual way ([`Helper::prestart`]). The copy never returns here: it
     /// serves and exits.
+    ///
+    /// A copy keeps this process's environment block as it was at `exec` (removing a
+    /// variable does not erase it from `/proc/self/environ`), so when the host's
+    /// configuration comes through `PROVTARGET_*` variables (which may carry
+    /// secrets) no copy is forked: the child is started the usual way, its environment
+    /// cut to what it needs.
     pub fn fork_spare(&self) -> bool {
+        if std::env::vars_os().any(|(name, _)| is_host_config_var(&name)) {
+            self.prestart(1);
+            return false;
+        }
         match process::Spare::fork() {
             Ok(spare) => {
                 self.lock_spares().push(Waiting::Started(spare));
@@ -524,7 +534,37 @@ fn child_command(helper: &Helper, sub: &str, path: &Path) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    scrub_env(&mut cmd);
     cmd
+}
+
+/// Whether an environment variable is one of the host's own configuration
+/// (`PROVTARGET_*`, which may carry secrets: a password given as
+/// `PROVTARGET_ETCD_PASSWORD`). A child never needs them: it gets its configuration
+/// from the host, over its socket, for the one plugin it serves.
+fn is_host_config_var(name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    name.as_bytes().starts_with(b"PROVTARGET_")
+}
+
+/// A child's environment: this process's, without its configuration variables
+/// ([`is_host_config_var`]).
+pub(crate) fn scrub_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if is_host_config_var(&name) {
+            cmd.env_remove(name);
+        }
+    }
+}
+
+/// [`scrub_env`] for a forked child, in its own environment (while it has a single
+/// thread).
+pub(crate) fn scrub_own_env() {
+    for (name, _) in std::env::vars_os() {
+        if is_host_config_var(&name) {
+            std::env::remove_var(name);
+        }
+    }
 }
 
 /// The name a child's log lines are tagged with, changed as it becomes known (a

@@ -277,6 +277,7 @@ impl Spare {
                         // The copy keeps nothing above stderr: not the host's
                         // descriptors, nor those whoever started the host left open.
                         provtarget_loader::child::close_from(3);
+                        super::scrub_own_env();
                         super::serve_main()
                     }
                     Err(_) => 2,
@@ -545,6 +546,7 @@ fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_theirs));
+    super::scrub_env(&mut cmd);
     // Nothing above stderr is inherited (whoever started the host may have left
     // descriptors open).
     let spawned = provtarget_loader::child::spawn_with_fds(&mut cmd, &[]);

@@ -434,3 +434,55 @@ fn children_inherit_no_descriptor_and_no_configuration_variable_of_the_caller() 
         assert_no_processes_tagged(&tag);
     }
 }
+
+// ---- (2) secrets in malformed lines ---------------------------------------------------
+
+#[test]
+fn malformed_lines_flags_and_values_naming_a_secret_are_masked_everywhere() {
+    let dir = TempDir::new("hs-mask");
+    let conf = dir.write(
+        "server.conf",
+        "plugin.provtarget.etcd.password: S3CRET-1\n\
+         plugin.provtarget.http.header.Authorization: Bearer S3CRET-2\n\
+         plugin.provtarget.etcd.password S3CRET-3\n\
+         plugin.provtarget.jwt_file =\n\
+         plugin.provtarget.broker_urls = nats://u:S3CRET-4@h:x\n",
+    );
+    let conf = path_str(&conf);
+    let empty = TempDir::new("hs-mask-plugins");
+    let d = path_str(empty.path());
+    for args in [
+        vec!["buildinfo", "--config", &conf, "--plugin-dir", &d],
+        vec!["buildinfo", "--json", "--config", &conf, "--plugin-dir", &d],
+        vec!["targets", "--config", &conf, "--plugin-dir", &d],
+        vec!["targets", "--json", "--config", &conf, "--plugin-dir", &d],
+    ] {
+        let run = provtarget(&args);
+        for n in 1..=4 {
+            let secret = format!("S3CRET-{n}");
+            run.stdout_lacks(&secret).stderr_lacks(&secret);
+        }
+        // The lines are still reported, masked.
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains("plugin.provtarget.etcd.password: *****"),
+            "{args:?}: {all}"
+        );
+        assert!(
+            all.contains("plugin.provtarget.http.header.Authorization: *****"),
+            "{args:?}: {all}"
+        );
+    }
+    // A usage error of --set.
+    let run = provtarget(&[
+        "targets",
+        "--plugin-dir",
+        &d,
+        "--set",
+        "plugin.provtarget.etcd.password:S3CRET-5",
+    ]);
+    run.failed(2)
+        .stderr_lacks("S3CRET-5")
+        .stderr_has("plugin.provtarget.etcd.password: *****")
+        .stderr_has("expected KEY=VALUE");
+}

@@ -158,6 +158,9 @@ pub enum RefusalKind {
     /// Loading it in a child process killed the child (a signal, `exit()`, or no
     /// answer before the deadline): its load-time code would have taken the host down.
     CrashedWhileLoading,
+    /// The library, once loaded, is not the plugin its verdict-cache entry described
+    /// (name, version, type or interface): the entry is dropped.
+    CacheMismatch,
 }
 
 names! {
@@ -197,6 +200,7 @@ names! {
     ConstructorFailed => "constructor-failed",
     Duplicate => "duplicate",
     CrashedWhileLoading => "crashed-while-loading",
+    CacheMismatch => "cache-mismatch",
 }
 
 impl fmt::Display for RefusalKind {
@@ -466,4 +470,50 @@ static VERDICTS_LOGGED_BY_HOST: std::sync::atomic::AtomicBool =
 /// the child).
 pub fn verdicts_logged_by_host() {
     VERDICTS_LOGGED_BY_HOST.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How the plugin a library really is (`actual`, read from it once loaded, here or in
+/// a child) differs from what its verdict-cache entry said (`cached`, which the
+/// selection used): `None` when name, version, plugin type and interface all agree.
+/// The verdict cache is a hint, never an authority over what runs: a mismatch refuses
+/// the library (see [`cache_mismatch_refusal`]).
+pub fn cache_mismatch(cached: &PluginFacts, actual: &PluginFacts) -> Option<String> {
+    let (c, a) = (&cached.info, &actual.info);
+    let p = crate::text::printable;
+    let mut differences = Vec::new();
+    if c.name != a.name {
+        differences.push(format!("name {:?}, not {:?}", p(&a.name), p(&c.name)));
+    }
+    if c.version != a.version {
+        differences.push(format!("version {}, not {}", p(&a.version), p(&c.version)));
+    }
+    if c.plugin_type_id != a.plugin_type_id {
+        differences.push(format!(
+            "plugin type {}, not {}",
+            a.plugin_type_id, c.plugin_type_id
+        ));
+    }
+    if cached.interface_version != actual.interface_version {
+        differences.push(format!(
+            "interface {}, not {}",
+            p(&actual.interface_version),
+            p(&cached.interface_version)
+        ));
+    }
+    (!differences.is_empty()).then(|| differences.join(", "))
+}
+
+/// The refusal of the library at `path` whose loaded plugin differs from its
+/// verdict-cache entry (`differences` from [`cache_mismatch`]).
+pub fn cache_mismatch_refusal(path: &std::path::Path, differences: &str) -> Refusal {
+    Refusal::new(
+        Stage::Load,
+        RefusalKind::CacheMismatch,
+        format!(
+            "{} is not the plugin its verdict-cache entry describes (it has {differences}); \
+             refused, and the entry dropped: the next run checks it in full (if this \
+             repeats, check who writes to the cache directory)",
+            crate::text::shown(path)
+        ),
+    )
 }

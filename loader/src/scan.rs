@@ -216,6 +216,8 @@ pub(crate) fn load_scan(
                 continue;
             };
             let path = report.libraries[r].path.clone();
+            // What the cache said, which the selection used.
+            let said = report.libraries[r].plugin.clone();
             let loaded = accepted_before(&report, r);
             // Checked in full from its bytes; the cached verdict travels with it to
             // the gate.
@@ -231,7 +233,31 @@ pub(crate) fn load_scan(
                 },
                 gate.as_deref_mut(),
             );
-            remember(cache.as_mut(), &record, identity);
+            // The cache is a hint: the library loaded must be the plugin it described.
+            let mismatch = match (&said, &record.verdict, &record.plugin) {
+                (Some(said), Verdict::Loaded, Some(actual)) => {
+                    crate::report::cache_mismatch(said, actual)
+                }
+                _ => None,
+            };
+            let (record, accepted) = match mismatch {
+                Some(differences) => {
+                    let mut record = record;
+                    record.verdict = Verdict::Rejected(crate::report::cache_mismatch_refusal(
+                        &path,
+                        &differences,
+                    ));
+                    record.log();
+                    if let Some(cache) = cache.as_mut() {
+                        cache.forget(&path);
+                    }
+                    (record, None)
+                }
+                None => {
+                    remember(cache.as_mut(), &record, identity);
+                    (record, accepted)
+                }
+            };
             report.libraries[r] = record;
             if let Some((info, resolver)) = accepted {
                 report.plugins.push(LoadedPlugin {

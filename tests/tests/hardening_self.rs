@@ -486,3 +486,65 @@ fn malformed_lines_flags_and_values_naming_a_secret_are_masked_everywhere() {
         .stderr_has("plugin.provtarget.etcd.password: *****")
         .stderr_has("expected KEY=VALUE");
 }
+
+// ---- (4) the verdict cache is a hint, never an authority -------------------------------
+
+#[test]
+fn a_forged_cache_entry_never_runs_one_library_under_another_name() {
+    const DC_HINT: &str = "Acme DC hints Provisioning Target";
+    let plugins = plugin_dir("hs-forged", &["provtarget-dc-hint"]);
+    let d = path_str(plugins.path());
+    for mode in ["process", "none", "probe"] {
+        let cache = TempDir::new("hs-forged-cache");
+        provtarget_testsupport::set_mode(cache.path(), 0o755);
+        let cache_set = format!("plugin.provtarget.cache_dir={}", cache.path().display());
+        let isolation = format!("plugin.provtarget.isolation={mode}");
+        // A cold run writes the entry.
+        provtarget(&[
+            "buildinfo",
+            "--plugin-dir",
+            &d,
+            "--set",
+            &cache_set,
+            "--set",
+            &isolation,
+        ])
+        .ok();
+        let file = cache.path().join("verdicts.json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(DC_HINT), "{text}");
+        // Edited in place (same file, same owner and mode: the cache trusts it).
+        std::fs::write(&file, text.replace(DC_HINT, "Test Kit")).unwrap();
+        let run = provtarget(&[
+            "--log-level",
+            "info",
+            "targets",
+            "--plugin-dir",
+            &d,
+            "--set",
+            &cache_set,
+            "--set",
+            &isolation,
+            "--set",
+            "plugin.provtarget.resolvers=Test Kit",
+        ]);
+        run.stderr_has("is not the plugin its verdict-cache entry describes")
+            .stderr_has(&format!("name \"{DC_HINT}\", not \"Test Kit\""))
+            .stdout_lacks("Resolved by: Test Kit");
+        // The entry is dropped (or rewritten from the real library).
+        let after = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(!after.contains("Test Kit"), "{mode}: {after}");
+        // A following run is checked in full and tells the truth.
+        let run = provtarget(&[
+            "buildinfo",
+            "--json",
+            "--plugin-dir",
+            &d,
+            "--set",
+            &cache_set,
+            "--set",
+            &isolation,
+        ]);
+        run.ok().stdout_lacks("Test Kit").stdout_has(DC_HINT);
+    }
+}

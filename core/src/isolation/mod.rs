@@ -284,7 +284,12 @@ pub fn load(
                     .as_ref()
                     .map(|f| process::ProcessResolver::new(&prepared, f, helper))
                 {
-                    Some(Ok(resolver)) => {
+                    Some(Ok(mut resolver)) => {
+                        // Facts from the cache: the first child checks them.
+                        resolver.described_by_cache(
+                            options.cache_dir.clone(),
+                            options.insecure_skip_owner_checks,
+                        );
                         remote.push((prepared.record().path.clone(), resolver));
                         Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts))
                     }

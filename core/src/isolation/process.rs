@@ -67,6 +67,13 @@ pub struct ProcessResolver {
     helper: Helper,
     config: Option<Vec<(String, String)>>,
     state: Mutex<State>,
+    /// What the selection took the library to be: every child's handshake must say
+    /// the same (name, version, type, interface).
+    expected: PluginFacts,
+    /// When `expected` came from the verdict cache (no child has loaded it this run):
+    /// the cache directory and the developer override, to drop the entry if a child
+    /// finds otherwise.
+    from_cache: Option<(PathBuf, bool)>,
 }
 
 #[derive(Default)]
@@ -354,7 +361,32 @@ impl ProcessResolver {
             helper: helper.clone(),
             config: None,
             state: Mutex::default(),
+            expected: facts.clone(),
+            from_cache: None,
         })
+    }
+
+    /// Marks this adapter's plugin facts as taken from the verdict cache in
+    /// `cache_dir` (`insecure`: the developer override), unchecked by any child this
+    /// run: the first child's handshake is compared with them, and on a mismatch the
+    /// library is refused and its cache entry dropped.
+    pub fn described_by_cache(&mut self, cache_dir: Option<PathBuf>, insecure: bool) {
+        self.from_cache = cache_dir.map(|dir| (dir, insecure));
+    }
+
+    /// Drops the verdict-cache entry of this library (its facts proved wrong).
+    fn forget_cache_entry(&self) {
+        let Some((dir, insecure)) = &self.from_cache else {
+            return;
+        };
+        let euid = rustix::process::geteuid().as_raw();
+        let (cache, _warnings) = provtarget_loader::VerdictCache::open(dir, euid, *insecure);
+        if let Some(mut cache) = cache {
+            cache.forget(&self.path);
+            if let Err(w) = cache.save() {
+                tracing::warn!("{w}");
+            }
+        }
     }
 
     /// The plugin's name.
@@ -380,11 +412,39 @@ impl ProcessResolver {
             DEFAULT_PROBE_TIMEOUT,
         ) {
             Ok((running, hello)) => match wire::parse(&hello) {
-                Ok((Verdict::Loaded, _)) => Ok(running),
-                Ok((verdict, _)) => Err(format!(
-                    "the resolver process could not load the plugin: {}",
-                    verdict.reason().unwrap_or("refused")
-                )),
+                Ok((Verdict::Loaded, actual)) => {
+                    // The cache (or an earlier child) is a hint: what this child loaded
+                    // must be the plugin the selection used.
+                    let differences = match &actual {
+                        Some(actual) => provtarget_loader::cache_mismatch(&self.expected, actual),
+                        None => Some("no plugin information".to_string()),
+                    };
+                    match differences {
+                        None => Ok(running),
+                        Some(differences) => {
+                            self.forget_cache_entry();
+                            Err(
+                                provtarget_loader::cache_mismatch_refusal(&self.path, &differences)
+                                    .message,
+                            )
+                        }
+                    }
+                }
+                Ok((verdict, _)) => {
+                    let why = verdict.reason().unwrap_or("refused");
+                    if self.from_cache.is_some() {
+                        // A cached "loaded" the library's own checks contradict.
+                        self.forget_cache_entry();
+                        Err(format!(
+                            "the resolver process refused the plugin its verdict cache \
+                             accepted: {why}; the cache entry is dropped"
+                        ))
+                    } else {
+                        Err(format!(
+                            "the resolver process could not load the plugin: {why}"
+                        ))
+                    }
+                }
                 Err(e) => Err(e),
             },
             Err(Launch::Io(e)) => Err(format!("cannot start the resolver process: {e}")),

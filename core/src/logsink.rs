@@ -30,7 +30,21 @@ pub struct Stderr;
 
 impl Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Err(e) = io::stderr().lock().write_all(buf) {
+        if repeated_too_often(buf) {
+            return Ok(buf.len());
+        }
+        let result = if buf.len() > MAX_LINE {
+            // One event is one write: a 1 MB value must not become a 1 MB log line.
+            let mut cut = buf[..MAX_LINE].to_vec();
+            cut.extend_from_slice(
+                format!(" [line cut at {} KiB of {} bytes]\n", MAX_LINE >> 10, buf.len())
+                    .as_bytes(),
+            );
+            io::stderr().lock().write_all(&cut)
+        } else {
+            io::stderr().lock().write_all(buf)
+        };
+        if let Err(e) = result {
             note_dropped(&e);
         }
         Ok(buf.len())
@@ -52,6 +66,55 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
     fn make_writer(&'a self) -> Stderr {
         Stderr
     }
+}
+
+/// The longest log line written as it is; a longer one is cut (and says so).
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// How many times one line (its text after the timestamp) is written; later copies
+/// are counted, not written (a DNS server flooding wrong answers made the built-in
+/// resolver log thousands of identical warnings in seconds). See [`suppressed`].
+pub const MAX_REPEATS: u32 = 5;
+
+/// Lines not written because they repeated an earlier one too often.
+static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+
+/// How many copies of each line were seen (by a hash of its text after the
+/// timestamp), for [`MAX_REPEATS`]. Bounded: cleared when it holds too many lines.
+static SEEN: std::sync::Mutex<Option<std::collections::HashMap<u64, u32>>> =
+    std::sync::Mutex::new(None);
+
+/// Whether `line` repeats an earlier line more than [`MAX_REPEATS`] times (then it is
+/// counted in [`suppressed`], reported once at exit).
+fn repeated_too_often(line: &[u8]) -> bool {
+    use std::hash::{BuildHasher, Hasher};
+    // The timestamp is the first word of a host log line (children log without one).
+    let text = match line.iter().position(|b| *b == b' ') {
+        Some(at) if line.first().is_some_and(u8::is_ascii_digit) => &line[at..],
+        _ => line,
+    };
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    let mut hasher = KEYS.get_or_init(Default::default).build_hasher();
+    hasher.write(text);
+    let key = hasher.finish();
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(Default::default);
+    if seen.len() >= 4096 {
+        seen.clear();
+    }
+    let count = seen.entry(key).or_insert(0);
+    *count = count.saturating_add(1);
+    if *count > MAX_REPEATS {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// How many log lines were not written because they repeated an earlier line more
+/// than [`MAX_REPEATS`] times.
+pub fn suppressed() -> u64 {
+    SUPPRESSED.load(Ordering::Relaxed)
 }
 
 fn note_dropped(e: &io::Error) {

@@ -175,6 +175,14 @@ fn stdout_is_open() -> Result<(), String> {
 /// stderr if it works again, else (text output only, never inside JSON) as the last
 /// line of stdout, the one channel left.
 fn report_dropped_log_lines(text_output: bool) {
+    let repeated = provtarget::logsink::suppressed();
+    if repeated > 0 {
+        say(&format!(
+            "{repeated} repeated log line(s) were not written (each line is written at most \
+             {} times)",
+            provtarget::logsink::MAX_REPEATS
+        ));
+    }
     let Some(summary) = provtarget::logsink::dropped_summary() else {
         return;
     };
@@ -583,6 +591,8 @@ fn check_cmd(
     as_json: bool,
     helper: Option<Helper>,
 ) -> Result<ExitCode, String> {
+    // The record printed is the verdict: it is not logged as well.
+    provtarget_loader::log_verdicts(false);
     // The same rule as the other commands: the override comes from the flag or from
     // PROVTARGET_INSECURE_SKIP_OWNER_CHECKS (never from a file).
     let env_config = ConfigBuilder::new().env(std::env::vars_os()).build();

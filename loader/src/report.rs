@@ -351,8 +351,8 @@ impl LibraryRecord {
         record
     }
 
-    /// One `tracing` event per verdict: info when loaded, warn when rejected (none in
-    /// a child whose host logs the verdict it reports, see [`verdicts_logged_by_host`]).
+    /// One `tracing` event per verdict: info when loaded, warn when rejected (none when
+    /// [`log_verdicts`] turned it off).
     pub(crate) fn log(&self) {
         if VERDICTS_LOGGED_BY_HOST.load(std::sync::atomic::Ordering::Relaxed) {
             return;
@@ -361,25 +361,42 @@ impl LibraryRecord {
         // a file name may hold newlines or escape sequences. Field expressions are
         // evaluated only when the event is enabled (a directory may hold thousands of
         // skipped files, whose debug events are usually off).
+        // Fields are quoted (`?`: Rust's escaping of a `str`), so a name like
+        // `x=1 ok=2` cannot forge fields of its own.
         let path = || crate::text::shown(&self.path);
-        let shown = |s: Option<&str>| crate::text::printable(s.unwrap_or(""));
         match &self.verdict {
             Verdict::Loaded => {
                 let plugin = self.plugin.as_ref();
-                tracing::info!(
-                    path = %path(),
-                    plugin = %shown(plugin.map(|p| p.info.name.as_str())),
-                    version = %shown(plugin.map(|p| p.info.version.as_str())),
-                    interface = %shown(plugin.map(|p| p.interface_version.as_str())),
-                    sha256 = %shown(self.file.as_ref().and_then(|f| f.sha256.as_deref())),
-                    load_time_us = self.load_time.as_micros() as u64,
-                    cached = self.cached,
-                    "loaded provtarget plugin"
-                );
+                let name = plugin.map_or("", |p| p.info.name.as_str());
+                let version = plugin.map_or("", |p| p.info.version.as_str());
+                let interface = plugin.map_or("", |p| p.interface_version.as_str());
+                let load_time_us = self.load_time.as_micros() as u64;
+                match self.file.as_ref().and_then(|f| f.sha256.as_deref()) {
+                    Some(sha256) => tracing::info!(
+                        path = ?self.path,
+                        plugin = ?name,
+                        version = ?version,
+                        interface = ?interface,
+                        sha256,
+                        load_time_us,
+                        cached = self.cached,
+                        "loaded provtarget plugin"
+                    ),
+                    // Not hashed this run (no pins, no report asked for it): no field.
+                    None => tracing::info!(
+                        path = ?self.path,
+                        plugin = ?name,
+                        version = ?version,
+                        interface = ?interface,
+                        load_time_us,
+                        cached = self.cached,
+                        "loaded provtarget plugin"
+                    ),
+                }
             }
             Verdict::Rejected(refusal) if !RefusalLog::name_one() => {
                 tracing::debug!(
-                    path = %path(),
+                    path = ?self.path,
                     stage = refusal.stage.as_str(),
                     kind = refusal.kind.as_str(),
                     "refused plugin library: {}",
@@ -388,7 +405,7 @@ impl LibraryRecord {
             }
             Verdict::Rejected(refusal) => {
                 tracing::warn!(
-                    path = %path(),
+                    path = ?self.path,
                     stage = refusal.stage.as_str(),
                     kind = refusal.kind.as_str(),
                     "refused plugin library: {}",
@@ -460,18 +477,18 @@ impl RefusalLog {
     }
 }
 
-/// Set in a child process whose verdicts its host reports and logs.
+/// Set when this process's verdicts are reported by someone else (see
+/// [`log_verdicts`]).
 static VERDICTS_LOGGED_BY_HOST: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-/// For a child process that loads a library for its host (crash isolation): its
-/// verdicts are not logged here, since the host logs each library's verdict once when
-/// the child reports it (else every verdict would be logged twice, once relayed from
-/// the child).
-pub fn verdicts_logged_by_host() {
-    VERDICTS_LOGGED_BY_HOST.store(true, std::sync::atomic::Ordering::Relaxed);
+/// Whether each library's verdict is logged here (the default). Turned off in a child
+/// process that loads a library for its host (crash isolation), since the host logs
+/// each verdict once when the child reports it, and by a command whose output is the
+/// verdict itself (`plugins check`): else every verdict would be shown twice.
+pub fn log_verdicts(on: bool) {
+    VERDICTS_LOGGED_BY_HOST.store(!on, std::sync::atomic::Ordering::Relaxed);
 }
-
 /// How the plugin a library really is (`actual`, read from it once loaded, here or in
 /// a child) differs from what its verdict-cache entry said (`cached`, which the
 /// selection used): `None` when name, version, plugin type and interface all agree.

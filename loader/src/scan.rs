@@ -312,6 +312,15 @@ fn remember(
     }
     let refusal = match &record.verdict {
         Verdict::Loaded => None,
+        // A duplicate is a good library by itself (the rule depends on the other
+        // files, and is applied again every run from the cached facts): recorded as
+        // accepted, so an unchanged duplicate is answered from the cache, never loaded
+        // again.
+        Verdict::Rejected(refusal)
+            if refusal.kind == RefusalKind::Duplicate && record.plugin.is_some() =>
+        {
+            None
+        }
         Verdict::Rejected(refusal) => Some(refusal.clone()),
         Verdict::Skipped { .. } => return,
     };

@@ -456,7 +456,7 @@ pub fn check_file(
 pub fn child_main(args: &[OsString]) -> ExitCode {
     init_child_logging();
     // The host logs each verdict this child reports, once.
-    provtarget_loader::verdicts_logged_by_host();
+    provtarget_loader::log_verdicts(false);
     watch_parent();
     match (args.first().and_then(|c| c.to_str()), args.get(1)) {
         (Some(PROBE_COMMAND), Some(path)) => probe::child(Path::new(path)),
@@ -475,7 +475,7 @@ pub fn child_main(args: &[OsString]) -> ExitCode {
 /// the parent watch, then serving; its exit status.
 fn serve_main() -> u8 {
     init_child_logging();
-    provtarget_loader::verdicts_logged_by_host();
+    provtarget_loader::log_verdicts(false);
     watch_parent();
     process::serve()
 }

@@ -762,6 +762,9 @@ pub fn start(
         )
     })?;
     let resolver = match (&verdict, &facts) {
+        // A duplicate (the loader refuses it by name): its child and its copy are let
+        // go now rather than held until every library is judged.
+        (Verdict::Loaded, Some(facts)) if prepared.name_taken(&facts.info.name) => None,
         (Verdict::Loaded, Some(facts)) => {
             let mut resolver = ProcessResolver::new(prepared, facts, helper)?;
             if keep(&facts.info.name) {

@@ -37,8 +37,12 @@ impl Write for Stderr {
             // One event is one write: a 1 MB value must not become a 1 MB log line.
             let mut cut = buf[..MAX_LINE].to_vec();
             cut.extend_from_slice(
-                format!(" [line cut at {} KiB of {} bytes]\n", MAX_LINE >> 10, buf.len())
-                    .as_bytes(),
+                format!(
+                    " [line cut at {} KiB of {} bytes]\n",
+                    MAX_LINE >> 10,
+                    buf.len()
+                )
+                .as_bytes(),
             );
             io::stderr().lock().write_all(&cut)
         } else {

@@ -61,7 +61,12 @@ impl Charge {
             if held.saturating_add(bytes) > MAX_HELD_TOTAL {
                 return Err(held);
             }
-            match HELD.compare_exchange_weak(held, held + bytes, Ordering::AcqRel, Ordering::Relaxed) {
+            match HELD.compare_exchange_weak(
+                held,
+                held + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Ok(Charge(bytes)),
                 Err(now) => held = now,
             }
@@ -95,7 +100,12 @@ impl Image {
     /// Reads `file` (expected to hold `expected` bytes; one byte more is read, to
     /// notice a file that grew). `path` names the copy and the log lines.
     /// `charge` is its share of [`MAX_HELD_TOTAL`] (reserved by the caller).
-    pub(crate) fn read(file: File, expected: u64, path: &Path, charge: Charge) -> io::Result<Image> {
+    pub(crate) fn read(
+        file: File,
+        expected: u64,
+        path: &Path,
+        charge: Charge,
+    ) -> io::Result<Image> {
         #[cfg(target_os = "linux")]
         match sealed_copy(path, &file, expected) {
             Ok((fd, len)) => {
@@ -271,8 +281,13 @@ mod tests {
         let source = provtarget_testsupport::cdylib("provtarget-testkit");
         let bytes = std::fs::read(&source).unwrap();
         let charge = Charge::reserve(bytes.len() as u64).unwrap();
-        let image = Image::read(File::open(&source).unwrap(), bytes.len() as u64, &source, charge)
-            .unwrap();
+        let image = Image::read(
+            File::open(&source).unwrap(),
+            bytes.len() as u64,
+            &source,
+            charge,
+        )
+        .unwrap();
         assert_eq!(image.len(), bytes.len() as u64);
         assert_eq!(image.sha256().unwrap(), hex(&Sha256::digest(&bytes)));
         assert!(matches!(image.bytes, Bytes::Sealed { .. }));

@@ -141,8 +141,8 @@ pub use probe::{
     load_all_gated, load_sealed, load_with_gated, prepare_file, Gate, Gated, Prepared,
 };
 pub use report::{
-    cache_mismatch, cache_mismatch_refusal, log_verdicts, FileFacts, LibraryRecord,
-    LoadReport, LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
+    cache_mismatch, cache_mismatch_refusal, log_verdicts, FileFacts, LibraryRecord, LoadReport,
+    LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
 };
 pub use scan::{check_file, load_all, load_with};
 

@@ -548,3 +548,88 @@ fn a_forged_cache_entry_never_runs_one_library_under_another_name() {
         run.ok().stdout_lacks("Test Kit").stdout_has(DC_HINT);
     }
 }
+
+// ---- (5) scanning: bounded log, duplicates from the cache ------------------------------
+
+#[test]
+fn junk_files_are_named_a_few_times_then_counted() {
+    let dir = plugin_dir("hs-junk", &["provtarget-testkit"]);
+    for i in 0..200 {
+        dir.write(&format!("libjunk{i:04}.so"), "");
+    }
+    let d = path_str(dir.path());
+    for isolation in ["none", "process"] {
+        let set = format!("plugin.provtarget.isolation={isolation}");
+        let run = provtarget(&[
+            "buildinfo",
+            "--json",
+            "--plugin-dir",
+            &d,
+            "--set",
+            "plugin.provtarget.cache_dir=none",
+            "--set",
+            &set,
+        ]);
+        run.ok();
+        // Every file is still in the report.
+        let report = run.json();
+        let libraries = report["plugins"].as_array().expect("plugins[]");
+        assert_eq!(libraries.len(), 201, "{isolation}");
+        // The log names a few, then counts the rest, on one line.
+        let named = run.stderr.matches("refused plugin library").count();
+        assert!(named <= 10, "{isolation}: {named} lines:\n{}", run.stderr);
+        run.stderr_has("190 more plugin libraries were refused (200 in all");
+        assert!(
+            run.stderr.lines().count() < 30,
+            "{isolation}: the log is not bounded:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_duplicate_is_answered_from_the_cache_and_its_refusal_names_the_winner() {
+    let dir = TempDir::new("hs-dup");
+    let lib = cdylib("provtarget-dc-hint");
+    // An upgrade left the old file beside the new one: one plugin name, two files.
+    dir.copy_in(&lib, "libacme-1.0.so");
+    dir.copy_in(&lib, "libacme-1.1.so");
+    let d = path_str(dir.path());
+    let cache = TempDir::new("hs-dup-cache");
+    provtarget_testsupport::set_mode(cache.path(), 0o755);
+    let cache_set = format!("plugin.provtarget.cache_dir={}", cache.path().display());
+    let args = [
+        "buildinfo",
+        "--json",
+        "--plugin-dir",
+        &d,
+        "--set",
+        &cache_set,
+        "--set",
+        "plugin.provtarget.isolation=none",
+    ];
+    let record = |run: &Run, file: &str| {
+        run.json()["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["path"].as_str().unwrap().ends_with(file))
+            .cloned()
+            .unwrap_or_else(|| panic!("no record of {file}"))
+    };
+    let cold = provtarget(&args);
+    cold.ok();
+    let dup = record(&cold, "libacme-1.1.so");
+    assert_eq!(dup["kind"], "duplicate", "{dup}");
+    let reason = dup["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("libacme-1.0.so, which wins (the first file in scan order"),
+        "{reason}"
+    );
+    // Warm: the duplicate is judged from the cache, not loaded again.
+    let warm = provtarget(&args);
+    warm.ok();
+    let dup = record(&warm, "libacme-1.1.so");
+    assert_eq!(dup["kind"], "duplicate", "{dup}");
+    assert_eq!(dup["cached"], true, "{dup}");
+}

@@ -250,7 +250,7 @@ fn emit(text: &str) {
 ///   plugin stuck in its constructor holds the dynamic loader's lock, which
 ///   `std::process::exit` would wait for (it runs `_dl_fini`), and it may hold
 ///   stderr's lock or the allocator's.
-/// - A signal arriving within [`SAME_SIGNAL`] of the first is the same signal
+/// - The same signal arriving again within [`SAME_SIGNAL`] of the first is one signal
 ///   delivered twice (GNU `timeout` and other supervisors signal the process and then
 ///   its group): it is not a second request, so the cancellation it started still
 ///   reports the failure reason.
@@ -311,10 +311,11 @@ impl Signals {
             .is_ok();
         if first {
             let _ = self.first_at.set(std::time::Instant::now());
-        } else if self
-            .first_at
-            .get()
-            .is_some_and(|at| at.elapsed() < SAME_SIGNAL)
+        } else if self.first.load(Ordering::SeqCst) == number
+            && self
+                .first_at
+                .get()
+                .is_some_and(|at| at.elapsed() < SAME_SIGNAL)
         {
             // The same signal sent to the process and to its group.
             return;

@@ -193,6 +193,8 @@ pub(crate) fn load_scan(
         }
         dirs.push(dir);
     }
+    // One plugin name in several files: the higher version wins, then scan order.
+    choose_duplicate_winners(&mut report);
     // Load the selected plugins the cache only described, until every plugin the
     // caller selects is loaded (each round loads at least one cached record or ends).
     loop {
@@ -279,6 +281,88 @@ pub(crate) fn load_scan(
         }
     }
     report
+}
+
+/// For every plugin name found in more than one file (an upgrade left
+/// `libacme-1.0.so` beside `libacme-1.1.so`), the file that wins: the higher plugin
+/// version (semver), then the first in scan order. The scan accepts the first file
+/// and refuses the later ones as duplicates as it goes; here a later file with a
+/// higher version takes the place of the one accepted (which is refused, and whose
+/// resolver is dropped), and is marked as known from its facts only
+/// ([`LibraryRecord::cached`]), so it is checked and loaded in full if the caller
+/// selects it. Every duplicate's refusal names the winner and the rule.
+fn choose_duplicate_winners(report: &mut LoadReport) {
+    use std::collections::HashMap;
+    let version = |r: &LibraryRecord| {
+        r.plugin
+            .as_ref()
+            .and_then(|p| semver::Version::parse(&p.info.version).ok())
+    };
+    // Name → the records of that plugin that are accepted or refused only as a
+    // duplicate, in scan order.
+    let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, r) in report.libraries.iter().enumerate() {
+        let candidate = match &r.verdict {
+            Verdict::Loaded => true,
+            Verdict::Rejected(refusal) => refusal.kind == RefusalKind::Duplicate,
+            Verdict::Skipped { .. } => false,
+        };
+        if let (true, Some(p)) = (candidate, &r.plugin) {
+            by_name.entry(p.info.name.clone()).or_default().push(i);
+        }
+    }
+    for records in by_name.into_values().filter(|r| r.len() > 1) {
+        // The first of the highest version.
+        let mut winner = records[0];
+        for &r in &records[1..] {
+            if version(&report.libraries[r]) > version(&report.libraries[winner]) {
+                winner = r;
+            }
+        }
+        let winner_path = report.libraries[winner].path.clone();
+        let winner_version = report.libraries[winner]
+            .plugin
+            .as_ref()
+            .map(|p| p.info.version.clone())
+            .unwrap_or_default();
+        for &r in &records {
+            let lib = &mut report.libraries[r];
+            if r == winner {
+                if lib.verdict != Verdict::Loaded {
+                    // Not constructed (refused before); loaded in full if selected.
+                    lib.verdict = Verdict::Loaded;
+                    lib.cached = true;
+                    lib.log();
+                }
+                continue;
+            }
+            let (name, own) = lib
+                .plugin
+                .as_ref()
+                .map(|p| (p.info.name.clone(), p.info.version.clone()))
+                .unwrap_or_default();
+            let was_accepted = lib.verdict == Verdict::Loaded;
+            lib.verdict = Verdict::Rejected(Refusal::new(
+                Stage::Duplicate,
+                RefusalKind::Duplicate,
+                format!(
+                    "{}: plugin {} (version {}) is also in {} (version {}), which wins \
+                     (the higher plugin version, then the first file in scan order: \
+                     directories as configured, then file names by their bytes); remove \
+                     the file not wanted",
+                    shown(&lib.path),
+                    crate::text::printable(&name),
+                    crate::text::printable(&own),
+                    shown(&winner_path),
+                    crate::text::printable(&winner_version)
+                ),
+            ));
+            if was_accepted {
+                lib.log();
+                report.plugins.retain(|p| p.record != r);
+            }
+        }
+    }
 }
 
 /// The plugin name of an accepted record (loaded, or accepted by the cache).

@@ -283,7 +283,7 @@ impl Spare {
                         drop((theirs, null, log_w));
                         // The copy keeps nothing above stderr: not the host's
                         // descriptors, nor those whoever started the host left open.
-                        provtarget_loader::child::close_from(3);
+                        provtarget_loader::child::close_from(3, &loader_debug_output());
                         super::scrub_own_env();
                         super::serve_main()
                     }
@@ -637,6 +637,31 @@ fn adopt(mut child: Proc, ours: UnixStream, log: super::LogFlush) -> std::io::Re
         next_id: 1,
         log,
     })
+}
+
+/// The descriptors the dynamic loader writes `LD_DEBUG` output to (files named
+/// after `LD_DEBUG_OUTPUT`), which a forked child keeps: they are glibc's, opened
+/// for debugging by whoever set the variable, not the caller's secrets.
+fn loader_debug_output() -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(prefix) = std::env::var_os("LD_DEBUG_OUTPUT") else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let n: i32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            target
+                .as_os_str()
+                .as_bytes()
+                .starts_with(prefix.as_bytes())
+                .then_some(n)
+        })
+        .collect()
 }
 
 /// In a forked child: the socket as stdin, `/dev/null` as stdout, the log pipe as

@@ -124,17 +124,40 @@ unsafe fn cloexec_range(first: RawFd, last: RawFd, limit: RawFd) {
     }
 }
 
-/// Closes every descriptor of this process numbered `first` and above: for a copy
-/// made by [`fork_single_threaded`] that will not `exec`, so that it keeps nothing of
-/// what its parent inherited from whoever started it. Call it when the copy holds no
-/// descriptor it still needs at those numbers (no `File` left to drop).
-pub fn close_from(first: RawFd) {
+/// Closes every descriptor of this process numbered `first` and above, except those
+/// in `keep`: for a copy made by [`fork_single_threaded`] that will not `exec`, so
+/// that it keeps nothing of what its parent inherited from whoever started it. Call
+/// it when the copy holds no descriptor it still needs at those numbers (no `File`
+/// left to drop) other than `keep`.
+pub fn close_from(first: RawFd, keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = first;
+    for &k in &keep {
+        close_range(from, k - 1);
+        from = k + 1;
+    }
+    close_range(from, RawFd::MAX);
+}
+
+/// Closes descriptors `first..=last` (see [`close_from`]).
+fn close_range(first: RawFd, last: RawFd) {
+    if first > last {
+        return;
+    }
     #[cfg(target_os = "linux")]
     {
         // SAFETY: close_range takes plain numbers; the caller owns every descriptor
-        // of this single-threaded copy and keeps none at these numbers.
-        let done =
-            unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, !0u32, 0u32) };
+        // of this single-threaded copy and keeps none it needs at these numbers.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last as libc::c_uint,
+                0u32,
+            )
+        };
         if done == 0 {
             return;
         }
@@ -143,9 +166,9 @@ pub fn close_from(first: RawFd) {
         Ok(entries) => entries
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|&n| n >= first)
+            .filter(|&n| n >= first && n <= last)
             .collect(),
-        Err(_) => (first..descriptor_limit()).collect(),
+        Err(_) => (first..=last.min(descriptor_limit())).collect(),
     };
     for n in numbers {
         // SAFETY: as above (the listing's own descriptor is closed already, or fails).

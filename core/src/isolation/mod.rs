@@ -158,12 +158,15 @@ impl Helper {
     /// serves and exits.
     ///
     /// A copy keeps this process's environment block as it was at `exec` (removing a
-    /// variable does not erase it from `/proc/self/environ`), so when the host's
-    /// configuration comes through `PROVTARGET_*` variables (which may carry
-    /// secrets) no copy is forked: the child is started the usual way, its environment
-    /// cut to what it needs.
+    /// variable does not erase it from `/proc/self/environ`), so when a `PROVTARGET_*`
+    /// variable names a secret ([`crate::text::is_secret_key`]:
+    /// `PROVTARGET_ETCD_PASSWORD`...) no copy is forked: the child is started the
+    /// usual way, its environment cut to what it needs.
     pub fn fork_spare(&self) -> bool {
-        if std::env::vars_os().any(|(name, _)| is_host_config_var(&name)) {
+        let secret_in_env = std::env::vars_os().any(|(name, _)| {
+            is_host_config_var(&name) && crate::text::is_secret_key(&name.to_string_lossy())
+        });
+        if secret_in_env {
             self.prestart(1);
             return false;
         }

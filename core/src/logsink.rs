@@ -162,6 +162,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_line_is_written_at_most_max_repeats_times_whatever_its_timestamp() {
+        let line = |ts: u32| format!("2026-12-07T12:00:{ts:02}Z  WARN the same warning\n");
+        let before = suppressed();
+        let written = (0..20)
+            .filter(|ts| !repeated_too_often(line(*ts).as_bytes()))
+            .count();
+        assert_eq!(written, MAX_REPEATS as usize);
+        assert_eq!(suppressed() - before, 20 - u64::from(MAX_REPEATS));
+        // Another line is written.
+        assert!(!repeated_too_often(b"2026-12-07T12:00:00Z  WARN another\n"));
+    }
+
+    #[test]
     fn no_summary_without_a_drop_and_one_naming_the_error_after() {
         assert!(DROPPED.load(Ordering::Relaxed) == 0 || dropped_summary().is_some());
         note_dropped(&io::Error::from_raw_os_error(28));

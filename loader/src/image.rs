@@ -117,13 +117,13 @@ impl Image {
             }
             Err(e) if e.raw_os_error() == Some(sys::Errno::NOSYS.raw_os_error()) => {
                 tracing::debug!(
-                    path = %crate::text::shown(path),
+                    path = ?path,
                     "memfd_create is not available (ENOSYS); loading the plugin from its own \
                      descriptor"
                 )
             }
             Err(e) => tracing::warn!(
-                path = %crate::text::shown(path),
+                path = ?path,
                 "cannot make a sealed in-memory copy of the plugin ({e}); loading it from \
                  its own descriptor instead, so overwriting the file in place while \
                  provtarget runs can crash it: allow memfd_create and memfd sealing \

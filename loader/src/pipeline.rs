@@ -412,7 +412,7 @@ pub(crate) fn finish(
     record: &mut LibraryRecord,
 ) -> Result<Accepted, Refusal> {
     // 7. Load exactly the bytes checked above and read its root module.
-    tracing::debug!(path = %shown(path), "dlopen: the library's constructors run now");
+    tracing::debug!(path = ?path, "dlopen: the library's constructors run now");
     let library = library::open(image, path)?;
     let plugin_info = library.info();
     record.plugin = Some(PluginFacts {

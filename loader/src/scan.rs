@@ -112,8 +112,8 @@ pub(crate) fn load_scan(
             let id = (meta.dev(), meta.ino());
             if let Some((_, first)) = scanned.iter().find(|(seen, _)| *seen == id) {
                 tracing::debug!(
-                    directory = %shown(dir_path),
-                    same_as = %shown(first),
+                    directory = ?dir_path,
+                    same_as = ?first,
                     "plugin directory configured more than once; scanned once"
                 );
                 continue;

@@ -708,3 +708,27 @@ fn of_two_files_with_one_plugin_name_the_higher_version_wins() {
         );
     }
 }
+
+// ---- (7) bounded log lines ------------------------------------------------------------
+
+#[test]
+fn a_huge_value_is_never_a_huge_log_line() {
+    let empty = TempDir::new("hs-long");
+    let d = path_str(empty.path());
+    // In the configuration file (one argument or variable may hold 128 KiB at most).
+    let huge = "r".repeat(500 * 1024);
+    let conf = empty.write(
+        "server.conf",
+        &format!("plugin.provtarget.resolvers = {huge}\n"),
+    );
+    let conf = path_str(&conf);
+    let run = provtarget(&["targets", "--config", &conf, "--plugin-dir", &d]);
+    // It is reported (the resolver is not loaded), in lines of bounded length.
+    assert!(
+        run.stderr.contains("rrrr"),
+        "{}",
+        &run.stderr[..run.stderr.len().min(500)]
+    );
+    let longest = run.stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest <= 17 * 1024, "a log line of {longest} bytes");
+}

@@ -719,7 +719,7 @@ fn a_huge_value_is_never_a_huge_log_line() {
     let huge = "r".repeat(500 * 1024);
     let conf = empty.write(
         "server.conf",
-        &format!("plugin.provtarget.resolvers = {huge}\n"),
+        format!("plugin.provtarget.resolvers = {huge}\n"),
     );
     let conf = path_str(&conf);
     let run = provtarget(&["targets", "--config", &conf, "--plugin-dir", &d]);

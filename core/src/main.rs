@@ -327,10 +327,18 @@ impl Signals {
             .clone();
         match cancel {
             Some(token) if first => {
-                tracing::warn!(
-                    "received {name}; cancelling the resolution (send it again to exit at once)"
-                );
                 token.cancel();
+                // Logged from another thread: this one must stay free for a second
+                // signal even when stderr blocks (a pipe nobody reads).
+                let name = name.to_string();
+                let _ = std::thread::Builder::new()
+                    .name("signal log".into())
+                    .spawn(move || {
+                        tracing::warn!(
+                            "received {name}; cancelling the resolution (send it again to exit \
+                             at once)"
+                        )
+                    });
             }
             Some(_) => {
                 let message: &[u8] = if number == SIGTERM {

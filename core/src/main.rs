@@ -259,6 +259,9 @@ struct Signals {
     first: AtomicI32,
     /// When the first signal arrived.
     first_at: std::sync::OnceLock<std::time::Instant>,
+    /// The thread logging that the first signal cancels the resolution (see
+    /// [`Signals::settle`]).
+    logging: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The resolution to cancel, while one runs.
     cancel: Mutex<Option<CancelToken>>,
 }
@@ -268,6 +271,7 @@ impl Signals {
         let signals = Arc::new(Signals {
             first: AtomicI32::new(0),
             first_at: std::sync::OnceLock::new(),
+            logging: Mutex::new(None),
             cancel: Mutex::new(None),
         });
         // Registered here, before this returns, so no signal falls between the default
@@ -331,14 +335,16 @@ impl Signals {
                 // Logged from another thread: this one must stay free for a second
                 // signal even when stderr blocks (a pipe nobody reads).
                 let name = name.to_string();
-                let _ = std::thread::Builder::new()
-                    .name("signal log".into())
-                    .spawn(move || {
-                        tracing::warn!(
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("signal log".into())
+                        .spawn(move || {
+                            tracing::warn!(
                             "received {name}; cancelling the resolution (send it again to exit \
                              at once)"
                         )
-                    });
+                        });
+                *self.logging.lock().unwrap_or_else(|e| e.into_inner()) = spawned.ok();
             }
             Some(_) => {
                 let message: &[u8] = if number == SIGTERM {
@@ -356,6 +362,19 @@ impl Signals {
                 };
                 provtarget_loader::exit::now(message, 128 + number);
             }
+        }
+    }
+
+    /// Waits until the first signal's warning is written (before the failure it caused
+    /// is reported, so the two lines come in order).
+    fn settle(&self) {
+        let logging = self
+            .logging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(logging) = logging {
+            let _ = logging.join();
         }
     }
 
@@ -523,14 +542,17 @@ fn targets_cmd(
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let cancel = CancelToken::new();
+    // Before the first line: a signal after it always cancels the resolution (and
+    // its failure is reported), never the "exit at once" of start-up.
+    signals.cancel_on_signal(&cancel);
     if !as_json {
         emit(&format!(
             "Attempting provisioner resolution using: {}\n",
             printable(&host.resolver_name().0)
         ));
     }
-    signals.cancel_on_signal(&cancel);
     let result = runtime.block_on(host.resolve(&cancel));
+    signals.settle();
     // Messages in JSON are the lines printed (one line, masked, escaped); values raw.
     let failed = |f: &[Failure]| {
         f.iter()

@@ -732,3 +732,59 @@ fn a_huge_value_is_never_a_huge_log_line() {
     let longest = run.stderr.lines().map(str::len).max().unwrap_or(0);
     assert!(longest <= 17 * 1024, "a log line of {longest} bytes");
 }
+
+#[test]
+fn a_plugin_name_cannot_forge_log_fields() {
+    let dir = TempDir::new("hs-forge");
+    let bytes = std::fs::read(cdylib("provtarget-testkit")).unwrap();
+    // "Test Kit" renamed, same length, to a name that reads as two log fields.
+    let mut forged = bytes.clone();
+    let mut found = 0;
+    let mut i = 0;
+    while i + 8 <= forged.len() {
+        if &forged[i..i + 8] == b"Test Kit" {
+            forged[i..i + 8].copy_from_slice(b"x=1 ok=2");
+            found += 1;
+        }
+        i += 1;
+    }
+    assert!(found > 0, "the plugin's name is in its library");
+    let lib = dir.write("libforged.so", "");
+    std::fs::write(&lib, &forged).unwrap();
+    provtarget_testsupport::set_mode(&lib, 0o644);
+    let d = path_str(dir.path());
+    for (command, isolation) in [
+        ("buildinfo", "none"),
+        ("buildinfo", "process"),
+        ("targets", "none"),
+    ] {
+        let set = format!("plugin.provtarget.isolation={isolation}");
+        let run = provtarget(&[
+            "--log-level",
+            "info",
+            command,
+            "--plugin-dir",
+            &d,
+            "--set",
+            "plugin.provtarget.cache_dir=none",
+            "--set",
+            &set,
+        ]);
+        run.stdout_has("x=1 ok=2");
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("loaded provtarget plugin"))
+            .unwrap_or_else(|| panic!("{isolation}: no load line:\n{}", run.stderr));
+        assert!(line.contains("plugin=\"x=1 ok=2\""), "{isolation}: {line}");
+        assert!(!line.contains("plugin=x=1"), "{isolation}: {line}");
+        // Nor an empty field (targets hashes nothing without pins or a cache).
+        assert!(!line.contains("sha256= "), "{command} {isolation}: {line}");
+        assert_eq!(
+            run.stderr.matches("loaded provtarget plugin").count(),
+            1,
+            "{command} {isolation}: one line per verdict:\n{}",
+            run.stderr
+        );
+    }
+}

@@ -788,3 +788,18 @@ fn a_plugin_name_cannot_forge_log_fields() {
         );
     }
 }
+
+#[test]
+fn plugins_check_shows_its_refusal_once() {
+    let dir = plugin_dir("hs-check-once", &["provtarget-test-noroot"]);
+    let file = dir.path().join(cdylib_file_name("provtarget-test-noroot"));
+    let file = path_str(&file);
+    let run = provtarget(&["plugins", "check", &file]);
+    run.failed(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        all.matches("it does not export the provtarget root module").count(),
+        1,
+        "{all}"
+    );
+}

@@ -798,7 +798,8 @@ fn plugins_check_shows_its_refusal_once() {
     run.failed(1);
     let all = format!("{}{}", run.stdout, run.stderr);
     assert_eq!(
-        all.matches("it does not export the provtarget root module").count(),
+        all.matches("it does not export the provtarget root module")
+            .count(),
         1,
         "{all}"
     );

@@ -75,10 +75,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
 /// The longest log line written as it is; a longer one is cut (and says so).
 pub const MAX_LINE: usize = 16 * 1024;
 
-/// How many times one line (its text after the timestamp) is written; later copies
-/// are counted, not written (a DNS server flooding wrong answers made the built-in
-/// resolver log thousands of identical warnings in seconds). See [`suppressed`].
-pub const MAX_REPEATS: u32 = 5;
+/// How many times one line is written, lines that differ only in their digits (the
+/// timestamp, a message id, a count) being the same line; later copies are counted,
+/// not written (a DNS server flooding wrong-id answers made the built-in resolver log
+/// thousands of warnings in seconds, each with another id). See [`suppressed`]. As
+/// many as the configuration's and the loader's own caps on one kind of warning, so
+/// those are never cut short.
+pub const MAX_REPEATS: u32 = 10;
 
 /// Lines not written because they repeated an earlier one too often.
 static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
@@ -92,14 +95,11 @@ static SEEN: std::sync::Mutex<Option<std::collections::HashMap<u64, u32>>> =
 /// counted in [`suppressed`], reported once at exit).
 fn repeated_too_often(line: &[u8]) -> bool {
     use std::hash::{BuildHasher, Hasher};
-    // The timestamp is the first word of a host log line (children log without one).
-    let text = match line.iter().position(|b| *b == b' ') {
-        Some(at) if line.first().is_some_and(u8::is_ascii_digit) => &line[at..],
-        _ => line,
-    };
     static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
     let mut hasher = KEYS.get_or_init(Default::default).build_hasher();
-    hasher.write(text);
+    for b in line.iter().filter(|b| !b.is_ascii_digit()) {
+        hasher.write_u8(*b);
+    }
     let key = hasher.finish();
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     let seen = seen.get_or_insert_with(Default::default);
@@ -163,7 +163,10 @@ mod tests {
 
     #[test]
     fn a_line_is_written_at_most_max_repeats_times_whatever_its_timestamp() {
-        let line = |ts: u32| format!("2026-12-07T12:00:{ts:02}Z  WARN the same warning\n");
+        // Another timestamp and another id: the same line.
+        let line = |n: u32| {
+            format!("2026-12-07T12:00:{n:02}Z  WARN ignoring response with wrong message id expected_id={n} received_id={}\n", n * 7)
+        };
         let before = suppressed();
         let written = (0..20)
             .filter(|ts| !repeated_too_often(line(*ts).as_bytes()))

@@ -13,15 +13,14 @@ use crate::{
 /// What replaces a secret's value.
 pub const MASK: &str = "*****";
 
-/// Whether a setting's value is a secret (`token`, `password`, `pwd`, `secret` or
-/// `extensions`, which may carry anything, in its key), to be shown as [`MASK`].
+/// Whether a setting's value is a secret, to be shown as [`MASK`]: the one policy of
+/// [`crate::text::is_secret_key`] (`token`, `password`, `pwd`, `secret`,
+/// `authorization`, key material, `extensions`, which may carry anything, ... in the
+/// last part of its key).
 pub fn is_secret(key: &str) -> bool {
     // Judged by the last part of the key, so `plugin.provtarget.http.token.url` (where
     // to get a token) is shown while `...token` and `...password` are masked.
-    let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-    ["token", "password", "pwd", "secret", "extensions"]
-        .iter()
-        .any(|s| last.contains(s))
+    crate::text::is_secret_key(key)
 }
 
 /// A setting as shown: secrets masked, credentials inside URLs masked, control

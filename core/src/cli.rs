@@ -130,9 +130,11 @@ impl HostArgs {
             match item.split_once('=') {
                 Some((k, v)) if !k.trim().is_empty() => b = b.flag(k, v),
                 _ => {
+                    // Masked: `--set x.password:S3CRET` must not echo the password.
+                    let item = crate::text::printable(&crate::text::masked_input(item));
                     return Err(format!(
-                    "--set {item:?}: expected KEY=VALUE, e.g. --set plugin.provtarget.timeout=30"
-                ))
+                        "--set \"{item}\": expected KEY=VALUE, e.g. --set plugin.provtarget.timeout=30"
+                    ));
                 }
             }
         }

@@ -820,7 +820,8 @@ impl ConfigBuilder {
                         self.config.warnings.push(format!(
                             "{label}:{}: ignoring \"{}\": expected `key = value`",
                             n + 1,
-                            shorten(line)
+                            // Masked: a line with `:` for `=` may hold a password.
+                            shorten(&crate::text::masked_input(line))
                         ));
                     }
                 }
@@ -927,13 +928,18 @@ impl ConfigBuilder {
         let mut flag_errors = Vec::new();
         let mut invalid = |config: &HostConfig, key: &str, why: &str| {
             let value = config.get(key).unwrap_or("");
+            let value = if crate::text::is_secret_key(key) && !value.is_empty() {
+                "*****".to_string()
+            } else {
+                crate::text::masked_input(value)
+            };
             let line = format!(
                 "{key} = \"{}\" ({}) ignored: {why}",
-                shorten(value),
+                shorten(&value),
                 config.origin(key).unwrap_or_default()
             );
             if config.source(key) == Some(Source::Flag) {
-                flag_errors.push(format!("--set {key}=\"{}\": {why}", shorten(value)));
+                flag_errors.push(format!("--set {key}=\"{}\": {why}", shorten(&value)));
             }
             warnings.push(line);
         };
@@ -1526,6 +1532,24 @@ mod tests {
             .build();
         assert_eq!(c.get(keys::SRV_DOMAIN), Some("example.net"));
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn malformed_lines_naming_a_secret_are_masked() {
+        let c = ConfigBuilder::new()
+            .file_text(
+                "server.conf",
+                "plugin.provtarget.etcd.password: S3CRET\n\
+                 plugin.provtarget.http.header.Authorization: Bearer S3CRET\n\
+                 plugin.provtarget.etcd.password S3CRET\n",
+            )
+            .build();
+        assert_eq!(c.warnings().len(), 3, "{:?}", c.warnings());
+        for w in c.warnings() {
+            assert!(!w.contains("S3CRET"), "{w}");
+            assert!(w.contains("*****"), "{w}");
+        }
+        assert!(c.warnings()[0].contains("plugin.provtarget.etcd.password: *****"));
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod config;
 pub mod default_resolver;
 pub mod host;
 pub mod isolation;
+pub mod logsink;
 pub mod output;
 pub mod resolver;
 pub mod selection;

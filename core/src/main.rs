@@ -32,7 +32,11 @@ fn main() -> ExitCode {
         // A child of this host's crash isolation (hidden subcommands).
         return provtarget::isolation::child_main(&args);
     }
-    let cli = Cli::parse();
+    if let Err(e) = stdout_is_open() {
+        say(&e);
+        return ExitCode::from(EXIT_OUTPUT_ERROR);
+    }
+    let cli = parse_cli();
     let log_level = cli.log_level;
     // The commands that start a host read their configuration first, so that under
     // process isolation the first resolver process starts now and its start runs
@@ -87,6 +91,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let signals = Signals::watch();
+    let text_output = match &job {
+        Job::Buildinfo(_, json) | Job::Targets(_, json) => !json,
+        Job::Check { json, .. } => !json,
+    };
     let result = match job {
         Job::Buildinfo(config, json) => buildinfo_cmd(config, helper, json),
         Job::Targets(config, json) => targets_cmd(config, helper, json, &signals),
@@ -97,12 +105,92 @@ fn main() -> ExitCode {
             json,
         } => check_cmd(&file, pins, insecure, json, helper),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             say(&e);
             ExitCode::from(2)
         }
+    };
+    report_dropped_log_lines(text_output);
+    code
+}
+
+/// The command line, parsed. `--help` and `--version` are printed through [`emit`], so
+/// they follow the exit-code table (141 for a closed pipe, 74 for a full disk) instead
+/// of exiting 0 with nothing printed; a usage error is exit 2 with clap's text on
+/// stderr.
+fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                if e.exit_code() == 0 =>
+            {
+                emit(&e.render().to_string());
+                std::process::exit(0)
+            }
+            _ => {
+                // Usage errors go to stderr (dropped, not fatal, if it is broken).
+                let text = e.render().to_string();
+                provtarget::logsink::line(text.trim_end());
+                std::process::exit(e.exit_code())
+            }
+        },
+    }
+}
+
+/// Whether descriptor 1 was open when this process started. A closed stdout is an
+/// error, not a silent success: Rust's start-up code puts `/dev/null` on a closed
+/// descriptor 0–2 (opened read-write), so everything printed would be lost while the
+/// exit status says 0. A `/dev/null` opened read-write on descriptor 1 is taken for
+/// that (a shell's `>/dev/null` opens it write-only). Err: the one-line message.
+fn stdout_is_open() -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/1") else {
+        return Ok(());
+    };
+    // /dev/null is character device 1:3 on Linux.
+    let is_null = meta.file_type().is_char_device() && meta.rdev() == (1 << 8 | 3);
+    let read_write = std::fs::read_to_string("/proc/self/fdinfo/1").is_ok_and(|info| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .is_some_and(|flags| flags & 0o3 == 0o2)
+    });
+    if is_null && read_write {
+        return Err(
+            "stdout (descriptor 1) was closed when provtarget started; nothing \
+                    could be printed: run it with its output sent somewhere (a file, a pipe \
+                    or >/dev/null)"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Log lines that could not be written to stderr are reported once at the end: on
+/// stderr if it works again, else (text output only, never inside JSON) as the last
+/// line of stdout, the one channel left.
+fn report_dropped_log_lines(text_output: bool) {
+    let repeated = provtarget::logsink::suppressed();
+    if repeated > 0 {
+        say(&format!(
+            "{repeated} repeated log line(s) were not written (each line is written at most \
+             {} times)",
+            provtarget::logsink::MAX_REPEATS
+        ));
+    }
+    let Some(summary) = provtarget::logsink::dropped_summary() else {
+        return;
+    };
+    let before = provtarget::logsink::dropped();
+    provtarget::logsink::line(&summary);
+    if provtarget::logsink::dropped() > before && text_output {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{summary}").and_then(|()| out.flush());
     }
 }
 
@@ -128,9 +216,9 @@ const EXIT_BROKEN_PIPE: u8 = 141;
 const EXIT_OUTPUT_ERROR: u8 = 74;
 
 /// One line on stderr, `provtarget: ` first. A stderr that cannot be written is
-/// ignored: there is nowhere left to report it (`eprintln!` would panic).
+/// dropped and counted ([`provtarget::logsink`]; `eprintln!` would panic).
 fn say(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "provtarget: {message}");
+    provtarget::logsink::line(&format!("provtarget: {message}"));
 }
 
 /// Writes `text` to stdout and flushes it. A closed pipe ends the process quietly
@@ -157,10 +245,23 @@ fn emit(text: &str) {
 ///   SIGINT, 143 for SIGTERM).
 /// - Any other time (loading plugins, `configure`, `buildinfo`), or for a second
 ///   signal during the cancellation, the process exits at once with one line on
-///   stderr and the same status.
+///   stderr and the same status. That exit takes no lock at all
+///   ([`provtarget_loader::exit::now`]: a fixed message, `write` and `_exit`): a
+///   plugin stuck in its constructor holds the dynamic loader's lock, which
+///   `std::process::exit` would wait for (it runs `_dl_fini`), and it may hold
+///   stderr's lock or the allocator's.
+/// - The same signal arriving again within [`SAME_SIGNAL`] of the first is one signal
+///   delivered twice (GNU `timeout` and other supervisors signal the process and then
+///   its group): it is not a second request, so the cancellation it started still
+///   reports the failure reason.
 struct Signals {
     /// The first signal's number, 0 before any.
     first: AtomicI32,
+    /// When the first signal arrived.
+    first_at: std::sync::OnceLock<std::time::Instant>,
+    /// The thread logging that the first signal cancels the resolution (see
+    /// [`Signals::settle`]).
+    logging: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The resolution to cancel, while one runs.
     cancel: Mutex<Option<CancelToken>>,
 }
@@ -169,6 +270,8 @@ impl Signals {
     fn watch() -> Arc<Signals> {
         let signals = Arc::new(Signals {
             first: AtomicI32::new(0),
+            first_at: std::sync::OnceLock::new(),
+            logging: Mutex::new(None),
             cancel: Mutex::new(None),
         });
         // Registered here, before this returns, so no signal falls between the default
@@ -210,6 +313,17 @@ impl Signals {
             .first
             .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
+        if first {
+            let _ = self.first_at.set(std::time::Instant::now());
+        } else if self.first.load(Ordering::SeqCst) == number
+            && self
+                .first_at
+                .get()
+                .is_some_and(|at| at.elapsed() < SAME_SIGNAL)
+        {
+            // The same signal sent to the process and to its group.
+            return;
+        }
         let cancel = self
             .cancel
             .lock()
@@ -217,21 +331,50 @@ impl Signals {
             .clone();
         match cancel {
             Some(token) if first => {
-                tracing::warn!(
-                    "received {name}; cancelling the resolution (send it again to exit at once)"
-                );
                 token.cancel();
+                // Logged from another thread: this one must stay free for a second
+                // signal even when stderr blocks (a pipe nobody reads).
+                let name = name.to_string();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("signal log".into())
+                        .spawn(move || {
+                            tracing::warn!(
+                            "received {name}; cancelling the resolution (send it again to exit \
+                             at once)"
+                        )
+                        });
+                *self.logging.lock().unwrap_or_else(|e| e.into_inner()) = spawned.ok();
             }
             Some(_) => {
-                say(&format!(
-                    "received {name} again while cancelling; exiting at once"
-                ));
-                std::process::exit(128 + number);
+                let message: &[u8] = if number == SIGTERM {
+                    b"provtarget: received SIGTERM again while cancelling; exiting at once\n"
+                } else {
+                    b"provtarget: received SIGINT again while cancelling; exiting at once\n"
+                };
+                provtarget_loader::exit::now(message, 128 + number);
             }
             None => {
-                say(&format!("interrupted by {name}; exiting"));
-                std::process::exit(128 + number);
+                let message: &[u8] = if number == SIGTERM {
+                    b"provtarget: interrupted by SIGTERM; exiting\n"
+                } else {
+                    b"provtarget: interrupted by SIGINT; exiting\n"
+                };
+                provtarget_loader::exit::now(message, 128 + number);
             }
+        }
+    }
+
+    /// Waits until the first signal's warning is written (before the failure it caused
+    /// is reported, so the two lines come in order).
+    fn settle(&self) {
+        let logging = self
+            .logging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(logging) = logging {
+            let _ = logging.join();
         }
     }
 
@@ -248,6 +391,10 @@ impl Signals {
         }
     }
 }
+
+/// A second signal this soon after the first is the same one delivered twice (to the
+/// process and to its group); a person pressing Ctrl-C twice is far slower.
+const SAME_SIGNAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The level names a filter directive may use (`tracing`'s, case-insensitive).
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -331,7 +478,10 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
         },
     };
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        // A line stderr cannot take is dropped and counted, never an error (on which
+        // tracing-subscriber would `eprintln!`, a panic on the same broken stderr).
+        .with_writer(provtarget::logsink::Stderr)
+        .log_internal_errors(false)
         // Colour only on a terminal: stderr usually ends up in a journal or log file.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false);
@@ -393,14 +543,17 @@ fn targets_cmd(
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let cancel = CancelToken::new();
+    // Before the first line: a signal after it always cancels the resolution (and
+    // its failure is reported), never the "exit at once" of start-up.
+    signals.cancel_on_signal(&cancel);
     if !as_json {
         emit(&format!(
             "Attempting provisioner resolution using: {}\n",
             printable(&host.resolver_name().0)
         ));
     }
-    signals.cancel_on_signal(&cancel);
     let result = runtime.block_on(host.resolve(&cancel));
+    signals.settle();
     // One JSON shape for success and failure (provtarget::output, schemas/).
     if as_json {
         let mut doc = provtarget::output::targets_json(&result);
@@ -462,6 +615,8 @@ fn check_cmd(
     as_json: bool,
     helper: Option<Helper>,
 ) -> Result<ExitCode, String> {
+    // The record printed is the verdict: it is not logged as well.
+    provtarget_loader::log_verdicts(false);
     // The same rule as the other commands: the override comes from the flag or from
     // PROVTARGET_INSECURE_SKIP_OWNER_CHECKS (never from a file).
     let env_config = ConfigBuilder::new().env(std::env::vars_os()).build();

@@ -50,9 +50,128 @@ pub fn redact_userinfo(value: &str) -> String {
     out
 }
 
+/// Whether a configuration key (or any word of input naming one) names a secret: its
+/// last dotted part holds `token`, `password`, `passwd`, `pwd`, `secret`,
+/// `passphrase`, `credential`, `authorization`, `cookie`, `apikey`/`api_key`,
+/// `private_key`/`privatekey`, or is `extensions` (which may carry anything). The one
+/// policy for every echo of input: settings shown by buildinfo
+/// ([`crate::buildinfo::is_secret`]) and malformed lines, flags and variables
+/// ([`masked_input`]).
+pub fn is_secret_key(key: &str) -> bool {
+    let last = key
+        .trim_matches(|c: char| c == '"' || c == '\'')
+        .rsplit('.')
+        .next()
+        .unwrap_or(key)
+        .to_ascii_lowercase();
+    [
+        "token",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "passphrase",
+        "credential",
+        "authorization",
+        "cookie",
+        "apikey",
+        "api_key",
+        "api-key",
+        "private_key",
+        "private-key",
+        "privatekey",
+        "extensions",
+    ]
+    .iter()
+    .any(|s| last.contains(s))
+}
+
+/// A piece of input echoed in a message (a malformed configuration line, a `--set`
+/// argument, a variable), masked whatever its separator: from the first word that
+/// names a secret ([`is_secret_key`]) on, the rest is `*****`; credentials inside URLs
+/// are masked too ([`redact_userinfo`]). Not escaped: pass the result through
+/// [`printable`] for a terminal.
+///
+/// ```
+/// use provtarget::text::masked_input;
+/// assert_eq!(masked_input("plugin.provtarget.etcd.password: S3CRET"), "plugin.provtarget.etcd.password: *****");
+/// assert_eq!(masked_input("http.header.Authorization Bearer abc"), "http.header.Authorization *****");
+/// assert_eq!(masked_input("plugin.provtarget.timeout 30"), "plugin.provtarget.timeout 30");
+/// ```
+pub fn masked_input(text: &str) -> String {
+    let is_separator = |c: char| c == ':' || c == '=' || c.is_whitespace();
+    let mut at = 0;
+    for word in text.split(is_separator) {
+        let end = at + word.len();
+        if !word.is_empty() && is_secret_key(word) {
+            let rest = &text[end..];
+            // Keep the separator as written (it may be why the line is malformed).
+            let separator: String = rest.chars().take_while(|c| is_separator(*c)).collect();
+            if rest.len() == separator.len() {
+                // Nothing follows the key: nothing to hide.
+                break;
+            }
+            let separator = if separator.trim().is_empty() {
+                " ".to_string()
+            } else {
+                format!("{} ", separator.trim())
+            };
+            return redact_userinfo(&format!("{}{separator}*****", &text[..end]));
+        }
+        // The separator character after this word.
+        at = end + text[end..].chars().next().map_or(0, char::len_utf8);
+    }
+    redact_userinfo(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_naming_a_secret_is_masked_whatever_the_separator() {
+        for (input, shown) in [
+            (
+                "plugin.provtarget.etcd.password: S3CRET",
+                "plugin.provtarget.etcd.password: *****",
+            ),
+            (
+                "plugin.provtarget.etcd.password S3CRET",
+                "plugin.provtarget.etcd.password *****",
+            ),
+            (
+                "plugin.provtarget.etcd.password=S3CRET",
+                "plugin.provtarget.etcd.password= *****",
+            ),
+            (
+                "plugin.provtarget.etcd.password\tS3CRET x",
+                "plugin.provtarget.etcd.password *****",
+            ),
+            (
+                "plugin.provtarget.http.header.Authorization: Bearer S3CRET",
+                "plugin.provtarget.http.header.Authorization: *****",
+            ),
+            ("x.api_key:S3CRET", "x.api_key: *****"),
+            ("tls.private_key -----BEGIN S3CRET", "tls.private_key *****"),
+            (
+                "broker nats://u:S3CRET@h:4222",
+                "broker nats://*****@h:4222",
+            ),
+        ] {
+            let masked = masked_input(input);
+            assert_eq!(masked, shown, "{input}");
+            assert!(!masked.contains("S3CRET"), "{input}");
+        }
+        assert_eq!(
+            masked_input("plugin.provtarget.timeout 30"),
+            "plugin.provtarget.timeout 30"
+        );
+        assert_eq!(masked_input("just.a.password"), "just.a.password");
+        assert_eq!(
+            masked_input("plugin.provtarget.http.token.url x"),
+            "plugin.provtarget.http.token.url x"
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped_and_text_kept() {

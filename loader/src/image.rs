@@ -32,6 +32,58 @@ pub(crate) struct Image {
     fd: File,
     /// Where the checks read from.
     bytes: Bytes,
+    /// Its share of [`MAX_HELD_TOTAL`], given back when the image is dropped.
+    charge: Charge,
+}
+
+/// At most this many bytes of library copies are held by this process at once, all
+/// libraries together (each is at most 256 MiB): a directory of large files (eight
+/// 250 MB padded copies of one plugin) must not take gigabytes of memory. A library
+/// that would go over it is refused unread (`too-large`), naming the bound. A copy
+/// loaded in this process is held for the life of the process and keeps its share;
+/// others give it back when they are dropped (judged, or handed to a child).
+pub(crate) const MAX_HELD_TOTAL: u64 = 512 << 20;
+
+/// Bytes of library copies held now (see [`MAX_HELD_TOTAL`]).
+static HELD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A share of [`MAX_HELD_TOTAL`], given back on drop unless [`Charge::keep`] says the
+/// memory stays held for the life of the process.
+pub(crate) struct Charge(u64);
+
+impl Charge {
+    /// Takes `bytes` of the bound, or `Err` with the bytes held now when they do not
+    /// fit.
+    pub(crate) fn reserve(bytes: u64) -> Result<Charge, u64> {
+        use std::sync::atomic::Ordering;
+        let mut held = HELD.load(Ordering::Relaxed);
+        loop {
+            if held.saturating_add(bytes) > MAX_HELD_TOTAL {
+                return Err(held);
+            }
+            match HELD.compare_exchange_weak(
+                held,
+                held + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(Charge(bytes)),
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// The memory stays held for the life of the process: its share is never given
+    /// back.
+    fn keep(&mut self) {
+        self.0 = 0;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        HELD.fetch_sub(self.0, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 enum Bytes {
@@ -47,24 +99,31 @@ enum Bytes {
 impl Image {
     /// Reads `file` (expected to hold `expected` bytes; one byte more is read, to
     /// notice a file that grew). `path` names the copy and the log lines.
-    pub(crate) fn read(file: File, expected: u64, path: &Path) -> io::Result<Image> {
+    /// `charge` is its share of [`MAX_HELD_TOTAL`] (reserved by the caller).
+    pub(crate) fn read(
+        file: File,
+        expected: u64,
+        path: &Path,
+        charge: Charge,
+    ) -> io::Result<Image> {
         #[cfg(target_os = "linux")]
         match sealed_copy(path, &file, expected) {
             Ok((fd, len)) => {
                 return Ok(Image {
                     fd,
                     bytes: Bytes::Sealed { len },
+                    charge,
                 })
             }
             Err(e) if e.raw_os_error() == Some(sys::Errno::NOSYS.raw_os_error()) => {
                 tracing::debug!(
-                    path = %crate::text::shown(path),
+                    path = ?path,
                     "memfd_create is not available (ENOSYS); loading the plugin from its own \
                      descriptor"
                 )
             }
             Err(e) => tracing::warn!(
-                path = %crate::text::shown(path),
+                path = ?path,
                 "cannot make a sealed in-memory copy of the plugin ({e}); loading it from \
                  its own descriptor instead, so overwriting the file in place while \
                  provtarget runs can crash it: allow memfd_create and memfd sealing \
@@ -83,6 +142,7 @@ impl Image {
         Ok(Image {
             fd: file,
             bytes: Bytes::Owned(bytes),
+            charge,
         })
     }
 
@@ -100,6 +160,8 @@ impl Image {
         Ok(Image {
             fd,
             bytes: Bytes::Sealed { len },
+            // Made and counted by the process that handed it over.
+            charge: Charge(0),
         })
     }
 
@@ -166,8 +228,11 @@ impl Image {
         }
     }
 
-    /// The descriptor `dlopen` loads; the bytes read for the checks are dropped.
-    pub(crate) fn into_file(self) -> File {
+    /// The descriptor `dlopen` loads; the bytes read for the checks are dropped. The
+    /// copy stays held for the life of the process (libraries are never unloaded), so
+    /// its share of [`MAX_HELD_TOTAL`] is kept.
+    pub(crate) fn into_file(mut self) -> File {
+        self.charge.keep();
         self.fd
     }
 }
@@ -215,7 +280,14 @@ mod tests {
     fn a_sealed_copy_hashes_like_the_file_and_cannot_be_changed() {
         let source = provtarget_testsupport::cdylib("provtarget-testkit");
         let bytes = std::fs::read(&source).unwrap();
-        let image = Image::read(File::open(&source).unwrap(), bytes.len() as u64, &source).unwrap();
+        let charge = Charge::reserve(bytes.len() as u64).unwrap();
+        let image = Image::read(
+            File::open(&source).unwrap(),
+            bytes.len() as u64,
+            &source,
+            charge,
+        )
+        .unwrap();
         assert_eq!(image.len(), bytes.len() as u64);
         assert_eq!(image.sha256().unwrap(), hex(&Sha256::digest(&bytes)));
         assert!(matches!(image.bytes, Bytes::Sealed { .. }));

@@ -90,7 +90,9 @@ pub(crate) fn check_unique(
             Stage::Duplicate,
             RefusalKind::Duplicate,
             format!(
-                "{}: plugin {} is already loaded from {}; remove one of the two files",
+                "{}: plugin {} is also in {} (of two files with one plugin name, the higher \
+                 plugin version wins, then the first file in scan order); remove the file \
+                 not wanted",
                 shown(path),
                 printable(&info.name),
                 shown(earlier)

@@ -141,8 +141,8 @@ pub use probe::{
     load_all_gated, load_sealed, load_with_gated, prepare_file, Gate, Gated, Prepared,
 };
 pub use report::{
-    FileFacts, LibraryRecord, LoadReport, LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage,
-    Verdict,
+    cache_mismatch, cache_mismatch_refusal, log_verdicts, FileFacts, LibraryRecord, LoadReport,
+    LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
 };
 pub use scan::{check_file, load_all, load_with};
 
@@ -158,7 +158,13 @@ pub mod last_words {
 /// Starting a child process with chosen descriptors at chosen numbers (the sealed copy
 /// of a library, a reply pipe), for hosts that load libraries in a child first.
 pub mod child {
-    pub use crate::sys::child::{fork_single_threaded, spawn_with_fds, Forked};
+    pub use crate::sys::child::{close_from, fork_single_threaded, spawn_with_fds, Forked};
+}
+
+/// Ending the process at once from any thread, with no lock taken (a signal's second
+/// path; see [`exit::now`]).
+pub mod exit {
+    pub use crate::sys::exit::now;
 }
 pub use discover::is_candidate_name;
 pub use text::printable;

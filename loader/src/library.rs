@@ -49,7 +49,7 @@ pub(crate) fn open(image: Image, path: &Path) -> Result<PluginLibrary, Refusal> 
     let opened = sys::dlopen_now(&load_path);
     drop(guard);
     if let Err(dlerror) = opened {
-        tracing::debug!(path = %p, dlerror = %printable(&dlerror), "dlopen(RTLD_NOW) refused the plugin");
+        tracing::debug!(path = ?p, dlerror = ?dlerror, "dlopen(RTLD_NOW) refused the plugin");
         let (kind, fix) = if crate::discover::proc_missing() {
             (
                 RefusalKind::DlopenFailed,
@@ -77,7 +77,7 @@ pub(crate) fn open(image: Image, path: &Path) -> Result<PluginLibrary, Refusal> 
     sys::keep_open_forever(file);
 
     sys::open_plugin_library(&load_path).map_err(|e| {
-        tracing::debug!(path = %p, detail = %printable(&e.detail), "plugin library refused");
+        tracing::debug!(path = ?p, detail = ?e.detail, "plugin library refused");
         let message = in_reason(&e.message);
         let (stage, kind, fix) = match e.kind {
             OpenErrorKind::NotLoadable => (

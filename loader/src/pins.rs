@@ -76,9 +76,13 @@ impl Pins {
     pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Pins, String> {
         let p = shown(path);
         let mut by_name: HashMap<OsString, Vec<(String, usize)>> = HashMap::new();
+        // Read like the configuration file: a UTF-8 byte-order mark (an editor's) is
+        // not part of the first line, and trailing blanks are not part of a name.
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let number = index + 1;
             let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let line = trim_ascii_end(line);
             let trimmed = trim_ascii(line);
             if trimmed.is_empty() || trimmed.starts_with(b"#") {
                 continue;
@@ -153,6 +157,15 @@ impl Pins {
             }
         }
     }
+}
+
+/// `line` without its trailing spaces and tabs.
+fn trim_ascii_end(line: &[u8]) -> &[u8] {
+    let end = line
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(0, |i| i + 1);
+    &line[..end]
 }
 
 /// `(lower-case hash, raw name bytes)` from one non-blank, non-comment line.
@@ -245,6 +258,18 @@ mod tests {
         pins.check(Path::new(name), OsStr::new(name), hash)
             .err()
             .map(|(kind, _)| kind)
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_trailing_blanks_are_read_like_the_config_file() {
+        let text = format!("\u{feff}{A}  liba.so\n{B}  libb.so  \t\nSHA256 (libc.so) = {A}  \n");
+        let pins = parse(&text).unwrap();
+        assert_eq!(check(&pins, "liba.so", A), Ok(()));
+        assert_eq!(check(&pins, "libb.so", B), Ok(()));
+        assert_eq!(check(&pins, "libc.so", A), Ok(()));
+        // A mismatch names the pinned line, never "add: <the same line>".
+        let e = check(&pins, "libb.so", A).unwrap_err();
+        assert!(e.contains("line 2 pins"), "{e}");
     }
 
     #[test]

@@ -412,6 +412,7 @@ pub(crate) fn finish(
     record: &mut LibraryRecord,
 ) -> Result<Accepted, Refusal> {
     // 7. Load exactly the bytes checked above and read its root module.
+    tracing::debug!(path = ?path, "dlopen: the library's constructors run now");
     let library = library::open(image, path)?;
     let plugin_info = library.info();
     record.plugin = Some(PluginFacts {
@@ -458,7 +459,20 @@ fn read(file: File, meta: &Metadata, path: &Path) -> Result<Image, Refusal> {
             ),
         ));
     }
-    let image = Image::read(file, meta.len(), path).map_err(|e| {
+    let charge = crate::image::Charge::reserve(meta.len()).map_err(|held| {
+        Refusal::new(
+            Stage::Format,
+            RefusalKind::TooLarge,
+            format!(
+                "{p} is {} bytes, and the plugin libraries held now take {held}: at most {} \
+                 MiB of libraries are held at once, all together; remove the libraries \
+                 that are not needed (old versions, duplicates, padded or debug builds)",
+                meta.len(),
+                crate::image::MAX_HELD_TOTAL >> 20
+            ),
+        )
+    })?;
+    let image = Image::read(file, meta.len(), path, charge).map_err(|e| {
         Refusal::new(
             Stage::Open,
             RefusalKind::Unreadable,

@@ -47,6 +47,12 @@ impl Prepared {
         self.cached.as_deref()
     }
 
+    /// Whether a plugin named `name` was accepted earlier in this run (this library
+    /// would be refused as its duplicate).
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.loaded.iter().any(|(n, _)| n == name)
+    }
+
     /// The sealed in-memory copy whose bytes were checked, to hand to a child process
     /// (which loads it with [`load_sealed`]); `None` where no sealed copy could be
     /// made (no `memfd`), so a child could not be sure to load the same bytes.

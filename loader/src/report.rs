@@ -158,6 +158,9 @@ pub enum RefusalKind {
     /// Loading it in a child process killed the child (a signal, `exit()`, or no
     /// answer before the deadline): its load-time code would have taken the host down.
     CrashedWhileLoading,
+    /// The library, once loaded, is not the plugin its verdict-cache entry described
+    /// (name, version, type or interface): the entry is dropped.
+    CacheMismatch,
 }
 
 names! {
@@ -197,6 +200,7 @@ names! {
     ConstructorFailed => "constructor-failed",
     Duplicate => "duplicate",
     CrashedWhileLoading => "crashed-while-loading",
+    CacheMismatch => "cache-mismatch",
 }
 
 impl fmt::Display for RefusalKind {
@@ -347,32 +351,63 @@ impl LibraryRecord {
         record
     }
 
-    /// One `tracing` event per verdict: info when loaded, warn when rejected.
+    /// One `tracing` event per verdict: info when loaded, warn when rejected (none when
+    /// [`log_verdicts`] turned it off).
     pub(crate) fn log(&self) {
+        if VERDICTS_LOGGED_BY_HOST.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         // Every field is escaped: `%` fields are written raw by the log formatter, and
         // a file name may hold newlines or escape sequences. Field expressions are
         // evaluated only when the event is enabled (a directory may hold thousands of
         // skipped files, whose debug events are usually off).
+        // Fields are quoted (`?`: Rust's escaping of a `str`), so a name like
+        // `x=1 ok=2` cannot forge fields of its own.
         let path = || crate::text::shown(&self.path);
-        let shown = |s: Option<&str>| crate::text::printable(s.unwrap_or(""));
         match &self.verdict {
             Verdict::Loaded => {
                 let plugin = self.plugin.as_ref();
-                tracing::info!(
-                    path = %path(),
-                    plugin = %shown(plugin.map(|p| p.info.name.as_str())),
-                    version = %shown(plugin.map(|p| p.info.version.as_str())),
-                    interface = %shown(plugin.map(|p| p.interface_version.as_str())),
-                    // Hashed only when pinning is on (or for buildinfo): never an empty field.
-                    sha256 = %self.file.as_ref().and_then(|f| f.sha256.as_deref()).map_or_else(|| "not-hashed".to_string(), crate::text::printable),
-                    load_time_us = self.load_time.as_micros() as u64,
-                    cached = self.cached,
-                    "loaded provtarget plugin"
+                let name = plugin.map_or("", |p| p.info.name.as_str());
+                let version = plugin.map_or("", |p| p.info.version.as_str());
+                let interface = plugin.map_or("", |p| p.interface_version.as_str());
+                let load_time_us = self.load_time.as_micros() as u64;
+                match self.file.as_ref().and_then(|f| f.sha256.as_deref()) {
+                    Some(sha256) => tracing::info!(
+                        path = ?self.path,
+                        plugin = ?name,
+                        version = ?version,
+                        interface = ?interface,
+                        sha256,
+                        load_time_us,
+                        cached = self.cached,
+                        "loaded provtarget plugin"
+                    ),
+                    // Not hashed this run (no pins, no report asked for it): said so,
+                    // never an empty field.
+                    None => tracing::info!(
+                        path = ?self.path,
+                        plugin = ?name,
+                        version = ?version,
+                        interface = ?interface,
+                        sha256 = "not-hashed",
+                        load_time_us,
+                        cached = self.cached,
+                        "loaded provtarget plugin"
+                    ),
+                }
+            }
+            Verdict::Rejected(refusal) if !RefusalLog::name_one() => {
+                tracing::debug!(
+                    path = ?self.path,
+                    stage = refusal.stage.as_str(),
+                    kind = refusal.kind.as_str(),
+                    "refused plugin library: {}",
+                    crate::text::printable(&refusal.message)
                 );
             }
             Verdict::Rejected(refusal) => {
                 tracing::warn!(
-                    path = %path(),
+                    path = ?self.path,
                     stage = refusal.stage.as_str(),
                     kind = refusal.kind.as_str(),
                     "refused plugin library: {}",
@@ -406,4 +441,98 @@ pub struct LoadReport {
     /// Conditions worth a warning (e.g. the developer override is on, a configured
     /// directory is missing or refused).
     pub warnings: Vec<String>,
+}
+
+/// How many refused libraries one scan names in a warning each: a directory of junk
+/// files (50,000 empty `lib*.so`) must not write one line per file. The rest are
+/// logged at debug level and counted in one warning at the end of the scan
+/// ([`RefusalLog::finish`]); every one of them is still in the report (buildinfo).
+pub(crate) const MAX_NAMED_REFUSALS: usize = 10;
+
+/// Refusals logged at warn level in the current scan (reset by [`RefusalLog::begin`]).
+static REFUSALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The bound on the refusal warnings of one scan.
+pub(crate) struct RefusalLog;
+
+impl RefusalLog {
+    /// A scan starts: the first [`MAX_NAMED_REFUSALS`] refusals are named again.
+    pub(crate) fn begin() -> RefusalLog {
+        REFUSALS.store(0, std::sync::atomic::Ordering::Relaxed);
+        RefusalLog
+    }
+
+    /// Whether the refusal being logged is named in a warning (else debug only).
+    fn name_one() -> bool {
+        REFUSALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < MAX_NAMED_REFUSALS
+    }
+
+    /// The summary of the refusals not named, when there were any.
+    pub(crate) fn finish(self) -> Option<String> {
+        let total = REFUSALS.load(std::sync::atomic::Ordering::Relaxed);
+        let more = total.checked_sub(MAX_NAMED_REFUSALS).filter(|n| *n > 0)?;
+        Some(format!(
+            "{more} more plugin libraries were refused ({total} in all; the first \
+             {MAX_NAMED_REFUSALS} are named above): run provtarget buildinfo to see each \
+             and why, and remove the files that are not plugins"
+        ))
+    }
+}
+
+/// Set when this process's verdicts are reported by someone else (see
+/// [`log_verdicts`]).
+static VERDICTS_LOGGED_BY_HOST: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether each library's verdict is logged here (the default). Turned off in a child
+/// process that loads a library for its host (crash isolation), since the host logs
+/// each verdict once when the child reports it, and by a command whose output is the
+/// verdict itself (`plugins check`): else every verdict would be shown twice.
+pub fn log_verdicts(on: bool) {
+    VERDICTS_LOGGED_BY_HOST.store(!on, std::sync::atomic::Ordering::Relaxed);
+}
+/// How the plugin a library really is (`actual`, read from it once loaded, here or in
+/// a child) differs from what its verdict-cache entry said (`cached`, which the
+/// selection used): `None` when name, version, plugin type and interface all agree.
+/// The verdict cache is a hint, never an authority over what runs: a mismatch refuses
+/// the library (see [`cache_mismatch_refusal`]).
+pub fn cache_mismatch(cached: &PluginFacts, actual: &PluginFacts) -> Option<String> {
+    let (c, a) = (&cached.info, &actual.info);
+    let p = crate::text::printable;
+    let mut differences = Vec::new();
+    if c.name != a.name {
+        differences.push(format!("name {:?}, not {:?}", p(&a.name), p(&c.name)));
+    }
+    if c.version != a.version {
+        differences.push(format!("version {}, not {}", p(&a.version), p(&c.version)));
+    }
+    if c.plugin_type_id != a.plugin_type_id {
+        differences.push(format!(
+            "plugin type {}, not {}",
+            a.plugin_type_id, c.plugin_type_id
+        ));
+    }
+    if cached.interface_version != actual.interface_version {
+        differences.push(format!(
+            "interface {}, not {}",
+            p(&actual.interface_version),
+            p(&cached.interface_version)
+        ));
+    }
+    (!differences.is_empty()).then(|| differences.join(", "))
+}
+
+/// The refusal of the library at `path` whose loaded plugin differs from its
+/// verdict-cache entry (`differences` from [`cache_mismatch`]).
+pub fn cache_mismatch_refusal(path: &std::path::Path, differences: &str) -> Refusal {
+    Refusal::new(
+        Stage::Load,
+        RefusalKind::CacheMismatch,
+        format!(
+            "{} is not the plugin its verdict-cache entry describes (it has {differences}); \
+             refused, and the entry dropped: the next run checks it in full (if this \
+             repeats, check who writes to the cache directory)",
+            crate::text::shown(path)
+        ),
+    )
 }

@@ -58,6 +58,7 @@ pub(crate) fn load_scan(
     mut gate: Option<&mut Gate<'_>>,
 ) -> LoadReport {
     let (session, warnings) = Session::start(options);
+    let refusals_logged = crate::report::RefusalLog::begin();
     let mut report = LoadReport {
         warnings,
         ..LoadReport::default()
@@ -84,6 +85,10 @@ pub(crate) fn load_scan(
     // Directories already scanned, by the identity of the opened directory (device and
     // inode), so one configured twice (or under two spellings) is scanned once.
     let mut scanned: Vec<((u64, u64), &Path)> = Vec::new();
+    // The (name, path) of every accepted record so far, in scan order, for the
+    // duplicate-name rule: kept as the scan goes (recomputing it per file made a
+    // directory of n files cost n² steps).
+    let mut accepted_so_far: Vec<(String, PathBuf)> = Vec::new();
     for dir_path in &options.directories {
         let dir = match directory::open(dir_path, true) {
             Ok(dir) => dir,
@@ -107,8 +112,8 @@ pub(crate) fn load_scan(
             let id = (meta.dev(), meta.ino());
             if let Some((_, first)) = scanned.iter().find(|(seen, _)| *seen == id) {
                 tracing::debug!(
-                    directory = %shown(dir_path),
-                    same_as = %shown(first),
+                    directory = ?dir_path,
+                    same_as = ?first,
                     "plugin directory configured more than once; scanned once"
                 );
                 continue;
@@ -157,12 +162,11 @@ pub(crate) fn load_scan(
                     None,
                 )
             } else {
-                let loaded = accepted_before(&report, report.libraries.len());
                 let (record, accepted, identity) = session.examine_with(
                     &dir,
                     &name,
                     &path,
-                    &loaded,
+                    &accepted_so_far,
                     CacheUse {
                         cache: cache.as_ref(),
                         answer: true,
@@ -174,6 +178,9 @@ pub(crate) fn load_scan(
                 source = Some((dirs.len(), name.clone()));
                 (record, accepted)
             };
+            if let Some(name) = accepted_name(&record) {
+                accepted_so_far.push((name.to_string(), record.path.clone()));
+            }
             report.libraries.push(record);
             sources.push(source);
             if let Some((info, resolver)) = accepted {
@@ -186,6 +193,8 @@ pub(crate) fn load_scan(
         }
         dirs.push(dir);
     }
+    // One plugin name in several files: the higher version wins, then scan order.
+    choose_duplicate_winners(&mut report);
     // Load the selected plugins the cache only described, until every plugin the
     // caller selects is loaded (each round loads at least one cached record or ends).
     loop {
@@ -209,6 +218,8 @@ pub(crate) fn load_scan(
                 continue;
             };
             let path = report.libraries[r].path.clone();
+            // What the cache said, which the selection used.
+            let said = report.libraries[r].plugin.clone();
             let loaded = accepted_before(&report, r);
             // Checked in full from its bytes; the cached verdict travels with it to
             // the gate.
@@ -224,7 +235,31 @@ pub(crate) fn load_scan(
                 },
                 gate.as_deref_mut(),
             );
-            remember(cache.as_mut(), &record, identity);
+            // The cache is a hint: the library loaded must be the plugin it described.
+            let mismatch = match (&said, &record.verdict, &record.plugin) {
+                (Some(said), Verdict::Loaded, Some(actual)) => {
+                    crate::report::cache_mismatch(said, actual)
+                }
+                _ => None,
+            };
+            let (record, accepted) = match mismatch {
+                Some(differences) => {
+                    let mut record = record;
+                    record.verdict = Verdict::Rejected(crate::report::cache_mismatch_refusal(
+                        &path,
+                        &differences,
+                    ));
+                    record.log();
+                    if let Some(cache) = cache.as_mut() {
+                        cache.forget(&path);
+                    }
+                    (record, None)
+                }
+                None => {
+                    remember(cache.as_mut(), &record, identity);
+                    (record, accepted)
+                }
+            };
             report.libraries[r] = record;
             if let Some((info, resolver)) = accepted {
                 report.plugins.push(LoadedPlugin {
@@ -236,6 +271,9 @@ pub(crate) fn load_scan(
         }
     }
     report.plugins.sort_by_key(|p| p.record);
+    if let Some(w) = refusals_logged.finish() {
+        warn(&mut report, w);
+    }
     if let Some(cache) = cache.as_mut() {
         cache.forget_missing(&scanned_paths, &seen);
         if let Err(w) = cache.save() {
@@ -243,6 +281,88 @@ pub(crate) fn load_scan(
         }
     }
     report
+}
+
+/// For every plugin name found in more than one file (an upgrade left
+/// `libacme-1.0.so` beside `libacme-1.1.so`), the file that wins: the higher plugin
+/// version (semver), then the first in scan order. The scan accepts the first file
+/// and refuses the later ones as duplicates as it goes; here a later file with a
+/// higher version takes the place of the one accepted (which is refused, and whose
+/// resolver is dropped), and is marked as known from its facts only
+/// ([`LibraryRecord::cached`]), so it is checked and loaded in full if the caller
+/// selects it. Every duplicate's refusal names the winner and the rule.
+fn choose_duplicate_winners(report: &mut LoadReport) {
+    use std::collections::HashMap;
+    let version = |r: &LibraryRecord| {
+        r.plugin
+            .as_ref()
+            .and_then(|p| semver::Version::parse(&p.info.version).ok())
+    };
+    // Name → the records of that plugin that are accepted or refused only as a
+    // duplicate, in scan order.
+    let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, r) in report.libraries.iter().enumerate() {
+        let candidate = match &r.verdict {
+            Verdict::Loaded => true,
+            Verdict::Rejected(refusal) => refusal.kind == RefusalKind::Duplicate,
+            Verdict::Skipped { .. } => false,
+        };
+        if let (true, Some(p)) = (candidate, &r.plugin) {
+            by_name.entry(p.info.name.clone()).or_default().push(i);
+        }
+    }
+    for records in by_name.into_values().filter(|r| r.len() > 1) {
+        // The first of the highest version.
+        let mut winner = records[0];
+        for &r in &records[1..] {
+            if version(&report.libraries[r]) > version(&report.libraries[winner]) {
+                winner = r;
+            }
+        }
+        let winner_path = report.libraries[winner].path.clone();
+        let winner_version = report.libraries[winner]
+            .plugin
+            .as_ref()
+            .map(|p| p.info.version.clone())
+            .unwrap_or_default();
+        for &r in &records {
+            let lib = &mut report.libraries[r];
+            if r == winner {
+                if lib.verdict != Verdict::Loaded {
+                    // Not constructed (refused before); loaded in full if selected.
+                    lib.verdict = Verdict::Loaded;
+                    lib.cached = true;
+                    lib.log();
+                }
+                continue;
+            }
+            let (name, own) = lib
+                .plugin
+                .as_ref()
+                .map(|p| (p.info.name.clone(), p.info.version.clone()))
+                .unwrap_or_default();
+            let was_accepted = lib.verdict == Verdict::Loaded;
+            lib.verdict = Verdict::Rejected(Refusal::new(
+                Stage::Duplicate,
+                RefusalKind::Duplicate,
+                format!(
+                    "{}: plugin {} (version {}) is also in {} (version {}), which wins \
+                     (the higher plugin version, then the first file in scan order: \
+                     directories as configured, then file names by their bytes); remove \
+                     the file not wanted",
+                    shown(&lib.path),
+                    crate::text::printable(&name),
+                    crate::text::printable(&own),
+                    shown(&winner_path),
+                    crate::text::printable(&winner_version)
+                ),
+            ));
+            if was_accepted {
+                lib.log();
+                report.plugins.retain(|p| p.record != r);
+            }
+        }
+    }
 }
 
 /// The plugin name of an accepted record (loaded, or accepted by the cache).
@@ -276,6 +396,15 @@ fn remember(
     }
     let refusal = match &record.verdict {
         Verdict::Loaded => None,
+        // A duplicate is a good library by itself (the rule depends on the other
+        // files, and is applied again every run from the cached facts): recorded as
+        // accepted, so an unchanged duplicate is answered from the cache, never loaded
+        // again.
+        Verdict::Rejected(refusal)
+            if refusal.kind == RefusalKind::Duplicate && record.plugin.is_some() =>
+        {
+            None
+        }
         Verdict::Rejected(refusal) => Some(refusal.clone()),
         Verdict::Skipped { .. } => return,
     };

@@ -24,6 +24,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 pub(crate) use rustix::io::Errno;
 
 pub(crate) mod child;
+pub(crate) mod exit;
 pub(crate) mod last_words;
 
 /// The effective uid of this process: the only owner besides root the trust rule

@@ -881,7 +881,7 @@ fn a_duplicate_plugin_name_refuses_the_later_file_naming_the_earlier() {
         record(&report, "b-testkit.so"),
         Stage::Duplicate,
         RefusalKind::Duplicate,
-        &["Test Kit", "already loaded from", &first.to_string_lossy()],
+        &["Test Kit", "is also in", &first.to_string_lossy()],
     );
     assert_eq!(report.plugins.len(), 1);
 }

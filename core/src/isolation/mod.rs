@@ -156,7 +156,20 @@ impl Helper {
     /// whether it did; without a fork (another thread runs, or it failed) it starts
     /// one the usual way ([`Helper::prestart`]). The copy never returns here: it
     /// serves and exits.
+    ///
+    /// A copy keeps this process's environment block as it was at `exec` (removing a
+    /// variable does not erase it from `/proc/self/environ`), so when a `PROVTARGET_*`
+    /// variable names a secret ([`crate::text::is_secret_key`]:
+    /// `PROVTARGET_ETCD_PASSWORD`...) no copy is forked: the child is started the
+    /// usual way, its environment cut to what it needs.
     pub fn fork_spare(&self) -> bool {
+        let secret_in_env = std::env::vars_os().any(|(name, _)| {
+            is_host_config_var(&name) && crate::text::is_secret_key(&name.to_string_lossy())
+        });
+        if secret_in_env {
+            self.prestart(1);
+            return false;
+        }
         match process::Spare::fork() {
             Ok(spare) => {
                 self.lock_spares().push(Waiting::Started(spare));
@@ -274,7 +287,12 @@ pub fn load(
                     .as_ref()
                     .map(|f| process::ProcessResolver::new(&prepared, f, helper))
                 {
-                    Some(Ok(resolver)) => {
+                    Some(Ok(mut resolver)) => {
+                        // Facts from the cache: the first child checks them.
+                        resolver.described_by_cache(
+                            options.cache_dir.clone(),
+                            options.insecure_skip_owner_checks,
+                        );
                         remote.push((prepared.record().path.clone(), resolver));
                         Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts))
                     }
@@ -440,15 +458,17 @@ pub fn check_file(
 /// subcommands.
 pub fn child_main(args: &[OsString]) -> ExitCode {
     init_child_logging();
+    // The host logs each verdict this child reports, once.
+    provtarget_loader::log_verdicts(false);
     watch_parent();
     match (args.first().and_then(|c| c.to_str()), args.get(1)) {
         (Some(PROBE_COMMAND), Some(path)) => probe::child(Path::new(path)),
         (Some(SERVE_COMMAND), None) => process::child(),
         _ => {
-            eprintln!(
+            crate::logsink::line(&format!(
                 "provtarget: {PROBE_COMMAND} needs a path and {SERVE_COMMAND} none; they are \
                  run by provtarget itself"
-            );
+            ));
             ExitCode::from(2)
         }
     }
@@ -458,6 +478,7 @@ pub fn child_main(args: &[OsString]) -> ExitCode {
 /// the parent watch, then serving; its exit status.
 fn serve_main() -> u8 {
     init_child_logging();
+    provtarget_loader::log_verdicts(false);
     watch_parent();
     process::serve()
 }
@@ -472,7 +493,9 @@ pub fn is_child_command(first: Option<&OsString>) -> bool {
 /// Every level is written: the host's own filter decides what is shown.
 fn init_child_logging() {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        // Never an error, never a panic: see `crate::logsink`.
+        .with_writer(crate::logsink::Stderr)
+        .log_internal_errors(false)
         .with_ansi(false)
         .without_time()
         .with_target(false)
@@ -519,7 +542,37 @@ fn child_command(helper: &Helper, sub: &str, path: &Path) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    scrub_env(&mut cmd);
     cmd
+}
+
+/// Whether an environment variable is one of the host's own configuration
+/// (`PROVTARGET_*`, which may carry secrets: a password given as
+/// `PROVTARGET_ETCD_PASSWORD`). A child never needs them: it gets its configuration
+/// from the host, over its socket, for the one plugin it serves.
+fn is_host_config_var(name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    name.as_bytes().starts_with(b"PROVTARGET_")
+}
+
+/// A child's environment: this process's, without its configuration variables
+/// ([`is_host_config_var`]).
+pub(crate) fn scrub_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if is_host_config_var(&name) {
+            cmd.env_remove(name);
+        }
+    }
+}
+
+/// [`scrub_env`] for a forked child, in its own environment (while it has a single
+/// thread).
+pub(crate) fn scrub_own_env() {
+    for (name, _) in std::env::vars_os() {
+        if is_host_config_var(&name) {
+            std::env::remove_var(name);
+        }
+    }
 }
 
 /// The name a child's log lines are tagged with, changed as it becomes known (a

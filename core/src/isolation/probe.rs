@@ -56,9 +56,12 @@ pub fn probe(
     )
     .map_err(cannot)?;
     drop(report_w);
-    if let Some(stderr) = child.stderr.take() {
-        let _ = relog(stderr, super::LogLabel::new(&path.to_string_lossy()), None);
-    }
+    // Ends (its sender dropped) once the child's stderr is at its end and every line
+    // is logged.
+    let relayed = child
+        .stderr
+        .take()
+        .map(|stderr| relog(stderr, super::LogLabel::new(&path.to_string_lossy()), None));
     let (tx, rx) = mpsc::channel();
     let _ = thread::Builder::new()
         .name("probe report".into())
@@ -87,6 +90,18 @@ pub fn probe(
             }
         }
     };
+    // The child's last lines are logged before its verdict is reported: its stderr
+    // closed with it (a short wait; a grandchild holding it open must not stall).
+    if let (Some(relayed), Some(_)) = (&relayed, status) {
+        let until = Instant::now() + LAST_LINES;
+        while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) =
+            relayed.recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            if Instant::now() >= until {
+                break;
+            }
+        }
+    }
     let parsed = text
         .lines()
         .next()
@@ -99,6 +114,9 @@ pub fn probe(
         (None, _) => Err(timed_out(&p, deadline)),
     }
 }
+
+/// How long a probing child's last log lines may take to be logged after it ended.
+const LAST_LINES: Duration = Duration::from_secs(1);
 
 /// The refusal of a library (shown as `p`) whose loading child did not answer within
 /// `deadline`.
@@ -154,14 +172,18 @@ pub fn child(path: &Path) -> ExitCode {
     let mut report = match inherited(REPORT_FD, true) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("provtarget: {PROBE_COMMAND} has no report descriptor: {e}");
+            crate::logsink::line(&format!(
+                "provtarget: {PROBE_COMMAND} has no report descriptor: {e}"
+            ));
             return ExitCode::from(2);
         }
     };
     let (record, plugin) = match inherited(IMAGE_FD, false) {
         Ok(image) => provtarget_loader::load_sealed(image.into(), path),
         Err(e) => {
-            eprintln!("provtarget: {PROBE_COMMAND} has no library descriptor: {e}");
+            crate::logsink::line(&format!(
+                "provtarget: {PROBE_COMMAND} has no library descriptor: {e}"
+            ));
             return ExitCode::from(2);
         }
     };

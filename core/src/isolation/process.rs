@@ -67,6 +67,13 @@ pub struct ProcessResolver {
     helper: Helper,
     config: Option<Vec<(String, String)>>,
     state: Mutex<State>,
+    /// What the selection took the library to be: every child's handshake must say
+    /// the same (name, version, type, interface).
+    expected: PluginFacts,
+    /// When `expected` came from the verdict cache (no child has loaded it this run):
+    /// the cache directory and the developer override, to drop the entry if a child
+    /// finds otherwise.
+    from_cache: Option<(PathBuf, bool)>,
 }
 
 #[derive(Default)]
@@ -274,6 +281,10 @@ impl Spare {
                 let code = match become_served(&theirs, &null, &log_w) {
                     Ok(()) => {
                         drop((theirs, null, log_w));
+                        // The copy keeps nothing above stderr: not the host's
+                        // descriptors, nor those whoever started the host left open.
+                        provtarget_loader::child::close_from(3, &loader_debug_output());
+                        super::scrub_own_env();
                         super::serve_main()
                     }
                     Err(_) => 2,
@@ -350,7 +361,32 @@ impl ProcessResolver {
             helper: helper.clone(),
             config: None,
             state: Mutex::default(),
+            expected: facts.clone(),
+            from_cache: None,
         })
+    }
+
+    /// Marks this adapter's plugin facts as taken from the verdict cache in
+    /// `cache_dir` (`insecure`: the developer override), unchecked by any child this
+    /// run: the first child's handshake is compared with them, and on a mismatch the
+    /// library is refused and its cache entry dropped.
+    pub fn described_by_cache(&mut self, cache_dir: Option<PathBuf>, insecure: bool) {
+        self.from_cache = cache_dir.map(|dir| (dir, insecure));
+    }
+
+    /// Drops the verdict-cache entry of this library (its facts proved wrong).
+    fn forget_cache_entry(&self) {
+        let Some((dir, insecure)) = &self.from_cache else {
+            return;
+        };
+        let euid = rustix::process::geteuid().as_raw();
+        let (cache, _warnings) = provtarget_loader::VerdictCache::open(dir, euid, *insecure);
+        if let Some(mut cache) = cache {
+            cache.forget(&self.path);
+            if let Err(w) = cache.save() {
+                tracing::warn!("{w}");
+            }
+        }
     }
 
     /// The plugin's name.
@@ -376,11 +412,39 @@ impl ProcessResolver {
             DEFAULT_PROBE_TIMEOUT,
         ) {
             Ok((running, hello)) => match wire::parse(&hello) {
-                Ok((Verdict::Loaded, _)) => Ok(running),
-                Ok((verdict, _)) => Err(format!(
-                    "the resolver process could not load the plugin: {}",
-                    verdict.reason().unwrap_or("refused")
-                )),
+                Ok((Verdict::Loaded, actual)) => {
+                    // The cache (or an earlier child) is a hint: what this child loaded
+                    // must be the plugin the selection used.
+                    let differences = match &actual {
+                        Some(actual) => provtarget_loader::cache_mismatch(&self.expected, actual),
+                        None => Some("no plugin information".to_string()),
+                    };
+                    match differences {
+                        None => Ok(running),
+                        Some(differences) => {
+                            self.forget_cache_entry();
+                            Err(
+                                provtarget_loader::cache_mismatch_refusal(&self.path, &differences)
+                                    .message,
+                            )
+                        }
+                    }
+                }
+                Ok((verdict, _)) => {
+                    let why = verdict.reason().unwrap_or("refused");
+                    if self.from_cache.is_some() {
+                        // A cached "loaded" the library's own checks contradict.
+                        self.forget_cache_entry();
+                        Err(format!(
+                            "the resolver process refused the plugin its verdict cache \
+                             accepted: {why}; the cache entry is dropped"
+                        ))
+                    } else {
+                        Err(format!(
+                            "the resolver process could not load the plugin: {why}"
+                        ))
+                    }
+                }
                 Err(e) => Err(e),
             },
             Err(Launch::Io(e)) => Err(format!("cannot start the resolver process: {e}")),
@@ -561,7 +625,10 @@ fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_theirs));
-    let spawned = cmd.spawn();
+    super::scrub_env(&mut cmd);
+    // Nothing above stderr is inherited (whoever started the host may have left
+    // descriptors open).
+    let spawned = provtarget_loader::child::spawn_with_fds(&mut cmd, &[]);
     // The command holds the child's ends: closed here, so the child's end of the
     // socket is the child's alone (its exit is then seen as the end of the stream).
     drop(cmd);
@@ -589,6 +656,31 @@ fn adopt(mut child: Proc, ours: UnixStream, log: super::LogFlush) -> std::io::Re
         next_id: 1,
         log,
     })
+}
+
+/// The descriptors the dynamic loader writes `LD_DEBUG` output to (files named
+/// after `LD_DEBUG_OUTPUT`), which a forked child keeps: they are glibc's, opened
+/// for debugging by whoever set the variable, not the caller's secrets.
+fn loader_debug_output() -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(prefix) = std::env::var_os("LD_DEBUG_OUTPUT") else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let n: i32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            target
+                .as_os_str()
+                .as_bytes()
+                .starts_with(prefix.as_bytes())
+                .then_some(n)
+        })
+        .collect()
 }
 
 /// In a forked child: the socket as stdin, `/dev/null` as stdout, the log pipe as
@@ -714,6 +806,9 @@ pub fn start(
         )
     })?;
     let resolver = match (&verdict, &facts) {
+        // A duplicate (the loader refuses it by name): its child and its copy are let
+        // go now rather than held until every library is judged.
+        (Verdict::Loaded, Some(facts)) if prepared.name_taken(&facts.info.name) => None,
         (Verdict::Loaded, Some(facts)) => {
             let mut resolver = ProcessResolver::new(prepared, facts, helper)?;
             if keep(&facts.info.name) {
@@ -807,9 +902,9 @@ pub(super) fn serve() -> u8 {
     let socket = match take_socket() {
         Ok(socket) => socket,
         Err(e) => {
-            eprintln!(
+            crate::logsink::line(&format!(
                 "provtarget: {SERVE_COMMAND} needs the socket provtarget gives it as stdin: {e}"
-            );
+            ));
             return 2;
         }
     };
@@ -818,7 +913,7 @@ pub(super) fn serve() -> u8 {
         // The host ended (or discarded this child) before handing it a library.
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return 0,
         Err(e) => {
-            eprintln!("provtarget: {SERVE_COMMAND} got no library: {e}");
+            crate::logsink::line(&format!("provtarget: {SERVE_COMMAND} got no library: {e}"));
             return 2;
         }
     };
@@ -826,9 +921,9 @@ pub(super) fn serve() -> u8 {
     let (Some("load"), Some(path), Some(image)) =
         (request["call"].as_str(), request["path"].as_str(), image)
     else {
-        eprintln!(
+        crate::logsink::line(&format!(
             "provtarget: {SERVE_COMMAND}: the first request must be a load with a descriptor"
-        );
+        ));
         return 2;
     };
     let (record, plugin) = provtarget_loader::load_sealed(image, Path::new(path));

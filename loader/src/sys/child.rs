@@ -12,17 +12,34 @@ use std::{
     process::{Child, Command},
 };
 
+/// The most descriptors [`spawn_with_fds`] can place.
+const MAX_FDS: usize = 16;
+
 /// Spawns `command` with each `(descriptor, number)` of `fds` duplicated to `number`
-/// in the child (without close-on-exec there; every other descriptor of ours keeps its
-/// close-on-exec flag). Numbers should be 3 and above (0–2 are set by `command`'s
-/// stdio). The descriptors stay open in this process.
+/// in the child, and nothing else above stderr: every other descriptor (whoever
+/// opened it: this process, or whoever started it, e.g. `7<secret.txt`) is made
+/// close-on-exec in the child before the `exec`, so the child starts with only stdin,
+/// stdout, stderr and `fds`. Numbers should be 3 and above (0–2 are set by
+/// `command`'s stdio); at most 16. The descriptors stay open in this process.
 pub fn spawn_with_fds(command: &mut Command, fds: &[(BorrowedFd<'_>, RawFd)]) -> io::Result<Child> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::other("too many descriptors for a child"));
+    }
     // First move every source out of the way of every target number, so that a
     // source equal to another target is not overwritten before it is copied.
     let pairs: Vec<(RawFd, RawFd)> = fds.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect();
+    // The numbers to keep, sorted, in a fixed array (no allocation after the fork).
+    let mut keep = [RawFd::MAX; MAX_FDS];
+    for (slot, (_, to)) in keep.iter_mut().zip(&pairs) {
+        *slot = *to;
+    }
+    keep.sort_unstable();
+    let kept = pairs.len();
+    let limit = descriptor_limit();
     // SAFETY: the closure runs in the forked child before exec, and calls only
-    // async-signal-safe functions (fcntl, dup2, close) on descriptor numbers, with no
-    // allocation (`pairs` was allocated before the fork and is only read).
+    // async-signal-safe functions (fcntl, dup2, close_range) on descriptor numbers,
+    // with no allocation (`pairs` and `keep` were made before the fork and are only
+    // read).
     unsafe {
         command.pre_exec(move || {
             let mut moved = [0 as RawFd; 16];
@@ -39,10 +56,124 @@ pub fn spawn_with_fds(command: &mut Command, fds: &[(BorrowedFd<'_>, RawFd)]) ->
                     return Err(io::Error::last_os_error());
                 }
             }
+            // Everything else above stderr closes at the exec: the gaps between the
+            // kept numbers, then all above the last.
+            let mut from: RawFd = 3;
+            for &k in &keep[..kept] {
+                if k >= from {
+                    cloexec_range(from, k - 1, limit);
+                    from = k + 1;
+                }
+            }
+            cloexec_range(from, RawFd::MAX, limit);
             Ok(())
         })
     };
     command.spawn()
+}
+
+/// The highest descriptor number worth visiting one by one when `close_range` is
+/// missing (kernels before 5.11): the soft `RLIMIT_NOFILE`, at most 65,536.
+fn descriptor_limit() -> RawFd {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if got != 0 {
+        return 65_536;
+    }
+    RawFd::try_from(limit.rlim_cur.min(65_536)).unwrap_or(65_536)
+}
+
+/// Marks descriptors `first..=last` close-on-exec (between fork and exec: only
+/// async-signal-safe calls, no allocation). One `close_range` call, else each number
+/// up to `limit`.
+///
+/// # Safety
+/// Only system calls on numbers; safe to call in a forked child before `exec`.
+unsafe fn cloexec_range(first: RawFd, last: RawFd, limit: RawFd) {
+    if first > last {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range takes plain numbers and flags.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last as libc::c_uint,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if done == 0 {
+            return;
+        }
+    }
+    let mut fd = first;
+    while fd <= last && fd <= limit {
+        // SAFETY: fcntl on a number; a closed one fails with EBADF, changing nothing.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: as above.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+        }
+        fd += 1;
+    }
+}
+
+/// Closes every descriptor of this process numbered `first` and above, except those
+/// in `keep`: for a copy made by [`fork_single_threaded`] that will not `exec`, so
+/// that it keeps nothing of what its parent inherited from whoever started it. Call
+/// it when the copy holds no descriptor it still needs at those numbers (no `File`
+/// left to drop) other than `keep`.
+pub fn close_from(first: RawFd, keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = first;
+    for &k in &keep {
+        close_range(from, k - 1);
+        from = k + 1;
+    }
+    close_range(from, RawFd::MAX);
+}
+
+/// Closes descriptors `first..=last` (see [`close_from`]).
+fn close_range(first: RawFd, last: RawFd) {
+    if first > last {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range takes plain numbers; the caller owns every descriptor
+        // of this single-threaded copy and keeps none it needs at these numbers.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last as libc::c_uint,
+                0u32,
+            )
+        };
+        if done == 0 {
+            return;
+        }
+    }
+    let numbers: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&n| n >= first && n <= last)
+            .collect(),
+        Err(_) => (first..=last.min(descriptor_limit())).collect(),
+    };
+    for n in numbers {
+        // SAFETY: as above (the listing's own descriptor is closed already, or fails).
+        unsafe { libc::close(n) };
+    }
 }
 
 /// Which side of [`fork_single_threaded`] this is.

@@ -39,6 +39,30 @@ fn masked(key: &str, value: &str) -> String {
     }
 }
 
+/// The configuration's settings with their sources, for buildinfo: secrets masked by
+/// the host's policy and also every key an active plugin masked in its own settings
+/// (`Settings::secret`), so a value a plugin keeps secret is never shown by its source.
+fn sources(host: &Host) -> Vec<crate::config::SettingSource> {
+    let plugin_secrets: Vec<&str> = host
+        .chain()
+        .iter()
+        .flat_map(|r| r.settings.iter())
+        .filter(|(_, v)| v.as_str() == MASK)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let mut all = host.config().sources(&declared_keys(host));
+    for s in &mut all {
+        if let Some(v) = s.value.as_mut() {
+            *v = if plugin_secrets.contains(&s.key.as_str()) && !v.is_empty() {
+                MASK.to_string()
+            } else {
+                masked(&s.key, v)
+            };
+        }
+    }
+    all
+}
+
 /// The Choria-style text report.
 pub fn text(host: &Host) -> String {
     let mut out = String::new();
@@ -149,11 +173,11 @@ pub fn text(host: &Host) -> String {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "Configuration Sources:");
-    for s in config.sources(&declared_keys(host)) {
+    for s in sources(host) {
         let value = s
             .value
             .as_deref()
-            .map(|v| format!("\"{}\"", shown(&s.key, v)))
+            .map(|v| format!("\"{}\"", printable(v)))
             .unwrap_or_else(|| "unset".into());
         let _ = writeln!(
             out,
@@ -354,9 +378,9 @@ pub fn json(host: &Host) -> Value {
         })).collect::<Vec<_>>(),
         "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": safe(&d.reason)})).collect::<Vec<_>>(),
         "settings": settings,
-        "sources": config.sources(&declared_keys(host)).iter().map(|s| json!({
+        "sources": sources(host).iter().map(|s| json!({
             "key": s.key,
-            "value": s.value.as_deref().map(|v| masked(&s.key, v)),
+            "value": s.value,
             "source": s.source,
             "origin": safe(&s.origin),
         })).collect::<Vec<_>>(),

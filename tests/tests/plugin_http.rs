@@ -655,6 +655,9 @@ fn buildinfo_lists_the_plugin_with_secrets_masked() {
         set("pointer", "/brokers"),
         set("header.Authorization", "Bearer s3cr3t-bearer"),
         set("header.Metadata-Flavor", "Google"),
+        // Secret by the plugin's rule only (not the host's key policy): buildinfo's
+        // sources must mask it too.
+        set("header.X-Session-Id", "s3cr3t-session"),
         set("token.url", "http://169.254.169.254/latest/api/token"),
         set("token.header.X-Api-Key", "k3y-s3cr3t"),
         set("token.into", "X-aws-ec2-metadata-token"),

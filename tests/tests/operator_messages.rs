@@ -584,14 +584,19 @@ fn the_load_line_never_shows_an_empty_hash() {
     args.extend(plugin_args(
         "targets",
         &d,
-        &["testkit.targets=a.example:4222"],
+        // No pins and no cache: nothing asks for the hash this run.
+        &[
+            "testkit.targets=a.example:4222",
+            "plugin.provtarget.cache_dir=none",
+        ],
         &["--config", "/dev/null"],
     ));
     let run = provtarget(&args);
     run.ok()
         .stderr_has("loaded provtarget plugin")
-        .stderr_has("sha256=not-hashed")
-        .stderr_lacks("sha256= ");
+        .stderr_has("sha256=\"not-hashed\"")
+        .stderr_lacks("sha256= ")
+        .stderr_lacks("sha256=\"\"");
 }
 
 #[test]

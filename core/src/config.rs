@@ -66,8 +66,20 @@ pub mod keys {
     /// library refused (default 10s), e.g. `10`, `10s`, `500ms`.
     pub const PROBE_TIMEOUT: &str = "plugin.provtarget.probe_timeout";
 
+    /// Signed plugins: `off`, `warn` or `enforce` (default: `off` while the
+    /// trusted-keys directory holds no `*.pub` key, `warn` once it does). A flag or the
+    /// environment may raise it above the configuration file's value, never lower it.
+    pub const SIGNATURES: &str = "plugin.provtarget.signatures";
+
+    /// Directory of trusted minisign public keys (`*.pub`; default
+    /// `/etc/choria/provtarget/trusted.d`).
+    pub const TRUSTED_KEYS: &str = "plugin.provtarget.trusted_keys";
+
+    /// Revocation list: `key <key id>` and `sha256 <hex>` lines that never load.
+    pub const REVOKED: &str = "plugin.provtarget.revoked";
+
     /// Every key above.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         DIRECTORIES,
         RESOLVERS,
         PINS,
@@ -80,6 +92,9 @@ pub mod keys {
         CACHE_DIR,
         ISOLATION,
         PROBE_TIMEOUT,
+        SIGNATURES,
+        TRUSTED_KEYS,
+        REVOKED,
     ];
 }
 
@@ -202,6 +217,8 @@ struct Parsed {
     probe_timeout: Option<Duration>,
     /// `None`: no verdict cache.
     cache_dir: Option<PathBuf>,
+    /// Signed plugins: mode, trusted keys, revocation list.
+    signatures: provtarget_loader::SignaturePolicy,
 }
 
 /// The merged host configuration: every key with its value and where it came from,
@@ -216,6 +233,9 @@ pub struct HostConfig {
     resolvers_flag: Option<Vec<String>>,
     /// `--pins`, kept as a path.
     pins_flag: Option<PathBuf>,
+    /// `plugin.provtarget.signatures` as the configuration file set it: the floor a
+    /// flag or the environment cannot go below.
+    signatures_in_file: Option<(String, Source)>,
     file: Option<PathBuf>,
     /// How the configuration text is named in messages (its path, as printable text).
     file_label: Option<String>,
@@ -261,7 +281,15 @@ impl HostConfig {
             insecure_skip_owner_checks: self.insecure_skip_owner_checks(),
             always_hash: false,
             cache_dir: self.cache_dir(),
+            signatures: self.signature_policy(),
         }
+    }
+
+    /// Signed plugins: the mode (`None`: automatic), trusted-keys directory and
+    /// revocation list, from `plugin.provtarget.signatures`, `.trusted_keys` and
+    /// `.revoked`.
+    pub fn signature_policy(&self) -> provtarget_loader::SignaturePolicy {
+        self.parsed.signatures.clone()
     }
 
     /// The verdict cache directory (`plugin.provtarget.cache_dir`, default
@@ -435,6 +463,9 @@ impl ConfigBuilder {
 
     fn set(&mut self, key: &str, value: &str, source: Source) {
         let key = key.trim().to_string();
+        if key == keys::SIGNATURES && matches!(source, Source::File { .. }) {
+            self.config.signatures_in_file = Some((value.trim().to_string(), source));
+        }
         match self.config.values.get(&key) {
             Some((_, existing)) if existing.rank() > source.rank() => {}
             _ => {
@@ -703,10 +734,77 @@ impl ConfigBuilder {
                 Err(e) => invalid(config, keys::PROBE_TIMEOUT, &e),
             }
         }
+        parsed.signatures = signature_policy(config, &mut invalid);
         config.parsed = parsed;
         config.warnings.extend(warnings);
         self.config
     }
+}
+
+/// `plugin.provtarget.signatures`, `.trusted_keys` and `.revoked`. The mode is
+/// raise-only: a flag or environment value below the configuration file's is
+/// reported and the file's value used (as `module.sig_enforce` can only be switched
+/// on).
+fn signature_policy(
+    config: &HostConfig,
+    invalid: &mut impl FnMut(&HostConfig, &str, &str),
+) -> provtarget_loader::SignaturePolicy {
+    use provtarget_loader::SignatureMode;
+    let mut policy = provtarget_loader::SignaturePolicy::default();
+    let fix = "use off, warn or enforce";
+    let floor = config
+        .signatures_in_file
+        .as_ref()
+        .and_then(|(v, _)| SignatureMode::parse(v).ok());
+    if let Some(v) = config.get(keys::SIGNATURES).filter(|v| !v.is_empty()) {
+        match SignatureMode::parse(v) {
+            Ok(mode) => policy.mode = Some(mode),
+            Err(_) => {
+                invalid(
+                    config,
+                    keys::SIGNATURES,
+                    &match floor {
+                        Some(f) => format!("{fix}; using the configuration file's {}", f.as_str()),
+                        None => format!("{fix}; using the default"),
+                    },
+                );
+                policy.mode = floor;
+            }
+        }
+    }
+    if let (Some(mode), Some(floor)) = (policy.mode, floor) {
+        if mode < floor {
+            invalid(
+                config,
+                keys::SIGNATURES,
+                &format!(
+                    "a flag or the environment may raise the signature mode, never lower it \
+                     below the configuration file's {}; using {}",
+                    floor.as_str(),
+                    floor.as_str()
+                ),
+            );
+            policy.mode = Some(floor);
+        }
+    }
+    if let Some(v) = config.get(keys::TRUSTED_KEYS).filter(|v| !v.is_empty()) {
+        if Path::new(v).is_absolute() {
+            policy.trusted_keys = PathBuf::from(v);
+        } else {
+            invalid(
+                config,
+                keys::TRUSTED_KEYS,
+                &format!(
+                    "use an absolute path; using {}",
+                    provtarget_loader::DEFAULT_TRUSTED_KEYS
+                ),
+            );
+        }
+    }
+    if let Some(v) = config.get(keys::REVOKED).filter(|v| !v.is_empty()) {
+        policy.revoked = Some(PathBuf::from(v));
+    }
+    policy
 }
 
 /// `ip:port`, or a bare IP for port 53.

@@ -67,6 +67,17 @@ pub(crate) fn skip_reason(name: &OsStr) -> Option<String> {
     if is_library_name(name) {
         return None;
     }
+    if let Some(library) = name
+        .as_bytes()
+        .strip_suffix(crate::SIGNATURE_SUFFIX.as_bytes())
+    {
+        if is_library_name(OsStr::from_bytes(library)) {
+            return Some(format!(
+                "the signature of {}; read with that library",
+                crate::text::shown_bytes(library)
+            ));
+        }
+    }
     // Composed once: a directory may hold thousands of other files.
     static NOT_A_LIBRARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let text = NOT_A_LIBRARY.get_or_init(|| {

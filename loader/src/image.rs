@@ -143,6 +143,19 @@ impl Image {
         Ok(hex(&digest))
     }
 
+    /// All the bytes, read into memory (for a legacy signature, which covers the
+    /// bytes themselves rather than their hash).
+    pub(crate) fn bytes(&self) -> io::Result<Vec<u8>> {
+        match &self.bytes {
+            Bytes::Owned(bytes) => Ok(bytes.clone()),
+            Bytes::Sealed { len } => {
+                let mut out = vec![0u8; usize::try_from(*len).map_err(io::Error::other)?];
+                self.fd.read_exact_at(&mut out, 0)?;
+                Ok(out)
+            }
+        }
+    }
+
     /// The ELF pre-check (see [`elf::check`]) over these bytes.
     pub(crate) fn check_elf(
         &self,

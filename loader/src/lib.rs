@@ -128,12 +128,15 @@ mod pipeline;
 mod probe;
 mod report;
 mod scan;
+mod signature;
 mod sys;
 mod text;
 mod trust;
+mod trusted_keys;
 
 pub use cache::{
-    host_build_key, CachedVerdict, FileIdentity, VerdictCache, CACHE_FILE_NAME, MAX_CACHE_FILE,
+    host_build_key, CachedSignature, CachedVerdict, FileIdentity, VerdictCache, CACHE_FILE_NAME,
+    MAX_CACHE_FILE,
 };
 pub use input::{read_bounded, trust_warnings, InputError, InputFile};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
@@ -145,6 +148,8 @@ pub use report::{
     Verdict,
 };
 pub use scan::{check_file, load_all, load_with};
+pub use signature::{SignatureFacts, SignatureState, MAX_SIGNATURE_FILE, SIGNATURE_SUFFIX};
+pub use trusted_keys::{SignatureMode, SignaturePolicy, DEFAULT_TRUSTED_KEYS};
 
 /// Last words: one line on stderr naming the plugin and the call when plugin code
 /// kills the process (a crash, `abort()`, `exit()`). See [`last_words::install`] and

@@ -60,6 +60,7 @@ pub(crate) fn load_scan(
     let (session, warnings) = Session::start(options);
     let mut report = LoadReport {
         warnings,
+        signatures: Some(session.signature_mode()),
         ..LoadReport::default()
     };
     let warn = |report: &mut LoadReport, w: String| {
@@ -283,6 +284,13 @@ fn remember(
         refusal,
         plugin: record.plugin.clone(),
         sha256: record.file.as_ref().and_then(|f| f.sha256.clone()),
+        signature: record
+            .signature_key
+            .clone()
+            .map(|key| crate::cache::CachedSignature {
+                key,
+                facts: record.signature.clone(),
+            }),
     };
     cache.record(&record.path, identity, verdict);
 }

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! provtarget-bench [--runs N] [--cancel-runs N] [ROW...]
-//! ROW: load buildinfo cancel rss scan cache isolation   (default: all)
+//! ROW: load buildinfo cancel rss scan cache isolation signatures   (default: all)
 //! provtarget-bench copies DIR N          (make N distinct copies in DIR and keep
 //!                                         them, for profiling: see BENCHMARKS.md)
 //! ```
@@ -21,6 +21,7 @@ use std::{
 };
 
 mod isolation;
+mod signatures;
 
 use provtarget::{
     config::{keys, ConfigBuilder},
@@ -73,6 +74,7 @@ fn main() {
         "scan",
         "cache",
         "isolation",
+        "signatures",
     ];
     if options.rows.is_empty() {
         options.rows = all.iter().map(|s| s.to_string()).collect();
@@ -110,6 +112,7 @@ fn main() {
             "scan" => scan_row(&bins, &plugin, options.runs),
             "cache" => cache_rows(&bins, &plugin, options.runs),
             "isolation" => isolation::rows(&bins, &plugin, options.runs),
+            "signatures" => signatures::rows(&bins, &plugin, options.runs),
             other => panic!("unknown row {other}; rows: {}", all.join(" ")),
         }
     }

@@ -1059,6 +1059,55 @@ mod tests {
     }
 
     #[test]
+    fn the_signature_mode_is_automatic_and_only_rises_above_the_file() {
+        use provtarget_loader::SignatureMode;
+        let c = ConfigBuilder::new().build();
+        let p = c.signature_policy();
+        assert_eq!(p.mode, None);
+        assert_eq!(
+            p.trusted_keys,
+            PathBuf::from("/etc/choria/provtarget/trusted.d")
+        );
+        assert_eq!(p.revoked, None);
+        let file = "plugin.provtarget.signatures = warn\nplugin.provtarget.revoked = /r\n";
+        // Raised by the environment or a flag.
+        let c = ConfigBuilder::new()
+            .file_text("f", file)
+            .env([("PROVTARGET_SIGNATURES", "enforce")])
+            .build();
+        assert_eq!(c.signature_policy().mode, Some(SignatureMode::Enforce));
+        assert_eq!(c.signature_policy().revoked, Some(PathBuf::from("/r")));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        // Never lowered below the file.
+        let c = ConfigBuilder::new()
+            .file_text("f", file)
+            .flag(keys::SIGNATURES, "off")
+            .build();
+        assert_eq!(c.signature_policy().mode, Some(SignatureMode::Warn));
+        assert!(
+            c.warnings()[0].contains("never lower it below the configuration file's warn"),
+            "{:?}",
+            c.warnings()
+        );
+        // A typo in a flag keeps the file's mode; in the file, the default.
+        let c = ConfigBuilder::new()
+            .file_text("f", file)
+            .flag(keys::SIGNATURES, "enforced")
+            .build();
+        assert_eq!(c.signature_policy().mode, Some(SignatureMode::Warn));
+        assert!(c.warnings()[0].contains("use off, warn or enforce"));
+        let c = ConfigBuilder::new()
+            .file_text(
+                "f",
+                "plugin.provtarget.signatures = maybe\nplugin.provtarget.trusted_keys = keys\n",
+            )
+            .build();
+        assert_eq!(c.signature_policy().mode, None);
+        assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
+        assert!(c.warnings()[1].contains("use an absolute path"));
+    }
+
+    #[test]
     fn the_cache_directory_defaults_can_be_moved_or_turned_off() {
         let cache = |v: Option<&str>| {
             let mut b = ConfigBuilder::new();

@@ -68,6 +68,13 @@
 //!    (`<hash>  <file name>`, matched by file name). A malformed pin file loads
 //!    nothing; a file name pinned with two different hashes refuses that library
 //!    only (keep one line per file).
+//!    **Signatures**, when [`LoaderOptions::signatures`] is `warn` or `enforce`
+//!    (automatic: `off` until a key is trusted): `<file>.minisig`, opened relative to
+//!    the directory like the library (≤ [`MAX_SIGNATURE_FILE`] bytes, regular file),
+//!    verified with `minisign-verify` over the sealed copy, its trusted comment's
+//!    `file:` naming this file, its key trusted, not revoked and allowed to sign the
+//!    signed `name:`; after loading, `name:` and `interface:` against the plugin's
+//!    own facts. See [`SignatureFacts`] for what is reported.
 //! 4. **Format** (Linux): ELF class, byte order and machine of this host, a shared
 //!    object, every segment and header table inside the file, and the provtarget root
 //!    module symbol among its exports. A truncated copy would crash the process inside

@@ -12,12 +12,7 @@
 //! anything of it runs). Other fields (minisign's default `timestamp:`) are ignored.
 #![forbid(unsafe_code)]
 
-use std::{
-    ffi::OsStr,
-    io::Read,
-    os::unix::{ffi::OsStrExt, fs::FileExt},
-    path::Path,
-};
+use std::{ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path};
 
 use sha2::{Digest, Sha256};
 
@@ -457,23 +452,9 @@ fn verify_bytes(
 ) -> Result<(), String> {
     match key.verify_stream(signature) {
         Ok(mut stream) => {
-            let fd = image.fd();
-            let len = image.len();
-            let mut buffer = vec![0u8; 256 << 10];
-            let mut offset = 0u64;
-            while offset < len {
-                let want = usize::try_from(len - offset)
-                    .unwrap_or(usize::MAX)
-                    .min(buffer.len());
-                let n = fd
-                    .read_at(&mut buffer[..want], offset)
-                    .map_err(|e| e.to_string())?;
-                if n == 0 {
-                    return Err("the copy ended early".into());
-                }
-                stream.update(&buffer[..n]);
-                offset += n as u64;
-            }
+            image
+                .each_chunk(|chunk| stream.update(chunk))
+                .map_err(|e| e.to_string())?;
             stream.finalize().map_err(|e| e.to_string())
         }
         Err(minisign_verify::Error::UnsupportedLegacyMode) => {

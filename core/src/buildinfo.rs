@@ -321,7 +321,13 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
             ),
         );
     }
-    if let Some(sig) = &lib.signature {
+    // Signatures off (no key set up): no line, so nothing new to read (JSON still
+    // says "off").
+    if let Some(sig) = lib
+        .signature
+        .as_ref()
+        .filter(|s| s.state != provtarget_loader::SignatureState::Off)
+    {
         field("Signature", &sig.summary());
     }
     out

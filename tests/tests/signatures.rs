@@ -445,8 +445,13 @@ fn the_default_is_off_without_keys_and_the_mode_only_rises() {
     let run = provtarget(&plugin_args("buildinfo", &d, &[none.as_str()], &[]));
     run.ok()
         .stdout_has("Plugin Signatures: off (automatic: off until a key is trusted;")
-        .stdout_has("Signature: not checked (signatures = off)")
+        .stdout_lacks("    Signature:")
         .stderr_lacks("signature");
+    let v = provtarget(&plugin_args("buildinfo", &d, &[none.as_str()], &["--json"]))
+        .ok()
+        .json();
+    assert_eq!(v["signatures"]["mode"], "off", "{v:#}");
+    assert_eq!(v["plugins"][0]["signature"]["state"], "off", "{v:#}");
     // One key trusted: warn, and the unsigned library says so.
     let secrets = TempDir::new("sig-default-secrets");
     let key = keygen(&tool, &secrets, "acme");

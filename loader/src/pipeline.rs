@@ -230,15 +230,15 @@ impl<'a> Session<'a> {
         let (file, meta) = self.open_trusted(dir, name, path, record)?;
         let id = FileIdentity::of(&meta);
         *identity = Some(id);
-        // 3b. The signature beside it (a few hundred bytes; not read when signatures
-        //     are off). A cached verdict is used only if it was decided under the same
-        //     mode, trust store and signature file.
-        let sig =
-            (self.store.mode != SignatureMode::Off).then(|| SigFile::read(&dir.file, name, path));
-        let sig_key = sig.as_ref().map_or_else(
-            || signature::OFF_KEY.to_string(),
-            |s| s.cache_key(&self.store),
-        );
+        // 3b. The signature beside it, by identity (one fstatat; not looked at when
+        //     signatures are off). A cached verdict is used only if it was decided
+        //     under the same mode, trust store and signature file.
+        let checking = self.store.mode != SignatureMode::Off;
+        let sig_key = if checking {
+            signature::cache_key(&self.store, &signature::stat_key(&dir.file, name))
+        } else {
+            signature::OFF_KEY.to_string()
+        };
         let hit = cache
             .cache
             .and_then(|c| c.lookup(path, &id))
@@ -249,6 +249,12 @@ impl<'a> Session<'a> {
             if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
                 return Ok(Prepare::FromCache(verdict));
             }
+        }
+        // The signature file itself, now that it is needed; the verdict is recorded
+        // under the identity of the very file read.
+        let sig = checking.then(|| SigFile::read(&dir.file, name, path));
+        if let Some(sig) = &sig {
+            record.signature_key = Some(signature::cache_key(&self.store, &sig.key_part()));
         }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.

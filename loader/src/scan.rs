@@ -141,6 +141,11 @@ pub(crate) fn load_scan(
             warn(&mut report, format!("{problem}; no plugin in it will load"));
         }
         for name in names {
+            // `libacme.so.minisig` is part of `libacme.so` (read and reported with it),
+            // not a file of its own in the report.
+            if discover::is_signature_name(&name) {
+                continue;
+            }
             let path = dir.path.join(&name);
             if cache.is_some() {
                 // Only the cache needs to know (to forget the entries of removed files).

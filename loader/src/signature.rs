@@ -14,8 +14,6 @@
 
 use std::{ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path};
 
-use sha2::{Digest, Sha256};
-
 use crate::{
     image::Image,
     sys::{self, Errno},
@@ -138,10 +136,47 @@ impl SignatureFacts {
 pub(crate) enum SigFile {
     /// No `.minisig`.
     Missing,
-    /// Its bytes (at most [`MAX_SIGNATURE_FILE`]).
-    Bytes(Vec<u8>),
+    /// Its bytes (at most [`MAX_SIGNATURE_FILE`]) and its identity (from `fstat` of the
+    /// descriptor they were read from).
+    Bytes(Vec<u8>, String),
     /// It cannot be used: the one-line reason.
     Bad(String),
+}
+
+/// The name of the signature file of the library `name`.
+fn signature_name(name: &OsStr) -> std::ffi::OsString {
+    let mut sig_name = name.to_os_string();
+    sig_name.push(SIGNATURE_SUFFIX);
+    sig_name
+}
+
+/// What identifies one version of a signature file (device, inode, size, mtime and
+/// ctime with nanoseconds: any write, rename over or `chmod` changes ctime).
+fn identity(dev: u64, ino: u64, size: i64, m: (i64, i64), c: (i64, i64)) -> String {
+    format!("{dev}:{ino}:{size}:{}.{}:{}.{}", m.0, m.1, c.0, c.1)
+}
+
+/// The part of the verdict cache key that names the signature file beside the
+/// library `name` in `dir`, from one `fstatat` (not following a symlink) without
+/// opening or reading it: what a warm run costs per library it does not load.
+pub(crate) fn stat_key(dir: &std::fs::File, name: &OsStr) -> String {
+    use rustix::fs::{AtFlags, FileType};
+    match rustix::fs::statat(
+        dir,
+        signature_name(name).as_os_str(),
+        AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => identity(
+            st.st_dev as u64,
+            st.st_ino as u64,
+            st.st_size as i64,
+            (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        ),
+        Ok(_) => "not-regular".into(),
+        Err(Errno::NOENT) => "none".into(),
+        Err(e) => format!("error:{e}"),
+    }
 }
 
 impl SigFile {
@@ -149,8 +184,7 @@ impl SigFile {
     /// the directory without following a symlink or blocking, a regular file of at
     /// most [`MAX_SIGNATURE_FILE`] bytes.
     pub(crate) fn read(dir: &std::fs::File, name: &OsStr, lib_path: &Path) -> SigFile {
-        let mut sig_name = name.to_os_string();
-        sig_name.push(SIGNATURE_SUFFIX);
+        let sig_name = signature_name(name);
         let sig_path = lib_path.with_file_name(&sig_name);
         let s = shown(&sig_path);
         let file = match sys::open_in_dir(dir, &sig_name) {
@@ -198,22 +232,32 @@ impl SigFile {
                 "signature {s} grew past {MAX_SIGNATURE_FILE} bytes while read; replace it"
             ));
         }
-        SigFile::Bytes(bytes)
+        use std::os::unix::fs::MetadataExt;
+        let id = identity(
+            meta.dev(),
+            meta.ino(),
+            meta.size() as i64,
+            (meta.mtime(), meta.mtime_nsec()),
+            (meta.ctime(), meta.ctime_nsec()),
+        );
+        SigFile::Bytes(bytes, id)
     }
 
-    /// What the verdict cache binds a verdict to: the mode and trust store, and the
-    /// signature file's content.
-    pub(crate) fn cache_key(&self, store: &TrustStore) -> String {
-        let sig = match self {
-            SigFile::Missing => "none".to_string(),
-            SigFile::Bad(reason) => format!("bad:{reason}"),
-            SigFile::Bytes(b) => Sha256::digest(b)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        };
-        format!("{}:{}:{sig}", store.mode.as_str(), store.fingerprint)
+    /// The part of the verdict cache key that names this signature file, as
+    /// [`stat_key`] gives it for an unchanged file.
+    pub(crate) fn key_part(&self) -> String {
+        match self {
+            SigFile::Missing => "none".into(),
+            SigFile::Bytes(_, id) => id.clone(),
+            SigFile::Bad(_) => "bad".into(),
+        }
     }
+}
+
+/// What the verdict cache binds a verdict to: the mode, the trust store and the
+/// signature file's identity (`sig`, from [`stat_key`] or [`SigFile::key_part`]).
+pub(crate) fn cache_key(store: &TrustStore, sig: &str) -> String {
+    format!("{}:{}:{sig}", store.mode.as_str(), store.fingerprint)
 }
 
 /// The cache key when signatures are off.
@@ -320,7 +364,7 @@ pub(crate) fn verify(
             );
         }
         SigFile::Bad(reason) => return fail(out, RefusalKind::BadSignature, reason.clone()),
-        SigFile::Bytes(b) => b,
+        SigFile::Bytes(b, _) => b,
     };
     let s = format!("{p}{SIGNATURE_SUFFIX}");
     let garbage = || {
@@ -446,8 +490,9 @@ pub(crate) fn verify(
 
 /// Verifies the image's bytes. A prehashed signature (minisign's default) is an
 /// Ed25519 signature over the BLAKE2b-512 hash of the file: the hash is computed here
-/// from the sealed copy with the `blake2` crate (about five times faster than
-/// minisign-verify's own, which is most of the cost of verifying), and minisign-verify
+/// from the sealed copy with the `blake2` crate (about six times faster than
+/// minisign-verify's own, which was most of the cost of verifying; `blake2b_simd`'s
+/// AVX2 code measured no faster for one stream), and minisign-verify
 /// checks both Ed25519 signatures over that hash, given the signature re-labelled as
 /// one over those 64 bytes (the algorithm label is not covered by either signature).
 /// A legacy signature covers the bytes themselves, read whole.

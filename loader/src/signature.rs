@@ -159,6 +159,8 @@ fn identity(dev: u64, ino: u64, size: i64, m: (i64, i64), c: (i64, i64)) -> Stri
 /// The part of the verdict cache key that names the signature file beside the
 /// library `name` in `dir`, from one `fstatat` (not following a symlink) without
 /// opening or reading it: what a warm run costs per library it does not load.
+// The `stat` field types differ between architectures: the casts are needed on some.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn stat_key(dir: &std::fs::File, name: &OsStr) -> String {
     use rustix::fs::{AtFlags, FileType};
     match rustix::fs::statat(

@@ -14,7 +14,7 @@
 //! neither group- nor world-writable. A directory that fails the rule trusts no key.
 //!
 //! **Revocations** ([`SignaturePolicy::revoked`]): a file of lines `key <key id>`
-//! (the 16 hex digits minisign prints) and `sha256 <64 hex digits>` (a library
+//! (the up to 16 hex digits minisign prints) and `sha256 <64 hex digits>` (a library
 //! build), with `#` comments, blank lines, a byte order mark and trailing spaces or
 //! `\r` tolerated. Any other line makes the file unusable, and then no library
 //! loads while signatures are checked (a list that silently dropped a line would
@@ -271,9 +271,9 @@ impl TrustStore {
 }
 
 /// A key id as minisign prints it: the 8 id bytes as a little-endian number, in
-/// upper-case hex.
+/// upper-case hex without leading zeros (`minisign public key 55FF3CCB95A144F`).
 pub(crate) fn key_id_text(id: u64) -> String {
-    format!("{id:016X}")
+    format!("{id:X}")
 }
 
 /// The key id (little-endian) in a minisign key or signature blob (algorithm, then
@@ -407,7 +407,7 @@ pub(crate) fn parse_revoked(
         }
         let bad = || {
             format!(
-                "revocation list {p} line {} is not `key <16 hex digits>` or `sha256 <64 hex \
+                "revocation list {p} line {} is not `key <key id, hex>` or `sha256 <64 hex \
                  digits>`: `{}`; fix or remove that line",
                 i + 1,
                 crate::text::printable(&line.chars().take(100).collect::<String>())
@@ -460,6 +460,19 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_ids_read_as_minisign_prints_them() {
+        // minisign -G wrote "minisign public key CAED6FCE3B129E7B" for this key.
+        let b64 = "RWR7nhI7zm/tyjnfXUwk+w7OigWPi7omNNRuH1u07aD5V46coaEkhgyu";
+        assert_eq!(
+            key_id_of(b64).map(key_id_text).as_deref(),
+            Some("CAED6FCE3B129E7B")
+        );
+        // No leading zeros, as minisign's %PRIX64.
+        assert_eq!(key_id_text(0x055F_F3CC_B95A_144F), "55FF3CCB95A144F");
+        assert_eq!(key_id_of("not base64"), None);
+    }
 
     #[test]
     fn globs_match_whole_names() {

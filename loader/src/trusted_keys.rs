@@ -475,6 +475,58 @@ mod tests {
     }
 
     #[test]
+    fn the_automatic_mode_and_unusable_key_files() {
+        const KEY: &str = "untrusted comment: minisign public key CAED6FCE3B129E7B\n\
+                           RWR7nhI7zm/tyjnfXUwk+w7OigWPi7omNNRuH1u07aD5V46coaEkhgyu\n";
+        let tmp = provtarget_testsupport::TempDir::new("trusted-keys");
+        let euid = crate::sys::effective_uid();
+        let policy = |dir: &Path| SignaturePolicy {
+            mode: None,
+            trusted_keys: dir.to_path_buf(),
+            revoked: None,
+        };
+        // Missing or empty: off, not a word.
+        let (store, w) = TrustStore::load(&policy(&tmp.path().join("missing")), euid, false);
+        assert_eq!((store.mode, w.len()), (SignatureMode::Off, 0));
+        let (store, w) = TrustStore::load(&policy(tmp.path()), euid, false);
+        assert_eq!((store.mode, w.len()), (SignatureMode::Off, 0));
+        // One key: warn, and the key is trusted with its name limit.
+        tmp.write("acme.pub", format!("{KEY}# vendor\nname: Acme *\n"));
+        let (store, w) = TrustStore::load(&policy(tmp.path()), euid, false);
+        assert_eq!((store.mode, w.len()), (SignatureMode::Warn, 0), "{w:?}");
+        let key = store.key(0xCAED6FCE3B129E7B).expect("trusted");
+        assert!(key.allows("Acme DC") && !key.allows("Evil"));
+        let fingerprint = store.fingerprint.clone();
+        // A typo in a limit makes that key unusable (never wider), said in one line.
+        tmp.write("acme.pub", format!("{KEY}nmae: Acme *\n"));
+        let (store, w) = TrustStore::load(&policy(tmp.path()), euid, false);
+        assert!(store.keys.is_empty() && store.unusable.is_some());
+        assert!(
+            w[0].contains("acme.pub is not used: line 3 is not `name:"),
+            "{w:?}"
+        );
+        assert!(w.iter().all(|w| !w.contains('\n')));
+        assert_ne!(
+            store.fingerprint, fingerprint,
+            "the cache must see the change"
+        );
+        // Not a key at all.
+        tmp.write("acme.pub", "hello\n");
+        let (_, w) = TrustStore::load(&policy(tmp.path()), euid, false);
+        assert!(w[0].contains("is not a minisign public key"), "{w:?}");
+        // Explicitly off: the directory is not even looked at.
+        let off = SignaturePolicy {
+            mode: Some(SignatureMode::Off),
+            ..policy(tmp.path())
+        };
+        let (store, w) = TrustStore::load(&off, euid, false);
+        assert_eq!(
+            (store.mode, w.len(), store.fingerprint.as_str()),
+            (SignatureMode::Off, 0, "off")
+        );
+    }
+
+    #[test]
     fn globs_match_whole_names() {
         assert!(glob("Acme *", "Acme DC hints Provisioning Target"));
         assert!(glob("*", ""));

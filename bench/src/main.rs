@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! provtarget-bench [--runs N] [--cancel-runs N] [ROW...]
-//! ROW: load buildinfo cancel rss scan cache isolation broker failover   (default: all)
+//! ROW: load buildinfo cancel rss scan cache isolation broker failover signatures   (default: all)
 //! provtarget-bench copies DIR N          (make N distinct copies in DIR and keep
 //!                                         them, for profiling: see BENCHMARKS.md)
 //! ```
@@ -23,6 +23,7 @@ use std::{
 mod broker_check;
 mod failover;
 mod isolation;
+mod signatures;
 
 use provtarget::{
     config::{keys, ConfigBuilder},
@@ -77,6 +78,7 @@ fn main() {
         "isolation",
         "broker",
         "failover",
+        "signatures",
     ];
     if options.rows.is_empty() {
         options.rows = all.iter().map(|s| s.to_string()).collect();
@@ -116,6 +118,7 @@ fn main() {
             "isolation" => isolation::rows(&bins, &plugin, options.runs),
             "broker" => broker_check::rows(&bins, options.runs),
             "failover" => failover::rows(&bins.provtarget, options.runs),
+            "signatures" => signatures::rows(&bins, &plugin, options.runs),
             other => panic!("unknown row {other}; rows: {}", all.join(" ")),
         }
     }

@@ -142,6 +142,11 @@ pub fn text(host: &Host) -> String {
     let _ = writeln!(out, "            Plugin Isolation: {}", config.isolation());
     let _ = writeln!(
         out,
+        "            Plugin Signatures: {}",
+        signatures_line(host)
+    );
+    let _ = writeln!(
+        out,
         "            Verdict Cache: {}",
         config
             .cache_dir()
@@ -217,6 +222,45 @@ fn declared_keys(host: &Host) -> Vec<(String, String)> {
                 .map(|k| (k.key.clone(), k.default.clone()))
         })
         .collect()
+}
+
+/// The signature mode in force and where its keys come from.
+fn signatures_line(host: &Host) -> String {
+    let policy = host.config().signature_policy();
+    let mode = effective_signatures(host);
+    let mut line = format!(
+        "{} ({}; trusted keys {}",
+        mode.as_str(),
+        if policy.mode.is_some() {
+            "configured"
+        } else {
+            "automatic: off until a key is trusted"
+        },
+        printable(&policy.trusted_keys.to_string_lossy())
+    );
+    if let Some(r) = &policy.revoked {
+        line.push_str(&format!(", revoked {}", printable(&r.to_string_lossy())));
+    }
+    line.push(')');
+    line
+}
+
+fn effective_signatures(host: &Host) -> provtarget_loader::SignatureMode {
+    let policy = host.config().signature_policy();
+    host.report()
+        .signatures
+        .or(policy.mode)
+        .unwrap_or(provtarget_loader::SignatureMode::Off)
+}
+
+fn signatures_json(host: &Host) -> Value {
+    let policy = host.config().signature_policy();
+    json!({
+        "mode": effective_signatures(host).as_str(),
+        "configured": policy.mode.map(|m| m.as_str()),
+        "trusted_keys": policy.trusted_keys.display().to_string(),
+        "revoked": policy.revoked.map(|r| r.display().to_string()),
+    })
 }
 
 fn active_state(host: &Host, lib: &LibraryRecord) -> &'static str {
@@ -331,6 +375,15 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
             ),
         );
     }
+    // Signatures off (no key set up): no line, so nothing new to read (JSON still
+    // says "off").
+    if let Some(sig) = lib
+        .signature
+        .as_ref()
+        .filter(|s| s.state != provtarget_loader::SignatureState::Off)
+    {
+        field("Signature", &sig.summary());
+    }
     out
 }
 
@@ -391,6 +444,7 @@ pub fn json(host: &Host) -> Value {
         "cache_dir": config.cache_dir().map(|d| d.display().to_string()),
         "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
         "isolation": config.isolation().as_str(),
+        "signatures": signatures_json(host),
         "plugins": plugins,
         "warnings": host.warnings().iter().map(|w| safe(w)).collect::<Vec<_>>(),
     })
@@ -448,6 +502,7 @@ pub fn record_json(lib: &LibraryRecord) -> Value {
         "mode": file.map(|f| format!("{:04o}", f.mode)),
         "load_time_ms": lib.load_time.as_secs_f64() * 1000.0,
         "cached": lib.cached,
+        "signature": lib.signature.as_ref().map(|s| s.to_json()),
     })
 }
 

@@ -80,8 +80,20 @@ pub mod keys {
     /// certificate verification, as Choria's provisioning TLS is anonymous).
     pub const BROKER_CHECK_CA: &str = "plugin.provtarget.broker_check_ca";
 
+    /// Signed plugins: `off`, `warn` or `enforce` (default: `off` while the
+    /// trusted-keys directory holds no `*.pub` key, `warn` once it does). A flag or the
+    /// environment may raise it above the configuration file's value, never lower it.
+    pub const SIGNATURES: &str = "plugin.provtarget.signatures";
+
+    /// Directory of trusted minisign public keys (`*.pub`; default
+    /// `/etc/choria/provtarget/trusted.d`).
+    pub const TRUSTED_KEYS: &str = "plugin.provtarget.trusted_keys";
+
+    /// Revocation list: `key <key id>` and `sha256 <hex>` lines that never load.
+    pub const REVOKED: &str = "plugin.provtarget.revoked";
+
     /// Every key above.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 18] = [
         DIRECTORIES,
         RESOLVERS,
         PINS,
@@ -97,6 +109,9 @@ pub mod keys {
         BROKER_CHECK,
         BROKER_CHECK_TIMEOUT,
         BROKER_CHECK_CA,
+        SIGNATURES,
+        TRUSTED_KEYS,
+        REVOKED,
     ];
 }
 
@@ -220,6 +235,8 @@ struct Parsed {
     /// `None`: no verdict cache.
     cache_dir: Option<PathBuf>,
     broker_check: crate::broker_check::Settings,
+    /// Signed plugins: mode, trusted keys, revocation list.
+    signatures: provtarget_loader::SignaturePolicy,
 }
 
 /// The merged host configuration: every key with its value and where it came from,
@@ -234,6 +251,9 @@ pub struct HostConfig {
     resolvers_flag: Option<Vec<String>>,
     /// `--pins`, kept as a path.
     pins_flag: Option<PathBuf>,
+    /// `plugin.provtarget.signatures` as the configuration file set it: the floor a
+    /// flag or the environment cannot go below.
+    signatures_in_file: Option<(String, Source)>,
     file: Option<PathBuf>,
     /// How the configuration text is named in messages (its path, as printable text).
     file_label: Option<String>,
@@ -295,7 +315,15 @@ impl HostConfig {
             insecure_skip_owner_checks: self.insecure_skip_owner_checks(),
             always_hash: false,
             cache_dir: self.cache_dir(),
+            signatures: self.signature_policy(),
         }
+    }
+
+    /// Signed plugins: the mode (`None`: automatic), trusted-keys directory and
+    /// revocation list, from `plugin.provtarget.signatures`, `.trusted_keys` and
+    /// `.revoked`.
+    pub fn signature_policy(&self) -> provtarget_loader::SignaturePolicy {
+        self.parsed.signatures.clone()
     }
 
     /// The verdict cache directory (`plugin.provtarget.cache_dir`, default
@@ -658,6 +686,8 @@ pub fn host_default(key: &str) -> Option<String> {
             crate::isolation::DEFAULT_PROBE_TIMEOUT.as_secs()
         )),
         keys::BROKER_CHECK => Some("off".into()),
+        keys::SIGNATURES => Some("off until a key is trusted, then warn".into()),
+        keys::TRUSTED_KEYS => Some(provtarget_loader::DEFAULT_TRUSTED_KEYS.into()),
         keys::BROKER_CHECK_TIMEOUT => Some("2s".into()),
         _ => None,
     }
@@ -737,6 +767,9 @@ impl ConfigBuilder {
 
     fn set(&mut self, key: &str, value: &str, source: Source) {
         let key = key.trim().to_string();
+        if key == keys::SIGNATURES && matches!(source, Source::File { .. }) {
+            self.config.signatures_in_file = Some((value.trim().to_string(), source));
+        }
         match self.config.values.get(&key) {
             Some((_, existing)) if existing.rank() > source.rank() => {}
             _ => {
@@ -1048,11 +1081,78 @@ impl ConfigBuilder {
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
+        parsed.signatures = signature_policy(config, &mut invalid);
         config.parsed = parsed;
         config.warnings.extend(warnings);
         config.flag_errors = flag_errors;
         self.config
     }
+}
+
+/// `plugin.provtarget.signatures`, `.trusted_keys` and `.revoked`. The mode is
+/// raise-only: a flag or environment value below the configuration file's is
+/// reported and the file's value used (as `module.sig_enforce` can only be switched
+/// on).
+fn signature_policy(
+    config: &HostConfig,
+    invalid: &mut impl FnMut(&HostConfig, &str, &str),
+) -> provtarget_loader::SignaturePolicy {
+    use provtarget_loader::SignatureMode;
+    let mut policy = provtarget_loader::SignaturePolicy::default();
+    let fix = "use off, warn or enforce";
+    let floor = config
+        .signatures_in_file
+        .as_ref()
+        .and_then(|(v, _)| SignatureMode::parse(v).ok());
+    if let Some(v) = config.get(keys::SIGNATURES).filter(|v| !v.is_empty()) {
+        match SignatureMode::parse(v) {
+            Ok(mode) => policy.mode = Some(mode),
+            Err(_) => {
+                invalid(
+                    config,
+                    keys::SIGNATURES,
+                    &match floor {
+                        Some(f) => format!("{fix}; using the configuration file's {}", f.as_str()),
+                        None => format!("{fix}; using the default"),
+                    },
+                );
+                policy.mode = floor;
+            }
+        }
+    }
+    if let (Some(mode), Some(floor)) = (policy.mode, floor) {
+        if mode < floor {
+            invalid(
+                config,
+                keys::SIGNATURES,
+                &format!(
+                    "a flag or the environment may raise the signature mode, never lower it \
+                     below the configuration file's {}; using {}",
+                    floor.as_str(),
+                    floor.as_str()
+                ),
+            );
+            policy.mode = Some(floor);
+        }
+    }
+    if let Some(v) = config.get(keys::TRUSTED_KEYS).filter(|v| !v.is_empty()) {
+        if Path::new(v).is_absolute() {
+            policy.trusted_keys = PathBuf::from(v);
+        } else {
+            invalid(
+                config,
+                keys::TRUSTED_KEYS,
+                &format!(
+                    "use an absolute path; using {}",
+                    provtarget_loader::DEFAULT_TRUSTED_KEYS
+                ),
+            );
+        }
+    }
+    if let Some(v) = config.get(keys::REVOKED).filter(|v| !v.is_empty()) {
+        policy.revoked = Some(PathBuf::from(v));
+    }
+    policy
 }
 
 /// `ip:port`, or a bare IP for port 53.
@@ -1418,6 +1518,55 @@ mod tests {
         // From the environment: the variable to use instead.
         assert!(w.contains(&"unknown configuration key plugin.provtarget.fqdn_templte (environment variable PROVTARGET_FQDN_TEMPLTE); did you mean plugin.provtarget.fqdn.template (environment variable PROVTARGET_FQDN_TEMPLATE)?".to_string()), "{w:?}");
         assert!(!w.iter().any(|m| m.contains("plugin.choria")), "{w:?}");
+    }
+
+    #[test]
+    fn the_signature_mode_is_automatic_and_only_rises_above_the_file() {
+        use provtarget_loader::SignatureMode;
+        let c = ConfigBuilder::new().build();
+        let p = c.signature_policy();
+        assert_eq!(p.mode, None);
+        assert_eq!(
+            p.trusted_keys,
+            PathBuf::from("/etc/choria/provtarget/trusted.d")
+        );
+        assert_eq!(p.revoked, None);
+        let file = "plugin.provtarget.signatures = warn\nplugin.provtarget.revoked = /r\n";
+        // Raised by the environment or a flag.
+        let c = ConfigBuilder::new()
+            .file_text("f", file)
+            .env([("PROVTARGET_SIGNATURES", "enforce")])
+            .build();
+        assert_eq!(c.signature_policy().mode, Some(SignatureMode::Enforce));
+        assert_eq!(c.signature_policy().revoked, Some(PathBuf::from("/r")));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        // Never lowered below the file.
+        let c = ConfigBuilder::new()
+            .file_text("f", file)
+            .flag(keys::SIGNATURES, "off")
+            .build();
+        assert_eq!(c.signature_policy().mode, Some(SignatureMode::Warn));
+        assert!(
+            c.warnings()[0].contains("never lower it below the configuration file's warn"),
+            "{:?}",
+            c.warnings()
+        );
+        // A typo in a flag keeps the file's mode; in the file, the default.
+        let c = ConfigBuilder::new()
+            .file_text("f", file)
+            .flag(keys::SIGNATURES, "enforced")
+            .build();
+        assert_eq!(c.signature_policy().mode, Some(SignatureMode::Warn));
+        assert!(c.warnings()[0].contains("use off, warn or enforce"));
+        let c = ConfigBuilder::new()
+            .file_text(
+                "f",
+                "plugin.provtarget.signatures = maybe\nplugin.provtarget.trusted_keys = keys\n",
+            )
+            .build();
+        assert_eq!(c.signature_policy().mode, None);
+        assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
+        assert!(c.warnings()[1].contains("use an absolute path"));
     }
 
     #[test]

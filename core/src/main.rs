@@ -630,6 +630,9 @@ fn check_cmd(
         always_hash: true,
         // Inspecting a file always checks it in full.
         cache_dir: None,
+        // Signatures: as PROVTARGET_SIGNATURES, _TRUSTED_KEYS and _REVOKED say (else
+        // automatic: checked and reported once a key is trusted).
+        signatures: env_config.signature_policy(),
     };
     // Inspecting a file never runs its code here: the checks that need none run in
     // this process, the rest (dlopen, constructor) in a child.

@@ -144,6 +144,21 @@ pub struct CachedVerdict {
     pub plugin: Option<PluginFacts>,
     /// The SHA-256 of the file's bytes (lower-case hex), when it was computed.
     pub sha256: Option<String>,
+    /// The signature check the verdict was decided with: its binding (signature
+    /// mode, trust store and signature file) and its result. A verdict is reused only
+    /// under the same binding, so a changed key, `.minisig`, revocation or mode never
+    /// reuses a stale verdict. `None` in caches written without it (never reused).
+    pub signature: Option<CachedSignature>,
+}
+
+/// The signature part of a [`CachedVerdict`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedSignature {
+    /// What the verdict is bound to: mode, trust store digest and signature file
+    /// digest.
+    pub key: String,
+    /// The signature as reported.
+    pub facts: Option<crate::SignatureFacts>,
 }
 
 impl CachedVerdict {
@@ -379,6 +394,10 @@ impl VerdictCache {
                         "message": r.message,
                     })),
                     "plugin": e.verdict.plugin.as_ref().map(plugin_to_json),
+                    "signature": e.verdict.signature.as_ref().map(|s| json!({
+                        "key": s.key,
+                        "facts": s.facts.as_ref().map(crate::SignatureFacts::to_json),
+                    })),
                 }))
             })
             .collect();
@@ -551,6 +570,14 @@ fn parse_entry(v: &Value) -> Option<(PathBuf, Entry)> {
         Some(Refusal::new(stage, kind, r.get("message")?.as_str()?))
     })?;
     let plugin = opt(o, "plugin", plugin_from_json)?;
+    // Missing in caches written before signatures: such an entry is never reused.
+    let signature = match o.get("signature") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(CachedSignature {
+            key: v.get("key")?.as_str()?.to_string(),
+            facts: opt(v.as_object()?, "facts", crate::SignatureFacts::from_json)?,
+        }),
+    };
     if !CachedVerdict::cacheable(refusal.as_ref()) || (refusal.is_none() && plugin.is_none()) {
         return None;
     }
@@ -558,6 +585,7 @@ fn parse_entry(v: &Value) -> Option<(PathBuf, Entry)> {
         refusal,
         plugin,
         sha256,
+        signature,
     };
     Some((
         path,
@@ -742,6 +770,7 @@ mod tests {
             refusal: None,
             plugin: Some(facts()),
             sha256: Some("ab".repeat(32)),
+            signature: None,
         };
         let refused = CachedVerdict {
             refusal: Some(Refusal::new(
@@ -751,6 +780,7 @@ mod tests {
             )),
             plugin: Some(facts()),
             sha256: None,
+            signature: None,
         };
         cache.record(Path::new("/p/a.so"), identity(), accepted.clone());
         cache.record(Path::new("/p/b.so"), identity(), refused.clone());
@@ -762,6 +792,7 @@ mod tests {
                 refusal: Some(Refusal::new(Stage::Pin, RefusalKind::PinMismatch, "m")),
                 plugin: None,
                 sha256: None,
+                signature: None,
             },
         );
         cache.save().expect("saved");
@@ -811,6 +842,7 @@ mod tests {
                 refusal: None,
                 plugin: Some(facts()),
                 sha256: None,
+                signature: None,
             },
         );
         cache.save().unwrap();

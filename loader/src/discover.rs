@@ -58,6 +58,17 @@ fn is_library_name(name: &OsStr) -> bool {
         .any(|suffix| bytes.len() > suffix.len() && bytes.ends_with(suffix.as_bytes()))
 }
 
+/// Whether `name` is the detached signature of a candidate library
+/// (`libacme.so.minisig`): read with that library, not reported on its own.
+pub(crate) fn is_signature_name(name: &OsStr) -> bool {
+    name.as_bytes()
+        .strip_suffix(crate::SIGNATURE_SUFFIX.as_bytes())
+        .is_some_and(|library| {
+            let library = OsStr::from_bytes(library);
+            !is_hidden(library) && is_library_name(library)
+        })
+}
+
 /// `None` if `name` is a candidate library ([`is_candidate_name`]), else why it is
 /// skipped.
 pub(crate) fn skip_reason(name: &OsStr) -> Option<String> {
@@ -97,5 +108,8 @@ mod tests {
             .unwrap()
             .contains("*.so"));
         assert!(skip_reason(OsStr::new("README")).is_some());
+        assert!(is_signature_name(OsStr::new("libacme.so.minisig")));
+        assert!(!is_signature_name(OsStr::new(".libacme.so.minisig")));
+        assert!(!is_signature_name(OsStr::new("notes.minisig")));
     }
 }

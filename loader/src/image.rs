@@ -205,6 +205,46 @@ impl Image {
         Ok(hex(&digest))
     }
 
+    /// Feeds the bytes the checks read (the sealed copy, or the bytes read into
+    /// memory) to `f`, in chunks, in order.
+    pub(crate) fn each_chunk(&self, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+        match &self.bytes {
+            Bytes::Owned(bytes) => {
+                f(bytes);
+                Ok(())
+            }
+            Bytes::Sealed { len } => {
+                let mut buffer = vec![0u8; 256 << 10];
+                let mut offset = 0u64;
+                while offset < *len {
+                    let want = usize::try_from(*len - offset)
+                        .unwrap_or(usize::MAX)
+                        .min(buffer.len());
+                    let n = self.fd.read_at(&mut buffer[..want], offset)?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    f(&buffer[..n]);
+                    offset += n as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// All the bytes, read into memory (for a legacy signature, which covers the
+    /// bytes themselves rather than their hash).
+    pub(crate) fn bytes(&self) -> io::Result<Vec<u8>> {
+        match &self.bytes {
+            Bytes::Owned(bytes) => Ok(bytes.clone()),
+            Bytes::Sealed { len } => {
+                let mut out = vec![0u8; usize::try_from(*len).map_err(io::Error::other)?];
+                self.fd.read_exact_at(&mut out, 0)?;
+                Ok(out)
+            }
+        }
+    }
+
     /// The ELF pre-check (see [`elf::check`]) over these bytes.
     pub(crate) fn check_elf(
         &self,

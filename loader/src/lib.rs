@@ -68,6 +68,13 @@
 //!    (`<hash>  <file name>`, matched by file name). A malformed pin file loads
 //!    nothing; a file name pinned with two different hashes refuses that library
 //!    only (keep one line per file).
+//!    **Signatures**, when [`LoaderOptions::signatures`] is `warn` or `enforce`
+//!    (automatic: `off` until a key is trusted): `<file>.minisig`, opened relative to
+//!    the directory like the library (≤ [`MAX_SIGNATURE_FILE`] bytes, regular file),
+//!    verified with `minisign-verify` over the sealed copy, its trusted comment's
+//!    `file:` naming this file, its key trusted, not revoked and allowed to sign the
+//!    signed `name:`; after loading, `name:` and `interface:` against the plugin's
+//!    own facts. See [`SignatureFacts`] for what is reported.
 //! 4. **Format** (Linux): ELF class, byte order and machine of this host, a shared
 //!    object, every segment and header table inside the file, and the provtarget root
 //!    module symbol among its exports. A truncated copy would crash the process inside
@@ -128,12 +135,15 @@ mod pipeline;
 mod probe;
 mod report;
 mod scan;
+mod signature;
 mod sys;
 mod text;
 mod trust;
+mod trusted_keys;
 
 pub use cache::{
-    host_build_key, CachedVerdict, FileIdentity, VerdictCache, CACHE_FILE_NAME, MAX_CACHE_FILE,
+    host_build_key, CachedSignature, CachedVerdict, FileIdentity, VerdictCache, CACHE_FILE_NAME,
+    MAX_CACHE_FILE,
 };
 pub use input::{read_bounded, trust_warnings, InputError, InputFile};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
@@ -145,6 +155,8 @@ pub use report::{
     LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
 };
 pub use scan::{check_file, load_all, load_with};
+pub use signature::{SignatureFacts, SignatureState, MAX_SIGNATURE_FILE, SIGNATURE_SUFFIX};
+pub use trusted_keys::{SignatureMode, SignaturePolicy, DEFAULT_TRUSTED_KEYS};
 
 /// Last words: one line on stderr naming the plugin and the call when plugin code
 /// kills the process (a crash, `abort()`, `exit()`). See [`last_words::install`] and

@@ -52,6 +52,9 @@ pub struct LoaderOptions {
     /// With a cache, [`load_with`](crate::load_with) reports unchanged libraries from
     /// it and loads only the plugins its caller selects.
     pub cache_dir: Option<PathBuf>,
+    /// Signed plugins: the mode (`None`: automatic), the trusted-keys directory and
+    /// the revocation list (see [`SignaturePolicy`](crate::SignaturePolicy)).
+    pub signatures: crate::SignaturePolicy,
 }
 
 impl Default for LoaderOptions {
@@ -62,6 +65,7 @@ impl Default for LoaderOptions {
             insecure_skip_owner_checks: false,
             always_hash: false,
             cache_dir: None,
+            signatures: crate::SignaturePolicy::default(),
         }
     }
 }

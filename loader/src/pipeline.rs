@@ -21,10 +21,12 @@ use crate::{
     info, library,
     pins::Pins,
     probe::{Gate, Gated, Prepared},
+    signature::{self, SigFile},
     sys,
     text::shown,
-    trust, FileFacts, LibraryRecord, LoaderOptions, PluginFacts, Refusal, RefusalKind, Stage,
-    Verdict,
+    trust,
+    trusted_keys::{SignatureMode, TrustStore},
+    FileFacts, LibraryRecord, LoaderOptions, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
 };
 
 /// A file larger than this is refused unread: no resolver plugin is near it, and the
@@ -37,6 +39,8 @@ pub(crate) struct Session<'a> {
     euid: u32,
     /// `None` when pinning is off; `Some(Err)` when the pin file is unusable.
     pins: Option<Result<Pins, String>>,
+    /// Trusted keys, revocations and the effective signature mode.
+    store: TrustStore,
 }
 
 /// A plugin that passed every check, ready to be recorded as loaded.
@@ -65,10 +69,20 @@ impl<'a> Session<'a> {
             }
             pins
         });
+        let (store, store_warnings) = TrustStore::load(
+            &options.signatures,
+            euid,
+            options.insecure_skip_owner_checks,
+        );
+        for w in store_warnings {
+            tracing::warn!("{}", crate::text::printable(&w));
+            warnings.push(w);
+        }
         let session = Session {
             options,
             euid,
             pins,
+            store,
         };
         (session, warnings)
     }
@@ -122,6 +136,7 @@ impl<'a> Session<'a> {
                     started,
                     cached,
                     loaded: loaded.to_vec(),
+                    signature_mode: self.store.mode,
                 },
                 Ok(Prepare::FromCache(verdict)) => {
                     if let Err(refusal) = verdict {
@@ -175,6 +190,7 @@ impl<'a> Session<'a> {
                 started,
                 cached,
                 loaded: Vec::new(),
+                signature_mode: self.store.mode,
             }),
             // Without a cache there is no answer from it; were there one, it would be
             // the final record.
@@ -214,12 +230,31 @@ impl<'a> Session<'a> {
         let (file, meta) = self.open_trusted(dir, name, path, record)?;
         let id = FileIdentity::of(&meta);
         *identity = Some(id);
-        let hit = cache.cache.and_then(|c| c.lookup(path, &id));
+        // 3b. The signature beside it, by identity (one fstatat; not looked at when
+        //     signatures are off). A cached verdict is used only if it was decided
+        //     under the same mode, trust store and signature file.
+        let checking = self.store.mode != SignatureMode::Off;
+        let sig_key = if checking {
+            signature::cache_key(&self.store, &signature::stat_key(&dir.file, name))
+        } else {
+            signature::OFF_KEY.to_string()
+        };
+        let hit = cache
+            .cache
+            .and_then(|c| c.lookup(path, &id))
+            .filter(|h| h.signature.as_ref().is_some_and(|s| s.key == sig_key));
+        record.signature_key = Some(sig_key);
         // An unchanged file judged by an earlier run: its verdict without loading it.
         if let (Some(hit), true) = (hit, cache.answer) {
             if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
                 return Ok(Prepare::FromCache(verdict));
             }
+        }
+        // The signature file itself, now that it is needed; the verdict is recorded
+        // under the identity of the very file read.
+        let sig = checking.then(|| SigFile::read(&dir.file, name, path));
+        if let Some(sig) = &sig {
+            record.signature_key = Some(signature::cache_key(&self.store, &sig.key_part()));
         }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
@@ -227,6 +262,9 @@ impl<'a> Session<'a> {
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
         let known = hit.and_then(|h| h.sha256.as_deref());
         self.hash_and_pin(&image, name, path, record, cache.hash_for_cache, known)?;
+        // 5b. The signature, verified over the sealed copy: the bytes loaded next (here
+        //     or in a child) are the bytes verified.
+        self.check_signature(&image, name, path, sig.as_ref(), record)?;
         // 6. A complete library for this host, exporting the root module, not built
         //    with panic = "abort": decided from the bytes, before any code runs.
         precheck(&image, path)?;
@@ -258,6 +296,10 @@ impl<'a> Session<'a> {
             (Some(_), _) => None,
         };
         record.cached = true;
+        record.signature = hit.signature.as_ref().and_then(|s| s.facts.clone());
+        if self.store.mode == SignatureMode::Warn && hit.refusal.is_none() {
+            signature::warn_loaded(record);
+        }
         if let (Some(facts), Some(sha256)) = (record.file.as_mut(), &hit.sha256) {
             if need_hash {
                 facts.sha256 = Some(sha256.clone());
@@ -348,6 +390,29 @@ impl<'a> Session<'a> {
         self.pin_check(name, path, &sha256)
     }
 
+    /// Step 5b: the signature of `image` under the session's mode. `Err` when the
+    /// library must not load (enforce, or a revoked key or build).
+    fn check_signature(
+        &self,
+        image: &Image,
+        name: &OsStr,
+        path: &Path,
+        sig: Option<&SigFile>,
+        record: &mut LibraryRecord,
+    ) -> Result<(), Refusal> {
+        let Some(sig) = sig else {
+            record.signature = Some(signature::off());
+            return Ok(());
+        };
+        match signature::verify(image, name, path, sig, &self.store, &mut record.file) {
+            Ok(facts) => {
+                record.signature = Some(facts);
+                Ok(())
+            }
+            Err((facts, problem)) => signature::judge(self.store.mode, record, facts, problem),
+        }
+    }
+
     /// The pin rule for the file `name` (at `path`) whose bytes hash to `sha256`.
     fn pin_check(&self, name: &OsStr, path: &Path, sha256: &str) -> Result<(), Refusal> {
         match &self.pins {
@@ -361,6 +426,11 @@ impl<'a> Session<'a> {
                 format!("{} not loaded: {reason}", shown(path)),
             )),
         }
+    }
+
+    /// The signature mode of this run (the automatic default resolved).
+    pub(crate) fn signature_mode(&self) -> SignatureMode {
+        self.store.mode
     }
 
     /// The effective uid owners are judged against.

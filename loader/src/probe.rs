@@ -29,6 +29,9 @@ pub struct Prepared {
     /// The `(name, path)` of the plugins accepted before it in this run, for the
     /// duplicate-name rule of a verdict decided elsewhere.
     pub(crate) loaded: Vec<(String, PathBuf)>,
+    /// The signature mode of the run, for the checks that need the plugin's own
+    /// facts (its name and interface against the signature's).
+    pub(crate) signature_mode: crate::SignatureMode,
 }
 
 impl Prepared {
@@ -67,10 +70,13 @@ impl Prepared {
             mut record,
             image,
             started,
+            signature_mode,
             ..
         } = self;
         let path = record.path.clone();
-        let accepted = match pipeline::finish(image, &path, loaded, &mut record) {
+        let accepted = match pipeline::finish(image, &path, loaded, &mut record)
+            .and_then(|accepted| check_signed_facts(signature_mode, &mut record).map(|()| accepted))
+        {
             Ok(accepted) => Some(accepted),
             Err(refusal) => {
                 record.verdict = Verdict::Rejected(refusal);
@@ -112,6 +118,11 @@ impl Prepared {
             (verdict, _) => verdict,
         };
         record.plugin = plugin;
+        if record.verdict == Verdict::Loaded {
+            if let Err(refusal) = check_signed_facts(self.signature_mode, &mut record) {
+                record.verdict = Verdict::Rejected(refusal);
+            }
+        }
         record.load_time = self.started.elapsed();
         record.log();
         record
@@ -196,8 +207,24 @@ pub fn load_sealed(fd: OwnedFd, path: &Path) -> (LibraryRecord, Option<LoadedPlu
         started,
         cached: None,
         loaded: Vec::new(),
+        // The host checked the signature before handing the copy over.
+        signature_mode: crate::SignatureMode::Off,
     };
     prepared.load(&[])
+}
+
+/// The signature's `name:` and `interface:` fields against the loaded plugin's facts.
+fn check_signed_facts(
+    mode: crate::SignatureMode,
+    record: &mut LibraryRecord,
+) -> Result<(), Refusal> {
+    let (Some(sig), Some(plugin)) = (&record.signature, &record.plugin) else {
+        return Ok(());
+    };
+    match crate::signature::check_loaded(sig, plugin, &record.path) {
+        None => Ok(()),
+        Some(problem) => crate::signature::judge(mode, record, sig.clone(), problem),
+    }
 }
 
 fn refuse(mut record: LibraryRecord, refusal: Refusal, started: Instant) -> LibraryRecord {

@@ -61,6 +61,9 @@ pub enum Stage {
     Constructor,
     /// Another library already provides a plugin of that name.
     Duplicate,
+    /// Its signature is missing, invalid, untrusted or revoked
+    /// (`plugin.provtarget.signatures = enforce`), or its build or key is revoked.
+    Signature,
 }
 
 names! {
@@ -81,6 +84,7 @@ names! {
     PluginType => "plugin-type",
     Constructor => "constructor",
     Duplicate => "duplicate",
+    Signature => "signature",
 }
 
 /// What exactly was wrong, for callers that branch on a refusal instead of reading
@@ -161,6 +165,21 @@ pub enum RefusalKind {
     /// The library, once loaded, is not the plugin its verdict-cache entry described
     /// (name, version, type or interface): the entry is dropped.
     CacheMismatch,
+    /// No `.minisig` beside it while signatures are enforced.
+    Unsigned,
+    /// Its signature file is unusable (a FIFO, too large, garbage) or does not match
+    /// its bytes.
+    BadSignature,
+    /// Signed by a key that is not in the trusted-keys directory (or none is usable).
+    UntrustedKey,
+    /// Signed by a key in the revocation list.
+    RevokedKey,
+    /// Its SHA-256 is in the revocation list.
+    RevokedBuild,
+    /// Its signature binds another file name, plugin name or interface.
+    SignatureMismatch,
+    /// Its signing key may not sign a plugin of that name.
+    NameNotAllowed,
 }
 
 names! {
@@ -201,6 +220,13 @@ names! {
     Duplicate => "duplicate",
     CrashedWhileLoading => "crashed-while-loading",
     CacheMismatch => "cache-mismatch",
+    Unsigned => "unsigned",
+    BadSignature => "bad-signature",
+    UntrustedKey => "untrusted-key",
+    RevokedKey => "revoked-key",
+    RevokedBuild => "revoked-build",
+    SignatureMismatch => "signature-mismatch",
+    NameNotAllowed => "name-not-allowed",
 }
 
 impl fmt::Display for RefusalKind {
@@ -328,6 +354,12 @@ pub struct LibraryRecord {
     /// The verdict and plugin facts come from the verdict cache: the file is
     /// unchanged since an earlier run judged it, and it was not loaded this run.
     pub cached: bool,
+    /// Its signature, when signatures were checked this run or recorded with its
+    /// cached verdict (`None` when the file was not read).
+    pub signature: Option<crate::SignatureFacts>,
+    /// What its verdict is bound to in the verdict cache besides its identity: the
+    /// signature mode, trust store and signature file.
+    pub(crate) signature_key: Option<String>,
 }
 
 impl LibraryRecord {
@@ -340,6 +372,8 @@ impl LibraryRecord {
             plugin: None,
             load_time: Duration::ZERO,
             cached: false,
+            signature: None,
+            signature_key: None,
         }
     }
 
@@ -441,6 +475,9 @@ pub struct LoadReport {
     /// Conditions worth a warning (e.g. the developer override is on, a configured
     /// directory is missing or refused).
     pub warnings: Vec<String>,
+    /// The signature mode the libraries were checked under (the automatic default
+    /// resolved); `None` when nothing was scanned.
+    pub signatures: Option<crate::SignatureMode>,
 }
 
 /// How many refused libraries one scan names in a warning each: a directory of junk

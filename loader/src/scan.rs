@@ -61,6 +61,7 @@ pub(crate) fn load_scan(
     let refusals_logged = crate::report::RefusalLog::begin();
     let mut report = LoadReport {
         warnings,
+        signatures: Some(session.signature_mode()),
         ..LoadReport::default()
     };
     let warn = |report: &mut LoadReport, w: String| {
@@ -145,6 +146,11 @@ pub(crate) fn load_scan(
             warn(&mut report, format!("{problem}; no plugin in it will load"));
         }
         for name in names {
+            // `libacme.so.minisig` is part of `libacme.so` (read and reported with it),
+            // not a file of its own in the report.
+            if discover::is_signature_name(&name) {
+                continue;
+            }
             let path = dir.path.join(&name);
             if cache.is_some() {
                 // Only the cache needs to know (to forget the entries of removed files).
@@ -412,6 +418,13 @@ fn remember(
         refusal,
         plugin: record.plugin.clone(),
         sha256: record.file.as_ref().and_then(|f| f.sha256.clone()),
+        signature: record
+            .signature_key
+            .clone()
+            .map(|key| crate::cache::CachedSignature {
+                key,
+                facts: record.signature.clone(),
+            }),
     };
     cache.record(&record.path, identity, verdict);
 }

@@ -31,6 +31,7 @@ fn options(dirs: &[&Path]) -> LoaderOptions {
         insecure_skip_owner_checks: false,
         always_hash: false,
         cache_dir: None,
+        signatures: Default::default(),
     }
 }
 

@@ -17,7 +17,7 @@ fn a_good_plugin_passes_and_prints_its_info() {
     for want in [
         "Plugin: Acme DC hints Provisioning Target version 1.0.0",
         "Type: Provisioning Target Resolver",
-        "Interface: 1.1.0",
+        "Interface: 1.2.0",
         "Config: plugin.acme.dc_hint.file (default \"/etc/dc.json\")",
         "File: sha256:",
     ] {

@@ -98,7 +98,14 @@ impl Resolver for HintResolver {
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
         // Choria's FiveSec backoff until the hint is readable or the host cancels;
         // each failed try is logged once, and the last one's error is kept.
-        FIVE_SEC.retry(ctx, |_try| Ok(vec![self.resolve()?]))
+        let found = FIVE_SEC.retry(ctx, |_try| Ok(vec![self.resolve()?]))?;
+        ctx.provenance(format_args!(
+            "datacenter hint {} over template {}:{}",
+            self.file.display(),
+            self.domain,
+            self.port
+        ));
+        Ok(found)
     }
 }
 

@@ -229,9 +229,17 @@ mod tests {
         .unwrap();
         assert_eq!(settings.get(DOMAIN_KEY), Some(DEFAULT_DOMAIN));
         assert_eq!(settings.get(PORT_KEY), Some("4223"));
+        let ctx = host.context();
         assert_eq!(
-            r.targets(&host.context()).unwrap(),
+            r.targets(&ctx).unwrap(),
             ["_provision.lon1.example.net:4223"]
+        );
+        assert_eq!(
+            ctx.provenance_given(),
+            Some(format!(
+                "datacenter hint {} over template {DEFAULT_DOMAIN}:4223",
+                file.display()
+            ))
         );
 
         // A bad port is refused at configure, naming the key.

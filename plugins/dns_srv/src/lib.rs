@@ -819,9 +819,11 @@ mod tests {
         )
         .unwrap();
         let started = std::time::Instant::now();
+        let ctx = host.context();
+        assert_eq!(r.targets(&ctx).unwrap(), ["nats://prov1.example.net:4222"]);
         assert_eq!(
-            r.targets(&host.context()).unwrap(),
-            ["nats://prov1.example.net:4222"]
+            ctx.provenance_given(),
+            Some(format!("SRV _x._tcp.example.net from {}", good.addr))
         );
         assert!(
             started.elapsed() < Duration::from_secs(15),

@@ -428,7 +428,6 @@ fn targets_cmd(
                 for s in &res.servers {
                     text.push_str(&format!("   {s}\n"));
                 }
-                text.push_str(&provtarget::output::provenance_text(&res));
                 if broker_mode != BrokerMode::Off {
                     text.push_str(&broker_check::text(
                         broker_mode,
@@ -436,6 +435,7 @@ fn targets_cmd(
                         &res.brokers,
                     ));
                 }
+                text.push_str(&provtarget::output::provenance_text(&res));
                 emit(&text);
             }
             Ok(ExitCode::SUCCESS)

@@ -114,7 +114,8 @@ pub fn chain_text(chain: &[ChainEntry]) -> String {
     out
 }
 
-/// The `Provenance: ...` line `targets` prints after the broker list, or nothing when
+/// The `Provenance: ...` line `targets` prints last (after the brokers and their
+/// check), or nothing when
 /// the resolver said nothing (1.0 and 1.1 plugins).
 pub fn provenance_text(res: &Resolution) -> String {
     match &res.provenance {

@@ -172,7 +172,7 @@ impl Resolver for FqdnResolver {
         let templates: Vec<&str> = self.plan.templates.iter().map(|t| t.source()).collect();
         ctx.provenance(format_args!(
             "template {} over identity {} ({})",
-            templates.join(","),
+            templates.join(", "),
             identity.name,
             identity.source
         ));

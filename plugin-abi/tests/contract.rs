@@ -1,6 +1,8 @@
 //! The contract, exercised through real `dlopen`s of real cdylibs built from this
 //! workspace: sample plugin, panicking plugins, and plugins built against a frozen 1.0
 //! contract and a future 2.0 one.
+// Unsafe only for `PluginLibrary::open` on the workspace's own cdylibs, each block with its SAFETY comment.
+#![allow(unsafe_code)]
 
 use std::{
     sync::{

@@ -266,6 +266,10 @@ pub struct Resolution {
     /// The broker check of every answer of the chain, in order (empty when
     /// `plugin.provtarget.broker_check` is off).
     pub brokers: Vec<crate::broker_check::BrokerResult>,
+    /// Where the answer came from, as the resolver said it (interface 1.2), one line,
+    /// escaped and bounded ([`crate::resolver::provenance_shown`]); `None` when it
+    /// said nothing (every 1.0 and 1.1 plugin).
+    pub provenance: Option<String>,
 }
 
 /// Why one resolver of the chain gave no servers. `Display` gives Choria's texts,
@@ -702,12 +706,14 @@ impl Host {
                     {
                         Ok(servers) => {
                             outcomes.push(None);
+                            let provenance = answer_provenance(&active.name, &list);
                             return Ok(Resolution {
                                 resolver: active.name.clone(),
                                 servers,
                                 failed,
                                 chain: self.chain_result(&outcomes, false),
                                 brokers,
+                                provenance,
                             });
                         }
                         Err(failure) => failure,
@@ -1014,6 +1020,14 @@ fn configure(
             Err("configure ended without an answer".into())
         }
     }
+}
+
+/// The answer's provenance as shown ([`crate::resolver::provenance_shown`]), logged at
+/// info with the resolver's name when there is one.
+fn answer_provenance(resolver: &str, list: &RawTargets) -> Option<String> {
+    let shown = crate::resolver::provenance_shown(list.provenance()?);
+    tracing::info!(plugin = resolver, "answer provenance: {shown}");
+    Some(shown)
 }
 
 /// Runs one resolver's `targets` on a dedicated thread, awaiting it without blocking

@@ -588,6 +588,7 @@ fn targets_cmd(
                         &res.brokers,
                     ));
                 }
+                text.push_str(&provtarget::output::provenance_text(&res));
                 emit(&text);
             }
             Ok(ExitCode::SUCCESS)

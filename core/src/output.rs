@@ -68,7 +68,9 @@ fn chain_json(chain: &[ChainEntry]) -> Vec<Value> {
 /// `schema`, `ok`, `resolver` (who answered), `servers`, `error` (the final line
 /// printed), `kind`, `note`, `failed` (every resolver tried that gave nothing) and
 /// `chain` (every member in order with its state: `answered`, `failed`, `disabled`
-/// or `not-run`, and the reason). Values are raw; messages are the lines printed.
+/// or `not-run`, and the reason), and `provenance` (where the answer came from, as
+/// printed; null when the resolver said nothing or on failure). Values are raw;
+/// messages are the lines printed.
 pub fn targets_json(result: &Result<Resolution, ResolveError>) -> Value {
     match result {
         Ok(res) => json!({
@@ -81,6 +83,7 @@ pub fn targets_json(result: &Result<Resolution, ResolveError>) -> Value {
             "note": null,
             "failed": failed_json(&res.failed),
             "chain": chain_json(&res.chain),
+            "provenance": res.provenance,
         }),
         Err(e) => json!({
             "schema": TARGETS_SCHEMA,
@@ -92,6 +95,7 @@ pub fn targets_json(result: &Result<Resolution, ResolveError>) -> Value {
             "note": e.note,
             "failed": failed_json(&e.failed),
             "chain": chain_json(&e.chain),
+            "provenance": null,
         }),
     }
 }
@@ -108,4 +112,14 @@ pub fn chain_text(chain: &[ChainEntry]) -> String {
         out.push_str(&format!("   {}. {c}\n", i + 1));
     }
     out
+}
+
+/// The `Provenance: ...` line `targets` prints last (after the brokers and their
+/// check), or nothing when
+/// the resolver said nothing (1.0 and 1.1 plugins).
+pub fn provenance_text(res: &Resolution) -> String {
+    match &res.provenance {
+        Some(p) => format!("Provenance: {p}\n"),
+        None => String::new(),
+    }
 }

@@ -50,7 +50,7 @@ pub trait TargetResolver: Send + Sync {
 /// assert_eq!(list.iter().collect::<Vec<_>>(), ["broker1:4222"]);
 /// assert!(RawTargets::default().is_empty());
 /// ```
-pub struct RawTargets(Raw);
+pub struct RawTargets(Raw, Option<String>);
 
 enum Raw {
     /// From a resolver compiled into the host.
@@ -62,7 +62,7 @@ enum Raw {
 impl Default for RawTargets {
     /// No targets (allocates nothing).
     fn default() -> RawTargets {
-        RawTargets(Raw::Native(Vec::new()))
+        RawTargets(Raw::Native(Vec::new()), None)
     }
 }
 
@@ -100,6 +100,49 @@ impl RawTargets {
     pub fn to_vec(&self) -> Vec<String> {
         self.iter().map(str::to_string).collect()
     }
+
+    /// Where the answer came from, as the resolver said it (raw text; interface 1.2
+    /// plugins and native resolvers that set it): see [`provenance_shown`].
+    pub fn provenance(&self) -> Option<&str> {
+        match (&self.1, &self.0) {
+            (Some(p), _) => Some(p),
+            (None, Raw::Plugin(list)) => list.provenance(),
+            (None, Raw::Native(_)) => None,
+        }
+    }
+
+    /// The same targets, saying where they came from.
+    pub fn with_provenance(mut self, provenance: Option<String>) -> RawTargets {
+        self.1 = provenance.filter(|p| !p.is_empty());
+        self
+    }
+}
+
+/// The most of a provenance text the host keeps, in bytes.
+pub const MAX_PROVENANCE: usize = 512;
+
+/// A resolver's provenance text as the host shows and records it: one line, control
+/// characters escaped, credentials in URLs masked, cut to [`MAX_PROVENANCE`] bytes
+/// (on a character boundary, ending in `…` when cut).
+///
+/// ```
+/// use provtarget::resolver::provenance_shown;
+/// assert_eq!(provenance_shown("SRV _x._tcp from 10.0.0.53:53\n\x1b[2J"),
+///            "SRV _x._tcp from 10.0.0.53:53\\n\\u{1b}[2J");
+/// assert!(provenance_shown(&"x".repeat(5000)).len() <= 512);
+/// ```
+pub fn provenance_shown(raw: &str) -> String {
+    let mut text = crate::text::shown(raw.trim());
+    if text.len() > MAX_PROVENANCE {
+        let limit = MAX_PROVENANCE - '…'.len_utf8();
+        let cut = (0..=limit)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// Iterator over [`RawTargets`], yielding `&str`.
@@ -137,19 +180,19 @@ impl<'a> IntoIterator for &'a RawTargets {
 
 impl From<Vec<String>> for RawTargets {
     fn from(list: Vec<String>) -> RawTargets {
-        RawTargets(Raw::Native(list))
+        RawTargets(Raw::Native(list), None)
     }
 }
 
 impl From<TargetList> for RawTargets {
     fn from(list: TargetList) -> RawTargets {
-        RawTargets(Raw::Plugin(list))
+        RawTargets(Raw::Plugin(list), None)
     }
 }
 
 impl FromIterator<String> for RawTargets {
     fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> RawTargets {
-        RawTargets(Raw::Native(iter.into_iter().collect()))
+        RawTargets(Raw::Native(iter.into_iter().collect()), None)
     }
 }
 

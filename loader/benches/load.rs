@@ -7,6 +7,8 @@
 //!   `provtarget-bench load`, for the headline figure).
 //! - `scan/{readdir_stat,load_all}`: a directory of 10,000 non-plugin files, which can
 //!   be scanned repeatedly.
+// Unsafe only for baseline `dlopen`s of the bench plugin, each block with its SAFETY comment.
+#![allow(unsafe_code)]
 use std::{
     hint::black_box,
     path::PathBuf,

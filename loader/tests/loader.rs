@@ -187,7 +187,7 @@ fn a_valid_plugin_loads_with_its_facts_recorded() {
 
     let facts = r.plugin.as_ref().expect("plugin facts");
     assert_eq!(facts.info.name, "Acme DC hints Provisioning Target");
-    assert_eq!(facts.interface_version, "1.1.0");
+    assert_eq!(facts.interface_version, provtarget_abi::INTERFACE_VERSION);
     assert!(semver::Version::parse(&facts.info.version).is_ok());
     assert!(!facts.info.rustc_version.is_empty() && !facts.info.target.is_empty());
 

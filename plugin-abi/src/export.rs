@@ -22,7 +22,7 @@ use abi_stable::{
 
 use crate::{
     ffi::current::{
-        FfiConfigKey, FfiHostRef, FfiPairs, FfiPluginInfo, FfiResolver, FfiResolverBox,
+        FfiAnswer, FfiConfigKey, FfiHostRef, FfiPairs, FfiPluginInfo, FfiResolver, FfiResolverBox,
         FfiResolver_TO, PluginModule, PluginModule_Ref, INTERFACE_VERSION,
     },
     Config, Context, Resolver,
@@ -139,9 +139,16 @@ impl<R: Resolver> FfiResolver for Exported<R> {
     }
 
     fn targets(&self, host: FfiHostRef<'_>) -> RResult<RVec<RString>, RString> {
+        self.answer(host).map(|answer| answer.0)
+    }
+
+    fn answer(&self, host: FfiHostRef<'_>) -> RResult<FfiAnswer, RString> {
         let ctx = Context::new(&host);
         match guarded::<R, _>("targets", || self.resolver()?.targets(&ctx)) {
-            Ok(targets) => RResult::ROk(targets.into_iter().map(RString::from).collect()),
+            Ok(targets) => RResult::ROk(Tuple2(
+                targets.into_iter().map(RString::from).collect(),
+                ctx.provenance_given().unwrap_or_default().into(),
+            )),
             Err(e) => RResult::RErr(e.into()),
         }
     }

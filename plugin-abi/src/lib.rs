@@ -35,7 +35,8 @@
 //!   functions go last;
 //! - only prefix types (the root module, the resolver's trait object) can grow; plain
 //!   `#[repr(C)]` structs cannot gain a field, so new information comes through a new
-//!   root-module function (as `config_keys` came in 1.1);
+//!   root-module function (as `config_keys` came in 1.1) or a new method at the end
+//!   of the resolver's trait object (as `answer`, with the provenance, came in 1.2);
 //! - additions bump the minor version, any other change the major.
 //!
 //! Libraries are never unloaded once loaded: upgrade a plugin by restarting the host.
@@ -89,7 +90,7 @@ pub use sdk::{Config, ConfigError, ConfigKey, Context, Error, LogLevel, Resolver
 pub const INTERFACE_VERSION: &str = ffi::current::INTERFACE_VERSION;
 /// The interface version plugins built against this crate declare (`major.minor.0`).
 #[cfg(doc)]
-pub const INTERFACE_VERSION: &str = "1.1.0";
+pub const INTERFACE_VERSION: &str = "1.2.0";
 
 /// The abi_stable version this crate is built on, recorded in every plugin as a build
 /// canary.

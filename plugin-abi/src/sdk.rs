@@ -411,6 +411,8 @@ impl LogLevel {
 /// the plugin's private copy of those crates and never be seen).
 pub struct Context<'a> {
     host: &'a (dyn HostCalls + Sync + 'a),
+    /// Set by [`Context::provenance`] during `targets`.
+    provenance: std::sync::Mutex<Option<String>>,
 }
 
 /// The host object behind a [`Context`], whatever its lifetime parameters: the real
@@ -437,12 +439,34 @@ impl HostCalls for FfiHostRef<'_> {
 impl<'a> Context<'a> {
     #[cfg(not(doc))]
     pub(crate) fn new(host: &'a FfiHostRef<'_>) -> Self {
-        Context { host }
+        Context::from_calls(host)
     }
 
     /// A context over any host implementation (the test kit's).
     pub(crate) fn from_calls(host: &'a (dyn HostCalls + Sync + 'a)) -> Self {
-        Context { host }
+        Context {
+            host,
+            provenance: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Says where this call's answer came from, in one short line, e.g.
+    /// `ctx.provenance(format_args!("etcd key {key} revision {rev} via {url}"))`. Call
+    /// it in `targets`, before returning the targets; the last call wins. The host
+    /// shows it with the answer (`provtarget targets`, its JSON and its log), cut to
+    /// 512 bytes and escaped. Hosts older than interface 1.2 do not ask for it.
+    pub fn provenance(&self, text: impl fmt::Display) {
+        let text = text.to_string();
+        *self.provenance.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    }
+
+    /// What [`Context::provenance`] last recorded on this context, if anything (for a
+    /// plugin's own tests, with [`crate::testkit::TestHost::context`]).
+    pub fn provenance_given(&self) -> Option<String> {
+        self.provenance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether the host has cancelled this call (timeout, shutdown, Ctrl-C).

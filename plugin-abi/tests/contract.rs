@@ -1,6 +1,8 @@
 //! The contract, exercised through real `dlopen`s of real cdylibs built from this
 //! workspace: sample plugin, panicking plugins, and plugins built against a frozen 1.0
 //! contract and a future 2.0 one.
+// Unsafe only for `PluginLibrary::open` on the workspace's own cdylibs, each block with its SAFETY comment.
+#![allow(unsafe_code)]
 
 use std::{
     sync::{
@@ -17,6 +19,8 @@ use provtarget_abi::{
 
 /// The frozen first layout, as the legacy test plugin declares it.
 const V1_0: &str = "1.0.0";
+/// The frozen second layout, as the 1.1 fixture declares it.
+const V1_1: &str = "1.1.0";
 use provtarget_testsupport::{cdylib, TempDir};
 
 /// Called with the 1-based number of each sleep.
@@ -439,9 +443,8 @@ fn a_plugin_declaring_1_1_with_another_layout_is_refused_not_read_as_1_0() {
     assert!(!err.message.contains('\n'), "{}", err.message);
     assert!(err.message.len() <= 400, "{} chars", err.message.len());
     assert!(
-        err.message.starts_with(&format!(
-            "layout mismatch for interface {INTERFACE_VERSION}: "
-        )),
+        err.message
+            .starts_with("layout mismatch for interface 1.1.0: "),
         "{}",
         err.message
     );
@@ -496,4 +499,72 @@ fn the_frozen_1_0_layout_and_the_legacy_fixture_have_not_drifted_apart() {
         "plugin-abi/src/ffi/v1_0.rs and tests/legacy-1.0/abi/src/lib.rs differ in code"
     );
     assert!(frozen.contains(&format!("INTERFACE_VERSION: &str = \"{V1_0}\"")));
+}
+
+#[test]
+fn the_frozen_1_1_layout_and_the_1_1_fixture_have_not_drifted_apart() {
+    // As for 1.0: tests/legacy-1.1 stands for plugins built against provtarget-abi 1.1,
+    // which the host reads through plugin-abi's frozen ffi/v1_1.rs.
+    let root = provtarget_testsupport::workspace_root();
+    let frozen = std::fs::read_to_string(root.join("plugin-abi/src/ffi/v1_1.rs")).unwrap();
+    let fixture = std::fs::read_to_string(root.join("tests/legacy-1.1/abi/src/lib.rs")).unwrap();
+    assert!(code_of(&frozen).contains("pub config_keys"));
+    assert_eq!(
+        code_of(&frozen),
+        code_of(&fixture),
+        "plugin-abi/src/ffi/v1_1.rs and tests/legacy-1.1/abi/src/lib.rs differ in code"
+    );
+    assert!(frozen.contains(&format!("INTERFACE_VERSION: &str = \"{V1_1}\"")));
+}
+
+#[test]
+fn a_1_1_plugin_loads_with_its_keys_and_answers_without_provenance() {
+    let legacy = open_path(&provtarget_testsupport::legacy_1_1_plugin());
+    assert_eq!(legacy.interface_version(), V1_1);
+    assert_eq!(legacy.info().name, "Legacy 1.1 Resolver");
+    let keys: Vec<String> = legacy.config_keys().into_iter().map(|k| k.key).collect();
+    assert_eq!(keys, ["plugin.legacy11.zone"]);
+    let host = TestHost::default();
+    let mut resolver = legacy.new_resolver().unwrap();
+    resolver.configure(&host, &[]).unwrap();
+    let list = resolver.targets(&host).unwrap();
+    assert_eq!(list, ["legacy11.example.net:4222"]);
+    assert_eq!(list.provenance(), None);
+    // And a 1.0 plugin likewise.
+    let old = open_path(&provtarget_testsupport::legacy_1_0_plugin());
+    let list = old.new_resolver().unwrap().targets(&host).unwrap();
+    assert_eq!(list, ["legacy.example.net:4222"]);
+    assert_eq!(list.provenance(), None);
+}
+
+#[test]
+fn a_1_2_plugins_answer_carries_its_provenance_through_the_sdk() {
+    let lib = open("provtarget-testkit");
+    assert_eq!(lib.interface_version(), "1.2.0");
+    let host = TestHost::default();
+    let mut resolver = lib.new_resolver().unwrap();
+    resolver
+        .configure(
+            &host,
+            &config(&[
+                ("testkit.targets", "a.example:1"),
+                (
+                    "testkit.provenance",
+                    "SRV _x._tcp.example.net from 10.0.0.53:53",
+                ),
+            ]),
+        )
+        .unwrap();
+    let list = resolver.targets(&host).unwrap();
+    assert_eq!(list, ["a.example:1"]);
+    assert_eq!(
+        list.provenance(),
+        Some("SRV _x._tcp.example.net from 10.0.0.53:53")
+    );
+    // Said nothing: none (an empty text is no provenance).
+    let mut quiet = lib.new_resolver().unwrap();
+    quiet
+        .configure(&host, &config(&[("testkit.targets", "a.example:1")]))
+        .unwrap();
+    assert_eq!(quiet.targets(&host).unwrap().provenance(), None);
 }

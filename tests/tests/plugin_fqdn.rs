@@ -26,7 +26,9 @@ fn an_identity_resolves_to_provision_in_its_domain() {
     assert_eq!(
         r.stdout,
         format!(
-            "Attempting provisioner resolution using: {FQDN}\nProvisioning using 1 broker(s):\n   nats://provision.lon1.example.net:4222\n"
+            "Attempting provisioner resolution using: {FQDN}\nProvisioning using 1 broker(s):\n   nats://provision.lon1.example.net:4222\n\
+             Provenance: template provision.${{domain}}:4222 over identity web1.lon1.example.net \
+             (set by plugin.provtarget.fqdn.identity)\n"
         )
     );
 }

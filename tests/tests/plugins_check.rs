@@ -14,10 +14,18 @@ fn a_good_plugin_passes_and_prints_its_info() {
         "{}",
         run.stdout
     );
+    // The plugin was built against this SDK: it declares the interface the host's
+    // build exports (no literal to edit on an interface bump).
+    let built = provtarget(&["buildinfo", "--json"]).json();
+    let interface = format!(
+        "Interface: {}",
+        built["build"]["interface_version"].as_str().unwrap()
+    );
+    assert!(interface.starts_with("Interface: 1."), "{interface}");
     for want in [
         "Plugin: Acme DC hints Provisioning Target version 1.0.0",
         "Type: Provisioning Target Resolver",
-        "Interface: 1.1.0",
+        &interface,
         "Config: plugin.acme.dc_hint.file (default \"/etc/dc.json\")",
         "File: sha256:",
     ] {

@@ -22,7 +22,9 @@ fn dc_hint_resolves_like_choria_tool_provisioner() {
     assert_eq!(
         run.stdout,
         format!(
-            "Attempting provisioner resolution using: {DC_HINT}\nProvisioning using 1 broker(s):\n   nats://_provision.lon1.example.net:4222\n"
+            "Attempting provisioner resolution using: {DC_HINT}\nProvisioning using 1 broker(s):\n   nats://_provision.lon1.example.net:4222\n\
+             Provenance: datacenter hint {} over template _provision.{{dc}}.example.net:4222\n",
+            path_str(&hint)
         )
     );
 }

@@ -12,7 +12,8 @@
 //! Protocol (JSON lines): the child's first line is the handshake, [`wire::report`]
 //! (magic cookie, protocol version, verdict, plugin information). Then each request
 //! `{"id": N, "call": "configure", "config": [[key, value]...]}` or
-//! `{"id": N, "call": "targets"}` gets one reply `{"id": N, "ok": ...}` or
+//! `{"id": N, "call": "targets"}` gets one reply `{"id": N, "ok": ...}` (for `targets`,
+//! `{"targets": [...], "provenance": "..."|null}`) or
 //! `{"id": N, "error": "..."}`. `{"call": "cancel"}` cancels the call in progress (the
 //! resolver's context is cancelled and its answer, usually its last error, is the
 //! reply); a child that does not answer within [`CANCEL_GRACE`] is killed. The child's
@@ -868,7 +869,9 @@ impl TargetResolver for ProcessResolver {
     }
     fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
         let ok = self.request(ctx, json!({"call": "targets"}))?;
-        let list: Vec<String> = ok
+        // `{"targets": [...], "provenance": "..."|null}` (interface 1.2's provenance).
+        let provenance = ok["provenance"].as_str().map(String::from);
+        let list: Vec<String> = ok["targets"]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -876,7 +879,7 @@ impl TargetResolver for ProcessResolver {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(RawTargets::from(list))
+        Ok(RawTargets::from(list).with_provenance(provenance))
     }
 }
 
@@ -1004,7 +1007,12 @@ pub(super) fn serve() -> u8 {
                     };
                     match refused {
                         Some(crate::targets::AnswerError::Invalid(e)) => json!({"error": e}),
-                        _ => json!({"ok": list.to_vec()}),
+                        // The provenance goes bounded and escaped (the host's
+                        // `provenance_shown` leaves such a text as it is).
+                        _ => json!({"ok": {
+                            "targets": list.to_vec(),
+                            "provenance": list.provenance().map(crate::resolver::provenance_shown),
+                        }}),
                     }
                 }
                 Err(e) => json!({"error": e}),

@@ -12,7 +12,8 @@ pub const MAGIC: &str = "provtarget-plugin-child-7c1e4b9a";
 /// The protocol version of the lines exchanged with a child. 2: a resolver child is
 /// handed its library on its socket (the `load` line with the descriptor attached)
 /// instead of at start; 1 had it as inherited descriptor 3 and `__serve PATH`.
-pub const PROTOCOL: u64 = 2;
+/// 3: a `targets` reply is `{"targets": [...], "provenance": ...}` (interface 1.2).
+pub const PROTOCOL: u64 = 3;
 
 /// The verdict and facts as one JSON object.
 pub fn report(verdict: &Verdict, plugin: Option<&PluginFacts>) -> Value {

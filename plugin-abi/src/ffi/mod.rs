@@ -9,6 +9,7 @@
 
 pub mod v1_0;
 pub mod v1_1;
+pub mod v1_2;
 
 /// The layout plugins built against this crate export.
-pub use v1_1 as current;
+pub use v1_2 as current;

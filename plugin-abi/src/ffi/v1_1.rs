@@ -1,19 +1,11 @@
-//! Interface **1.1**, the current layout: what plugins built against this crate export.
+//! Interface **1.1**, frozen: the layout plugins built against provtarget-abi 1.1
+//! export. The host reads them through it. Never change it (the drift test compares
+//! it with `tests/legacy-1.1/abi`); the current layout and the evolution rules are in
+//! [`super::v1_2`].
 //!
 //! Changes from 1.0: the root module gained `config_keys` (the configuration keys a
 //! plugin reads, shown by `provtarget plugins check` and `buildinfo`). A 1.0 plugin has
 //! none; the host reads it through [`super::v1_0`] and reports an empty list.
-//!
-//! Evolution rules (they apply to every later version too):
-//! - once released, a version's module is frozen: copy it to `vX_Y.rs` before changing
-//!   anything here, and teach `crate::host` to read the frozen copy;
-//! - keep type names identical across versions (the layout checker compares names);
-//! - add, never remove or reorder; new root-module fields go last;
-//! - only prefix types (the root module, `#[sabi_trait]` traits) can grow. Plain
-//!   `#[repr(C)]` structs such as `FfiPluginInfo` and `FfiConfigKey` are returned by
-//!   value and cannot gain a field without breaking their layout: new information
-//!   needs a new root-module function (as `config_keys` was added in 1.1);
-//! - bump [`INTERFACE_VERSION`]'s minor for additions, its major for anything else.
 #![allow(missing_docs, non_local_definitions, non_camel_case_types)]
 
 use abi_stable::{

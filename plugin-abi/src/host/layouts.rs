@@ -17,6 +17,7 @@ use crate::ConfigKey;
 
 mod v1_0;
 mod v1_1;
+mod v1_2;
 
 /// Configuration or settings pairs as they cross the boundary (the same abi_stable
 /// types in every 1.x layout).
@@ -31,11 +32,15 @@ pub(super) trait Module: Send + Sync {
     fn new_resolver(&self) -> Result<Box<dyn Resolver>, String>;
 }
 
+/// A resolver's answer as it crosses the boundary: the targets and the provenance
+/// text (empty when the resolver gave none, or its layout has no such call).
+pub(super) type Answer = (RVec<RString>, RString);
+
 /// A resolver object made by a plugin, read through its layout.
 pub(super) trait Resolver: Send + Sync {
     fn name(&self) -> String;
     fn configure(&mut self, host: &dyn HostServices, config: Pairs) -> Result<Pairs, String>;
-    fn targets(&self, host: &dyn HostServices) -> Result<RVec<RString>, String>;
+    fn targets(&self, host: &dyn HostServices) -> Result<Answer, String>;
 }
 
 /// A released layout this host reads.
@@ -47,7 +52,7 @@ pub(super) struct Supported {
 }
 
 /// Every layout this host reads, newest first.
-pub(super) const SUPPORTED: &[Supported] = &[v1_1::SUPPORTED, v1_0::SUPPORTED];
+pub(super) const SUPPORTED: &[Supported] = &[v1_2::SUPPORTED, v1_1::SUPPORTED, v1_0::SUPPORTED];
 
 /// `(major, minor)` of a `major.minor[.patch]` version, if it is one.
 fn major_minor(version: &str) -> Option<(u64, u64)> {
@@ -101,10 +106,23 @@ pub(super) fn for_declared(declared: &str) -> Result<&'static Supported, OpenErr
 /// `FfiPluginInfo`, offering the host's services as `FfiHost`, and calling
 /// `FfiResolver`. A layout says only what differs: how it reads its configuration keys,
 /// as a block over its root module (`l::PluginModule_Ref`), e.g.
-/// `shared_parts!(v1_0, config_keys(_root) { Vec::new() });`. A layout that diverges
+/// `shared_parts!(v1_0, config_keys(_root) { Vec::new() });`. A layout whose resolver
+/// answers through another call says how, as a block over its `FfiResolverBox` and
+/// its `FfiHost` returning `RResult<Answer, RString>`:
+/// `shared_parts!(v1_2, config_keys(root) {...}, answer(resolver, host) {...});`
+/// (by default the answer is `targets` with no provenance). A layout that diverges
 /// further writes its own parts instead.
 macro_rules! shared_parts {
     ($layout:ident, config_keys($root:ident) $config_keys:block) => {
+        $crate::host::layouts::shared_parts!($layout, config_keys($root) $config_keys,
+            answer(resolver, host) {
+                resolver
+                    .targets(host)
+                    .map(|list| (list, abi_stable::std_types::RString::new()))
+            });
+    };
+    ($layout:ident, config_keys($root:ident) $config_keys:block,
+        answer($resolver:ident, $host:ident) $answer:block) => {
         use abi_stable::{
             library::{LibHeader, LibraryError},
             sabi_trait::TD_Opaque,
@@ -198,17 +216,20 @@ macro_rules! shared_parts {
             fn targets(
                 &self,
                 host: &dyn HostServices,
-            ) -> Result<abi_stable::std_types::RVec<abi_stable::std_types::RString>, String> {
+            ) -> Result<super::Answer, String> {
                 let shim = Shim(host);
-                self.0
-                    .targets(l::FfiHost_TO::from_ptr(&shim, TD_Opaque))
-                    .into_result()
-                    .map_err(Into::into)
+                let $resolver = &self.0;
+                let $host = l::FfiHost_TO::from_ptr(&shim, TD_Opaque);
+                let answer: abi_stable::std_types::RResult<
+                    super::Answer,
+                    abi_stable::std_types::RString,
+                > = $answer;
+                answer.into_result().map_err(Into::into)
             }
         }
     };
 }
-use shared_parts;
+pub(super) use shared_parts;
 
 #[cfg(test)]
 mod tests {

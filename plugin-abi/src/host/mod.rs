@@ -182,10 +182,14 @@ impl PluginResolver {
             .map(|v| v.into_iter().map(|t| (t.0.into(), t.1.into())).collect())
     }
 
-    /// Calls the plugin's `targets`: `host:port` strings, unvalidated, handed over
-    /// without copying (see [`TargetList`]).
+    /// Calls the plugin's `targets` (`answer` from interface 1.2 on): `host:port`
+    /// strings, unvalidated, handed over without copying (see [`TargetList`]), with
+    /// the answer's provenance when the plugin gave one
+    /// ([`TargetList::provenance`]).
     pub fn targets(&self, host: &dyn HostServices) -> Result<TargetList, String> {
-        self.inner.targets(host).map(TargetList)
+        self.inner
+            .targets(host)
+            .map(|(list, provenance)| TargetList(list, provenance))
     }
 }
 
@@ -201,7 +205,7 @@ impl PluginResolver {
 /// valid only because plugin libraries are never unloaded: it may outlive its
 /// [`PluginResolver`], and may be sent to another thread (a plugin's allocator must
 /// accept frees from any thread, as every Rust global allocator does).
-pub struct TargetList(RVec<RString>);
+pub struct TargetList(RVec<RString>, RString);
 
 // Hosts move the list from the thread that called the plugin to the one that waits.
 const _: fn() = || {
@@ -228,6 +232,13 @@ impl TargetList {
     /// The targets in the plugin's order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         self.0.iter().map(RString::as_str)
+    }
+
+    /// Where the answer came from, as the plugin said it (interface 1.2 and later;
+    /// `None` when it said nothing or was built against an older interface). Raw
+    /// plugin text: bound and escape it before showing it.
+    pub fn provenance(&self) -> Option<&str> {
+        Some(self.1.as_str()).filter(|p| !p.is_empty())
     }
 }
 

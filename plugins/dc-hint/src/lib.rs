@@ -98,7 +98,14 @@ impl Resolver for HintResolver {
     fn targets(&self, ctx: &Context<'_>) -> Result<Vec<String>, Error> {
         // Choria's FiveSec backoff until the hint is readable or the host cancels;
         // each failed try is logged once, and the last one's error is kept.
-        FIVE_SEC.retry(ctx, |_try| Ok(vec![self.resolve()?]))
+        let found = FIVE_SEC.retry(ctx, |_try| Ok(vec![self.resolve()?]))?;
+        ctx.provenance(format_args!(
+            "datacenter hint {} over template {}:{}",
+            self.file.display(),
+            self.domain,
+            self.port
+        ));
+        Ok(found)
     }
 }
 
@@ -222,9 +229,17 @@ mod tests {
         .unwrap();
         assert_eq!(settings.get(DOMAIN_KEY), Some(DEFAULT_DOMAIN));
         assert_eq!(settings.get(PORT_KEY), Some("4223"));
+        let ctx = host.context();
         assert_eq!(
-            r.targets(&host.context()).unwrap(),
+            r.targets(&ctx).unwrap(),
             ["_provision.lon1.example.net:4223"]
+        );
+        assert_eq!(
+            ctx.provenance_given(),
+            Some(format!(
+                "datacenter hint {} over template {DEFAULT_DOMAIN}:4223",
+                file.display()
+            ))
         );
 
         // A bad port is refused at configure, naming the key.

@@ -201,6 +201,7 @@ impl Resolver for DnsSrvResolver {
             let log = |level: Level, message: String| match level {
                 Level::Warn => ctx.warn(message),
                 Level::Debug => ctx.debug(message),
+                Level::Provenance => ctx.provenance(message),
             };
             match self.resolve(ctx, &log) {
                 Ok(targets) => Ok(targets),
@@ -216,6 +217,8 @@ impl Resolver for DnsSrvResolver {
 enum Level {
     Warn,
     Debug,
+    /// Not a log line: where the answer came from (the host shows it with it).
+    Provenance,
 }
 
 /// Shown by buildinfo: the DNS servers a try would ask now.
@@ -313,6 +316,7 @@ impl DnsSrvResolver {
                     Level::Debug,
                     format!("{server} answered for {name}: {}", targets.join(", ")),
                 );
+                log(Level::Provenance, format!("SRV {name} from {server}"));
                 Ok(targets)
             }
             Err(QueryError::Cancelled) => Err(QueryError::Cancelled),
@@ -815,9 +819,11 @@ mod tests {
         )
         .unwrap();
         let started = std::time::Instant::now();
+        let ctx = host.context();
+        assert_eq!(r.targets(&ctx).unwrap(), ["nats://prov1.example.net:4222"]);
         assert_eq!(
-            r.targets(&host.context()).unwrap(),
-            ["nats://prov1.example.net:4222"]
+            ctx.provenance_given(),
+            Some(format!("SRV _x._tcp.example.net from {}", good.addr))
         );
         assert!(
             started.elapsed() < Duration::from_secs(15),

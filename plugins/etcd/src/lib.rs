@@ -365,6 +365,10 @@ impl EtcdResolver {
                     "{} brokers from etcd at {member_url}",
                     found.len()
                 ));
+                ctx.provenance(format_args!(
+                    "etcd {} revision {} via {member_url}",
+                    self.query, range.revision
+                ));
                 return Ok(found);
             }
             let absent = match &self.query {
@@ -392,6 +396,7 @@ impl EtcdResolver {
                             "{} brokers from the watch on {source}",
                             found.len()
                         ));
+                        ctx.provenance(format_args!("watch on {source}"));
                         return Ok(found);
                     }
                 }

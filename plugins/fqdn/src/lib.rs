@@ -169,6 +169,13 @@ impl Resolver for FqdnResolver {
             identity.source,
             targets.len()
         ));
+        let templates: Vec<&str> = self.plan.templates.iter().map(|t| t.source()).collect();
+        ctx.provenance(format_args!(
+            "template {} over identity {} ({})",
+            templates.join(", "),
+            identity.name,
+            identity.source
+        ));
         Ok(targets)
     }
 }

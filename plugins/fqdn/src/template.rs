@@ -87,6 +87,11 @@ impl fmt::Display for Unmatched {
 
 impl Template {
     /// Parses `source` and checks every placeholder against `pattern`'s groups.
+    /// The template as configured.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
     pub(crate) fn parse(source: &str, pattern: &Regex) -> Result<Template, TemplateError> {
         let parts = parse_parts(source)?;
         for part in &parts {

@@ -199,7 +199,12 @@ impl Resolver for HttpResolver {
             .request
             .as_ref()
             .ok_or("the HTTP resolver was not configured")?;
-        resolve(ctx, request)
+        let found = resolve(ctx, request)?;
+        ctx.provenance(format_args!(
+            "HTTP GET {} pointer {:?}",
+            request.shown_url, request.pointer
+        ));
+        Ok(found)
     }
 }
 

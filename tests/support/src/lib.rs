@@ -127,6 +127,16 @@ pub fn legacy_1_0_plugin() -> PathBuf {
         .clone()
 }
 
+/// The plugin built against the frozen interface 1.1 contract (`tests/legacy-1.1`, a
+/// separate workspace: configuration keys, no provenance), built once per process into
+/// `target/legacy-1.1`.
+pub fn legacy_1_1_plugin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| separate_workspace_cdylib("legacy-1.1", "provtarget-test-legacy-1-1"))
+        .clone()
+}
+
 /// The plugin built with `panic = "abort"` (`tests/plugins/panic-abort`, a separate
 /// workspace, since the main workspace's profiles set `panic = "unwind"`), built once
 /// per process into `target/panic-abort`. Loading it must be refused before any of its

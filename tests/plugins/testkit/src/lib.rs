@@ -13,6 +13,9 @@
 //! | `log` | ok | logs one line per level, then returns `testkit.targets` |
 //! | `panic-drop` | ok | returns `testkit.targets`; dropping the resolver panics |
 //! | `hang-configure` | blocks for `testkit.hang_ms`, ignoring cancellation | — |
+//!
+//! In every mode, a non-empty `testkit.provenance` is given as the answer's provenance
+//! (interface 1.2), as it is.
 use std::{sync::Mutex, time::Duration};
 
 use provtarget_abi::{export_plugin, Config, Context, Error, Resolver, Settings};
@@ -71,6 +74,12 @@ impl Resolver for TestKit {
                 .map(String::from)
                 .collect()
         };
+        // Interface 1.2: where the answer came from, as given (control characters
+        // and all: the host bounds and escapes it).
+        let provenance = self.get("testkit.provenance", "");
+        if !provenance.is_empty() {
+            ctx.provenance(provenance);
+        }
         match self.get("testkit.mode", "ok").as_str() {
             "panic-targets" => panic!("testkit was told to panic in targets"),
             "error" => Err("testkit was told to fail".into()),

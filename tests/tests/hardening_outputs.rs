@@ -7,7 +7,6 @@ use common::*;
 
 use std::{
     fs::OpenOptions,
-    io::Read,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -27,43 +26,6 @@ fn spawn(args: &[&str], stdout: Stdio) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start provtarget")
-}
-
-/// Collects a pipe in the background, readable while the process runs.
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
-}
-
-/// Waits (liveness limit 60 s) until `text` holds `needle`.
-fn wait_for(text: &Arc<Mutex<String>>, needle: &str, child: &mut Child) {
-    let started = Instant::now();
-    while !text.lock().unwrap().contains(needle) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "provtarget ended ({status}) before printing {needle:?}:\n{}",
-                text.lock().unwrap()
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no {needle:?} after 60 s:\n{}",
-            text.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// [`wait_exit`], then what the child wrote to `stderr` (as [`collect`]ed, after a

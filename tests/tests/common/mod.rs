@@ -5,7 +5,8 @@
 use std::{
     io::Read,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -299,4 +300,41 @@ pub fn jwt(claims: &serde_json::Value) -> String {
 
 pub fn write_file(dir: &TempDir, name: &str, body: &str) -> PathBuf {
     dir.write(name, body)
+}
+
+/// Collects a pipe in the background, readable while the process runs.
+pub fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+/// Waits (liveness limit 60 s) until `text` holds `needle`.
+pub fn wait_for(text: &Arc<Mutex<String>>, needle: &str, child: &mut Child) {
+    let started = Instant::now();
+    while !text.lock().unwrap().contains(needle) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "provtarget ended ({status}) before printing {needle:?}:\n{}",
+                text.lock().unwrap()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no {needle:?} after 60 s:\n{}",
+            text.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

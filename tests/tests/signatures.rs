@@ -116,6 +116,17 @@ fn refused(run: &Run) -> (String, String) {
     (v["kind"].as_str().unwrap().to_string(), reason)
 }
 
+/// The interface (`x.y`) the workspace's plugins are built against, as a signature's
+/// `interface:` field names it.
+fn built_interface() -> String {
+    let mut parts = provtarget_abi::INTERFACE_VERSION.split('.');
+    format!(
+        "{}.{}",
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default()
+    )
+}
+
 #[test]
 fn a_signed_library_loads_in_enforce_and_is_reported_signed() {
     let Some(tool) = minisign() else { return };
@@ -125,8 +136,9 @@ fn a_signed_library_loads_in_enforce_and_is_reported_signed() {
     let dir = plugin_dir("sig-good", &["provtarget-dc-hint"]);
     let lib = dir.path().join(cdylib_file_name("provtarget-dc-hint"));
     let comment = format!(
-        "file:{} interface:1.1 name:{DC_HINT}",
-        cdylib_file_name("provtarget-dc-hint")
+        "file:{} interface:{} name:{DC_HINT}",
+        cdylib_file_name("provtarget-dc-hint"),
+        built_interface()
     );
     sign(&tool, &key, &lib, &comment, false);
 
@@ -173,7 +185,8 @@ fn enforce_refuses_every_bad_signature_with_one_line() {
     let keys = trusted("sig-bad-keys", &[(&key, "")]);
     let dir = TempDir::new("sig-bad");
     let src = cdylib("provtarget-dc-hint");
-    let good_comment = |file: &str| format!("file:{file} interface:1.1 name:{DC_HINT}");
+    let good_comment =
+        |file: &str| format!("file:{file} interface:{} name:{DC_HINT}", built_interface());
     let signed = |file: &str, key: &Key| {
         let lib = dir.copy_in(&src, file);
         sign(&tool, key, &lib, &good_comment(file), false);
@@ -292,7 +305,10 @@ fn enforce_refuses_every_bad_signature_with_one_line() {
         "interface: of another build",
         interface,
         "signature-mismatch",
-        "is signed for interface 9.9 but is built against interface 1.1.0".into(),
+        format!(
+            "is signed for interface 9.9 but is built against interface {}",
+            provtarget_abi::INTERFACE_VERSION
+        ),
     ));
 
     for (what, file, kind, needle) in &cases {
@@ -471,22 +487,27 @@ fn the_default_is_off_without_keys_and_the_mode_only_rises() {
         ),
     );
     let c = path_str(&conf);
+    // From the environment: a warning, and the file's mode stays.
     let run = provtarget_env(
-        &[
-            "buildinfo",
-            "--config",
-            &c,
-            "--plugin-dir",
-            &d,
-            "--set",
-            "plugin.provtarget.signatures=off",
-        ],
+        &["buildinfo", "--config", &c, "--plugin-dir", &d],
         &[("PROVTARGET_SIGNATURES", "warn")],
     );
     run.ok()
         .stdout_has("Plugin Signatures: enforce (configured;")
         .stdout_has("rejected at signature (unsigned)")
         .stdout_has("never lower it below the configuration file's enforce; using enforce");
+    // Typed on the command line: an error (exit 2), like every bad flag value.
+    provtarget(&[
+        "buildinfo",
+        "--config",
+        &c,
+        "--plugin-dir",
+        &d,
+        "--set",
+        "plugin.provtarget.signatures=off",
+    ])
+    .failed(2)
+    .stderr_has("never lower it below the configuration file's enforce");
     // ... but raise it.
     let run = provtarget(&plugin_args(
         "buildinfo",

@@ -1064,6 +1064,11 @@ async fn run_targets(
             }
             let idle = Idle(busy);
             let result = resolver.targets(&ctx);
+            // This thread's reference goes before the answer does: the caller's is
+            // then the last, so ending the resolver (a resolver process: its last log
+            // lines re-logged, see `isolation::LogFlush`) happens on the caller's
+            // thread, before the host exits, never on this one as the process ends.
+            drop(resolver);
             drop(idle);
             let _ = tx.send(result);
         });

@@ -209,6 +209,57 @@ impl Dns {
         cancel: &dyn Cancellation,
         accept: &mut dyn FnMut(SocketAddr, Vec<RawSrv>) -> Result<T, String>,
     ) -> Failover<T> {
+        let fqdn = fully_qualified(name);
+        let owned = name.to_string();
+        let query = move |resolver: TokioResolver| -> Query<Vec<RawSrv>> {
+            let fqdn = fqdn.clone();
+            let name = owned.clone();
+            Box::pin(async move {
+                match resolver.srv_lookup(fqdn.as_str()).await {
+                    Ok(lookup) => Ok(srv_records(&lookup)),
+                    Err(e) => Err(describe(&e, &name, "SRV")),
+                }
+            })
+        };
+        self.first(servers, hedge, cancel, &query, accept)
+    }
+
+    /// Whether `name` has an address (A or AAAA), from the first of `servers` that
+    /// answers (yes or no), with the same head-start failover as [`Dns::srv_first`]: a
+    /// dead or silent first server costs about `hedge`, not the whole timeout.
+    pub(crate) fn address_first(
+        &self,
+        servers: &[SocketAddr],
+        name: &str,
+        hedge: Duration,
+        cancel: &dyn Cancellation,
+    ) -> Failover<bool> {
+        let fqdn = fully_qualified(name);
+        let owned = name.to_string();
+        let query = move |resolver: TokioResolver| -> Query<bool> {
+            let fqdn = fqdn.clone();
+            let name = owned.clone();
+            Box::pin(async move {
+                match resolver.lookup_ip(fqdn.as_str()).await {
+                    Ok(ips) => Ok(ips.iter().next().is_some()),
+                    Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(false),
+                    Err(e) => Err(describe(&e, &name, "address")),
+                }
+            })
+        };
+        self.first(servers, hedge, cancel, &query, &mut |_, known| Ok(known))
+    }
+
+    /// The failover both lookups share: `query` asked of `servers` in order with a
+    /// head start of `hedge`, the first answer `accept` takes winning.
+    fn first<R: Send + 'static, T>(
+        &self,
+        servers: &[SocketAddr],
+        hedge: Duration,
+        cancel: &dyn Cancellation,
+        query: &dyn Fn(TokioResolver) -> Query<R>,
+        accept: &mut dyn FnMut(SocketAddr, R) -> Result<T, String>,
+    ) -> Failover<T> {
         let mut outcome = Failover {
             answer: Err(QueryError::Failed("no DNS server to ask".into())),
             failed: Vec::new(),
@@ -238,7 +289,6 @@ impl Dns {
         }
         let runtime = slot.as_ref().expect("built above");
         let timeout = self.timeout;
-        let fqdn = fully_qualified(name);
         let started = Instant::now();
         runtime.block_on(async {
             let mut running = tokio::task::JoinSet::new();
@@ -258,11 +308,11 @@ impl Dns {
                     next_at = tokio::time::Instant::now() + hedge;
                     match build_resolver(server, timeout) {
                         Ok(resolver) => {
-                            let fqdn = fqdn.clone();
+                            let lookup = query(resolver);
                             running.spawn(async move {
                                 let result = tokio::time::timeout(
                                     timeout + Duration::from_millis(100),
-                                    resolver.srv_lookup(fqdn.as_str()),
+                                    lookup,
                                 )
                                 .await;
                                 (index, result)
@@ -288,8 +338,7 @@ impl Dns {
                                 "no answer within {} ms",
                                 started.elapsed().as_millis()
                             )),
-                            Ok(Err(e)) => Err(describe(&e, name, "SRV")),
-                            Ok(Ok(lookup)) => Ok(srv_records(&lookup)),
+                            Ok(result) => result,
                         };
                         match records.and_then(|raw| accept(server, raw)) {
                             Ok(value) => {
@@ -322,26 +371,9 @@ impl Dns {
         outcome
     }
 
-    /// Whether `name` has an address (A or AAAA) at `server`.
-    pub(crate) fn has_address(
-        &self,
-        server: SocketAddr,
-        name: &str,
-        cancel: &dyn Cancellation,
-    ) -> Result<bool, QueryError> {
-        let fqdn = fully_qualified(name);
-        let lookup = self.run(server, cancel, |resolver| async move {
-            resolver.lookup_ip(fqdn.as_str()).await
-        })?;
-        match lookup {
-            Ok(ips) => Ok(ips.iter().next().is_some()),
-            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(false),
-            Err(e) => Err(QueryError::Failed(describe(&e, name, "address"))),
-        }
-    }
-
     /// Runs `query` against a resolver that asks only `server`, bounded by the timeout
     /// and ended by cancellation (checked every [`CANCEL_POLL`]).
+    #[cfg(test)]
     fn run<T, F, Fut>(
         &self,
         server: SocketAddr,
@@ -390,7 +422,10 @@ impl Dns {
     }
 }
 
-/// How [`Dns::srv_first`] went.
+/// One lookup of [`Dns::first`], ready to run on its runtime.
+type Query<R> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, String>> + Send>>;
+
+/// How [`Dns::srv_first`] or [`Dns::address_first`] went.
 #[derive(Debug)]
 pub(crate) struct Failover<T> {
     /// The server that answered and the accepted value; `Failed("")` when every server

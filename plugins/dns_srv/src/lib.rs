@@ -23,7 +23,8 @@
 //! `plugin.provtarget.dns_srv.failover_after` (250 ms) or has failed, and the first
 //! usable answer wins; each query is bounded by `plugin.provtarget.dns_srv.timeout`.
 //! A server that failed or was slow while another answered is logged once per run, at
-//! warn. A try fails when every server failed:
+//! warn. The address lookups that work out `{domain}` from the search domains fail
+//! over the same way (one mechanism, `Dns::first`). A try fails when every server failed:
 //! NXDOMAIN, no SRV records, no usable record, no answer in time, refused connection;
 //! the error names each server and its cause. Failed tries are retried with Choria's
 //! FiveSec backoff (each logged once through the host) until the host cancels; the
@@ -292,26 +293,7 @@ impl DnsSrvResolver {
         );
         match outcome.answer {
             Ok((server, targets)) => {
-                for (slow, why) in outcome
-                    .failed
-                    .iter()
-                    .map(|(s, why)| (*s, format!("failed ({why})")))
-                    .chain(outcome.silent.iter().map(|s| {
-                        (
-                            *s,
-                            format!(
-                                "gave no answer within {} ms ({FAILOVER_KEY})",
-                                self.failover_after.as_millis()
-                            ),
-                        )
-                    }))
-                {
-                    self.warn_once(
-                        log,
-                        slow,
-                        format!("DNS server {slow} {why}; {server} answered for {name} instead"),
-                    );
-                }
+                self.warn_slow(log, &outcome.failed, &outcome.silent, server, &name);
                 log(
                     Level::Debug,
                     format!("{server} answered for {name}: {}", targets.join(", ")),
@@ -453,29 +435,52 @@ impl DnsSrvResolver {
             }
             domain::Local::ShortName(short) => short,
         };
-        let search = domain::search_domains();
+        self.domain_from_dns(&short, &domain::search_domains(), cancel, log)
+    }
+
+    /// The first of `search` under which DNS knows the host `short`, each suffix asked
+    /// of the servers with the same head-start failover as the SRV lookup; a server
+    /// that failed or was slow while another answered is logged once per run, at warn.
+    fn domain_from_dns(
+        &self,
+        short: &str,
+        search: &[String],
+        cancel: &dyn Cancellation,
+        log: &dyn Fn(Level, String),
+    ) -> Result<String, QueryError> {
         let mut failures = Vec::new();
         if !search.is_empty() {
             let servers = self.servers_now()?;
-            for suffix in &search {
+            for suffix in search {
                 let fqdn = format!("{short}.{suffix}");
                 if dns::check_host_name(&fqdn).is_err() {
                     continue;
                 }
-                for server in &servers {
-                    match self.dns.has_address(*server, &fqdn, cancel) {
-                        Ok(true) => {
+                let outcome = self
+                    .dns
+                    .address_first(&servers, &fqdn, self.failover_after, cancel);
+                match outcome.answer {
+                    Ok((server, known)) => {
+                        self.warn_slow(log, &outcome.failed, &outcome.silent, server, &fqdn);
+                        if known {
                             log(
                                 Level::Debug,
                                 format!("{PLACEHOLDER} is {suffix}: {server} knows {fqdn}"),
                             );
                             return Ok(suffix.clone());
                         }
-                        Ok(false) => break,
-                        Err(QueryError::Cancelled) => return Err(QueryError::Cancelled),
-                        Err(QueryError::Failed(why)) => {
-                            failures.push(format!("{server}: {why}"));
+                    }
+                    Err(QueryError::Cancelled) => return Err(QueryError::Cancelled),
+                    Err(QueryError::Failed(why)) => {
+                        if outcome.failed.is_empty() {
+                            failures.push(why);
                         }
+                        failures.extend(
+                            outcome
+                                .failed
+                                .iter()
+                                .map(|(server, why)| format!("{server}: {why}")),
+                        );
                     }
                 }
             }
@@ -493,6 +498,37 @@ impl DnsSrvResolver {
             "cannot work out the host's domain for {PLACEHOLDER} in {}: host name {short:?} has no dot, /etc/hosts gives no FQDN for it, and {dns_part}; set {DOMAIN_KEY}",
             self.name
         )))
+    }
+
+    /// Warns, once per run each, of the servers that failed or had not answered within
+    /// the failover delay when `winner` answered for `name`.
+    fn warn_slow(
+        &self,
+        log: &dyn Fn(Level, String),
+        failed: &[(SocketAddr, String)],
+        silent: &[SocketAddr],
+        winner: SocketAddr,
+        name: &str,
+    ) {
+        for (slow, why) in failed
+            .iter()
+            .map(|(s, why)| (*s, format!("failed ({why})")))
+            .chain(silent.iter().map(|s| {
+                (
+                    *s,
+                    format!(
+                        "gave no answer within {} ms ({FAILOVER_KEY})",
+                        self.failover_after.as_millis()
+                    ),
+                )
+            }))
+        {
+            self.warn_once(
+                log,
+                slow,
+                format!("DNS server {slow} {why}; {winner} answered for {name} instead"),
+            );
+        }
     }
 }
 
@@ -699,7 +735,8 @@ mod tests {
     }
 
     /// A DNS server on 127.0.0.1 answering every query with one SRV record
-    /// (`prov1.example.net:4222`), on a thread of its own; it stops when dropped.
+    /// (`prov1.example.net:4222`), A queries with 192.0.2.1 and AAAA queries with no
+    /// record, on a thread of its own; it stops when dropped.
     /// `start_with(".")` answers "service not offered" instead.
     struct FakeDns {
         addr: SocketAddr,
@@ -714,7 +751,10 @@ mod tests {
         fn start_with(target: &'static str) -> FakeDns {
             use hickory_resolver::proto::{
                 op::{Message, MessageType},
-                rr::{rdata::SRV, Name, RData, Record},
+                rr::{
+                    rdata::{A, SRV},
+                    Name, RData, Record, RecordType,
+                },
             };
             let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             socket
@@ -738,11 +778,17 @@ mod tests {
                     answer.metadata.recursion_available = true;
                     for q in &query.queries {
                         answer.add_query(q.clone());
-                        answer.add_answer(Record::from_rdata(
-                            q.name().clone(),
-                            60,
-                            RData::SRV(SRV::new(10, 60, 4222, Name::from_ascii(target).unwrap())),
-                        ));
+                        let rdata = match q.query_type() {
+                            RecordType::A => RData::A(A::new(192, 0, 2, 1)),
+                            RecordType::AAAA => continue,
+                            _ => RData::SRV(SRV::new(
+                                10,
+                                60,
+                                4222,
+                                Name::from_ascii(target).unwrap(),
+                            )),
+                        };
+                        answer.add_answer(Record::from_rdata(q.name().clone(), 60, rdata));
                     }
                     let _ = socket.send_to(&answer.to_vec().unwrap(), from);
                 }
@@ -795,6 +841,60 @@ mod tests {
             named,
             [format!(
                 "DNS server {silent_addr} gave no answer within 250 ms (plugin.provtarget.dns_srv.failover_after); {} answered for _x._tcp.example.net instead",
+                good.addr
+            )],
+            "logged once per run, at warn"
+        );
+    }
+
+    #[test]
+    fn domain_detection_fails_over_like_the_srv_lookup_and_names_a_silent_server_once() {
+        let good = FakeDns::start();
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let servers = format!("{silent_addr}, {}", good.addr);
+        let host = provtarget_abi::testkit::TestHost::new();
+        // A 20 s query timeout: only failover can answer early.
+        let (r, _) = provtarget_abi::testkit::configure::<DnsSrvResolver>(
+            &host,
+            &[(SERVERS_KEY, &servers), (TIMEOUT_KEY, "20s")],
+        )
+        .unwrap();
+        let lines = std::cell::RefCell::new(Vec::new());
+        let log = |level: Level, line: String| lines.borrow_mut().push((level, line));
+        let search = ["lon1.example.net".to_string()];
+        let started = std::time::Instant::now();
+        for _ in 0..2 {
+            let domain = r.domain_from_dns("web1", &search, &Never, &log).unwrap();
+            assert_eq!(domain, "lon1.example.net");
+        }
+        // Liveness only: far below one 20 s timeout (each call used to wait one out).
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+        // The silent server was asked first, for the host under the search domain.
+        silent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = silent.recv_from(&mut buf).unwrap();
+        let query = hickory_resolver::proto::op::Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(
+            query.queries[0].name().to_ascii().to_ascii_lowercase(),
+            "web1.lon1.example.net."
+        );
+        let warned: Vec<String> = lines
+            .borrow()
+            .iter()
+            .filter(|(level, _)| *level == Level::Warn)
+            .map(|(_, line)| line.clone())
+            .collect();
+        assert_eq!(
+            warned,
+            [format!(
+                "DNS server {silent_addr} gave no answer within 250 ms (plugin.provtarget.dns_srv.failover_after); {} answered for web1.lon1.example.net instead",
                 good.addr
             )],
             "logged once per run, at warn"

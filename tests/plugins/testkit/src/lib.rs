@@ -11,6 +11,7 @@
 //! | `wait` | ok | sleeps through the host until cancelled |
 //! | `hang` | ok | ignores cancellation: blocks for `testkit.hang_ms` (default 60 000) |
 //! | `log` | ok | logs one line per level, then returns `testkit.targets` |
+//! | `last-words` | ok | returns `testkit.targets`, logging `testkit last words` at warn as its very last act |
 //! | `panic-drop` | ok | returns `testkit.targets`; dropping the resolver panics |
 //! | `hang-configure` | blocks for `testkit.hang_ms`, ignoring cancellation | — |
 //!
@@ -99,6 +100,11 @@ impl Resolver for TestKit {
                     .unwrap_or(60_000);
                 std::thread::sleep(Duration::from_millis(ms));
                 Ok(listed())
+            }
+            "last-words" => {
+                let targets = listed();
+                ctx.warn("testkit last words");
+                Ok(targets)
             }
             "log" => {
                 ctx.error("testkit error line");

@@ -557,22 +557,8 @@ impl Host {
         let mut disabled = Vec::new();
         let mut planned = Vec::new();
         for (resolver, origin) in candidates {
-            match activate(resolver, origin, &resolver_config, configure_deadline) {
-                Ok(active) => {
-                    planned.push(Planned {
-                        name: active.name.clone(),
-                        slot: Ok(chain.len()),
-                    });
-                    chain.push(active);
-                }
-                Err(d) => {
-                    planned.push(Planned {
-                        name: d.name.clone(),
-                        slot: Err(d.reason.clone()),
-                    });
-                    record_disabled(&mut disabled, d);
-                }
-            }
+            let result = activate(resolver, origin, &resolver_config, configure_deadline);
+            place(result, &mut chain, &mut planned, &mut disabled);
         }
         if chain.is_empty() {
             // Every chosen resolver failed to configure: fall back to the built-in one
@@ -585,29 +571,16 @@ impl Host {
                 ));
                 // (The built-in resolver's configure reports problems through its log
                 // and does not fail today; if it ever does, buildinfo shows why.)
-                match activate(
+                let result = activate(
                     fallback,
                     Origin::BuiltIn,
                     &resolver_config,
                     configure_deadline,
-                ) {
-                    Ok(active) => {
-                        planned.push(Planned {
-                            name: active.name.clone(),
-                            slot: Ok(chain.len()),
-                        });
-                        chain.push(active);
-                    }
-                    Err(d) => {
-                        planned.push(Planned {
-                            name: d.name.clone(),
-                            slot: Err(d.reason.clone()),
-                        });
-                        warnings.push(format!(
-                            "the built-in {name} could not be configured either; no resolver is active"
-                        ));
-                        record_disabled(&mut disabled, d);
-                    }
+                );
+                if !place(result, &mut chain, &mut planned, &mut disabled) {
+                    warnings.push(format!(
+                        "the built-in {name} could not be configured either; no resolver is active"
+                    ));
                 }
             }
         }
@@ -945,13 +918,37 @@ impl CallError {
 }
 
 /// Logs why a resolver left the chain and keeps it for `buildinfo`.
-fn record_disabled(disabled: &mut Vec<DisabledResolver>, d: DisabledResolver) {
-    tracing::error!(
-        plugin = d.name.as_str(),
-        "resolver disabled: {}",
-        crate::text::shown(&d.reason)
-    );
-    disabled.push(d);
+/// Puts one resolver whose `configure` has run in its place: active in `chain`, or
+/// disabled (and logged); its plan slot in `planned` either way. Whether it is active.
+fn place(
+    result: Result<ActiveResolver, DisabledResolver>,
+    chain: &mut Vec<ActiveResolver>,
+    planned: &mut Vec<Planned>,
+    disabled: &mut Vec<DisabledResolver>,
+) -> bool {
+    match result {
+        Ok(active) => {
+            planned.push(Planned {
+                name: active.name.clone(),
+                slot: Ok(chain.len()),
+            });
+            chain.push(active);
+            true
+        }
+        Err(d) => {
+            planned.push(Planned {
+                name: d.name.clone(),
+                slot: Err(d.reason.clone()),
+            });
+            tracing::error!(
+                plugin = d.name.as_str(),
+                "resolver disabled: {}",
+                crate::text::shown(&d.reason)
+            );
+            disabled.push(d);
+            false
+        }
+    }
 }
 
 fn default_resolver() -> Box<dyn TargetResolver> {

@@ -87,6 +87,38 @@ fn descriptor_limit() -> RawFd {
     RawFd::try_from(limit.rlim_cur.min(65_536)).unwrap_or(65_536)
 }
 
+/// `close_range(first, last, ...)` (Linux 5.9+): closes the descriptors, or with
+/// `cloexec` marks them close-on-exec (`CLOSE_RANGE_CLOEXEC`). Whether the kernel did it (false:
+/// not Linux, or a kernel without it; the caller falls back). Async-signal-safe: one
+/// system call, no allocation.
+fn sys_close_range(first: RawFd, last: RawFd, cloexec: bool) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let flags = if cloexec {
+            libc::CLOSE_RANGE_CLOEXEC
+        } else {
+            0
+        };
+        // SAFETY: close_range takes plain numbers and flags and touches no memory of
+        // ours; closing descriptors the caller still uses is the caller's concern,
+        // stated at each call.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last as libc::c_uint,
+                flags,
+            )
+        };
+        done == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (first, last, cloexec);
+        false
+    }
+}
+
 /// Marks descriptors `first..=last` close-on-exec (between fork and exec: only
 /// async-signal-safe calls, no allocation). One `close_range` call, else each number
 /// up to `limit`.
@@ -97,20 +129,8 @@ unsafe fn cloexec_range(first: RawFd, last: RawFd, limit: RawFd) {
     if first > last {
         return;
     }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: close_range takes plain numbers and flags.
-        let done = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                last as libc::c_uint,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        if done == 0 {
-            return;
-        }
+    if sys_close_range(first, last, true) {
+        return;
     }
     let mut fd = first;
     while fd <= last && fd <= limit {
@@ -146,21 +166,10 @@ fn close_range(first: RawFd, last: RawFd) {
     if first > last {
         return;
     }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: close_range takes plain numbers; the caller owns every descriptor
-        // of this single-threaded copy and keeps none it needs at these numbers.
-        let done = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                last as libc::c_uint,
-                0u32,
-            )
-        };
-        if done == 0 {
-            return;
-        }
+    // The caller owns every descriptor of this single-threaded copy and keeps none it
+    // needs at these numbers.
+    if sys_close_range(first, last, false) {
+        return;
     }
     let numbers: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
         Ok(entries) => entries

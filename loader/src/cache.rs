@@ -41,16 +41,15 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use provtarget_abi::{
-    host::{supported_interfaces, PluginInfo},
-    ConfigKey, PluginType,
-};
-use serde_json::{json, Map, Value};
+use provtarget_abi::host::supported_interfaces;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{
+    record::{PluginRecord, RecordError, SignatureRecord, VerdictRecord},
     sys::{self, Errno},
     text::shown,
-    trust, PluginFacts, Refusal, RefusalKind, Stage,
+    trust, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
 };
 
 /// The name of the cache file inside the cache directory.
@@ -66,14 +65,19 @@ const MAX_ENTRIES: usize = 2048;
 /// The `format` field of a cache file.
 const FORMAT: &str = "provtarget-verdict-cache";
 
-/// The layout of the cache file; bumped whenever it changes.
-const VERSION: u64 = 1;
+/// The layout of the cache file; bumped whenever it changes. A cache of another
+/// version (older or newer) is not read: it is rebuilt, and said so at debug level.
+/// 2: entries spelled by the record model ([`crate::record`]): `verdict` is a
+/// [`VerdictRecord`], `plugin` a [`PluginRecord`], `identity` an object; 1 had them
+/// mapped by hand (`refusal`, `sdk`, `identity` as an array).
+const VERSION: u64 = 2;
 
 /// What identifies one version of a library file: if any of these changed, the file
 /// may have changed, and its cached verdict is not used. Any write changes mtime and
 /// ctime, and `chmod`, `chown`, `touch` and replacing the file change ctime, which
 /// only the kernel sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileIdentity {
     /// Device of the file system.
     pub dev: u64,
@@ -104,33 +108,6 @@ impl FileIdentity {
             ctime: meta.ctime(),
             ctime_nsec: meta.ctime_nsec(),
         }
-    }
-
-    fn to_json(self) -> Value {
-        json!([
-            self.dev,
-            self.ino,
-            self.size,
-            self.mtime,
-            self.mtime_nsec,
-            self.ctime,
-            self.ctime_nsec
-        ])
-    }
-
-    fn from_json(v: &Value) -> Option<FileIdentity> {
-        let a = v.as_array().filter(|a| a.len() == 7)?;
-        let u = |i: usize| a[i].as_u64();
-        let s = |i: usize| a[i].as_i64();
-        Some(FileIdentity {
-            dev: u(0)?,
-            ino: u(1)?,
-            size: u(2)?,
-            mtime: s(3)?,
-            mtime_nsec: s(4)?,
-            ctime: s(5)?,
-            ctime_nsec: s(6)?,
-        })
     }
 }
 
@@ -379,34 +356,35 @@ impl VerdictCache {
     fn to_bytes(&self) -> Vec<u8> {
         let mut paths: Vec<&PathBuf> = self.entries.keys().collect();
         paths.sort();
-        let entries: Vec<Value> = paths
+        let entries: Vec<EntryRecord> = paths
             .into_iter()
             .filter_map(|p| {
                 let e = &self.entries[p];
-                Some(json!({
-                    "path": p.to_str()?,
-                    "identity": e.identity.to_json(),
-                    "recorded": e.recorded,
-                    "sha256": e.verdict.sha256,
-                    "refusal": e.verdict.refusal.as_ref().map(|r| json!({
-                        "stage": r.stage.as_str(),
-                        "kind": r.kind.as_str(),
-                        "message": r.message,
-                    })),
-                    "plugin": e.verdict.plugin.as_ref().map(plugin_to_json),
-                    "signature": e.verdict.signature.as_ref().map(|s| json!({
-                        "key": s.key,
-                        "facts": s.facts.as_ref().map(crate::SignatureFacts::to_json),
-                    })),
-                }))
+                let v = &e.verdict;
+                let verdict = match &v.refusal {
+                    None => Verdict::Loaded,
+                    Some(r) => Verdict::Rejected(r.clone()),
+                };
+                Some(EntryRecord {
+                    path: p.to_str()?.to_string(),
+                    identity: e.identity,
+                    recorded: e.recorded,
+                    sha256: v.sha256.clone(),
+                    verdict: VerdictRecord::from(&verdict),
+                    plugin: v.plugin.as_ref().map(PluginRecord::from),
+                    signature: v.signature.as_ref().map(|s| SignatureBinding {
+                        key: s.key.clone(),
+                        facts: s.facts.as_ref().map(SignatureRecord::from),
+                    }),
+                })
             })
             .collect();
-        let file = json!({
-            "format": FORMAT,
-            "version": VERSION,
-            "host": host_build_key(),
-            "entries": entries,
-        });
+        let file = FileRecord {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            host: host_build_key(),
+            entries,
+        };
         let mut bytes = serde_json::to_vec(&file).unwrap_or_default();
         bytes.push(b'\n');
         bytes
@@ -451,7 +429,18 @@ impl VerdictCache {
         if bytes.len() as u64 > MAX_CACHE_FILE {
             return Err(Some(format!("{p} is larger than {MAX_CACHE_FILE} bytes")));
         }
-        parse(&bytes).map_err(|why| Some(format!("{p} {why}")))
+        match parse(&bytes) {
+            Ok(entries) => Ok(entries),
+            Err(Unusable::OtherVersion(v)) => {
+                // An upgrade (or a downgrade) is not damage: rebuilt without a warning.
+                tracing::debug!(
+                    "verdict cache {p} has cache format version {v}, not {VERSION}: it is \
+                     not read, and rebuilt"
+                );
+                Err(None)
+            }
+            Err(Unusable::Damaged(why)) => Err(Some(format!("{p} {why}"))),
+        }
     }
 }
 
@@ -519,142 +508,126 @@ fn open_dir(dir: &Path, euid: u32, skip_owner_checks: bool) -> Result<File, Stri
     Ok(file)
 }
 
-/// Parses a cache file; `Err` says what is wrong with it ("is not valid JSON ...").
-fn parse(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, String> {
-    let root: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("is corrupt (not valid JSON: {e})"))?;
-    let wrong_shape = |what: &str| format!("is corrupt (valid JSON of the wrong shape: {what})");
-    let root = root
+/// The cache file as written: its format, version and host build, then one
+/// [`EntryRecord`] per library.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRecord<E> {
+    format: String,
+    version: u64,
+    host: String,
+    entries: Vec<E>,
+}
+
+/// One entry of the cache file: a library's path and identity, when it was recorded,
+/// and its record (verdict, plugin, hash and signature), in the one spelling of
+/// [`crate::record`]. Every field is required; an unknown one makes the cache damaged.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryRecord {
+    path: String,
+    identity: FileIdentity,
+    recorded: u64,
+    #[serde(deserialize_with = "Option::deserialize")]
+    sha256: Option<String>,
+    verdict: VerdictRecord,
+    #[serde(deserialize_with = "Option::deserialize")]
+    plugin: Option<PluginRecord>,
+    #[serde(deserialize_with = "Option::deserialize")]
+    signature: Option<SignatureBinding>,
+}
+
+/// A [`CachedSignature`] in the cache file.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureBinding {
+    key: String,
+    #[serde(deserialize_with = "Option::deserialize")]
+    facts: Option<SignatureRecord>,
+}
+
+/// Why a cache file is not read.
+enum Unusable {
+    /// It is of another cache format version: rebuilt quietly.
+    OtherVersion(u64),
+    /// What is wrong with it ("is corrupt (not valid JSON ...)"): a warning.
+    Damaged(String),
+}
+
+/// Parses a cache file.
+fn parse(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, Unusable> {
+    let damaged = |what: String| Unusable::Damaged(what);
+    let wrong_shape =
+        |what: &str| damaged(format!("is corrupt (valid JSON of the wrong shape: {what})"));
+    let root: Value = serde_json::from_slice(bytes)
+        .map_err(|e| damaged(format!("is corrupt (not valid JSON: {e})")))?;
+    let fields = root
         .as_object()
         .ok_or_else(|| wrong_shape("not an object"))?;
-    if root.get("format").and_then(Value::as_str) != Some(FORMAT) {
+    if fields.get("format").and_then(Value::as_str) != Some(FORMAT) {
         return Err(wrong_shape("no `format` field naming a verdict cache"));
     }
-    match root.get("version").and_then(Value::as_u64) {
+    match fields.get("version").and_then(Value::as_u64) {
         Some(VERSION) => {}
-        Some(v) => {
-            return Err(format!(
-                "has cache format version {v}, not {VERSION} (written by another provtarget build)"
-            ))
-        }
+        Some(v) => return Err(Unusable::OtherVersion(v)),
         None => return Err(wrong_shape("no `version` number")),
     }
-    if root.get("host").and_then(Value::as_str) != Some(host_build_key().as_str()) {
-        return Err("was written by another provtarget build (its host build key differs)".into());
+    let file: FileRecord<Value> =
+        serde_json::from_value(root).map_err(|e| wrong_shape(&e.to_string()))?;
+    if file.host != host_build_key() {
+        return Err(damaged(
+            "was written by another provtarget build (its host build key differs)".into(),
+        ));
     }
-    let list = root
-        .get("entries")
-        .and_then(Value::as_array)
-        .ok_or_else(|| wrong_shape("no `entries` list"))?;
-    let mut entries = HashMap::with_capacity(list.len());
-    for (i, e) in list.iter().enumerate() {
-        let (path, entry) = parse_entry(e).ok_or_else(|| wrong_shape(&format!("entry {i}")))?;
+    let mut entries = HashMap::with_capacity(file.entries.len());
+    for (i, e) in file.entries.into_iter().enumerate() {
+        let (path, entry) = serde_json::from_value::<EntryRecord>(e)
+            .map_err(|e| e.to_string())
+            .and_then(|e| entry_from(e).map_err(|e| e.to_string()))
+            .map_err(|why| wrong_shape(&format!("entry {i}: {why}")))?;
         entries.insert(path, entry);
     }
     Ok(entries)
 }
 
-fn parse_entry(v: &Value) -> Option<(PathBuf, Entry)> {
-    let o = v.as_object()?;
-    let path = PathBuf::from(o.get("path")?.as_str()?);
-    let identity = FileIdentity::from_json(o.get("identity")?)?;
-    let recorded = o.get("recorded")?.as_u64()?;
-    let sha256 = opt(o, "sha256", |v| {
-        let s = v.as_str()?;
-        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_string())
-    })?;
-    let refusal = opt(o, "refusal", |v| {
-        let r = v.as_object()?;
-        let stage = Stage::parse(r.get("stage")?.as_str()?)?;
-        let kind = kind_from(r.get("kind")?.as_str()?)?;
-        Some(Refusal::new(stage, kind, r.get("message")?.as_str()?))
-    })?;
-    let plugin = opt(o, "plugin", plugin_from_json)?;
-    // Missing in caches written before signatures: such an entry is never reused.
-    let signature = match o.get("signature") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(CachedSignature {
-            key: v.get("key")?.as_str()?.to_string(),
-            facts: opt(v.as_object()?, "facts", crate::SignatureFacts::from_json)?,
-        }),
+/// An entry as the cache keeps it; `Err` names the field that cannot be.
+fn entry_from(e: EntryRecord) -> Result<(PathBuf, Entry), RecordError> {
+    let bad = |field, problem| Err(RecordError { field, problem });
+    if e
+        .sha256
+        .as_ref()
+        .is_some_and(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return bad("sha256", "is not 64 hex digits");
+    }
+    let refusal = match Verdict::try_from(e.verdict)? {
+        Verdict::Loaded => None,
+        Verdict::Rejected(r) => Some(r),
+        Verdict::Skipped { .. } => return bad("verdict", "is skipped, which is never cached"),
     };
-    if !CachedVerdict::cacheable(refusal.as_ref()) || (refusal.is_none() && plugin.is_none()) {
-        return None;
+    if refusal.as_ref().is_some_and(|r| !cacheable_kind(r.kind))
+        || !CachedVerdict::cacheable(refusal.as_ref())
+    {
+        return bad("verdict", "has a refusal that is decided again every run");
+    }
+    if refusal.is_none() && e.plugin.is_none() {
+        return bad("plugin", "is null for a loaded library");
     }
     let verdict = CachedVerdict {
         refusal,
-        plugin,
-        sha256,
-        signature,
+        plugin: e.plugin.map(PluginFacts::from),
+        sha256: e.sha256,
+        signature: e.signature.map(|s| CachedSignature {
+            key: s.key,
+            facts: s.facts.map(crate::SignatureFacts::from),
+        }),
     };
-    Some((
-        path,
-        Entry {
-            identity,
-            recorded,
-            verdict,
-        },
-    ))
-}
-
-/// A nullable field: `Some(None)` for null, `Some(Some(x))` when it parses, `None`
-/// when it is missing or does not parse.
-fn opt<T>(o: &Map<String, Value>, key: &str, f: impl Fn(&Value) -> Option<T>) -> Option<Option<T>> {
-    match o.get(key)? {
-        Value::Null => Some(None),
-        v => f(v).map(Some),
-    }
-}
-
-fn plugin_to_json(p: &PluginFacts) -> Value {
-    let i = &p.info;
-    json!({
-        "name": i.name,
-        "version": i.version,
-        "type_id": i.plugin_type_id,
-        "vendor": i.vendor,
-        "description": i.description,
-        "declared_interface": i.interface_version,
-        "rustc": i.rustc_version,
-        "target": i.target,
-        "abi_stable": i.abi_stable_version,
-        "sdk": i.sdk_version,
-        "interface_version": p.interface_version,
-        "config_keys": p.config_keys.iter().map(|k| json!([k.key, k.default, k.description])).collect::<Vec<_>>(),
-    })
-}
-
-fn plugin_from_json(v: &Value) -> Option<PluginFacts> {
-    let o = v.as_object()?;
-    let s = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
-    let type_id = u32::try_from(o.get("type_id")?.as_u64()?).ok()?;
-    let info = PluginInfo {
-        name: s("name")?,
-        version: s("version")?,
-        plugin_type: PluginType::from_id(type_id),
-        plugin_type_id: type_id,
-        vendor: s("vendor")?,
-        description: s("description")?,
-        interface_version: s("declared_interface")?,
-        rustc_version: s("rustc")?,
-        target: s("target")?,
-        abi_stable_version: s("abi_stable")?,
-        sdk_version: s("sdk")?,
+    let entry = Entry {
+        identity: e.identity,
+        recorded: e.recorded,
+        verdict,
     };
-    let mut config_keys = Vec::new();
-    for k in o.get("config_keys")?.as_array()? {
-        let k = k.as_array().filter(|k| k.len() == 3)?;
-        config_keys.push(ConfigKey::new(
-            k[0].as_str()?,
-            k[1].as_str()?,
-            k[2].as_str()?,
-        ));
-    }
-    Some(PluginFacts {
-        info,
-        interface_version: s("interface_version")?,
-        config_keys,
-    })
+    Ok((PathBuf::from(e.path), entry))
 }
 
 /// The kinds a cacheable refusal can have; any other kind makes the entry unusable.
@@ -674,10 +647,8 @@ const KINDS: [RefusalKind; 13] = [
     RefusalKind::BadInfo,
 ];
 
-fn kind_from(s: &str) -> Option<RefusalKind> {
-    RefusalKind::parse(s).filter(|k| {
-        KINDS.contains(k) || matches!(k, RefusalKind::ReservedName | RefusalKind::WrongType)
-    })
+fn cacheable_kind(k: RefusalKind) -> bool {
+    KINDS.contains(&k) || matches!(k, RefusalKind::ReservedName | RefusalKind::WrongType)
 }
 
 /// What binds a cache to the host build that wrote it: the cache format, this
@@ -714,6 +685,7 @@ pub fn host_build_key() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use provtarget_abi::{host::PluginInfo, ConfigKey, PluginType};
 
     fn facts() -> PluginFacts {
         PluginFacts {
@@ -853,13 +825,32 @@ mod tests {
             (good[..good.len() / 2].to_vec(), "not valid JSON"),
             (b"[1,2,3]".to_vec(), "wrong shape"),
             (
-                text.replace("\"identity\":[", "\"identity\":[0,")
+                text.replace("\"identity\":{", "\"identity\":{\"x\":0,")
                     .into_bytes(),
-                "wrong shape",
+                "entry 0: unknown field `x`",
             ),
             (
-                text.replace("\"version\":1", "\"version\":99").into_bytes(),
-                "format version 99",
+                text.replace("\"stage\":null,", "").into_bytes(),
+                "entry 0: missing field `stage`",
+            ),
+            (
+                text.replace("\"sdk_version\":", "\"sdk\":").into_bytes(),
+                "entry 0: unknown field `sdk`",
+            ),
+            (
+                text.replace("\"plugin\":{", "\"plugin\":null,\"x\":{")
+                    .into_bytes(),
+                "entry 0: unknown field `x`",
+            ),
+            (
+                text.replace("\"signature\":null", "\"signature\":null,\"more\":1")
+                    .into_bytes(),
+                "entry 0: unknown field `more`",
+            ),
+            (
+                text.replace("\"entries\":", "\"extra\":1,\"entries\":")
+                    .into_bytes(),
+                "unknown field `extra`",
             ),
             (
                 text.replace("\"host\":\"cache", "\"host\":\"other")
@@ -879,6 +870,55 @@ mod tests {
                 "{expect}: {}",
                 warnings[0]
             );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A cache of another format version, older (version 1, as the host wrote it
+    /// before the record model) or newer, is not read, and rebuilt without a warning.
+    #[test]
+    fn a_cache_of_another_version_is_rebuilt_quietly() {
+        let dir = temp("version");
+        let mut cache = cache_in(&dir);
+        cache.record(
+            Path::new("/p/a.so"),
+            identity(),
+            CachedVerdict {
+                refusal: None,
+                plugin: Some(facts()),
+                sha256: None,
+                signature: None,
+            },
+        );
+        cache.save().unwrap();
+        let text = std::fs::read_to_string(dir.join(CACHE_FILE_NAME)).unwrap();
+        let host = serde_json::from_str::<Value>(&text).unwrap()["host"].clone();
+        let v1 = serde_json::json!({
+            "format": FORMAT,
+            "version": 1,
+            "host": host,
+            "entries": [{
+                "path": "/p/a.so",
+                "identity": [1, 2, 3, 4, 5, 6, 7],
+                "recorded": 1,
+                "sha256": null,
+                "refusal": null,
+                "plugin": null,
+                "signature": null,
+            }],
+        });
+        let future = text.replace(&format!("\"version\":{VERSION}"), "\"version\":99");
+        assert_ne!(future, text);
+        for bytes in [v1.to_string(), future] {
+            std::fs::write(dir.join(CACHE_FILE_NAME), bytes).unwrap();
+            let (cache, warnings) = VerdictCache::open(&dir, sys::effective_uid(), false);
+            let mut cache = cache.expect("still a cache, empty");
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(cache.lookup(Path::new("/p/a.so"), &identity()), None);
+            // Rewritten in this version even though nothing was recorded.
+            cache.save().unwrap();
+            let again = std::fs::read_to_string(dir.join(CACHE_FILE_NAME)).unwrap();
+            assert!(again.contains(&format!("\"version\":{VERSION}")), "{again}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -133,6 +133,7 @@ mod options;
 mod pins;
 mod pipeline;
 mod probe;
+pub mod record;
 mod report;
 mod scan;
 mod signature;

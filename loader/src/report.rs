@@ -30,6 +30,24 @@ macro_rules! names {
                 }
             }
         }
+
+        /// Written as its stable name ([`as_str`](Self::as_str)).
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        /// Read from its stable name; any other text is an error naming the names
+        /// allowed.
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                let name = String::deserialize(d)?;
+                $ty::parse(&name).ok_or_else(|| {
+                    serde::de::Error::unknown_variant(&name, &[$($name,)*])
+                })
+            }
+        }
     };
 }
 

@@ -53,7 +53,7 @@ impl SignatureState {
         }
     }
 
-    fn parse(s: &str) -> Option<SignatureState> {
+    pub(crate) fn parse(s: &str) -> Option<SignatureState> {
         Some(match s {
             "signed" => SignatureState::Signed,
             "unsigned" => SignatureState::Unsigned,
@@ -106,29 +106,19 @@ impl SignatureFacts {
         }
     }
 
-    /// As JSON: `{"state", "key_id", "trusted_comment", "reason"}`.
+    /// As JSON: `{"state", "key_id", "trusted_comment", "reason"}`
+    /// ([`SignatureRecord`](crate::record::SignatureRecord)).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "state": self.state.as_str(),
-            "key_id": self.key_id,
-            "trusted_comment": self.trusted_comment,
-            "reason": self.reason,
-        })
+        serde_json::to_value(crate::record::SignatureRecord::from(self))
+            .unwrap_or(serde_json::Value::Null)
     }
 
-    /// The inverse of [`SignatureFacts::to_json`].
+    /// The inverse of [`SignatureFacts::to_json`]: `None` when a field is missing,
+    /// unknown or of the wrong type.
     pub fn from_json(v: &serde_json::Value) -> Option<SignatureFacts> {
-        let o = v.as_object()?;
-        let s = |k: &str| match o.get(k)? {
-            serde_json::Value::Null => Some(None),
-            v => v.as_str().map(|s| Some(s.to_string())),
-        };
-        Some(SignatureFacts {
-            state: SignatureState::parse(o.get("state")?.as_str()?)?,
-            key_id: s("key_id")?,
-            trusted_comment: s("trusted_comment")?,
-            reason: s("reason")?,
-        })
+        serde_json::from_value::<crate::record::SignatureRecord>(v.clone())
+            .ok()
+            .map(SignatureFacts::from)
     }
 }
 

@@ -1,6 +1,6 @@
 //! `provtarget buildinfo`: Choria-like text, and one JSON object for tools.
 
-use std::{fmt::Write as _, time::UNIX_EPOCH};
+use std::fmt::Write as _;
 
 use provtarget_loader::{LibraryRecord, Verdict};
 use serde_json::{json, Value};
@@ -66,8 +66,17 @@ fn sources(host: &Host) -> Vec<crate::config::SettingSource> {
 /// The Choria-style text report.
 pub fn text(host: &Host) -> String {
     let mut out = String::new();
-    let config = host.config();
-    let (name, version) = host.resolver_name();
+    write_build(&mut out);
+    write_server_settings(&mut out, host);
+    write_provisioning_settings(&mut out, host);
+    write_sources(&mut out, host);
+    write_plugins(&mut out, host);
+    write_warnings(&mut out, host);
+    out
+}
+
+/// `Build Data:` this host's version, interfaces, compiler, target and abi_stable.
+fn write_build(out: &mut String) {
     let _ = writeln!(out, "Build Data:");
     let _ = writeln!(out, "     Version: {}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(
@@ -85,8 +94,21 @@ pub fn text(host: &Host) -> String {
         "     abi_stable: {}",
         provtarget_abi::ABI_STABLE_VERSION
     );
+}
+
+/// `Server Settings:` the resolvers, then where plugins come from and how they are
+/// checked and run.
+fn write_server_settings(out: &mut String, host: &Host) {
     let _ = writeln!(out);
     let _ = writeln!(out, "Server Settings:");
+    write_resolvers(out, host);
+    write_plugin_policy(out, host);
+}
+
+/// The resolver in charge, the chain when there is more than one, and the resolvers
+/// disabled with why.
+fn write_resolvers(out: &mut String, host: &Host) {
+    let (name, version) = host.resolver_name();
     let (name, version) = (printable(&name), printable(&version));
     if version.is_empty() {
         let _ = writeln!(out, "    Provisioning Target Resolver: {name}");
@@ -108,62 +130,72 @@ pub fn text(host: &Host) -> String {
             safe(&d.reason)
         );
     }
-    let _ = writeln!(
-        out,
-        "            Configuration File: {}",
-        config
-            .file()
-            .map(|p| printable(&p.to_string_lossy()))
-            .unwrap_or_else(|| "none (built-in defaults)".into())
-    );
-    let dirs: Vec<String> = config
+}
+
+/// The configured plugin directories, escaped for the terminal.
+fn directories(host: &Host) -> Vec<String> {
+    host.config()
         .directories()
         .iter()
         .map(|d| printable(&d.to_string_lossy()))
-        .collect();
-    let _ = writeln!(out, "            Plugin Directories: {}", dirs.join(", "));
-    let _ = writeln!(
-        out,
-        "            Plugin Pins: {}",
-        config
+        .collect()
+}
+
+/// The configuration file, plugin directories, pins, owner checks, isolation,
+/// signatures, verdict cache and timeout.
+fn write_plugin_policy(out: &mut String, host: &Host) {
+    let config = host.config();
+    let mut line = |label: &str, value: &str| {
+        let _ = writeln!(out, "            {label}: {value}");
+    };
+    line(
+        "Configuration File",
+        &config
+            .file()
+            .map(|p| printable(&p.to_string_lossy()))
+            .unwrap_or_else(|| "none (built-in defaults)".into()),
+    );
+    line("Plugin Directories", &directories(host).join(", "));
+    line(
+        "Plugin Pins",
+        &config
             .pin_file()
             .map(|p| printable(&p.to_string_lossy()))
-            .unwrap_or_else(|| "not pinned".into())
+            .unwrap_or_else(|| "not pinned".into()),
     );
-    let _ = writeln!(
-        out,
-        "            Plugin Owner Checks: {}",
+    line(
+        "Plugin Owner Checks",
         if config.insecure_skip_owner_checks() {
             "DISABLED (developer override plugin.provtarget.insecure_skip_owner_checks)"
         } else {
             "enforced"
-        }
+        },
     );
-    let _ = writeln!(out, "            Plugin Isolation: {}", config.isolation());
-    let _ = writeln!(
-        out,
-        "            Plugin Signatures: {}",
-        signatures_line(host)
-    );
-    let _ = writeln!(
-        out,
-        "            Verdict Cache: {}",
-        config
+    line("Plugin Isolation", &config.isolation().to_string());
+    line("Plugin Signatures", &signatures_line(host));
+    line(
+        "Verdict Cache",
+        &config
             .cache_dir()
-            .map(|d| d
-                .join(provtarget_loader::CACHE_FILE_NAME)
-                .display()
-                .to_string())
-            .unwrap_or_else(|| "none".into())
+            .map(|d| {
+                d.join(provtarget_loader::CACHE_FILE_NAME)
+                    .display()
+                    .to_string()
+            })
+            .unwrap_or_else(|| "none".into()),
     );
-    let _ = writeln!(
-        out,
-        "            Resolver Timeout: {}",
-        config
+    line(
+        "Resolver Timeout",
+        &config
             .timeout()
             .map(|t| format!("{:?}", t))
-            .unwrap_or_else(|| "none".into())
+            .unwrap_or_else(|| "none".into()),
     );
+}
+
+/// `Provisioning Settings:` what the active resolvers reported (secrets masked), when
+/// there is any.
+fn write_provisioning_settings(out: &mut String, host: &Host) {
     let settings: Vec<(&str, &str)> = host
         .chain()
         .iter()
@@ -176,6 +208,10 @@ pub fn text(host: &Host) -> String {
             let _ = writeln!(out, "            {}: {}", printable(k), shown(k, v));
         }
     }
+}
+
+/// `Configuration Sources:` every key with its value and where it came from.
+fn write_sources(out: &mut String, host: &Host) {
     let _ = writeln!(out);
     let _ = writeln!(out, "Configuration Sources:");
     for s in sources(host) {
@@ -191,14 +227,22 @@ pub fn text(host: &Host) -> String {
             safe(&s.origin)
         );
     }
+}
+
+/// `Provisioning Target Plugins:` every library found, with its verdict.
+fn write_plugins(out: &mut String, host: &Host) {
     let _ = writeln!(out);
     let _ = writeln!(out, "Provisioning Target Plugins:");
     if host.report().libraries.is_empty() {
-        let _ = writeln!(out, "    none found in {}", dirs.join(", "));
+        let _ = writeln!(out, "    none found in {}", directories(host).join(", "));
     }
     for lib in &host.report().libraries {
-        write_library(&mut out, host, lib);
+        write_library(out, host, lib);
     }
+}
+
+/// `Warnings:` when there are any.
+fn write_warnings(out: &mut String, host: &Host) {
     if !host.warnings().is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "Warnings:");
@@ -206,7 +250,6 @@ pub fn text(host: &Host) -> String {
             let _ = writeln!(out, "    {}", safe(w));
         }
     }
-    out
 }
 
 /// The keys the loaded plugins declare, with their defaults, in scan order.
@@ -295,6 +338,16 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
     let mut field = |label: &str, value: &str| {
         let _ = writeln!(out, "{indent}    {label}: {value}");
     };
+    verdict_fields(lib, active, &mut field);
+    if let Some(p) = &lib.plugin {
+        plugin_fields(p, &mut field);
+    }
+    file_fields(lib, &mut field);
+    out
+}
+
+/// The `Status` line, and `Reason` (and `Verdict` when cached) of a refusal or skip.
+fn verdict_fields(lib: &LibraryRecord, active: Option<bool>, field: &mut impl FnMut(&str, &str)) {
     match &lib.verdict {
         Verdict::Loaded => field(
             "Status",
@@ -325,43 +378,51 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
             field("Reason", &printable(reason));
         }
     }
-    if let Some(p) = &lib.plugin {
-        let i = &p.info;
+}
+
+/// What the plugin says about itself: name, type, vendor, description, interface and
+/// build, and one `Config` line per declared key.
+fn plugin_fields(p: &provtarget_loader::PluginFacts, field: &mut impl FnMut(&str, &str)) {
+    let i = &p.info;
+    field(
+        "Plugin",
+        &format!("{} version {}", printable(&i.name), printable(&i.version)),
+    );
+    field("Type", &i.plugin_type.to_string());
+    if !i.vendor.is_empty() {
+        field("Vendor", &printable(&i.vendor));
+    }
+    if !i.description.is_empty() {
+        field("Description", &printable(&i.description));
+    }
+    field(
+        "Interface",
+        &format!(
+            "{} (built with {}, {}; provtarget-abi {} on abi_stable {})",
+            printable(&p.interface_version),
+            printable(&i.rustc_version),
+            printable(&i.target),
+            printable(&i.sdk_version),
+            printable(&i.abi_stable_version)
+        ),
+    );
+    for k in &p.config_keys {
         field(
-            "Plugin",
-            &format!("{} version {}", printable(&i.name), printable(&i.version)),
-        );
-        field("Type", &i.plugin_type.to_string());
-        if !i.vendor.is_empty() {
-            field("Vendor", &printable(&i.vendor));
-        }
-        if !i.description.is_empty() {
-            field("Description", &printable(&i.description));
-        }
-        field(
-            "Interface",
+            "Config",
             &format!(
-                "{} (built with {}, {}; provtarget-abi {} on abi_stable {})",
-                printable(&p.interface_version),
-                printable(&i.rustc_version),
-                printable(&i.target),
-                printable(&i.sdk_version),
-                printable(&i.abi_stable_version)
+                "{} (default {:?}): {} [environment: {}]",
+                printable(&k.key),
+                printable(&k.default),
+                printable(&k.description),
+                printable(&crate::config::env_var(&k.key)),
             ),
         );
-        for k in &p.config_keys {
-            field(
-                "Config",
-                &format!(
-                    "{} (default {:?}): {} [environment: {}]",
-                    printable(&k.key),
-                    printable(&k.default),
-                    printable(&k.description),
-                    printable(&crate::config::env_var(&k.key)),
-                ),
-            );
-        }
     }
+}
+
+/// The `File` line (hash, size, owner, mode) and the `Signature` line when
+/// signatures are checked.
+fn file_fields(lib: &LibraryRecord, field: &mut impl FnMut(&str, &str)) {
     if let Some(f) = &lib.file {
         let hash = match &f.sha256 {
             Some(h) => format!("sha256:{h} "),
@@ -384,7 +445,6 @@ pub fn record_text(lib: &LibraryRecord, active: Option<bool>, indent: &str) -> S
     {
         field("Signature", &sig.summary());
     }
-    out
 }
 
 /// The JSON report: `resolver`, `chain`, `plugins` and more.
@@ -459,51 +519,25 @@ pub fn library_json(host: &Host, lib: &LibraryRecord) -> Value {
     v
 }
 
-/// One library as JSON, without host context.
+/// One library as JSON, without host context: the record model's document
+/// ([`provtarget_loader::record::document`]), each declared key with the environment
+/// variable that sets it (`env`).
 pub fn record_json(lib: &LibraryRecord) -> Value {
     // JSON carries every text raw (serde_json escapes what JSON needs); only the
     // text renderer escapes for terminals.
-    let (stage, kind, reason) = match &lib.verdict {
-        Verdict::Rejected(r) => (
-            Some(r.stage.as_str()),
-            Some(r.kind.as_str()),
-            Some(r.message.clone()),
-        ),
-        Verdict::Skipped { reason } => (None, None, Some(reason.clone())),
-        Verdict::Loaded => (None, None, None),
-    };
-    let plugin = lib.plugin.as_ref();
-    let file = lib.file.as_ref();
-    json!({
-        "path": lib.path.display().to_string(),
-        "status": lib.verdict.status(),
-        "stage": stage,
-        "kind": kind,
-        "reason": reason,
-        "name": plugin.map(|p| p.info.name.clone()),
-        "version": plugin.map(|p| p.info.version.clone()),
-        "type": plugin.map(|p| p.info.plugin_type.to_string()),
-        "vendor": plugin.map(|p| p.info.vendor.clone()),
-        "description": plugin.map(|p| p.info.description.clone()),
-        "interface_version": plugin.map(|p| p.interface_version.clone()),
-        "rustc": plugin.map(|p| p.info.rustc_version.clone()),
-        "target": plugin.map(|p| p.info.target.clone()),
-        "sdk_version": plugin.map(|p| p.info.sdk_version.clone()),
-        "abi_stable_version": plugin.map(|p| p.info.abi_stable_version.clone()),
-        "config_keys": plugin.map(|p| p.config_keys.iter().map(|k| json!({
-            "key": k.key, "default": k.default, "description": k.description,
-            "env": crate::config::env_var(&k.key),
-        })).collect::<Vec<_>>()),
-        "sha256": file.and_then(|f| f.sha256.clone()),
-        "size": file.map(|f| f.size),
-        "mtime": file.and_then(|f| f.mtime.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
-        "uid": file.map(|f| f.uid),
-        "gid": file.map(|f| f.gid),
-        "mode": file.map(|f| format!("{:04o}", f.mode)),
-        "load_time_ms": lib.load_time.as_secs_f64() * 1000.0,
-        "cached": lib.cached,
-        "signature": lib.signature.as_ref().map(|s| s.to_json()),
-    })
+    let mut doc = provtarget_loader::record::document(lib);
+    if let Some(Value::Array(keys)) = doc.get_mut("config_keys") {
+        for k in keys.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(env) = k
+                .get("key")
+                .and_then(Value::as_str)
+                .map(crate::config::env_var)
+            {
+                k.insert("env".into(), env.into());
+            }
+        }
+    }
+    Value::Object(doc)
 }
 
 #[cfg(test)]

@@ -557,8 +557,11 @@ enum Unusable {
 /// Parses a cache file.
 fn parse(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, Unusable> {
     let damaged = |what: String| Unusable::Damaged(what);
-    let wrong_shape =
-        |what: &str| damaged(format!("is corrupt (valid JSON of the wrong shape: {what})"));
+    let wrong_shape = |what: &str| {
+        damaged(format!(
+            "is corrupt (valid JSON of the wrong shape: {what})"
+        ))
+    };
     let root: Value = serde_json::from_slice(bytes)
         .map_err(|e| damaged(format!("is corrupt (not valid JSON: {e})")))?;
     let fields = root
@@ -593,8 +596,7 @@ fn parse(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, Unusable> {
 /// An entry as the cache keeps it; `Err` names the field that cannot be.
 fn entry_from(e: EntryRecord) -> Result<(PathBuf, Entry), RecordError> {
     let bad = |field, problem| Err(RecordError { field, problem });
-    if e
-        .sha256
+    if e.sha256
         .as_ref()
         .is_some_and(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
     {

@@ -268,8 +268,8 @@ impl<'de> Deserialize<'de> for SignatureState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SignatureState, D::Error> {
         let name = String::deserialize(d)?;
         SignatureState::parse(&name).ok_or_else(|| {
-                serde::de::Error::unknown_variant(&name, &["signed", "unsigned", "refused", "off"])
-            })
+            serde::de::Error::unknown_variant(&name, &["signed", "unsigned", "refused", "off"])
+        })
     }
 }
 

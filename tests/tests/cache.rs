@@ -224,8 +224,9 @@ fn a_damaged_or_foreign_build_cache_is_ignored_with_a_warning_and_rebuilt() {
         .as_str()
         .expect("host key")
         .to_string();
+    let version = serde_json::from_str::<Value>(&good).expect("json")["version"].clone();
     // A cache of another build that claims the refused library was accepted.
-    let forged = good.replace(&host, "cache 1; another build");
+    let forged = good.replace(&host, "cache 2; another build");
     for (label, bytes, expect) in [
         (
             "garbage",
@@ -239,20 +240,28 @@ fn a_damaged_or_foreign_build_cache_is_ignored_with_a_warning_and_rebuilt() {
         ),
         (
             "wrong shape",
-            br#"{"format":"provtarget-verdict-cache","version":1,"host":"x","entries":{}}"#
-                .to_vec(),
-            "another provtarget build",
+            format!(
+                r#"{{"format":"provtarget-verdict-cache","version":{version},"host":"x","entries":{{}}}}"#
+            )
+            .into_bytes(),
+            "wrong shape: invalid type: map",
+        ),
+        (
+            "a missing field",
+            good.replacen("\"stage\":null,", "", 1).into_bytes(),
+            "wrong shape: entry 0: missing field `stage`",
+        ),
+        (
+            "an unknown field",
+            good.replacen("\"recorded\":", "\"trusted\":true,\"recorded\":", 1)
+                .into_bytes(),
+            "wrong shape: entry 0: unknown field `trusted`",
         ),
         ("wrong shape", br#"{"entries":[]}"#.to_vec(), "wrong shape"),
         (
             "other build",
             forged.into_bytes(),
             "another provtarget build",
-        ),
-        (
-            "other version",
-            good.replace("\"version\":1", "\"version\":2").into_bytes(),
-            "format version 2",
         ),
     ] {
         std::fs::write(cache_file(&cache), &bytes).expect("write cache");
@@ -285,6 +294,75 @@ fn a_damaged_or_foreign_build_cache_is_ignored_with_a_warning_and_rebuilt() {
             .iter()
             .all(|w| !w.contains("verdict cache")));
     }
+}
+
+/// A cache in the format the host wrote before the record model (version 1, taken
+/// from the main binary: `tests/fixtures/verdict-cache-v1.json`), made to describe this
+/// test's files exactly (paths, identities, this host's build key), so that a host
+/// that still read version 1 would trust it: the new host does not read it, rebuilds
+/// it, and says so at debug level only (an upgrade is not damage).
+#[test]
+fn a_cache_of_the_previous_format_version_is_rebuilt_quietly() {
+    let plugins = plugin_dir("cache-v1", &["provtarget-fqdn"]);
+    let junk = plugins.write("junk.so", "not a library\n");
+    std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let fqdn = plugins.path().join(cdylib_file_name("provtarget-fqdn"));
+    let cache = TempDir::new("cache-v1-dir");
+    let cold = buildinfo(&plugins, cache.path(), &[]).json();
+    assert_eq!(plugin(&cold, "junk.so")["kind"], "not-elf");
+    let ours: Value =
+        serde_json::from_str(&std::fs::read_to_string(cache_file(&cache)).expect("cache"))
+            .expect("json");
+    let fixture =
+        provtarget_testsupport::workspace_root().join("tests/fixtures/verdict-cache-v1.json");
+    let v1 = std::fs::read_to_string(&fixture)
+        .expect("fixture")
+        .replace("/tmp/v1gen/plugins/fqdn.so", &path_str(&fqdn))
+        .replace("/tmp/v1gen/plugins/junk.so", &path_str(&junk));
+    let mut v1: Value = serde_json::from_str(&v1).expect("fixture json");
+    assert_eq!(v1["version"], 1);
+    v1["host"] = ours["host"].clone();
+    for entry in v1["entries"].as_array_mut().expect("entries") {
+        let m = std::fs::metadata(entry["path"].as_str().expect("path")).expect("stat");
+        entry["identity"] = serde_json::json!([
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        ]);
+    }
+    std::fs::write(cache_file(&cache), v1.to_string()).expect("write cache");
+    let run = buildinfo(&plugins, cache.path(), &["--log-level", "debug"]);
+    let report = run.json();
+    assert!(
+        warnings(&report)
+            .iter()
+            .all(|w| !w.contains("verdict cache")),
+        "{:?}",
+        warnings(&report)
+    );
+    assert_eq!(
+        plugin(&report, "junk.so")["cached"],
+        false,
+        "the version 1 cache was read"
+    );
+    assert!(
+        run.stderr
+            .contains("has cache format version 1, not 2: it is not read, and rebuilt"),
+        "{}",
+        run.stderr
+    );
+    let rebuilt: Value =
+        serde_json::from_str(&std::fs::read_to_string(cache_file(&cache)).expect("cache"))
+            .expect("json");
+    assert_eq!(rebuilt["version"], 2);
+    // Rebuilt: the next run answers from it.
+    let warm = buildinfo(&plugins, cache.path(), &[]).json();
+    assert_eq!(plugin(&warm, "junk.so")["cached"], true);
+    assert!(warnings(&warm).iter().all(|w| !w.contains("verdict cache")));
 }
 
 fn running_as_root(probe: &TempDir) -> bool {

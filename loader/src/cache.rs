@@ -22,9 +22,11 @@
 //! judged by the same owner/mode rule as a plugin directory, the file opened with
 //! `O_NOFOLLOW` relative to it, judged on the open descriptor (regular file, owned by
 //! root or us, not group- or world-writable), read up to [`MAX_CACHE_FILE`] bytes. A
-//! cache that is corrupt, of the wrong shape or version, written by another build,
-//! foreign-owned, writable by others or a symlink is ignored with a one-line warning
-//! and rebuilt, never trusted. A cache directory that cannot be created or is not
+//! cache that is corrupt, of the wrong shape (a missing or unknown field: entries are
+//! the record model of [`crate::record`]), written by another build, foreign-owned,
+//! writable by others or a symlink is ignored with a one-line warning and rebuilt,
+//! never trusted. A cache of another format version (an older or newer host) is not
+//! read either: it is rebuilt, logged at debug level only. A cache directory that cannot be created or is not
 //! trusted means no cache (a warning, never an error). The file is replaced
 //! atomically: written to a new temporary file in the same directory (mode 0644) and
 //! renamed over the old one.

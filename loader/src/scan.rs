@@ -13,8 +13,8 @@ use crate::{
     cache::{CachedVerdict, FileIdentity, VerdictCache},
     directory::{self, Dir, DirError},
     discover,
+    gate::{Gate, Prepared},
     pipeline::{CacheUse, Session},
-    probe::{Gate, Prepared},
     text::shown,
     LibraryRecord, LoadReport, LoadedPlugin, LoaderOptions, Refusal, RefusalKind, Stage, Verdict,
 };
@@ -51,7 +51,7 @@ pub fn load_with(options: &LoaderOptions, select: impl FnMut(&[&str]) -> Vec<usi
 }
 
 /// [`load_with`] with an optional gate before each in-process load (see
-/// [`crate::probe::load_with_gated`]).
+/// [`crate::gate::load_with_gated`]).
 pub(crate) fn load_scan(
     options: &LoaderOptions,
     mut select: impl FnMut(&[&str]) -> Vec<usize>,

@@ -21,7 +21,7 @@ use std::mem::size_of;
 
 use object::{
     elf,
-    read::elf::{FileHeader, ProgramHeader, SectionHeader, SectionTable, Sym},
+    read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, SectionTable, Sym},
     Endianness, ReadRef, StringTable,
 };
 
@@ -453,6 +453,60 @@ fn exports<'data, R: ReadRef<'data>>(
         found.panic_abort |= name == panic_abort_symbol.as_bytes();
     }
     Ok(found)
+}
+
+/// What a library needs from other objects, read from its dynamic section and dynamic
+/// symbol table: the facts that tell why the dynamic linker refused it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Imports {
+    /// Its `DT_NEEDED` libraries, in order.
+    pub(crate) needed: Vec<String>,
+    /// Its library search path: `DT_RUNPATH`, else `DT_RPATH` (`:`-separated lists,
+    /// split).
+    pub(crate) search_path: Vec<String>,
+    /// The symbols it imports and must find (undefined and not weak), in table order.
+    pub(crate) symbols: Vec<String>,
+}
+
+/// Reads the [`Imports`] of a library that passed [`check`] (`None` if its tables
+/// cannot be read after all).
+pub(crate) fn imports<'data, R: ReadRef<'data>>(data: R) -> Option<Imports> {
+    let header = HostHeader::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let headers = header.section_headers(endian, data).ok()?;
+    let sections = SectionTable::<HostHeader, R>::new(headers, StringTable::default());
+    let mut imports = Imports::default();
+    if let Some((entries, link)) = sections.dynamic(endian, data).ok()? {
+        let strings = sections.strings(endian, data, link).ok()?;
+        let (mut runpath, mut rpath) = (Vec::new(), Vec::new());
+        for entry in entries {
+            let Some(text) = entry.val32(endian).and_then(|v| strings.get(v).ok()) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(text).into_owned();
+            match entry.tag32(endian) {
+                Some(elf::DT_NEEDED) => imports.needed.push(text),
+                Some(elf::DT_RUNPATH) => runpath.extend(text.split(':').map(str::to_string)),
+                Some(elf::DT_RPATH) => rpath.extend(text.split(':').map(str::to_string)),
+                _ => {}
+            }
+        }
+        // The dynamic linker ignores DT_RPATH when DT_RUNPATH is present.
+        imports.search_path = if runpath.is_empty() { rpath } else { runpath };
+    }
+    let symbols = sections.symbols(endian, data, elf::SHT_DYNSYM).ok()?;
+    for symbol in symbols.iter() {
+        if symbol.st_shndx(endian) != elf::SHN_UNDEF || symbol.st_bind() != elf::STB_GLOBAL {
+            continue; // defined here, or weak (may stay unresolved), or the null entry
+        }
+        match symbol.name(endian, symbols.strings()) {
+            Ok(name) if !name.is_empty() => imports
+                .symbols
+                .push(String::from_utf8_lossy(name).into_owned()),
+            _ => {}
+        }
+    }
+    Some(imports)
 }
 
 #[cfg(test)]

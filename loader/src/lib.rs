@@ -141,6 +141,8 @@ mod cache;
 mod directory;
 mod discover;
 #[cfg(target_os = "linux")]
+mod dlopen_failure;
+#[cfg(target_os = "linux")]
 mod elf;
 mod gate;
 mod image;

@@ -162,6 +162,41 @@ pub(crate) fn check<'data, R: ReadRef<'data>>(
     root_symbol: &str,
     panic_abort_symbol: &str,
 ) -> Result<(), ElfProblem> {
+    check_ident(data, len)?;
+    within("ELF header", 0, size_of::<HostHeader>() as u64, len)?;
+    let header = HostHeader::parse(data).map_err(|e| {
+        problem(
+            RefusalKind::Malformed,
+            format!("has a bad ELF header ({e})"),
+        )
+    })?;
+    let endian = header.endian().map_err(|e| {
+        problem(
+            RefusalKind::Malformed,
+            format!("has a bad ELF header ({e})"),
+        )
+    })?;
+    check_header(header, endian, data, len)?;
+    let exports = exports(header, endian, data, len, root_symbol, panic_abort_symbol)?;
+    if exports.panic_abort {
+        // Checked before the root symbol: a panic = "abort" plugin exports both.
+        return Err(problem(
+            RefusalKind::PanicAbortBuild,
+            "was built with panic = \"abort\"",
+        ));
+    }
+    if !exports.root {
+        return Err(problem(
+            RefusalKind::NoRootSymbol,
+            "it does not export the provtarget root module",
+        ));
+    }
+    Ok(())
+}
+
+/// The ELF magic number and identification: class, byte order and version of this
+/// host.
+fn check_ident<'data, R: ReadRef<'data>>(data: R, len: u64) -> Result<(), ElfProblem> {
     if len == 0 {
         return Err(problem(RefusalKind::NotElf, "is empty (0 bytes)"));
     }
@@ -212,38 +247,10 @@ pub(crate) fn check<'data, R: ReadRef<'data>>(
             format!("has unknown ELF version {}", ident.version),
         ));
     }
-    within("ELF header", 0, size_of::<HostHeader>() as u64, len)?;
-    let header = HostHeader::parse(data).map_err(|e| {
-        problem(
-            RefusalKind::Malformed,
-            format!("has a bad ELF header ({e})"),
-        )
-    })?;
-    let endian = header.endian().map_err(|e| {
-        problem(
-            RefusalKind::Malformed,
-            format!("has a bad ELF header ({e})"),
-        )
-    })?;
-    check_header(header, endian, data, len)?;
-    let exports = exports(header, endian, data, len, root_symbol, panic_abort_symbol)?;
-    if exports.panic_abort {
-        // Checked before the root symbol: a panic = "abort" plugin exports both.
-        return Err(problem(
-            RefusalKind::PanicAbortBuild,
-            "was built with panic = \"abort\"",
-        ));
-    }
-    if !exports.root {
-        return Err(problem(
-            RefusalKind::NoRootSymbol,
-            "it does not export the provtarget root module",
-        ));
-    }
     Ok(())
 }
 
-/// Type, machine, program headers and segments.
+/// Type and machine, then the tables and segments (see [`check_segments`]).
 fn check_header<'data, R: ReadRef<'data>>(
     header: &HostHeader,
     endian: Endianness,
@@ -279,6 +286,17 @@ fn check_header<'data, R: ReadRef<'data>>(
         }
     }
 
+    check_segments(header, endian, data, len)
+}
+
+/// The program header table and every segment with file contents lie inside the
+/// file; there is a loadable segment and a dynamic one.
+fn check_segments<'data, R: ReadRef<'data>>(
+    header: &HostHeader,
+    endian: Endianness,
+    data: R,
+    len: u64,
+) -> Result<(), ElfProblem> {
     // Section 0 carries the real program header count when it overflows 16 bits, so
     // the section header table is checked first.
     check_section_table(header, endian, data, len)?;

@@ -189,6 +189,15 @@ mod tests {
     }
 
     #[test]
+    fn a_library_whose_imports_all_resolve_has_no_cause_from_the_facts() {
+        // The test kit plugin loads: every import is found (in the host's global scope
+        // or its needed libraries), so the facts name nothing and dlerror would be shown.
+        let path = provtarget_testsupport::cdylib("provtarget-testkit");
+        let file = File::open(&path).unwrap();
+        assert_eq!(diagnose(&file, &path), Cause::Unknown);
+    }
+
+    #[test]
     fn imports_are_looked_up_in_the_host_and_its_loaded_libraries() {
         let libc = LoadedLibrary::find("libc.so.6").or_else(|| LoadedLibrary::find("libc.so"));
         let libraries: Vec<LoadedLibrary> = libc.into_iter().collect();

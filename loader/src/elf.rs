@@ -706,6 +706,31 @@ mod tests {
     }
 
     #[test]
+    fn imports_list_needed_libraries_and_strong_undefined_symbols_only() {
+        let plugin = std::fs::read(provtarget_testsupport::cdylib("provtarget-testkit")).unwrap();
+        let found = imports(plugin.as_slice()).expect("readable tables");
+        assert!(
+            found.needed.iter().any(|n| n.starts_with("libc.so")),
+            "{found:?}"
+        );
+        assert!(found.symbols.iter().any(|s| s == "memcpy"), "{found:?}");
+        // Weak imports may stay unresolved; defined symbols are exports, not imports.
+        for absent in [
+            "__cxa_finalize",
+            "__gmon_start__",
+            provtarget_abi::ROOT_SYMBOL,
+            "",
+        ] {
+            assert!(
+                !found.symbols.iter().any(|s| s == absent),
+                "{absent}: {found:?}"
+            );
+        }
+        // Tables that are not ELF give nothing rather than a panic.
+        assert_eq!(imports(&b"not a library"[..]), None);
+    }
+
+    #[test]
     fn real_libraries_are_judged_without_loading_them() {
         use provtarget_testsupport::cdylib;
         let (root, abort) = (

@@ -36,11 +36,17 @@ fn host_config(dir: &Path, mode: &str) -> HostConfig {
 pub fn rows(bins: &Bins, plugin: &Path, runs: usize) {
     let conf_dir = TempDir::new("bench-iso-conf");
     let config = empty_config(&conf_dir);
-
-    // 1. `provtarget targets`, one plugin, whole process: process vs none.
     let (dir, _files) = plugin_dir(plugin, "bench-iso-targets", 1, 500);
-    let none = || run(&mut targets_cmd(bins, dir.path(), &config, "none"));
-    let process = || run(&mut targets_cmd(bins, dir.path(), &config, "process"));
+    whole_process_rows(bins, dir.path(), &config, runs);
+    call_row(bins, dir.path());
+    cold_probe_rows(bins, plugin, &config, runs);
+}
+
+/// 1. `provtarget targets`, one plugin (in `dir`), whole process: process and probe
+///    against none.
+fn whole_process_rows(bins: &Bins, dir: &Path, config: &Path, runs: usize) {
+    let none = || run(&mut targets_cmd(bins, dir, config, "none"));
+    let process = || run(&mut targets_cmd(bins, dir, config, "process"));
     let first = process();
     assert!(
         first.stdout.contains("Provisioning using 1 broker(s)"),
@@ -60,7 +66,7 @@ pub fn rows(bins: &Bins, plugin: &Path, runs: usize) {
         &o,
         "≤ 1.5x",
     );
-    let probe = || run(&mut targets_cmd(bins, dir.path(), &config, "probe"));
+    let probe = || run(&mut targets_cmd(bins, dir, config, "probe"));
     probe();
     let (mut b, mut o) = (vec![], vec![]);
     for _ in 0..runs {
@@ -74,15 +80,16 @@ pub fn rows(bins: &Bins, plugin: &Path, runs: usize) {
         &o,
         "(context)",
     );
+}
 
-    // 2. One `targets` call: through the child (a pipe round trip) vs in-process.
+/// 2. One `targets` call: through the child (a pipe round trip) vs in-process.
+fn call_row(bins: &Bins, dir: &Path) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let in_process = Host::start(host_config(dir.path(), "none"));
-    let child =
-        Host::start_with_helper(host_config(dir.path(), "process"), bins.provtarget.clone());
+    let in_process = Host::start(host_config(dir, "none"));
+    let child = Host::start_with_helper(host_config(dir, "process"), bins.provtarget.clone());
     for host in [&in_process, &child] {
         assert_ne!(
             host.resolver_name().0,
@@ -114,9 +121,11 @@ pub fn rows(bins: &Bins, plugin: &Path, runs: usize) {
         "(report)",
     );
     drop((in_process, child));
+}
 
-    // 3. Probe of 100 new plugins, cold: `buildinfo` under probe vs a program that only
-    //    dlopens the same files (new copies each run: nothing is cached).
+/// 3. Probe of 100 new plugins, cold: `buildinfo` under probe vs a program that only
+///    dlopens the same files (new copies each run: nothing is cached).
+fn cold_probe_rows(bins: &Bins, plugin: &Path, config: &Path, runs: usize) {
     let n = 100;
     let (mut b, mut o, mut z) = (vec![], vec![], vec![]);
     for i in 0..runs.min(11) {
@@ -125,7 +134,7 @@ pub fn rows(bins: &Bins, plugin: &Path, runs: usize) {
         cmd.arg("buildinfo")
             .arg("--json")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--plugin-dir")
             .arg(dir.path());
         let mut none_cmd = Command::new(&bins.provtarget);

@@ -38,51 +38,26 @@ struct Options {
     rows: Vec<String>,
 }
 
+/// Every row, in the default order.
+const ALL_ROWS: [&str; 10] = [
+    "load",
+    "buildinfo",
+    "rss",
+    "cancel",
+    "scan",
+    "cache",
+    "isolation",
+    "broker",
+    "failover",
+    "signatures",
+];
+
 fn main() {
-    let mut options = Options {
-        runs: 21,
-        cancel_runs: 1000,
-        rows: Vec::new(),
-    };
-    let mut args = std::env::args().skip(1);
     if std::env::args().nth(1).as_deref() == Some("copies") {
-        let (dir, n) = (std::env::args().nth(2), std::env::args().nth(3));
-        let (Some(dir), Some(n)) = (dir, n.and_then(|n| n.parse().ok())) else {
-            panic!("usage: provtarget-bench copies DIR N");
-        };
-        let plugin = cdylib_in("provtarget-bench-plugin", Profile::Release);
-        std::fs::create_dir_all(&dir).expect("cannot create DIR");
-        provtarget_bench_plugin::make_copies(&plugin, Path::new(&dir), n, 900)
-            .expect("cannot copy the bench plugin");
+        make_copies();
         return;
     }
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--runs" => options.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
-            "--cancel-runs" => {
-                options.cancel_runs = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--cancel-runs N")
-            }
-            row => options.rows.push(row.to_string()),
-        }
-    }
-    let all = [
-        "load",
-        "buildinfo",
-        "rss",
-        "cancel",
-        "scan",
-        "cache",
-        "isolation",
-        "broker",
-        "failover",
-        "signatures",
-    ];
-    if options.rows.is_empty() {
-        options.rows = all.iter().map(|s| s.to_string()).collect();
-    }
+    let options = parse_options();
     let release = build_workspace(Profile::Release);
     let plugin = cdylib_in("provtarget-bench-plugin", Profile::Release);
     let bins = Bins {
@@ -108,19 +83,63 @@ fn main() {
     println!("| row | baseline median (p99) | provtarget median (p99) | ratio | goal |");
     println!("|---|---|---|---|---|");
     for row in &options.rows {
-        match row.as_str() {
-            "load" => load_rows(&bins, &plugin, options.runs),
-            "buildinfo" => buildinfo_rows(&bins, &plugin, options.runs),
-            "rss" => rss_row(&bins, &plugin, options.runs),
-            "cancel" => cancel_row(options.cancel_runs),
-            "scan" => scan_row(&bins, &plugin, options.runs),
-            "cache" => cache_rows(&bins, &plugin, options.runs),
-            "isolation" => isolation::rows(&bins, &plugin, options.runs),
-            "broker" => broker_check::rows(&bins, options.runs),
-            "failover" => failover::rows(&bins.provtarget, options.runs),
-            "signatures" => signatures::rows(&bins, &plugin, options.runs),
-            other => panic!("unknown row {other}; rows: {}", all.join(" ")),
+        run_row(row, &bins, &plugin, &options);
+    }
+}
+
+/// `provtarget-bench copies DIR N`: makes N distinct copies of the release bench
+/// plugin in DIR and keeps them.
+fn make_copies() {
+    let (dir, n) = (std::env::args().nth(2), std::env::args().nth(3));
+    let (Some(dir), Some(n)) = (dir, n.and_then(|n| n.parse().ok())) else {
+        panic!("usage: provtarget-bench copies DIR N");
+    };
+    let plugin = cdylib_in("provtarget-bench-plugin", Profile::Release);
+    std::fs::create_dir_all(&dir).expect("cannot create DIR");
+    provtarget_bench_plugin::make_copies(&plugin, Path::new(&dir), n, 900)
+        .expect("cannot copy the bench plugin");
+}
+
+/// `[--runs N] [--cancel-runs N] [ROW...]` (every row when none is named).
+fn parse_options() -> Options {
+    let mut options = Options {
+        runs: 21,
+        cancel_runs: 1000,
+        rows: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => options.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            "--cancel-runs" => {
+                options.cancel_runs = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--cancel-runs N")
+            }
+            row => options.rows.push(row.to_string()),
         }
+    }
+    if options.rows.is_empty() {
+        options.rows = ALL_ROWS.iter().map(|s| s.to_string()).collect();
+    }
+    options
+}
+
+/// Measures and prints the row(s) named `row`.
+fn run_row(row: &str, bins: &Bins, plugin: &Path, options: &Options) {
+    match row {
+        "load" => load_rows(bins, plugin, options.runs),
+        "buildinfo" => buildinfo_rows(bins, plugin, options.runs),
+        "rss" => rss_row(bins, plugin, options.runs),
+        "cancel" => cancel_row(options.cancel_runs),
+        "scan" => scan_row(bins, plugin, options.runs),
+        "cache" => cache_rows(bins, plugin, options.runs),
+        "isolation" => isolation::rows(bins, plugin, options.runs),
+        "broker" => broker_check::rows(bins, options.runs),
+        "failover" => failover::rows(&bins.provtarget, options.runs),
+        "signatures" => signatures::rows(bins, plugin, options.runs),
+        other => panic!("unknown row {other}; rows: {}", ALL_ROWS.join(" ")),
     }
 }
 

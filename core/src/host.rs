@@ -14,7 +14,7 @@ use std::{
 
 use provtarget_abi::host::{PluginInfo, PluginResolver};
 use provtarget_loader::{
-    last_words::{self, Call},
+    process::last_words::{self, Call},
     LoadReport,
 };
 

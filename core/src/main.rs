@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     // Before any plugin code can run: a plugin that kills the process still leaves one
     // line naming itself and the call (not in the forked child above, which, like an
     // exec'd one, reports through its host).
-    provtarget_loader::last_words::install();
+    provtarget_loader::process::last_words::install();
     if let Err(e) = init_logging(log_level.as_deref()) {
         say(&e);
         return ExitCode::from(2);
@@ -246,7 +246,7 @@ fn emit(text: &str) {
 /// - Any other time (loading plugins, `configure`, `buildinfo`), or for a second
 ///   signal during the cancellation, the process exits at once with one line on
 ///   stderr and the same status. That exit takes no lock at all
-///   ([`provtarget_loader::exit::now`]: a fixed message, `write` and `_exit`): a
+///   ([`provtarget_loader::process::exit_now`]: a fixed message, `write` and `_exit`): a
 ///   plugin stuck in its constructor holds the dynamic loader's lock, which
 ///   `std::process::exit` would wait for (it runs `_dl_fini`), and it may hold
 ///   stderr's lock or the allocator's.
@@ -352,7 +352,7 @@ impl Signals {
                 } else {
                     b"provtarget: received SIGINT again while cancelling; exiting at once\n"
                 };
-                provtarget_loader::exit::now(message, 128 + number);
+                provtarget_loader::process::exit_now(message, 128 + number);
             }
             None => {
                 let message: &[u8] = if number == SIGTERM {
@@ -360,7 +360,7 @@ impl Signals {
                 } else {
                     b"provtarget: interrupted by SIGINT; exiting\n"
                 };
-                provtarget_loader::exit::now(message, 128 + number);
+                provtarget_loader::process::exit_now(message, 128 + number);
             }
         }
     }

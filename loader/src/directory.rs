@@ -76,23 +76,7 @@ pub(crate) fn normalise(path: &Path) -> PathBuf {
 /// before anything is opened.
 pub(crate) fn open(path: &Path, absolute_only: bool) -> Result<Dir, DirError> {
     let p = shown(path);
-    if path.as_os_str().is_empty() {
-        return Err(DirError::unusable(
-            RefusalKind::Unreadable,
-            "a plugin directory is configured as an empty path; remove it or give an \
-             absolute path"
-                .into(),
-        ));
-    }
-    if absolute_only && !path.is_absolute() {
-        return Err(DirError::unusable(
-            RefusalKind::Unreadable,
-            format!(
-                "plugin directory {p} is a relative path, so what it names would depend on \
-                 the directory provtarget is started from; configure an absolute path"
-            ),
-        ));
-    }
+    check_spelling(path, absolute_only, &p)?;
     let mut normal = normalise(path);
     if normal.as_os_str().is_empty() {
         normal = PathBuf::from(".");
@@ -119,26 +103,7 @@ pub(crate) fn open(path: &Path, absolute_only: bool) -> Result<Dir, DirError> {
             ))
         }
         Some(Component::Normal(name)) => {
-            let rest = components.as_path();
-            let parent = if rest.as_os_str().is_empty() {
-                None
-            } else {
-                match sys::open_parent_dir(rest) {
-                    Ok(parent) => Some(parent),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(DirError::Missing),
-                    Err(e) if e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) => {
-                        return Err(DirError::unusable(
-                            RefusalKind::NotRegularFile,
-                            format!(
-                                "plugin directory {p} is not a directory (a component of its \
-                                 path is not one); fix the configured path"
-                            ),
-                        ))
-                    }
-                    Err(e) => return Err(failed(&p, e)),
-                }
-            };
-            (parent, name.to_os_string())
+            (open_parent(components.as_path(), &p)?, name.to_os_string())
         }
         Some(Component::Prefix(_)) => {
             return Err(DirError::unusable(
@@ -147,11 +112,62 @@ pub(crate) fn open(path: &Path, absolute_only: bool) -> Result<Dir, DirError> {
             ))
         }
     };
-    match sys::open_dir_in(parent.as_ref(), &name) {
-        Ok(file) => Ok(Dir { path: normal, file }),
+    let file = open_last(parent.as_ref(), &name, &p)?;
+    Ok(Dir { path: normal, file })
+}
+
+/// Refuses an empty path, and a relative one when `absolute_only`.
+fn check_spelling(path: &Path, absolute_only: bool, p: &str) -> Result<(), DirError> {
+    if path.as_os_str().is_empty() {
+        return Err(DirError::unusable(
+            RefusalKind::Unreadable,
+            "a plugin directory is configured as an empty path; remove it or give an \
+             absolute path"
+                .into(),
+        ));
+    }
+    if absolute_only && !path.is_absolute() {
+        return Err(DirError::unusable(
+            RefusalKind::Unreadable,
+            format!(
+                "plugin directory {p} is a relative path, so what it names would depend on \
+                 the directory provtarget is started from; configure an absolute path"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens `rest`, the parent of the directory's last component (following symlinks);
+/// `None` for an empty parent (the working directory).
+fn open_parent(rest: &Path, p: &str) -> Result<Option<File>, DirError> {
+    if rest.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    match sys::open_parent_dir(rest) {
+        Ok(parent) => Ok(Some(parent)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(DirError::Missing),
+        Err(e) if e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) => {
+            Err(DirError::unusable(
+                RefusalKind::NotRegularFile,
+                format!(
+                    "plugin directory {p} is not a directory (a component of its path is not \
+                     one); fix the configured path"
+                ),
+            ))
+        }
+        Err(e) => Err(failed(p, e)),
+    }
+}
+
+/// Opens the last component `name` in `parent` with `O_DIRECTORY | O_NOFOLLOW`,
+/// telling a symlink and a non-directory apart when that fails.
+fn open_last(parent: Option<&File>, name: &OsString, p: &str) -> Result<File, DirError> {
+    match sys::open_dir_in(parent, name) {
+        Ok(file) => Ok(file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(DirError::Missing),
         Err(e) => {
-            if sys::is_symlink_in(parent.as_ref(), &name) {
+            if sys::is_symlink_in(parent, name) {
                 Err(DirError::unusable(
                     RefusalKind::Symlink,
                     format!(
@@ -165,7 +181,7 @@ pub(crate) fn open(path: &Path, absolute_only: bool) -> Result<Dir, DirError> {
                     format!("plugin directory {p} is not a directory; fix the configured path"),
                 ))
             } else {
-                Err(failed(&p, e))
+                Err(failed(p, e))
             }
         }
     }

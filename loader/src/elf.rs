@@ -21,7 +21,7 @@ use std::mem::size_of;
 
 use object::{
     elf,
-    read::elf::{FileHeader, ProgramHeader, SectionHeader, SectionTable, Sym},
+    read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, SectionTable, Sym},
     Endianness, ReadRef, StringTable,
 };
 
@@ -162,6 +162,41 @@ pub(crate) fn check<'data, R: ReadRef<'data>>(
     root_symbol: &str,
     panic_abort_symbol: &str,
 ) -> Result<(), ElfProblem> {
+    check_ident(data, len)?;
+    within("ELF header", 0, size_of::<HostHeader>() as u64, len)?;
+    let header = HostHeader::parse(data).map_err(|e| {
+        problem(
+            RefusalKind::Malformed,
+            format!("has a bad ELF header ({e})"),
+        )
+    })?;
+    let endian = header.endian().map_err(|e| {
+        problem(
+            RefusalKind::Malformed,
+            format!("has a bad ELF header ({e})"),
+        )
+    })?;
+    check_header(header, endian, data, len)?;
+    let exports = exports(header, endian, data, len, root_symbol, panic_abort_symbol)?;
+    if exports.panic_abort {
+        // Checked before the root symbol: a panic = "abort" plugin exports both.
+        return Err(problem(
+            RefusalKind::PanicAbortBuild,
+            "was built with panic = \"abort\"",
+        ));
+    }
+    if !exports.root {
+        return Err(problem(
+            RefusalKind::NoRootSymbol,
+            "it does not export the provtarget root module",
+        ));
+    }
+    Ok(())
+}
+
+/// The ELF magic number and identification: class, byte order and version of this
+/// host.
+fn check_ident<'data, R: ReadRef<'data>>(data: R, len: u64) -> Result<(), ElfProblem> {
     if len == 0 {
         return Err(problem(RefusalKind::NotElf, "is empty (0 bytes)"));
     }
@@ -212,38 +247,10 @@ pub(crate) fn check<'data, R: ReadRef<'data>>(
             format!("has unknown ELF version {}", ident.version),
         ));
     }
-    within("ELF header", 0, size_of::<HostHeader>() as u64, len)?;
-    let header = HostHeader::parse(data).map_err(|e| {
-        problem(
-            RefusalKind::Malformed,
-            format!("has a bad ELF header ({e})"),
-        )
-    })?;
-    let endian = header.endian().map_err(|e| {
-        problem(
-            RefusalKind::Malformed,
-            format!("has a bad ELF header ({e})"),
-        )
-    })?;
-    check_header(header, endian, data, len)?;
-    let exports = exports(header, endian, data, len, root_symbol, panic_abort_symbol)?;
-    if exports.panic_abort {
-        // Checked before the root symbol: a panic = "abort" plugin exports both.
-        return Err(problem(
-            RefusalKind::PanicAbortBuild,
-            "was built with panic = \"abort\"",
-        ));
-    }
-    if !exports.root {
-        return Err(problem(
-            RefusalKind::NoRootSymbol,
-            "it does not export the provtarget root module",
-        ));
-    }
     Ok(())
 }
 
-/// Type, machine, program headers and segments.
+/// Type and machine, then the tables and segments (see [`check_segments`]).
 fn check_header<'data, R: ReadRef<'data>>(
     header: &HostHeader,
     endian: Endianness,
@@ -279,6 +286,17 @@ fn check_header<'data, R: ReadRef<'data>>(
         }
     }
 
+    check_segments(header, endian, data, len)
+}
+
+/// The program header table and every segment with file contents lie inside the
+/// file; there is a loadable segment and a dynamic one.
+fn check_segments<'data, R: ReadRef<'data>>(
+    header: &HostHeader,
+    endian: Endianness,
+    data: R,
+    len: u64,
+) -> Result<(), ElfProblem> {
     // Section 0 carries the real program header count when it overflows 16 bits, so
     // the section header table is checked first.
     check_section_table(header, endian, data, len)?;
@@ -453,6 +471,60 @@ fn exports<'data, R: ReadRef<'data>>(
         found.panic_abort |= name == panic_abort_symbol.as_bytes();
     }
     Ok(found)
+}
+
+/// What a library needs from other objects, read from its dynamic section and dynamic
+/// symbol table: the facts that tell why the dynamic linker refused it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Imports {
+    /// Its `DT_NEEDED` libraries, in order.
+    pub(crate) needed: Vec<String>,
+    /// Its library search path: `DT_RUNPATH`, else `DT_RPATH` (`:`-separated lists,
+    /// split).
+    pub(crate) search_path: Vec<String>,
+    /// The symbols it imports and must find (undefined and not weak), in table order.
+    pub(crate) symbols: Vec<String>,
+}
+
+/// Reads the [`Imports`] of a library that passed [`check`] (`None` if its tables
+/// cannot be read after all).
+pub(crate) fn imports<'data, R: ReadRef<'data>>(data: R) -> Option<Imports> {
+    let header = HostHeader::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let headers = header.section_headers(endian, data).ok()?;
+    let sections = SectionTable::<HostHeader, R>::new(headers, StringTable::default());
+    let mut imports = Imports::default();
+    if let Some((entries, link)) = sections.dynamic(endian, data).ok()? {
+        let strings = sections.strings(endian, data, link).ok()?;
+        let (mut runpath, mut rpath) = (Vec::new(), Vec::new());
+        for entry in entries {
+            let Some(text) = entry.val32(endian).and_then(|v| strings.get(v).ok()) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(text).into_owned();
+            match entry.tag32(endian) {
+                Some(elf::DT_NEEDED) => imports.needed.push(text),
+                Some(elf::DT_RUNPATH) => runpath.extend(text.split(':').map(str::to_string)),
+                Some(elf::DT_RPATH) => rpath.extend(text.split(':').map(str::to_string)),
+                _ => {}
+            }
+        }
+        // The dynamic linker ignores DT_RPATH when DT_RUNPATH is present.
+        imports.search_path = if runpath.is_empty() { rpath } else { runpath };
+    }
+    let symbols = sections.symbols(endian, data, elf::SHT_DYNSYM).ok()?;
+    for symbol in symbols.iter() {
+        if symbol.st_shndx(endian) != elf::SHN_UNDEF || symbol.st_bind() != elf::STB_GLOBAL {
+            continue; // defined here, or weak (may stay unresolved), or the null entry
+        }
+        match symbol.name(endian, symbols.strings()) {
+            Ok(name) if !name.is_empty() => imports
+                .symbols
+                .push(String::from_utf8_lossy(name).into_owned()),
+            _ => {}
+        }
+    }
+    Some(imports)
 }
 
 #[cfg(test)]
@@ -631,6 +703,31 @@ mod tests {
         let p = run(&f).unwrap_err();
         assert_eq!(p.kind, RefusalKind::Truncated);
         assert!(p.what.contains("loadable segment 0"), "{p:?}");
+    }
+
+    #[test]
+    fn imports_list_needed_libraries_and_strong_undefined_symbols_only() {
+        let plugin = std::fs::read(provtarget_testsupport::cdylib("provtarget-testkit")).unwrap();
+        let found = imports(plugin.as_slice()).expect("readable tables");
+        assert!(
+            found.needed.iter().any(|n| n.starts_with("libc.so")),
+            "{found:?}"
+        );
+        assert!(found.symbols.iter().any(|s| s == "memcpy"), "{found:?}");
+        // Weak imports may stay unresolved; defined symbols are exports, not imports.
+        for absent in [
+            "__cxa_finalize",
+            "__gmon_start__",
+            provtarget_abi::ROOT_SYMBOL,
+            "",
+        ] {
+            assert!(
+                !found.symbols.iter().any(|s| s == absent),
+                "{absent}: {found:?}"
+            );
+        }
+        // Tables that are not ELF give nothing rather than a panic.
+        assert_eq!(imports(&b"not a library"[..]), None);
     }
 
     #[test]

@@ -44,6 +44,25 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # Public API
+//!
+//! - **Loading**: [`load_all`], [`load_with`] (with the verdict cache and a selection),
+//!   [`check_file`] (one file), configured by [`LoaderOptions`].
+//! - **The report**: [`LoadReport`] with a [`LibraryRecord`] per file ([`Verdict`],
+//!   [`Refusal`], [`RefusalKind`], [`Stage`], [`FileFacts`], [`PluginFacts`],
+//!   [`SignatureFacts`]) and the [`LoadedPlugin`]s; [`log_verdicts`].
+//! - **Loading in another process first**: [`prepare_file`], [`load_all_gated`],
+//!   [`load_with_gated`] hand a [`Prepared`] library to a [`Gate`]; [`load_sealed`]
+//!   loads its sealed copy in the child.
+//! - **Inputs and policy**: [`VerdictCache`] and its entries, [`SignaturePolicy`] and
+//!   [`SignatureMode`], [`read_bounded`] / [`InputFile`] for configuration files,
+//!   [`printable`] for showing untrusted text, [`is_candidate_name`],
+//!   [`is_reserved_name`].
+//! - [`record`]: the one serde model of a library's record (verdict cache, child report,
+//!   JSON documents).
+//! - [`process`]: child-process and crash helpers for the provtarget host's isolation
+//!   only.
+//!
 //! # What is checked, in order
 //!
 //! 0. **Directories** are absolute paths, judged by their own last component, however
@@ -124,7 +143,10 @@ mod cache;
 mod directory;
 mod discover;
 #[cfg(target_os = "linux")]
+mod dlopen_failure;
+#[cfg(target_os = "linux")]
 mod elf;
+mod gate;
 mod image;
 mod info;
 mod input;
@@ -132,7 +154,6 @@ mod library;
 mod options;
 mod pins;
 mod pipeline;
-mod probe;
 pub mod record;
 mod report;
 mod scan;
@@ -146,38 +167,39 @@ pub use cache::{
     host_build_key, CachedSignature, CachedVerdict, FileIdentity, VerdictCache, CACHE_FILE_NAME,
     MAX_CACHE_FILE,
 };
+pub use discover::is_candidate_name;
+pub use gate::{load_all_gated, load_sealed, load_with_gated, prepare_file, Gate, Gated, Prepared};
 pub use input::{read_bounded, trust_warnings, InputError, InputFile};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
-pub use probe::{
-    load_all_gated, load_sealed, load_with_gated, prepare_file, Gate, Gated, Prepared,
-};
 pub use report::{
     cache_mismatch, cache_mismatch_refusal, log_verdicts, FileFacts, LibraryRecord, LoadReport,
     LoadedPlugin, PluginFacts, Refusal, RefusalKind, Stage, Verdict,
 };
 pub use scan::{check_file, load_all, load_with};
 pub use signature::{SignatureFacts, SignatureState, MAX_SIGNATURE_FILE, SIGNATURE_SUFFIX};
+pub use text::printable;
 pub use trusted_keys::{SignatureMode, SignaturePolicy, DEFAULT_TRUSTED_KEYS};
 
-/// Last words: one line on stderr naming the plugin and the call when plugin code
-/// kills the process (a crash, `abort()`, `exit()`). See [`last_words::install`] and
-/// [`last_words::enter`].
-pub mod last_words {
-    pub use crate::sys::last_words::{
-        enter, install, installed, signal_name, signal_text, Call, Guard, EXIT_STATUS,
-    };
-}
-
-/// Starting a child process with chosen descriptors at chosen numbers (the sealed copy
-/// of a library, a reply pipe), for hosts that load libraries in a child first.
-pub mod child {
+/// Process helpers, **for the provtarget host's isolation only** (its child
+/// processes, crash messages and signal exits); an embedder that loads plugins in its
+/// own process needs none of it, and it may change with the host.
+///
+/// - [`process::last_words`]: one line on stderr naming the plugin and the call when
+///   plugin code kills the process (a crash, `abort()`, `exit()`);
+/// - [`process::spawn_with_fds`], [`process::fork_single_threaded`],
+///   [`process::close_from`]: starting a child process with chosen descriptors at
+///   chosen numbers (the sealed copy of a library, a reply pipe);
+/// - [`process::exit_now`]: ending the process at once from any thread, with no lock
+///   taken (a signal's second path).
+pub mod process {
     pub use crate::sys::child::{close_from, fork_single_threaded, spawn_with_fds, Forked};
-}
+    pub use crate::sys::exit::now as exit_now;
 
-/// Ending the process at once from any thread, with no lock taken (a signal's second
-/// path; see [`exit::now`]).
-pub mod exit {
-    pub use crate::sys::exit::now;
+    /// Last words: one line on stderr naming the plugin and the call when plugin code
+    /// kills the process. See [`last_words::install`] and [`last_words::enter`].
+    pub mod last_words {
+        pub use crate::sys::last_words::{
+            enter, install, installed, signal_name, signal_text, Call, Guard, EXIT_STATUS,
+        };
+    }
 }
-pub use discover::is_candidate_name;
-pub use text::printable;

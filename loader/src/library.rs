@@ -2,10 +2,15 @@
 //! layout checks, and the constructor.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
 
 use provtarget_abi::host::{OpenErrorKind, PluginInfo, PluginLibrary, PluginResolver};
 
+#[cfg(target_os = "linux")]
+use crate::dlopen_failure::Cause;
 use crate::{
     image::Image,
     sys,
@@ -50,27 +55,11 @@ pub(crate) fn open(image: Image, path: &Path) -> Result<PluginLibrary, Refusal> 
     drop(guard);
     if let Err(dlerror) = opened {
         tracing::debug!(path = ?p, dlerror = ?dlerror, "dlopen(RTLD_NOW) refused the plugin");
-        let (kind, fix) = if crate::discover::proc_missing() {
-            (
-                RefusalKind::DlopenFailed,
-                "; /proc is not mounted; provtarget needs /proc on Linux",
-            )
-        } else if dlerror.contains("undefined symbol") {
-            (
-                RefusalKind::UnresolvedSymbol,
-                "; it needs a symbol that neither this host nor its libraries provide: \
-                 rebuild it for this host (link with -z now to catch this at build time)",
-            )
-        } else {
-            (
-                RefusalKind::DlopenFailed,
-                "; rebuild it for this host or install its missing dependencies",
-            )
-        };
+        let (kind, what) = refused_because(&file, &load_path, &in_reason(&dlerror));
         return Err(Refusal::new(
             Stage::Load,
             kind,
-            format!("{p}: not a loadable library: {}{fix}", in_reason(&dlerror)),
+            format!("{p}: not a loadable library: {what}"),
         ));
     }
     // The dynamic linker accepted it: it stays loaded, so must its name.
@@ -102,6 +91,57 @@ pub(crate) fn open(image: Image, path: &Path) -> Result<PluginLibrary, Refusal> 
         };
         Refusal::new(stage, kind, format!("{p}: {message}{fix}"))
     })
+}
+
+/// The kind and the reason (without the path) for a library the dynamic linker
+/// refused, from the facts (see `dlopen_failure`): the unresolved symbol or the missing
+/// library is named; otherwise `dlerror`'s text (`dlerror`, already one line) is shown.
+fn refused_because(file: &File, load_path: &Path, dlerror: &str) -> (RefusalKind, String) {
+    const REBUILD: &str = "rebuild it for this host or install its missing dependencies";
+    if crate::discover::proc_missing() {
+        return (
+            RefusalKind::DlopenFailed,
+            format!("{dlerror}; /proc is not mounted; provtarget needs /proc on Linux"),
+        );
+    }
+    #[cfg(target_os = "linux")]
+    match crate::dlopen_failure::diagnose(file, load_path) {
+        Cause::Unresolved(symbols) => {
+            let more = match symbols.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            return (
+                RefusalKind::UnresolvedSymbol,
+                format!(
+                    "undefined symbol: {}{more}; it needs a symbol that neither this host \
+                     nor its libraries provide: rebuild it for this host (link with -z now \
+                     to catch this at build time)",
+                    printable(&symbols[0])
+                ),
+            );
+        }
+        Cause::MissingLibraries(libraries) => {
+            let names: Vec<String> = libraries.iter().map(|l| printable(l)).collect();
+            let (it, them) = if names.len() == 1 {
+                ("library", "it")
+            } else {
+                ("libraries", "them")
+            };
+            return (
+                RefusalKind::DlopenFailed,
+                format!(
+                    "it needs the {it} {}, installed in none of the directories the dynamic \
+                     linker searches: install {them}, or {REBUILD}",
+                    names.join(", ")
+                ),
+            );
+        }
+        Cause::Unknown => {}
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, load_path);
+    (RefusalKind::DlopenFailed, format!("{dlerror}; {REBUILD}"))
 }
 
 /// Runs the plugin's constructor (a panic comes back as an error).

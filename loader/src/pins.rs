@@ -23,11 +23,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{
-    input::InputError,
-    text::{shown, shown_bytes},
-    trust, RefusalKind,
-};
+use crate::{input::InputError, text::shown, trust, RefusalKind};
 
 /// A pin file larger than this is refused (a real one has a line per plugin).
 const MAX_PIN_FILE: u64 = 1 << 20;
@@ -91,7 +87,7 @@ impl Pins {
                 format!(
                     "pin file {p} line {number} is not in sha256sum format \
                      (`<64 hex digits>  <file name>`): `{}`; fix or remove that line",
-                    shown_bytes(&line[..line.len().min(100)])
+                    shown(&line[..line.len().min(100)])
                 )
             })?;
             let file_name = Path::new(OsStr::from_bytes(&name))
@@ -100,7 +96,7 @@ impl Pins {
                 .ok_or_else(|| {
                     format!(
                         "pin file {p} line {number} names no file (`{}`); fix or remove that line",
-                        shown_bytes(&name)
+                        shown(&name)
                     )
                 })?;
             let pins = by_name.entry(file_name).or_default();

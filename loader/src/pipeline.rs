@@ -17,10 +17,10 @@ use provtarget_abi::host::{PluginInfo, PluginResolver};
 use crate::{
     cache::{CachedVerdict, FileIdentity, VerdictCache},
     directory::Dir,
+    gate::{Gate, Gated, Prepared},
     image::Image,
     info, library,
     pins::Pins,
-    probe::{Gate, Gated, Prepared},
     signature::{self, SigFile},
     sys,
     text::shown,

@@ -13,8 +13,8 @@ use crate::{
     cache::{CachedVerdict, FileIdentity, VerdictCache},
     directory::{self, Dir, DirError},
     discover,
-    pipeline::{CacheUse, Session},
-    probe::{Gate, Prepared},
+    gate::{Gate, Prepared},
+    pipeline::{Accepted, CacheUse, Session},
     text::shown,
     LibraryRecord, LoadReport, LoadedPlugin, LoaderOptions, Refusal, RefusalKind, Stage, Verdict,
 };
@@ -51,78 +51,123 @@ pub fn load_with(options: &LoaderOptions, select: impl FnMut(&[&str]) -> Vec<usi
 }
 
 /// [`load_with`] with an optional gate before each in-process load (see
-/// [`crate::probe::load_with_gated`]).
+/// [`crate::gate::load_with_gated`]): scan every directory once, settle duplicate
+/// names, load the selected plugins the cache only described, then save the cache.
 pub(crate) fn load_scan(
     options: &LoaderOptions,
     mut select: impl FnMut(&[&str]) -> Vec<usize>,
     mut gate: Option<&mut Gate<'_>>,
 ) -> LoadReport {
-    let (session, warnings) = Session::start(options);
-    let refusals_logged = crate::report::RefusalLog::begin();
-    let mut report = LoadReport {
-        warnings,
-        signatures: Some(session.signature_mode()),
-        ..LoadReport::default()
-    };
-    let warn = |report: &mut LoadReport, w: String| {
-        tracing::warn!("{w}");
-        report.warnings.push(w);
-    };
-    let mut cache = options.cache_dir.as_deref().and_then(|dir| {
-        let (cache, warnings) =
-            VerdictCache::open(dir, session.euid(), options.insecure_skip_owner_checks);
-        for w in warnings {
-            warn(&mut report, w);
-        }
-        cache
-    });
-    // The opened directories, and for each record the directory index and file name
-    // it came from (to load a cached plugin later); what was scanned and seen, to drop
-    // the cache entries of removed files.
-    let mut dirs: Vec<Dir> = Vec::new();
-    let mut sources: Vec<Option<(usize, OsString)>> = Vec::new();
-    let mut scanned_paths: Vec<PathBuf> = Vec::new();
-    let mut seen: HashSet<PathBuf> = HashSet::new();
-    // Directories already scanned, by the identity of the opened directory (device and
-    // inode), so one configured twice (or under two spellings) is scanned once.
-    let mut scanned: Vec<((u64, u64), &Path)> = Vec::new();
-    // The (name, path) of every accepted record so far, in scan order, for the
-    // duplicate-name rule: kept as the scan goes (recomputing it per file made a
-    // directory of n files cost n² steps).
-    let mut accepted_so_far: Vec<(String, PathBuf)> = Vec::new();
+    let mut scan = Scan::start(options);
     for dir_path in &options.directories {
+        if let Some((dir, names)) = scan.open_directory(dir_path) {
+            scan.examine_directory(dir, names, gate.as_deref_mut());
+        }
+    }
+    // One plugin name in several files: the higher version wins, then scan order.
+    choose_duplicate_winners(&mut scan.report);
+    // Load the selected plugins the cache only described, until every plugin the
+    // caller selects is loaded (each round loads at least one cached record or ends).
+    loop {
+        let to_load = scan.selected_from_cache(&mut select);
+        if to_load.is_empty() {
+            break;
+        }
+        for r in to_load {
+            scan.load_cached(r, gate.as_deref_mut());
+        }
+    }
+    scan.finish()
+}
+
+/// One run of [`load_scan`]: the report so far, the verdict cache, and what was
+/// scanned.
+struct Scan<'a> {
+    session: Session<'a>,
+    refusals_logged: crate::report::RefusalLog,
+    report: LoadReport,
+    cache: Option<VerdictCache>,
+    /// The opened directories, and for each record the directory index and file name
+    /// it came from (to load a cached plugin later).
+    dirs: Vec<Dir>,
+    sources: Vec<Option<(usize, OsString)>>,
+    /// What was scanned and seen, to drop the cache entries of removed files.
+    scanned_paths: Vec<PathBuf>,
+    seen: HashSet<PathBuf>,
+    /// Directories already scanned, by the identity of the opened directory (device
+    /// and inode), so one configured twice (or under two spellings) is scanned once.
+    scanned: Vec<((u64, u64), &'a Path)>,
+    /// The (name, path) of every accepted record so far, in scan order, for the
+    /// duplicate-name rule: kept as the scan goes (recomputing it per file made a
+    /// directory of n files cost n² steps).
+    accepted_so_far: Vec<(String, PathBuf)>,
+}
+
+impl<'a> Scan<'a> {
+    /// Starts the session (pin file, trusted keys) and opens the verdict cache.
+    fn start(options: &'a LoaderOptions) -> Scan<'a> {
+        let (session, warnings) = Session::start(options);
+        let refusals_logged = crate::report::RefusalLog::begin();
+        let mut report = LoadReport {
+            warnings,
+            signatures: Some(session.signature_mode()),
+            ..LoadReport::default()
+        };
+        let cache = options.cache_dir.as_deref().and_then(|dir| {
+            let (cache, warnings) =
+                VerdictCache::open(dir, session.euid(), options.insecure_skip_owner_checks);
+            for w in warnings {
+                warn(&mut report, w);
+            }
+            cache
+        });
+        Scan {
+            session,
+            refusals_logged,
+            report,
+            cache,
+            dirs: Vec::new(),
+            sources: Vec::new(),
+            scanned_paths: Vec::new(),
+            seen: HashSet::new(),
+            scanned: Vec::new(),
+            accepted_so_far: Vec::new(),
+        }
+    }
+
+    /// Opens and lists a configured directory; `None` (with a warning) when it cannot
+    /// be used, or (logged) when it was scanned already under another spelling.
+    fn open_directory(&mut self, dir_path: &'a Path) -> Option<(Dir, Vec<OsString>)> {
         let dir = match directory::open(dir_path, true) {
             Ok(dir) => dir,
             Err(DirError::Missing) => {
-                warn(
-                    &mut report,
-                    format!(
-                        "plugin directory {} does not exist; no plugins are loaded from it \
-                         (create it, or fix the configured path)",
-                        shown(dir_path)
-                    ),
+                let w = format!(
+                    "plugin directory {} does not exist; no plugins are loaded from it \
+                     (create it, or fix the configured path)",
+                    shown(dir_path)
                 );
-                continue;
+                warn(&mut self.report, w);
+                return None;
             }
             Err(DirError::Unusable { reason, .. }) => {
-                warn(&mut report, reason);
-                continue;
+                warn(&mut self.report, reason);
+                return None;
             }
         };
         if let Ok(meta) = dir.file.metadata() {
             let id = (meta.dev(), meta.ino());
-            if let Some((_, first)) = scanned.iter().find(|(seen, _)| *seen == id) {
+            if let Some((_, first)) = self.scanned.iter().find(|(seen, _)| *seen == id) {
                 tracing::debug!(
                     directory = ?dir_path,
                     same_as = ?first,
                     "plugin directory configured more than once; scanned once"
                 );
-                continue;
+                return None;
             }
-            scanned.push((id, dir_path));
+            self.scanned.push((id, dir_path));
         }
-        let names = match discover::list(&dir) {
-            Ok(names) => names,
+        match discover::list(&dir) {
+            Ok(names) => Some((dir, names)),
             Err(e) => {
                 let w = if discover::proc_missing() {
                     format!(
@@ -136,14 +181,27 @@ pub(crate) fn load_scan(
                         shown(dir_path)
                     )
                 };
-                warn(&mut report, w);
-                continue;
+                warn(&mut self.report, w);
+                None
             }
-        };
-        scanned_paths.push(dir.path.clone());
-        let untrusted_dir = session.directory_problem(&dir);
+        }
+    }
+
+    /// Gives every file `names` of `dir` its record (skipped, refused with its
+    /// untrusted directory, or examined: from the cache or checked and loaded).
+    fn examine_directory(
+        &mut self,
+        dir: Dir,
+        names: Vec<OsString>,
+        mut gate: Option<&mut Gate<'_>>,
+    ) {
+        self.scanned_paths.push(dir.path.clone());
+        let untrusted_dir = self.session.directory_problem(&dir);
         if let Some((_, problem)) = &untrusted_dir {
-            warn(&mut report, format!("{problem}; no plugin in it will load"));
+            warn(
+                &mut self.report,
+                format!("{problem}; no plugin in it will load"),
+            );
         }
         for name in names {
             // `libacme.so.minisig` is part of `libacme.so` (read and reported with it),
@@ -152,14 +210,16 @@ pub(crate) fn load_scan(
                 continue;
             }
             let path = dir.path.join(&name);
-            if cache.is_some() {
+            if self.cache.is_some() {
                 // Only the cache needs to know (to forget the entries of removed files).
-                seen.insert(path.clone());
+                self.seen.insert(path.clone());
             }
             let mut source = None;
             let (record, accepted) = if let Some(reason) = discover::skip_reason(&name) {
-                let record = LibraryRecord::decided(&path, Verdict::Skipped { reason });
-                (record, None)
+                (
+                    LibraryRecord::decided(&path, Verdict::Skipped { reason }),
+                    None,
+                )
             } else if let Some((kind, problem)) = &untrusted_dir {
                 let refusal =
                     Refusal::new(Stage::Trust, *kind, format!("{}: {problem}", shown(&path)));
@@ -168,125 +228,139 @@ pub(crate) fn load_scan(
                     None,
                 )
             } else {
-                let (record, accepted, identity) = session.examine_with(
+                let (record, accepted, identity) = self.session.examine_with(
                     &dir,
                     &name,
                     &path,
-                    &accepted_so_far,
+                    &self.accepted_so_far,
                     CacheUse {
-                        cache: cache.as_ref(),
+                        cache: self.cache.as_ref(),
                         answer: true,
-                        hash_for_cache: cache.is_some(),
+                        hash_for_cache: self.cache.is_some(),
                     },
                     gate.as_deref_mut(),
                 );
-                remember(cache.as_mut(), &record, identity);
-                source = Some((dirs.len(), name.clone()));
+                remember(self.cache.as_mut(), &record, identity);
+                source = Some((self.dirs.len(), name.clone()));
                 (record, accepted)
             };
             if let Some(name) = accepted_name(&record) {
-                accepted_so_far.push((name.to_string(), record.path.clone()));
+                self.accepted_so_far
+                    .push((name.to_string(), record.path.clone()));
             }
-            report.libraries.push(record);
-            sources.push(source);
-            if let Some((info, resolver)) = accepted {
-                report.plugins.push(LoadedPlugin {
-                    record: report.libraries.len() - 1,
-                    info,
-                    resolver,
-                });
-            }
+            self.push(record, accepted, source);
         }
-        dirs.push(dir);
+        self.dirs.push(dir);
     }
-    // One plugin name in several files: the higher version wins, then scan order.
-    choose_duplicate_winners(&mut report);
-    // Load the selected plugins the cache only described, until every plugin the
-    // caller selects is loaded (each round loads at least one cached record or ends).
-    loop {
-        let accepted: Vec<usize> = (0..report.libraries.len())
-            .filter(|&i| accepted_name(&report.libraries[i]).is_some())
+
+    /// Adds a newly scanned file's record, and its plugin when it was loaded.
+    fn push(
+        &mut self,
+        record: LibraryRecord,
+        accepted: Option<Accepted>,
+        source: Option<(usize, OsString)>,
+    ) {
+        self.report.libraries.push(record);
+        self.sources.push(source);
+        if let Some((info, resolver)) = accepted {
+            self.report.plugins.push(LoadedPlugin {
+                record: self.report.libraries.len() - 1,
+                info,
+                resolver,
+            });
+        }
+    }
+
+    /// Asks `select` which accepted plugins (by name, in scan order) the caller will
+    /// run, and returns the records among them known from the cache only.
+    fn selected_from_cache(&self, select: &mut impl FnMut(&[&str]) -> Vec<usize>) -> Vec<usize> {
+        let libraries = &self.report.libraries;
+        let accepted: Vec<usize> = (0..libraries.len())
+            .filter(|&i| accepted_name(&libraries[i]).is_some())
             .collect();
         let names: Vec<&str> = accepted
             .iter()
-            .filter_map(|&i| accepted_name(&report.libraries[i]))
+            .filter_map(|&i| accepted_name(&libraries[i]))
             .collect();
-        let to_load: Vec<usize> = select(&names)
+        select(&names)
             .into_iter()
             .filter_map(|i| accepted.get(i).copied())
-            .filter(|&r| report.libraries[r].cached)
-            .collect();
-        if to_load.is_empty() {
-            break;
+            .filter(|&r| libraries[r].cached)
+            .collect()
+    }
+
+    /// Checks and loads in full the record `r` the cache only described (its cached
+    /// verdict travels with it to the gate); the library loaded must be the plugin the
+    /// cache described, or it is refused and forgotten by the cache.
+    fn load_cached(&mut self, r: usize, gate: Option<&mut Gate<'_>>) {
+        let Some((d, name)) = self.sources[r].clone() else {
+            return;
+        };
+        let path = self.report.libraries[r].path.clone();
+        // What the cache said, which the selection used.
+        let said = self.report.libraries[r].plugin.clone();
+        let loaded = accepted_before(&self.report, r);
+        let (mut record, mut accepted, identity) = self.session.examine_with(
+            &self.dirs[d],
+            &name,
+            &path,
+            &loaded,
+            CacheUse {
+                cache: self.cache.as_ref(),
+                answer: false,
+                hash_for_cache: false,
+            },
+            gate,
+        );
+        let mismatch = match (&said, &record.verdict, &record.plugin) {
+            (Some(said), Verdict::Loaded, Some(actual)) => {
+                crate::report::cache_mismatch(said, actual)
+            }
+            _ => None,
+        };
+        match mismatch {
+            Some(differences) => {
+                let refusal = crate::report::cache_mismatch_refusal(&path, &differences);
+                record.verdict = Verdict::Rejected(refusal);
+                record.log();
+                accepted = None;
+                if let Some(cache) = self.cache.as_mut() {
+                    cache.forget(&path);
+                }
+            }
+            None => remember(self.cache.as_mut(), &record, identity),
         }
-        for r in to_load {
-            let Some((d, name)) = sources[r].clone() else {
-                continue;
-            };
-            let path = report.libraries[r].path.clone();
-            // What the cache said, which the selection used.
-            let said = report.libraries[r].plugin.clone();
-            let loaded = accepted_before(&report, r);
-            // Checked in full from its bytes; the cached verdict travels with it to
-            // the gate.
-            let (record, accepted, identity) = session.examine_with(
-                &dirs[d],
-                &name,
-                &path,
-                &loaded,
-                CacheUse {
-                    cache: cache.as_ref(),
-                    answer: false,
-                    hash_for_cache: false,
-                },
-                gate.as_deref_mut(),
-            );
-            // The cache is a hint: the library loaded must be the plugin it described.
-            let mismatch = match (&said, &record.verdict, &record.plugin) {
-                (Some(said), Verdict::Loaded, Some(actual)) => {
-                    crate::report::cache_mismatch(said, actual)
-                }
-                _ => None,
-            };
-            let (record, accepted) = match mismatch {
-                Some(differences) => {
-                    let mut record = record;
-                    record.verdict = Verdict::Rejected(crate::report::cache_mismatch_refusal(
-                        &path,
-                        &differences,
-                    ));
-                    record.log();
-                    if let Some(cache) = cache.as_mut() {
-                        cache.forget(&path);
-                    }
-                    (record, None)
-                }
-                None => {
-                    remember(cache.as_mut(), &record, identity);
-                    (record, accepted)
-                }
-            };
-            report.libraries[r] = record;
-            if let Some((info, resolver)) = accepted {
-                report.plugins.push(LoadedPlugin {
-                    record: r,
-                    info,
-                    resolver,
-                });
+        self.report.libraries[r] = record;
+        if let Some((info, resolver)) = accepted {
+            self.report.plugins.push(LoadedPlugin {
+                record: r,
+                info,
+                resolver,
+            });
+        }
+    }
+
+    /// Orders the plugins, logs the refusal summary, and saves the cache.
+    fn finish(mut self) -> LoadReport {
+        let report = &mut self.report;
+        report.plugins.sort_by_key(|p| p.record);
+        if let Some(w) = self.refusals_logged.finish() {
+            warn(report, w);
+        }
+        if let Some(cache) = self.cache.as_mut() {
+            cache.forget_missing(&self.scanned_paths, &self.seen);
+            if let Err(w) = cache.save() {
+                warn(report, w);
             }
         }
+        self.report
     }
-    report.plugins.sort_by_key(|p| p.record);
-    if let Some(w) = refusals_logged.finish() {
-        warn(&mut report, w);
-    }
-    if let Some(cache) = cache.as_mut() {
-        cache.forget_missing(&scanned_paths, &seen);
-        if let Err(w) = cache.save() {
-            warn(&mut report, w);
-        }
-    }
-    report
+}
+
+/// Logs a warning and adds it to the report.
+fn warn(report: &mut LoadReport, w: String) {
+    tracing::warn!("{w}");
+    report.warnings.push(w);
 }
 
 /// For every plugin name found in more than one file (an upgrade left

@@ -4,7 +4,9 @@
 //! The file-system calls go through `rustix` (safe wrappers returning owned
 //! descriptors), so the unsafe code left is what no wrapper can make safe: running a
 //! library's initialisers. That is two calls, [`dlopen_now`] and
-//! [`open_plugin_library`]; each block says why the call is allowed here. Every other
+//! [`open_plugin_library`]; each block says why the call is allowed here. Besides
+//! them, [`LoadedLibrary`] and [`defined_globally`] look symbols up (`dlsym`) in
+//! libraries already loaded, to tell why the dynamic linker refused one. Every other
 //! module of the crate starts with `#![forbid(unsafe_code)]`, which no inner
 //! `allow` can lift.
 #![allow(unsafe_code)]
@@ -178,6 +180,64 @@ pub(crate) fn dlopen_now(path: &Path) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A library this process had already loaded, found by name with `RTLD_NOLOAD` (so
+/// the lookup never loads anything); the reference it took is dropped with it.
+pub(crate) struct LoadedLibrary(std::ptr::NonNull<libc::c_void>);
+
+impl LoadedLibrary {
+    /// The library `name` (a `DT_NEEDED` entry: a soname or a path) if this process
+    /// has it loaded already; `None` otherwise (not loaded, or a name with a NUL).
+    pub(crate) fn find(name: &str) -> Option<LoadedLibrary> {
+        let name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: with RTLD_NOLOAD, dlopen only looks the name up among the objects
+        // already loaded and takes a reference to one: it maps nothing and runs no
+        // initialiser (an object already loaded was initialised when it was loaded).
+        // `name` is a valid NUL-terminated string for the whole call.
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+        std::ptr::NonNull::new(handle).map(LoadedLibrary)
+    }
+
+    /// Whether the library (or one of its own dependencies) defines `symbol`.
+    pub(crate) fn defines(&self, symbol: &str) -> bool {
+        symbol_in(self.0.as_ptr(), symbol)
+    }
+}
+
+impl Drop for LoadedLibrary {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from a successful dlopen(RTLD_NOLOAD) and is closed
+        // once, here: that drops the reference the lookup took; the library was loaded
+        // before the lookup, so its count stays above zero and it is not unloaded.
+        let _ = unsafe { libc::dlclose(self.0.as_ptr()) };
+    }
+}
+
+/// Whether `symbol` is defined in this process's global scope (`dlsym(RTLD_DEFAULT)`:
+/// the host executable and the libraries it was linked with), where the dynamic linker
+/// looks first for every library's imports.
+pub(crate) fn defined_globally(symbol: &str) -> bool {
+    symbol_in(libc::RTLD_DEFAULT, symbol)
+}
+
+/// `dlsym(handle, symbol)` found a definition. A symbol whose value is null is found
+/// too: `dlerror` is cleared before and only its presence is read after, never its
+/// text.
+fn symbol_in(handle: *mut libc::c_void, symbol: &str) -> bool {
+    let Ok(symbol) = std::ffi::CString::new(symbol) else {
+        return false;
+    };
+    // SAFETY: `handle` is RTLD_DEFAULT or a live handle of a library that was already
+    // loaded (see `LoadedLibrary`); dlsym only reads symbol tables (for an IFUNC symbol
+    // it calls the resolver of that already loaded, already initialised library) and
+    // `symbol` is a valid NUL-terminated string. dlerror is thread-local: the clear
+    // and the read below see this call's state only.
+    unsafe {
+        let _ = libc::dlerror();
+        let address = libc::dlsym(handle, symbol.as_ptr());
+        !address.is_null() || libc::dlerror().is_null()
     }
 }
 

@@ -1,18 +1,62 @@
 //! Keeps every reason on one line: paths and names from the file system or from a
 //! plugin may hold newlines or terminal control characters.
+//!
+//! One helper per job:
+//!
+//! - [`printable`]: text that is already a `str`, escaped so it shows as one line;
+//! - [`shown`]: raw bytes from the file system or a file (a path, a pin file line),
+//!   decoded lossily, then [`printable`];
+//! - [`one_line`]: a multi-line message (an error from a library or the dynamic
+//!   linker), its whitespace runs collapsed, then [`printable`].
 #![forbid(unsafe_code)]
 
-use std::{fmt::Write, path::Path};
+use std::{
+    ffi::OsStr,
+    fmt::Write,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
 
-/// `path` for a one-line message: control characters escaped, non-UTF-8 bytes
-/// replaced.
-pub(crate) fn shown(path: &Path) -> String {
-    printable(&path.to_string_lossy())
+/// Raw bytes that [`shown`] makes printable: paths, OS strings and byte strings.
+pub(crate) trait Raw {
+    /// The bytes as stored (not necessarily UTF-8).
+    fn raw_bytes(&self) -> &[u8];
 }
 
-/// Raw bytes (e.g. a pin file line) for a one-line message.
-pub(crate) fn shown_bytes(bytes: &[u8]) -> String {
-    printable(&String::from_utf8_lossy(bytes))
+impl Raw for Path {
+    fn raw_bytes(&self) -> &[u8] {
+        self.as_os_str().as_bytes()
+    }
+}
+
+impl Raw for PathBuf {
+    fn raw_bytes(&self) -> &[u8] {
+        self.as_os_str().as_bytes()
+    }
+}
+
+impl Raw for OsStr {
+    fn raw_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl Raw for [u8] {
+    fn raw_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Raw for Vec<u8> {
+    fn raw_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// `raw` (a path, a file name, a line of a file) for a one-line message: non-UTF-8
+/// bytes replaced, then control characters escaped as by [`printable`].
+pub(crate) fn shown(raw: &(impl Raw + ?Sized)) -> String {
+    printable(&String::from_utf8_lossy(raw.raw_bytes()))
 }
 
 /// `text` with every control character (ESC, newline, tab, DEL, C1 controls ...)
@@ -44,7 +88,7 @@ pub fn printable(text: &str) -> String {
 /// Whether `c` is a control character or an invisible format/separator character
 /// (Unicode general categories Cc, Cf, Zl and Zp), which a terminal would act on or
 /// hide instead of showing.
-pub(crate) fn needs_escape(c: char) -> bool {
+fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -72,7 +116,8 @@ pub(crate) fn needs_escape(c: char) -> bool {
         )
 }
 
-/// Collapses runs of whitespace (including newlines) into single spaces.
+/// `text` on one line: runs of whitespace (including newlines) collapsed into single
+/// spaces, then escaped as by [`printable`].
 pub(crate) fn one_line(text: &str) -> String {
     printable(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
@@ -85,6 +130,8 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(shown(Path::new("/a/b\nc\u{1b}.so")), "/a/b\\nc\\u{1b}.so");
         assert_eq!(one_line("a\n  b\tc"), "a b c");
+        assert_eq!(shown(&b"pin\xff\x1b"[..]), "pin\u{fffd}\\u{1b}");
+        assert_eq!(shown(OsStr::new("a\tb")), "a\\tb");
     }
 
     #[test]

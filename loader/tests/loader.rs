@@ -340,31 +340,27 @@ fn what_runs_is_a_sealed_copy_of_the_checked_bytes_not_the_file() {
     );
 }
 
-/// Builds a shared library with the C compiler, linked with `-z lazy` (so without
-/// BIND_NOW), that exports the provtarget root-module symbol (pointing at zeros, not a
-/// real header) and calls, through its PLT, a function nothing provides. (Rust code
-/// cannot show this: rustc calls external functions through the GOT, which the dynamic
-/// linker binds at load time even when lazy.) `None` when there is no C compiler.
-fn unbound_library(dir: &TempDir) -> Option<PathBuf> {
-    let build = TempDir::new("loader-unbound-build");
-    let source = build.write(
-        "unbound.c",
-        format!(
-            "extern void provtarget_test_symbol_that_nothing_provides(void);\n\
-             void call_missing(void) {{ provtarget_test_symbol_that_nothing_provides(); }}\n\
-             static const unsigned long long zeros[64];\n\
-             const unsigned long long *const root __asm__(\"{}\") = zeros;\n",
-            provtarget_abi::ROOT_SYMBOL
-        ),
-    );
-    let output = build.path().join("libunbound.so");
+/// Builds `lib{name}.so` from the C `source` in `build` with `cc -shared -fPIC` and
+/// `args` (after the source, so `-l` works), copies it into `dir` and returns its path there; `None`
+/// when there is no C compiler (a failure when `CI` is set).
+fn c_library(
+    dir: &TempDir,
+    build: &TempDir,
+    name: &str,
+    source: &str,
+    args: &[&str],
+) -> Option<PathBuf> {
+    let source = build.write(&format!("{name}.c"), source);
+    let file = format!("lib{name}.so");
+    let output = build.path().join(&file);
     let status = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-Wl,-z,lazy", "-o"])
+        .args(["-shared", "-fPIC", "-o"])
         .arg(&output)
         .arg(&source)
+        .args(args)
         .status();
     match status {
-        Ok(s) if s.success() => Some(dir.copy_in(&output, "libunbound.so")),
+        Ok(s) if s.success() => Some(dir.copy_in(&output, &file)),
         other => {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -376,12 +372,39 @@ fn unbound_library(dir: &TempDir) -> Option<PathBuf> {
     }
 }
 
+/// C code defining the provtarget root-module symbol (pointing at zeros, not a real
+/// header), so the ELF pre-check lets the library reach `dlopen`.
+fn root_symbol_c() -> String {
+    format!(
+        "static const unsigned long long zeros[64];\n\
+         const unsigned long long *const root __asm__(\"{}\") = zeros;\n",
+        provtarget_abi::ROOT_SYMBOL
+    )
+}
+
+/// Builds a shared library with the C compiler, linked with `-z lazy` (so without
+/// BIND_NOW), that exports the provtarget root-module symbol and calls, through its
+/// PLT, the functions `missing`, which nothing provides. (Rust code cannot show this:
+/// rustc calls external functions through the GOT, which the dynamic linker binds at
+/// load time even when lazy.) `None` when there is no C compiler.
+fn unbound_library(dir: &TempDir, name: &str, missing: &[&str]) -> Option<PathBuf> {
+    let build = TempDir::new("loader-unbound-build");
+    let mut source = root_symbol_c();
+    for (i, function) in missing.iter().enumerate() {
+        source += &format!(
+            "extern void {function}(void);\nvoid call_missing_{i}(void) {{ {function}(); }}\n"
+        );
+    }
+    c_library(dir, &build, name, &source, &["-Wl,-z,lazy"])
+}
+
 #[test]
 fn a_library_with_an_unresolved_function_is_refused_at_load() {
     // abi_stable alone dlopens with RTLD_LAZY: such a library would load, and the host
     // would die ("symbol lookup error", exit 127) on its first call of that function.
     let dir = TempDir::new("loader-unbound");
-    let Some(_path) = unbound_library(&dir) else {
+    let missing = "provtarget_test_symbol_that_nothing_provides";
+    let Some(_path) = unbound_library(&dir, "unbound", &[missing]) else {
         return;
     };
     let report = load_refusing(
@@ -397,6 +420,73 @@ fn a_library_with_an_unresolved_function_is_refused_at_load() {
     );
     let reason = report.libraries[0].verdict.reason().unwrap();
     assert!(!reason.contains("/proc/self/fd"), "{reason}");
+}
+
+#[test]
+fn unresolved_symbols_are_named_from_the_symbol_table_not_from_dlerror() {
+    // Two functions nothing provides, and one the C library does: the reason names
+    // the first missing one in the library's symbol table and counts the rest, which
+    // dlerror (one symbol, in its own words) cannot tell.
+    let dir = TempDir::new("loader-unbound-two");
+    let missing = [
+        "provtarget_test_first_missing",
+        "provtarget_test_second_missing",
+    ];
+    let Some(_path) = unbound_library(&dir, "unboundtwo", &[missing[0], "getpid", missing[1]])
+    else {
+        return;
+    };
+    let report = load(&dir);
+    let record = record(&report, "libunboundtwo.so");
+    assert_rejected(
+        record,
+        Stage::Load,
+        RefusalKind::UnresolvedSymbol,
+        &[
+            "not a loadable library: undefined symbol: provtarget_test_",
+            "(and 1 more)",
+        ],
+    );
+    let reason = record.verdict.reason().unwrap();
+    assert!(!reason.contains("getpid"), "{reason}");
+}
+
+#[test]
+fn a_library_whose_needed_library_is_not_installed_is_refused_naming_it() {
+    // libneedsgone.so is linked against libprovtarget_gone.so, which exists only in a
+    // build directory the dynamic linker never searches.
+    let dir = TempDir::new("loader-needs-gone");
+    let build = TempDir::new("loader-needs-gone-build");
+    let gone = TempDir::new("loader-gone");
+    if c_library(
+        &gone,
+        &build,
+        "provtarget_gone",
+        "int provtarget_gone(void) { return 1; }\n",
+        &[],
+    )
+    .is_none()
+    {
+        return;
+    }
+    let source = root_symbol_c()
+        + "extern int provtarget_gone(void);\nint f(void) { return provtarget_gone(); }\n";
+    let link_dir = format!("-L{}", build.path().display());
+    let args = [&link_dir, "-Wl,--no-as-needed", "-lprovtarget_gone"];
+    if c_library(&dir, &build, "needsgone", &source, &args).is_none() {
+        return;
+    }
+    load_refusing(
+        &dir,
+        "libneedsgone.so",
+        Stage::Load,
+        RefusalKind::DlopenFailed,
+        &[
+            "not a loadable library: it needs the library libprovtarget_gone.so, installed in \
+             none of the directories the dynamic linker searches",
+            "install it",
+        ],
+    );
 }
 
 // ---------------------------------------------------------------------------------

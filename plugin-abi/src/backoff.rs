@@ -26,7 +26,10 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use crate::cancel::{Cancellation, Cancelled};
+use crate::{
+    cancel::{Cancellation, Cancelled},
+    text::one_line,
+};
 
 /// A backoff table in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -196,10 +199,6 @@ impl fmt::Display for GaveUp {
 }
 
 impl std::error::Error for GaveUp {}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
 
 /// A uniform number in `[0, bound)`; `bound` must be non-zero. Jitter only spreads
 /// retries of many servers apart, so a small splitmix64 generator seeded from the clock

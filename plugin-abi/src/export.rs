@@ -25,6 +25,7 @@ use crate::{
         FfiAnswer, FfiConfigKey, FfiHostRef, FfiPairs, FfiPluginInfo, FfiResolver, FfiResolverBox,
         FfiResolver_TO, PluginModule, PluginModule_Ref, INTERFACE_VERSION,
     },
+    text::one_line,
     Config, Context, Resolver,
 };
 
@@ -221,8 +222,4 @@ fn guarded<R: Resolver, T>(
             )))
         }
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

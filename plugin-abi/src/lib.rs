@@ -79,6 +79,7 @@ mod raw;
 mod sdk;
 pub mod targets;
 pub mod testkit;
+mod text;
 
 pub use cancel::{Cancellation, Cancelled};
 pub use permanent::{is_permanent, permanent, Permanent};

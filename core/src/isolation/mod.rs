@@ -16,7 +16,7 @@
 //!   version, see [`wire`]). A crash, exit or hang is an error naming the plugin, the
 //!   chain moves on, and the next call restarts the child after Choria's backoff.
 //! - **None**: plugins run in this process; a plugin that kills it leaves last words
-//!   (`provtarget_loader::last_words`).
+//!   (`provtarget_loader::process::last_words`).
 //!
 //! Children end with the host: the host kills and reaps them when the resolver is
 //! dropped, and each child watches its parent and exits as soon as it is gone (the
@@ -41,8 +41,8 @@ use std::{
 };
 
 use provtarget_loader::{
-    last_words, load_with_gated, Gated, LibraryRecord, LoadReport, LoaderOptions, PluginFacts,
-    Prepared, Verdict,
+    load_with_gated, process::last_words, Gated, LibraryRecord, LoadReport, LoaderOptions,
+    PluginFacts, Prepared, Verdict,
 };
 
 pub use crate::config::Isolation;

@@ -47,7 +47,7 @@ pub fn probe(
     let (mut reports, report_w) = pipe().map_err(cannot)?;
     let mut cmd = child_command(helper, PROBE_COMMAND, path);
     let started = Instant::now();
-    let mut child = provtarget_loader::child::spawn_with_fds(
+    let mut child = provtarget_loader::process::spawn_with_fds(
         &mut cmd,
         &[
             (image, IMAGE_FD),

@@ -276,15 +276,15 @@ impl Spare {
         let (ours, theirs) = UnixStream::pair()?;
         let (log_r, log_w) = super::pipe()?;
         let null = File::options().write(true).open("/dev/null")?;
-        match provtarget_loader::child::fork_single_threaded()? {
-            provtarget_loader::child::Forked::Child => {
+        match provtarget_loader::process::fork_single_threaded()? {
+            provtarget_loader::process::Forked::Child => {
                 drop((ours, log_r));
                 let code = match become_served(&theirs, &null, &log_w) {
                     Ok(()) => {
                         drop((theirs, null, log_w));
                         // The copy keeps nothing above stderr: not the host's
                         // descriptors, nor those whoever started the host left open.
-                        provtarget_loader::child::close_from(3, &loader_debug_output());
+                        provtarget_loader::process::close_from(3, &loader_debug_output());
                         super::scrub_own_env();
                         super::serve_main()
                     }
@@ -292,7 +292,7 @@ impl Spare {
                 };
                 std::process::exit(code.into())
             }
-            provtarget_loader::child::Forked::Parent(pid) => {
+            provtarget_loader::process::Forked::Parent(pid) => {
                 drop((theirs, null));
                 let pid = rustix::process::Pid::from_raw(pid as i32)
                     .ok_or_else(|| std::io::Error::other("fork gave no process id"))?;
@@ -629,7 +629,7 @@ fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
     super::scrub_env(&mut cmd);
     // Nothing above stderr is inherited (whoever started the host may have left
     // descriptors open).
-    let spawned = provtarget_loader::child::spawn_with_fds(&mut cmd, &[]);
+    let spawned = provtarget_loader::process::spawn_with_fds(&mut cmd, &[]);
     // The command holds the child's ends: closed here, so the child's end of the
     // socket is the child's alone (its exit is then seen as the end of the stream).
     drop(cmd);

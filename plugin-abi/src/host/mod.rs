@@ -18,7 +18,7 @@ use abi_stable::{
     std_types::{RString, RVec, Tuple2},
 };
 
-use crate::{ConfigKey, LogLevel, PluginType};
+use crate::{text::one_line, ConfigKey, LogLevel, PluginType};
 
 mod layouts;
 
@@ -342,10 +342,6 @@ pub(crate) fn dl_message(e: &LibraryError) -> String {
 
 pub(crate) fn first_line(s: &str) -> String {
     one_line(s.lines().find(|l| !l.trim().is_empty()).unwrap_or(""))
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

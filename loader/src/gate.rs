@@ -1,4 +1,5 @@
-//! Loading in two halves, so that a library's code can run in another process first:
+//! The gate between the checks that run no code of a library and the load that does:
+//! loading in two halves, so that a library's code can run in another process first:
 //! [`prepare_file`] / [`load_all_gated`] run every check that needs no code of the
 //! file (open, trust, facts, sealed copy, hash, pin, ELF) and hand over a
 //! [`Prepared`] library whose sealed copy can be given to a child; the child calls

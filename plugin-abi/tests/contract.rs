@@ -540,7 +540,7 @@ fn a_1_1_plugin_loads_with_its_keys_and_answers_without_provenance() {
 #[test]
 fn a_1_2_plugins_answer_carries_its_provenance_through_the_sdk() {
     let lib = open("provtarget-testkit");
-    assert_eq!(lib.interface_version(), "1.2.0");
+    assert_eq!(lib.interface_version(), INTERFACE_VERSION);
     let host = TestHost::default();
     let mut resolver = lib.new_resolver().unwrap();
     resolver

@@ -540,7 +540,7 @@ fn a_1_1_plugin_loads_with_its_keys_and_answers_without_provenance() {
 #[test]
 fn a_1_2_plugins_answer_carries_its_provenance_through_the_sdk() {
     let lib = open("provtarget-testkit");
-    assert_eq!(lib.interface_version(), "1.2.0");
+    assert_eq!(lib.interface_version(), INTERFACE_VERSION);
     let host = TestHost::default();
     let mut resolver = lib.new_resolver().unwrap();
     resolver
@@ -567,4 +567,163 @@ fn a_1_2_plugins_answer_carries_its_provenance_through_the_sdk() {
         .configure(&host, &config(&[("testkit.targets", "a.example:1")]))
         .unwrap();
     assert_eq!(quiet.targets(&host).unwrap().provenance(), None);
+}
+
+/// What the host sees of a plugin, with the plugin's own texts (its name, target, key
+/// names and log lines) left out: the shape of its behaviour through the host API.
+#[derive(Debug, PartialEq, Eq)]
+struct Behaviour {
+    layout: &'static str,
+    declared: String,
+    plugin_type: PluginType,
+    /// Each declared key: whether it has a default and a description.
+    keys: Vec<(bool, bool)>,
+    settings: usize,
+    targets: Vec<bool>,
+    provenance: bool,
+    /// The levels of what it logged in `configure` and `targets`.
+    logs: Vec<LogLevel>,
+}
+
+fn behaviour(lib: &PluginLibrary) -> Behaviour {
+    let host = TestHost::default();
+    let mut resolver = lib.new_resolver().unwrap();
+    let settings = resolver.configure(&host, &[]).unwrap().len();
+    let list = resolver.targets(&host).unwrap();
+    Behaviour {
+        layout: lib.interface_version(),
+        declared: lib.info().interface_version,
+        plugin_type: lib.info().plugin_type,
+        keys: lib
+            .config_keys()
+            .iter()
+            .map(|k| (!k.default.is_empty(), !k.description.is_empty()))
+            .collect(),
+        settings,
+        targets: list
+            .iter()
+            .map(|t| {
+                t.rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            })
+            .collect(),
+        provenance: list.provenance().is_some(),
+        logs: host.logs().into_iter().map(|(level, _)| level).collect(),
+    }
+}
+
+#[test]
+fn every_layout_is_frozen_with_its_pinned_digest() {
+    // Each `ffi/v1_N.rs` has an entry in the fixture list (so freezing a version cannot
+    // be forgotten), and a released layout's code never changes.
+    use provtarget_testsupport::frozen::{layout_digest, layout_file, FROZEN};
+    let root = provtarget_testsupport::workspace_root();
+    let mut on_disk: Vec<String> = std::fs::read_dir(root.join("plugin-abi/src/ffi"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().ok()?;
+            let stem = name.strip_prefix("v")?.strip_suffix(".rs")?;
+            Some(stem.replace('_', "."))
+        })
+        .collect();
+    on_disk.sort();
+    let listed: Vec<&str> = FROZEN.iter().map(|f| f.version).collect();
+    assert_eq!(
+        on_disk, listed,
+        "tests/support/src/frozen.rs FROZEN must list every plugin-abi/src/ffi/v1_*.rs"
+    );
+    assert_eq!(
+        format!("{}.0", listed.last().unwrap()),
+        INTERFACE_VERSION,
+        "the newest layout is the one plugins export"
+    );
+    let changed: Vec<String> = FROZEN
+        .iter()
+        .filter_map(|frozen| {
+            let file = layout_file(frozen.version);
+            let digest = layout_digest(&std::fs::read_to_string(&file).unwrap());
+            (digest != frozen.code_digest)
+                .then(|| format!("{} (digest {digest:#x})", file.display()))
+        })
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "changed since released, or newly frozen without its digest: {}; a released \
+         layout never changes (add a new version instead)",
+        changed.join(", ")
+    );
+}
+
+#[test]
+fn every_frozen_layouts_generated_fixture_loads_through_its_own_layout_and_answers() {
+    let host = TestHost::default();
+    for frozen in provtarget_testsupport::frozen::FROZEN {
+        let fixture = provtarget_testsupport::frozen::frozen_plugin(frozen.version);
+        let lib = open_path(&fixture.path);
+        assert_eq!(lib.interface_version(), fixture.interface_version);
+        assert_eq!(lib.info().name, fixture.name);
+        let keys: Vec<String> = lib.config_keys().into_iter().map(|k| k.key).collect();
+        assert_eq!(
+            keys,
+            Vec::from_iter(fixture.key.clone()),
+            "{}",
+            frozen.version
+        );
+        let mut resolver = lib.new_resolver().unwrap();
+        resolver.configure(&host, &[]).unwrap();
+        let list = resolver.targets(&host).unwrap();
+        assert_eq!(list, [fixture.target.as_str()]);
+        // The whole answer record, as far as the layout gives it (the fields of newer
+        // interfaces stay null for older plugins).
+        let mut answer = serde_json::to_value(list.answer()).unwrap();
+        answer.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+        let expected: serde_json::Value = serde_json::from_str(&fixture.answer).unwrap();
+        assert_eq!(answer, expected, "interface {}", frozen.version);
+        for line in &fixture.logs {
+            assert!(
+                host.logs().contains(&(LogLevel::Info, line.clone())),
+                "{line:?} not in {:?}",
+                host.logs()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_plugin_built_on_the_frozen_1_2_layout_answers_with_its_provenance() {
+    let fixture = provtarget_testsupport::frozen::frozen_plugin("1.2");
+    // Opened after a current plugin and before another: the layouts coexist.
+    let current = open("provtarget-testkit");
+    let lib = open_path(&fixture.path);
+    let again = open("provtarget-dc-hint");
+    assert_eq!(lib.interface_version(), "1.2.0");
+    assert_eq!(lib.info().interface_version, "1.2.0");
+    assert_eq!(current.interface_version(), INTERFACE_VERSION);
+    assert_eq!(again.interface_version(), INTERFACE_VERSION);
+    let host = TestHost::default();
+    let list = lib.new_resolver().unwrap().targets(&host).unwrap();
+    assert_eq!(list, [fixture.target.as_str()]);
+    assert_eq!(list.provenance(), list.answer().provenance.as_deref());
+    assert_eq!(
+        list.provenance(),
+        Some("fixture answer of interface 1.2"),
+        "a 1.2 binary's provenance reaches the host"
+    );
+}
+
+#[test]
+fn the_generated_1_0_and_1_1_fixtures_behave_like_the_committed_ones() {
+    // The committed workspaces stay (others' binaries rely on them); the generated
+    // ones, built from plugin-abi's frozen files, must be indistinguishable through
+    // the host API apart from their own texts.
+    for (version, committed) in [
+        ("1.0", provtarget_testsupport::legacy_1_0_plugin()),
+        ("1.1", provtarget_testsupport::legacy_1_1_plugin()),
+    ] {
+        let generated = provtarget_testsupport::frozen::frozen_plugin(version);
+        let committed = behaviour(&open_path(&committed));
+        let generated = behaviour(&open_path(&generated.path));
+        assert_eq!(generated, committed, "interface {version}");
+        assert_eq!(committed.layout, format!("{version}.0"));
+    }
 }

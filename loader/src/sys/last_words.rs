@@ -68,40 +68,52 @@ static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
 static LATEST: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// The calls into a plugin that are named in last words.
-const CALLS: [&str; 6] = [
-    "load",
-    "constructor",
-    "configure",
-    "targets",
-    "drop",
-    "a call",
-];
+/// Defines [`Call`] and [`CALLS`] from one list, so a call cannot be added to one and
+/// not the other (a missed name would blame the wrong call in a crash message).
+macro_rules! calls {
+    ($($(#[doc = $doc:literal])* $call:ident => $name:literal,)+) => {
+        /// Which plugin call a [`Guard`] covers.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Call {
+            $($(#[doc = $doc])* $call,)+
+        }
 
-/// Which plugin call a [`Guard`] covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    /// `dlopen` (its initialisers, `.init_array`).
-    Load,
-    /// The plugin's constructor.
-    Constructor,
-    /// `configure`.
-    Configure,
-    /// `targets`.
-    Targets,
-    /// Dropping the resolver.
-    Drop,
+        /// The names of the calls, as last words write them, indexed by
+        /// [`Call::index`].
+        const CALLS: &[&str] = &[$($name,)+];
+
+        impl Call {
+            /// Every call, in [`CALLS`] order.
+            #[cfg(test)]
+            const ALL: &'static [Call] = &[$(Call::$call,)+];
+        }
+    };
 }
+
+calls! {
+    /// `dlopen` (its initialisers, `.init_array`).
+    Load => "load",
+    /// The plugin's constructor.
+    Constructor => "constructor",
+    /// `configure`.
+    Configure => "configure",
+    /// `targets` (and the answer's other calls, made through the same adapter).
+    Targets => "targets",
+    /// Dropping the resolver.
+    Drop => "drop",
+}
+
+/// What last words say when a slot's call index is not in [`CALLS`].
+const SOME_CALL: &str = "a call";
 
 impl Call {
     fn index(self) -> usize {
-        match self {
-            Call::Load => 0,
-            Call::Constructor => 1,
-            Call::Configure => 2,
-            Call::Targets => 3,
-            Call::Drop => 4,
-        }
+        self as usize
+    }
+
+    /// The call's name as last words write it (`targets`).
+    pub fn name(self) -> &'static str {
+        CALLS[self.index()]
     }
 }
 
@@ -272,7 +284,7 @@ impl Line {
     fn call(slot: &Slot) -> &'static [u8] {
         CALLS
             .get(slot.call.load(Ordering::Relaxed))
-            .unwrap_or(&"a call")
+            .unwrap_or(&SOME_CALL)
             .as_bytes()
     }
     fn write_stderr(&self) {
@@ -467,6 +479,26 @@ mod tests {
             .unwrap();
         drop(guard);
         assert!(current_slot(false).is_none());
+    }
+
+    #[test]
+    fn every_call_has_its_own_name_in_last_words() {
+        // Each call's slot index leads to its own name, and no two calls share one.
+        assert_eq!(Call::ALL.len(), CALLS.len());
+        for (i, &call) in Call::ALL.iter().enumerate() {
+            assert_eq!(call.index(), i);
+            let name = call.name();
+            assert!(!name.is_empty() && name != SOME_CALL, "{call:?}");
+            let guard = enter("P", call);
+            assert_eq!(Line::call(current_slot(false).unwrap()), name.as_bytes());
+            drop(guard);
+        }
+        assert_eq!(Call::Targets.name(), "targets");
+        assert_eq!(Call::Load.name(), "load");
+        let mut names = CALLS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CALLS.len(), "{CALLS:?}");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! One adapter per released layout, behind one private trait ([`Module`]), chosen once
 //! from the interface version a library declares ([`for_declared`]).
 //!
-//! Adding interface 1.*y*: freeze the current `ffi` layout as `ffi/v1_<y-1>.rs` and add
-//! the new one, write `layouts/v1_<y>.rs` (usually one `shared_parts!` call saying how
-//! it reads its configuration keys), and add its [`Supported`] entry to [`SUPPORTED`],
-//! newest first.
+//! Adding interface 1.*y*: add the new layout as `ffi/v1_<y>.rs`, write
+//! `layouts/v1_<y>.rs` (one `shared_parts!` call saying how it reads its configuration
+//! keys and, if it answers through a new call, how it fills [`Answer`]), and add its
+//! [`Supported`] entry to [`SUPPORTED`], newest first. Older adapters stay as they are:
+//! the fields they cannot give keep [`Answer`]'s defaults. (ARCHITECTURE.md §4 has the
+//! whole procedure.)
 #![forbid(unsafe_code)]
 
 use abi_stable::{
@@ -12,7 +14,7 @@ use abi_stable::{
     std_types::{RString, RVec, Tuple2},
 };
 
-use super::{HostServices, OpenError, OpenErrorKind, PluginInfo};
+use super::{Answer, HostServices, OpenError, OpenErrorKind, PluginInfo};
 use crate::ConfigKey;
 
 mod v1_0;
@@ -23,6 +25,8 @@ mod v1_2;
 /// types in every 1.x layout).
 pub(super) type Pairs = RVec<Tuple2<RString, RString>>;
 
+pub(super) use super::answer::given;
+
 /// A library's root module, read through the layout of the version it declared.
 pub(super) trait Module: Send + Sync {
     /// The interface version of this layout, e.g. `1.1.0`.
@@ -32,15 +36,15 @@ pub(super) trait Module: Send + Sync {
     fn new_resolver(&self) -> Result<Box<dyn Resolver>, String>;
 }
 
-/// A resolver's answer as it crosses the boundary: the targets and the provenance
-/// text (empty when the resolver gave none, or its layout has no such call).
-pub(super) type Answer = (RVec<RString>, RString);
+/// A resolver's answer as an adapter hands it over: the targets, left in the
+/// plugin's memory, and the rest of the answer as far as its layout gives it.
+pub(super) type FullAnswer = (RVec<RString>, Answer);
 
 /// A resolver object made by a plugin, read through its layout.
 pub(super) trait Resolver: Send + Sync {
     fn name(&self) -> String;
     fn configure(&mut self, host: &dyn HostServices, config: Pairs) -> Result<Pairs, String>;
-    fn targets(&self, host: &dyn HostServices) -> Result<Answer, String>;
+    fn targets(&self, host: &dyn HostServices) -> Result<FullAnswer, String>;
 }
 
 /// A released layout this host reads.
@@ -107,18 +111,19 @@ pub(super) fn for_declared(declared: &str) -> Result<&'static Supported, OpenErr
 /// `FfiResolver`. A layout says only what differs: how it reads its configuration keys,
 /// as a block over its root module (`l::PluginModule_Ref`), e.g.
 /// `shared_parts!(v1_0, config_keys(_root) { Vec::new() });`. A layout whose resolver
-/// answers through another call says how, as a block over its `FfiResolverBox` and
-/// its `FfiHost` returning `RResult<Answer, RString>`:
-/// `shared_parts!(v1_2, config_keys(root) {...}, answer(resolver, host) {...});`
-/// (by default the answer is `targets` with no provenance). A layout that diverges
-/// further writes its own parts instead.
+/// answers through other calls says how, as a block over its `FfiResolverBox` and its
+/// `FfiHost` returning `RResult<(RVec<RString>, Answer), RString>`, setting the
+/// [`Answer`] fields it can give on `Answer::default()` (so a field added later needs
+/// no edit here): `shared_parts!(v1_2, config_keys(root) {...}, answer(resolver, host)
+/// {...});` (by default the answer is `targets` and `Answer::default()`). A layout
+/// that diverges further writes its own parts instead.
 macro_rules! shared_parts {
     ($layout:ident, config_keys($root:ident) $config_keys:block) => {
         $crate::host::layouts::shared_parts!($layout, config_keys($root) $config_keys,
             answer(resolver, host) {
                 resolver
                     .targets(host)
-                    .map(|list| (list, abi_stable::std_types::RString::new()))
+                    .map(|list| (list, $crate::host::Answer::default()))
             });
     };
     ($layout:ident, config_keys($root:ident) $config_keys:block,
@@ -129,10 +134,12 @@ macro_rules! shared_parts {
             std_types::RStr,
         };
 
-        use super::{Module, Supported};
+        #[allow(unused_imports)]
+        use super::{given, Module, Supported};
+        #[allow(unused_imports)]
         use crate::{
             ffi::$layout as l,
-            host::{layouts::Pairs, HostServices, PluginInfo},
+            host::{layouts::Pairs, Answer, HostServices, PluginInfo},
             ConfigKey, LogLevel, PluginType,
         };
 
@@ -216,12 +223,12 @@ macro_rules! shared_parts {
             fn targets(
                 &self,
                 host: &dyn HostServices,
-            ) -> Result<super::Answer, String> {
+            ) -> Result<super::FullAnswer, String> {
                 let shim = Shim(host);
                 let $resolver = &self.0;
                 let $host = l::FfiHost_TO::from_ptr(&shim, TD_Opaque);
                 let answer: abi_stable::std_types::RResult<
-                    super::Answer,
+                    super::FullAnswer,
                     abi_stable::std_types::RString,
                 > = $answer;
                 answer.into_result().map_err(Into::into)

@@ -3,7 +3,7 @@
 //!
 //! No abi_stable type appears in this module's public API, so a host (and a future
 //! move away from abi_stable) deals only with [`PluginLibrary`], [`PluginResolver`],
-//! [`PluginInfo`], [`TargetList`] and [`HostServices`].
+//! [`PluginInfo`], [`TargetList`] (with its [`Answer`]) and [`HostServices`].
 //!
 //! This module does the abi_stable part of loading only. Opening a library runs its
 //! code, so a host must first decide the file is trustworthy and well-formed (the
@@ -20,7 +20,10 @@ use abi_stable::{
 
 use crate::{text::one_line, ConfigKey, LogLevel, PluginType};
 
+mod answer;
 mod layouts;
+
+pub use answer::Answer;
 
 /// What the host offers a plugin during a call: cancellation, an interruptible sleep
 /// and logging. The host implements it once per call, typically carrying the plugin's
@@ -184,12 +187,12 @@ impl PluginResolver {
 
     /// Calls the plugin's `targets` (`answer` from interface 1.2 on): `host:port`
     /// strings, unvalidated, handed over without copying (see [`TargetList`]), with
-    /// the answer's provenance when the plugin gave one
-    /// ([`TargetList::provenance`]).
+    /// the rest of the answer as far as the plugin's layout gives it
+    /// ([`TargetList::answer`]).
     pub fn targets(&self, host: &dyn HostServices) -> Result<TargetList, String> {
         self.inner
             .targets(host)
-            .map(|(list, provenance)| TargetList(list, provenance))
+            .map(|(list, answer)| TargetList(list, answer))
     }
 }
 
@@ -205,7 +208,7 @@ impl PluginResolver {
 /// valid only because plugin libraries are never unloaded: it may outlive its
 /// [`PluginResolver`], and may be sent to another thread (a plugin's allocator must
 /// accept frees from any thread, as every Rust global allocator does).
-pub struct TargetList(RVec<RString>, RString);
+pub struct TargetList(RVec<RString>, Answer);
 
 // Hosts move the list from the thread that called the plugin to the one that waits.
 const _: fn() = || {
@@ -236,9 +239,17 @@ impl TargetList {
 
     /// Where the answer came from, as the plugin said it (interface 1.2 and later;
     /// `None` when it said nothing or was built against an older interface). Raw
-    /// plugin text: bound and escape it before showing it.
+    /// plugin text: bound and escape it before showing it. The same as
+    /// `answer().provenance`.
     pub fn provenance(&self) -> Option<&str> {
-        Some(self.1.as_str()).filter(|p| !p.is_empty())
+        self.1.provenance.as_deref()
+    }
+
+    /// Everything the plugin said besides its targets, as far as its layout gives it
+    /// (fields of newer interfaces are `None` for older plugins). Raw plugin text:
+    /// bound and escape it before showing it ([`Answer::map_texts`]).
+    pub fn answer(&self) -> &Answer {
+        &self.1
     }
 }
 

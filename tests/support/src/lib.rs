@@ -7,6 +7,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod frozen;
+
 use std::{
     env,
     path::{Path, PathBuf},

@@ -10,5 +10,13 @@ shared_parts!(v1_2, config_keys(root) {
         .map(|k| ConfigKey::new(&k.key, &k.default, &k.description))
         .collect()
 }, answer(resolver, host) {
-    resolver.answer(host).map(|a| (a.0, a.1))
+    resolver.answer(host).map(|a| {
+        // The fields 1.2 gives; those of later versions keep their defaults.
+        #[allow(clippy::needless_update)]
+        let answer = Answer {
+            provenance: given(&a.1),
+            ..Answer::default()
+        };
+        (a.0, answer)
+    })
 });

@@ -90,8 +90,16 @@ pub use sdk::{Config, ConfigError, ConfigKey, Context, Error, LogLevel, Resolver
 #[cfg(not(doc))]
 pub const INTERFACE_VERSION: &str = ffi::current::INTERFACE_VERSION;
 /// The interface version plugins built against this crate declare (`major.minor.0`).
+/// (For the rendered docs, which never compile the layouts, it is the crate's own
+/// `major.minor`: the crate's version follows the interface it implements, which
+/// `interface_version_follows_the_crate_version` checks.)
 #[cfg(doc)]
-pub const INTERFACE_VERSION: &str = "1.2.0";
+pub const INTERFACE_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION_MAJOR"),
+    ".",
+    env!("CARGO_PKG_VERSION_MINOR"),
+    ".0"
+);
 
 /// The abi_stable version this crate is built on, recorded in every plugin as a build
 /// canary.
@@ -163,16 +171,27 @@ mod tests {
     fn the_documented_constants_match_the_compiled_ones() {
         // The `cfg(doc)` copies are what the rendered documentation shows.
         let source = include_str!("lib.rs");
-        for (name, value) in [
-            ("INTERFACE_VERSION", super::INTERFACE_VERSION),
-            ("ROOT_SYMBOL", super::ROOT_SYMBOL),
-        ] {
+        for (name, value) in [("ROOT_SYMBOL", super::ROOT_SYMBOL)] {
             let line = format!("pub const {name}: &str = \"{value}\";");
             assert!(
                 source.contains(&line),
                 "lib.rs must hold `{line}` for rustdoc"
             );
         }
+    }
+
+    #[test]
+    fn interface_version_follows_the_crate_version() {
+        // The `cfg(doc)` INTERFACE_VERSION is built from the crate's version; the
+        // compiled one is the current layout's. They must agree: SDK 1.N implements
+        // interface 1.N.
+        let from_crate = concat!(
+            env!("CARGO_PKG_VERSION_MAJOR"),
+            ".",
+            env!("CARGO_PKG_VERSION_MINOR"),
+            ".0"
+        );
+        assert_eq!(super::INTERFACE_VERSION, from_crate);
     }
 
     #[test]

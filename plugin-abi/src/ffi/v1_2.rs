@@ -1,22 +1,10 @@
-//! Interface **1.2**, the current layout: what plugins built against this crate export.
+//! Interface **1.2**: what plugins built against SDK 1.2 export.
 //!
 //! Changes from 1.1: `FfiResolver` gained `answer`, the targets plus a short
 //! provenance text (where the answer came from; empty when the resolver said nothing).
 //! The host calls `answer` only on plugins declaring 1.2 or later; 1.0 and 1.1 plugins
 //! are read through [`super::v1_0`] and [`super::v1_1`] and their answers carry no
-//! provenance.
-//!
-//! Evolution rules (they apply to every later version too):
-//! - once released, a version's module is frozen: copy it to `vX_Y.rs` before changing
-//!   anything here, and teach `crate::host` to read the frozen copy;
-//! - keep type names identical across versions (the layout checker compares names);
-//! - add, never remove or reorder; new root-module fields go last;
-//! - only prefix types (the root module, `#[sabi_trait]` traits) can grow. Plain
-//!   `#[repr(C)]` structs such as `FfiPluginInfo` and `FfiConfigKey` are returned by
-//!   value and cannot gain a field without breaking their layout: new information
-//!   needs a new root-module function (as `config_keys` was added in 1.1) or a new
-//!   trait method after the `last_prefix_field` one (as `answer` was in 1.2);
-//! - bump [`INTERFACE_VERSION`]'s minor for additions, its major for anything else.
+//! provenance. The evolution rules are in [`super`] (`ffi/mod.rs`).
 #![allow(missing_docs, non_local_definitions, non_camel_case_types)]
 
 use abi_stable::{

@@ -185,24 +185,9 @@ impl Image {
 
     /// The SHA-256 of the bytes, lower-case hex.
     pub(crate) fn sha256(&self) -> io::Result<String> {
-        let digest = match &self.bytes {
-            Bytes::Owned(bytes) => Sha256::digest(bytes),
-            Bytes::Sealed { len } => {
-                let mut hasher = Sha256::new();
-                let mut buffer = vec![0u8; 256 << 10];
-                let mut offset = 0u64;
-                while offset < *len {
-                    let n = self.fd.read_at(&mut buffer, offset)?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                    hasher.update(&buffer[..n]);
-                    offset += n as u64;
-                }
-                hasher.finalize()
-            }
-        };
-        Ok(hex(&digest))
+        let mut hasher = Sha256::new();
+        self.each_chunk(|chunk| hasher.update(chunk))?;
+        Ok(hex(&hasher.finalize()))
     }
 
     /// Feeds the bytes the checks read (the sealed copy, or the bytes read into
@@ -213,22 +198,17 @@ impl Image {
                 f(bytes);
                 Ok(())
             }
-            Bytes::Sealed { len } => {
-                let mut buffer = vec![0u8; 256 << 10];
-                let mut offset = 0u64;
-                while offset < *len {
-                    let want = usize::try_from(*len - offset)
-                        .unwrap_or(usize::MAX)
-                        .min(buffer.len());
-                    let n = self.fd.read_at(&mut buffer[..want], offset)?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                    f(&buffer[..n]);
-                    offset += n as u64;
-                }
-                Ok(())
-            }
+            Bytes::Sealed { len } => each_chunk_of(&self.fd, *len, f),
+        }
+    }
+
+    /// A descriptor of its own for the sealed copy and its size, for reading it on
+    /// another thread while this one goes on (the copy cannot change: what that
+    /// thread reads is what is checked and loaded); `None` without a sealed copy.
+    pub(crate) fn sealed_reader(&self) -> Option<(File, u64)> {
+        match &self.bytes {
+            Bytes::Sealed { len } => Some((self.fd.try_clone().ok()?, *len)),
+            Bytes::Owned(_) => None,
         }
     }
 
@@ -276,6 +256,30 @@ impl Image {
         self.fd
     }
 }
+
+/// Reads the first `len` bytes of `fd` (from offset 0, whatever its file position) in
+/// chunks, in order, into `f`: [`CHUNK`] bytes at a time through one buffer, small
+/// enough to stay in the CPU's cache for the hash that reads it and to come from the
+/// heap rather than a fresh mapping per pass.
+pub(crate) fn each_chunk_of(fd: &File, len: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut buffer = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    while offset < len {
+        let want = usize::try_from(len - offset)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len());
+        let n = fd.read_at(&mut buffer[..want], offset)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        f(&buffer[..n]);
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// The bytes read at a time by [`each_chunk_of`].
+const CHUNK: usize = 64 << 10;
 
 /// A sealed, close-on-exec `memfd` holding the contents of `file` (at most
 /// `expected + 1` bytes, copied by the kernel), and its size once sealed.

@@ -259,15 +259,21 @@ impl<'a> Session<'a> {
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
         let image = read(file, &meta, path)?;
+        // The BLAKE2b a prehashed signature covers (the larger part of verifying it),
+        // computed from the sealed copy on a thread of its own while steps 5 and 6 run
+        // here; waited for in step 5b.
+        let prehash = signature::Prehash::start(&image, sig.as_ref());
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
         let known = hit.and_then(|h| h.sha256.as_deref());
         self.hash_and_pin(&image, name, path, record, cache.hash_for_cache, known)?;
+        // 6. A complete library for this host, exporting the root module, not built
+        //    with panic = "abort": decided from the bytes, before any code runs (and
+        //    reported after the signature's verdict).
+        let elf = precheck(&image, path);
         // 5b. The signature, verified over the sealed copy: the bytes loaded next (here
         //     or in a child) are the bytes verified.
-        self.check_signature(&image, name, path, sig.as_ref(), record)?;
-        // 6. A complete library for this host, exporting the root module, not built
-        //    with panic = "abort": decided from the bytes, before any code runs.
-        precheck(&image, path)?;
+        self.check_signature(&image, name, path, sig.as_ref(), record, prehash)?;
+        elf?;
         Ok(Prepare::Image {
             image,
             cached: hit.cloned().map(Box::new),
@@ -390,8 +396,9 @@ impl<'a> Session<'a> {
         self.pin_check(name, path, &sha256)
     }
 
-    /// Step 5b: the signature of `image` under the session's mode. `Err` when the
-    /// library must not load (enforce, or a revoked key or build).
+    /// Step 5b: the signature of `image` under the session's mode (`prehash`: its
+    /// BLAKE2b, when started early). `Err` when the library must not load (enforce, or
+    /// a revoked key or build).
     fn check_signature(
         &self,
         image: &Image,
@@ -399,12 +406,22 @@ impl<'a> Session<'a> {
         path: &Path,
         sig: Option<&SigFile>,
         record: &mut LibraryRecord,
+        prehash: signature::Prehash,
     ) -> Result<(), Refusal> {
         let Some(sig) = sig else {
             record.signature = Some(signature::off());
             return Ok(());
         };
-        match signature::verify(image, name, path, sig, &self.store, &mut record.file) {
+        let verdict = signature::verify(
+            image,
+            name,
+            path,
+            sig,
+            &self.store,
+            &mut record.file,
+            prehash,
+        );
+        match verdict {
             Ok(facts) => {
                 record.signature = Some(facts);
                 Ok(())

@@ -115,6 +115,8 @@ pub(crate) struct TrustedKey {
     /// The key file's name, for messages.
     pub(crate) file: String,
     pub(crate) key: minisign_verify::PublicKey,
+    /// The key as the file spells it (base64), for the store's fingerprint.
+    pub(crate) encoded: String,
     /// The plugin-name patterns it may sign; empty: any.
     pub(crate) names: Vec<String>,
 }
@@ -161,57 +163,7 @@ impl TrustStore {
             store.fingerprint = "off".into();
             return (store, warnings);
         }
-        let d = shown(&policy.trusted_keys);
-        let fix = format!(
-            "install the vendors' minisign public keys (*.pub) in {d}, a directory owned by \
-             root with mode 0755"
-        );
-        match directory::open(&policy.trusted_keys, true) {
-            Err(DirError::Missing) => {
-                store.unusable = Some(format!(
-                    "no key is trusted: the trusted-keys directory {d} does not exist ({fix})"
-                ));
-            }
-            Err(DirError::Unusable { reason, .. }) => {
-                store.unusable = Some(format!("no key is trusted: {reason}"));
-                if policy.mode.is_none() {
-                    store.mode = SignatureMode::Warn;
-                }
-            }
-            Ok(dir) => {
-                let names = crate::discover::list(&dir).unwrap_or_default();
-                let mut pubs: Vec<_> = names
-                    .into_iter()
-                    .filter(|n| n.as_bytes().ends_with(b".pub") && !n.as_bytes().starts_with(b"."))
-                    .collect();
-                pubs.sort();
-                if policy.mode.is_none() && !pubs.is_empty() {
-                    store.mode = SignatureMode::Warn;
-                }
-                let problem = (!skip_owner)
-                    .then(|| dir.file.metadata().ok())
-                    .flatten()
-                    .and_then(|m| {
-                        trust::owner_mode_problem(&m, &dir.path, "trusted-keys directory", euid)
-                    });
-                if let Some((_, problem)) = problem {
-                    store.unusable = Some(format!("no key is trusted: {problem}"));
-                } else {
-                    for name in &pubs {
-                        match read_key(&dir.file, name, &dir.path.join(name), euid, skip_owner) {
-                            Ok(key) => store.keys.push(key),
-                            Err(w) => warnings.push(w),
-                        }
-                    }
-                    if store.keys.is_empty() {
-                        store.unusable = Some(format!(
-                            "no key is trusted: the trusted-keys directory {d} holds no usable \
-                             key ({fix})"
-                        ));
-                    }
-                }
-            }
-        }
+        store.read_keys(policy, euid, skip_owner, &mut warnings);
         if store.mode == SignatureMode::Off {
             store.fingerprint = "off".into();
             return (store, warnings);
@@ -236,6 +188,66 @@ impl TrustStore {
         (store, warnings)
     }
 
+    /// The keys in the trusted-keys directory (and the automatic mode, which depends on
+    /// whether it holds any); a directory that cannot be used trusts no key.
+    fn read_keys(
+        &mut self,
+        policy: &SignaturePolicy,
+        euid: u32,
+        skip_owner: bool,
+        warnings: &mut Vec<String>,
+    ) {
+        let d = shown(&policy.trusted_keys);
+        let fix = format!(
+            "install the vendors' minisign public keys (*.pub) in {d}, a directory owned by \
+             root with mode 0755"
+        );
+        let dir = match directory::open(&policy.trusted_keys, true) {
+            Ok(dir) => dir,
+            Err(DirError::Missing) => {
+                self.unusable = Some(format!(
+                    "no key is trusted: the trusted-keys directory {d} does not exist ({fix})"
+                ));
+                return;
+            }
+            Err(DirError::Unusable { reason, .. }) => {
+                self.unusable = Some(format!("no key is trusted: {reason}"));
+                if policy.mode.is_none() {
+                    self.mode = SignatureMode::Warn;
+                }
+                return;
+            }
+        };
+        let names = crate::discover::list(&dir).unwrap_or_default();
+        let mut pubs: Vec<_> = names
+            .into_iter()
+            .filter(|n| n.as_bytes().ends_with(b".pub") && !n.as_bytes().starts_with(b"."))
+            .collect();
+        pubs.sort();
+        if policy.mode.is_none() && !pubs.is_empty() {
+            self.mode = SignatureMode::Warn;
+        }
+        let problem = (!skip_owner)
+            .then(|| dir.file.metadata().ok())
+            .flatten()
+            .and_then(|m| trust::owner_mode_problem(&m, &dir.path, "trusted-keys directory", euid));
+        if let Some((_, problem)) = problem {
+            self.unusable = Some(format!("no key is trusted: {problem}"));
+            return;
+        }
+        for name in &pubs {
+            match read_key(&dir.file, name, &dir.path.join(name), euid, skip_owner) {
+                Ok(key) => self.keys.push(key),
+                Err(w) => warnings.push(w),
+            }
+        }
+        if self.keys.is_empty() {
+            self.unusable = Some(format!(
+                "no key is trusted: the trusted-keys directory {d} holds no usable key ({fix})"
+            ));
+        }
+    }
+
     fn digest(&self) -> String {
         let mut h = Sha256::new();
         h.update(self.mode.as_str());
@@ -245,7 +257,7 @@ impl TrustStore {
             h.update([1]);
             h.update(&k.id);
             h.update([0]);
-            h.update(format!("{:?}", k.key).as_bytes());
+            h.update(k.encoded.as_bytes());
             for n in &k.names {
                 h.update([2]);
                 h.update(n.as_bytes());
@@ -286,6 +298,8 @@ pub(crate) fn key_id_of(blob_b64: &str) -> Option<u64> {
     Some(u64::from_le_bytes(id))
 }
 
+/// The trusted key in the file `name` of the trusted-keys directory `dir` (`path`
+/// names it in messages), or the one-line warning saying why it is not used.
 fn read_key(
     dir: &std::fs::File,
     name: &OsStr,
@@ -295,6 +309,35 @@ fn read_key(
 ) -> Result<TrustedKey, String> {
     let p = shown(path);
     let unusable = |why: String| format!("trusted key {p} is not used: {why}");
+    let file = open_key_file(dir, name, path, euid, skip_owner, &unusable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unusable(format!("cannot read it ({e})")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| unusable("it is not text; expected a minisign public key".into()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let (key, id, encoded, names) = parse_key(text, &unusable)?;
+    Ok(TrustedKey {
+        id: key_id_text(id),
+        file: name.to_string_lossy().into_owned(),
+        key,
+        encoded,
+        names,
+    })
+}
+
+/// Opens a key file without following a symlink or blocking and holds it to the
+/// plugin rules (a regular file, owner and mode, at most [`MAX_KEY_FILE`] bytes);
+/// `unusable` words the warning.
+fn open_key_file(
+    dir: &std::fs::File,
+    name: &OsStr,
+    path: &Path,
+    euid: u32,
+    skip_owner: bool,
+    unusable: &dyn Fn(String) -> String,
+) -> Result<std::fs::File, String> {
     let file = sys::open_in_dir(dir, name).map_err(|e| {
         if e.raw_os_error() == Some(sys::Errno::LOOP.raw_os_error()) {
             unusable("it is a symlink; install the key file itself".into())
@@ -322,13 +365,15 @@ fn read_key(
             meta.len()
         )));
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| unusable(format!("cannot read it ({e})")))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| unusable("it is not text; expected a minisign public key".into()))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    Ok(file)
+}
+
+/// A key file's text: the key, its id, the key as written (base64) and its name
+/// limits.
+fn parse_key(
+    text: &str,
+    unusable: &dyn Fn(String) -> String,
+) -> Result<(minisign_verify::PublicKey, u64, String, Vec<String>), String> {
     let mut lines = text.lines().map(|l| l.trim_end());
     let not_minisign = || {
         unusable(
@@ -361,12 +406,7 @@ fn read_key(
             }
         }
     }
-    Ok(TrustedKey {
-        id: key_id_text(id),
-        file: name.to_string_lossy().into_owned(),
-        key,
-        names,
-    })
+    Ok((key, id, b64.to_string(), names))
 }
 
 fn read_revoked(

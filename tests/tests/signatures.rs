@@ -332,6 +332,58 @@ fn enforce_refuses_every_bad_signature_with_one_line() {
     }
 }
 
+/// A pinned, signed library: its SHA-256 (for the pin) and its BLAKE2b (for the
+/// signature, hashed on a thread of its own meanwhile) both come from its sealed copy,
+/// and the pin is still judged first: a library changed after it was signed and
+/// pinned is refused by its pin, and without the pin by its signature.
+#[test]
+fn a_pinned_signed_library_is_judged_by_its_pin_then_its_signature() {
+    let Some(tool) = minisign() else { return };
+    let secrets = TempDir::new("sig-pin-secrets");
+    let key = keygen(&tool, &secrets, "acme");
+    let keys = trusted("sig-pin-keys", &[(&key, "")]);
+    let dir = TempDir::new("sig-pin");
+    let lib = dir.copy_in(&cdylib("provtarget-dc-hint"), "libacme.so");
+    sign(&tool, &key, &lib, "file:libacme.so", false);
+    let out = Command::new("sha256sum").arg(&lib).output().unwrap();
+    let sha = String::from_utf8(out.stdout).unwrap()[..64].to_string();
+    let lists = TempDir::new("sig-pin-lists");
+    let pins = lists.write("pins", format!("{sha}  libacme.so\n"));
+    let env = [
+        ("PROVTARGET_SIGNATURES", "enforce".to_string()),
+        ("PROVTARGET_TRUSTED_KEYS", path_str(keys.path())),
+    ];
+    let pinned = || {
+        let args = ["plugins", "check", "--json", "--pins"];
+        let (p, l) = (path_str(&pins), path_str(&lib));
+        provtarget_env(&[&args[..], &[p.as_str(), l.as_str()]].concat(), &env)
+    };
+    let run = pinned();
+    run.ok();
+    let v = run.json();
+    assert_eq!(v["status"], "loaded", "{v:#}");
+    assert_eq!(v["sha256"], sha.as_str(), "{v:#}");
+    assert_eq!(v["signature"]["state"], "signed", "{v:#}");
+    assert_eq!(v["signature"]["key_id"], key.id.as_str(), "{v:#}");
+
+    // One byte changed after signing and pinning.
+    let mut bytes = std::fs::read(&lib).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    std::fs::write(&lib, &bytes).unwrap();
+    let run = pinned();
+    run.failed(1);
+    let v = run.json();
+    assert_eq!(
+        (&v["status"], &v["stage"]),
+        (&"rejected".into(), &"pin".into()),
+        "{v:#}"
+    );
+    let (kind, reason) = refused(&check(&lib, "enforce", keys.path(), None));
+    assert_eq!(kind, "bad-signature", "{reason}");
+    assert!(reason.contains("does not match its signature"), "{reason}");
+}
+
 #[test]
 fn revocations_and_key_limits_are_enforced() {
     let Some(tool) = minisign() else { return };

@@ -4,10 +4,9 @@
 use std::{
     collections::HashSet,
     fmt,
-    net::TcpStream,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        mpsc, Arc, Mutex,
+        mpsc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -16,7 +15,7 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use provtarget_abi::{Cancellation, Context};
 use serde_json::{json, Value};
 
-use crate::http::{self, Conn, Endpoint, HttpError, Stream};
+use crate::http::{Endpoint, Exchange, Http, HttpError, Post};
 
 /// Largest unary answer read (a range of up to 1,000 keys of small values).
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
@@ -29,10 +28,6 @@ pub(crate) const WATCH_PERIOD: Duration = Duration::from_secs(30);
 /// While a watch waits, its member is asked for its status this often, so a member that
 /// hangs is noticed within this plus the request timeout.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(2);
-
-/// Wraps a connected socket in TLS for an https endpoint.
-pub(crate) type TlsWrap =
-    Arc<dyn Fn(&Endpoint, TcpStream) -> Result<Box<dyn Stream>, String> + Send + Sync>;
 
 /// What to read: one key, or every key under a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +186,8 @@ pub(crate) struct Client {
     /// `(username, password)` when etcd auth is on.
     credentials: Option<(String, String)>,
     token: Mutex<Option<String>>,
-    tls: Option<TlsWrap>,
+    /// Timeouts, TLS: what every request shares.
+    http: Http,
     /// Connect and per-request timeout.
     timeout: Duration,
     /// How long a member has to answer a range before the next one is asked as well.
@@ -207,7 +203,7 @@ impl Client {
     pub fn new(
         endpoints: Vec<Endpoint>,
         credentials: Option<(String, String)>,
-        tls: Option<TlsWrap>,
+        tls: Option<ureq::tls::TlsConfig>,
         timeout: Duration,
         failover_after: Duration,
     ) -> Client {
@@ -216,7 +212,7 @@ impl Client {
             current: AtomicUsize::new(0),
             credentials,
             token: Mutex::new(None),
-            tls,
+            http: Http::new(timeout, tls),
             timeout,
             failover_after,
             warned: Mutex::new(HashSet::new()),
@@ -454,17 +450,22 @@ impl Client {
         let token = self.token(ctx, ep)?;
         let body = serde_json::to_vec(&query.watch_body(start_revision)).unwrap_or_default();
         let deadline = Instant::now() + self.timeout;
-        let (mut conn, mut head) = self
-            .post(ctx, ep, "/v3/watch", token.as_deref(), &body, deadline)
+        let post = Post {
+            path: "/v3/watch",
+            token: token.as_deref(),
+            body: &body,
+            streaming: true,
+        };
+        let mut conn = Exchange::start(&self.http, ep, &post, ctx.cancel(), deadline)
             .map_err(|e| member_error(ep, "watch", e))?;
-        if head.status != 200 {
-            let body = conn.body(&mut head, MAX_ANSWER).unwrap_or_default();
-            return Err(self.status_error(ep, head.status, &body));
+        if conn.status != 200 {
+            let body = conn.body(MAX_ANSWER).unwrap_or_default();
+            return Err(self.status_error(ep, conn.status, &body));
         }
         conn.set_deadline(Instant::now() + WATCH_PERIOD);
         let mut pending: Vec<u8> = Vec::new();
         loop {
-            let piece = match conn.next_piece(&mut head, MAX_WATCH_MESSAGE) {
+            let piece = match conn.next_piece(MAX_WATCH_MESSAGE) {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     return Err(CallError::Member(format!(
@@ -578,36 +579,18 @@ impl Client {
     ) -> Result<(u16, Vec<u8>), CallError> {
         let deadline = Instant::now() + self.timeout;
         let what = path.trim_start_matches("/v3/");
-        let (mut conn, mut head) = self
-            .post(ctx, ep, path, token, body, deadline)
+        let post = Post {
+            path,
+            token,
+            body,
+            streaming: false,
+        };
+        let mut conn = Exchange::start(&self.http, ep, &post, ctx.cancel(), deadline)
             .map_err(|e| member_error(ep, what, e))?;
         let answer = conn
-            .body(&mut head, MAX_ANSWER)
+            .body(MAX_ANSWER)
             .map_err(|e| member_error(ep, what, e))?;
-        Ok((head.status, answer))
-    }
-
-    fn post<'c>(
-        &self,
-        ctx: &'c dyn Io,
-        ep: &Endpoint,
-        path: &str,
-        token: Option<&str>,
-        body: &[u8],
-        deadline: Instant,
-    ) -> Result<(Conn<'c>, http::Head), HttpError> {
-        let cancel: &(dyn Cancellation + Sync) = ctx.cancel();
-        let tcp = http::connect(ep, cancel, self.timeout)?;
-        let stream: Box<dyn Stream> = match (&self.tls, ep.tls) {
-            (Some(wrap), true) => wrap(ep, tcp).map_err(HttpError::Io)?,
-            (None, true) => {
-                return Err(HttpError::Io(
-                    "https endpoint but this build has no TLS support".into(),
-                ))
-            }
-            (_, false) => Box::new(tcp),
-        };
-        Conn::post(stream, ep, path, token, body, cancel, deadline)
+        Ok((conn.status, answer))
     }
 
     /// The auth token to send to `ep`, authenticating when there is none yet.

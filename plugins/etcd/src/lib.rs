@@ -508,12 +508,12 @@ impl TlsFiles {
     }
 
     #[cfg(feature = "tls")]
-    fn wrapper(&self) -> Result<etcd::TlsWrap, Error> {
-        tls::wrapper(&self.ca, &self.cert, &self.key)
+    fn wrapper(&self) -> Result<ureq::tls::TlsConfig, Error> {
+        tls::config(&self.ca, &self.cert, &self.key)
     }
 
     #[cfg(not(feature = "tls"))]
-    fn wrapper(&self) -> Result<etcd::TlsWrap, Error> {
+    fn wrapper(&self) -> Result<ureq::tls::TlsConfig, Error> {
         Err(ConfigError::new(
             ENDPOINTS_KEY,
             "https://…",

@@ -142,6 +142,9 @@ pub(crate) enum HttpError {
     Deadline,
     /// Connecting, sending or reading failed, or the answer was not HTTP.
     Io(String),
+    /// The peer closed or reset the connection while it was in use (over TLS: what a
+    /// member that wants a client certificate does after the handshake).
+    Closed(String),
 }
 
 impl fmt::Display for HttpError {
@@ -149,7 +152,7 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::Cancelled => f.write_str("context canceled"),
             HttpError::Deadline => f.write_str("timed out"),
-            HttpError::Io(e) => f.write_str(e),
+            HttpError::Io(e) | HttpError::Closed(e) => f.write_str(e),
         }
     }
 }
@@ -428,6 +431,9 @@ fn failure(e: ureq::Error, timeout: Duration) -> HttpError {
             | ErrorKind::AddrNotAvailable => HttpError::Io(format!("cannot connect: {e}")),
             ErrorKind::UnexpectedEof => HttpError::Io("connection closed mid-response".into()),
             ErrorKind::TimedOut => HttpError::Deadline,
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                HttpError::Closed(format!("connection failed: {e}"))
+            }
             _ => HttpError::Io(format!("connection failed: {e}")),
         },
         ureq::Error::LargeResponseHeader(_, max) => HttpError::Io(format!(

@@ -72,10 +72,7 @@ pub(crate) fn config(ca: &str, cert: &str, key: &str) -> Result<TlsConfig, Error
         builder
             .with_client_auth_cert(chain, private)
             .map_err(|e| bad(TLS_KEY_KEY, key, "the private key of the certificate", e))?;
-        tls = tls.client_cert(Some(ClientCert::new_with_certs(
-            &ureq_chain,
-            ureq_key,
-        )));
+        tls = tls.client_cert(Some(ClientCert::new_with_certs(&ureq_chain, ureq_key)));
     }
     Ok(tls.build())
 }

@@ -52,12 +52,14 @@
 //!   at most [`MAX_TARGETS`] targets are taken;
 //! - plain `http://` only: no TLS stack is compiled into the plugin.
 //!
-//! Cancellation: each try runs on a short-lived worker thread while the calling thread
+//! Cancellation: each try runs on a short-lived worker thread, with an HTTP agent
+//! ([`ureq`], the client the etcd plugin uses too) of its own, while the calling thread
 //! polls the host's cancellation every [`POLL`]. When the host cancels, the call
 //! returns at once (well within the host's 100 ms), whatever the network is doing (a
-//! server that accepts and never answers, a DNS lookup that hangs); the worker is left
-//! to end on its own request deadline (`connect_timeout` + `read_timeout`). Short
-//! timeouts alone could not give that bound: a deadline short enough would fail
+//! server that accepts and never answers, a DNS lookup that hangs), and shuts the
+//! try's agent down, which closes its connection so the worker ends at once; a worker
+//! still resolving a name or connecting ends on its own deadline (`connect_timeout`).
+//! Short timeouts alone could not give that bound: a deadline short enough would fail
 //! healthy but slow services, and name resolution cannot be interrupted at all.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -333,59 +335,7 @@ impl Request {
         let read_timeout = positive_duration(&config, READ_TIMEOUT_KEY)?;
         let mut headers = headers(&config, HEADER_PREFIX)?;
 
-        let token = if config.is_set(TOKEN_URL_KEY) {
-            let token_url = http_url(TOKEN_URL_KEY, config.string(TOKEN_URL_KEY))?;
-            let method = config.string(TOKEN_METHOD_KEY).to_ascii_uppercase();
-            if !matches!(method.as_str(), "PUT" | "POST" | "GET") {
-                return Err(ConfigError::new(
-                    TOKEN_METHOD_KEY,
-                    config.string(TOKEN_METHOD_KEY),
-                    "PUT, POST or GET",
-                ));
-            }
-            let into = config.string(TOKEN_INTO_KEY).to_string();
-            if into.is_empty() {
-                return Err(ConfigError::new(
-                    TOKEN_INTO_KEY,
-                    "",
-                    &format!(
-                        "the header the token goes into on the GET, e.g. X-aws-ec2-metadata-token ({TOKEN_URL_KEY} is set)"
-                    ),
-                ));
-            }
-            check_header_name(&into).map_err(|why| ConfigError::new(TOKEN_INTO_KEY, &into, why))?;
-            if let Some(clash) = headers.iter().find(|h| h.name.eq_ignore_ascii_case(&into)) {
-                return Err(ConfigError::new(
-                    TOKEN_INTO_KEY,
-                    &into,
-                    &format!("a header not also set by {}", clash.key),
-                ));
-            }
-            Some(TokenStep {
-                shown_url: shown_url(&token_url),
-                url: token_url,
-                method,
-                headers: self::headers(&config, TOKEN_HEADER_PREFIX)?,
-                into,
-            })
-        } else {
-            // Token settings without a token URL are a mistake, not something to ignore.
-            let stray = config
-                .iter()
-                .map(|(k, _)| k)
-                .find(|k| {
-                    (*k == TOKEN_INTO_KEY || k.starts_with(TOKEN_HEADER_PREFIX)) && config.is_set(k)
-                })
-                .map(str::to_string);
-            if let Some(stray) = stray {
-                return Err(ConfigError::new(
-                    TOKEN_URL_KEY,
-                    "",
-                    &format!("the token service's http:// URL, since {stray} is set"),
-                ));
-            }
-            None
-        };
+        let token = TokenStep::from_config(&config, &headers)?;
         headers.shrink_to_fit();
 
         let config = ureq::Agent::config_builder()
@@ -464,6 +414,64 @@ impl Request {
 }
 
 impl TokenStep {
+    /// The token step, when `token.url` is set; token settings without it are an error.
+    /// `headers` are the `GET`'s, which `token.into` must not also set.
+    fn from_config(config: &Config, headers: &[Header]) -> Result<Option<TokenStep>, ConfigError> {
+        Ok(if config.is_set(TOKEN_URL_KEY) {
+            let token_url = http_url(TOKEN_URL_KEY, config.string(TOKEN_URL_KEY))?;
+            let method = config.string(TOKEN_METHOD_KEY).to_ascii_uppercase();
+            if !matches!(method.as_str(), "PUT" | "POST" | "GET") {
+                return Err(ConfigError::new(
+                    TOKEN_METHOD_KEY,
+                    config.string(TOKEN_METHOD_KEY),
+                    "PUT, POST or GET",
+                ));
+            }
+            let into = config.string(TOKEN_INTO_KEY).to_string();
+            if into.is_empty() {
+                return Err(ConfigError::new(
+                TOKEN_INTO_KEY,
+                "",
+                &format!(
+                    "the header the token goes into on the GET, e.g. X-aws-ec2-metadata-token ({TOKEN_URL_KEY} is set)"
+                ),
+            ));
+            }
+            check_header_name(&into).map_err(|why| ConfigError::new(TOKEN_INTO_KEY, &into, why))?;
+            if let Some(clash) = headers.iter().find(|h| h.name.eq_ignore_ascii_case(&into)) {
+                return Err(ConfigError::new(
+                    TOKEN_INTO_KEY,
+                    &into,
+                    &format!("a header not also set by {}", clash.key),
+                ));
+            }
+            Some(TokenStep {
+                shown_url: shown_url(&token_url),
+                url: token_url,
+                method,
+                headers: self::headers(&config, TOKEN_HEADER_PREFIX)?,
+                into,
+            })
+        } else {
+            // Token settings without a token URL are a mistake, not something to ignore.
+            let stray = config
+                .iter()
+                .map(|(k, _)| k)
+                .find(|k| {
+                    (*k == TOKEN_INTO_KEY || k.starts_with(TOKEN_HEADER_PREFIX)) && config.is_set(k)
+                })
+                .map(str::to_string);
+            if let Some(stray) = stray {
+                return Err(ConfigError::new(
+                    TOKEN_URL_KEY,
+                    "",
+                    &format!("the token service's http:// URL, since {stray} is set"),
+                ));
+            }
+            None
+        })
+    }
+
     fn fetch(&self, agent: &ureq::Agent) -> Result<String, Failed> {
         let what = format!("token: {} {}", self.method, self.shown_url);
         let url = self.url.as_str();
@@ -494,7 +502,10 @@ impl TokenStep {
 }
 
 /// `req` with `headers` set.
-fn with_headers<B>(mut req: ureq::RequestBuilder<B>, headers: &[Header]) -> ureq::RequestBuilder<B> {
+fn with_headers<B>(
+    mut req: ureq::RequestBuilder<B>,
+    headers: &[Header],
+) -> ureq::RequestBuilder<B> {
     for h in headers {
         req = req.header(&h.name, &h.value);
     }

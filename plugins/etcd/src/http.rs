@@ -557,6 +557,56 @@ mod tests {
         });
     }
 
+    /// A watch-like stream: the caller returns within a poll of the cancellation, and
+    /// letting go of the exchange closes the connection (the worker is not left
+    /// blocked on a stream that has no time limit).
+    #[test]
+    fn a_cancelled_stream_returns_at_once_and_closes_its_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.ends_with(b"\r\n\r\n{}") {
+                let n = s.read(&mut b).unwrap();
+                req.extend_from_slice(&b[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            // 0: the client closed the connection; an error: it never did.
+            s.read(&mut b).map_err(|e| e.kind())
+        });
+        let ep = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let flag = Flag(AtomicBool::new(false));
+        let http = Http::new(Duration::from_secs(5), None);
+        let post = Post {
+            path: "/v3/watch",
+            token: None,
+            body: b"{}",
+            streaming: true,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut exchange = Exchange::start(&http, &ep, &post, &flag, deadline).unwrap();
+        exchange.set_deadline(Instant::now() + Duration::from_secs(60));
+        assert_eq!(exchange.next_piece(1024).unwrap(), Some(b"abc".to_vec()));
+        let latency = std::thread::scope(|s| {
+            let cancelled_at = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                flag.0.store(true, Ordering::SeqCst);
+                Instant::now()
+            });
+            let result = exchange.next_piece(1024);
+            let returned = Instant::now();
+            assert!(matches!(result, Err(HttpError::Cancelled)), "{result:?}");
+            returned.saturating_duration_since(cancelled_at.join().unwrap())
+        });
+        eprintln!("stream returned {latency:?} after cancellation");
+        drop(exchange);
+        assert_eq!(server.join().unwrap(), Ok(0));
+    }
+
     #[test]
     fn endpoints_parse_and_refuse_garbage() {
         let ep = Endpoint::parse("http://127.0.0.1:2379/").unwrap();

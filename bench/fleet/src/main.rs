@@ -243,7 +243,11 @@ impl HostServices for Host {
         if message.contains("watching") {
             self.watching.fetch_add(1, Ordering::SeqCst);
         } else if level <= LogLevel::Warn && message.starts_with("try ") {
-            self.tries.fetch_add(1, Ordering::Relaxed);
+            let n = self.tries.fetch_add(1, Ordering::Relaxed);
+            // Shown for diagnosis: the outage's refused connections are expected.
+            if n < 5 && !message.contains("cannot connect") {
+                eprintln!("failed try: {message}");
+            }
         }
     }
 }

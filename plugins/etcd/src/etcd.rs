@@ -116,7 +116,7 @@ pub(crate) enum WatchEnd {
     Quiet,
 }
 
-/// What a request needs from its caller: cancellation (polled every 20 ms while a
+/// What a request needs from its caller: cancellation (polled every 50 ms while a
 /// request waits) and the host's log. The host's [`Context`] is one; a [`Racer`] is another.
 pub(crate) trait Io: Sync {
     /// The cancellation the request's reads poll.
@@ -140,7 +140,7 @@ impl Io for Context<'_> {
 }
 
 /// One request of a race between members: cancelled when the host cancels or when
-/// the race is over (another member answered), so the losers end within 20 ms.
+/// the race is over (another member answered), so the losers end within 50 ms.
 struct Racer<'a, 'c> {
     ctx: &'a Context<'c>,
     over: &'a AtomicBool,
@@ -398,7 +398,7 @@ impl Client {
 
     /// Watches `query` on `member` from `start_revision`, until something changes,
     /// [`WATCH_PERIOD`] passes, the member fails or the host cancels (checked every
-    /// 20 ms). `on_created` runs once etcd confirms the watch.
+    /// 50 ms). `on_created` runs once etcd confirms the watch.
     ///
     /// While it waits, the member is asked for its status every [`PROBE_EVERY`]: a
     /// member that stops answering without closing the connection (hung, or cut off by

@@ -23,7 +23,7 @@ use provtarget_abi::Cancellation;
 use ureq::{Agent, Timeout};
 
 /// How often a waiting request checks the host's cancellation.
-pub(crate) const POLL: Duration = Duration::from_millis(20);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 /// Longest response head (status line and headers).
 const MAX_HEAD: usize = 16 * 1024;
 /// Size of one read of a body.

@@ -22,7 +22,7 @@
 //! that fails (refused, silent, no leader) passes the request to the next. While no
 //! member answers it retries with Choria's FiveSec backoff, logging each failed try
 //! once with its cause. Every request waits for its answer checking the host's
-//! cancellation every 20 ms, and a cancelled request's connection is shut down, so a
+//! cancellation every 50 ms, and a cancelled request's connection is shut down, so a
 //! cancelled call ends within about 100 ms, reporting its last error.
 //!
 //! Configuration keys:

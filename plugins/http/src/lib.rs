@@ -228,7 +228,13 @@ fn try_once<C: Cancellation + ?Sized>(
 ) -> Result<Vec<String>, Error> {
     let worker = Arc::clone(request);
     // An agent of this try's own: shutting it down ends the worker's request alone.
-    let agent = ureq::Agent::new_with_config(request.config.clone());
+    // Plain TCP only: no TLS connector in the chain, whatever features a workspace
+    // build turns on in ureq (the etcd plugin's rustls), so no TLS code is linked.
+    let agent = ureq::Agent::with_parts(
+        request.config.clone(),
+        ureq::unversioned::transport::TcpConnector::default(),
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    );
     let used = agent.clone();
     let outcome = run_cancellable(cancel, move || worker.fetch(&used));
     // Cancelled (or done): close the connection, so an abandoned worker ends at once
@@ -449,7 +455,7 @@ impl TokenStep {
                 shown_url: shown_url(&token_url),
                 url: token_url,
                 method,
-                headers: self::headers(&config, TOKEN_HEADER_PREFIX)?,
+                headers: self::headers(config, TOKEN_HEADER_PREFIX)?,
                 into,
             })
         } else {

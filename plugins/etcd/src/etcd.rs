@@ -217,7 +217,7 @@ impl Client {
     pub fn new(
         endpoints: Vec<Endpoint>,
         credentials: Option<(String, String)>,
-        tls: Option<ureq::tls::TlsConfig>,
+        tls: Option<crate::http::TlsSettings>,
         timeout: Duration,
         failover_after: Duration,
     ) -> Client {

@@ -159,6 +159,14 @@ impl fmt::Display for HttpError {
 
 type Result<T> = std::result::Result<T, HttpError>;
 
+/// How https endpoints are spoken to (the cargo feature `tls`).
+#[cfg(feature = "tls")]
+pub(crate) type TlsSettings = ureq::tls::TlsConfig;
+/// Without the cargo feature `tls` there is no way: https endpoints are refused in
+/// `configure`.
+#[cfg(not(feature = "tls"))]
+pub(crate) enum TlsSettings {}
+
 /// The settings every request of one client shares: timeouts, TLS, no proxy, no
 /// redirects, no connection pool.
 #[derive(Clone)]
@@ -171,8 +179,9 @@ pub(crate) struct Http {
 impl Http {
     /// `timeout` bounds connecting and each unary request; `tls` (when set) is how
     /// https endpoints are spoken to.
-    pub fn new(timeout: Duration, tls: Option<ureq::tls::TlsConfig>) -> Http {
-        let mut config = Agent::config_builder()
+    pub fn new(timeout: Duration, tls: Option<TlsSettings>) -> Http {
+        let has_tls = tls.is_some();
+        let config = Agent::config_builder()
             // Never through a proxy: the endpoints are the members themselves.
             .proxy(None)
             .max_redirects(0)
@@ -184,9 +193,14 @@ impl Http {
             .timeout_connect(Some(timeout))
             // A stalled unary request fails on the caller's deadline first (see post).
             .timeout_global(Some(timeout + POLL));
-        let has_tls = tls.is_some();
-        if let Some(tls) = tls {
-            config = config.tls_config(tls);
+        #[cfg(feature = "tls")]
+        let config = match tls {
+            Some(tls) => config.tls_config(tls),
+            None => config,
+        };
+        #[cfg(not(feature = "tls"))]
+        if let Some(never) = tls {
+            match never {}
         }
         Http {
             config: config.build(),

@@ -488,7 +488,7 @@ impl TlsFiles {
         &self,
         ctx: &Context<'_>,
         endpoints: &[Endpoint],
-    ) -> Result<Option<ureq::tls::TlsConfig>, Error> {
+    ) -> Result<Option<crate::http::TlsSettings>, Error> {
         if endpoints.iter().any(|e| e.tls) {
             return Ok(Some(self.wrapper()?));
         }
@@ -537,12 +537,12 @@ impl TlsFiles {
     }
 
     #[cfg(feature = "tls")]
-    fn wrapper(&self) -> Result<ureq::tls::TlsConfig, Error> {
+    fn wrapper(&self) -> Result<crate::http::TlsSettings, Error> {
         tls::config(&self.ca, &self.cert, &self.key)
     }
 
     #[cfg(not(feature = "tls"))]
-    fn wrapper(&self) -> Result<ureq::tls::TlsConfig, Error> {
+    fn wrapper(&self) -> Result<crate::http::TlsSettings, Error> {
         Err(ConfigError::new(
             ENDPOINTS_KEY,
             "https://…",

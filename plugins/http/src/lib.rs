@@ -50,7 +50,9 @@
 //!   a failed try naming the `Location`;
 //! - answers over [`MAX_BODY`] bytes (tokens over [`MAX_TOKEN_BODY`]) are refused, and
 //!   at most [`MAX_TARGETS`] targets are taken;
-//! - plain `http://` only: no TLS stack is compiled into the plugin.
+//! - plain `http://` only: the plugin's HTTP agent has no TLS connector, so no TLS stack
+//!   is linked into it (a workspace build may compile `ureq` with rustls for the etcd
+//!   plugin; only its error type reaches this library).
 //!
 //! Cancellation: each try runs on a short-lived worker thread, with an HTTP agent
 //! ([`ureq`], the client the etcd plugin uses too) of its own, while the calling thread

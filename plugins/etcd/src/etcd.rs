@@ -16,7 +16,7 @@ use provtarget_abi::{Cancellation, Context};
 use serde_json::{json, Value};
 
 use crate::{
-    http::{Endpoint, Exchange, Http, HttpError, Post},
+    http::{Endpoint, Exchange, Fault, Http, HttpError, Post},
     refusal::{ErrorAnswer, Refusal},
 };
 
@@ -726,11 +726,8 @@ fn member_error(ep: &Endpoint, what: &str, e: HttpError) -> CallError {
             "etcd at {} did not answer the {what} request in time",
             ep.url
         )),
-        HttpError::Closed(e) if ep.tls => CallError::Member(format!(
-            "etcd at {} ({what}): {e}; the member closed the TLS connection: if it wants a client certificate, set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key",
-            ep.url
-        )),
-        HttpError::Io(e) | HttpError::Closed(e) => CallError::Member(match fix_for(&e, ep) {
+        HttpError::Io(e) => CallError::Member(format!("etcd at {} ({what}): {e}", ep.url)),
+        HttpError::Failed(fault, e) => CallError::Member(match fix_for(fault, ep) {
             Some(fix) => format!("etcd at {} ({what}): {e}; {fix}", ep.url),
             None => format!("etcd at {} ({what}): {e}", ep.url),
         }),
@@ -738,49 +735,43 @@ fn member_error(ep: &Endpoint, what: &str, e: HttpError) -> CallError {
 }
 
 /// What to change for a connection or TLS failure, naming the setting.
-fn fix_for(e: &str, ep: &Endpoint) -> Option<String> {
+fn fix_for(fault: Fault, ep: &Endpoint) -> Option<String> {
     const ENDPOINTS: &str = "plugin.provtarget.etcd.endpoints";
-    let lower = e.to_ascii_lowercase();
-    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
-        Some(
+    const CLIENT_CERT: &str =
+        "set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key";
+    match fault {
+        Fault::UnknownIssuer => Some(
             "the member's certificate is not signed by a CA this plugin trusts: set plugin.provtarget.etcd.tls_ca to the CA bundle that signed it"
                 .into(),
-        )
-    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
-        Some(format!(
+        ),
+        Fault::WrongName => Some(format!(
             "the member's certificate does not name {}: use a name it was issued for in {ENDPOINTS}",
             ep.host
-        ))
-    } else if lower.contains("expired") {
-        Some("the member's certificate has expired (or this host's clock is wrong)".into())
-    } else if lower.contains("badcertificate")
-        || lower.contains("certificaterequired")
-        || lower.contains("certificate required")
-        || lower.contains("unknownca")
-    {
-        Some(
-            "the member wants a client certificate it trusts: set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"
-                .into(),
-        )
-    } else if ep.tls && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
-    {
-        Some(format!(
+        )),
+        Fault::Expired => {
+            Some("the member's certificate has expired (or this host's clock is wrong)".into())
+        }
+        Fault::ClientCertWanted => Some(format!(
+            "the member wants a client certificate it trusts: {CLIENT_CERT}"
+        )),
+        // A member that wants a client certificate may close the connection after the
+        // handshake, before its alert is read.
+        Fault::Closed if ep.tls => Some(format!(
+            "the member closed the TLS connection: if it wants a client certificate, {CLIENT_CERT}"
+        )),
+        Fault::NotTls if ep.tls => Some(format!(
             "the member does not speak TLS on this port: write http:// for {} in {ENDPOINTS}",
             ep.url
-        ))
-    } else if !ep.tls && (lower.contains("closed mid-response") || lower.contains("protocol error"))
-    {
-        Some(format!(
+        )),
+        Fault::NotHttp if !ep.tls => Some(format!(
             "if the member speaks TLS on this port, write https:// for {} in {ENDPOINTS}",
             ep.url
-        ))
-    } else if lower.contains("connection refused") {
-        Some(format!(
+        )),
+        Fault::Refused => Some(format!(
             "nothing listens at {}:{}: check {ENDPOINTS}",
             ep.host, ep.port
-        ))
-    } else {
-        None
+        )),
+        _ => None,
     }
 }
 
@@ -885,51 +876,57 @@ mod tests {
     fn connection_and_tls_failures_name_the_setting_to_fix() {
         let http = Endpoint::parse("http://127.0.0.1:2379").unwrap();
         let https = Endpoint::parse("https://etcd1.example.net:2379").unwrap();
-        let shown =
-            |e: &str, ep: &Endpoint| match member_error(ep, "kv/range", HttpError::Io(e.into())) {
-                CallError::Member(m) => m,
-                other => panic!("{other}"),
-            };
+        let shown = |fault: Fault, e: &str, ep: &Endpoint| match member_error(
+            ep,
+            "kv/range",
+            HttpError::Failed(fault, e.into()),
+        ) {
+            CallError::Member(m) => m,
+            other => panic!("{other}"),
+        };
         assert_eq!(
-            shown("cannot connect: Connection refused (os error 111)", &http),
+            shown(
+                Fault::Refused,
+                "cannot connect: Connection refused (os error 111)",
+                &http
+            ),
             "etcd at http://127.0.0.1:2379 (kv/range): cannot connect: Connection refused (os error 111); nothing listens at 127.0.0.1:2379: check plugin.provtarget.etcd.endpoints"
         );
         assert!(shown(
-            "cannot send the request: invalid peer certificate: UnknownIssuer",
+            Fault::UnknownIssuer,
+            "connection failed: invalid peer certificate: UnknownIssuer",
             &https
         )
         .ends_with("set plugin.provtarget.etcd.tls_ca to the CA bundle that signed it"));
         assert!(shown(
+            Fault::ClientCertWanted,
             "connection failed: received fatal alert: BadCertificate",
             &https
         )
         .ends_with("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
-        assert!(shown(
-            "connection failed: received fatal alert: CertificateRequired",
-            &https
-        )
-        .ends_with("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
-        assert!(shown("connection closed mid-response", &http)
+        assert!(shown(Fault::NotHttp, "connection closed mid-response", &http)
             .ends_with("if the member speaks TLS on this port, write https:// for http://127.0.0.1:2379 in plugin.provtarget.etcd.endpoints"));
-        assert!(shown("connection failed: received corrupt message of type InvalidContentType", &https)
+        assert!(shown(Fault::NotTls, "connection failed: received corrupt message of type InvalidContentType", &https)
             .ends_with("the member does not speak TLS on this port: write http:// for https://etcd1.example.net:2379 in plugin.provtarget.etcd.endpoints"));
-        assert!(shown("invalid peer certificate: NotValidForName", &https)
+        assert!(shown(Fault::WrongName, "invalid peer certificate: NotValidForName", &https)
             .ends_with("does not name etcd1.example.net: use a name it was issued for in plugin.provtarget.etcd.endpoints"));
         // A member that wants a client certificate may close the connection after the
         // handshake before its alert is read: the fix is named over TLS only.
-        let closed = |ep: &Endpoint| {
-            let e = HttpError::Closed("connection failed: Broken pipe (os error 32)".into());
-            member_error(ep, "kv/range", e).to_string()
-        };
-        assert!(closed(&https)
+        let closed = "connection failed: Broken pipe (os error 32)";
+        assert!(shown(Fault::Closed, closed, &https)
             .ends_with("if it wants a client certificate, set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
         assert_eq!(
-            closed(&http),
+            shown(Fault::Closed, closed, &http),
             "etcd at http://127.0.0.1:2379 (kv/range): connection failed: Broken pipe (os error 32)"
         );
+        // The fault decides, not the words.
         assert_eq!(
-            shown("something else", &http),
-            "etcd at http://127.0.0.1:2379 (kv/range): something else"
+            shown(
+                Fault::Other,
+                "connection refused, UnknownIssuer, expired",
+                &http
+            ),
+            "etcd at http://127.0.0.1:2379 (kv/range): connection refused, UnknownIssuer, expired"
         );
         let c = Client::new(
             vec![http.clone()],

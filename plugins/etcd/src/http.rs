@@ -140,11 +140,38 @@ pub(crate) enum HttpError {
     Cancelled,
     /// The deadline of this request (or of this watch period) passed.
     Deadline,
-    /// Connecting, sending or reading failed, or the answer was not HTTP.
+    /// The answer broke a bound, or the request could not be started.
     Io(String),
+    /// Connecting, sending or reading failed, or the answer was not HTTP: what, by
+    /// the error's value, and the message.
+    Failed(Fault, String),
+}
+
+/// What a connection failure was, sorted by ureq's error value, the I/O error's kind
+/// and rustls's error value (never by wording), so the fix can be named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Without the `tls` feature no TLS fault is ever made.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) enum Fault {
+    /// Nothing accepted the connection.
+    Refused,
+    /// The answer was not HTTP, or the connection closed in the middle of it.
+    NotHttp,
     /// The peer closed or reset the connection while it was in use (over TLS: what a
     /// member that wants a client certificate does after the handshake).
-    Closed(String),
+    Closed,
+    /// TLS failed: the member's certificate is not signed by a trusted CA.
+    UnknownIssuer,
+    /// TLS failed: the member's certificate does not name the host.
+    WrongName,
+    /// TLS failed: the member's certificate has expired.
+    Expired,
+    /// TLS failed: the member refused this side's certificate, or wants one.
+    ClientCertWanted,
+    /// TLS failed: what came back was not TLS.
+    NotTls,
+    /// Anything else.
+    Other,
 }
 
 impl fmt::Display for HttpError {
@@ -152,7 +179,7 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::Cancelled => f.write_str("context canceled"),
             HttpError::Deadline => f.write_str("timed out"),
-            HttpError::Io(e) | HttpError::Closed(e) => f.write_str(e),
+            HttpError::Io(e) | HttpError::Failed(_, e) => f.write_str(e),
         }
     }
 }
@@ -429,35 +456,72 @@ impl Job {
     }
 }
 
-/// What went wrong, by ureq's error value and the I/O error's kind.
+/// What went wrong, by ureq's error value, the I/O error's kind and the TLS error's
+/// value.
 fn failure(e: ureq::Error, timeout: Duration) -> HttpError {
+    let failed = |fault, message: String| HttpError::Failed(fault, message);
     match e {
-        ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => HttpError::Io(format!(
-            "cannot connect: no answer within {} ms",
-            timeout.as_millis()
-        )),
+        ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => failed(
+            Fault::Other,
+            format!(
+                "cannot connect: no answer within {} ms",
+                timeout.as_millis()
+            ),
+        ),
         ureq::Error::Timeout(_) => HttpError::Deadline,
-        ureq::Error::HostNotFound => HttpError::Io("cannot connect: host not found".into()),
+        ureq::Error::HostNotFound => failed(Fault::Other, "cannot connect: host not found".into()),
         ureq::Error::Io(e) => match e.kind() {
-            ErrorKind::ConnectionRefused
-            | ErrorKind::HostUnreachable
+            ErrorKind::ConnectionRefused => failed(Fault::Refused, format!("cannot connect: {e}")),
+            ErrorKind::HostUnreachable
             | ErrorKind::NetworkUnreachable
-            | ErrorKind::AddrNotAvailable => HttpError::Io(format!("cannot connect: {e}")),
-            ErrorKind::UnexpectedEof => HttpError::Io("connection closed mid-response".into()),
+            | ErrorKind::AddrNotAvailable => failed(Fault::Other, format!("cannot connect: {e}")),
+            ErrorKind::UnexpectedEof => {
+                failed(Fault::NotHttp, "connection closed mid-response".into())
+            }
             ErrorKind::TimedOut => HttpError::Deadline,
             ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-                HttpError::Closed(format!("connection failed: {e}"))
+                failed(Fault::Closed, format!("connection failed: {e}"))
             }
-            _ => HttpError::Io(format!("connection failed: {e}")),
+            _ => failed(tls_fault_in(&e), format!("connection failed: {e}")),
         },
-        ureq::Error::LargeResponseHeader(_, max) => HttpError::Io(format!(
-            "protocol error: a response head longer than {max} bytes"
-        )),
-        ureq::Error::Protocol(e) => HttpError::Io(format!("not an HTTP answer: {e}")),
+        ureq::Error::LargeResponseHeader(_, max) => failed(
+            Fault::NotHttp,
+            format!("protocol error: a response head longer than {max} bytes"),
+        ),
+        ureq::Error::Protocol(e) => failed(Fault::NotHttp, format!("not an HTTP answer: {e}")),
         ureq::Error::BodyExceedsLimit(max) => {
             HttpError::Io(format!("answer too large: more than {max} bytes"))
         }
-        e => HttpError::Io(format!("connection failed: {e}")),
+        #[cfg(feature = "tls")]
+        ureq::Error::Rustls(e) => failed(tls_fault(&e), format!("connection failed: {e}")),
+        e => failed(Fault::Other, format!("connection failed: {e}")),
+    }
+}
+
+/// The TLS failure an I/O error carries (rustls reports through `io::Error`).
+fn tls_fault_in(e: &std::io::Error) -> Fault {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return tls_fault(tls);
+    }
+    let _ = e;
+    Fault::Other
+}
+
+#[cfg(feature = "tls")]
+fn tls_fault(e: &rustls::Error) -> Fault {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error, InvalidMessage};
+    match e {
+        Error::InvalidCertificate(Cert::UnknownIssuer) => Fault::UnknownIssuer,
+        Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
+            Fault::WrongName
+        }
+        Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => Fault::Expired,
+        Error::AlertReceived(
+            Alert::BadCertificate | Alert::CertificateRequired | Alert::UnknownCA,
+        ) => Fault::ClientCertWanted,
+        Error::InvalidMessage(InvalidMessage::InvalidContentType) => Fault::NotTls,
+        _ => Fault::Other,
     }
 }
 
@@ -619,6 +683,51 @@ mod tests {
         eprintln!("stream returned {latency:?} after cancellation");
         drop(exchange);
         assert_eq!(server.join().unwrap(), Ok(0));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_failures_are_sorted_by_rustls_error_value() {
+        use rustls::{AlertDescription, CertificateError, InvalidMessage};
+        let fault = |e: rustls::Error| {
+            let io = std::io::Error::new(ErrorKind::InvalidData, e);
+            match failure(ureq::Error::Io(io), Duration::from_secs(1)) {
+                HttpError::Failed(fault, _) => fault,
+                other => panic!("{other:?}"),
+            }
+        };
+        let cert = rustls::Error::InvalidCertificate;
+        assert_eq!(
+            fault(cert(CertificateError::UnknownIssuer)),
+            Fault::UnknownIssuer
+        );
+        assert_eq!(
+            fault(cert(CertificateError::NotValidForName)),
+            Fault::WrongName
+        );
+        assert_eq!(fault(cert(CertificateError::Expired)), Fault::Expired);
+        for alert in [
+            AlertDescription::BadCertificate,
+            AlertDescription::CertificateRequired,
+            AlertDescription::UnknownCA,
+        ] {
+            assert_eq!(
+                fault(rustls::Error::AlertReceived(alert)),
+                Fault::ClientCertWanted
+            );
+        }
+        assert_eq!(
+            fault(rustls::Error::InvalidMessage(
+                InvalidMessage::InvalidContentType
+            )),
+            Fault::NotTls
+        );
+        assert_eq!(fault(rustls::Error::HandshakeNotComplete), Fault::Other);
+        let refused = std::io::Error::from(ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            failure(ureq::Error::Io(refused), Duration::from_secs(1)),
+            HttpError::Failed(Fault::Refused, m) if m.starts_with("cannot connect: ")
+        ));
     }
 
     #[test]

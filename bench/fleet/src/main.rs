@@ -45,46 +45,78 @@ const VALUE: &str = r#"["nats://prov1.example.net:4222", "prov2.example.net:4222
 /// Liveness limit for one scenario.
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn main() {
-    let mut plugin = PathBuf::from("target/release/libprovtarget_etcd.so");
-    let mut servers = 1000usize;
-    let mut outage = Duration::from_secs(10);
-    let mut outage_mode = Mode::Refuse;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
-        match a.as_str() {
-            "--plugin" => plugin = value().into(),
-            "--servers" => servers = value().parse().expect("--servers N"),
-            "--outage-secs" => {
-                outage = Duration::from_secs(value().parse().expect("--outage-secs S"))
-            }
-            "--outage" => {
-                outage_mode = match value().as_str() {
-                    "refuse" => Mode::Refuse,
-                    "close" => Mode::Close,
-                    other => panic!("--outage refuse|close, not {other}"),
+/// The command line (see the crate docs).
+struct Args {
+    plugin: PathBuf,
+    servers: usize,
+    outage: Duration,
+    outage_mode: Mode,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut parsed = Args {
+            plugin: PathBuf::from("target/release/libprovtarget_etcd.so"),
+            servers: 1000,
+            outage: Duration::from_secs(10),
+            outage_mode: Mode::Refuse,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+            match a.as_str() {
+                "--plugin" => parsed.plugin = value().into(),
+                "--servers" => parsed.servers = value().parse().expect("--servers N"),
+                "--outage-secs" => {
+                    parsed.outage = Duration::from_secs(value().parse().expect("--outage-secs S"))
                 }
+                "--outage" => {
+                    parsed.outage_mode = match value().as_str() {
+                        "refuse" => Mode::Refuse,
+                        "close" => Mode::Close,
+                        other => panic!("--outage refuse|close, not {other}"),
+                    }
+                }
+                other => panic!("unknown argument {other}; see the crate docs"),
             }
-            other => panic!("unknown argument {other}; see the crate docs"),
         }
+        parsed
     }
+}
+
+fn main() {
+    let args = Args::parse();
     let etcd_bin = require_tool("etcd", "etcd-server").expect("etcd is needed");
     // SAFETY: the benchmark loads the plugin it was told to, built from this workspace.
-    let lib = unsafe { PluginLibrary::open(&plugin) }
-        .unwrap_or_else(|e| panic!("cannot load {}: {e}", plugin.display()));
+    let lib = unsafe { PluginLibrary::open(&args.plugin) }
+        .unwrap_or_else(|e| panic!("cannot load {}: {e}", args.plugin.display()));
     println!(
-        "plugin {} ({}), {servers} simulated servers, outage {} s",
+        "plugin {} ({}), {} simulated servers, outage {} s",
         lib.info().name,
-        plugin.display(),
-        outage.as_secs()
+        args.plugin.display(),
+        args.servers,
+        args.outage.as_secs()
     );
 
     let dir = TempDir::new("bench-fleet");
-    let (client, peer) = (free_port(), free_port());
+    let client = free_port();
+    let _etcd = start_etcd(&etcd_bin, &dir, client);
+    let proxy = Proxy::start(client);
+    println!(
+        "etcd {}, proxy 127.0.0.1:{}",
+        etcd_version(&etcd_bin),
+        proxy.port
+    );
+    outage_scenario(&args, &lib, &proxy, client);
+    watch_scenario(&args, &lib, &proxy, client);
+}
+
+/// One etcd member on 127.0.0.1, its client API on `client`, ready.
+fn start_etcd(etcd_bin: &std::path::Path, dir: &TempDir, client: u16) -> ServerProcess {
+    let peer = free_port();
     let client_url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut cmd = Command::new(&etcd_bin);
+    let mut cmd = Command::new(etcd_bin);
     cmd.args(["--name", "n1", "--data-dir"])
         .arg(dir.path().join("data"))
         .args([
@@ -105,20 +137,18 @@ fn main() {
             "--initial-cluster-state",
             "new",
         ]);
-    let _etcd = ServerProcess::spawn("etcd", cmd, Some(&dir.path().join("etcd.log")));
+    let etcd = ServerProcess::spawn("etcd", cmd, Some(&dir.path().join("etcd.log")));
     wait_for_tcp("etcd", client, LIMIT);
     wait_ready(client);
+    etcd
+}
 
-    let proxy = Proxy::start(client);
-    println!(
-        "etcd {}, proxy 127.0.0.1:{}",
-        etcd_version(&etcd_bin),
-        proxy.port
-    );
-
-    // ---- outage ----
+/// The key is there; the proxy is down for the outage, then up: load during the
+/// outage, time from recovery to targets.
+fn outage_scenario(args: &Args, lib: &PluginLibrary, proxy: &Proxy, client: u16) {
+    let (servers, outage, outage_mode) = (args.servers, args.outage, args.outage_mode);
     put(client, KEY, VALUE);
-    let fleet = Fleet::new(&lib, servers, proxy.port);
+    let fleet = Fleet::new(lib, servers, proxy.port);
     proxy.set(outage_mode);
     std::thread::sleep(Duration::from_millis(50));
     let before = proxy.count();
@@ -143,10 +173,14 @@ fn main() {
         "outage: failed tries logged: {tries}; connections the proxy accepted in this scenario: {}",
         proxy.count() - before
     );
+}
 
-    // ---- watch ----
+/// The key is absent; every resolver watches; it is written: requests while
+/// waiting, time from the write to targets.
+fn watch_scenario(args: &Args, lib: &PluginLibrary, proxy: &Proxy, client: u16) {
+    let servers = args.servers;
     delete(client, KEY);
-    let fleet = Fleet::new(&lib, servers, proxy.port);
+    let fleet = Fleet::new(lib, servers, proxy.port);
     let before = proxy.count();
     let (times, tries) = fleet.run(|| {
         let started = Instant::now();
@@ -209,7 +243,11 @@ impl HostServices for Host {
         if message.contains("watching") {
             self.watching.fetch_add(1, Ordering::SeqCst);
         } else if level <= LogLevel::Warn && message.starts_with("try ") {
-            self.tries.fetch_add(1, Ordering::Relaxed);
+            let n = self.tries.fetch_add(1, Ordering::Relaxed);
+            // Shown for diagnosis: the outage's refused connections are expected.
+            if n < 5 && !message.contains("cannot connect") {
+                eprintln!("failed try: {message}");
+            }
         }
     }
 }

@@ -4,10 +4,9 @@
 use std::{
     collections::HashSet,
     fmt,
-    net::TcpStream,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        mpsc, Arc, Mutex,
+        mpsc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -16,7 +15,10 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use provtarget_abi::{Cancellation, Context};
 use serde_json::{json, Value};
 
-use crate::http::{self, Conn, Endpoint, HttpError, Stream};
+use crate::{
+    http::{Endpoint, Exchange, Fault, Http, HttpError, Post},
+    refusal::{ErrorAnswer, Refusal},
+};
 
 /// Largest unary answer read (a range of up to 1,000 keys of small values).
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
@@ -29,10 +31,6 @@ pub(crate) const WATCH_PERIOD: Duration = Duration::from_secs(30);
 /// While a watch waits, its member is asked for its status this often, so a member that
 /// hangs is noticed within this plus the request timeout.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(2);
-
-/// Wraps a connected socket in TLS for an https endpoint.
-pub(crate) type TlsWrap =
-    Arc<dyn Fn(&Endpoint, TcpStream) -> Result<Box<dyn Stream>, String> + Send + Sync>;
 
 /// What to read: one key, or every key under a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,8 +116,8 @@ pub(crate) enum WatchEnd {
     Quiet,
 }
 
-/// What a request needs from its caller: cancellation (polled every 50 ms by every
-/// read) and the host's log. The host's [`Context`] is one; a [`Racer`] is another.
+/// What a request needs from its caller: cancellation (polled every 50 ms while a
+/// request waits) and the host's log. The host's [`Context`] is one; a [`Racer`] is another.
 pub(crate) trait Io: Sync {
     /// The cancellation the request's reads poll.
     fn cancel(&self) -> &(dyn Cancellation + Sync);
@@ -183,6 +181,17 @@ impl Io for Racer<'_, '_> {
     }
 }
 
+/// One range race: who asks, until when, in which order, and who failed why.
+struct Race<'a, 'c> {
+    ctx: &'a Context<'c>,
+    until: Option<Instant>,
+    order: Vec<usize>,
+    failures: Vec<(usize, String)>,
+}
+
+/// The member that answered a race first, its answer, and the members still running.
+type Won = (usize, Value, Vec<usize>);
+
 /// A client for one etcd cluster.
 pub(crate) struct Client {
     pub endpoints: Vec<Endpoint>,
@@ -191,7 +200,8 @@ pub(crate) struct Client {
     /// `(username, password)` when etcd auth is on.
     credentials: Option<(String, String)>,
     token: Mutex<Option<String>>,
-    tls: Option<TlsWrap>,
+    /// Timeouts, TLS: what every request shares.
+    http: Http,
     /// Connect and per-request timeout.
     timeout: Duration,
     /// How long a member has to answer a range before the next one is asked as well.
@@ -207,7 +217,7 @@ impl Client {
     pub fn new(
         endpoints: Vec<Endpoint>,
         credentials: Option<(String, String)>,
-        tls: Option<TlsWrap>,
+        tls: Option<crate::http::TlsSettings>,
         timeout: Duration,
         failover_after: Duration,
     ) -> Client {
@@ -216,7 +226,7 @@ impl Client {
             current: AtomicUsize::new(0),
             credentials,
             token: Mutex::new(None),
-            tls,
+            http: Http::new(timeout, tls),
             timeout,
             failover_after,
             warned: Mutex::new(HashSet::new()),
@@ -242,26 +252,51 @@ impl Client {
         query: &Query,
         until: Option<Instant>,
     ) -> Result<Range, CallError> {
-        let stop = || ctx.is_cancelled() || until.is_some_and(|u| Instant::now() >= u);
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % n;
-        let order: Vec<usize> = (0..n).map(|i| (first + i) % n).collect();
         let body = query.range_body(crate::targets::MAX_TARGETS + 1);
+        let mut race = Race {
+            ctx,
+            until,
+            order: (0..n).map(|i| (first + i) % n).collect(),
+            failures: Vec::new(),
+        };
+        match self.race(&mut race, &body) {
+            Some(Ok(won)) => self.won(ctx, &race.failures, won),
+            Some(Err(e)) => Err(e),
+            None => {
+                // Next time start after the member tried first.
+                self.current.store((first + 1) % n, Ordering::Relaxed);
+                let causes: Vec<String> = race.failures.into_iter().map(|(_, e)| e).collect();
+                Err(CallError::Member(if n == 1 {
+                    causes.join("")
+                } else {
+                    format!("no etcd member answered: {}", causes.join("; "))
+                }))
+            }
+        }
+    }
+
+    /// Runs a range race: members asked in `race.order`, each after the previous had
+    /// `failover_after` (or at once when it failed). `None` when every member failed
+    /// (their causes in `race.failures`).
+    fn race(&self, race: &mut Race<'_, '_>, body: &Value) -> Option<Result<Won, CallError>> {
+        let (ctx, until) = (race.ctx, race.until);
+        let stop = || ctx.is_cancelled() || until.is_some_and(|u| Instant::now() >= u);
+        let n = race.order.len();
         let over = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<(usize, Result<Value, CallError>)>();
-        let mut failures: Vec<(usize, String)> = Vec::new();
-        let outcome = std::thread::scope(|scope| {
-            let mut started = 0usize;
-            let mut running: Vec<usize> = Vec::new();
+        std::thread::scope(|scope| {
+            let (mut started, mut running) = (0usize, Vec::new());
             let mut next_at = Instant::now();
             loop {
                 let now = Instant::now();
                 if started < n && (running.is_empty() || now >= next_at) {
-                    let member = order[started];
+                    let member = race.order[started];
                     started += 1;
                     running.push(member);
                     next_at = now + self.failover_after;
-                    let (tx, body, over) = (tx.clone(), &body, &over);
+                    let (tx, over) = (tx.clone(), &over);
                     scope.spawn(move || {
                         let racer = Racer { ctx, over, until };
                         let ep = &self.endpoints[member];
@@ -277,83 +312,69 @@ impl Client {
                 } else {
                     Duration::from_millis(50)
                 };
-                match rx.recv_timeout(wait.min(Duration::from_millis(50))) {
+                let outcome = match rx.recv_timeout(wait.min(Duration::from_millis(50))) {
                     Ok((member, result)) => {
                         running.retain(|m| *m != member);
                         match result {
-                            Ok(v) => {
-                                over.store(true, Ordering::SeqCst);
-                                return Some(Ok((member, v, running)));
-                            }
+                            Ok(v) => Some(Ok((member, v, running.clone()))),
                             Err(CallError::Member(e)) => {
-                                failures.push((member, e));
+                                race.failures.push((member, e));
                                 // Fail over at once rather than at the head start's end.
                                 next_at = Instant::now();
+                                None
                             }
                             // Only the host's cancellation: the race is not over yet.
-                            Err(CallError::Cancelled) if stop() => {
-                                over.store(true, Ordering::SeqCst);
-                                return Some(Err(CallError::Cancelled));
-                            }
-                            Err(CallError::Cancelled) => {}
-                            Err(answer) => {
-                                over.store(true, Ordering::SeqCst);
-                                return Some(Err(answer));
-                            }
+                            Err(CallError::Cancelled) if !stop() => None,
+                            Err(e) => Some(Err(e)),
                         }
                     }
-                    Err(_) if stop() => {
-                        over.store(true, Ordering::SeqCst);
-                        return Some(Err(CallError::Cancelled));
-                    }
-                    Err(_) => {}
+                    Err(_) if stop() => Some(Err(CallError::Cancelled)),
+                    Err(_) => None,
+                };
+                if outcome.is_some() {
+                    over.store(true, Ordering::SeqCst);
+                    return outcome;
                 }
             }
-        });
-        match outcome {
-            Some(Ok((member, v, slow))) => {
-                self.current.store(member, Ordering::Relaxed);
-                let ep = &self.endpoints[member];
-                for (m, why) in &failures {
-                    self.warn_once(
-                        ctx,
-                        *m,
-                        format_args!(
-                            "etcd member {} failed ({why}); {} answered instead",
-                            self.endpoints[*m].url, ep.url
-                        ),
-                    );
-                }
-                for m in slow {
-                    self.warn_once(
-                        ctx,
-                        m,
-                        format_args!(
-                            "etcd member {} gave no answer within {} ms (plugin.provtarget.etcd.failover_after); {} answered instead",
-                            self.endpoints[m].url,
-                            self.failover_after.as_millis(),
-                            ep.url
-                        ),
-                    );
-                }
-                let mut range = parse_range(&v).map_err(|e| {
-                    CallError::Answer(format!("etcd at {} answered garbage: {e}", ep.url))
-                })?;
-                range.member = member;
-                Ok(range)
-            }
-            Some(Err(e)) => Err(e),
-            None => {
-                // Next time start after the member tried first.
-                self.current.store((first + 1) % n, Ordering::Relaxed);
-                let causes: Vec<String> = failures.into_iter().map(|(_, e)| e).collect();
-                Err(CallError::Member(if n == 1 {
-                    causes.join("")
-                } else {
-                    format!("no etcd member answered: {}", causes.join("; "))
-                }))
-            }
+        })
+    }
+
+    /// The winner of a race: remembered as the member to try first, the others that
+    /// failed or were slow named once, its answer parsed.
+    fn won(
+        &self,
+        ctx: &Context<'_>,
+        failures: &[(usize, String)],
+        (member, v, slow): Won,
+    ) -> Result<Range, CallError> {
+        self.current.store(member, Ordering::Relaxed);
+        let ep = &self.endpoints[member];
+        for (m, why) in failures {
+            self.warn_once(
+                ctx,
+                *m,
+                format_args!(
+                    "etcd member {} failed ({why}); {} answered instead",
+                    self.endpoints[*m].url, ep.url
+                ),
+            );
         }
+        for m in slow {
+            self.warn_once(
+                ctx,
+                m,
+                format_args!(
+                    "etcd member {} gave no answer within {} ms (plugin.provtarget.etcd.failover_after); {} answered instead",
+                    self.endpoints[m].url,
+                    self.failover_after.as_millis(),
+                    ep.url
+                ),
+            );
+        }
+        let mut range = parse_range(&v)
+            .map_err(|e| CallError::Answer(format!("etcd at {} answered garbage: {e}", ep.url)))?;
+        range.member = member;
+        Ok(range)
     }
 
     /// Logs `message` at warn, once per run for `member`.
@@ -454,17 +475,22 @@ impl Client {
         let token = self.token(ctx, ep)?;
         let body = serde_json::to_vec(&query.watch_body(start_revision)).unwrap_or_default();
         let deadline = Instant::now() + self.timeout;
-        let (mut conn, mut head) = self
-            .post(ctx, ep, "/v3/watch", token.as_deref(), &body, deadline)
+        let post = Post {
+            path: "/v3/watch",
+            token: token.as_deref(),
+            body: &body,
+            streaming: true,
+        };
+        let mut conn = Exchange::start(&self.http, ep, &post, ctx.cancel(), deadline)
             .map_err(|e| member_error(ep, "watch", e))?;
-        if head.status != 200 {
-            let body = conn.body(&mut head, MAX_ANSWER).unwrap_or_default();
-            return Err(self.status_error(ep, head.status, &body));
+        if conn.status != 200 {
+            let body = conn.body(MAX_ANSWER).unwrap_or_default();
+            return Err(self.status_error(ep, conn.status, &body));
         }
         conn.set_deadline(Instant::now() + WATCH_PERIOD);
         let mut pending: Vec<u8> = Vec::new();
         loop {
-            let piece = match conn.next_piece(&mut head, MAX_WATCH_MESSAGE) {
+            let piece = match conn.next_piece(MAX_WATCH_MESSAGE) {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     return Err(CallError::Member(format!(
@@ -481,45 +507,8 @@ impl Client {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let msg: Value = serde_json::from_slice(&line).map_err(|e| {
-                    CallError::Member(format!(
-                        "etcd at {} sent a watch message that is not JSON: {e}",
-                        ep.url
-                    ))
-                })?;
-                if let Some(err) = msg.get("error") {
-                    let text = error_text(err);
-                    if is_invalid_token(&text) {
-                        self.forget_token();
-                    }
-                    return Err(CallError::Member(format!(
-                        "etcd at {} ended the watch: {text}",
-                        ep.url
-                    )));
-                }
-                let result = msg.get("result").unwrap_or(&Value::Null);
-                if result.get("created").and_then(Value::as_bool) == Some(true) {
-                    on_created(ep);
-                }
-                let events = result.get("events").and_then(Value::as_array);
-                if let (Query::Key(_), Some(last)) = (query, events.and_then(|e| e.last())) {
-                    // A PUT event (the type is omitted for PUT, the enum's zero) carries
-                    // the new value.
-                    let is_put = match last.get("type") {
-                        None => true,
-                        Some(t) => t == "PUT",
-                    };
-                    if is_put {
-                        if let Some(v) = last.pointer("/kv/value").and_then(Value::as_str) {
-                            if let Ok(value) = B64.decode(v) {
-                                return Ok(WatchEnd::Put(value));
-                            }
-                        }
-                    }
-                }
-                let has_events = events.is_some_and(|e| !e.is_empty());
-                if has_events || result.get("canceled").and_then(Value::as_bool) == Some(true) {
-                    return Ok(WatchEnd::Changed);
+                if let Some(end) = self.watch_message(ep, query, &line, on_created)? {
+                    return Ok(end);
                 }
             }
             if pending.len() > MAX_WATCH_MESSAGE {
@@ -529,6 +518,57 @@ impl Client {
                 )));
             }
         }
+    }
+
+    /// One message of a watch stream: how the watch ended, or `None` to read on.
+    fn watch_message(
+        &self,
+        ep: &Endpoint,
+        query: &Query,
+        line: &[u8],
+        on_created: &dyn Fn(&Endpoint),
+    ) -> Result<Option<WatchEnd>, CallError> {
+        let msg: Value = serde_json::from_slice(line).map_err(|e| {
+            CallError::Member(format!(
+                "etcd at {} sent a watch message that is not JSON: {e}",
+                ep.url
+            ))
+        })?;
+        if let Some(err) = msg.get("error") {
+            let answer = ErrorAnswer::of_stream(err);
+            if answer.kind == Refusal::InvalidToken {
+                self.forget_token();
+            }
+            return Err(CallError::Member(format!(
+                "etcd at {} ended the watch: {}",
+                ep.url, answer.text
+            )));
+        }
+        let result = msg.get("result").unwrap_or(&Value::Null);
+        if result.get("created").and_then(Value::as_bool) == Some(true) {
+            on_created(ep);
+        }
+        let events = result.get("events").and_then(Value::as_array);
+        if let (Query::Key(_), Some(last)) = (query, events.and_then(|e| e.last())) {
+            // A PUT event (the type is omitted for PUT, the enum's zero) carries the
+            // new value.
+            let is_put = match last.get("type") {
+                None => true,
+                Some(t) => t == "PUT",
+            };
+            if is_put {
+                if let Some(v) = last.pointer("/kv/value").and_then(Value::as_str) {
+                    if let Ok(value) = B64.decode(v) {
+                        return Ok(Some(WatchEnd::Put(value)));
+                    }
+                }
+            }
+        }
+        let has_events = events.is_some_and(|e| !e.is_empty());
+        if has_events || result.get("canceled").and_then(Value::as_bool) == Some(true) {
+            return Ok(Some(WatchEnd::Changed));
+        }
+        Ok(None)
     }
 
     /// One unary call to `ep`, authenticating first when credentials are set, and once
@@ -552,9 +592,8 @@ impl Client {
                     ))
                 });
             }
-            let err = self.status_error(ep, status, &answer);
-            let retry =
-                matches!(&err, CallError::Answer(m) | CallError::Member(m) if is_invalid_token(m));
+            let answer = ErrorAnswer::parse(status, &answer);
+            let retry = answer.kind == Refusal::InvalidToken;
             if retry && attempt == 0 && self.credentials.is_some() {
                 ctx.info(format_args!(
                     "etcd at {} no longer accepts our token; authenticating again",
@@ -563,7 +602,7 @@ impl Client {
                 self.forget_token();
                 continue;
             }
-            return Err(err);
+            return Err(self.refused(ep, &answer));
         }
         unreachable!("the loop returns")
     }
@@ -578,36 +617,18 @@ impl Client {
     ) -> Result<(u16, Vec<u8>), CallError> {
         let deadline = Instant::now() + self.timeout;
         let what = path.trim_start_matches("/v3/");
-        let (mut conn, mut head) = self
-            .post(ctx, ep, path, token, body, deadline)
+        let post = Post {
+            path,
+            token,
+            body,
+            streaming: false,
+        };
+        let mut conn = Exchange::start(&self.http, ep, &post, ctx.cancel(), deadline)
             .map_err(|e| member_error(ep, what, e))?;
         let answer = conn
-            .body(&mut head, MAX_ANSWER)
+            .body(MAX_ANSWER)
             .map_err(|e| member_error(ep, what, e))?;
-        Ok((head.status, answer))
-    }
-
-    fn post<'c>(
-        &self,
-        ctx: &'c dyn Io,
-        ep: &Endpoint,
-        path: &str,
-        token: Option<&str>,
-        body: &[u8],
-        deadline: Instant,
-    ) -> Result<(Conn<'c>, http::Head), HttpError> {
-        let cancel: &(dyn Cancellation + Sync) = ctx.cancel();
-        let tcp = http::connect(ep, cancel, self.timeout)?;
-        let stream: Box<dyn Stream> = match (&self.tls, ep.tls) {
-            (Some(wrap), true) => wrap(ep, tcp).map_err(HttpError::Io)?,
-            (None, true) => {
-                return Err(HttpError::Io(
-                    "https endpoint but this build has no TLS support".into(),
-                ))
-            }
-            (_, false) => Box::new(tcp),
-        };
-        Conn::post(stream, ep, path, token, body, cancel, deadline)
+        Ok((conn.status, answer))
     }
 
     /// The auth token to send to `ep`, authenticating when there is none yet.
@@ -622,18 +643,18 @@ impl Client {
             serde_json::to_vec(&json!({ "name": user, "password": password })).unwrap_or_default();
         let (status, answer) = self.exchange(ctx, ep, "/v3/auth/authenticate", None, &body)?;
         if status != 200 {
-            let text = answer_text(&answer);
-            if text.contains("authentication is not enabled") {
+            let answer = ErrorAnswer::parse(status, &answer);
+            if answer.kind == Refusal::AuthNotEnabled {
                 ctx.debug(format_args!(
                     "etcd at {} has authentication off; sending no token",
                     ep.url
                 ));
                 return Ok(None);
             }
-            return Err(match self.status_error(ep, status, &answer) {
+            return Err(match self.refused(ep, &answer) {
                 CallError::Answer(_) => CallError::Answer(format!(
-                    "etcd at {} refused user {user:?} ({CREDENTIAL_KEYS}): {text}",
-                    ep.url
+                    "etcd at {} refused user {user:?} ({CREDENTIAL_KEYS}): {}",
+                    ep.url, answer.text
                 )),
                 other => other,
             });
@@ -657,54 +678,43 @@ impl Client {
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// A non-200 answer: 5xx and "no leader"-like errors are the member's problem
-    /// (fail over); the rest is the cluster's answer.
+    /// A non-200 answer: see [`Client::refused`].
     fn status_error(&self, ep: &Endpoint, status: u16, body: &[u8]) -> CallError {
-        let text = answer_text(body);
-        let text = if text.is_empty() {
-            format!("HTTP status {status}")
-        } else {
-            text
-        };
-        let member_trouble = status >= 500
-            || status == 404
-            || [
-                "leader",
-                "timed out",
-                "timeout",
-                "not capable",
-                "too many requests",
-                "unavailable",
-                "stopped",
-            ]
-            .iter()
-            .any(|m| text.contains(m));
-        if text.contains("HTTP request to an HTTPS server") {
-            CallError::Member(format!(
+        self.refused(ep, &ErrorAnswer::parse(status, body))
+    }
+
+    /// An error answer as the caller's error: the member's trouble (fail over) or the
+    /// cluster's answer (stop), by its kind ([`Refusal::fails_over`]), with the fix.
+    fn refused(&self, ep: &Endpoint, answer: &ErrorAnswer) -> CallError {
+        let text = &answer.text;
+        match answer.kind {
+            Refusal::TlsPort => CallError::Member(format!(
                 "etcd at {} answered {text}: the member speaks TLS on this port: write https:// for it in plugin.provtarget.etcd.endpoints",
                 ep.url
-            ))
-        } else if member_trouble {
-            CallError::Member(format!("etcd at {} failed: {text}", ep.url))
-        } else if text.contains("user name is empty")
-            || text.contains("user name not found") && self.credentials.is_none()
-        {
-            CallError::Answer(format!(
+            )),
+            kind if kind.fails_over() => {
+                CallError::Member(format!("etcd at {} failed: {text}", ep.url))
+            }
+            Refusal::NoUser => CallError::Answer(format!(
                 "etcd at {} requires authentication: set {CREDENTIAL_KEYS} ({text})",
                 ep.url
-            ))
-        } else if text.contains("permission denied") {
-            let user = self
-                .credentials
-                .as_ref()
-                .map(|c| c.0.as_str())
-                .unwrap_or("");
-            CallError::Answer(format!(
-                "etcd at {} denied user {user:?} read access ({text}); grant it a role that may read the key (plugin.provtarget.etcd.username)",
+            )),
+            Refusal::UnknownUser if self.credentials.is_none() => CallError::Answer(format!(
+                "etcd at {} requires authentication: set {CREDENTIAL_KEYS} ({text})",
                 ep.url
-            ))
-        } else {
-            CallError::Answer(format!("etcd at {} refused the request: {text}", ep.url))
+            )),
+            Refusal::PermissionDenied => {
+                let user = self
+                    .credentials
+                    .as_ref()
+                    .map(|c| c.0.as_str())
+                    .unwrap_or("");
+                CallError::Answer(format!(
+                    "etcd at {} denied user {user:?} read access ({text}); grant it a role that may read the key (plugin.provtarget.etcd.username)",
+                    ep.url
+                ))
+            }
+            _ => CallError::Answer(format!("etcd at {} refused the request: {text}", ep.url)),
         }
     }
 }
@@ -716,7 +726,8 @@ fn member_error(ep: &Endpoint, what: &str, e: HttpError) -> CallError {
             "etcd at {} did not answer the {what} request in time",
             ep.url
         )),
-        HttpError::Io(e) => CallError::Member(match fix_for(&e, ep) {
+        HttpError::Io(e) => CallError::Member(format!("etcd at {} ({what}): {e}", ep.url)),
+        HttpError::Failed(fault, e) => CallError::Member(match fix_for(fault, ep) {
             Some(fix) => format!("etcd at {} ({what}): {e}; {fix}", ep.url),
             None => format!("etcd at {} ({what}): {e}", ep.url),
         }),
@@ -724,86 +735,44 @@ fn member_error(ep: &Endpoint, what: &str, e: HttpError) -> CallError {
 }
 
 /// What to change for a connection or TLS failure, naming the setting.
-fn fix_for(e: &str, ep: &Endpoint) -> Option<String> {
+fn fix_for(fault: Fault, ep: &Endpoint) -> Option<String> {
     const ENDPOINTS: &str = "plugin.provtarget.etcd.endpoints";
-    let lower = e.to_ascii_lowercase();
-    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
-        Some(
+    const CLIENT_CERT: &str =
+        "set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key";
+    match fault {
+        Fault::UnknownIssuer => Some(
             "the member's certificate is not signed by a CA this plugin trusts: set plugin.provtarget.etcd.tls_ca to the CA bundle that signed it"
                 .into(),
-        )
-    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
-        Some(format!(
+        ),
+        Fault::WrongName => Some(format!(
             "the member's certificate does not name {}: use a name it was issued for in {ENDPOINTS}",
             ep.host
-        ))
-    } else if lower.contains("expired") {
-        Some("the member's certificate has expired (or this host's clock is wrong)".into())
-    } else if lower.contains("badcertificate")
-        || lower.contains("certificaterequired")
-        || lower.contains("certificate required")
-        || lower.contains("unknownca")
-    {
-        Some(
-            "the member wants a client certificate it trusts: set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"
-                .into(),
-        )
-    } else if ep.tls && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
-    {
-        Some(format!(
+        )),
+        Fault::Expired => {
+            Some("the member's certificate has expired (or this host's clock is wrong)".into())
+        }
+        Fault::ClientCertWanted => Some(format!(
+            "the member wants a client certificate it trusts: {CLIENT_CERT}"
+        )),
+        // A member that wants a client certificate may close the connection after the
+        // handshake, before its alert is read.
+        Fault::Closed if ep.tls => Some(format!(
+            "the member closed the TLS connection: if it wants a client certificate, {CLIENT_CERT}"
+        )),
+        Fault::NotTls if ep.tls => Some(format!(
             "the member does not speak TLS on this port: write http:// for {} in {ENDPOINTS}",
             ep.url
-        ))
-    } else if !ep.tls && (lower.contains("closed mid-response") || lower.contains("protocol error"))
-    {
-        Some(format!(
+        )),
+        Fault::NotHttp if !ep.tls => Some(format!(
             "if the member speaks TLS on this port, write https:// for {} in {ENDPOINTS}",
             ep.url
-        ))
-    } else if lower.contains("connection refused") {
-        Some(format!(
+        )),
+        Fault::Refused => Some(format!(
             "nothing listens at {}:{}: check {ENDPOINTS}",
             ep.host, ep.port
-        ))
-    } else {
-        None
+        )),
+        _ => None,
     }
-}
-
-fn is_invalid_token(text: &str) -> bool {
-    text.contains("invalid auth token")
-        || text.contains("auth token is invalid")
-        || text.contains("revision of auth store is old")
-}
-
-/// The message of an error answer: `{"error": "...", "message": "...", "code": N}` or
-/// a stream's `{"grpc_code": N, "message": "..."}`; else the start of the text.
-fn answer_text(body: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) => match v.get("error") {
-            Some(e) if e.is_object() => error_text(e),
-            _ => error_text(&v),
-        },
-        Err(_) => {
-            let s = String::from_utf8_lossy(body);
-            s.split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(200)
-                .collect()
-        }
-    }
-}
-
-fn error_text(v: &Value) -> String {
-    let text = v
-        .get("message")
-        .or_else(|| v.get("error"))
-        .and_then(Value::as_str)
-        .map(String::from)
-        .unwrap_or_else(|| v.to_string());
-    text.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
 /// `{"header": {"revision": "7"}, "kvs": [{"key": b64, "value": b64}], "more": false}`.
@@ -876,9 +845,6 @@ mod tests {
 
     #[test]
     fn error_answers() {
-        let body = br#"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#;
-        assert!(is_invalid_token(&answer_text(body)));
-        assert_eq!(answer_text(b"<html>\n oops </html>"), "<html> oops </html>");
         let c = Client::new(
             vec![Endpoint::parse("http://127.0.0.1:1").unwrap()],
             None,
@@ -892,10 +858,14 @@ mod tests {
             CallError::Member(_)
         ));
         assert!(matches!(
-            c.status_error(ep, 400, br#"{"message":"etcdserver: no leader"}"#),
+            c.status_error(ep, 503, br#"{"code":14,"message":"etcdserver: no leader"}"#),
             CallError::Member(_)
         ));
-        let e = c.status_error(ep, 400, br#"{"message":"etcdserver: user name is empty"}"#);
+        let e = c.status_error(
+            ep,
+            400,
+            br#"{"code":3,"message":"etcdserver: user name is empty"}"#,
+        );
         assert!(
             matches!(&e, CallError::Answer(m) if m.contains("plugin.provtarget.etcd.username")),
             "{e}"
@@ -906,39 +876,57 @@ mod tests {
     fn connection_and_tls_failures_name_the_setting_to_fix() {
         let http = Endpoint::parse("http://127.0.0.1:2379").unwrap();
         let https = Endpoint::parse("https://etcd1.example.net:2379").unwrap();
-        let shown =
-            |e: &str, ep: &Endpoint| match member_error(ep, "kv/range", HttpError::Io(e.into())) {
-                CallError::Member(m) => m,
-                other => panic!("{other}"),
-            };
+        let shown = |fault: Fault, e: &str, ep: &Endpoint| match member_error(
+            ep,
+            "kv/range",
+            HttpError::Failed(fault, e.into()),
+        ) {
+            CallError::Member(m) => m,
+            other => panic!("{other}"),
+        };
         assert_eq!(
-            shown("cannot connect: Connection refused (os error 111)", &http),
+            shown(
+                Fault::Refused,
+                "cannot connect: Connection refused (os error 111)",
+                &http
+            ),
             "etcd at http://127.0.0.1:2379 (kv/range): cannot connect: Connection refused (os error 111); nothing listens at 127.0.0.1:2379: check plugin.provtarget.etcd.endpoints"
         );
         assert!(shown(
-            "cannot send the request: invalid peer certificate: UnknownIssuer",
+            Fault::UnknownIssuer,
+            "connection failed: invalid peer certificate: UnknownIssuer",
             &https
         )
         .ends_with("set plugin.provtarget.etcd.tls_ca to the CA bundle that signed it"));
         assert!(shown(
+            Fault::ClientCertWanted,
             "connection failed: received fatal alert: BadCertificate",
             &https
         )
         .ends_with("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
-        assert!(shown(
-            "connection failed: received fatal alert: CertificateRequired",
-            &https
-        )
-        .ends_with("set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
-        assert!(shown("connection closed mid-response", &http)
+        assert!(shown(Fault::NotHttp, "connection closed mid-response", &http)
             .ends_with("if the member speaks TLS on this port, write https:// for http://127.0.0.1:2379 in plugin.provtarget.etcd.endpoints"));
-        assert!(shown("connection failed: received corrupt message of type InvalidContentType", &https)
+        assert!(shown(Fault::NotTls, "connection failed: received corrupt message of type InvalidContentType", &https)
             .ends_with("the member does not speak TLS on this port: write http:// for https://etcd1.example.net:2379 in plugin.provtarget.etcd.endpoints"));
-        assert!(shown("invalid peer certificate: NotValidForName", &https)
+        assert!(shown(Fault::WrongName, "invalid peer certificate: NotValidForName", &https)
             .ends_with("does not name etcd1.example.net: use a name it was issued for in plugin.provtarget.etcd.endpoints"));
+        // A member that wants a client certificate may close the connection after the
+        // handshake before its alert is read: the fix is named over TLS only.
+        let closed = "connection failed: Broken pipe (os error 32)";
+        assert!(shown(Fault::Closed, closed, &https)
+            .ends_with("if it wants a client certificate, set plugin.provtarget.etcd.tls_cert and plugin.provtarget.etcd.tls_key"));
         assert_eq!(
-            shown("something else", &http),
-            "etcd at http://127.0.0.1:2379 (kv/range): something else"
+            shown(Fault::Closed, closed, &http),
+            "etcd at http://127.0.0.1:2379 (kv/range): connection failed: Broken pipe (os error 32)"
+        );
+        // The fault decides, not the words.
+        assert_eq!(
+            shown(
+                Fault::Other,
+                "connection refused, UnknownIssuer, expired",
+                &http
+            ),
+            "etcd at http://127.0.0.1:2379 (kv/range): connection refused, UnknownIssuer, expired"
         );
         let c = Client::new(
             vec![http.clone()],

@@ -1,33 +1,35 @@
-//! A small blocking HTTP/1.1 client over `std::net::TcpStream`, written for this
-//! plugin's two needs: short JSON requests, and one long streaming response (the etcd
-//! watch) that must end within 100 ms of cancellation.
+//! The plugin's HTTP requests, over [`ureq`] (the crate the http plugin uses too): short
+//! JSON requests, and one long streaming response (the etcd watch) that must end within
+//! 100 ms of cancellation.
 //!
-//! Why not a client crate: every read here runs with a 50 ms socket timeout and checks
-//! the host's cancellation between reads, connects on a helper thread so a silent
-//! address cannot hold the call, and bounds every line, header block, chunk and body.
-//! No proxy is ever used (the environment's `http_proxy` is ignored on purpose: the
+//! Each request runs on a worker thread with an [`ureq::Agent`] of its own, while the
+//! calling thread waits for the worker's events (the head, then pieces of the body) and
+//! checks the host's cancellation every [`POLL`]. When the call is cancelled, its
+//! deadline passes or the caller lets go of the [`Exchange`], the agent is shut down
+//! ([`ureq::Agent::shutdown`]), which interrupts the worker's socket at once; a worker
+//! still resolving a name or connecting (which no socket shutdown reaches) ends on its
+//! own connect timeout, its result unread. Every head, body and piece is bounded. No
+//! proxy is ever used (the environment's `http_proxy` is ignored on purpose: the
 //! endpoints are the etcd members themselves).
 
 use std::{
     fmt,
-    io::{ErrorKind, Read, Write},
-    net::{SocketAddr, TcpStream, ToSocketAddrs},
+    io::{ErrorKind, Read},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
 use provtarget_abi::Cancellation;
+use ureq::{Agent, Timeout};
 
-/// How long one socket read waits before cancellation is checked again.
+/// How often a waiting request checks the host's cancellation.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
-/// Longest status line, header line or chunk-size line.
-const MAX_LINE: usize = 8 * 1024;
-/// Most header lines in one response.
-const MAX_HEADERS: usize = 64;
-
-/// Anything a connection can run over (plain TCP, or TLS over it).
-pub(crate) trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
+/// Longest response head (status line and headers).
+const MAX_HEAD: usize = 16 * 1024;
+/// Size of one read of a body.
+const READ_SIZE: usize = 16 * 1024;
+/// Events a worker may send ahead of its caller (back-pressure for a fast stream).
+const EVENTS_AHEAD: usize = 8;
 
 /// An etcd client URL: `http://host:port` or `https://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,13 @@ impl Endpoint {
             host: host.to_string(),
             port,
         })
+    }
+
+    /// `http://host:port` with the port written out (a URL without one means port 80
+    /// to an HTTP client, 2379 here).
+    fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.host_header())
     }
 
     fn host_header(&self) -> String {
@@ -131,8 +140,38 @@ pub(crate) enum HttpError {
     Cancelled,
     /// The deadline of this request (or of this watch period) passed.
     Deadline,
-    /// Connecting, sending or reading failed, or the answer was not HTTP.
+    /// The answer broke a bound, or the request could not be started.
     Io(String),
+    /// Connecting, sending or reading failed, or the answer was not HTTP: what, by
+    /// the error's value, and the message.
+    Failed(Fault, String),
+}
+
+/// What a connection failure was, sorted by ureq's error value, the I/O error's kind
+/// and rustls's error value (never by wording), so the fix can be named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Without the `tls` feature no TLS fault is ever made.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) enum Fault {
+    /// Nothing accepted the connection.
+    Refused,
+    /// The answer was not HTTP, or the connection closed in the middle of it.
+    NotHttp,
+    /// The peer closed or reset the connection while it was in use (over TLS: what a
+    /// member that wants a client certificate does after the handshake).
+    Closed,
+    /// TLS failed: the member's certificate is not signed by a trusted CA.
+    UnknownIssuer,
+    /// TLS failed: the member's certificate does not name the host.
+    WrongName,
+    /// TLS failed: the member's certificate has expired.
+    Expired,
+    /// TLS failed: the member refused this side's certificate, or wants one.
+    ClientCertWanted,
+    /// TLS failed: what came back was not TLS.
+    NotTls,
+    /// Anything else.
+    Other,
 }
 
 impl fmt::Display for HttpError {
@@ -140,113 +179,154 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::Cancelled => f.write_str("context canceled"),
             HttpError::Deadline => f.write_str("timed out"),
-            HttpError::Io(e) => f.write_str(e),
+            HttpError::Io(e) | HttpError::Failed(_, e) => f.write_str(e),
         }
     }
 }
 
 type Result<T> = std::result::Result<T, HttpError>;
 
-/// One HTTP exchange on its own connection (`Connection: close`).
-pub(crate) struct Conn<'c> {
-    stream: Box<dyn Stream>,
-    buf: Vec<u8>,
-    cancel: &'c (dyn Cancellation + Sync),
-    deadline: Instant,
-}
+/// How https endpoints are spoken to (the cargo feature `tls`).
+#[cfg(feature = "tls")]
+pub(crate) type TlsSettings = ureq::tls::TlsConfig;
+/// Without the cargo feature `tls` there is no way: https endpoints are refused in
+/// `configure`.
+#[cfg(not(feature = "tls"))]
+pub(crate) enum TlsSettings {}
 
-/// The status and headers of a response.
-#[derive(Debug)]
-pub(crate) struct Head {
-    pub status: u16,
-    chunked: bool,
-    length: Option<usize>,
-}
-
-/// Opens a TCP connection to `ep` on a helper thread (so a host that never answers
-/// the SYN cannot hold a cancelled call), with reads polling every [`POLL`].
-pub(crate) fn connect(
-    ep: &Endpoint,
-    cancel: &(dyn Cancellation + Sync),
+/// The settings every request of one client shares: timeouts, TLS, no proxy, no
+/// redirects, no connection pool.
+#[derive(Clone)]
+pub(crate) struct Http {
+    config: ureq::config::Config,
     timeout: Duration,
-) -> Result<TcpStream> {
-    let (tx, rx) = mpsc::channel();
-    let (host, port) = (ep.host.clone(), ep.port);
-    std::thread::Builder::new()
-        .name("etcd-connect".into())
-        .spawn(move || {
-            let result = (|| -> std::io::Result<TcpStream> {
-                let addrs: Vec<SocketAddr> = (host.as_str(), port).to_socket_addrs()?.collect();
-                let mut last = std::io::Error::new(ErrorKind::NotFound, "no address found");
-                for addr in addrs {
-                    match TcpStream::connect_timeout(&addr, timeout) {
-                        Ok(s) => return Ok(s),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            })();
-            let _ = tx.send(result);
-        })
-        .map_err(|e| HttpError::Io(format!("cannot start a connect thread: {e}")))?;
-    let deadline = Instant::now() + timeout + POLL;
-    loop {
-        if cancel.is_cancelled() {
-            return Err(HttpError::Cancelled);
+    tls: bool,
+}
+
+impl Http {
+    /// `timeout` bounds connecting and each unary request; `tls` (when set) is how
+    /// https endpoints are spoken to.
+    pub fn new(timeout: Duration, tls: Option<TlsSettings>) -> Http {
+        let has_tls = tls.is_some();
+        let config = Agent::config_builder()
+            // Never through a proxy: the endpoints are the members themselves.
+            .proxy(None)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .max_response_header_size(MAX_HEAD)
+            .user_agent(concat!("provtarget-etcd/", env!("CARGO_PKG_VERSION")))
+            .timeout_resolve(Some(timeout))
+            .timeout_connect(Some(timeout))
+            // A stalled unary request fails on the caller's deadline first (see post).
+            .timeout_global(Some(timeout + POLL));
+        #[cfg(feature = "tls")]
+        let config = match tls {
+            Some(tls) => config.tls_config(tls),
+            None => config,
+        };
+        #[cfg(not(feature = "tls"))]
+        if let Some(never) = tls {
+            match never {}
         }
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(Ok(s)) => {
-                s.set_read_timeout(Some(POLL))
-                    .and_then(|()| s.set_write_timeout(Some(timeout)))
-                    .and_then(|()| s.set_nodelay(true))
-                    .map_err(|e| HttpError::Io(format!("cannot set up the socket: {e}")))?;
-                return Ok(s);
-            }
-            Ok(Err(e)) => return Err(HttpError::Io(format!("cannot connect: {e}"))),
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
-            Err(_) => {
-                return Err(HttpError::Io(format!(
-                    "cannot connect: no answer within {} ms",
-                    timeout.as_millis()
-                )))
-            }
+        Http {
+            config: config.build(),
+            timeout,
+            tls: has_tls,
         }
     }
 }
 
-impl<'c> Conn<'c> {
-    /// Sends `POST path` with a JSON `body` (and `Authorization: token` when given) on
-    /// `stream`, and reads the response head. Reads must finish before `deadline`.
-    pub fn post(
-        stream: Box<dyn Stream>,
+/// What a worker reports to the waiting caller, in order.
+enum Event {
+    Head { status: u16, length: Option<u64> },
+    Piece(Vec<u8>),
+    End,
+    Failed(HttpError),
+}
+
+/// One request in flight: its status, and its body still to read. Dropping it shuts
+/// its connection down.
+pub(crate) struct Exchange<'c> {
+    /// The response status.
+    pub status: u16,
+    /// The declared body length, when there is one.
+    length: Option<u64>,
+    events: mpsc::Receiver<Event>,
+    agent: Agent,
+    cancel: &'c (dyn Cancellation + Sync),
+    deadline: Instant,
+    ended: bool,
+}
+
+impl Drop for Exchange<'_> {
+    fn drop(&mut self) {
+        self.agent.clone().shutdown();
+    }
+}
+
+/// What to send: `POST path` with a JSON body, and `Authorization: token` when given.
+pub(crate) struct Post<'a> {
+    pub path: &'a str,
+    pub token: Option<&'a str>,
+    pub body: &'a [u8],
+    /// A long-lived stream (the watch): no overall time limit on the worker; the
+    /// caller's deadline ([`Exchange::set_deadline`]) bounds it.
+    pub streaming: bool,
+}
+
+impl<'c> Exchange<'c> {
+    /// Sends `post` to `ep` on a worker thread and waits for the response head.
+    /// Waiting ends at `deadline` or when `cancel` is cancelled.
+    pub fn start(
+        http: &Http,
         ep: &Endpoint,
-        path: &str,
-        token: Option<&str>,
-        body: &[u8],
+        post: &Post<'_>,
         cancel: &'c (dyn Cancellation + Sync),
         deadline: Instant,
-    ) -> Result<(Conn<'c>, Head)> {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: provtarget-etcd/{}\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-            ep.host_header(),
-            env!("CARGO_PKG_VERSION"),
-            body.len()
-        )
-        .into_bytes();
-        if let Some(t) = token {
-            req.extend_from_slice(format!("Authorization: {t}\r\n").as_bytes());
+    ) -> Result<Exchange<'c>> {
+        if ep.tls && !http.tls {
+            return Err(HttpError::Io(
+                "https endpoint but this build has no TLS support".into(),
+            ));
         }
-        req.extend_from_slice(b"\r\n");
-        req.extend_from_slice(body);
-        let mut conn = Conn {
-            stream,
-            buf: Vec::new(),
-            cancel,
-            deadline,
+        let agent = Agent::new_with_config(http.config.clone());
+        let (tx, events) = mpsc::sync_channel(EVENTS_AHEAD);
+        let job = Job {
+            agent: agent.clone(),
+            url: format!("{}{}", ep.base_url(), post.path),
+            token: post.token.map(String::from),
+            body: post.body.to_vec(),
+            streaming: post.streaming,
+            timeout: http.timeout,
         };
-        conn.write_all(&req)?;
-        let head = conn.read_head()?;
-        Ok((conn, head))
+        std::thread::Builder::new()
+            .name("etcd-request".into())
+            .spawn(move || job.run(&tx))
+            .map_err(|e| HttpError::Io(format!("cannot start a request thread: {e}")))?;
+        let mut exchange = Exchange {
+            status: 0,
+            length: None,
+            events,
+            agent,
+            cancel,
+            // Connecting and reading have their own timeouts in the worker, which name
+            // what timed out; this is the backstop.
+            deadline: deadline + 2 * POLL,
+            ended: false,
+        };
+        match exchange.wait()? {
+            Event::Head { status, length } => {
+                exchange.status = status;
+                exchange.length = length;
+                exchange.deadline = deadline;
+                Ok(exchange)
+            }
+            Event::Failed(e) => Err(e),
+            Event::Piece(_) | Event::End => Err(HttpError::Io(
+                "the request thread sent a body before its head".into(),
+            )),
+        }
     }
 
     /// Moves the deadline (a watch gets a new one once it is established).
@@ -254,183 +334,60 @@ impl<'c> Conn<'c> {
         self.deadline = deadline;
     }
 
-    fn write_all(&mut self, mut data: &[u8]) -> Result<()> {
-        while !data.is_empty() {
-            if self.cancel.is_cancelled() {
-                return Err(HttpError::Cancelled);
-            }
-            match self.stream.write(data) {
-                Ok(0) => return Err(HttpError::Io("connection closed while sending".into())),
-                Ok(n) => data = &data[n..],
-                Err(e) if retryable(&e) => {
-                    if Instant::now() >= self.deadline {
-                        return Err(HttpError::Deadline);
-                    }
-                }
-                Err(e) => return Err(HttpError::Io(format!("cannot send the request: {e}"))),
-            }
-        }
-        self.stream
-            .flush()
-            .map_err(|e| HttpError::Io(format!("cannot send the request: {e}")))
-    }
-
-    /// Reads more bytes into the buffer; `Ok(false)` at end of stream.
-    fn fill(&mut self) -> Result<bool> {
-        let mut tmp = [0u8; 16 * 1024];
+    /// The worker's next event, checking cancellation and the deadline while waiting.
+    fn wait(&mut self) -> Result<Event> {
         loop {
             if self.cancel.is_cancelled() {
                 return Err(HttpError::Cancelled);
             }
-            if Instant::now() >= self.deadline {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(HttpError::Deadline);
             }
-            match self.stream.read(&mut tmp) {
-                Ok(0) => return Ok(false),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&tmp[..n]);
-                    return Ok(true);
-                }
-                Err(e) if retryable(&e) => continue,
-                Err(e) => return Err(HttpError::Io(format!("connection failed: {e}"))),
-            }
-        }
-    }
-
-    /// One CRLF-terminated line, without the CRLF.
-    fn line(&mut self) -> Result<Vec<u8>> {
-        let mut searched = 0;
-        loop {
-            if let Some(i) = self.buf[searched..].windows(2).position(|w| w == b"\r\n") {
-                let end = searched + i;
-                let line = self.buf[..end].to_vec();
-                self.buf.drain(..end + 2);
-                return Ok(line);
-            }
-            if self.buf.len() > MAX_LINE {
-                return Err(HttpError::Io(format!(
-                    "protocol error: a line longer than {MAX_LINE} bytes"
-                )));
-            }
-            searched = self.buf.len().saturating_sub(1);
-            if !self.fill()? {
-                return Err(HttpError::Io("connection closed mid-response".into()));
-            }
-        }
-    }
-
-    fn exact(&mut self, n: usize) -> Result<Vec<u8>> {
-        while self.buf.len() < n {
-            if !self.fill()? {
-                return Err(HttpError::Io("connection closed mid-response".into()));
-            }
-        }
-        Ok(self.buf.drain(..n).collect())
-    }
-
-    fn read_head(&mut self) -> Result<Head> {
-        let status_line = self.line()?;
-        let status_line = String::from_utf8_lossy(&status_line);
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("");
-        let status = parts.next().and_then(|s| s.parse::<u16>().ok());
-        let status = match (version.starts_with("HTTP/1."), status) {
-            (true, Some(s)) => s,
-            _ => {
-                return Err(HttpError::Io(format!(
-                    "not an HTTP answer: {:?}",
-                    status_line.chars().take(60).collect::<String>()
-                )))
-            }
-        };
-        let mut head = Head {
-            status,
-            chunked: false,
-            length: None,
-        };
-        for n in 0.. {
-            let line = self.line()?;
-            if line.is_empty() {
-                break;
-            }
-            if n >= MAX_HEADERS {
-                return Err(HttpError::Io("protocol error: too many headers".into()));
-            }
-            let line = String::from_utf8_lossy(&line);
-            if let Some((name, value)) = line.split_once(':') {
-                let (name, value) = (name.trim(), value.trim());
-                if name.eq_ignore_ascii_case("transfer-encoding") {
-                    head.chunked = value.to_ascii_lowercase().contains("chunked");
-                } else if name.eq_ignore_ascii_case("content-length") {
-                    head.length = Some(value.parse().map_err(|_| {
-                        HttpError::Io(format!("protocol error: Content-Length {value:?}"))
-                    })?);
+            match self.events.recv_timeout(left.min(POLL)) {
+                Ok(event) => return Ok(event),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(HttpError::Io(
+                        "the request thread ended without an answer".into(),
+                    ))
                 }
             }
         }
-        Ok(head)
     }
 
-    /// The next piece of the body (a chunk, or what arrived), or `None` at its end.
+    /// The next piece of the body (what one read returned), or `None` at its end.
     /// Pieces are at most `max` bytes.
-    pub fn next_piece(&mut self, head: &mut Head, max: usize) -> Result<Option<Vec<u8>>> {
-        if head.chunked {
-            let size_line = self.line()?;
-            let size_line = String::from_utf8_lossy(&size_line);
-            let hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(hex, 16)
-                .map_err(|_| HttpError::Io(format!("protocol error: chunk size {hex:?}")))?;
-            if size == 0 {
-                // Trailers, then the empty line.
-                while !self.line()?.is_empty() {}
-                head.chunked = false;
-                head.length = Some(0);
-                return Ok(None);
-            }
-            if size > max {
-                return Err(HttpError::Io(format!(
-                    "answer too large: a chunk of {size} bytes (at most {max})"
-                )));
-            }
-            let data = self.exact(size)?;
-            if !self.line()?.is_empty() {
-                return Err(HttpError::Io(
-                    "protocol error: chunk not followed by CRLF".into(),
-                ));
-            }
-            return Ok(Some(data));
+    pub fn next_piece(&mut self, max: usize) -> Result<Option<Vec<u8>>> {
+        if self.ended {
+            return Ok(None);
         }
-        match head.length {
-            Some(0) => Ok(None),
-            Some(left) => {
-                if self.buf.is_empty() && !self.fill()? {
-                    return Err(HttpError::Io("connection closed mid-response".into()));
-                }
-                let n = left.min(self.buf.len()).min(max);
-                head.length = Some(left - n);
-                Ok(Some(self.buf.drain(..n).collect()))
+        match self.wait()? {
+            Event::Piece(p) if p.len() > max => Err(HttpError::Io(format!(
+                "answer too large: a piece of {} bytes (at most {max})",
+                p.len()
+            ))),
+            Event::Piece(p) => Ok(Some(p)),
+            Event::End => {
+                self.ended = true;
+                Ok(None)
             }
-            None => {
-                if self.buf.is_empty() && !self.fill()? {
-                    return Ok(None);
-                }
-                let n = self.buf.len().min(max);
-                Ok(Some(self.buf.drain(..n).collect()))
-            }
+            Event::Failed(e) => Err(e),
+            Event::Head { .. } => Err(HttpError::Io(
+                "the request thread sent a second head".into(),
+            )),
         }
     }
 
     /// The whole body, at most `max` bytes.
-    pub fn body(&mut self, head: &mut Head, max: usize) -> Result<Vec<u8>> {
-        if let Some(len) = head.length.filter(|_| !head.chunked) {
-            if len > max {
-                return Err(HttpError::Io(format!(
-                    "answer too large: {len} bytes (at most {max})"
-                )));
-            }
+    pub fn body(&mut self, max: usize) -> Result<Vec<u8>> {
+        if let Some(len) = self.length.filter(|&len| len > max as u64) {
+            return Err(HttpError::Io(format!(
+                "answer too large: {len} bytes (at most {max})"
+            )));
         }
         let mut body = Vec::new();
-        while let Some(piece) = self.next_piece(head, max)? {
+        while let Some(piece) = self.next_piece(max)? {
             body.extend_from_slice(&piece);
             if body.len() > max {
                 return Err(HttpError::Io(format!(
@@ -442,17 +399,137 @@ impl<'c> Conn<'c> {
     }
 }
 
-fn retryable(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-    )
+/// A request as the worker thread owns it.
+struct Job {
+    agent: Agent,
+    url: String,
+    token: Option<String>,
+    body: Vec<u8>,
+    streaming: bool,
+    timeout: Duration,
+}
+
+impl Job {
+    /// Sends the request and reports the head, each piece of the body and its end
+    /// (or the failure) to `tx`; stops early once the caller is gone.
+    fn run(self, tx: &mpsc::SyncSender<Event>) {
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json")
+            .header("Connection", "close");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", token);
+        }
+        if self.streaming {
+            request = request.config().timeout_global(None).build();
+        }
+        let response = match request.send(&self.body[..]) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Event::Failed(failure(e, self.timeout)));
+                return;
+            }
+        };
+        let head = Event::Head {
+            status: response.status().as_u16(),
+            length: response.body().content_length(),
+        };
+        if tx.send(head).is_err() {
+            return;
+        }
+        let mut reader = response.into_body().into_reader();
+        let mut buf = vec![0u8; READ_SIZE];
+        loop {
+            let event = match reader.read(&mut buf) {
+                Ok(0) => Event::End,
+                Ok(n) => Event::Piece(buf[..n].to_vec()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => Event::Failed(failure(ureq::Error::from(e), self.timeout)),
+            };
+            let last = !matches!(event, Event::Piece(_));
+            if tx.send(event).is_err() || last {
+                return;
+            }
+        }
+    }
+}
+
+/// What went wrong, by ureq's error value, the I/O error's kind and the TLS error's
+/// value.
+fn failure(e: ureq::Error, timeout: Duration) -> HttpError {
+    let failed = |fault, message: String| HttpError::Failed(fault, message);
+    match e {
+        ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => failed(
+            Fault::Other,
+            format!(
+                "cannot connect: no answer within {} ms",
+                timeout.as_millis()
+            ),
+        ),
+        ureq::Error::Timeout(_) => HttpError::Deadline,
+        ureq::Error::HostNotFound => failed(Fault::Other, "cannot connect: host not found".into()),
+        ureq::Error::Io(e) => match e.kind() {
+            ErrorKind::ConnectionRefused => failed(Fault::Refused, format!("cannot connect: {e}")),
+            ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::AddrNotAvailable => failed(Fault::Other, format!("cannot connect: {e}")),
+            ErrorKind::UnexpectedEof => {
+                failed(Fault::NotHttp, "connection closed mid-response".into())
+            }
+            ErrorKind::TimedOut => HttpError::Deadline,
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                failed(Fault::Closed, format!("connection failed: {e}"))
+            }
+            _ => failed(tls_fault_in(&e), format!("connection failed: {e}")),
+        },
+        ureq::Error::LargeResponseHeader(_, max) => failed(
+            Fault::NotHttp,
+            format!("protocol error: a response head longer than {max} bytes"),
+        ),
+        ureq::Error::Protocol(e) => failed(Fault::NotHttp, format!("not an HTTP answer: {e}")),
+        ureq::Error::BodyExceedsLimit(max) => {
+            HttpError::Io(format!("answer too large: more than {max} bytes"))
+        }
+        #[cfg(feature = "tls")]
+        ureq::Error::Rustls(e) => failed(tls_fault(&e), format!("connection failed: {e}")),
+        e => failed(Fault::Other, format!("connection failed: {e}")),
+    }
+}
+
+/// The TLS failure an I/O error carries (rustls reports through `io::Error`).
+fn tls_fault_in(e: &std::io::Error) -> Fault {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return tls_fault(tls);
+    }
+    let _ = e;
+    Fault::Other
+}
+
+#[cfg(feature = "tls")]
+fn tls_fault(e: &rustls::Error) -> Fault {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error, InvalidMessage};
+    match e {
+        Error::InvalidCertificate(Cert::UnknownIssuer) => Fault::UnknownIssuer,
+        Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
+            Fault::WrongName
+        }
+        Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => Fault::Expired,
+        Error::AlertReceived(
+            Alert::BadCertificate | Alert::CertificateRequired | Alert::UnknownCA,
+        ) => Fault::ClientCertWanted,
+        Error::InvalidMessage(InvalidMessage::InvalidContentType) => Fault::NotTls,
+        _ => Fault::Other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::{
+        io::Write,
         net::TcpListener,
         sync::atomic::{AtomicBool, Ordering},
     };
@@ -468,7 +545,7 @@ mod tests {
         }
     }
 
-    /// A server on 127.0.0.1 that reads the request head, then writes `answer` in
+    /// A server on 127.0.0.1 that reads the request (its body is `{}`), then writes `answer` in
     /// pieces (to exercise reassembly) and holds the connection for `hold`.
     fn serve(answer: Vec<u8>, hold: Duration) -> Endpoint {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -477,7 +554,7 @@ mod tests {
             let (mut s, _) = l.accept().unwrap();
             let mut req = Vec::new();
             let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            while !req.ends_with(b"\r\n\r\n{}") {
                 let n = s.read(&mut b).unwrap();
                 if n == 0 {
                     return;
@@ -494,19 +571,17 @@ mod tests {
     }
 
     fn exchange(ep: &Endpoint, cancel: &Flag, max: usize) -> Result<(u16, Vec<u8>)> {
-        let tcp = connect(ep, cancel, Duration::from_secs(5))?;
+        let http = Http::new(Duration::from_secs(5), None);
         let deadline = Instant::now() + Duration::from_secs(5);
-        let (mut conn, mut head) = Conn::post(
-            Box::new(tcp),
-            ep,
-            "/v3/kv/range",
-            Some("tok"),
-            b"{}",
-            cancel,
-            deadline,
-        )?;
-        let body = conn.body(&mut head, max)?;
-        Ok((head.status, body))
+        let post = Post {
+            path: "/v3/kv/range",
+            token: Some("tok"),
+            body: b"{}",
+            streaming: false,
+        };
+        let mut exchange = Exchange::start(&http, ep, &post, cancel, deadline)?;
+        let body = exchange.body(max)?;
+        Ok((exchange.status, body))
     }
 
     #[test]
@@ -534,7 +609,9 @@ mod tests {
         let ep = serve(b"SSH-2.0-OpenSSH\r\n".to_vec(), Duration::ZERO);
         let e = exchange(&ep, &flag, 1024).unwrap_err().to_string();
         assert!(e.contains("not an HTTP answer"), "{e}");
-        let ep = serve(vec![b'x'; 3 * MAX_LINE], Duration::from_millis(500));
+        let mut endless = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        endless.extend(vec![b'x'; 3 * MAX_HEAD]);
+        let ep = serve(endless, Duration::from_millis(500));
         let e = exchange(&ep, &flag, 1024).unwrap_err().to_string();
         assert!(e.contains("longer than"), "{e}");
     }
@@ -556,6 +633,101 @@ mod tests {
             // Liveness only: it ended long before the server let go (5 s).
             assert!(started.elapsed() < Duration::from_secs(4));
         });
+    }
+
+    /// A watch-like stream: the caller returns within a poll of the cancellation, and
+    /// letting go of the exchange closes the connection (the worker is not left
+    /// blocked on a stream that has no time limit).
+    #[test]
+    fn a_cancelled_stream_returns_at_once_and_closes_its_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.ends_with(b"\r\n\r\n{}") {
+                let n = s.read(&mut b).unwrap();
+                req.extend_from_slice(&b[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            // 0: the client closed the connection; an error: it never did.
+            s.read(&mut b).map_err(|e| e.kind())
+        });
+        let ep = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let flag = Flag(AtomicBool::new(false));
+        let http = Http::new(Duration::from_secs(5), None);
+        let post = Post {
+            path: "/v3/watch",
+            token: None,
+            body: b"{}",
+            streaming: true,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut exchange = Exchange::start(&http, &ep, &post, &flag, deadline).unwrap();
+        exchange.set_deadline(Instant::now() + Duration::from_secs(60));
+        assert_eq!(exchange.next_piece(1024).unwrap(), Some(b"abc".to_vec()));
+        let latency = std::thread::scope(|s| {
+            let cancelled_at = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                flag.0.store(true, Ordering::SeqCst);
+                Instant::now()
+            });
+            let result = exchange.next_piece(1024);
+            let returned = Instant::now();
+            assert!(matches!(result, Err(HttpError::Cancelled)), "{result:?}");
+            returned.saturating_duration_since(cancelled_at.join().unwrap())
+        });
+        eprintln!("stream returned {latency:?} after cancellation");
+        drop(exchange);
+        assert_eq!(server.join().unwrap(), Ok(0));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_failures_are_sorted_by_rustls_error_value() {
+        use rustls::{AlertDescription, CertificateError, InvalidMessage};
+        let fault = |e: rustls::Error| {
+            let io = std::io::Error::new(ErrorKind::InvalidData, e);
+            match failure(ureq::Error::Io(io), Duration::from_secs(1)) {
+                HttpError::Failed(fault, _) => fault,
+                other => panic!("{other:?}"),
+            }
+        };
+        let cert = rustls::Error::InvalidCertificate;
+        assert_eq!(
+            fault(cert(CertificateError::UnknownIssuer)),
+            Fault::UnknownIssuer
+        );
+        assert_eq!(
+            fault(cert(CertificateError::NotValidForName)),
+            Fault::WrongName
+        );
+        assert_eq!(fault(cert(CertificateError::Expired)), Fault::Expired);
+        for alert in [
+            AlertDescription::BadCertificate,
+            AlertDescription::CertificateRequired,
+            AlertDescription::UnknownCA,
+        ] {
+            assert_eq!(
+                fault(rustls::Error::AlertReceived(alert)),
+                Fault::ClientCertWanted
+            );
+        }
+        assert_eq!(
+            fault(rustls::Error::InvalidMessage(
+                InvalidMessage::InvalidContentType
+            )),
+            Fault::NotTls
+        );
+        assert_eq!(fault(rustls::Error::HandshakeNotComplete), Fault::Other);
+        let refused = std::io::Error::from(ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            failure(ureq::Error::Io(refused), Duration::from_secs(1)),
+            HttpError::Failed(Fault::Refused, m) if m.starts_with("cannot connect: ")
+        ));
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //! tried in the configured order starting with the last one that answered; a member
 //! that fails (refused, silent, no leader) passes the request to the next. While no
 //! member answers it retries with Choria's FiveSec backoff, logging each failed try
-//! once with its cause. Every read polls the host's cancellation every 50 ms, so a
+//! once with its cause. Every request waits for its answer checking the host's
+//! cancellation every 50 ms, and a cancelled request's connection is shut down, so a
 //! cancelled call ends within about 100 ms, reporting its last error.
 //!
 //! Configuration keys:
@@ -47,6 +48,7 @@
 
 mod etcd;
 mod http;
+mod refusal;
 mod targets;
 #[cfg(feature = "tls")]
 mod tls;
@@ -150,93 +152,11 @@ impl Resolver for EtcdResolver {
     }
 
     fn configure(&mut self, ctx: &Context<'_>, config: &Config) -> Result<Settings, Error> {
-        let raw_endpoints = config.string(ENDPOINTS_KEY).to_string();
-        let list = config.list(ENDPOINTS_KEY);
-        if list.is_empty() || list.len() > MAX_ENDPOINTS {
-            return Err(ConfigError::new(
-                ENDPOINTS_KEY,
-                &raw_endpoints,
-                &format!("1 to {MAX_ENDPOINTS} etcd client URLs such as http://10.0.0.1:2379, comma separated"),
-            )
-            .into());
-        }
-        let mut endpoints = Vec::new();
-        for url in &list {
-            let ep = Endpoint::parse(url).map_err(|e| {
-                ConfigError::new(
-                    ENDPOINTS_KEY,
-                    &raw_endpoints,
-                    &format!("etcd client URLs such as http://10.0.0.1:2379 ({e})"),
-                )
-            })?;
-            endpoints.push(ep);
-        }
-
-        self.query = match (config.is_set(KEY_KEY), config.is_set(PREFIX_KEY)) {
-            (true, false) => Query::Key(config.string(KEY_KEY).to_string()),
-            (false, true) => {
-                // A prefix is a directory: "fleet" must not also match "fleet2/...".
-                let mut prefix = config.string(PREFIX_KEY).to_string();
-                if !prefix.ends_with('/') {
-                    prefix.push('/');
-                    ctx.debug(format_args!(
-                        "{PREFIX_KEY}: reading the directory {prefix:?} (a '/' was added)"
-                    ));
-                }
-                Query::Prefix(prefix)
-            }
-            (both, _) => {
-                return Err(format!(
-                    "set exactly one of {KEY_KEY} and {PREFIX_KEY} ({})",
-                    if both {
-                        "both are set"
-                    } else {
-                        "neither is set"
-                    }
-                )
-                .into())
-            }
-        };
-
-        let user = config.string(USERNAME_KEY).to_string();
-        let password = config.get(PASSWORD_KEY).unwrap_or("").to_string();
-        let credentials = match (user.is_empty(), password.is_empty()) {
-            (true, true) => None,
-            (false, false) => Some((user.clone(), password.clone())),
-            (true, false) => {
-                return Err(format!(
-                    "{PASSWORD_KEY} is set but {USERNAME_KEY} is not: set both or neither"
-                )
-                .into())
-            }
-            (false, true) => {
-                return Err(ConfigError::new(
-                    PASSWORD_KEY,
-                    "",
-                    &format!("the password of etcd user {user:?} ({USERNAME_KEY})"),
-                )
-                .into())
-            }
-        };
-
-        let tls_files = TlsFiles {
-            ca: config.string(TLS_CA_KEY).to_string(),
-            cert: config.string(TLS_CERT_KEY).to_string(),
-            key: config.string(TLS_KEY_KEY).to_string(),
-        };
-        tls_files.check()?;
-        let any_https = endpoints.iter().any(|e| e.tls);
-        if !any_https && tls_files.any() {
-            ctx.warn(format_args!(
-                "{TLS_CA_KEY}/{TLS_CERT_KEY}/{TLS_KEY_KEY} are set but no endpoint in {ENDPOINTS_KEY} is https://; they are not used"
-            ));
-        }
-        let tls = if any_https {
-            Some(tls_files.wrapper()?)
-        } else {
-            None
-        };
-
+        let endpoints = endpoints(config)?;
+        self.query = query(ctx, config)?;
+        let credentials = credentials(config)?;
+        let tls_files = TlsFiles::from_config(config)?;
+        let tls = tls_files.for_endpoints(ctx, &endpoints)?;
         let timeout = config.duration(TIMEOUT_KEY)?;
         if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(60) {
             return Err(ConfigError::new(
@@ -246,7 +166,6 @@ impl Resolver for EtcdResolver {
             )
             .into());
         }
-
         // At most the request timeout: a longer head start is the timeout itself.
         let failover_after = config.duration(FAILOVER_KEY)?.min(timeout);
         self.settle = config.duration(SETTLE_KEY)?;
@@ -265,6 +184,8 @@ impl Resolver for EtcdResolver {
             "reading {} from etcd at {shown_endpoints}",
             self.query
         ));
+        let user = credentials.as_ref().map(|c| c.0.clone());
+        let password = credentials.as_ref().map(|c| c.1.clone());
         let client = Client::new(endpoints, credentials, tls, timeout, failover_after);
         // At most a quarter of the host's deadline (configure runs under it too).
         let limit = match config.duration(HOST_TIMEOUT_KEY) {
@@ -281,21 +202,13 @@ impl Resolver for EtcdResolver {
                 .with(PREFIX_KEY, p)
                 .with(SETTLE_KEY, format_args!("{}ms", self.settle.as_millis())),
         };
-        if !user.is_empty() {
+        if let (Some(user), Some(password)) = (user, password) {
             settings = settings
                 .with(USERNAME_KEY, &user)
                 .secret(PASSWORD_KEY, &password);
         }
-        for (k, v) in [
-            (TLS_CA_KEY, &tls_files.ca),
-            (TLS_CERT_KEY, &tls_files.cert),
-            (TLS_KEY_KEY, &tls_files.key),
-        ] {
-            if !v.is_empty() {
-                settings = settings.with(k, v);
-            }
-        }
-        Ok(settings
+        Ok(tls_files
+            .settings(settings)
             .with(TIMEOUT_KEY, format_args!("{}ms", timeout.as_millis()))
             .with(
                 FAILOVER_KEY,
@@ -310,6 +223,79 @@ impl Resolver for EtcdResolver {
             .as_ref()
             .ok_or("the etcd resolver was not configured")?;
         FIVE_SEC.retry(ctx, |_try| self.resolve(ctx, client))
+    }
+}
+
+/// `plugin.provtarget.etcd.endpoints`: 1 to [`MAX_ENDPOINTS`] etcd client URLs.
+fn endpoints(config: &Config) -> Result<Vec<Endpoint>, Error> {
+    let raw_endpoints = config.string(ENDPOINTS_KEY).to_string();
+    let list = config.list(ENDPOINTS_KEY);
+    if list.is_empty() || list.len() > MAX_ENDPOINTS {
+        return Err(ConfigError::new(
+            ENDPOINTS_KEY,
+            &raw_endpoints,
+            &format!("1 to {MAX_ENDPOINTS} etcd client URLs such as http://10.0.0.1:2379, comma separated"),
+        )
+        .into());
+    }
+    let mut endpoints = Vec::new();
+    for url in &list {
+        let ep = Endpoint::parse(url).map_err(|e| {
+            ConfigError::new(
+                ENDPOINTS_KEY,
+                &raw_endpoints,
+                &format!("etcd client URLs such as http://10.0.0.1:2379 ({e})"),
+            )
+        })?;
+        endpoints.push(ep);
+    }
+    Ok(endpoints)
+}
+
+/// Exactly one of `plugin.provtarget.etcd.key` and `.prefix` (a directory: `/` added).
+fn query(ctx: &Context<'_>, config: &Config) -> Result<Query, Error> {
+    match (config.is_set(KEY_KEY), config.is_set(PREFIX_KEY)) {
+        (true, false) => Ok(Query::Key(config.string(KEY_KEY).to_string())),
+        (false, true) => {
+            // A prefix is a directory: "fleet" must not also match "fleet2/...".
+            let mut prefix = config.string(PREFIX_KEY).to_string();
+            if !prefix.ends_with('/') {
+                prefix.push('/');
+                ctx.debug(format_args!(
+                    "{PREFIX_KEY}: reading the directory {prefix:?} (a '/' was added)"
+                ));
+            }
+            Ok(Query::Prefix(prefix))
+        }
+        (both, _) => Err(format!(
+            "set exactly one of {KEY_KEY} and {PREFIX_KEY} ({})",
+            if both {
+                "both are set"
+            } else {
+                "neither is set"
+            }
+        )
+        .into()),
+    }
+}
+
+/// `(username, password)`: both set, or neither.
+fn credentials(config: &Config) -> Result<Option<(String, String)>, Error> {
+    let user = config.string(USERNAME_KEY).to_string();
+    let password = config.get(PASSWORD_KEY).unwrap_or("").to_string();
+    match (user.is_empty(), password.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some((user, password))),
+        (true, false) => Err(format!(
+            "{PASSWORD_KEY} is set but {USERNAME_KEY} is not: set both or neither"
+        )
+        .into()),
+        (false, true) => Err(ConfigError::new(
+            PASSWORD_KEY,
+            "",
+            &format!("the password of etcd user {user:?} ({USERNAME_KEY})"),
+        )
+        .into()),
     }
 }
 
@@ -485,6 +471,49 @@ struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// The configured files, each checked to be readable.
+    fn from_config(config: &Config) -> Result<TlsFiles, Error> {
+        let files = TlsFiles {
+            ca: config.string(TLS_CA_KEY).to_string(),
+            cert: config.string(TLS_CERT_KEY).to_string(),
+            key: config.string(TLS_KEY_KEY).to_string(),
+        };
+        files.check()?;
+        Ok(files)
+    }
+
+    /// The TLS settings when an endpoint is https:// (warning when the files are set
+    /// but no endpoint is).
+    fn for_endpoints(
+        &self,
+        ctx: &Context<'_>,
+        endpoints: &[Endpoint],
+    ) -> Result<Option<crate::http::TlsSettings>, Error> {
+        if endpoints.iter().any(|e| e.tls) {
+            return Ok(Some(self.wrapper()?));
+        }
+        if self.any() {
+            ctx.warn(format_args!(
+                "{TLS_CA_KEY}/{TLS_CERT_KEY}/{TLS_KEY_KEY} are set but no endpoint in {ENDPOINTS_KEY} is https://; they are not used"
+            ));
+        }
+        Ok(None)
+    }
+
+    /// `settings` with the files that are set.
+    fn settings(&self, mut settings: Settings) -> Settings {
+        for (k, v) in [
+            (TLS_CA_KEY, &self.ca),
+            (TLS_CERT_KEY, &self.cert),
+            (TLS_KEY_KEY, &self.key),
+        ] {
+            if !v.is_empty() {
+                settings = settings.with(k, v);
+            }
+        }
+        settings
+    }
+
     fn any(&self) -> bool {
         !(self.ca.is_empty() && self.cert.is_empty() && self.key.is_empty())
     }
@@ -508,12 +537,12 @@ impl TlsFiles {
     }
 
     #[cfg(feature = "tls")]
-    fn wrapper(&self) -> Result<etcd::TlsWrap, Error> {
-        tls::wrapper(&self.ca, &self.cert, &self.key)
+    fn wrapper(&self) -> Result<crate::http::TlsSettings, Error> {
+        tls::config(&self.ca, &self.cert, &self.key)
     }
 
     #[cfg(not(feature = "tls"))]
-    fn wrapper(&self) -> Result<etcd::TlsWrap, Error> {
+    fn wrapper(&self) -> Result<crate::http::TlsSettings, Error> {
         Err(ConfigError::new(
             ENDPOINTS_KEY,
             "https://…",

@@ -50,14 +50,18 @@
 //!   a failed try naming the `Location`;
 //! - answers over [`MAX_BODY`] bytes (tokens over [`MAX_TOKEN_BODY`]) are refused, and
 //!   at most [`MAX_TARGETS`] targets are taken;
-//! - plain `http://` only: no TLS stack is compiled into the plugin.
+//! - plain `http://` only: the plugin's HTTP agent has no TLS connector, so no TLS stack
+//!   is linked into it (a workspace build may compile `ureq` with rustls for the etcd
+//!   plugin; only its error type reaches this library).
 //!
-//! Cancellation: each try runs on a short-lived worker thread while the calling thread
+//! Cancellation: each try runs on a short-lived worker thread, with an HTTP agent
+//! ([`ureq`], the client the etcd plugin uses too) of its own, while the calling thread
 //! polls the host's cancellation every [`POLL`]. When the host cancels, the call
 //! returns at once (well within the host's 100 ms), whatever the network is doing (a
-//! server that accepts and never answers, a DNS lookup that hangs); the worker is left
-//! to end on its own request deadline (`connect_timeout` + `read_timeout`). Short
-//! timeouts alone could not give that bound: a deadline short enough would fail
+//! server that accepts and never answers, a DNS lookup that hangs), and shuts the
+//! try's agent down, which closes its connection so the worker ends at once; a worker
+//! still resolving a name or connecting ends on its own deadline (`connect_timeout`).
+//! Short timeouts alone could not give that bound: a deadline short enough would fail
 //! healthy but slow services, and name resolution cannot be interrupted at all.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -225,7 +229,20 @@ fn try_once<C: Cancellation + ?Sized>(
     request: &Arc<Request>,
 ) -> Result<Vec<String>, Error> {
     let worker = Arc::clone(request);
-    let body = match run_cancellable(cancel, move || worker.fetch())? {
+    // An agent of this try's own: shutting it down ends the worker's request alone.
+    // Plain TCP only: no TLS connector in the chain, whatever features a workspace
+    // build turns on in ureq (the etcd plugin's rustls), so no TLS code is linked.
+    let agent = ureq::Agent::with_parts(
+        request.config.clone(),
+        ureq::unversioned::transport::TcpConnector::default(),
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    );
+    let used = agent.clone();
+    let outcome = run_cancellable(cancel, move || worker.fetch(&used));
+    // Cancelled (or done): close the connection, so an abandoned worker ends at once
+    // rather than on its own deadline (a name lookup or a connect still runs out).
+    agent.shutdown();
+    let body = match outcome? {
         Ok(body) => body,
         Err(f) if f.permanent => return Err(provtarget_abi::permanent(f.message)),
         Err(f) => return Err(f.message.into()),
@@ -239,7 +256,7 @@ fn try_once<C: Cancellation + ?Sized>(
 
 /// Runs `work` on a new thread and waits for it, checking `cancel` every [`POLL`].
 /// Returns [`Cancelled`] as soon as `cancel` is cancelled, leaving the thread to end
-/// on its own.
+/// on its own (the caller shuts its connection down).
 fn run_cancellable<C, T, F>(cancel: &C, work: F) -> Result<T, Error>
 where
     C: Cancellation + ?Sized,
@@ -303,7 +320,8 @@ struct Request {
     connect_timeout: Duration,
     read_timeout: Duration,
     token: Option<TokenStep>,
-    agent: ureq::Agent,
+    /// The HTTP client's settings; each try makes an agent from them.
+    config: ureq::config::Config,
 }
 
 impl Request {
@@ -325,70 +343,20 @@ impl Request {
         let read_timeout = positive_duration(&config, READ_TIMEOUT_KEY)?;
         let mut headers = headers(&config, HEADER_PREFIX)?;
 
-        let token = if config.is_set(TOKEN_URL_KEY) {
-            let token_url = http_url(TOKEN_URL_KEY, config.string(TOKEN_URL_KEY))?;
-            let method = config.string(TOKEN_METHOD_KEY).to_ascii_uppercase();
-            if !matches!(method.as_str(), "PUT" | "POST" | "GET") {
-                return Err(ConfigError::new(
-                    TOKEN_METHOD_KEY,
-                    config.string(TOKEN_METHOD_KEY),
-                    "PUT, POST or GET",
-                ));
-            }
-            let into = config.string(TOKEN_INTO_KEY).to_string();
-            if into.is_empty() {
-                return Err(ConfigError::new(
-                    TOKEN_INTO_KEY,
-                    "",
-                    &format!(
-                        "the header the token goes into on the GET, e.g. X-aws-ec2-metadata-token ({TOKEN_URL_KEY} is set)"
-                    ),
-                ));
-            }
-            check_header_name(&into).map_err(|why| ConfigError::new(TOKEN_INTO_KEY, &into, why))?;
-            if let Some(clash) = headers.iter().find(|h| h.name.eq_ignore_ascii_case(&into)) {
-                return Err(ConfigError::new(
-                    TOKEN_INTO_KEY,
-                    &into,
-                    &format!("a header not also set by {}", clash.key),
-                ));
-            }
-            Some(TokenStep {
-                shown_url: shown_url(&token_url),
-                url: token_url,
-                method,
-                headers: self::headers(&config, TOKEN_HEADER_PREFIX)?,
-                into,
-            })
-        } else {
-            // Token settings without a token URL are a mistake, not something to ignore.
-            let stray = config
-                .iter()
-                .map(|(k, _)| k)
-                .find(|k| {
-                    (*k == TOKEN_INTO_KEY || k.starts_with(TOKEN_HEADER_PREFIX)) && config.is_set(k)
-                })
-                .map(str::to_string);
-            if let Some(stray) = stray {
-                return Err(ConfigError::new(
-                    TOKEN_URL_KEY,
-                    "",
-                    &format!("the token service's http:// URL, since {stray} is set"),
-                ));
-            }
-            None
-        };
+        let token = TokenStep::from_config(&config, &headers)?;
         headers.shrink_to_fit();
 
-        let agent = ureq::AgentBuilder::new()
-            // Never through a proxy, even if a build enables ureq's proxy-from-env.
-            .try_proxy_from_env(false)
-            .redirects(0)
-            .timeout_connect(connect_timeout)
-            // One deadline for the whole request (ureq then bounds every read and
-            // write by what is left of it), so a server dripping bytes cannot hold a
-            // try, or an abandoned worker thread, for longer.
-            .timeout(connect_timeout + read_timeout)
+        let config = ureq::Agent::config_builder()
+            // Never through a proxy: ureq reads HTTP_PROXY and friends unless told not to.
+            .proxy(None)
+            // Redirects are not followed: a 3xx comes back as the answer.
+            .max_redirects(0)
+            // Every status is an answer, read below, not an error.
+            .http_status_as_error(false)
+            .timeout_connect(Some(connect_timeout))
+            // One deadline for the whole request, so a server dripping bytes cannot
+            // hold a try, or an abandoned worker thread, for longer.
+            .timeout_global(Some(connect_timeout + read_timeout))
             // A fresh connection every try: no stale pooled sockets across retries.
             .max_idle_connections(0)
             .user_agent(concat!("provtarget-http/", env!("CARGO_PKG_VERSION")))
@@ -402,7 +370,7 @@ impl Request {
             connect_timeout,
             read_timeout,
             token,
-            agent,
+            config,
         })
     }
 
@@ -435,17 +403,17 @@ impl Request {
     }
 
     /// The token step (if any), then the `GET`: the document's bytes.
-    fn fetch(&self) -> Result<Vec<u8>, Failed> {
+    fn fetch(&self, agent: &ureq::Agent) -> Result<Vec<u8>, Failed> {
         let token = match &self.token {
-            Some(step) => Some(step.fetch(&self.agent)?),
+            Some(step) => Some(step.fetch(agent)?),
             None => None,
         };
-        let mut req = self.agent.request_url("GET", &self.url);
+        let mut req = agent.get(self.url.as_str());
         for h in &self.headers {
-            req = req.set(&h.name, &h.value);
+            req = req.header(&h.name, &h.value);
         }
         if let (Some(step), Some(token)) = (&self.token, &token) {
-            req = req.set(&step.into, token);
+            req = req.header(&step.into, token);
         }
         let what = format!("GET {}", self.shown_url);
         let response = check_status(req.call(), &what)?;
@@ -454,17 +422,76 @@ impl Request {
 }
 
 impl TokenStep {
+    /// The token step, when `token.url` is set; token settings without it are an error.
+    /// `headers` are the `GET`'s, which `token.into` must not also set.
+    fn from_config(config: &Config, headers: &[Header]) -> Result<Option<TokenStep>, ConfigError> {
+        Ok(if config.is_set(TOKEN_URL_KEY) {
+            let token_url = http_url(TOKEN_URL_KEY, config.string(TOKEN_URL_KEY))?;
+            let method = config.string(TOKEN_METHOD_KEY).to_ascii_uppercase();
+            if !matches!(method.as_str(), "PUT" | "POST" | "GET") {
+                return Err(ConfigError::new(
+                    TOKEN_METHOD_KEY,
+                    config.string(TOKEN_METHOD_KEY),
+                    "PUT, POST or GET",
+                ));
+            }
+            let into = config.string(TOKEN_INTO_KEY).to_string();
+            if into.is_empty() {
+                return Err(ConfigError::new(
+                TOKEN_INTO_KEY,
+                "",
+                &format!(
+                    "the header the token goes into on the GET, e.g. X-aws-ec2-metadata-token ({TOKEN_URL_KEY} is set)"
+                ),
+            ));
+            }
+            check_header_name(&into).map_err(|why| ConfigError::new(TOKEN_INTO_KEY, &into, why))?;
+            if let Some(clash) = headers.iter().find(|h| h.name.eq_ignore_ascii_case(&into)) {
+                return Err(ConfigError::new(
+                    TOKEN_INTO_KEY,
+                    &into,
+                    &format!("a header not also set by {}", clash.key),
+                ));
+            }
+            Some(TokenStep {
+                shown_url: shown_url(&token_url),
+                url: token_url,
+                method,
+                headers: self::headers(config, TOKEN_HEADER_PREFIX)?,
+                into,
+            })
+        } else {
+            // Token settings without a token URL are a mistake, not something to ignore.
+            let stray = config
+                .iter()
+                .map(|(k, _)| k)
+                .find(|k| {
+                    (*k == TOKEN_INTO_KEY || k.starts_with(TOKEN_HEADER_PREFIX)) && config.is_set(k)
+                })
+                .map(str::to_string);
+            if let Some(stray) = stray {
+                return Err(ConfigError::new(
+                    TOKEN_URL_KEY,
+                    "",
+                    &format!("the token service's http:// URL, since {stray} is set"),
+                ));
+            }
+            None
+        })
+    }
+
     fn fetch(&self, agent: &ureq::Agent) -> Result<String, Failed> {
         let what = format!("token: {} {}", self.method, self.shown_url);
-        let mut req = agent.request_url(&self.method, &self.url);
-        for h in &self.headers {
-            req = req.set(&h.name, &h.value);
-        }
+        let url = self.url.as_str();
         let result = if self.method == "GET" {
-            req.call()
+            with_headers(agent.get(url), &self.headers).call()
         } else {
             // An empty body with Content-Length: 0, as curl -X PUT sends.
-            req.send_bytes(&[])
+            let req = match self.method.as_str() {
+                "POST" => agent.post(url),
+                _ => agent.put(url),
+            };
+            with_headers(req, &self.headers).send(&[][..])
         };
         let response = check_status(result, &what)?;
         let body = read_response(response, MAX_TOKEN_BODY, &what)?;
@@ -482,32 +509,54 @@ impl TokenStep {
     }
 }
 
+/// `req` with `headers` set.
+fn with_headers<B>(
+    mut req: ureq::RequestBuilder<B>,
+    headers: &[Header],
+) -> ureq::RequestBuilder<B> {
+    for h in headers {
+        req = req.header(&h.name, &h.value);
+    }
+    req
+}
+
+type Response = ureq::http::Response<ureq::Body>;
+
 /// `2xx` responses pass; anything else is an error such as
 /// `GET http://h/x: 503 Service Unavailable`.
-fn check_status(
-    result: Result<ureq::Response, ureq::Error>,
-    what: &str,
-) -> Result<ureq::Response, Failed> {
-    match result {
-        Ok(r) if (200..300).contains(&r.status()) => Ok(r),
-        Ok(r) if (300..400).contains(&r.status()) => Err(Failed::from(format!(
-            "{what}: {} {}; redirects are not followed{}",
-            r.status(),
-            shown_text(r.status_text(), 60),
-            match r.header("Location") {
-                Some(l) => format!(" (Location: {})", shown_text(l, 200)),
-                None => String::new(),
+fn check_status(result: Result<Response, ureq::Error>, what: &str) -> Result<Response, Failed> {
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let (text, fix) = Below::from(e).shown(what);
+            return Err(match fix {
+                Some(fix) => format!("{what}: {text}; {fix}").into(),
+                None => format!("{what}: {text}").into(),
+            });
+        }
+    };
+    let status = r.status().as_u16();
+    let line = format!(
+        "{what}: {status} {}",
+        r.status().canonical_reason().unwrap_or("")
+    );
+    match status {
+        200..=299 => Ok(r),
+        300..=399 => Err(Failed::from(format!(
+            "{line}; redirects are not followed{}",
+            match r.headers().get("Location").map(|l| l.to_str()) {
+                Some(Ok(l)) => format!(" (Location: {})", shown_text(l, 200)),
+                _ => String::new(),
             }
         ))),
-        Ok(r) | Err(ureq::Error::Status(_, r)) => {
-            let status = r.status();
-            let line = format!("{what}: {} {}", status, shown_text(r.status_text(), 60));
-            if !(400..500).contains(&status) {
-                return Err(line.into());
-            }
+        400..=499 => {
             // A metadata service says in its body which header it wants.
             let mut body = Vec::new();
-            let _ = r.into_reader().take(1024).read_to_end(&mut body);
+            let _ = r
+                .into_body()
+                .into_reader()
+                .take(1024)
+                .read_to_end(&mut body);
             let body = String::from_utf8_lossy(&body);
             match hint_for_status(status, &body, what) {
                 // The service wants a header the configuration does not send: that
@@ -520,29 +569,78 @@ fn check_status(
                 None => Err(line.into()),
             }
         }
-        Err(ureq::Error::Transport(t)) => {
-            // Kind, message and source, without the URL (already in `what`) and
-            // without a part the next one repeats ("Network Error: Network Error: …").
-            let parts = [
-                Some(t.kind().to_string()),
-                t.message().map(str::to_string),
-                std::error::Error::source(&t).map(|s| s.to_string()),
-            ];
-            let mut shown: Vec<String> = Vec::new();
-            for part in parts.into_iter().flatten() {
-                if shown
-                    .last()
-                    .is_some_and(|last| part.starts_with(&format!("{last}:")))
-                {
-                    shown.pop();
+        _ => Err(line.into()),
+    }
+}
+
+/// A request that failed below HTTP, sorted by ureq's error value and the I/O error's
+/// kind (never by its wording).
+#[derive(Debug)]
+enum Below {
+    /// Nothing accepted the connection.
+    Refused(std::io::Error),
+    /// Connecting failed otherwise (no route, no address).
+    Unreachable(std::io::Error),
+    /// The host name does not resolve.
+    NoSuchHost,
+    /// A timeout of the request (connect, or the whole request).
+    TimedOut(ureq::Timeout),
+    /// The answer was not HTTP, or the connection closed before one.
+    NotHttp(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl From<ureq::Error> for Below {
+    fn from(e: ureq::Error) -> Below {
+        use std::io::ErrorKind as K;
+        match e {
+            ureq::Error::Io(e) => match e.kind() {
+                K::ConnectionRefused => Below::Refused(e),
+                K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
+                    Below::Unreachable(e)
                 }
-                shown.push(part);
-            }
-            let text = shown_text(&shown.join(": "), 300);
-            match hint_for_transport(&text, what) {
-                Some(fix) => Err(format!("{what}: {text}; {fix}").into()),
-                None => Err(format!("{what}: {text}").into()),
-            }
+                K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted => {
+                    Below::NotHttp(format!("the connection closed: {e}"))
+                }
+                _ => Below::Other(e.to_string()),
+            },
+            ureq::Error::HostNotFound => Below::NoSuchHost,
+            ureq::Error::Timeout(t) => Below::TimedOut(t),
+            ureq::Error::Protocol(e) => Below::NotHttp(format!("not an HTTP answer: {e}")),
+            ureq::Error::LargeResponseHeader(_, max) => Below::NotHttp(format!(
+                "not an HTTP answer: no end of the head within {max} bytes"
+            )),
+            e => Below::Other(e.to_string()),
+        }
+    }
+}
+
+impl Below {
+    /// The failure's text and what to change, if something in the configuration can
+    /// fix it, for the request `what` describes.
+    fn shown(&self, what: &str) -> (String, Option<String>) {
+        let key = url_key_of(what);
+        match self {
+            Below::Refused(e) => (
+                format!("Connection Failed: {e}"),
+                Some(format!(
+                    "nothing listens at that address: check the host and port in {key}"
+                )),
+            ),
+            Below::Unreachable(e) => (format!("Connection Failed: {e}"), None),
+            Below::NoSuchHost => (
+                "Dns Failed: host not found".into(),
+                Some(format!("the host name does not resolve: check {key}")),
+            ),
+            Below::TimedOut(t) => (format!("timed out ({t})"), None),
+            Below::NotHttp(text) => (
+                shown_text(text, 300),
+                Some(format!(
+                    "the server did not answer plain HTTP; if it speaks TLS (https), this plugin cannot read it: give a plain http:// URL in {key}"
+                )),
+            ),
+            Below::Other(text) => (shown_text(text, 300), None),
         }
     }
 }
@@ -606,42 +704,10 @@ fn hint_for_status(status: u16, body: &str, what: &str) -> Option<String> {
     }
 }
 
-/// What to change when a request failed below HTTP.
-fn hint_for_transport(text: &str, what: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
-    let key = url_key_of(what);
-    if lower.contains("connection refused") {
-        Some(format!(
-            "nothing listens at that address: check the host and port in {key}"
-        ))
-    } else if lower.contains("dns failed") || lower.contains("failed to lookup") {
-        Some(format!("the host name does not resolve: check {key}"))
-    } else if [
-        "bad status",
-        "badstatus",
-        "closed",
-        "invalid",
-        "header field",
-        "[21, 3,", // a TLS alert record where a status line should be
-        "[22, 3,", // a TLS handshake record
-    ]
-    .iter()
-    .any(|m| lower.contains(m))
-    {
-        Some(format!(
-            "the server did not answer plain HTTP; if it speaks TLS (https), this plugin cannot read it: give a plain http:// URL in {key}"
-        ))
-    } else {
-        None
-    }
-}
-
 /// Reads a response body of at most `limit` bytes.
-fn read_response(response: ureq::Response, limit: u64, what: &str) -> Result<Vec<u8>, String> {
-    let declared = response
-        .header("Content-Length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    read_limited(declared, response.into_reader(), limit, what)
+fn read_response(response: Response, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let declared = response.body().content_length();
+    read_limited(declared, response.into_body().into_reader(), limit, what)
 }
 
 /// Reads at most `limit` bytes from `reader`, refusing a `declared` length or a stream

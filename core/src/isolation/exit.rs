@@ -126,11 +126,9 @@ impl fmt::Display for ChildExit {
             ChildExit::ProtocolBreach(breach) => {
                 write!(f, "{breach}, breaking the protocol; it was killed")
             }
-            ChildExit::Timeout(wait) => write!(
-                f,
-                "did not answer within {}s (killed)",
-                wait.as_secs_f64()
-            ),
+            ChildExit::Timeout(wait) => {
+                write!(f, "did not answer within {}s (killed)", wait.as_secs_f64())
+            }
             ChildExit::Other(status) => write!(f, "ended ({status})"),
         }
     }

@@ -425,7 +425,12 @@ fn approved(
 
 /// Each of the chain's resolvers with no process yet gets one now, all started side
 /// by side rather than one after another as each is configured.
-fn prestart_chain(helper: &Helper, report: &LoadReport, plugins: &[Approved], chain: ChainPlan<'_>) {
+fn prestart_chain(
+    helper: &Helper,
+    report: &LoadReport,
+    plugins: &[Approved],
+    chain: ChainPlan<'_>,
+) {
     let names: Vec<&str> = report
         .libraries
         .iter()

@@ -190,9 +190,9 @@ pub(super) fn ended(p: &str, exit: &ChildExit) -> Refusal {
             "{p}: crashed while loading: {exit}; its load-time code would take the host down: \
              remove it or report it to its vendor"
         ),
-        ChildExit::ProtocolBreach(_) => format!(
-            "{p}: while loading, the child {exit}: remove it or report it to its vendor"
-        ),
+        ChildExit::ProtocolBreach(_) => {
+            format!("{p}: while loading, the child {exit}: remove it or report it to its vendor")
+        }
         ChildExit::Code(_) | ChildExit::Other(_) => format!(
             "{p}: {exit} while loading; its load-time code ends the process: remove it or \
              report it to its vendor"

@@ -537,10 +537,12 @@ impl ProcessResolver {
                     }
                     continue;
                 }
-                Next::TooLong => return Err(breach(Breach::TooLong {
-                    what: "a line",
-                    max: MAX_LINE,
-                })),
+                Next::TooLong => {
+                    return Err(breach(Breach::TooLong {
+                        what: "a line",
+                        max: MAX_LINE,
+                    }))
+                }
                 Next::Closed => return Err(Lost::Ended(ProcessResolver::ended_by(running, ctx))),
             };
             let reply = Reply::decode(&line).map_err(|e| breach(Breach::Malformed(e)))?;
@@ -622,14 +624,15 @@ impl ProcessResolver {
         Ok(state.running.as_mut().expect("started above"))
     }
 
-    /// Makes sure a configured child runs, then sends `request`; the call's answer
-    /// (never [`Answer::Error`], which is the `Err`).
+    /// Makes sure a configured child runs, then sends the request `request` makes
+    /// for an id; the call's answer (never [`Answer::Error`], which is the `Err`).
     fn request(
         &self,
         ctx: &ResolveContext,
         request: impl Fn(u64) -> Request,
     ) -> Result<Answer, String> {
         let mut state = self.state();
+        // A restarted child is configured first, unless this is the `configure`.
         let configuring = matches!(request(0), Request::Configure { .. });
         let running = self.running(&mut state, ctx, configuring)?;
         match ProcessResolver::call(running, ctx, &request) {
@@ -786,7 +789,12 @@ fn send_load(to: &UnixStream, path: &Path, image: BorrowedFd<'_>) -> std::io::Re
     if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
         return Err(std::io::Error::other("no room for the descriptor"));
     }
-    let sent = rustix::net::sendmsg(to, &[IoSlice::new(&line)], &mut control, SendFlags::NOSIGNAL)?;
+    let sent = rustix::net::sendmsg(
+        to,
+        &[IoSlice::new(&line)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
     // The descriptor went with the first byte; the rest of a long line follows.
     let mut to = to;
     to.write_all(&line[sent..])
@@ -954,4 +962,133 @@ fn unexpected(answer: &Answer) -> String {
         "the resolver process answered with a {} reply",
         answer.kind()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, Write};
+
+    use super::*;
+    use crate::resolver::CancelToken;
+
+    /// A `Running` whose "child" is a `sleep` (killed when dropped) and whose other
+    /// end of the socket is returned: the test plays the child.
+    fn fake_child() -> (Running, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (_, log) = super::super::LogFlush::pipe(&LogLabel::new("test")).unwrap();
+        let sleep = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        (adopt(Proc::Spawned(sleep), ours, log).unwrap(), theirs)
+    }
+
+    /// Plays the child: reads one request, answers it with `reply` (given the
+    /// request's id), returns the request.
+    fn answer_with(theirs: UnixStream, reply: fn(u64) -> String) -> thread::JoinHandle<Request> {
+        thread::spawn(move || {
+            let mut line = Vec::new();
+            std::io::BufReader::new(&theirs)
+                .read_until(b'\n', &mut line)
+                .unwrap();
+            let request = Request::decode(&line[..line.len() - 1]).unwrap();
+            let id = match request {
+                Request::Configure { id, .. } | Request::Targets { id } => id,
+                _ => 0,
+            };
+            (&theirs)
+                .write_all(format!("{}\n", reply(id)).as_bytes())
+                .unwrap();
+            // Held open until the host has read the line.
+            thread::sleep(Duration::from_millis(200));
+            request
+        })
+    }
+
+    fn call(reply: fn(u64) -> String) -> (Request, Result<Answer, Lost>) {
+        let (mut running, theirs) = fake_child();
+        let child = answer_with(theirs, reply);
+        let ctx = ResolveContext::new("test", CancelToken::new());
+        let got = ProcessResolver::call(&mut running, &ctx, |id| Request::Targets { id });
+        (child.join().unwrap(), got)
+    }
+
+    #[test]
+    fn a_typed_reply_answers_its_request() {
+        let (request, got) = call(|id| {
+            format!(
+                r#"{{"id":{id},"answer":{{"targets":{{"list":["b:4222"],"provenance":"here"}}}}}}"#
+            )
+        });
+        assert_eq!(request, Request::Targets { id: 1 });
+        match got {
+            Ok(Answer::Targets { list, provenance }) => {
+                assert_eq!(list, ["b:4222"]);
+                assert_eq!(provenance.as_deref(), Some("here"));
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => panic!("lost"),
+        }
+    }
+
+    /// A reply that is not one, or answers another kind of request, is never read
+    /// as a default (an empty list): the child broke the protocol and is killed.
+    #[test]
+    fn a_malformed_or_mismatched_reply_is_a_breach_naming_it() {
+        let breach = |reply: fn(u64) -> String| match call(reply).1 {
+            Err(Lost::Ended(down)) => {
+                assert!(matches!(down, Down::Exit(ChildExit::ProtocolBreach(_))));
+                assert!(!down.is_interruption());
+                down.to_string()
+            }
+            Err(_) => panic!("not a breach"),
+            Ok(answer) => panic!("read as {answer:?}"),
+        };
+        let text =
+            breach(|id| format!(r#"{{"id":{id},"answer":{{"targets":{{"list":"b:4222"}}}}}}"#));
+        assert!(
+            text.starts_with("the resolver process sent a malformed reply: field `answer.targets.list`: invalid type"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(", breaking the protocol; it was killed"),
+            "{text}"
+        );
+        let text = breach(|id| format!(r#"{{"id":{id},"answer":{{"configured":[]}}}}"#));
+        assert_eq!(
+            text,
+            "the resolver process answered a targets request with a configured reply, \
+             breaking the protocol; it was killed"
+        );
+        let text = breach(|_| "not JSON at all".into());
+        assert!(text.contains("a malformed reply: field `.`"), "{text}");
+    }
+
+    /// How a resolver process's end is told, from its typed value: a stop is an
+    /// interruption (logged as a warning), any other signal a crash.
+    #[test]
+    fn a_childs_end_is_told_from_its_typed_value() {
+        let end = |raw| Down::Exit(ChildExit::from(ExitStatus::from_raw(raw)));
+        let term = end(15);
+        assert!(term.is_interruption());
+        assert_eq!(
+            term.to_string(),
+            "the resolver process was interrupted by signal 15 (SIGTERM)"
+        );
+        let segv = end(11);
+        assert!(!segv.is_interruption());
+        assert_eq!(
+            segv.to_string(),
+            "the resolver process crashed: killed by signal 11 (SIGSEGV)"
+        );
+        assert_eq!(
+            end(3 << 8).to_string(),
+            "the resolver process exited with status 3"
+        );
+        assert_eq!(
+            Down::Exit(ChildExit::Timeout(DEFAULT_PROBE_TIMEOUT)).to_string(),
+            "the resolver process did not answer within 10s (killed)"
+        );
+    }
 }

@@ -13,8 +13,8 @@
 //! - **Process** ([`process`]): the active resolvers live in child processes
 //!   (`provtarget __serve PATH`) for their whole life; `configure` and `targets` are
 //!   typed JSON-line requests over a socket after a handshake (magic cookie and
-//!   protocol version, see [`protocol`]), answered by the child's [`server`]. A
-//!   crash, exit or hang (a [`exit::ChildExit`]) is an error naming the plugin, the
+//!   protocol version, see `protocol`), answered by the child's `server`. A
+//!   crash, exit or hang (a `exit::ChildExit`) is an error naming the plugin, the
 //!   chain moves on, and the next call restarts the child after Choria's backoff.
 //! - **None**: plugins run in this process; a plugin that kills it leaves last words
 //!   (`provtarget_loader::last_words`).
@@ -25,11 +25,11 @@
 //! child ends, and children are started from short-lived call threads).
 #![forbid(unsafe_code)]
 
-pub mod exit;
+mod exit;
 pub mod probe;
 pub mod process;
-pub mod protocol;
-pub mod server;
+mod protocol;
+mod server;
 pub mod wire;
 
 use std::{

@@ -1,6 +1,6 @@
 //! A resolver that lives in a child process for its whole life: [`ProcessResolver`]
 //! (the host's side, a native [`TargetResolver`], with its restart policy) and the
-//! start of its children; the child's side is [`super::server`] (`provtarget
+//! start of its children; the child's side is `super::server` (`provtarget
 //! __serve`).
 //!
 //! Transport: one Unix stream socket, the child's stdin (the child moves it to a
@@ -9,16 +9,16 @@
 //! knowing nothing, so it can be started ahead of need ([`Spare`],
 //! [`Helper::prestart`]): the host hands it the sealed in-memory copy of a library
 //! that passed every check as an `SCM_RIGHTS` descriptor with the first line,
-//! [`Request::Load`].
+//! `Request::Load`.
 //!
-//! Protocol (typed JSON lines, [`super::protocol`]): the child's first line is the
-//! [`super::protocol::Handshake`] (magic cookie, protocol version, and the report of
-//! verdict and plugin information). Then each [`Request::Configure`] or
-//! [`Request::Targets`] gets one [`Reply`] with its id; [`Request::Cancel`] cancels
+//! Protocol (typed JSON lines, `super::protocol`): the child's first line is the
+//! `super::protocol::Handshake` (magic cookie, protocol version, and the report of
+//! verdict and plugin information). Then each `Request::Configure` or
+//! `Request::Targets` gets one `Reply` with its id; `Request::Cancel` cancels
 //! the call in progress (the resolver's context is cancelled and its answer, usually
 //! its last error, is the reply); a child that does not answer within
 //! [`CANCEL_GRACE`] is killed. A line that is not the reply expected breaks the
-//! protocol: the child is killed. How a child ended is a [`ChildExit`], which the
+//! protocol: the child is killed. How a child ended is a `ChildExit`, which the
 //! restart policy and the messages read. The child's log lines go to its stderr and
 //! are re-logged by the host with the plugin's name.
 #![forbid(unsafe_code)]
@@ -589,34 +589,32 @@ impl ProcessResolver {
         state: &'s mut MutexGuard<'_, State>,
         ctx: &ResolveContext,
         configuring: bool,
-    ) -> Result<&'s mut Running, String> {
+    ) -> Result<&'s mut Running, CallError> {
         if state.running.is_none() {
             if let (Some(at), Some(last)) = (state.retry_at, &state.last_end) {
                 let now = Instant::now();
                 if now < at {
-                    return Err(format!(
-                        "{last}; restarting it in {}ms",
-                        (at - now).as_millis()
-                    ));
+                    return Err(CallError::BackingOff {
+                        last: last.to_string(),
+                        wait: at - now,
+                    });
                 }
             }
-            let mut running = self.spawn().map_err(|e| self.ended(state, e))?;
+            let mut running = self
+                .spawn()
+                .map_err(|e| CallError::Down(self.ended(state, e)))?;
             if let (Some(config), false) = (&self.config, configuring) {
                 let configure = |id| Request::Configure {
                     id,
                     config: config.clone(),
                 };
                 match ProcessResolver::call(&mut running, ctx, configure) {
-                    Ok(Answer::Error(e)) => {
-                        return Err(format!(
-                            "configure failed in the restarted resolver process: {e}"
-                        ))
-                    }
+                    Ok(Answer::Error(e)) => return Err(CallError::Reconfigure(e)),
                     Ok(_) => {}
                     Err(Lost::Cancelled | Lost::CancelledAnswered(_)) => {
-                        return Err("context canceled".into())
+                        return Err(CallError::Cancelled)
                     }
-                    Err(Lost::Ended(down)) => return Err(self.ended(state, down)),
+                    Err(Lost::Ended(down)) => return Err(CallError::Down(self.ended(state, down))),
                 }
             }
             state.running = Some(running);
@@ -630,7 +628,7 @@ impl ProcessResolver {
         &self,
         ctx: &ResolveContext,
         request: impl Fn(u64) -> Request,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, CallError> {
         let mut state = self.state();
         // A restarted child is configured first, unless this is the `configure`.
         let configuring = matches!(request(0), Request::Configure { .. });
@@ -640,26 +638,23 @@ impl ProcessResolver {
                 state.crashes = 0;
                 state.retry_at = None;
                 match answer {
-                    Answer::Error(e) => Err(e),
+                    Answer::Error(e) => Err(CallError::Plugin(e)),
                     answer => Ok(answer),
                 }
             }
             // The resolver ended when told: its answer (typically "context canceled
             // after N tries; last error: ...") is the call's error.
-            Err(Lost::CancelledAnswered(Answer::Error(e))) => Err(e),
-            Err(Lost::CancelledAnswered(_)) => Err("context canceled".into()),
+            Err(Lost::CancelledAnswered(Answer::Error(e))) => Err(CallError::Plugin(e)),
+            Err(Lost::CancelledAnswered(_)) => Err(CallError::Cancelled),
             Err(Lost::Cancelled) => {
                 // A resolver that ignores cancellation cannot outlive the call: its
                 // child is killed, and the next call starts a new one.
                 state.running = None;
-                Err(format!(
-                    "context canceled; the resolver process ignored cancellation for {}ms and was killed",
-                    CANCEL_GRACE.as_millis()
-                ))
+                Err(CallError::IgnoredCancel)
             }
             Err(Lost::Ended(down)) => {
                 state.running = None;
-                Err(self.ended(&mut state, down))
+                Err(CallError::Down(self.ended(&mut state, down)))
             }
         }
     }
@@ -940,28 +935,71 @@ impl TargetResolver for ProcessResolver {
             id,
             config: config.clone(),
         };
-        match self.request(ctx, request)? {
-            Answer::Configured(settings) => Ok(settings),
-            other => Err(unexpected(&other)),
+        match self.request(ctx, request) {
+            Ok(Answer::Configured(settings)) => Ok(settings),
+            Ok(other) => Err(CallError::Unexpected(other.kind()).to_string()),
+            Err(e) => Err(e.to_string()),
         }
     }
     fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
-        match self.request(ctx, |id| Request::Targets { id })? {
-            Answer::Targets { list, provenance } => {
+        match self.request(ctx, |id| Request::Targets { id }) {
+            Ok(Answer::Targets { list, provenance }) => {
                 Ok(RawTargets::from(list).with_provenance(provenance))
             }
-            other => Err(unexpected(&other)),
+            Ok(other) => Err(CallError::Unexpected(other.kind()).to_string()),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
 
-/// The error for an answer [`ProcessResolver::call`] let through though it does not
-/// answer the request (it checks: never seen).
-fn unexpected(answer: &Answer) -> String {
-    format!(
-        "the resolver process answered with a {} reply",
-        answer.kind()
-    )
+/// Why a call to a resolver process failed; its `Display` is the resolver's error.
+#[derive(Debug)]
+enum CallError {
+    /// The plugin's own error (or, cancelled, its answer when told).
+    Plugin(String),
+    /// The child ended or could not start: the words of its end (logged once, by
+    /// [`ProcessResolver::ended`]).
+    Down(String),
+    /// The last child ended, and its restart waits for the backoff.
+    BackingOff {
+        /// How it ended.
+        last: String,
+        /// What is left of the backoff.
+        wait: Duration,
+    },
+    /// A restarted child's `configure` failed: the plugin's error.
+    Reconfigure(String),
+    /// The call was cancelled.
+    Cancelled,
+    /// The call was cancelled and the child ignored it for [`CANCEL_GRACE`]: killed.
+    IgnoredCancel,
+    /// An answer [`ProcessResolver::call`] let through though it does not answer the
+    /// request (it checks: never seen): its kind.
+    Unexpected(&'static str),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Plugin(e) | CallError::Down(e) => f.write_str(e),
+            CallError::BackingOff { last, wait } => {
+                write!(f, "{last}; restarting it in {}ms", wait.as_millis())
+            }
+            CallError::Reconfigure(e) => {
+                write!(f, "configure failed in the restarted resolver process: {e}")
+            }
+            CallError::Cancelled => f.write_str("context canceled"),
+            CallError::IgnoredCancel => write!(
+                f,
+                "context canceled; the resolver process ignored cancellation for {}ms and was \
+                 killed",
+                CANCEL_GRACE.as_millis()
+            ),
+            CallError::Unexpected(kind) => {
+                write!(f, "the resolver process answered with a {kind} reply")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,14 +33,7 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How long `configure` may take when no `plugin.provtarget.timeout` is set.
 pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The `(key, value)` pairs of a plugin's configuration, as a resolver is given them
-/// (in process or over the child protocol).
-pub(crate) fn config_pairs(config: &provtarget_abi::Config) -> Vec<(String, String)> {
-    config
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+pub(crate) use crate::resolver::config_pairs;
 
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
@@ -99,13 +92,7 @@ impl TargetResolver for PluginAdapter {
     }
 }
 
-/// A plugin whose resolver runs outside this process (see [`crate::isolation`]).
-pub struct RemotePlugin {
-    /// Its library's index in [`LoadReport::libraries`].
-    pub record: usize,
-    /// The adapter that reaches it.
-    pub resolver: Box<dyn TargetResolver>,
-}
+pub use crate::isolation::RemotePlugin;
 
 /// One selectable plugin: loaded here, or reached through an isolation adapter.
 /// (Short-lived, a handful at a time: the size difference does not matter.)
@@ -464,7 +451,8 @@ impl Host {
         helper: Option<crate::isolation::Helper>,
     ) -> Host {
         let options = options.unwrap_or_else(|| config.loader_options());
-        let (report, remote) = crate::isolation::load(&config, &options, helper.as_ref());
+        let chain = |names: &[&str]| chain_plugins(&config, names);
+        let (report, remote) = crate::isolation::load(&config, &options, helper.as_ref(), &chain);
         let host = Host::start_with_remote(config, report, remote);
         if let Some(helper) = helper {
             // Every chain member is configured: a resolver process started ahead of

@@ -16,6 +16,15 @@ use provtarget_abi::{
 /// `provtarget_abi::Settings`; they cross the boundary as these pairs.)
 pub type Settings = Vec<(String, String)>;
 
+/// The `(key, value)` pairs of a plugin's configuration, as a resolver is given them
+/// (in process or over the child protocol).
+pub(crate) fn config_pairs(config: &Config) -> Settings {
+    config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A provisioning target resolver as the host sees it.
 ///
 /// Implemented by the built-in `Choria JWT Resolver` and, through an adapter, by every

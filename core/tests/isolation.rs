@@ -230,3 +230,62 @@ fn a_childs_endless_stderr_line_is_cut_not_kept() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A helper that is not this build's speaks another handshake: the library it was
+/// handed is refused with one line saying which, in both modes that load in a child,
+/// never read as a default. The helper is a script: as `__probe` it writes `line` on
+/// the report descriptor, as `__serve` it reads the `load` request off its socket and
+/// answers `line` there.
+#[test]
+fn a_handshake_of_another_build_or_program_is_refused_in_one_line() {
+    let cases = [
+        (
+            r#"{"magic":"provtarget-plugin-child-7c1e4b9a","protocol":3,"report":{}}"#,
+            "the child speaks protocol 3, this host 4; use the same provtarget build",
+        ),
+        (
+            "Usage: some-other-program [OPTIONS]",
+            "the child is not a provtarget helper (no handshake)",
+        ),
+        (
+            r#"{"magic":"provtarget-plugin-child-7c1e4b9a","protocol":4}"#,
+            "a malformed handshake: field `.`: missing field `report`",
+        ),
+        (
+            r#"{"magic":"provtarget-plugin-child-7c1e4b9a","protocol":4,"report":{},"verdict":"loaded"}"#,
+            "a malformed handshake: field `verdict`: unknown field `verdict`",
+        ),
+    ];
+    for (i, (line, expected)) in cases.into_iter().enumerate() {
+        for mode in ["probe", "process"] {
+            let dir = TempDir::new(&format!("core-iso-handshake-{i}-{mode}"));
+            let package = "provtarget-test-crasher";
+            dir.copy_in(&cdylib(package), &cdylib_file_name(package));
+            let script = dir.write(
+                "helper.sh",
+                format!(
+                    "#!/bin/sh\ncase \"$1\" in\n__probe) printf '%s\\n' '{line}' >&4 ;;\n\
+                     __serve) read -r request || exit 0; printf '%s\\n' '{line}' >&0; exec sleep 5 ;;\n\
+                     esac\n"
+                ),
+            );
+            provtarget_testsupport::set_mode(&script, 0o755);
+            let config = ConfigBuilder::new()
+                .flag(keys::DIRECTORIES, &dir.path().display().to_string())
+                .flag(keys::ISOLATION, mode)
+                .flag(keys::JWT_FILE, "")
+                .build();
+            let host = Host::start_isolated(config, None, Some(Helper::new(&script)));
+            let library = host
+                .report()
+                .libraries
+                .iter()
+                .find(|l| l.path.ends_with(cdylib_file_name(package)))
+                .expect("the library is listed");
+            let reason = library.verdict.reason().unwrap_or("loaded");
+            assert!(reason.contains(expected), "{mode}, {line}: {reason}");
+            assert!(!reason.contains('\n'), "{reason}");
+            assert_ne!(host.resolver_name().0, "Crasher", "{mode}");
+        }
+    }
+}

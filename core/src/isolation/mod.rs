@@ -12,8 +12,9 @@
 //!   deadline marks the library refused with that reason.
 //! - **Process** ([`process`]): the active resolvers live in child processes
 //!   (`provtarget __serve PATH`) for their whole life; `configure` and `targets` are
-//!   JSON-line requests over pipes after a handshake (magic cookie and protocol
-//!   version, see [`wire`]). A crash, exit or hang is an error naming the plugin, the
+//!   typed JSON-line requests over a socket after a handshake (magic cookie and
+//!   protocol version, see `protocol`), answered by the child's `server`. A
+//!   crash, exit or hang (a `exit::ChildExit`) is an error naming the plugin, the
 //!   chain moves on, and the next call restarts the child after Choria's backoff.
 //! - **None**: plugins run in this process; a plugin that kills it leaves last words
 //!   (`provtarget_loader::process::last_words`).
@@ -24,33 +25,31 @@
 //! child ends, and children are started from short-lived call threads).
 #![forbid(unsafe_code)]
 
+mod exit;
 pub mod probe;
 pub mod process;
+mod protocol;
+mod server;
 pub mod wire;
 
 use std::{
     ffi::OsString,
     fs::File,
     io::{BufRead, BufReader, Write},
-    os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
-    process::{Command, ExitCode, ExitStatus, Stdio},
+    process::{Command, ExitCode, Stdio},
     sync::{Arc, Mutex},
     thread,
     time::Duration,
 };
 
 use provtarget_loader::{
-    load_with_gated, process::last_words, Gated, LibraryRecord, LoadReport, LoaderOptions,
-    PluginFacts, Prepared, Verdict,
+    load_with_gated, Gated, LibraryRecord, LoadReport, LoaderOptions, PluginFacts, Prepared,
+    Verdict,
 };
 
 pub use crate::config::Isolation;
-use crate::{
-    config::HostConfig,
-    host::{chain_plugins, load_for_chain, RemotePlugin},
-    text::printable,
-};
+use crate::{config::HostConfig, resolver::TargetResolver, text::printable};
 
 /// The hidden subcommand a probing child runs.
 pub const PROBE_COMMAND: &str = "__probe";
@@ -106,7 +105,7 @@ impl Helper {
     }
 
     /// This executable, when it is the `provtarget` binary (an embedding program must
-    /// name its helper: see [`crate::host::Host::start_with_helper`]).
+    /// name its helper: see the host's `Host::start_with_helper`).
     pub fn this_binary() -> Option<Helper> {
         let exe = std::env::current_exe().ok()?;
         let name = exe.file_name()?.to_str()?;
@@ -238,11 +237,23 @@ impl PartialEq for Helper {
 
 impl Eq for Helper {}
 
+/// A plugin whose resolver runs outside this process, reached through its adapter.
+pub struct RemotePlugin {
+    /// Its library's index in [`LoadReport::libraries`].
+    pub record: usize,
+    /// The adapter that reaches it.
+    pub resolver: Box<dyn TargetResolver>,
+}
+
+/// The chain's plan, handed down by the host: given the accepted plugins' names in
+/// scan order, the indices of those the chain would run (what the loader must load).
+pub type ChainPlan<'a> = &'a dyn Fn(&[&str]) -> Vec<usize>;
+
 /// Loads plugins as `config` says, under its isolation mode: `none` loads every
 /// library here; `probe` loads here only what a child loaded first and survived;
 /// `process` loads nothing here, and returns an adapter per library a child
 /// approved. Without a helper, isolation cannot be had: plugins load here, with a
-/// warning.
+/// warning. `chain` is the selection's plan ([`ChainPlan`]).
 ///
 /// With the verdict cache (`plugin.provtarget.cache_dir`) the loader answers for
 /// unchanged files without reading them, so no child is started for them; only new
@@ -255,94 +266,150 @@ pub fn load(
     config: &HostConfig,
     options: &LoaderOptions,
     helper: Option<&Helper>,
+    chain: ChainPlan<'_>,
 ) -> (LoadReport, Vec<RemotePlugin>) {
     let mode = config.isolation();
     let helper = match (mode, helper) {
-        (Isolation::None, _) => return (load_for_chain(config, options), Vec::new()),
+        (Isolation::None, _) => return (provtarget_loader::load_with(options, chain), Vec::new()),
         (_, Some(helper)) => helper,
-        (_, None) => {
-            let mut report = load_for_chain(config, options);
-            if report.plugins.is_empty() {
-                // Nothing of a plugin's runs here: nothing to warn about.
-                return (report, Vec::new());
-            }
-            let w = format!(
-                "plugin.provtarget.isolation = {mode} needs a helper executable, and this \
-                 program names none; plugins run in this process (name one with \
-                 Host::start_with_helper)"
-            );
-            tracing::warn!("{w}");
-            report.warnings.push(w);
-            return (report, Vec::new());
-        }
+        (_, None) => return (load_without_helper(mode, options, chain), Vec::new()),
     };
-    let deadline = config.probe_timeout().unwrap_or(DEFAULT_PROBE_TIMEOUT);
-    let mut remote = Vec::new();
-    let chosen = config.resolvers();
-    let mut gate = |prepared: Prepared| -> Gated {
-        if let Some((verdict, facts)) = known_verdict(&prepared) {
-            return match (mode, verdict) {
-                (Isolation::Probe, Verdict::Loaded) => Gated::Load(prepared),
-                (Isolation::Process, Verdict::Loaded) => match facts
-                    .as_ref()
-                    .map(|f| process::ProcessResolver::new(&prepared, f, helper))
-                {
-                    Some(Ok(mut resolver)) => {
-                        // Facts from the cache: the first child checks them.
-                        resolver.described_by_cache(
-                            options.cache_dir.clone(),
-                            options.insecure_skip_owner_checks,
-                        );
-                        remote.push((prepared.record().path.clone(), resolver));
-                        Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts))
-                    }
-                    // Never "loaded" without a resolver: the operator must see why the
-                    // plugin does not run.
-                    Some(Err(refusal)) => Gated::Decided(prepared.refuse(refusal)),
-                    None => Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts)),
-                },
-                (_, verdict) => Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
-            };
-        }
-        match mode {
-            Isolation::Process => {
-                // The child that loads it is kept to serve it when it will likely be
-                // used: named in the chain, or the first plugin when none is named.
-                let first = remote.is_empty();
-                let keep = |name: &str| {
-                    if chosen.is_empty() {
-                        first
-                    } else {
-                        chosen.iter().any(|c| c == name)
-                    }
-                };
-                match process::start(&prepared, helper, deadline, keep) {
-                    Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
-                    Ok((verdict, facts, resolver)) => {
-                        if let Some(resolver) = resolver {
-                            remote.push((prepared.record().path.clone(), resolver));
-                        }
-                        Gated::Decided(prepared.decided_elsewhere(verdict, facts))
-                    }
-                }
-            }
-            _ => match probe::probe(&prepared, helper, deadline) {
-                Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
-                Ok((Verdict::Loaded, _)) => Gated::Load(prepared),
-                Ok((verdict, facts)) => Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
-            },
-        }
+    let mut gate = Gate {
+        mode,
+        helper,
+        options,
+        deadline: config.probe_timeout().unwrap_or(DEFAULT_PROBE_TIMEOUT),
+        chosen: config.resolvers(),
+        remote: Vec::new(),
     };
     // The chain's first resolver process starts now, beside the loader's work, unless
     // one already waits (the `provtarget` command forks one at start-up).
     if helper.waiting() == 0 && may_need_resolver_processes(mode, options) {
         helper.prestart(1);
     }
-    let report = load_with_gated(options, |names| chain_plugins(config, names), &mut gate);
-    // Adapters for the libraries whose record says loaded; a duplicate name (the first
-    // file wins, as in-process: the loader refused the later record) has its child
-    // ended here, when its adapter is dropped.
-    let plugins = remote
+    let report = load_with_gated(options, chain, &mut |prepared| gate.judge(prepared));
+    let plugins = approved(&report, gate.remote);
+    if mode == Isolation::Process {
+        prestart_chain(helper, &report, &plugins, chain);
+    }
+    let plugins = plugins
+        .into_iter()
+        .map(|p| RemotePlugin {
+            record: p.record,
+            resolver: Box::new(p.resolver),
+        })
+        .collect();
+    (report, plugins)
+}
+
+/// [`load`] when isolation is asked for but this program names no helper: plugins
+/// load here, with a warning (none when no plugin loaded).
+fn load_without_helper(
+    mode: Isolation,
+    options: &LoaderOptions,
+    chain: ChainPlan<'_>,
+) -> LoadReport {
+    let mut report = provtarget_loader::load_with(options, chain);
+    if report.plugins.is_empty() {
+        // Nothing of a plugin's runs here: nothing to warn about.
+        return report;
+    }
+    let w = format!(
+        "plugin.provtarget.isolation = {mode} needs a helper executable, and this \
+         program names none; plugins run in this process (name one with \
+         Host::start_with_helper)"
+    );
+    tracing::warn!("{w}");
+    report.warnings.push(w);
+    report
+}
+
+/// The loader's gate under `probe` or `process` isolation: each library that passed
+/// the checks made from its bytes is judged by a child (or by its cached verdict);
+/// `remote` collects the process mode's adapters.
+struct Gate<'a> {
+    mode: Isolation,
+    helper: &'a Helper,
+    options: &'a LoaderOptions,
+    deadline: Duration,
+    /// The resolvers the configuration names (`plugin.provtarget.resolvers`).
+    chosen: &'a [String],
+    remote: Vec<(PathBuf, process::ProcessResolver)>,
+}
+
+impl Gate<'_> {
+    /// The verdict on `prepared`: known from the cache, or from a child.
+    fn judge(&mut self, prepared: Prepared) -> Gated {
+        if let Some((verdict, facts)) = known_verdict(&prepared) {
+            return self.known(prepared, verdict, facts);
+        }
+        match self.mode {
+            Isolation::Process => self.in_resolver_child(prepared),
+            _ => match probe::probe(&prepared, self.helper, self.deadline) {
+                Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
+                Ok((Verdict::Loaded, _)) => Gated::Load(prepared),
+                Ok((verdict, facts)) => Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
+            },
+        }
+    }
+
+    /// A library whose verdict the cache holds: probe mode loads an approved one
+    /// here; process mode gives it a resolver whose child starts when configured.
+    fn known(&mut self, prepared: Prepared, verdict: Verdict, facts: Option<PluginFacts>) -> Gated {
+        let facts_ref = match (self.mode, &verdict, &facts) {
+            (Isolation::Probe, Verdict::Loaded, _) => return Gated::Load(prepared),
+            (Isolation::Process, Verdict::Loaded, Some(facts)) => facts,
+            _ => return Gated::Decided(prepared.decided_elsewhere(verdict, facts)),
+        };
+        match process::ProcessResolver::new(&prepared, facts_ref, self.helper) {
+            Ok(mut resolver) => {
+                // Facts from the cache: the first child checks them.
+                resolver.described_by_cache(
+                    self.options.cache_dir.clone(),
+                    self.options.insecure_skip_owner_checks,
+                );
+                self.remote.push((prepared.record().path.clone(), resolver));
+                Gated::Decided(prepared.decided_elsewhere(Verdict::Loaded, facts))
+            }
+            // Never "loaded" without a resolver: the operator must see why the plugin
+            // does not run.
+            Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
+        }
+    }
+
+    /// Process mode: loads `prepared` in a resolver child, which is kept to serve it
+    /// when it will likely be used: named in the chain, or the first plugin when none
+    /// is named.
+    fn in_resolver_child(&mut self, prepared: Prepared) -> Gated {
+        let first = self.remote.is_empty();
+        let chosen = self.chosen;
+        let keep = |name: &str| {
+            if chosen.is_empty() {
+                first
+            } else {
+                chosen.iter().any(|c| c == name)
+            }
+        };
+        match process::start(&prepared, self.helper, self.deadline, keep) {
+            Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
+            Ok((verdict, facts, resolver)) => {
+                if let Some(resolver) = resolver {
+                    self.remote.push((prepared.record().path.clone(), resolver));
+                }
+                Gated::Decided(prepared.decided_elsewhere(verdict, facts))
+            }
+        }
+    }
+}
+
+/// The adapters whose library's record says loaded; a duplicate name (the first file
+/// wins, as in-process: the loader refused the later record) has its child ended
+/// here, when its adapter is dropped.
+fn approved(
+    report: &LoadReport,
+    remote: Vec<(PathBuf, process::ProcessResolver)>,
+) -> Vec<Approved> {
+    remote
         .into_iter()
         .filter_map(|(path, resolver)| {
             let record = report.libraries.iter().position(|l| l.path == path)?;
@@ -353,34 +420,32 @@ pub fn load(
                 resolver,
             })
         })
-        .collect::<Vec<_>>();
-    if mode == Isolation::Process {
-        // Each of the chain's resolvers with no process yet gets one now, all started
-        // side by side rather than one after another as each is configured.
-        let names: Vec<&str> = report
-            .libraries
-            .iter()
-            .filter(|l| l.verdict == Verdict::Loaded)
-            .filter_map(|l| Some(l.plugin.as_ref()?.info.name.as_str()))
-            .collect();
-        let chain: Vec<&str> = chain_plugins(config, &names)
-            .into_iter()
-            .filter_map(|i| names.get(i).copied())
-            .collect();
-        let waiting = plugins
-            .iter()
-            .filter(|p| !p.has_child && chain.contains(&p.name.as_str()))
-            .count();
-        helper.prestart(waiting);
-    }
-    let plugins = plugins
-        .into_iter()
-        .map(|p| RemotePlugin {
-            record: p.record,
-            resolver: Box::new(p.resolver),
-        })
+        .collect()
+}
+
+/// Each of the chain's resolvers with no process yet gets one now, all started side
+/// by side rather than one after another as each is configured.
+fn prestart_chain(
+    helper: &Helper,
+    report: &LoadReport,
+    plugins: &[Approved],
+    chain: ChainPlan<'_>,
+) {
+    let names: Vec<&str> = report
+        .libraries
+        .iter()
+        .filter(|l| l.verdict == Verdict::Loaded)
+        .filter_map(|l| Some(l.plugin.as_ref()?.info.name.as_str()))
         .collect();
-    (report, plugins)
+    let chain: Vec<&str> = chain(&names)
+        .into_iter()
+        .filter_map(|i| names.get(i).copied())
+        .collect();
+    let waiting = plugins
+        .iter()
+        .filter(|p| !p.has_child && chain.contains(&p.name.as_str()))
+        .count();
+    helper.prestart(waiting);
 }
 
 /// Whether resolver processes may be needed: `process` isolation and a plugin
@@ -463,7 +528,7 @@ pub fn child_main(args: &[OsString]) -> ExitCode {
     watch_parent();
     match (args.first().and_then(|c| c.to_str()), args.get(1)) {
         (Some(PROBE_COMMAND), Some(path)) => probe::child(Path::new(path)),
-        (Some(SERVE_COMMAND), None) => process::child(),
+        (Some(SERVE_COMMAND), None) => server::child(),
         _ => {
             crate::logsink::line(&format!(
                 "provtarget: {PROBE_COMMAND} needs a path and {SERVE_COMMAND} none; they are \
@@ -480,7 +545,7 @@ fn serve_main() -> u8 {
     init_child_logging();
     provtarget_loader::log_verdicts(false);
     watch_parent();
-    process::serve()
+    server::serve()
 }
 
 /// Whether the first argument names a child's hidden subcommand.
@@ -765,30 +830,4 @@ pub(crate) fn read_line_bounded(
     } else {
         Bounded::End
     })
-}
-
-/// How a child ended, in words: `killed by signal 11 (SIGSEGV)`, `exited with status 3`.
-pub fn describe_exit(status: ExitStatus) -> String {
-    match (status.signal(), status.code()) {
-        (Some(signal), _) => last_words::signal_text(signal),
-        (None, Some(code)) => format!("exited with status {code}"),
-        _ => format!("ended ({status})"),
-    }
-}
-
-/// Whether a child was ended by a stop signal (SIGINT, SIGTERM or SIGHUP): what
-/// Ctrl-C, GNU `timeout` and systemd's default group kill send to a whole process
-/// group. Such an end is an interruption, reported as one, never as a crash.
-pub fn stopped_by_signal(status: ExitStatus) -> bool {
-    status
-        .signal()
-        .and_then(last_words::signal_name)
-        .is_some_and(|name| matches!(name, "SIGINT" | "SIGTERM" | "SIGHUP"))
-}
-
-/// Writes one JSON line.
-fn send(mut to: impl Write, value: &serde_json::Value) -> std::io::Result<()> {
-    let mut line = value.to_string();
-    line.push('\n');
-    to.write_all(line.as_bytes())
 }

@@ -3,9 +3,10 @@
 #![forbid(unsafe_code)]
 
 use std::{
-    io::{Read, Write},
+    fs::File,
+    io::Read,
     path::Path,
-    process::ExitCode,
+    process::{Child, ExitCode, ExitStatus},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -13,7 +14,13 @@ use std::{
 
 use provtarget_loader::{PluginFacts, Prepared, Refusal, RefusalKind, Stage, Verdict};
 
-use super::{child_command, describe_exit, inherited, pipe, relog, wire, Helper, PROBE_COMMAND};
+use super::{
+    child_command,
+    exit::ChildExit,
+    inherited, pipe,
+    protocol::{send, Handshake, ProtocolError},
+    relog, wire, Helper, PROBE_COMMAND,
+};
 use crate::text::printable;
 
 /// The descriptor a child finds the sealed copy at.
@@ -38,30 +45,83 @@ pub fn probe(
              first; allow memfd_create (seccomp or security policy)"
         )));
     };
-    let cannot = |e: std::io::Error| {
+    let started = Instant::now();
+    let Probing {
+        mut child,
+        reports,
+        relayed,
+    } = spawn(helper, path, image).map_err(|e| {
         refuse(format!(
             "{p}: cannot start the helper {} to load it in a child: {e}",
             printable(&helper.path().to_string_lossy())
         ))
+    })?;
+    let Some(text) = read_report(reports, deadline) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(timed_out(&p, deadline));
     };
-    let (mut reports, report_w) = pipe().map_err(cannot)?;
+    // The report is in (or the pipe closed): the child ends now, or is made to.
+    let status = reap(&mut child, started + deadline);
+    // The child's last lines are logged before its verdict is reported: its stderr
+    // closed with it (a short wait; a grandchild holding it open must not stall).
+    if let (Some(relayed), Some(_)) = (&relayed, status) {
+        await_last_lines(relayed);
+    }
+    let report = text.lines().next().map(|line| {
+        let hello = Handshake::decode(line.as_bytes())?;
+        wire::parse(&hello.report).map_err(ProtocolError::Report)
+    });
+    match (status, report) {
+        (Some(status), Some(Ok(outcome))) if status.success() => Ok(outcome),
+        // It exited as it should, but what it wrote is no report.
+        (Some(status), Some(Err(e))) if status.success() => Err(refuse(format!("{p}: {e}"))),
+        (Some(status), _) => Err(ended(&p, &status.into())),
+        (None, Some(Ok(outcome))) => Ok(outcome),
+        (None, _) => Err(timed_out(&p, deadline)),
+    }
+}
+
+/// A started probing child: its report pipe and the end of its log relay.
+struct Probing {
+    child: Child,
+    reports: File,
+    /// Ends (its sender dropped) once the child's stderr is at its end and every line
+    /// is logged.
+    relayed: Option<mpsc::Receiver<()>>,
+}
+
+/// Starts `helper __probe PATH` with the sealed copy `image` at [`IMAGE_FD`] and the
+/// report pipe at [`REPORT_FD`], its stderr re-logged under the library's path.
+fn spawn(
+    helper: &Helper,
+    path: &Path,
+    image: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<Probing> {
+    let (reports, report_w) = pipe()?;
     let mut cmd = child_command(helper, PROBE_COMMAND, path);
-    let started = Instant::now();
     let mut child = provtarget_loader::process::spawn_with_fds(
         &mut cmd,
         &[
             (image, IMAGE_FD),
             (std::os::fd::AsFd::as_fd(&report_w), REPORT_FD),
         ],
-    )
-    .map_err(cannot)?;
+    )?;
     drop(report_w);
-    // Ends (its sender dropped) once the child's stderr is at its end and every line
-    // is logged.
     let relayed = child
         .stderr
         .take()
         .map(|stderr| relog(stderr, super::LogLabel::new(&path.to_string_lossy()), None));
+    Ok(Probing {
+        child,
+        reports,
+        relayed,
+    })
+}
+
+/// What the child wrote on its report pipe until it closed; `None` when it was not
+/// closed within `deadline`.
+fn read_report(mut reports: File, deadline: Duration) -> Option<String> {
     let (tx, rx) = mpsc::channel();
     let _ = thread::Builder::new()
         .name("probe report".into())
@@ -70,48 +130,34 @@ pub fn probe(
             let _ = reports.read_to_string(&mut text);
             let _ = tx.send(text);
         });
-    let text = match rx.recv_timeout(deadline) {
-        Ok(text) => text,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(timed_out(&p, deadline));
-        }
-    };
-    // The report is in (or the pipe closed): the child ends now, or is made to.
-    let status = loop {
+    rx.recv_timeout(deadline).ok()
+}
+
+/// The child's status once it ended, by `until`; past it, the child is killed and
+/// `None` returned.
+fn reap(child: &mut Child, until: Instant) -> Option<ExitStatus> {
+    loop {
         match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() < deadline => thread::sleep(Duration::from_millis(2)),
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < until => thread::sleep(Duration::from_millis(2)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    // The child's last lines are logged before its verdict is reported: its stderr
-    // closed with it (a short wait; a grandchild holding it open must not stall).
-    if let (Some(relayed), Some(_)) = (&relayed, status) {
-        let until = Instant::now() + LAST_LINES;
-        while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) =
-            relayed.recv_timeout(until.saturating_duration_since(Instant::now()))
-        {
-            if Instant::now() >= until {
-                break;
+                return None;
             }
         }
     }
-    let parsed = text
-        .lines()
-        .next()
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| wire::parse(&v));
-    match (status, parsed) {
-        (Some(status), Some(Ok(outcome))) if status.success() => Ok(outcome),
-        (Some(status), _) => Err(ended(&p, status)),
-        (None, Some(Ok(outcome))) => Ok(outcome),
-        (None, _) => Err(timed_out(&p, deadline)),
+}
+
+/// Waits (at most [`LAST_LINES`]) for the log relay to end.
+fn await_last_lines(relayed: &mpsc::Receiver<()>) {
+    let until = Instant::now() + LAST_LINES;
+    while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) =
+        relayed.recv_timeout(until.saturating_duration_since(Instant::now()))
+    {
+        if Instant::now() >= until {
+            break;
+        }
     }
 }
 
@@ -132,44 +178,33 @@ pub(super) fn timed_out(p: &str, deadline: Duration) -> Refusal {
     )
 }
 
-/// The refusal of a library whose loading child ended with `status` before reporting.
-pub(super) fn ended(p: &str, status: std::process::ExitStatus) -> Refusal {
-    let message = if super::stopped_by_signal(status) {
-        format!(
-            "{p}: loading was interrupted ({}): the child was stopped, it did not crash; \
-             run again to check the library",
-            describe_exit(status)
-        )
-    } else if status.signal_or_code_is_crash() {
-        format!(
-            "{p}: crashed while loading: {}; its load-time code would take the host down: \
-             remove it or report it to its vendor",
-            describe_exit(status)
-        )
-    } else {
-        format!(
-            "{p}: {} while loading; its load-time code ends the process: remove it or \
-             report it to its vendor",
-            describe_exit(status)
-        )
+/// The refusal of a library whose loading child ended (`exit`) before reporting.
+pub(super) fn ended(p: &str, exit: &ChildExit) -> Refusal {
+    let message = match exit {
+        ChildExit::Timeout(deadline) => return timed_out(p, *deadline),
+        ChildExit::Signal(_) if exit.is_stop() => format!(
+            "{p}: loading was interrupted ({exit}): the child was stopped, it did not crash; \
+             run again to check the library"
+        ),
+        ChildExit::Signal(_) => format!(
+            "{p}: crashed while loading: {exit}; its load-time code would take the host down: \
+             remove it or report it to its vendor"
+        ),
+        ChildExit::ProtocolBreach(_) => {
+            format!("{p}: while loading, the child {exit}: remove it or report it to its vendor")
+        }
+        ChildExit::Code(_) | ChildExit::Other(_) => format!(
+            "{p}: {exit} while loading; its load-time code ends the process: remove it or \
+             report it to its vendor"
+        ),
     };
     Refusal::new(Stage::Load, RefusalKind::CrashedWhileLoading, message)
-}
-
-trait StatusExt {
-    fn signal_or_code_is_crash(&self) -> bool;
-}
-
-impl StatusExt for std::process::ExitStatus {
-    fn signal_or_code_is_crash(&self) -> bool {
-        std::os::unix::process::ExitStatusExt::signal(self).is_some()
-    }
 }
 
 /// The child: loads the sealed copy at [`IMAGE_FD`] and writes the verdict to
 /// [`REPORT_FD`]. Exits 0 once the report is written, whatever the verdict.
 pub fn child(path: &Path) -> ExitCode {
-    let mut report = match inherited(REPORT_FD, true) {
+    let report = match inherited(REPORT_FD, true) {
         Ok(f) => f,
         Err(e) => {
             crate::logsink::line(&format!(
@@ -187,10 +222,8 @@ pub fn child(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let line = wire::report(&record.verdict, record.plugin.as_ref());
-    let mut text = line.to_string();
-    text.push('\n');
-    if report.write_all(text.as_bytes()).is_err() {
+    let hello = Handshake::new(wire::report(&record.verdict, record.plugin.as_ref()));
+    if send(&report, &hello).is_err() {
         return ExitCode::from(2);
     }
     drop(report);

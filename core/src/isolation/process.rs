@@ -1,5 +1,7 @@
 //! A resolver that lives in a child process for its whole life: [`ProcessResolver`]
-//! (the host's side, a native [`TargetResolver`]) and [`child`] (`provtarget __serve`).
+//! (the host's side, a native [`TargetResolver`], with its restart policy) and the
+//! start of its children; the child's side is `super::server` (`provtarget
+//! __serve`).
 //!
 //! Transport: one Unix stream socket, the child's stdin (the child moves it to a
 //! descriptor of its own and puts `/dev/null` at 0 before any plugin code runs, so a
@@ -7,55 +9,54 @@
 //! knowing nothing, so it can be started ahead of need ([`Spare`],
 //! [`Helper::prestart`]): the host hands it the sealed in-memory copy of a library
 //! that passed every check as an `SCM_RIGHTS` descriptor with the first line,
-//! `{"call": "load", "path": "..."}`.
+//! `Request::Load`.
 //!
-//! Protocol (JSON lines): the child's first line is the handshake, [`wire::report`]
-//! (magic cookie, protocol version, verdict, plugin information). Then each request
-//! `{"id": N, "call": "configure", "config": [[key, value]...]}` or
-//! `{"id": N, "call": "targets"}` gets one reply `{"id": N, "ok": ...}` (for `targets`,
-//! `{"targets": [...], "provenance": "..."|null}`) or
-//! `{"id": N, "error": "..."}`. `{"call": "cancel"}` cancels the call in progress (the
-//! resolver's context is cancelled and its answer, usually its last error, is the
-//! reply); a child that does not answer within [`CANCEL_GRACE`] is killed. The child's
-//! log lines go to its stderr and are re-logged by the host with the plugin's name.
+//! Protocol (typed JSON lines, `super::protocol`): the child's first line is the
+//! `super::protocol::Handshake` (magic cookie, protocol version, and the report of
+//! verdict and plugin information). Then each `Request::Configure` or
+//! `Request::Targets` gets one `Reply` with its id; `Request::Cancel` cancels
+//! the call in progress (the resolver's context is cancelled and its answer, usually
+//! its last error, is the reply); a child that does not answer within
+//! [`CANCEL_GRACE`] is killed. A line that is not the reply expected breaks the
+//! protocol: the child is killed. How a child ended is a `ChildExit`, which the
+//! restart policy and the messages read. The child's log lines go to its stderr and
+//! are re-logged by the host with the plugin's name.
 #![forbid(unsafe_code)]
 
 use std::{
+    fmt,
     fs::File,
-    io::{BufRead, BufReader, Cursor, IoSlice, IoSliceMut, Read, Write},
+    io::{BufReader, IoSlice, Write},
     mem::MaybeUninit,
     os::{
         fd::{AsFd, BorrowedFd, OwnedFd},
         unix::{net::UnixStream, process::ExitStatusExt},
     },
     path::{Path, PathBuf},
-    process::{Child, Command, ExitCode, ExitStatus, Stdio},
-    sync::{mpsc, Arc, Mutex, MutexGuard},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Mutex, MutexGuard},
     thread,
     time::{Duration, Instant},
 };
 
 use provtarget_abi::backoff;
 use provtarget_loader::{PluginFacts, Prepared, Verdict};
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
-use serde_json::{json, Value};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
-use super::{describe_exit, send, wire, Helper, LogLabel, DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND};
+use super::{
+    exit::{Breach, ChildExit},
+    protocol::{send, Answer, Handshake, ProtocolError, Reply, Request},
+    wire, Helper, LogLabel, DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND,
+};
 use crate::{
-    resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
+    resolver::{config_pairs, RawTargets, ResolveContext, Settings, TargetResolver},
     text::printable,
 };
 
-/// The longest first line (`load`) a child accepts.
-const MAX_LOAD_LINE: usize = 64 * 1024;
-
 /// How long a cancelled call may take to answer before its child is killed: a little
-/// less than the host's own grace for a cancelled resolver
-/// ([`crate::host::CANCEL_GRACE`]), so the answer (the resolver's last error) still
-/// reaches the deadline report.
+/// less than the host's own grace for a cancelled resolver (the host's
+/// `CANCEL_GRACE`, 2 s), so the answer (the resolver's last error) still reaches the
+/// deadline report.
 pub const CANCEL_GRACE: Duration = Duration::from_millis(1_800);
 
 /// A plugin's resolver running in a child process, seen as a native resolver.
@@ -66,7 +67,7 @@ pub struct ProcessResolver {
     /// The sealed copy every (re)started child loads.
     image: File,
     helper: Helper,
-    config: Option<Vec<(String, String)>>,
+    config: Option<Settings>,
     state: Mutex<State>,
     /// What the selection took the library to be: every child's handshake must say
     /// the same (name, version, type, interface).
@@ -85,7 +86,7 @@ struct State {
     /// No restart before this.
     retry_at: Option<Instant>,
     /// How the last child ended.
-    last_end: Option<String>,
+    last_end: Option<Down>,
 }
 
 struct Running {
@@ -123,7 +124,8 @@ pub const MAX_LINE: usize = 16 << 20;
 
 /// What [`Replies::next`] got.
 enum Next {
-    Line(Value),
+    /// A whole line, without its `\n`.
+    Line(Vec<u8>),
     /// Nothing within the wait.
     Timeout,
     /// The child closed its end (it ended).
@@ -133,8 +135,7 @@ enum Next {
 }
 
 impl Replies {
-    /// The next JSON line within `wait` (a line that is not JSON cannot come from the
-    /// protocol, and is skipped).
+    /// The next line within `wait`.
     fn next(&mut self, wait: Duration) -> Next {
         let wait = wait.max(Duration::from_millis(1));
         if self.reader.get_ref().set_read_timeout(Some(wait)).is_err() {
@@ -143,10 +144,9 @@ impl Replies {
         loop {
             match super::read_line_bounded(&mut self.reader, &mut self.pending, MAX_LINE) {
                 Ok(super::Bounded::Line) => {
-                    let line = std::mem::take(&mut self.pending);
-                    if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                        return Next::Line(v);
-                    }
+                    let mut line = std::mem::take(&mut self.pending);
+                    line.pop();
+                    return Next::Line(line);
                 }
                 Ok(super::Bounded::Long) => {
                     self.pending = Vec::new();
@@ -315,12 +315,76 @@ impl Spare {
 enum Lost {
     /// Cancelled; the child answered in time (its reply, usually the resolver's
     /// last error) and keeps running.
-    CancelledAnswered(Value),
+    CancelledAnswered(Answer),
     /// Cancelled, and the child did not answer within [`CANCEL_GRACE`]: killed.
     Cancelled,
-    Ended(String),
+    /// The child ended, or broke the protocol and was killed.
+    Ended(Down),
 }
 
+/// Why a resolver process cannot serve: its `Display` is the call's error, logged
+/// once by [`ProcessResolver::ended`] (a stop at WARN, anything else at ERROR) and
+/// repeated during the restart backoff.
+#[derive(Debug)]
+enum Down {
+    /// No child could be started, or handed its library.
+    Start(std::io::Error),
+    /// The child ended, or was ended (its breach of the protocol, its silence).
+    Exit(ChildExit),
+    /// Waiting for the ended child failed.
+    Unreaped(std::io::Error),
+    /// Its handshake was refused (not a helper, another protocol, no verdict).
+    Handshake(ProtocolError),
+    /// The plugin it loaded is not the one the selection used: the refusal's words.
+    Mismatch(String),
+    /// It refused the library (`why`); `cached` when the verdict cache had said
+    /// loaded (its entry is dropped).
+    Refused {
+        /// The child's reason.
+        why: String,
+        /// Whether the verdict cache had accepted it.
+        cached: bool,
+    },
+}
+
+/// The start of the text of a resolver child stopped by SIGINT, SIGTERM or SIGHUP.
+const INTERRUPTED: &str = "the resolver process was interrupted";
+
+impl Down {
+    /// Whether it is a stop sent to the process group (Ctrl-C, `timeout`, systemd):
+    /// not the plugin's fault.
+    fn is_interruption(&self) -> bool {
+        matches!(self, Down::Exit(exit) if exit.is_stop())
+    }
+}
+
+impl fmt::Display for Down {
+    /// A crash (`the resolver process crashed: killed by signal 11 (SIGSEGV)`), an
+    /// exit, or, for a stop signal, an interruption.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Down::Start(e) => write!(f, "cannot start the resolver process: {e}"),
+            Down::Exit(ChildExit::Signal(signal)) if signal.is_stop() => {
+                write!(f, "{INTERRUPTED} by {signal}")
+            }
+            Down::Exit(exit) if exit.is_crash() => {
+                write!(f, "the resolver process crashed: {exit}")
+            }
+            Down::Exit(exit) => write!(f, "the resolver process {exit}"),
+            Down::Unreaped(e) => write!(f, "the resolver process ended: {e}"),
+            Down::Handshake(e) => write!(f, "{e}"),
+            Down::Mismatch(refusal) => f.write_str(refusal),
+            Down::Refused { why, cached: true } => write!(
+                f,
+                "the resolver process refused the plugin its verdict cache accepted: {why}; \
+                 the cache entry is dropped"
+            ),
+            Down::Refused { why, cached: false } => {
+                write!(f, "the resolver process could not load the plugin: {why}")
+            }
+        }
+    }
+}
 impl ProcessResolver {
     /// An adapter for the library `prepared` (approved by a probe that reported
     /// `facts`); no child runs until `configure`. Refused, saying why, without a
@@ -404,218 +468,228 @@ impl ProcessResolver {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a child and reads its handshake.
-    fn spawn(&self) -> Result<Running, String> {
-        match launch(
+    /// Starts a child and reads its handshake: the plugin it loaded must be the one
+    /// the selection used.
+    fn spawn(&self) -> Result<Running, Down> {
+        let launched = launch(
             self.image.as_fd(),
             &self.path,
             &self.helper,
             DEFAULT_PROBE_TIMEOUT,
-        ) {
-            Ok((running, hello)) => match wire::parse(&hello) {
-                Ok((Verdict::Loaded, actual)) => {
-                    // The cache (or an earlier child) is a hint: what this child loaded
-                    // must be the plugin the selection used.
-                    let differences = match &actual {
-                        Some(actual) => provtarget_loader::cache_mismatch(&self.expected, actual),
-                        None => Some("no plugin information".to_string()),
-                    };
-                    match differences {
-                        None => Ok(running),
-                        Some(differences) => {
-                            self.forget_cache_entry();
-                            Err(
-                                provtarget_loader::cache_mismatch_refusal(&self.path, &differences)
-                                    .message,
-                            )
-                        }
-                    }
-                }
-                Ok((verdict, _)) => {
-                    let why = verdict.reason().unwrap_or("refused");
-                    if self.from_cache.is_some() {
-                        // A cached "loaded" the library's own checks contradict.
-                        self.forget_cache_entry();
-                        Err(format!(
-                            "the resolver process refused the plugin its verdict cache \
-                             accepted: {why}; the cache entry is dropped"
-                        ))
-                    } else {
-                        Err(format!(
-                            "the resolver process could not load the plugin: {why}"
-                        ))
-                    }
-                }
-                Err(e) => Err(e),
-            },
-            Err(Launch::Io(e)) => Err(format!("cannot start the resolver process: {e}")),
-            Err(Launch::Ended(status)) => Err(ended_text(status)),
-            Err(Launch::Silent) => Err(format!(
-                "the resolver process did not answer within {}s (killed)",
-                DEFAULT_PROBE_TIMEOUT.as_secs()
-            )),
+        );
+        let (running, verdict, actual) = match launched {
+            Ok(launched) => launched,
+            Err(Launch::Io(e)) => return Err(Down::Start(e)),
+            Err(Launch::Exit(exit)) => return Err(Down::Exit(exit)),
+            Err(Launch::Refused(e)) => return Err(Down::Handshake(e)),
+        };
+        if verdict != Verdict::Loaded {
+            let cached = self.from_cache.is_some();
+            if cached {
+                // A cached "loaded" the library's own checks contradict.
+                self.forget_cache_entry();
+            }
+            let why = verdict.reason().unwrap_or("refused").to_string();
+            return Err(Down::Refused { why, cached });
+        }
+        // The cache (or an earlier child) is a hint: what this child loaded must be
+        // the plugin the selection used.
+        let differences = match &actual {
+            Some(actual) => provtarget_loader::cache_mismatch(&self.expected, actual),
+            None => Some("no plugin information".to_string()),
+        };
+        match differences {
+            None => Ok(running),
+            Some(differences) => {
+                self.forget_cache_entry();
+                let refusal = provtarget_loader::cache_mismatch_refusal(&self.path, &differences);
+                Err(Down::Mismatch(refusal.message))
+            }
         }
     }
 
-    /// Sends one request and waits for its reply. On cancellation the child is told
-    /// to cancel the call and gets [`CANCEL_GRACE`] to answer; past it, the caller
-    /// drops (kills) it.
+    /// Sends `request` (made with the next id) and waits for its reply. On
+    /// cancellation the child is told to cancel the call and gets [`CANCEL_GRACE`]
+    /// to answer; past it, the caller drops (kills) it.
     fn call(
         running: &mut Running,
         ctx: &ResolveContext,
-        mut request: Value,
-    ) -> Result<Value, Lost> {
+        request: impl FnOnce(u64) -> Request,
+    ) -> Result<Answer, Lost> {
         let id = running.next_id;
         running.next_id += 1;
-        request["id"] = id.into();
-        if send(&mut running.requests, &request).is_err() {
+        let request = request(id);
+        if send(&running.requests, &request).is_err() {
             // The child is gone; its status says why.
         }
         let mut cancelled_at: Option<Instant> = None;
         loop {
-            match running.replies.next(Duration::from_millis(20)) {
-                Next::Line(reply) if reply["id"] == id => {
-                    return match cancelled_at {
-                        Some(_) => Err(Lost::CancelledAnswered(reply)),
-                        None => Ok(reply),
-                    }
-                }
-                Next::Line(_) => continue,
-                Next::Timeout => match cancelled_at {
-                    None if ctx.token().is_cancelled() => {
-                        cancelled_at = Some(Instant::now());
-                        let _ = send(&mut running.requests, &json!({"call": "cancel"}));
-                    }
-                    Some(at) if at.elapsed() >= CANCEL_GRACE => return Err(Lost::Cancelled),
-                    _ => {}
-                },
-                Next::TooLong => {
-                    return Err(Lost::Ended(format!(
-                        "the resolver process sent a line over {} MiB, breaking the protocol; it was killed",
-                        MAX_LINE >> 20
-                    )))
-                }
-                Next::Closed => {
-                    return Err(Lost::Ended(match running.child.wait() {
-                        Ok(status) => {
-                            if super::stopped_by_signal(status) {
-                                // Stopped with its process group (Ctrl-C, `timeout`,
-                                // systemd), this host got the signal too: let its
-                                // signal handler cancel the call first, so the run
-                                // ends as the cancellation it is.
-                                let settle = Instant::now();
-                                while !ctx.token().is_cancelled()
-                                    && settle.elapsed() < STOP_SETTLE
-                                {
-                                    std::thread::sleep(Duration::from_millis(5));
-                                }
-                            }
-                            ended_text(status)
+            let line = match running.replies.next(Duration::from_millis(20)) {
+                Next::Line(line) => line,
+                Next::Timeout => {
+                    match cancelled_at {
+                        None if ctx.token().is_cancelled() => {
+                            cancelled_at = Some(Instant::now());
+                            let _ = send(&running.requests, &Request::Cancel);
                         }
-                        Err(e) => format!("the resolver process ended: {e}"),
-                    }));
+                        Some(at) if at.elapsed() >= CANCEL_GRACE => return Err(Lost::Cancelled),
+                        _ => {}
+                    }
+                    continue;
                 }
+                Next::TooLong => {
+                    return Err(breach(Breach::TooLong {
+                        what: "a line",
+                        max: MAX_LINE,
+                    }))
+                }
+                Next::Closed => return Err(Lost::Ended(ProcessResolver::ended_by(running, ctx))),
+            };
+            let reply = Reply::decode(&line).map_err(|e| breach(Breach::Malformed(e)))?;
+            if reply.id != id {
+                // A late answer to an earlier call.
+                continue;
             }
+            if !request.answered_by(&reply.answer) {
+                return Err(breach(Breach::WrongAnswer {
+                    asked: request.kind(),
+                    got: reply.answer.kind(),
+                }));
+            }
+            return match cancelled_at {
+                Some(_) => Err(Lost::CancelledAnswered(reply.answer)),
+                None => Ok(reply.answer),
+            };
         }
     }
 
-    /// Makes sure a configured child runs, then sends `request`. A child that ended
-    /// is restarted after Choria's backoff (until then, the call fails at once).
-    fn request(&self, ctx: &ResolveContext, request: Value) -> Result<Value, String> {
-        let mut state = self.state();
+    /// How the child behind `running` ended, once its end of the socket closed.
+    fn ended_by(running: &mut Running, ctx: &ResolveContext) -> Down {
+        let status = match running.child.wait() {
+            Ok(status) => ChildExit::from(status),
+            Err(e) => return Down::Unreaped(e),
+        };
+        if status.is_stop() {
+            // Stopped with its process group (Ctrl-C, `timeout`, systemd), this host
+            // got the signal too: let its signal handler cancel the call first, so
+            // the run ends as the cancellation it is.
+            let settle = Instant::now();
+            while !ctx.token().is_cancelled() && settle.elapsed() < STOP_SETTLE {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Down::Exit(status)
+    }
+
+    /// A child started (or restarted) for a call: a restarted one is configured
+    /// again first, unless the call is `configure`. A child that ended is restarted
+    /// after Choria's backoff (until then, the call fails at once).
+    fn running<'s>(
+        &self,
+        state: &'s mut MutexGuard<'_, State>,
+        ctx: &ResolveContext,
+        configuring: bool,
+    ) -> Result<&'s mut Running, CallError> {
         if state.running.is_none() {
             if let (Some(at), Some(last)) = (state.retry_at, &state.last_end) {
                 let now = Instant::now();
                 if now < at {
-                    return Err(format!(
-                        "{last}; restarting it in {}ms",
-                        (at - now).as_millis()
-                    ));
+                    return Err(CallError::BackingOff {
+                        last: last.to_string(),
+                        wait: at - now,
+                    });
                 }
             }
-            let mut running = match self.spawn() {
-                Ok(running) => running,
-                Err(e) => return Err(self.ended(&mut state, e)),
-            };
-            if let Some(config) = &self.config {
-                if request["call"] != "configure" {
-                    let configure = json!({"call": "configure", "config": config});
-                    match ProcessResolver::call(&mut running, ctx, configure) {
-                        Ok(reply) if reply.get("ok").is_some() => {}
-                        Ok(reply) => {
-                            return Err(format!(
-                                "configure failed in the restarted resolver process: {}",
-                                reply["error"].as_str().unwrap_or("no answer")
-                            ))
-                        }
-                        Err(Lost::Cancelled | Lost::CancelledAnswered(_)) => {
-                            return Err("context canceled".into())
-                        }
-                        Err(Lost::Ended(e)) => return Err(self.ended(&mut state, e)),
+            let mut running = self
+                .spawn()
+                .map_err(|e| CallError::Down(self.ended(state, e)))?;
+            if let (Some(config), false) = (&self.config, configuring) {
+                let configure = |id| Request::Configure {
+                    id,
+                    config: config.clone(),
+                };
+                match ProcessResolver::call(&mut running, ctx, configure) {
+                    Ok(Answer::Error(e)) => return Err(CallError::Reconfigure(e)),
+                    Ok(_) => {}
+                    Err(Lost::Cancelled | Lost::CancelledAnswered(_)) => {
+                        return Err(CallError::Cancelled)
                     }
+                    Err(Lost::Ended(down)) => return Err(CallError::Down(self.ended(state, down))),
                 }
             }
             state.running = Some(running);
         }
-        let running = state.running.as_mut().expect("started above");
-        match ProcessResolver::call(running, ctx, request) {
-            Ok(reply) => {
+        Ok(state.running.as_mut().expect("started above"))
+    }
+
+    /// Makes sure a configured child runs, then sends the request `request` makes
+    /// for an id; the call's answer (never [`Answer::Error`], which is the `Err`).
+    fn request(
+        &self,
+        ctx: &ResolveContext,
+        request: impl Fn(u64) -> Request,
+    ) -> Result<Answer, CallError> {
+        let mut state = self.state();
+        // A restarted child is configured first, unless this is the `configure`.
+        let configuring = matches!(request(0), Request::Configure { .. });
+        let running = self.running(&mut state, ctx, configuring)?;
+        match ProcessResolver::call(running, ctx, &request) {
+            Ok(answer) => {
                 state.crashes = 0;
                 state.retry_at = None;
-                match reply.get("ok") {
-                    Some(ok) => Ok(ok.clone()),
-                    None => Err(reply["error"].as_str().unwrap_or("no answer").to_string()),
+                match answer {
+                    Answer::Error(e) => Err(CallError::Plugin(e)),
+                    answer => Ok(answer),
                 }
             }
-            Err(Lost::CancelledAnswered(reply)) => {
-                // The resolver ended when told: its answer (typically "context
-                // canceled after N tries; last error: ...") is the call's error.
-                Err(reply["error"]
-                    .as_str()
-                    .unwrap_or("context canceled")
-                    .to_string())
-            }
+            // The resolver ended when told: its answer (typically "context canceled
+            // after N tries; last error: ...") is the call's error.
+            Err(Lost::CancelledAnswered(Answer::Error(e))) => Err(CallError::Plugin(e)),
+            Err(Lost::CancelledAnswered(_)) => Err(CallError::Cancelled),
             Err(Lost::Cancelled) => {
                 // A resolver that ignores cancellation cannot outlive the call: its
                 // child is killed, and the next call starts a new one.
                 state.running = None;
-                Err(format!(
-                    "context canceled; the resolver process ignored cancellation for {}ms and was killed",
-                    CANCEL_GRACE.as_millis()
-                ))
+                Err(CallError::IgnoredCancel)
             }
-            Err(Lost::Ended(e)) => {
+            Err(Lost::Ended(down)) => {
                 state.running = None;
-                Err(self.ended(&mut state, e))
+                Err(CallError::Down(self.ended(&mut state, down)))
             }
         }
     }
 
     /// Records a child's end for the restart backoff; returns the error text.
-    fn ended(&self, state: &mut State, text: String) -> String {
+    fn ended(&self, state: &mut State, down: Down) -> String {
         let delay = backoff::FIVE_SEC.duration(state.crashes);
         state.crashes += 1;
         state.retry_at = Some(Instant::now() + delay);
-        state.last_end = Some(text.clone());
-        if text.starts_with(INTERRUPTED) {
+        let text = down.to_string();
+        if down.is_interruption() {
             // A stop is not the plugin's fault: no ERROR line for it.
             tracing::warn!(plugin = self.name.as_str(), "{text}");
         } else {
             tracing::error!(plugin = self.name.as_str(), "{text}");
         }
+        state.last_end = Some(down);
         text
     }
+}
+
+/// A child that broke the protocol (it is killed when its `Running` is dropped).
+fn breach(breach: Breach) -> Lost {
+    Lost::Ended(Down::Exit(ChildExit::ProtocolBreach(breach)))
 }
 
 /// Why [`launch`] gave no handshake.
 enum Launch {
     Io(std::io::Error),
-    /// The child ended first.
-    Ended(std::process::ExitStatus),
-    /// No handshake within the deadline (the child was killed).
-    Silent,
+    /// The child ended first, was silent past the deadline, or sent a handshake over
+    /// the bound (killed).
+    Exit(ChildExit),
+    /// Its handshake was refused.
+    Refused(ProtocolError),
 }
-
 /// Starts `helper __serve` on a new socket pair (its end as the child's stdin), with
 /// its stderr re-logged under `label`.
 fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
@@ -697,10 +771,13 @@ fn become_served(socket: &UnixStream, null: &File, log: &File) -> std::io::Resul
     Ok(())
 }
 
-/// Sends the `load` line with `image` attached (`SCM_RIGHTS`).
+/// Sends the `load` request with `image` attached (`SCM_RIGHTS`).
 fn send_load(to: &UnixStream, path: &Path, image: BorrowedFd<'_>) -> std::io::Result<()> {
-    let mut line = json!({"call": "load", "path": path.to_string_lossy()}).to_string();
-    line.push('\n');
+    let load = Request::Load {
+        path: path.to_string_lossy().into_owned(),
+    };
+    let mut line = serde_json::to_vec(&load)?;
+    line.push(b'\n');
     let fds = [image];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -709,63 +786,73 @@ fn send_load(to: &UnixStream, path: &Path, image: BorrowedFd<'_>) -> std::io::Re
     }
     let sent = rustix::net::sendmsg(
         to,
-        &[IoSlice::new(line.as_bytes())],
+        &[IoSlice::new(&line)],
         &mut control,
         SendFlags::NOSIGNAL,
     )?;
     // The descriptor went with the first byte; the rest of a long line follows.
     let mut to = to;
-    to.write_all(&line.as_bytes()[sent..])
+    to.write_all(&line[sent..])
 }
 
-/// Hands the sealed copy `image` of the library at `path` to a resolver child (one
-/// started ahead of need when `helper` has one waiting, else a new one) and reads its
-/// handshake (within `deadline`).
+/// A resolver child to hand a library: one started ahead of need when `helper` has
+/// one waiting and it takes the `load` request (`image` attached), else a new one.
+fn handed(
+    image: BorrowedFd<'_>,
+    path: &Path,
+    helper: &Helper,
+) -> std::io::Result<(Running, LogLabel)> {
+    let shown = path.to_string_lossy();
+    loop {
+        let (running, label, waited) = match helper.take_spare() {
+            Some(spare) => (spare.running, spare.label, true),
+            None => {
+                let label = LogLabel::new(&shown);
+                (start_child(helper, &label)?, label, false)
+            }
+        };
+        label.set(&shown);
+        let mut running = running;
+        match send_load(&running.requests, path, image) {
+            Ok(()) => return Ok((running, label)),
+            // A waiting child that died meanwhile: the next one (or a new one) is asked.
+            Err(_) if waited && !running.alive() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Hands the sealed copy `image` of the library at `path` to a resolver child (see
+/// [`handed`]) and reads its handshake (within `deadline`): the child's verdict and
+/// the plugin's information.
 fn launch(
     image: BorrowedFd<'_>,
     path: &Path,
     helper: &Helper,
     deadline: Duration,
-) -> Result<(Running, Value), Launch> {
-    let shown = path.to_string_lossy();
-    let (mut running, label) = loop {
-        let (mut running, label, waited) = match helper.take_spare() {
-            Some(spare) => (spare.running, spare.label, true),
-            None => {
-                let label = LogLabel::new(&shown);
-                (
-                    start_child(helper, &label).map_err(Launch::Io)?,
-                    label,
-                    false,
-                )
-            }
-        };
-        label.set(&shown);
-        match send_load(&running.requests, path, image) {
-            Ok(()) => break (running, label),
-            // A waiting child that died meanwhile: the next one (or a new one) is asked.
-            Err(_) if waited && !running.alive() => continue,
-            Err(e) => return Err(Launch::Io(e)),
-        }
-    };
+) -> Result<(Running, Verdict, Option<PluginFacts>), Launch> {
+    let (mut running, label) = handed(image, path, helper).map_err(Launch::Io)?;
     match running.replies.next(deadline) {
-        Next::Line(hello) => {
+        Next::Line(line) => {
+            let hello = Handshake::decode(&line).map_err(Launch::Refused)?;
+            let (verdict, facts) = wire::parse(&hello.report)
+                .map_err(|e| Launch::Refused(ProtocolError::Report(e)))?;
             // From now on the child's lines are tagged with the plugin's own name.
-            if let Some(name) = hello["plugin"]["name"].as_str() {
-                label.set(name);
+            if let Some(facts) = &facts {
+                label.set(&facts.info.name);
             }
-            Ok((running, hello))
+            Ok((running, verdict, facts))
         }
         Next::Closed => match running.child.wait() {
-            Ok(status) => Err(Launch::Ended(status)),
+            Ok(status) => Err(Launch::Exit(status.into())),
             Err(e) => Err(Launch::Io(e)),
         },
         // Dropping `running` kills and reaps the child.
-        Next::Timeout => Err(Launch::Silent),
-        Next::TooLong => Err(Launch::Io(std::io::Error::other(format!(
-            "its handshake was over {} MiB (killed)",
-            MAX_LINE >> 20
-        )))),
+        Next::Timeout => Err(Launch::Exit(ChildExit::Timeout(deadline))),
+        Next::TooLong => Err(Launch::Exit(ChildExit::ProtocolBreach(Breach::TooLong {
+            what: "a handshake",
+            max: MAX_LINE,
+        }))),
     }
 }
 
@@ -784,7 +871,7 @@ pub fn start(
         // Without a sealed copy there is nothing to hand over: the probe says why.
         return super::probe::probe(prepared, helper, deadline).map(|(v, f)| (v, f, None));
     };
-    let (running, hello) = match launch(image, path, helper, deadline) {
+    let (running, verdict, facts) = match launch(image, path, helper, deadline) {
         Ok(ok) => ok,
         Err(Launch::Io(e)) => {
             return Err(provtarget_loader::Refusal::new(
@@ -796,16 +883,15 @@ pub fn start(
                 ),
             ))
         }
-        Err(Launch::Ended(status)) => return Err(super::probe::ended(&p, status)),
-        Err(Launch::Silent) => return Err(super::probe::timed_out(&p, deadline)),
+        Err(Launch::Exit(exit)) => return Err(super::probe::ended(&p, &exit)),
+        Err(Launch::Refused(e)) => {
+            return Err(provtarget_loader::Refusal::new(
+                provtarget_loader::Stage::Load,
+                provtarget_loader::RefusalKind::CrashedWhileLoading,
+                format!("{p}: {e}"),
+            ))
+        }
     };
-    let (verdict, facts) = wire::parse(&hello).map_err(|e| {
-        provtarget_loader::Refusal::new(
-            provtarget_loader::Stage::Load,
-            provtarget_loader::RefusalKind::CrashedWhileLoading,
-            format!("{p}: {e}"),
-        )
-    })?;
     let resolver = match (&verdict, &facts) {
         // A duplicate (the loader refuses it by name): its child and its copy are let
         // go now rather than held until every library is judged.
@@ -826,28 +912,9 @@ pub fn start(
     Ok((verdict, facts, resolver))
 }
 
-/// How a resolver child's end is told: a crash (`the resolver process crashed:
-/// killed by signal 11 (SIGSEGV)`), an exit, or, for a stop signal sent to the
-/// process group (Ctrl-C, `timeout`, systemd), an interruption.
-fn ended_text(status: std::process::ExitStatus) -> String {
-    let how = describe_exit(status);
-    if super::stopped_by_signal(status) {
-        // `killed by signal 15 (SIGTERM)` -> `by signal 15 (SIGTERM)`
-        let by = how.strip_prefix("killed ").unwrap_or(&how);
-        format!("{INTERRUPTED} {by}")
-    } else if how.starts_with("killed by signal") {
-        format!("the resolver process crashed: {how}")
-    } else {
-        format!("the resolver process {how}")
-    }
-}
-
 /// How long a call whose child was stopped by SIGINT, SIGTERM or SIGHUP waits for
 /// the host's own cancellation (the signal usually went to the whole group).
 const STOP_SETTLE: Duration = Duration::from_millis(500);
-
-/// The start of the text of a resolver child stopped by SIGINT, SIGTERM or SIGHUP.
-const INTERRUPTED: &str = "the resolver process was interrupted";
 
 impl TargetResolver for ProcessResolver {
     fn name(&self) -> String {
@@ -862,223 +929,204 @@ impl TargetResolver for ProcessResolver {
         config: &provtarget_abi::Config,
     ) -> Result<Settings, String> {
         // Kept for a restarted child, which is configured again before its call.
-        self.config = Some(crate::host::config_pairs(config));
-        let pairs = self.config.clone().unwrap_or_default();
-        let ok = self.request(ctx, json!({"call": "configure", "config": pairs}))?;
-        Ok(pairs_of(&ok))
+        let config = config_pairs(config);
+        self.config = Some(config.clone());
+        let request = |id| Request::Configure {
+            id,
+            config: config.clone(),
+        };
+        match self.request(ctx, request) {
+            Ok(Answer::Configured(settings)) => Ok(settings),
+            Ok(other) => Err(CallError::Unexpected(other.kind()).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
     fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
-        let ok = self.request(ctx, json!({"call": "targets"}))?;
-        // `{"targets": [...], "provenance": "..."|null}` (interface 1.2's provenance).
-        let provenance = ok["provenance"].as_str().map(String::from);
-        let list: Vec<String> = ok["targets"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(RawTargets::from(list).with_provenance(provenance))
+        match self.request(ctx, |id| Request::Targets { id }) {
+            Ok(Answer::Targets { list, provenance }) => {
+                Ok(RawTargets::from(list).with_provenance(provenance))
+            }
+            Ok(other) => Err(CallError::Unexpected(other.kind()).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
-fn pairs_of(v: &Value) -> Settings {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
-                .collect()
+/// Why a call to a resolver process failed; its `Display` is the resolver's error.
+#[derive(Debug)]
+enum CallError {
+    /// The plugin's own error (or, cancelled, its answer when told).
+    Plugin(String),
+    /// The child ended or could not start: the words of its end (logged once, by
+    /// [`ProcessResolver::ended`]).
+    Down(String),
+    /// The last child ended, and its restart waits for the backoff.
+    BackingOff {
+        /// How it ended.
+        last: String,
+        /// What is left of the backoff.
+        wait: Duration,
+    },
+    /// A restarted child's `configure` failed: the plugin's error.
+    Reconfigure(String),
+    /// The call was cancelled.
+    Cancelled,
+    /// The call was cancelled and the child ignored it for [`CANCEL_GRACE`]: killed.
+    IgnoredCancel,
+    /// An answer [`ProcessResolver::call`] let through though it does not answer the
+    /// request (it checks: never seen): its kind.
+    Unexpected(&'static str),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Plugin(e) | CallError::Down(e) => f.write_str(e),
+            CallError::BackingOff { last, wait } => {
+                write!(f, "{last}; restarting it in {}ms", wait.as_millis())
+            }
+            CallError::Reconfigure(e) => {
+                write!(f, "configure failed in the restarted resolver process: {e}")
+            }
+            CallError::Cancelled => f.write_str("context canceled"),
+            CallError::IgnoredCancel => write!(
+                f,
+                "context canceled; the resolver process ignored cancellation for {}ms and was \
+                 killed",
+                CANCEL_GRACE.as_millis()
+            ),
+            CallError::Unexpected(kind) => {
+                write!(f, "the resolver process answered with a {kind} reply")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, Write};
+
+    use super::*;
+    use crate::resolver::CancelToken;
+
+    /// A `Running` whose "child" is a `sleep` (killed when dropped) and whose other
+    /// end of the socket is returned: the test plays the child.
+    fn fake_child() -> (Running, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (_, log) = super::super::LogFlush::pipe(&LogLabel::new("test")).unwrap();
+        let sleep = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        (adopt(Proc::Spawned(sleep), ours, log).unwrap(), theirs)
+    }
+
+    /// Plays the child: reads one request, answers it with `reply` (given the
+    /// request's id), returns the request.
+    fn answer_with(theirs: UnixStream, reply: fn(u64) -> String) -> thread::JoinHandle<Request> {
+        thread::spawn(move || {
+            let mut line = Vec::new();
+            std::io::BufReader::new(&theirs)
+                .read_until(b'\n', &mut line)
+                .unwrap();
+            let request = Request::decode(&line[..line.len() - 1]).unwrap();
+            let id = match request {
+                Request::Configure { id, .. } | Request::Targets { id } => id,
+                _ => 0,
+            };
+            (&theirs)
+                .write_all(format!("{}\n", reply(id)).as_bytes())
+                .unwrap();
+            // Held open until the host has read the line.
+            thread::sleep(Duration::from_millis(200));
+            request
         })
-        .unwrap_or_default()
-}
-
-/// The child: takes its socket off stdin, waits for its library (the `load` line and
-/// the sealed copy), loads it, sends the handshake, then answers requests until the
-/// host closes the socket.
-pub fn child() -> ExitCode {
-    ExitCode::from(serve())
-}
-
-/// [`child`]'s work; its exit status.
-pub(super) fn serve() -> u8 {
-    let socket = match take_socket() {
-        Ok(socket) => socket,
-        Err(e) => {
-            crate::logsink::line(&format!(
-                "provtarget: {SERVE_COMMAND} needs the socket provtarget gives it as stdin: {e}"
-            ));
-            return 2;
-        }
-    };
-    let (line, rest, image) = match receive_load(&socket) {
-        Ok(got) => got,
-        // The host ended (or discarded this child) before handing it a library.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return 0,
-        Err(e) => {
-            crate::logsink::line(&format!("provtarget: {SERVE_COMMAND} got no library: {e}"));
-            return 2;
-        }
-    };
-    let request: Value = serde_json::from_slice(&line).unwrap_or_default();
-    let (Some("load"), Some(path), Some(image)) =
-        (request["call"].as_str(), request["path"].as_str(), image)
-    else {
-        crate::logsink::line(&format!(
-            "provtarget: {SERVE_COMMAND}: the first request must be a load with a descriptor"
-        ));
-        return 2;
-    };
-    let (record, plugin) = provtarget_loader::load_sealed(image, Path::new(path));
-    let mut replies = &socket;
-    if send(
-        &mut replies,
-        &wire::report(&record.verdict, record.plugin.as_ref()),
-    )
-    .is_err()
-    {
-        return 2;
     }
-    let requests = match socket.try_clone() {
-        Ok(s) => Cursor::new(rest).chain(s),
-        Err(_) => return 2,
-    };
-    let Some(plugin) = plugin else {
-        return 0;
-    };
-    let name = plugin.info.name.clone();
-    let mut resolver = plugin.resolver;
-    // A reader thread takes requests off the socket so that `cancel` can reach the
-    // call in progress; calls run one at a time on this thread.
-    let current: Arc<Mutex<Option<CancelToken>>> = Arc::default();
-    let (calls, queue) = mpsc::channel::<Value>();
-    let reader = {
-        let current = Arc::clone(&current);
-        thread::Builder::new()
-            .name("requests".into())
-            .spawn(move || {
-                let cancel_current = || {
-                    if let Some(token) = current.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-                    {
-                        token.cancel();
-                    }
-                };
-                for line in BufReader::new(requests).lines() {
-                    let Ok(line) = line else { break };
-                    let Ok(request) = serde_json::from_str::<Value>(&line) else {
-                        continue;
-                    };
-                    if request["call"] == "cancel" {
-                        cancel_current();
-                    } else if calls.send(request).is_err() {
-                        break;
-                    }
-                }
-                // The host closed the socket (or is gone): end what runs.
-                cancel_current();
-            })
-    };
-    if reader.is_err() {
-        return 2;
+
+    fn call(reply: fn(u64) -> String) -> (Request, Result<Answer, Lost>) {
+        let (mut running, theirs) = fake_child();
+        let child = answer_with(theirs, reply);
+        let ctx = ResolveContext::new("test", CancelToken::new());
+        let got = ProcessResolver::call(&mut running, &ctx, |id| Request::Targets { id });
+        (child.join().unwrap(), got)
     }
-    for request in queue {
-        let token = CancelToken::new();
-        *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
-        let ctx = ResolveContext::new(&name, token);
-        let reply = match request["call"].as_str() {
-            Some("configure") => {
-                let pairs = pairs_of(&request["config"]);
-                match resolver.configure(&ctx, &pairs) {
-                    Ok(settings) => json!({"ok": settings}),
-                    Err(e) => json!({"error": e}),
-                }
+
+    #[test]
+    fn a_typed_reply_answers_its_request() {
+        let (request, got) = call(|id| {
+            format!(
+                r#"{{"id":{id},"answer":{{"targets":{{"list":["b:4222"],"provenance":"here"}}}}}}"#
+            )
+        });
+        assert_eq!(request, Request::Targets { id: 1 });
+        match got {
+            Ok(Answer::Targets { list, provenance }) => {
+                assert_eq!(list, ["b:4222"]);
+                assert_eq!(provenance.as_deref(), Some("here"));
             }
-            Some("targets") => match resolver.targets(&ctx) {
-                // An answer over the host's bounds is refused here, with the host's
-                // own words, rather than sent (a million targets would be a line of
-                // many MiB); the host reads (parses) every answer it gets, so one
-                // within the bounds is sent as it is.
-                Ok(list) => {
-                    let list = RawTargets::from(list);
-                    let refused = if crate::targets::within_bounds(&list) {
-                        None
-                    } else {
-                        crate::targets::read_answer(&list).err()
-                    };
-                    match refused {
-                        Some(crate::targets::AnswerError::Invalid(e)) => json!({"error": e}),
-                        // The provenance goes bounded and escaped (the host's
-                        // `provenance_shown` leaves such a text as it is).
-                        _ => json!({"ok": {
-                            "targets": list.to_vec(),
-                            "provenance": list.provenance().map(crate::resolver::provenance_shown),
-                        }}),
-                    }
-                }
-                Err(e) => json!({"error": e}),
-            },
-            _ => json!({"error": "unknown request"}),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => panic!("lost"),
+        }
+    }
+
+    /// A reply that is not one, or answers another kind of request, is never read
+    /// as a default (an empty list): the child broke the protocol and is killed.
+    #[test]
+    fn a_malformed_or_mismatched_reply_is_a_breach_naming_it() {
+        let breach = |reply: fn(u64) -> String| match call(reply).1 {
+            Err(Lost::Ended(down)) => {
+                assert!(matches!(down, Down::Exit(ChildExit::ProtocolBreach(_))));
+                assert!(!down.is_interruption());
+                down.to_string()
+            }
+            Err(_) => panic!("not a breach"),
+            Ok(answer) => panic!("read as {answer:?}"),
         };
-        *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        let mut reply = reply;
-        reply["id"] = request["id"].clone();
-        if send(&mut replies, &reply).is_err() {
-            break;
-        }
+        let text =
+            breach(|id| format!(r#"{{"id":{id},"answer":{{"targets":{{"list":"b:4222"}}}}}}"#));
+        assert!(
+            text.starts_with("the resolver process sent a malformed reply: field `answer.targets.list`: invalid type"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(", breaking the protocol; it was killed"),
+            "{text}"
+        );
+        let text = breach(|id| format!(r#"{{"id":{id},"answer":{{"configured":[]}}}}"#));
+        assert_eq!(
+            text,
+            "the resolver process answered a targets request with a configured reply, \
+             breaking the protocol; it was killed"
+        );
+        let text = breach(|_| "not JSON at all".into());
+        assert!(text.contains("a malformed reply: field `.`"), "{text}");
     }
-    0
-}
 
-/// The socket the host gave as stdin, moved to a descriptor of its own, with
-/// `/dev/null` put at 0 instead (before any plugin code runs here).
-fn take_socket() -> std::io::Result<UnixStream> {
-    use std::os::unix::fs::FileTypeExt;
-    let socket = File::from(rustix::io::fcntl_dupfd_cloexec(
-        std::io::stdin().as_fd(),
-        3,
-    )?);
-    if !socket.metadata()?.file_type().is_socket() {
-        return Err(std::io::Error::other("stdin is not a socket"));
-    }
-    let null = File::open("/dev/null")?;
-    rustix::stdio::dup2_stdin(&null)?;
-    Ok(UnixStream::from(OwnedFd::from(socket)))
-}
-
-/// Reads the first line and the descriptor sent with it; returns the line, any bytes
-/// read past it, and the descriptor. `UnexpectedEof` when the host closed the socket
-/// first.
-fn receive_load(socket: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<u8>, Option<OwnedFd>)> {
-    let mut got = Vec::new();
-    let mut image = None;
-    loop {
-        let mut buf = [0u8; 4096];
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let received = rustix::net::recvmsg(
-            socket,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )?;
-        for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(fds) = message {
-                // The first descriptor is the library; any other is closed here.
-                for fd in fds {
-                    image.get_or_insert(fd);
-                }
-            }
-        }
-        if received.bytes == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        got.extend_from_slice(&buf[..received.bytes]);
-        if let Some(end) = got.iter().position(|b| *b == b'\n') {
-            let rest = got.split_off(end + 1);
-            return Ok((got, rest, image));
-        }
-        if got.len() > MAX_LOAD_LINE {
-            return Err(std::io::Error::other("the first line is too long"));
-        }
+    /// How a resolver process's end is told, from its typed value: a stop is an
+    /// interruption (logged as a warning), any other signal a crash.
+    #[test]
+    fn a_childs_end_is_told_from_its_typed_value() {
+        let end = |raw| Down::Exit(ChildExit::from(ExitStatus::from_raw(raw)));
+        let term = end(15);
+        assert!(term.is_interruption());
+        assert_eq!(
+            term.to_string(),
+            "the resolver process was interrupted by signal 15 (SIGTERM)"
+        );
+        let segv = end(11);
+        assert!(!segv.is_interruption());
+        assert_eq!(
+            segv.to_string(),
+            "the resolver process crashed: killed by signal 11 (SIGSEGV)"
+        );
+        assert_eq!(
+            end(3 << 8).to_string(),
+            "the resolver process exited with status 3"
+        );
+        assert_eq!(
+            Down::Exit(ChildExit::Timeout(DEFAULT_PROBE_TIMEOUT)).to_string(),
+            "the resolver process did not answer within 10s (killed)"
+        );
     }
 }

@@ -25,7 +25,7 @@
 use std::{
     io::{self, Read, Write},
     net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs},
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     thread,
     time::{Duration, Instant},
@@ -40,6 +40,12 @@ use rustls::{
 };
 use serde_json::{json, Value};
 
+/// The broker check's settings and mode, parsed with the configuration (they live in
+/// [`crate::config`], the lower layer, and keep their names here).
+pub use crate::config::{
+    BrokerCheckMode as Mode, BrokerCheckSettings as Settings,
+    DEFAULT_BROKER_CHECK_TIMEOUT as DEFAULT_TIMEOUT,
+};
 use crate::{
     config::keys,
     resolver::CancelToken,
@@ -50,69 +56,12 @@ use crate::{
 /// The longest first line read from a broker (64 KiB); a longer one is not NATS.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// `plugin.provtarget.broker_check_timeout` when unset.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// How much of a first line or INFO is quoted in a reason.
 const QUOTED: usize = 60;
 
 /// Extra time the collector waits past the deadline for threads to report (they
 /// watch the deadline themselves; this only absorbs scheduling delay).
 const COLLECT_GRACE: Duration = Duration::from_millis(100);
-
-/// What to do with the brokers of an answer (`plugin.provtarget.broker_check`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// No check (the default).
-    #[default]
-    Off,
-    /// Check; keep every broker, log each failure once.
-    Warn,
-    /// Check; answer only the brokers that passed, fail the resolver when none did.
-    Require,
-}
-
-impl Mode {
-    /// `off`, `warn` or `require`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Off => "off",
-            Mode::Warn => "warn",
-            Mode::Require => "require",
-        }
-    }
-
-    /// Parses `off`, `warn` or `require` (case-insensitive, trimmed; empty is `off`).
-    pub fn parse(value: &str) -> Result<Mode, String> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "off" | "" => Ok(Mode::Off),
-            "warn" => Ok(Mode::Warn),
-            "require" => Ok(Mode::Require),
-            _ => Err("use off, warn or require; the broker check stays off".into()),
-        }
-    }
-}
-
-/// The broker check's settings, parsed once from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// `plugin.provtarget.broker_check`.
-    pub mode: Mode,
-    /// `plugin.provtarget.broker_check_timeout`: the whole check's deadline.
-    pub timeout: Duration,
-    /// `plugin.provtarget.broker_check_ca`: verify TLS brokers against this bundle.
-    pub ca: Option<PathBuf>,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            mode: Mode::Off,
-            timeout: DEFAULT_TIMEOUT,
-            ca: None,
-        }
-    }
-}
 
 /// The check of one broker.
 #[derive(Debug, Clone, PartialEq)]

@@ -154,6 +154,122 @@ impl fmt::Display for Isolation {
     }
 }
 
+/// `plugin.provtarget.broker_check_timeout` when unset.
+pub const DEFAULT_BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What to do with the brokers of an answer (`plugin.provtarget.broker_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerCheckMode {
+    /// No check (the default).
+    #[default]
+    Off,
+    /// Check; keep every broker, log each failure once.
+    Warn,
+    /// Check; answer only the brokers that passed, fail the resolver when none did.
+    Require,
+}
+
+impl BrokerCheckMode {
+    /// `off`, `warn` or `require`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerCheckMode::Off => "off",
+            BrokerCheckMode::Warn => "warn",
+            BrokerCheckMode::Require => "require",
+        }
+    }
+
+    /// Parses `off`, `warn` or `require` (case-insensitive, trimmed; empty is `off`).
+    pub fn parse(value: &str) -> Result<BrokerCheckMode, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "off" | "" => Ok(BrokerCheckMode::Off),
+            "warn" => Ok(BrokerCheckMode::Warn),
+            "require" => Ok(BrokerCheckMode::Require),
+            _ => Err("use off, warn or require; the broker check stays off".into()),
+        }
+    }
+}
+
+/// The broker check's settings, parsed once from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerCheckSettings {
+    /// `plugin.provtarget.broker_check`.
+    pub mode: BrokerCheckMode,
+    /// `plugin.provtarget.broker_check_timeout`: the whole check's deadline.
+    pub timeout: Duration,
+    /// `plugin.provtarget.broker_check_ca`: verify TLS brokers against this bundle.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for BrokerCheckSettings {
+    fn default() -> BrokerCheckSettings {
+        BrokerCheckSettings {
+            mode: BrokerCheckMode::Off,
+            timeout: DEFAULT_BROKER_CHECK_TIMEOUT,
+            ca: None,
+        }
+    }
+}
+
+/// How long a probing child may take when `plugin.provtarget.probe_timeout` is unset.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The JWT path used when neither the configuration nor the packager names one.
+pub const DEFAULT_JWT_FILE: &str = "/etc/choria/provisioning.jwt";
+
+/// Defaults a packager compiles in, the lowest layer of the precedence (see the
+/// [`crate::default_resolver`] module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildDefaults {
+    /// Where the provisioning JWT is looked for.
+    pub jwt_file: String,
+    /// Comma-separated broker URLs, if any.
+    pub broker_urls: Option<String>,
+    /// SRV domain, if any.
+    pub srv_domain: Option<String>,
+}
+
+impl BuildDefaults {
+    /// The defaults of this build, from environment variables at compile time:
+    /// `PROVTARGET_DEFAULT_JWT_FILE` (else [`DEFAULT_JWT_FILE`]),
+    /// `PROVTARGET_DEFAULT_BROKER_URLS` and `PROVTARGET_DEFAULT_SRV_DOMAIN` (empty
+    /// means unset).
+    ///
+    /// ```sh
+    /// PROVTARGET_DEFAULT_SRV_DOMAIN=example.net cargo build --release -p provtarget
+    /// ```
+    pub fn compiled() -> BuildDefaults {
+        let set = |v: Option<&'static str>| v.map(str::trim).filter(|v| !v.is_empty());
+        BuildDefaults {
+            jwt_file: set(option_env!("PROVTARGET_DEFAULT_JWT_FILE"))
+                .unwrap_or(DEFAULT_JWT_FILE)
+                .to_string(),
+            broker_urls: set(option_env!("PROVTARGET_DEFAULT_BROKER_URLS")).map(String::from),
+            srv_domain: set(option_env!("PROVTARGET_DEFAULT_SRV_DOMAIN")).map(String::from),
+        }
+    }
+}
+
+impl Default for BuildDefaults {
+    /// The standard JWT path and nothing else.
+    fn default() -> BuildDefaults {
+        BuildDefaults {
+            jwt_file: DEFAULT_JWT_FILE.to_string(),
+            broker_urls: None,
+            srv_domain: None,
+        }
+    }
+}
+
+/// The `(key, value)` pairs of a plugin's configuration, as a resolver is given them
+/// (in process or over the child protocol).
+pub(crate) fn config_pairs(config: &provtarget_abi::Config) -> Vec<(String, String)> {
+    config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Where the verdict cache lives unless `plugin.provtarget.cache_dir` says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/provtarget";
 
@@ -234,7 +350,7 @@ struct Parsed {
     probe_timeout: Option<Duration>,
     /// `None`: no verdict cache.
     cache_dir: Option<PathBuf>,
-    broker_check: crate::broker_check::Settings,
+    broker_check: BrokerCheckSettings,
     /// Signed plugins: mode, trusted keys, revocation list.
     signatures: provtarget_loader::SignaturePolicy,
 }
@@ -372,7 +488,7 @@ impl HostConfig {
     /// The broker check's settings (`plugin.provtarget.broker_check`,
     /// `broker_check_timeout`, `broker_check_ca`; invalid values are reported in
     /// [`HostConfig::warnings`] and the defaults used).
-    pub fn broker_check(&self) -> &crate::broker_check::Settings {
+    pub fn broker_check(&self) -> &BrokerCheckSettings {
         &self.parsed.broker_check
     }
 
@@ -666,7 +782,7 @@ pub struct SettingSource {
 /// The value the host uses for one of its own keys when it is not set (`None`: the
 /// key has no value then, e.g. no pin file).
 pub fn host_default(key: &str) -> Option<String> {
-    let build = crate::default_resolver::BuildDefaults::compiled();
+    let build = BuildDefaults::compiled();
     match key {
         keys::DIRECTORIES => Some(
             default_directories()
@@ -681,10 +797,7 @@ pub fn host_default(key: &str) -> Option<String> {
         keys::INSECURE_SKIP_OWNER_CHECKS => Some("false".into()),
         keys::CACHE_DIR => Some(DEFAULT_CACHE_DIR.into()),
         keys::ISOLATION => Some(Isolation::default().as_str().into()),
-        keys::PROBE_TIMEOUT => Some(format!(
-            "{}s",
-            crate::isolation::DEFAULT_PROBE_TIMEOUT.as_secs()
-        )),
+        keys::PROBE_TIMEOUT => Some(format!("{}s", DEFAULT_PROBE_TIMEOUT.as_secs())),
         keys::BROKER_CHECK => Some("off".into()),
         keys::SIGNATURES => Some("off until a key is trusted, then warn".into()),
         keys::TRUSTED_KEYS => Some(provtarget_loader::DEFAULT_TRUSTED_KEYS.into()),
@@ -962,7 +1075,7 @@ impl ConfigBuilder {
         let mut invalid = |config: &HostConfig, key: &str, why: &str| {
             let value = config.get(key).unwrap_or("");
             let value = if crate::text::is_secret_key(key) && !value.is_empty() {
-                "*****".to_string()
+                crate::text::MASK.to_string()
             } else {
                 crate::text::masked_input(value)
             };
@@ -1061,7 +1174,7 @@ impl ConfigBuilder {
             }
         }
         if let Some(v) = config.get(keys::BROKER_CHECK) {
-            match crate::broker_check::Mode::parse(v) {
+            match BrokerCheckMode::parse(v) {
                 Ok(mode) => parsed.broker_check.mode = mode,
                 Err(e) => invalid(config, keys::BROKER_CHECK, &e),
             }

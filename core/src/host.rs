@@ -33,14 +33,8 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How long `configure` may take when no `plugin.provtarget.timeout` is set.
 pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The `(key, value)` pairs of a plugin's configuration, as a resolver is given them
-/// (in process or over the child protocol).
-pub(crate) fn config_pairs(config: &provtarget_abi::Config) -> Vec<(String, String)> {
-    config
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+/// Named here for isolation's child protocol (it lives in [`crate::config`]).
+pub(crate) use crate::config::config_pairs;
 
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
@@ -85,7 +79,7 @@ impl TargetResolver for PluginAdapter {
         ctx: &ResolveContext,
         config: &provtarget_abi::Config,
     ) -> Result<Settings, String> {
-        let pairs = crate::host::config_pairs(config);
+        let pairs = config_pairs(config);
         let _guard = last_words::enter(&self.info.name, Call::Configure);
         let resolver = self
             .resolver
@@ -99,13 +93,7 @@ impl TargetResolver for PluginAdapter {
     }
 }
 
-/// A plugin whose resolver runs outside this process (see [`crate::isolation`]).
-pub struct RemotePlugin {
-    /// Its library's index in [`LoadReport::libraries`].
-    pub record: usize,
-    /// The adapter that reaches it.
-    pub resolver: Box<dyn TargetResolver>,
-}
+pub use crate::resolver::RemotePlugin;
 
 /// One selectable plugin: loaded here, or reached through an isolation adapter.
 /// (Short-lived, a handful at a time: the size difference does not matter.)
@@ -413,29 +401,7 @@ impl fmt::Display for ResolveError {
 
 impl std::error::Error for ResolveError {}
 
-/// Loads plugins as `options` say, loading only the plugins the chain `config`
-/// selects when the verdict cache (`plugin.provtarget.cache_dir`) can report the
-/// others without loading them; new and changed files are always loaded to learn
-/// what they are. See [`provtarget_loader::load_with`].
-pub fn load_for_chain(
-    config: &HostConfig,
-    options: &provtarget_loader::LoaderOptions,
-) -> LoadReport {
-    provtarget_loader::load_with(options, |names| chain_plugins(config, names))
-}
-
-/// The indices into `names` (the accepted plugins, in scan order) of the plugins the
-/// chain `config` selects would run: what [`provtarget_loader::load_with`] must load.
-pub fn chain_plugins(config: &HostConfig, names: &[&str]) -> Vec<usize> {
-    selection::plan(config.resolvers(), names, config.timeout().is_some())
-        .members
-        .into_iter()
-        .filter_map(|m| match m {
-            Member::Plugin(i) => Some(i),
-            Member::BuiltIn => None,
-        })
-        .collect()
-}
+pub use crate::selection::{chain_plugins, load_for_chain};
 
 impl Host {
     /// Loads plugins as `config` says, selects and configures the resolver chain.

@@ -38,6 +38,14 @@ pub trait TargetResolver: Send + Sync {
     fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String>;
 }
 
+/// A plugin whose resolver runs outside this process (see [`crate::isolation`]).
+pub struct RemotePlugin {
+    /// Its library's index in [`provtarget_loader::LoadReport::libraries`].
+    pub record: usize,
+    /// The adapter that reaches it.
+    pub resolver: Box<dyn TargetResolver>,
+}
+
 /// The unvalidated `host:port` strings a resolver returned: the native resolver's own
 /// `String`s, or a plugin's list left in the plugin's memory ([`TargetList`]), so
 /// neither is copied on the way to [`parse_servers`](crate::targets::parse_servers).

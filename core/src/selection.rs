@@ -11,7 +11,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use crate::default_resolver;
+use provtarget_loader::LoadReport;
+
+use crate::{config::HostConfig, default_resolver};
 
 /// One member of the planned chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,30 @@ pub fn plan(wanted: &[String], loaded: &[&str], has_timeout: bool) -> Plan {
         );
     }
     Plan { members, warnings }
+}
+
+/// Loads plugins as `options` say, loading only the plugins the chain `config`
+/// selects when the verdict cache (`plugin.provtarget.cache_dir`) can report the
+/// others without loading them; new and changed files are always loaded to learn
+/// what they are. See [`provtarget_loader::load_with`].
+pub fn load_for_chain(
+    config: &HostConfig,
+    options: &provtarget_loader::LoaderOptions,
+) -> LoadReport {
+    provtarget_loader::load_with(options, |names| chain_plugins(config, names))
+}
+
+/// The indices into `names` (the accepted plugins, in scan order) of the plugins the
+/// chain `config` selects would run: what [`provtarget_loader::load_with`] must load.
+pub fn chain_plugins(config: &HostConfig, names: &[&str]) -> Vec<usize> {
+    plan(config.resolvers(), names, config.timeout().is_some())
+        .members
+        .into_iter()
+        .filter_map(|m| match m {
+            Member::Plugin(i) => Some(i),
+            Member::BuiltIn => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -242,7 +242,7 @@ fn masked_error(entry: &str, err: String) -> String {
             let masked = format!(
                 "{}{}{}",
                 &entry[..start],
-                crate::buildinfo::MASK,
+                crate::text::MASK,
                 &entry[start + at..]
             );
             match parse_entry(&masked) {

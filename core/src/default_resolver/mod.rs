@@ -102,9 +102,6 @@ use self::srv::{LookupError, SrvClient};
 /// The resolver's name, as in Choria.
 pub const NAME: &str = "Choria JWT Resolver";
 
-/// The JWT path used when neither the configuration nor the packager names one.
-pub const DEFAULT_JWT_FILE: &str = "/etc/choria/provisioning.jwt";
-
 /// The SRV service looked up under the SRV domain.
 pub const SRV_SERVICE: &str = "_choria-provisioner._tcp";
 
@@ -121,50 +118,8 @@ use crate::config::keys::{
     SRV_DOMAIN as KEY_SRV_DOMAIN,
 };
 use crate::config::parse_dns_server;
-
-/// Defaults a packager compiles in, the lowest layer of the precedence (see the
-/// [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildDefaults {
-    /// Where the provisioning JWT is looked for.
-    pub jwt_file: String,
-    /// Comma-separated broker URLs, if any.
-    pub broker_urls: Option<String>,
-    /// SRV domain, if any.
-    pub srv_domain: Option<String>,
-}
-
-impl BuildDefaults {
-    /// The defaults of this build, from environment variables at compile time:
-    /// `PROVTARGET_DEFAULT_JWT_FILE` (else [`DEFAULT_JWT_FILE`]),
-    /// `PROVTARGET_DEFAULT_BROKER_URLS` and `PROVTARGET_DEFAULT_SRV_DOMAIN` (empty
-    /// means unset).
-    ///
-    /// ```sh
-    /// PROVTARGET_DEFAULT_SRV_DOMAIN=example.net cargo build --release -p provtarget
-    /// ```
-    pub fn compiled() -> BuildDefaults {
-        let set = |v: Option<&'static str>| v.map(str::trim).filter(|v| !v.is_empty());
-        BuildDefaults {
-            jwt_file: set(option_env!("PROVTARGET_DEFAULT_JWT_FILE"))
-                .unwrap_or(DEFAULT_JWT_FILE)
-                .to_string(),
-            broker_urls: set(option_env!("PROVTARGET_DEFAULT_BROKER_URLS")).map(String::from),
-            srv_domain: set(option_env!("PROVTARGET_DEFAULT_SRV_DOMAIN")).map(String::from),
-        }
-    }
-}
-
-impl Default for BuildDefaults {
-    /// The standard JWT path and nothing else.
-    fn default() -> BuildDefaults {
-        BuildDefaults {
-            jwt_file: DEFAULT_JWT_FILE.to_string(),
-            broker_urls: None,
-            srv_domain: None,
-        }
-    }
-}
+/// The build defaults live with the configuration (the lower layer); named here too.
+pub use crate::config::{BuildDefaults, DEFAULT_JWT_FILE};
 
 /// Where `targets` gets brokers from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use provtarget_loader::{
 use crate::{
     config::HostConfig,
     default_resolver::{BuildDefaults, JwtResolver},
-    resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
+    resolver::{CancelToken, RawTargets, ResolveContext, ResolverError, Settings, TargetResolver},
     selection::{self, Member},
     targets::{self, AnswerError, Server},
 };
@@ -78,18 +78,21 @@ impl TargetResolver for PluginAdapter {
         &mut self,
         ctx: &ResolveContext,
         config: &provtarget_abi::Config,
-    ) -> Result<Settings, String> {
+    ) -> Result<Settings, ResolverError> {
         let pairs = config_pairs(config);
         let _guard = last_words::enter(&self.info.name, Call::Configure);
         let resolver = self
             .resolver
             .as_mut()
             .expect("the resolver is taken only when the adapter is dropped");
-        resolver.configure(ctx, &pairs)
+        resolver.configure(ctx, &pairs).map_err(ResolverError::from)
     }
-    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
         let _guard = last_words::enter(&self.info.name, Call::Targets);
-        self.resolver().targets(ctx).map(RawTargets::from)
+        self.resolver()
+            .targets(ctx)
+            .map(RawTargets::from)
+            .map_err(ResolverError::from)
     }
 }
 
@@ -1053,7 +1056,7 @@ async fn run_targets(
         result = &mut rx => {
             return match result {
                 Ok(Ok(list)) => Ok(list),
-                Ok(Err(e)) => Err(CallError::Error(e)),
+                Ok(Err(e)) => Err(CallError::Error(e.into_message())),
                 Err(_) => Err(CallError::Error("the resolver thread ended without an answer".into())),
             };
         }
@@ -1064,7 +1067,7 @@ async fn run_targets(
     let last_word = match tokio::time::timeout(CANCEL_GRACE, &mut rx).await {
         // What the resolver said once cancelled: the SDK retry's last failure, say.
         // A bare "context canceled" adds nothing.
-        Ok(Ok(Err(e))) if e.trim() != "context canceled" => Some(e),
+        Ok(Ok(Err(e))) if e.message().trim() != "context canceled" => Some(e.into_message()),
         Ok(_) => None,
         Err(_) => {
             let msg = format!(

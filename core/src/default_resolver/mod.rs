@@ -95,7 +95,7 @@ use provtarget_abi::{
     Cancellation, Cancelled, Config, LogLevel,
 };
 
-use crate::resolver::{RawTargets, ResolveContext, Settings, TargetResolver};
+use crate::resolver::{RawTargets, ResolveContext, ResolverError, Settings, TargetResolver};
 
 use self::srv::{LookupError, SrvClient};
 
@@ -264,7 +264,11 @@ impl TargetResolver for JwtResolver {
         env!("CARGO_PKG_VERSION").to_string()
     }
 
-    fn configure(&mut self, ctx: &ResolveContext, config: &Config) -> Result<Settings, String> {
+    fn configure(
+        &mut self,
+        ctx: &ResolveContext,
+        config: &Config,
+    ) -> Result<Settings, ResolverError> {
         let jwt_file = match config.get(KEY_JWT_FILE) {
             Some(path) => path.trim().to_string(),
             None => self.defaults.jwt_file.clone(),
@@ -349,7 +353,7 @@ impl TargetResolver for JwtResolver {
         Ok(settings)
     }
 
-    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
         match &self.source {
             Source::BrokerUrls(urls) => {
                 ctx.log(
@@ -361,7 +365,10 @@ impl TargetResolver for JwtResolver {
                 );
                 Ok(urls.clone().into())
             }
-            Source::SrvDomain(domain) => self.srv_targets(ctx, domain).map(RawTargets::from),
+            Source::SrvDomain(domain) => self
+                .srv_targets(ctx, domain)
+                .map(RawTargets::from)
+                .map_err(ResolverError::from),
             Source::Nothing => {
                 ctx.log(LogLevel::Warn, NO_SOURCE_WARNING);
                 Ok(RawTargets::default())

@@ -45,7 +45,7 @@ use serde_json::{json, Value};
 
 use super::{describe_exit, send, wire, Helper, LogLabel, DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND};
 use crate::{
-    resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
+    resolver::{CancelToken, RawTargets, ResolveContext, ResolverError, Settings, TargetResolver},
     text::printable,
 };
 
@@ -860,14 +860,14 @@ impl TargetResolver for ProcessResolver {
         &mut self,
         ctx: &ResolveContext,
         config: &provtarget_abi::Config,
-    ) -> Result<Settings, String> {
+    ) -> Result<Settings, ResolverError> {
         // Kept for a restarted child, which is configured again before its call.
         self.config = Some(crate::host::config_pairs(config));
         let pairs = self.config.clone().unwrap_or_default();
         let ok = self.request(ctx, json!({"call": "configure", "config": pairs}))?;
         Ok(pairs_of(&ok))
     }
-    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
         let ok = self.request(ctx, json!({"call": "targets"}))?;
         // `{"targets": [...], "provenance": "..."|null}` (interface 1.2's provenance).
         let provenance = ok["provenance"].as_str().map(String::from);

@@ -770,6 +770,7 @@ mod tests {
         assert_eq!(Mode::parse("off"), Ok(Mode::Off));
         assert!(Mode::parse("yes")
             .unwrap_err()
+            .to_string()
             .contains("off, warn or require"));
     }
 
@@ -787,6 +788,7 @@ mod tests {
         );
         assert!(parse_info(b"INFO {nope")
             .unwrap_err()
+            .to_string()
             .starts_with("not NATS: INFO is not valid JSON ("));
         assert_eq!(
             parse_info(br#"INFO {"version":"1"}"#).unwrap_err(),

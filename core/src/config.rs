@@ -26,6 +26,10 @@
 //! ([`HostConfig::apply_declared_env`]). The whole merged map, including keys of
 //! other plugins, is handed to every resolver's `configure`.
 
+mod errors;
+
+pub use errors::{ConfigError, ConfigWarning, ConfigWarningKind, ValueError};
+
 use std::{
     collections::BTreeMap,
     ffi::OsStr,
@@ -138,12 +142,12 @@ impl Isolation {
     }
 
     /// Parses `none`, `probe` or `process` (case-insensitive, trimmed).
-    pub fn parse(value: &str) -> Result<Isolation, String> {
+    pub fn parse(value: &str) -> Result<Isolation, ValueError> {
         match value.trim().to_ascii_lowercase().as_str() {
             "none" => Ok(Isolation::None),
             "probe" => Ok(Isolation::Probe),
             "process" => Ok(Isolation::Process),
-            _ => Err("use none, probe or process".into()),
+            _ => Err(ValueError::NotOneOf("use none, probe or process")),
         }
     }
 }
@@ -180,12 +184,14 @@ impl BrokerCheckMode {
     }
 
     /// Parses `off`, `warn` or `require` (case-insensitive, trimmed; empty is `off`).
-    pub fn parse(value: &str) -> Result<BrokerCheckMode, String> {
+    pub fn parse(value: &str) -> Result<BrokerCheckMode, ValueError> {
         match value.trim().to_ascii_lowercase().as_str() {
             "off" | "" => Ok(BrokerCheckMode::Off),
             "warn" => Ok(BrokerCheckMode::Warn),
             "require" => Ok(BrokerCheckMode::Require),
-            _ => Err("use off, warn or require; the broker check stays off".into()),
+            _ => Err(ValueError::NotOneOf(
+                "use off, warn or require; the broker check stays off",
+            )),
         }
     }
 }
@@ -374,7 +380,7 @@ pub struct HostConfig {
     /// How the configuration text is named in messages (its path, as printable text).
     file_label: Option<String>,
     parsed: Parsed,
-    warnings: Vec<String>,
+    warnings: Vec<ConfigWarning>,
     /// Every `PROVTARGET_*` variable read (name, value), for
     /// [`HostConfig::apply_declared_env`].
     env_seen: Vec<(String, String)>,
@@ -402,7 +408,7 @@ impl HostConfig {
     }
 
     /// Problems found while reading (malformed lines, unknown host keys, bad values).
-    pub fn warnings(&self) -> &[String] {
+    pub fn warnings(&self) -> &[ConfigWarning] {
         &self.warnings
     }
 
@@ -529,7 +535,7 @@ impl HostConfig {
     /// keeps it). A variable that names no declared key stays
     /// `plugin.provtarget.<name>`, reported by
     /// [`HostConfig::unknown_key_warnings`]. Returns the warnings.
-    pub fn apply_declared_env(&mut self, declared: &[String]) -> Vec<String> {
+    pub fn apply_declared_env(&mut self, declared: &[String]) -> Vec<ConfigWarning> {
         let mut by_var: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let exact = keys::ALL.iter().map(|k| k.to_string()).chain(
             declared
@@ -577,16 +583,24 @@ impl HostConfig {
                         .filter(|k| *k != host)
                         .map(String::as_str)
                         .collect();
-                    warnings.push(format!(
-                        "environment variable {var} is ambiguous: it names both {host} and {}; it is used for {host}: set the other with --set or in the configuration file",
-                        others.join(" and ")
+                    warnings.push(ConfigWarning::about(
+                        ConfigWarningKind::Malformed,
+                        host,
+                        Some(format!("environment variable {var}")),
+                        format!(
+                            "environment variable {var} is ambiguous: it names both {host} and {}; it is used for {host}: set the other with --set or in the configuration file",
+                            others.join(" and ")
+                        ),
                     ));
                 }
                 (_, None) => {
                     self.unset_env(&fallback, &var);
-                    warnings.push(format!(
-                        "environment variable {var} is ambiguous: it names both {}; it is ignored: set the key you mean with --set or in the configuration file",
-                        found.join(" and ")
+                    warnings.push(ConfigWarning::new(
+                        ConfigWarningKind::Malformed,
+                        format!(
+                            "environment variable {var} is ambiguous: it names both {}; it is ignored: set the key you mean with --set or in the configuration file",
+                            found.join(" and ")
+                        ),
                     ));
                 }
             }
@@ -623,7 +637,7 @@ impl HostConfig {
     /// gets a "did you mean" hint; a key under a plugin's namespace
     /// (`plugin.provtarget.<plugin>.<key>`) that no loaded plugin declares is reported
     /// as set for a plugin that is not installed.
-    pub fn unknown_key_warnings(&self, declared: &[String]) -> Vec<String> {
+    pub fn unknown_key_warnings(&self, declared: &[String]) -> Vec<ConfigWarning> {
         let is_declared = |key: &str| {
             declared.iter().any(|full| match pattern_prefix(full) {
                 Some(prefix) => key.starts_with(prefix) && key.len() > prefix.len(),
@@ -650,76 +664,88 @@ impl HostConfig {
                 continue;
             }
             unknown += 1;
-            if unknown > MAX_REPEATED_WARNINGS {
-                continue;
+            if unknown <= MAX_REPEATED_WARNINGS {
+                warnings.push(self.unknown_key_warning(key, &known));
             }
-            let origin = self.origin(key).unwrap_or_default();
-            let shown = shorten(key);
-            // A "did you mean" only for key-sized text: the distance is quadratic.
-            let near = (key.len() <= 2 * MAX_QUOTED)
-                .then(|| {
-                    known
-                        .iter()
-                        .map(|k| (edit_distance(k, key), *k))
-                        .filter(|(d, _)| *d <= 3)
-                        .min()
-                        .map(|(_, k)| k)
-                })
-                .flatten();
-            let from_env = self.source(key) == Some(Source::Environment);
-            if let Some(known) = near {
-                let var = if from_env {
-                    format!(" (environment variable {})", env_var(known))
-                } else {
-                    String::new()
-                };
-                warnings.push(format!(
-                    "unknown configuration key {shown} ({origin}); did you mean {known}{var}?"
-                ));
-                continue;
-            }
-            let rest = key.strip_prefix(HOST_PREFIX).unwrap_or(key);
-            let plugin_ns = key
-                .starts_with(HOST_PREFIX)
-                .then(|| rest.split_once('.').map(|(plugin, _)| plugin))
-                .flatten();
-            // The keys declared under the key's own namespace, if a plugin has any.
-            let ns_keys: Vec<&str> = known
-                .iter()
-                .copied()
-                .filter(|k| {
-                    let own = match plugin_ns {
-                        Some(p) => format!("{HOST_PREFIX}{p}."),
-                        None => key[..key.rfind('.').map_or(0, |i| i + 1)].to_string(),
-                    };
-                    k.starts_with(&own)
-                })
-                .collect();
-            warnings.push(match plugin_ns {
-                Some(plugin) if ns_keys.is_empty() => format!(
-                    "{shown} ({origin}) is set but no loaded plugin reads it; install the {} plugin that does, or remove the key",
-                    shorten(plugin)
-                ),
-                None if key.starts_with(HOST_PREFIX) => format!(
-                    "unknown configuration key {shown} ({origin}); known keys: {}",
-                    keys::ALL.join(", ")
-                ),
-                _ if ns_keys.is_empty() => format!(
-                    "unknown configuration key {shown} ({origin}): no loaded plugin reads it; check its spelling in `provtarget buildinfo`, or remove it"
-                ),
-                _ => format!(
-                    "unknown configuration key {shown} ({origin}); the loaded plugins read {}",
-                    ns_keys.join(", ")
-                ),
-            });
         }
         if unknown > MAX_REPEATED_WARNINGS {
-            warnings.push(format!(
-                "and {} more {HOST_PREFIX}* keys that nothing reads ({unknown} in all); remove them or install the plugins that read them",
-                unknown - MAX_REPEATED_WARNINGS
+            warnings.push(ConfigWarning::new(
+                ConfigWarningKind::UnknownKey,
+                format!(
+                    "and {} more {HOST_PREFIX}* keys that nothing reads ({unknown} in all); remove them or install the plugins that read them",
+                    unknown - MAX_REPEATED_WARNINGS
+                ),
             ));
         }
         warnings
+    }
+
+    /// The warning for one key nothing reads: "did you mean" the nearest of `known`
+    /// when one is near, else what its namespace holds.
+    fn unknown_key_warning(&self, key: &str, known: &[&str]) -> ConfigWarning {
+        let origin = self.origin(key).unwrap_or_default();
+        let shown = shorten(key);
+        // A "did you mean" only for key-sized text: the distance is quadratic.
+        let near = (key.len() <= 2 * MAX_QUOTED)
+            .then(|| {
+                known
+                    .iter()
+                    .map(|k| (edit_distance(k, key), *k))
+                    .filter(|(d, _)| *d <= 3)
+                    .min()
+                    .map(|(_, k)| k)
+            })
+            .flatten();
+        let text = match near {
+            Some(near) => {
+                let var = if self.source(key) == Some(Source::Environment) {
+                    format!(" (environment variable {})", env_var(near))
+                } else {
+                    String::new()
+                };
+                format!("unknown configuration key {shown} ({origin}); did you mean {near}{var}?")
+            }
+            None => unread_key_text(key, &shown, &origin, known),
+        };
+        ConfigWarning::about(ConfigWarningKind::UnknownKey, key, Some(origin), text)
+    }
+}
+
+/// The text for `key` (shown as `shown`, set in `origin`), which nothing reads and
+/// which is near no known key: names the plugin to install, the host's keys, or the
+/// keys the loaded plugins read under its namespace.
+fn unread_key_text(key: &str, shown: &str, origin: &str, known: &[&str]) -> String {
+    let rest = key.strip_prefix(HOST_PREFIX).unwrap_or(key);
+    let plugin_ns = key
+        .starts_with(HOST_PREFIX)
+        .then(|| rest.split_once('.').map(|(plugin, _)| plugin))
+        .flatten();
+    // The keys declared under the key's own namespace, if a plugin has any.
+    let own = match plugin_ns {
+        Some(p) => format!("{HOST_PREFIX}{p}."),
+        None => key[..key.rfind('.').map_or(0, |i| i + 1)].to_string(),
+    };
+    let ns_keys: Vec<&str> = known
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with(&own))
+        .collect();
+    match plugin_ns {
+        Some(plugin) if ns_keys.is_empty() => format!(
+            "{shown} ({origin}) is set but no loaded plugin reads it; install the {} plugin that does, or remove the key",
+            shorten(plugin)
+        ),
+        None if key.starts_with(HOST_PREFIX) => format!(
+            "unknown configuration key {shown} ({origin}); known keys: {}",
+            keys::ALL.join(", ")
+        ),
+        _ if ns_keys.is_empty() => format!(
+            "unknown configuration key {shown} ({origin}): no loaded plugin reads it; check its spelling in `provtarget buildinfo`, or remove it"
+        ),
+        _ => format!(
+            "unknown configuration key {shown} ({origin}); the loaded plugins read {}",
+            ns_keys.join(", ")
+        ),
     }
 }
 
@@ -904,7 +930,7 @@ impl ConfigBuilder {
     /// another user (not root, not us), writable by others, or in a directory others
     /// can write to without the sticky bit gets a warning: it decides where code is
     /// loaded from.
-    pub fn file(mut self, path: &Path, required: bool) -> Result<ConfigBuilder, String> {
+    pub fn file(mut self, path: &Path, required: bool) -> Result<ConfigBuilder, ConfigError> {
         let shown = crate::text::printable(&path.display().to_string());
         let fix = if required {
             "check the path given to --config".to_string()
@@ -916,12 +942,16 @@ impl ConfigBuilder {
                 let text = String::from_utf8_lossy(&input.bytes);
                 self.config
                     .warnings
-                    .extend(provtarget_loader::trust_warnings(
-                        path,
-                        &input.metadata,
-                        "configuration file",
-                        "it decides where plugins are loaded from",
-                    ));
+                    .extend(
+                        provtarget_loader::trust_warnings(
+                            path,
+                            &input.metadata,
+                            "configuration file",
+                            "it decides where plugins are loaded from",
+                        )
+                        .into_iter()
+                        .map(|w| ConfigWarning::new(ConfigWarningKind::UntrustedFile, w)),
+                    );
                 self.config.file = Some(path.to_path_buf());
                 Ok(self.file_text(&path.display().to_string(), &text))
             }
@@ -931,15 +961,19 @@ impl ConfigBuilder {
                 self.config.file = Some(path.to_path_buf());
                 Ok(self.file_text(&path.display().to_string(), ""))
             }
-            Err(e @ provtarget_loader::InputError::NotRegular { .. }) => Err(format!(
-                "configuration file {shown} {e}; {fix} (a regular file of key = value lines)"
+            Err(e @ provtarget_loader::InputError::NotRegular { .. }) => Err(ConfigError::File(
+                format!(
+                    "configuration file {shown} {e}; {fix} (a regular file of key = value lines)"
+                ),
             )),
-            Err(e @ provtarget_loader::InputError::TooLarge { .. }) => Err(format!(
-                "configuration file {shown} {e}; is it really a key = value configuration? {fix}"
+            Err(e @ provtarget_loader::InputError::TooLarge { .. }) => Err(ConfigError::File(
+                format!(
+                    "configuration file {shown} {e}; is it really a key = value configuration? {fix}"
+                ),
             )),
-            Err(e) => Err(format!(
+            Err(e) => Err(ConfigError::File(format!(
                 "cannot read configuration file {shown}: it {e}; {fix}"
-            )),
+            ))),
         }
     }
 
@@ -963,20 +997,26 @@ impl ConfigBuilder {
                 _ => {
                     malformed += 1;
                     if malformed <= MAX_REPEATED_WARNINGS {
-                        self.config.warnings.push(format!(
-                            "{label}:{}: ignoring \"{}\": expected `key = value`",
-                            n + 1,
-                            // Masked: a line with `:` for `=` may hold a password.
-                            shorten(&crate::text::masked_input(line))
+                        self.config.warnings.push(ConfigWarning::new(
+                            ConfigWarningKind::Malformed,
+                            format!(
+                                "{label}:{}: ignoring \"{}\": expected `key = value`",
+                                n + 1,
+                                // Masked: a line with `:` for `=` may hold a password.
+                                shorten(&crate::text::masked_input(line))
+                            ),
                         ));
                     }
                 }
             }
         }
         if malformed > MAX_REPEATED_WARNINGS {
-            self.config.warnings.push(format!(
-                "{label}: and {} more malformed lines ignored ({malformed} in all); every line must be `key = value`, a `#` comment or blank",
-                malformed - MAX_REPEATED_WARNINGS
+            self.config.warnings.push(ConfigWarning::new(
+                ConfigWarningKind::Malformed,
+                format!(
+                    "{label}: and {} more malformed lines ignored ({malformed} in all); every line must be `key = value`, a `#` comment or blank",
+                    malformed - MAX_REPEATED_WARNINGS
+                ),
             ));
         }
         self
@@ -997,9 +1037,12 @@ impl ConfigBuilder {
                 continue;
             }
             let (Some(name), Some(value)) = (k.to_str(), v.as_ref().to_str()) else {
-                self.config.warnings.push(format!(
-                    "environment variable {} is not valid UTF-8; ignored",
-                    k.to_string_lossy()
+                self.config.warnings.push(ConfigWarning::new(
+                    ConfigWarningKind::Malformed,
+                    format!(
+                        "environment variable {} is not valid UTF-8; ignored",
+                        k.to_string_lossy()
+                    ),
                 ));
                 continue;
             };
@@ -1064,9 +1107,14 @@ impl ConfigBuilder {
             // a file is too easy to get written to. Only an explicit flag or the
             // environment of the process may turn it on.
             self.config.values.remove(keys::INSECURE_SKIP_OWNER_CHECKS);
-            self.config.warnings.push(format!(
-                "{} in the configuration file is ignored: the developer override is honoured only as --insecure-skip-owner-checks or PROVTARGET_INSECURE_SKIP_OWNER_CHECKS",
-                keys::INSECURE_SKIP_OWNER_CHECKS
+            self.config.warnings.push(ConfigWarning::about(
+                ConfigWarningKind::NotAllowedInFile,
+                keys::INSECURE_SKIP_OWNER_CHECKS,
+                Some("configuration file".into()),
+                format!(
+                    "{} in the configuration file is ignored: the developer override is honoured only as --insecure-skip-owner-checks or PROVTARGET_INSECURE_SKIP_OWNER_CHECKS",
+                    keys::INSECURE_SKIP_OWNER_CHECKS
+                ),
             ));
         }
         let config = &mut self.config;
@@ -1087,7 +1135,12 @@ impl ConfigBuilder {
             if config.source(key) == Some(Source::Flag) {
                 flag_errors.push(format!("--set {key}=\"{}\": {why}", shorten(&value)));
             }
-            warnings.push(line);
+            warnings.push(ConfigWarning::about(
+                ConfigWarningKind::InvalidValue,
+                key,
+                config.origin(key),
+                line,
+            ));
         };
         let mut parsed = Parsed {
             directories: match &config.directories_flag {
@@ -1158,25 +1211,25 @@ impl ConfigBuilder {
         {
             match parse_dns_server(v) {
                 Ok(addr) => parsed.dns_server = Some(addr),
-                Err(e) => invalid(config, keys::DNS_SERVER, &e),
+                Err(e) => invalid(config, keys::DNS_SERVER, &e.to_string()),
             }
         }
         if let Some(v) = config.get(keys::ISOLATION) {
             match Isolation::parse(v) {
                 Ok(mode) => parsed.isolation = mode,
-                Err(e) => invalid(config, keys::ISOLATION, &e),
+                Err(e) => invalid(config, keys::ISOLATION, &e.to_string()),
             }
         }
         if let Some(v) = config.get(keys::PROBE_TIMEOUT) {
             match parse_duration(v) {
                 Ok(d) => parsed.probe_timeout = Some(d),
-                Err(e) => invalid(config, keys::PROBE_TIMEOUT, &e),
+                Err(e) => invalid(config, keys::PROBE_TIMEOUT, &e.to_string()),
             }
         }
         if let Some(v) = config.get(keys::BROKER_CHECK) {
             match BrokerCheckMode::parse(v) {
                 Ok(mode) => parsed.broker_check.mode = mode,
-                Err(e) => invalid(config, keys::BROKER_CHECK, &e),
+                Err(e) => invalid(config, keys::BROKER_CHECK, &e.to_string()),
             }
         }
         if let Some(v) = config.get(keys::BROKER_CHECK_TIMEOUT) {
@@ -1269,13 +1322,14 @@ fn signature_policy(
 }
 
 /// `ip:port`, or a bare IP for port 53.
-pub fn parse_dns_server(value: &str) -> Result<std::net::SocketAddr, String> {
+pub fn parse_dns_server(value: &str) -> Result<std::net::SocketAddr, ValueError> {
     let v = value.trim();
     v.parse::<std::net::SocketAddr>()
-        .or_else(|_| v.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
-        .map_err(|_| {
-            "expected ip:port such as 127.0.0.1:53 (or a bare IP for port 53); using the system DNS configuration".to_string()
+        .or_else(|_| {
+            v.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
         })
+        .map_err(|_| ValueError::NotADnsServer)
 }
 
 /// The shortest deadline accepted: below it a resolver cannot even be started and
@@ -1286,7 +1340,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 
 /// Parses `30`, `1.5`, `30s`, `500ms`, `2m` or `1h` into a deadline between
 /// [`MIN_TIMEOUT`] and [`MAX_TIMEOUT`].
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     let t = text.trim();
     let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)
@@ -1303,20 +1357,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Ok(v) if v.is_finite() && v >= 0.0 => {
             let seconds = v * scale;
             if seconds < MIN_TIMEOUT.as_secs_f64() {
-                Err(format!(
-                    "{text:?} is too short to resolve anything; use at least 10ms (or leave it unset for no deadline)"
-                ))
+                Err(ValueError::TooShort(text.to_string()))
             } else if seconds > MAX_TIMEOUT.as_secs_f64() {
-                Err(format!(
-                    "{text:?} is longer than the maximum of 24h; use a shorter deadline, or leave it unset for none"
-                ))
+                Err(ValueError::TooLong(text.to_string()))
             } else {
                 Ok(Duration::from_secs_f64(seconds))
             }
         }
-        _ => Err(format!(
-            "{text:?} is not a duration; use seconds (30), or 500ms, 30s, 2m, 1h"
-        )),
+        _ => Err(ValueError::NotADuration(text.to_string())),
     }
 }
 
@@ -1623,7 +1671,11 @@ mod tests {
             .env([("PROVTARGET_FQDN_TEMPLTE", "e")])
             .build();
         assert!(c.apply_declared_env(&declared).is_empty());
-        let w = c.unknown_key_warnings(&declared);
+        let w: Vec<String> = c
+            .unknown_key_warnings(&declared)
+            .into_iter()
+            .map(String::from)
+            .collect();
         assert_eq!(w.len(), 4, "{w:?}");
         assert!(w.contains(&"unknown configuration key plugin.provtarget.fqdn.templte (f line 1); did you mean plugin.provtarget.fqdn.template?".to_string()), "{w:?}");
         assert!(w.contains(&"unknown configuration key plugin.acme.rack.fiel (f line 2); did you mean plugin.acme.rack.file?".to_string()), "{w:?}");
@@ -1743,14 +1795,20 @@ mod tests {
         // Too short to resolve anything, or absurdly long: refused with the bound.
         assert!(parse_duration("0.5ms")
             .unwrap_err()
+            .to_string()
             .contains("at least 10ms"));
-        assert!(parse_duration("9ms").unwrap_err().contains("at least 10ms"));
+        assert!(parse_duration("9ms")
+            .unwrap_err()
+            .to_string()
+            .contains("at least 10ms"));
         assert_eq!(parse_duration("10ms").unwrap(), MIN_TIMEOUT);
         assert!(parse_duration("25h")
             .unwrap_err()
+            .to_string()
             .contains("maximum of 24h"));
         assert!(parse_duration("1e12")
             .unwrap_err()
+            .to_string()
             .contains("maximum of 24h"));
         // A DNS server is validated with the rest of the configuration, naming its source.
         let c = ConfigBuilder::new()
@@ -1780,7 +1838,10 @@ mod tests {
     fn missing_files() {
         let missing = Path::new("/nonexistent/provtarget/server.conf");
         assert!(ConfigBuilder::new().file(missing, false).is_ok());
-        let err = ConfigBuilder::new().file(missing, true).unwrap_err();
+        let err = ConfigBuilder::new()
+            .file(missing, true)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("cannot read configuration file /nonexistent/provtarget/server.conf: it does not exist; check the path given to --config"),
             "{err}"
@@ -1830,7 +1891,7 @@ mod tests {
             "{w:?}"
         );
         assert_eq!(
-            w[MAX_REPEATED_WARNINGS],
+            w[MAX_REPEATED_WARNINGS].as_str(),
             "big.conf: and 991 more malformed lines ignored (1001 in all); every line must be `key = value`, a `#` comment or blank"
         );
         // One long line is quoted in part.
@@ -1875,7 +1936,10 @@ mod tests {
         ];
         for (path, why) in cases {
             for required in [true, false] {
-                let err = ConfigBuilder::new().file(path, required).unwrap_err();
+                let err = ConfigBuilder::new()
+                    .file(path, required)
+                    .unwrap_err()
+                    .to_string();
                 assert!(
                     err.starts_with(&format!("configuration file {} {why}", path.display())),
                     "{err}"

@@ -458,7 +458,7 @@ impl Host {
         mut report: LoadReport,
         remote: Vec<RemotePlugin>,
     ) -> Host {
-        let mut warnings: Vec<String> = config.warnings().to_vec();
+        let mut warnings: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
         // The loader logs its own warnings; keep them for buildinfo without logging
         // them a second time.
         let already_logged = report.warnings.len();
@@ -472,8 +472,18 @@ impl Host {
         // `PROVTARGET_*` variables are resolved against the declared keys now that
         // they are known (PROVTARGET_FQDN_IDENTITY -> plugin.provtarget.fqdn.identity).
         let mut config = config;
-        warnings.extend(config.apply_declared_env(&declared));
-        warnings.extend(config.unknown_key_warnings(&declared));
+        warnings.extend(
+            config
+                .apply_declared_env(&declared)
+                .into_iter()
+                .map(String::from),
+        );
+        warnings.extend(
+            config
+                .unknown_key_warnings(&declared)
+                .into_iter()
+                .map(String::from),
+        );
 
         // The chain is planned over every accepted library, loaded (here or in a
         // child) or known from the verdict cache, so a warm cache plans (and warns)

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     let job = match job {
         Ok(job) => job,
         Err(e) => {
-            say(&e);
+            say(e.as_str());
             return ExitCode::from(2);
         }
     };

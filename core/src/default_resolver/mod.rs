@@ -556,6 +556,7 @@ mod tests {
         assert_eq!(parse_dns_server("::1"), Ok("[::1]:53".parse().unwrap()));
         assert!(parse_dns_server("dns.example:53")
             .unwrap_err()
+            .to_string()
             .contains("expected ip:port"));
     }
 

@@ -1098,6 +1098,23 @@ impl ConfigBuilder {
     /// every value it cannot use. Keys nothing reads are reported by
     /// [`HostConfig::unknown_key_warnings`] once the plugins' keys are known.
     pub fn build(mut self) -> HostConfig {
+        self.drop_file_override();
+        let mut invalid = Invalid::default();
+        let config = &self.config;
+        let mut parsed = where_from(config);
+        let mut report = |c: &HostConfig, key: &str, why: &str| invalid.report(c, key, why);
+        parse_host_values(config, &mut parsed, &mut report);
+        parse_isolation_and_checks(config, &mut parsed, &mut report);
+        parsed.signatures = signature_policy(config, &mut report);
+        self.config.parsed = parsed;
+        self.config.warnings.extend(invalid.warnings);
+        self.config.flag_errors = invalid.flag_errors;
+        self.config
+    }
+
+    /// Drops `plugin.provtarget.insecure_skip_owner_checks` when the configuration file
+    /// set it, with a warning: only a flag or the environment may turn it on.
+    fn drop_file_override(&mut self) {
         if self
             .config
             .source(keys::INSECURE_SKIP_OWNER_CHECKS)
@@ -1117,142 +1134,170 @@ impl ConfigBuilder {
                 ),
             ));
         }
-        let config = &mut self.config;
-        let mut warnings = Vec::new();
-        let mut flag_errors = Vec::new();
-        let mut invalid = |config: &HostConfig, key: &str, why: &str| {
-            let value = config.get(key).unwrap_or("");
-            let value = if crate::text::is_secret_key(key) && !value.is_empty() {
-                crate::text::MASK.to_string()
-            } else {
-                crate::text::masked_input(value)
-            };
-            let line = format!(
-                "{key} = \"{}\" ({}) ignored: {why}",
-                shorten(&value),
-                config.origin(key).unwrap_or_default()
-            );
-            if config.source(key) == Some(Source::Flag) {
-                flag_errors.push(format!("--set {key}=\"{}\": {why}", shorten(&value)));
-            }
-            warnings.push(ConfigWarning::about(
-                ConfigWarningKind::InvalidValue,
-                key,
-                config.origin(key),
-                line,
-            ));
-        };
-        let mut parsed = Parsed {
-            directories: match &config.directories_flag {
-                Some(dirs) => dirs.clone(),
-                None => split_list(config.get(keys::DIRECTORIES).unwrap_or(""))
-                    .map(PathBuf::from)
-                    .collect(),
-            },
-            resolvers: match &config.resolvers_flag {
-                Some(names) => names
-                    .iter()
-                    .map(|n| n.trim().to_string())
-                    .filter(|n| !n.is_empty())
-                    .collect(),
-                None => split_list(config.get(keys::RESOLVERS).unwrap_or(""))
-                    .map(String::from)
-                    .collect(),
-            },
-            pin_file: match &config.pins_flag {
-                Some(p) => Some(p.clone()),
-                None => config
-                    .get(keys::PINS)
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(PathBuf::from),
-            },
-            ..Parsed::default()
-        };
-        if parsed.directories.is_empty() {
-            parsed.directories = default_directories();
-        }
-        parsed.cache_dir = match config.get(keys::CACHE_DIR).map(str::trim) {
-            None => Some(PathBuf::from(DEFAULT_CACHE_DIR)),
-            Some(v) if v.is_empty() || v.eq_ignore_ascii_case("none") => None,
-            Some(v) if !Path::new(v).is_absolute() => {
-                invalid(
-                    config,
-                    keys::CACHE_DIR,
-                    "use an absolute path, or none for no verdict cache; running without a cache",
-                );
-                None
-            }
-            Some(v) => Some(PathBuf::from(v)),
-        };
-        if let Some(v) = config.get(keys::TIMEOUT) {
-            match parse_duration(v) {
-                Ok(d) => parsed.timeout = Some(d),
-                Err(e) => invalid(
-                    config,
-                    keys::TIMEOUT,
-                    &format!("{e}; running with no deadline"),
-                ),
-            }
-        }
-        if let Some(v) = config.get(keys::INSECURE_SKIP_OWNER_CHECKS) {
-            match parse_bool(v) {
-                Ok(b) => parsed.insecure_skip_owner_checks = b,
-                Err(()) => invalid(
-                    config,
-                    keys::INSECURE_SKIP_OWNER_CHECKS,
-                    "use true or false",
-                ),
-            }
-        }
-        if let Some(v) = config
-            .get(keys::DNS_SERVER)
-            .filter(|v| !v.trim().is_empty())
-        {
-            match parse_dns_server(v) {
-                Ok(addr) => parsed.dns_server = Some(addr),
-                Err(e) => invalid(config, keys::DNS_SERVER, &e.to_string()),
-            }
-        }
-        if let Some(v) = config.get(keys::ISOLATION) {
-            match Isolation::parse(v) {
-                Ok(mode) => parsed.isolation = mode,
-                Err(e) => invalid(config, keys::ISOLATION, &e.to_string()),
-            }
-        }
-        if let Some(v) = config.get(keys::PROBE_TIMEOUT) {
-            match parse_duration(v) {
-                Ok(d) => parsed.probe_timeout = Some(d),
-                Err(e) => invalid(config, keys::PROBE_TIMEOUT, &e.to_string()),
-            }
-        }
-        if let Some(v) = config.get(keys::BROKER_CHECK) {
-            match BrokerCheckMode::parse(v) {
-                Ok(mode) => parsed.broker_check.mode = mode,
-                Err(e) => invalid(config, keys::BROKER_CHECK, &e.to_string()),
-            }
-        }
-        if let Some(v) = config.get(keys::BROKER_CHECK_TIMEOUT) {
-            match parse_duration(v) {
-                Ok(d) => parsed.broker_check.timeout = d,
-                Err(e) => invalid(
-                    config,
-                    keys::BROKER_CHECK_TIMEOUT,
-                    &format!("{e}; using the default 2s"),
-                ),
-            }
-        }
-        parsed.broker_check.ca = config
-            .get(keys::BROKER_CHECK_CA)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        parsed.signatures = signature_policy(config, &mut invalid);
-        config.parsed = parsed;
-        config.warnings.extend(warnings);
-        config.flag_errors = flag_errors;
-        self.config
     }
+}
+
+/// The warnings (and, for values given as flags, the command-line errors) about values
+/// [`ConfigBuilder::build`] cannot use.
+#[derive(Default)]
+struct Invalid {
+    warnings: Vec<ConfigWarning>,
+    flag_errors: Vec<String>,
+}
+
+impl Invalid {
+    /// `key`'s value in `config` is ignored because of `why`: a warning naming the
+    /// value (masked) and where it came from, and an error when it came from a flag.
+    fn report(&mut self, config: &HostConfig, key: &str, why: &str) {
+        let value = config.get(key).unwrap_or("");
+        let value = if crate::text::is_secret_key(key) && !value.is_empty() {
+            crate::text::MASK.to_string()
+        } else {
+            crate::text::masked_input(value)
+        };
+        let line = format!(
+            "{key} = \"{}\" ({}) ignored: {why}",
+            shorten(&value),
+            config.origin(key).unwrap_or_default()
+        );
+        if config.source(key) == Some(Source::Flag) {
+            self.flag_errors
+                .push(format!("--set {key}=\"{}\": {why}", shorten(&value)));
+        }
+        self.warnings.push(ConfigWarning::about(
+            ConfigWarningKind::InvalidValue,
+            key,
+            config.origin(key),
+            line,
+        ));
+    }
+}
+
+/// Where plugins come from and which run: directories, resolvers, pin file (a flag
+/// over the merged value), the default directories when none is set.
+fn where_from(config: &HostConfig) -> Parsed {
+    let mut parsed = Parsed {
+        directories: match &config.directories_flag {
+            Some(dirs) => dirs.clone(),
+            None => split_list(config.get(keys::DIRECTORIES).unwrap_or(""))
+                .map(PathBuf::from)
+                .collect(),
+        },
+        resolvers: match &config.resolvers_flag {
+            Some(names) => names
+                .iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            None => split_list(config.get(keys::RESOLVERS).unwrap_or(""))
+                .map(String::from)
+                .collect(),
+        },
+        pin_file: match &config.pins_flag {
+            Some(p) => Some(p.clone()),
+            None => config
+                .get(keys::PINS)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        },
+        ..Parsed::default()
+    };
+    if parsed.directories.is_empty() {
+        parsed.directories = default_directories();
+    }
+    parsed
+}
+
+/// The cache directory, the deadline, the owner-check override and the DNS server.
+fn parse_host_values(
+    config: &HostConfig,
+    parsed: &mut Parsed,
+    invalid: &mut impl FnMut(&HostConfig, &str, &str),
+) {
+    parsed.cache_dir = match config.get(keys::CACHE_DIR).map(str::trim) {
+        None => Some(PathBuf::from(DEFAULT_CACHE_DIR)),
+        Some(v) if v.is_empty() || v.eq_ignore_ascii_case("none") => None,
+        Some(v) if !Path::new(v).is_absolute() => {
+            invalid(
+                config,
+                keys::CACHE_DIR,
+                "use an absolute path, or none for no verdict cache; running without a cache",
+            );
+            None
+        }
+        Some(v) => Some(PathBuf::from(v)),
+    };
+    if let Some(v) = config.get(keys::TIMEOUT) {
+        match parse_duration(v) {
+            Ok(d) => parsed.timeout = Some(d),
+            Err(e) => invalid(
+                config,
+                keys::TIMEOUT,
+                &format!("{e}; running with no deadline"),
+            ),
+        }
+    }
+    if let Some(v) = config.get(keys::INSECURE_SKIP_OWNER_CHECKS) {
+        match parse_bool(v) {
+            Ok(b) => parsed.insecure_skip_owner_checks = b,
+            Err(()) => invalid(
+                config,
+                keys::INSECURE_SKIP_OWNER_CHECKS,
+                "use true or false",
+            ),
+        }
+    }
+    if let Some(v) = config
+        .get(keys::DNS_SERVER)
+        .filter(|v| !v.trim().is_empty())
+    {
+        match parse_dns_server(v) {
+            Ok(addr) => parsed.dns_server = Some(addr),
+            Err(e) => invalid(config, keys::DNS_SERVER, &e.to_string()),
+        }
+    }
+}
+
+/// The isolation mode, the probe deadline and the broker check's settings.
+fn parse_isolation_and_checks(
+    config: &HostConfig,
+    parsed: &mut Parsed,
+    invalid: &mut impl FnMut(&HostConfig, &str, &str),
+) {
+    if let Some(v) = config.get(keys::ISOLATION) {
+        match Isolation::parse(v) {
+            Ok(mode) => parsed.isolation = mode,
+            Err(e) => invalid(config, keys::ISOLATION, &e.to_string()),
+        }
+    }
+    if let Some(v) = config.get(keys::PROBE_TIMEOUT) {
+        match parse_duration(v) {
+            Ok(d) => parsed.probe_timeout = Some(d),
+            Err(e) => invalid(config, keys::PROBE_TIMEOUT, &e.to_string()),
+        }
+    }
+    if let Some(v) = config.get(keys::BROKER_CHECK) {
+        match BrokerCheckMode::parse(v) {
+            Ok(mode) => parsed.broker_check.mode = mode,
+            Err(e) => invalid(config, keys::BROKER_CHECK, &e.to_string()),
+        }
+    }
+    if let Some(v) = config.get(keys::BROKER_CHECK_TIMEOUT) {
+        match parse_duration(v) {
+            Ok(d) => parsed.broker_check.timeout = d,
+            Err(e) => invalid(
+                config,
+                keys::BROKER_CHECK_TIMEOUT,
+                &format!("{e}; using the default 2s"),
+            ),
+        }
+    }
+    parsed.broker_check.ca = config
+        .get(keys::BROKER_CHECK_CA)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
 }
 
 /// `plugin.provtarget.signatures`, `.trusted_keys` and `.revoked`. The mode is

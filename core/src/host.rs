@@ -458,136 +458,14 @@ impl Host {
         mut report: LoadReport,
         remote: Vec<RemotePlugin>,
     ) -> Host {
-        let mut warnings: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
-        // The loader logs its own warnings; keep them for buildinfo without logging
-        // them a second time.
-        let already_logged = report.warnings.len();
-        warnings.splice(0..0, report.warnings.iter().cloned());
-        let declared: Vec<String> = report
-            .libraries
-            .iter()
-            .filter_map(|l| l.plugin.as_ref())
-            .flat_map(|p| p.config_keys.iter().map(|k| k.key.clone()))
-            .collect();
-        // `PROVTARGET_*` variables are resolved against the declared keys now that
-        // they are known (PROVTARGET_FQDN_IDENTITY -> plugin.provtarget.fqdn.identity).
         let mut config = config;
-        warnings.extend(
-            config
-                .apply_declared_env(&declared)
-                .into_iter()
-                .map(String::from),
-        );
-        warnings.extend(
-            config
-                .unknown_key_warnings(&declared)
-                .into_iter()
-                .map(String::from),
-        );
-
-        // The chain is planned over every accepted library, loaded (here or in a
-        // child) or known from the verdict cache, so a warm cache plans (and warns)
-        // exactly as a cold one.
-        let accepted: Vec<(usize, &str)> = report
-            .libraries
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.verdict == provtarget_loader::Verdict::Loaded)
-            .filter_map(|(i, l)| Some((i, l.plugin.as_ref()?.info.name.as_str())))
-            .collect();
-        let names: Vec<&str> = accepted.iter().map(|(_, n)| *n).collect();
-        let accepted: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
-        let mut plugins: Vec<Option<Candidate>> = std::mem::take(&mut report.plugins)
-            .into_iter()
-            .map(Candidate::Local)
-            .chain(remote.into_iter().map(Candidate::Remote))
-            .map(Some)
-            .collect();
-        let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
-        let not_loaded: Vec<String> = config
-            .resolvers()
-            .iter()
-            .filter(|n| !provtarget_loader::is_reserved_name(n) && !names.contains(&n.as_str()))
-            .cloned()
-            .collect();
-        warnings.extend(plan.warnings);
-        let candidates: Vec<(Box<dyn TargetResolver>, Origin)> = plan
-            .members
-            .iter()
-            .filter_map(|m| match m {
-                Member::BuiltIn => Some((default_resolver(), Origin::BuiltIn)),
-                Member::Plugin(i) => plugins
-                    .iter_mut()
-                    .find(|p| {
-                        p.as_ref()
-                            .is_some_and(|p| Some(&p.record()) == accepted.get(*i))
-                    })
-                    .and_then(Option::take)
-                    .map(|p| {
-                        let origin = Origin::Plugin(report.libraries[p.record()].path.clone());
-                        (p.into_resolver(), origin)
-                    }),
-            })
-            .collect();
-
-        let resolver_config = config.resolver_config();
-        let configure_deadline = config.timeout().unwrap_or(DEFAULT_CONFIGURE_TIMEOUT);
-        let mut chain = Vec::new();
-        let mut disabled = Vec::new();
-        let mut planned = Vec::new();
-        for (resolver, origin) in candidates {
-            let result = activate(resolver, origin, &resolver_config, configure_deadline);
-            place(result, &mut chain, &mut planned, &mut disabled);
-        }
-        if chain.is_empty() {
-            // Every chosen resolver failed to configure: fall back to the built-in one
-            // rather than have no resolver at all.
-            let fallback = default_resolver();
-            let name = fallback.name();
-            if !disabled.iter().any(|d| d.name == name) {
-                warnings.push(format!(
-                    "no resolver could be configured; falling back to the built-in {name}"
-                ));
-                // (The built-in resolver's configure reports problems through its log
-                // and does not fail today; if it ever does, buildinfo shows why.)
-                let result = activate(
-                    fallback,
-                    Origin::BuiltIn,
-                    &resolver_config,
-                    configure_deadline,
-                );
-                if !place(result, &mut chain, &mut planned, &mut disabled) {
-                    warnings.push(format!(
-                        "the built-in {name} could not be configured either; no resolver is active"
-                    ));
-                }
-            }
-        }
+        let (mut warnings, already_logged) = start_warnings(&mut config, &report);
+        let (candidates, not_loaded) = candidates(&config, &mut report, remote, &mut warnings);
+        let (chain, planned, disabled) = configure_chain(candidates, &config, &mut warnings);
         for w in &warnings[already_logged..] {
             tracing::warn!("{w}");
         }
-        // Why a resolver named but not loaded may be missing: the libraries refused.
-        let refused: Vec<String> = report
-            .libraries
-            .iter()
-            .filter_map(|l| match &l.verdict {
-                provtarget_loader::Verdict::Rejected(r) => Some(r.message.clone()),
-                _ => None,
-            })
-            .collect();
-        let refused = match refused.len() {
-            0 => String::new(),
-            n => format!(
-                "; {n} {} refused: {}{}",
-                if n == 1 {
-                    "library was"
-                } else {
-                    "libraries were"
-                },
-                refused[..n.min(3)].join("; "),
-                if n > 3 { "; ..." } else { "" }
-            ),
-        };
+        let refused = refused_summary(&report);
         let planned = with_not_loaded(config.resolvers(), planned, &not_loaded, &refused);
         let refused = crate::text::shown(&refused);
         Host {
@@ -650,35 +528,19 @@ impl Host {
             if cancel.is_cancelled() {
                 break;
             }
-            let failure = match run_targets(active, cancel, deadline).await {
-                Ok(list) => match targets::read_answer(&list) {
-                    Ok(servers) => match self
-                        .check_brokers(&active.name, servers, cancel, &mut brokers)
-                        .await
-                    {
-                        Ok(servers) => {
-                            outcomes.push(None);
-                            let provenance = answer_provenance(&active.name, &list);
-                            return Ok(Resolution {
-                                resolver: active.name.clone(),
-                                servers,
-                                failed,
-                                chain: self.chain_result(&outcomes, false),
-                                brokers,
-                                provenance,
-                            });
-                        }
-                        Err(failure) => failure,
-                    },
-                    Err(AnswerError::Empty) => Failure::NoServers {
+            let failure = match self.ask(active, cancel, deadline, &mut brokers).await {
+                Ok((servers, provenance)) => {
+                    outcomes.push(None);
+                    return Ok(Resolution {
                         resolver: active.name.clone(),
-                    },
-                    Err(AnswerError::Invalid(error)) => Failure::Failed {
-                        resolver: active.name.clone(),
-                        error,
-                    },
-                },
-                Err(e) => e.into_failure(&active.name),
+                        servers,
+                        failed,
+                        chain: self.chain_result(&outcomes, false),
+                        brokers,
+                        provenance,
+                    });
+                }
+                Err(failure) => failure,
             };
             if let Some(next) = self.chain.get(i + 1) {
                 if !cancel.is_cancelled() {
@@ -692,7 +554,63 @@ impl Host {
             outcomes.push(Some(failure.clone()));
             failed.push(failure);
         }
-        let failure = if self.chain.is_empty() {
+        let failure = self.final_failure(&failed, cancel);
+        if matches!(failure, Failure::Cancelled { .. })
+            && matches!(failed.last(), Some(Failure::Failed { .. }))
+        {
+            // Told as the cancellation it was, with the error as its last error.
+            failed.pop();
+            if let Some(Some(last)) = outcomes.last_mut() {
+                *last = failure.clone();
+            }
+        }
+        if failed.last() != Some(&failure) && failure != Failure::NoResolver {
+            failed.push(failure.clone());
+        }
+        Err(ResolveError {
+            chain: self.chain_result(&outcomes, cancel.is_cancelled()),
+            failure,
+            failed,
+            note: self.failure_note(),
+            brokers,
+        })
+    }
+
+    /// One member of the chain: its `targets`, the answer read, the broker check; the
+    /// servers and the answer's provenance, or why it failed.
+    async fn ask(
+        &self,
+        active: &ActiveResolver,
+        cancel: &CancelToken,
+        deadline: Option<Duration>,
+        brokers: &mut Vec<crate::broker_check::BrokerResult>,
+    ) -> Result<(Vec<Server>, Option<String>), Failure> {
+        let list = run_targets(active, cancel, deadline)
+            .await
+            .map_err(|e| e.into_failure(&active.name))?;
+        let servers = match targets::read_answer(&list) {
+            Ok(servers) => servers,
+            Err(AnswerError::Empty) => {
+                return Err(Failure::NoServers {
+                    resolver: active.name.clone(),
+                })
+            }
+            Err(AnswerError::Invalid(error)) => {
+                return Err(Failure::Failed {
+                    resolver: active.name.clone(),
+                    error,
+                })
+            }
+        };
+        let servers = self
+            .check_brokers(&active.name, servers, cancel, brokers)
+            .await?;
+        Ok((servers, answer_provenance(&active.name, &list)))
+    }
+
+    /// Why the chain gave no answer, from what each member did (`failed`).
+    fn final_failure(&self, failed: &[Failure], cancel: &CancelToken) -> Failure {
+        if self.chain.is_empty() {
             Failure::NoResolver
         } else if cancel.is_cancelled() {
             // Cancelled by the caller: that, not an earlier resolver's failure, is why
@@ -716,19 +634,12 @@ impl Host {
             }
         } else {
             failed.last().cloned().unwrap_or(Failure::NoResolver)
-        };
-        if matches!(failure, Failure::Cancelled { .. })
-            && matches!(failed.last(), Some(Failure::Failed { .. }))
-        {
-            // Told as the cancellation it was, with the error as its last error.
-            failed.pop();
-            if let Some(Some(last)) = outcomes.last_mut() {
-                *last = failure.clone();
-            }
         }
-        if failed.last() != Some(&failure) && failure != Failure::NoResolver {
-            failed.push(failure.clone());
-        }
+    }
+
+    /// What the final failure line adds: the resolvers named but not loaded, and the
+    /// chosen resolvers that could not start, with why.
+    fn failure_note(&self) -> Option<String> {
         let mut notes = Vec::new();
         if !self.not_loaded.is_empty() {
             let names: Vec<String> = self
@@ -753,14 +664,7 @@ impl Host {
                 crate::text::shown(&d.reason)
             ));
         }
-        let note = (!notes.is_empty()).then(|| notes.join("; "));
-        Err(ResolveError {
-            chain: self.chain_result(&outcomes, cancel.is_cancelled()),
-            failure,
-            failed,
-            note,
-            brokers,
-        })
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 
     /// The broker check (`plugin.provtarget.broker_check`) of one resolver's answer:
@@ -866,6 +770,153 @@ fn with_not_loaded(
     }
     out.extend(left.into_iter().flatten());
     out
+}
+
+/// The loader's warnings (already logged by it: their count comes back too) then the
+/// configuration's, with the `PROVTARGET_*` variables resolved against the keys the
+/// loaded plugins declare, and the keys nothing reads.
+fn start_warnings(config: &mut HostConfig, report: &LoadReport) -> (Vec<String>, usize) {
+    let mut warnings: Vec<String> = report.warnings.clone();
+    let already_logged = warnings.len();
+    warnings.extend(config.warnings().iter().map(ToString::to_string));
+    let declared: Vec<String> = report
+        .libraries
+        .iter()
+        .filter_map(|l| l.plugin.as_ref())
+        .flat_map(|p| p.config_keys.iter().map(|k| k.key.clone()))
+        .collect();
+    // `PROVTARGET_*` variables are resolved against the declared keys now that
+    // they are known (PROVTARGET_FQDN_IDENTITY -> plugin.provtarget.fqdn.identity).
+    let env = config.apply_declared_env(&declared);
+    warnings.extend(env.into_iter().map(String::from));
+    let unknown = config.unknown_key_warnings(&declared);
+    warnings.extend(unknown.into_iter().map(String::from));
+    (warnings, already_logged)
+}
+
+/// The resolvers the chain plan picks, in order, with where each comes from, and the
+/// names the configuration asks for that no library provides. The plan's warnings
+/// join `warnings`.
+fn candidates(
+    config: &HostConfig,
+    report: &mut LoadReport,
+    remote: Vec<RemotePlugin>,
+    warnings: &mut Vec<String>,
+) -> (Vec<(Box<dyn TargetResolver>, Origin)>, Vec<String>) {
+    // The chain is planned over every accepted library, loaded (here or in a
+    // child) or known from the verdict cache, so a warm cache plans (and warns)
+    // exactly as a cold one.
+    let accepted: Vec<(usize, &str)> = report
+        .libraries
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.verdict == provtarget_loader::Verdict::Loaded)
+        .filter_map(|(i, l)| Some((i, l.plugin.as_ref()?.info.name.as_str())))
+        .collect();
+    let names: Vec<&str> = accepted.iter().map(|(_, n)| *n).collect();
+    let accepted: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
+    let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
+    let not_loaded: Vec<String> = config
+        .resolvers()
+        .iter()
+        .filter(|n| !provtarget_loader::is_reserved_name(n) && !names.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    warnings.extend(plan.warnings);
+    let mut plugins: Vec<Option<Candidate>> = std::mem::take(&mut report.plugins)
+        .into_iter()
+        .map(Candidate::Local)
+        .chain(remote.into_iter().map(Candidate::Remote))
+        .map(Some)
+        .collect();
+    let candidates = plan
+        .members
+        .iter()
+        .filter_map(|m| match m {
+            Member::BuiltIn => Some((default_resolver(), Origin::BuiltIn)),
+            Member::Plugin(i) => plugins
+                .iter_mut()
+                .find(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| Some(&p.record()) == accepted.get(*i))
+                })
+                .and_then(Option::take)
+                .map(|p| {
+                    let origin = Origin::Plugin(report.libraries[p.record()].path.clone());
+                    (p.into_resolver(), origin)
+                }),
+        })
+        .collect();
+    (candidates, not_loaded)
+}
+
+/// Configures each candidate (active into the chain, or disabled), falling back to
+/// the built-in resolver when none could be configured; warnings join `warnings`.
+fn configure_chain(
+    candidates: Vec<(Box<dyn TargetResolver>, Origin)>,
+    config: &HostConfig,
+    warnings: &mut Vec<String>,
+) -> (Vec<ActiveResolver>, Vec<Planned>, Vec<DisabledResolver>) {
+    let resolver_config = config.resolver_config();
+    let configure_deadline = config.timeout().unwrap_or(DEFAULT_CONFIGURE_TIMEOUT);
+    let mut chain = Vec::new();
+    let mut disabled = Vec::new();
+    let mut planned = Vec::new();
+    for (resolver, origin) in candidates {
+        let result = activate(resolver, origin, &resolver_config, configure_deadline);
+        place(result, &mut chain, &mut planned, &mut disabled);
+    }
+    if chain.is_empty() {
+        // Every chosen resolver failed to configure: fall back to the built-in one
+        // rather than have no resolver at all.
+        let fallback = default_resolver();
+        let name = fallback.name();
+        if !disabled.iter().any(|d| d.name == name) {
+            warnings.push(format!(
+                "no resolver could be configured; falling back to the built-in {name}"
+            ));
+            // (The built-in resolver's configure reports problems through its log
+            // and does not fail today; if it ever does, buildinfo shows why.)
+            let result = activate(
+                fallback,
+                Origin::BuiltIn,
+                &resolver_config,
+                configure_deadline,
+            );
+            if !place(result, &mut chain, &mut planned, &mut disabled) {
+                warnings.push(format!(
+                    "the built-in {name} could not be configured either; no resolver is active"
+                ));
+            }
+        }
+    }
+    (chain, planned, disabled)
+}
+
+/// Why a resolver named but not loaded may be missing: the libraries refused (the
+/// first three), as `; 2 libraries were refused: ...`, or empty.
+fn refused_summary(report: &LoadReport) -> String {
+    let refused: Vec<String> = report
+        .libraries
+        .iter()
+        .filter_map(|l| match &l.verdict {
+            provtarget_loader::Verdict::Rejected(r) => Some(r.message.clone()),
+            _ => None,
+        })
+        .collect();
+    match refused.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} {} refused: {}{}",
+            if n == 1 {
+                "library was"
+            } else {
+                "libraries were"
+            },
+            refused[..n.min(3)].join("; "),
+            if n > 3 { "; ..." } else { "" }
+        ),
+    }
 }
 
 /// How one `targets` call ended without targets.
@@ -1006,28 +1057,16 @@ fn answer_provenance(resolver: &str, list: &RawTargets) -> Option<String> {
     Some(shown)
 }
 
-/// Runs one resolver's `targets` on a dedicated thread, awaiting it without blocking
-/// the runtime. Missing the deadline cancels the resolver; one that then ignores
-/// cancellation for [`CANCEL_GRACE`] is abandoned (its thread keeps running, detached)
-/// and reported.
-async fn run_targets(
+/// The answer of one resolver's `targets`, run on a thread of its own with `token`;
+/// the resolver is marked idle again however the call ends.
+fn spawn_targets(
     active: &ActiveResolver,
-    outer: &CancelToken,
-    deadline: Option<Duration>,
-) -> Result<RawTargets, CallError> {
-    if active.busy.swap(true, Ordering::SeqCst) {
-        return Err(CallError::Error(
-            "its previous call ignored cancellation and is still running; not starting another"
-                .into(),
-        ));
-    }
-    // A child of the caller's token: the caller's cancel reaches the resolver at
-    // once; a missed deadline cancels only this call.
-    let token = outer.child();
-    let ctx = ResolveContext::new(&active.name, token.clone());
+    token: CancelToken,
+) -> Result<tokio::sync::oneshot::Receiver<Result<RawTargets, ResolverError>>, CallError> {
+    let ctx = ResolveContext::new(&active.name, token);
     let resolver = Arc::clone(&active.resolver);
     let busy = Arc::clone(&active.busy);
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = thread::Builder::new()
         .name(format!("targets {}", active.name))
         .spawn(move || {
@@ -1054,6 +1093,28 @@ async fn run_targets(
             "cannot start a resolver thread: {e}"
         )));
     }
+    Ok(rx)
+}
+
+/// Runs one resolver's `targets` on a dedicated thread, awaiting it without blocking
+/// the runtime. Missing the deadline cancels the resolver; one that then ignores
+/// cancellation for [`CANCEL_GRACE`] is abandoned (its thread keeps running, detached)
+/// and reported.
+async fn run_targets(
+    active: &ActiveResolver,
+    outer: &CancelToken,
+    deadline: Option<Duration>,
+) -> Result<RawTargets, CallError> {
+    if active.busy.swap(true, Ordering::SeqCst) {
+        return Err(CallError::Error(
+            "its previous call ignored cancellation and is still running; not starting another"
+                .into(),
+        ));
+    }
+    // A child of the caller's token: the caller's cancel reaches the resolver at
+    // once; a missed deadline cancels only this call.
+    let token = outer.child();
+    let mut rx = spawn_targets(active, token.clone())?;
     let started = Instant::now();
     let expired = async {
         match deadline {

@@ -42,30 +42,7 @@ fn main() -> ExitCode {
     // process isolation the first resolver process starts now and its start runs
     // beside this process's own (the signal thread, scanning and checking plugins).
     let helper = this_helper();
-    let job = match cli.command {
-        Command::Buildinfo { host, json } => host.config(None).map(|c| Job::Buildinfo(c, json)),
-        Command::Targets {
-            host,
-            timeout,
-            json,
-        } => host
-            .config(timeout.as_deref())
-            .map(|c| Job::Targets(c, json)),
-        Command::Plugins {
-            command:
-                PluginsCommand::Check {
-                    file,
-                    pins,
-                    insecure_skip_owner_checks,
-                    json,
-                },
-        } => Ok(Job::Check {
-            file,
-            pins,
-            insecure: insecure_skip_owner_checks,
-            json,
-        }),
-    };
+    let job = job_of(cli.command);
     let job = match job {
         Ok(job) => job,
         Err(e) => {
@@ -95,16 +72,7 @@ fn main() -> ExitCode {
         Job::Buildinfo(_, json) | Job::Targets(_, json) => !json,
         Job::Check { json, .. } => !json,
     };
-    let result = match job {
-        Job::Buildinfo(config, json) => buildinfo_cmd(config, helper, json),
-        Job::Targets(config, json) => targets_cmd(config, helper, json, &signals),
-        Job::Check {
-            file,
-            pins,
-            insecure,
-            json,
-        } => check_cmd(&file, pins, insecure, json, helper),
-    };
+    let result = run(job, helper, &signals);
     let code = match result {
         Ok(code) => code,
         Err(e) => {
@@ -114,6 +82,49 @@ fn main() -> ExitCode {
     };
     report_dropped_log_lines(text_output);
     code
+}
+
+/// The job a command asks for, with the host configuration it reads (an error is the
+/// one line for exit 2).
+fn job_of(command: Command) -> Result<Job, provtarget::config::ConfigError> {
+    match command {
+        Command::Buildinfo { host, json } => host.config(None).map(|c| Job::Buildinfo(c, json)),
+        Command::Targets {
+            host,
+            timeout,
+            json,
+        } => host
+            .config(timeout.as_deref())
+            .map(|c| Job::Targets(c, json)),
+        Command::Plugins {
+            command:
+                PluginsCommand::Check {
+                    file,
+                    pins,
+                    insecure_skip_owner_checks,
+                    json,
+                },
+        } => Ok(Job::Check {
+            file,
+            pins,
+            insecure: insecure_skip_owner_checks,
+            json,
+        }),
+    }
+}
+
+/// Runs the job: its exit status, or the one line for exit 2.
+fn run(job: Job, helper: Option<Helper>, signals: &Signals) -> Result<ExitCode, String> {
+    match job {
+        Job::Buildinfo(config, json) => buildinfo_cmd(config, helper, json),
+        Job::Targets(config, json) => targets_cmd(config, helper, json, signals),
+        Job::Check {
+            file,
+            pins,
+            insecure,
+            json,
+        } => check_cmd(&file, pins, insecure, json, helper),
+    }
 }
 
 /// The command line, parsed. `--help` and `--version` are printed through [`emit`], so

@@ -275,20 +275,7 @@ impl TargetResolver for JwtResolver {
         };
         let claims = read_jwt(ctx, &jwt_file);
 
-        let dns_server = config
-            .get(KEY_DNS_SERVER)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .and_then(|v| match parse_dns_server(v) {
-                Ok(addr) => Some(addr),
-                Err(e) => {
-                    ctx.log(
-                        LogLevel::Error,
-                        &format!("ignoring {KEY_DNS_SERVER} = {v:?}: {e}"),
-                    );
-                    None
-                }
-            });
+        let dns_server = configured_dns_server(ctx, config);
         self.srv = SrvClient::new(dns_server, SRV_CACHE_AGE);
 
         let configured = (
@@ -309,9 +296,45 @@ impl TargetResolver for JwtResolver {
         let (source, origin) = choose_source(Some(configured), claims.as_ref(), &self.defaults);
         self.source = source;
 
+        Ok(self.settings(jwt_file, origin.as_str(), claims))
+    }
+
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
+        match &self.source {
+            Source::BrokerUrls(urls) => {
+                ctx.log(
+                    LogLevel::Debug,
+                    &format!(
+                        "Using provisioning broker URLs {}",
+                        crate::text::redact_userinfo(&urls.join(","))
+                    ),
+                );
+                Ok(urls.clone().into())
+            }
+            Source::SrvDomain(domain) => self
+                .srv_targets(ctx, domain)
+                .map(RawTargets::from)
+                .map_err(ResolverError::from),
+            Source::Nothing => {
+                ctx.log(LogLevel::Warn, NO_SOURCE_WARNING);
+                Ok(RawTargets::default())
+            }
+        }
+    }
+}
+
+impl JwtResolver {
+    /// The settings `configure` reports: the JWT file, the source and what it holds,
+    /// the DNS server, and the claims of the JWT when there is one.
+    fn settings(
+        &self,
+        jwt_file: String,
+        origin: &str,
+        claims: Option<jwt::ProvClaims>,
+    ) -> Settings {
         let mut settings: Settings = vec![
             ("provisioning.jwt_file".into(), jwt_file),
-            ("provisioning.source".into(), origin.as_str().into()),
+            ("provisioning.source".into(), origin.into()),
         ];
         match &self.source {
             Source::BrokerUrls(urls) => {
@@ -350,31 +373,27 @@ impl TargetResolver for JwtResolver {
                 ));
             }
         }
-        Ok(settings)
+        settings
     }
+}
 
-    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
-        match &self.source {
-            Source::BrokerUrls(urls) => {
+/// `plugin.provtarget.dns_server` when set and valid; an invalid one is logged and
+/// the system's DNS configuration used.
+fn configured_dns_server(ctx: &ResolveContext, config: &Config) -> Option<std::net::SocketAddr> {
+    config
+        .get(KEY_DNS_SERVER)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .and_then(|v| match parse_dns_server(v) {
+            Ok(addr) => Some(addr),
+            Err(e) => {
                 ctx.log(
-                    LogLevel::Debug,
-                    &format!(
-                        "Using provisioning broker URLs {}",
-                        crate::text::redact_userinfo(&urls.join(","))
-                    ),
+                    LogLevel::Error,
+                    &format!("ignoring {KEY_DNS_SERVER} = {v:?}: {e}"),
                 );
-                Ok(urls.clone().into())
+                None
             }
-            Source::SrvDomain(domain) => self
-                .srv_targets(ctx, domain)
-                .map(RawTargets::from)
-                .map_err(ResolverError::from),
-            Source::Nothing => {
-                ctx.log(LogLevel::Warn, NO_SOURCE_WARNING);
-                Ok(RawTargets::default())
-            }
-        }
-    }
+        })
 }
 
 /// Reads and validates the JWT at `path`; `None` (after logging why) when there is no

@@ -1,14 +1,8 @@
 //! Which resolvers form the chain: a pure function of the names the configuration
 //! asks for and the plugins that loaded, so the policy is tested without `dlopen`.
 //!
-//! ```
-//! use provtarget::selection::{plan, Member};
-//!
-//! let wanted = vec!["Acme DC".to_string(), "default".to_string()];
-//! let p = plan(&wanted, &["Other", "Acme DC"], true);
-//! assert_eq!(p.members, [Member::Plugin(1), Member::BuiltIn]);
-//! assert!(p.warnings.is_empty());
-//! ```
+//! (Private to the crate: `plan(&["Acme DC", "default"], &["Other", "Acme DC"], true)`
+//! is `[Member::Plugin(1), Member::BuiltIn]` with no warnings; see the unit tests.)
 #![forbid(unsafe_code)]
 
 use provtarget_loader::LoadReport;
@@ -136,6 +130,14 @@ pub fn chain_plugins(config: &HostConfig, names: &[&str]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_plugin_then_the_built_in_resolver() {
+        let wanted = vec!["Acme DC".to_string(), "default".to_string()];
+        let p = plan(&wanted, &["Other", "Acme DC"], true);
+        assert_eq!(p.members, [Member::Plugin(1), Member::BuiltIn]);
+        assert!(p.warnings.is_empty());
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

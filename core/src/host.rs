@@ -19,7 +19,7 @@ use provtarget_loader::{
 };
 
 use crate::{
-    config::HostConfig,
+    config::{ConfigWarning, HostConfig},
     default_resolver::{BuildDefaults, JwtResolver},
     resolver::{CancelToken, RawTargets, ResolveContext, ResolverError, Settings, TargetResolver},
     selection::{self, Member},
@@ -35,6 +35,43 @@ pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Named here for isolation's child protocol (it lives in [`crate::config`]).
 pub(crate) use crate::config::config_pairs;
+
+/// A start-up warning of the host, by where it comes from. `Display` (and
+/// `Deref<Target = str>`) give its one line, as logged and shown by `buildinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostWarning {
+    /// From the loader (directories, trust, signatures), as it logged it.
+    Loader(String),
+    /// From the configuration: its key and source are fields of the value.
+    Config(ConfigWarning),
+    /// From the chain plan (duplicates, names not loaded, a chain without deadline).
+    Selection(String),
+    /// From configuring the chain (the fallback to the built-in resolver).
+    Chain(String),
+}
+
+impl HostWarning {
+    /// The one line.
+    pub fn as_str(&self) -> &str {
+        match self {
+            HostWarning::Loader(t) | HostWarning::Selection(t) | HostWarning::Chain(t) => t,
+            HostWarning::Config(w) => w.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for HostWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::ops::Deref for HostWarning {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
 
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
@@ -236,7 +273,7 @@ pub struct Host {
     disabled: Vec<DisabledResolver>,
     /// Every member of the chain as configured, in order, active or not.
     planned: Vec<Planned>,
-    warnings: Vec<String>,
+    warnings: Vec<HostWarning>,
     /// Names in `plugin.provtarget.resolvers` that matched no loaded plugin.
     not_loaded: Vec<String>,
     /// `; N libraries were refused: ...` (the first three reasons), or empty.
@@ -501,7 +538,7 @@ impl Host {
     }
 
     /// Start-up warnings (configuration, loader, selection).
-    pub fn warnings(&self) -> &[String] {
+    pub fn warnings(&self) -> &[HostWarning] {
         &self.warnings
     }
 
@@ -772,13 +809,21 @@ fn with_not_loaded(
     out
 }
 
+/// The resolvers picked for the chain, in order, with where each comes from.
+type Candidates = Vec<(Box<dyn TargetResolver>, Origin)>;
+
 /// The loader's warnings (already logged by it: their count comes back too) then the
 /// configuration's, with the `PROVTARGET_*` variables resolved against the keys the
 /// loaded plugins declare, and the keys nothing reads.
-fn start_warnings(config: &mut HostConfig, report: &LoadReport) -> (Vec<String>, usize) {
-    let mut warnings: Vec<String> = report.warnings.clone();
+fn start_warnings(config: &mut HostConfig, report: &LoadReport) -> (Vec<HostWarning>, usize) {
+    let mut warnings: Vec<HostWarning> = report
+        .warnings
+        .iter()
+        .cloned()
+        .map(HostWarning::Loader)
+        .collect();
     let already_logged = warnings.len();
-    warnings.extend(config.warnings().iter().map(ToString::to_string));
+    warnings.extend(config.warnings().iter().cloned().map(HostWarning::Config));
     let declared: Vec<String> = report
         .libraries
         .iter()
@@ -788,9 +833,9 @@ fn start_warnings(config: &mut HostConfig, report: &LoadReport) -> (Vec<String>,
     // `PROVTARGET_*` variables are resolved against the declared keys now that
     // they are known (PROVTARGET_FQDN_IDENTITY -> plugin.provtarget.fqdn.identity).
     let env = config.apply_declared_env(&declared);
-    warnings.extend(env.into_iter().map(String::from));
+    warnings.extend(env.into_iter().map(HostWarning::Config));
     let unknown = config.unknown_key_warnings(&declared);
-    warnings.extend(unknown.into_iter().map(String::from));
+    warnings.extend(unknown.into_iter().map(HostWarning::Config));
     (warnings, already_logged)
 }
 
@@ -801,8 +846,8 @@ fn candidates(
     config: &HostConfig,
     report: &mut LoadReport,
     remote: Vec<RemotePlugin>,
-    warnings: &mut Vec<String>,
-) -> (Vec<(Box<dyn TargetResolver>, Origin)>, Vec<String>) {
+    warnings: &mut Vec<HostWarning>,
+) -> (Candidates, Vec<String>) {
     // The chain is planned over every accepted library, loaded (here or in a
     // child) or known from the verdict cache, so a warm cache plans (and warns)
     // exactly as a cold one.
@@ -822,7 +867,7 @@ fn candidates(
         .filter(|n| !provtarget_loader::is_reserved_name(n) && !names.contains(&n.as_str()))
         .cloned()
         .collect();
-    warnings.extend(plan.warnings);
+    warnings.extend(plan.warnings.into_iter().map(HostWarning::Selection));
     let mut plugins: Vec<Option<Candidate>> = std::mem::take(&mut report.plugins)
         .into_iter()
         .map(Candidate::Local)
@@ -853,9 +898,9 @@ fn candidates(
 /// Configures each candidate (active into the chain, or disabled), falling back to
 /// the built-in resolver when none could be configured; warnings join `warnings`.
 fn configure_chain(
-    candidates: Vec<(Box<dyn TargetResolver>, Origin)>,
+    candidates: Candidates,
     config: &HostConfig,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<HostWarning>,
 ) -> (Vec<ActiveResolver>, Vec<Planned>, Vec<DisabledResolver>) {
     let resolver_config = config.resolver_config();
     let configure_deadline = config.timeout().unwrap_or(DEFAULT_CONFIGURE_TIMEOUT);
@@ -872,9 +917,9 @@ fn configure_chain(
         let fallback = default_resolver();
         let name = fallback.name();
         if !disabled.iter().any(|d| d.name == name) {
-            warnings.push(format!(
+            warnings.push(HostWarning::Chain(format!(
                 "no resolver could be configured; falling back to the built-in {name}"
-            ));
+            )));
             // (The built-in resolver's configure reports problems through its log
             // and does not fail today; if it ever does, buildinfo shows why.)
             let result = activate(
@@ -884,9 +929,9 @@ fn configure_chain(
                 configure_deadline,
             );
             if !place(result, &mut chain, &mut planned, &mut disabled) {
-                warnings.push(format!(
+                warnings.push(HostWarning::Chain(format!(
                     "the built-in {name} could not be configured either; no resolver is active"
-                ));
+                )));
             }
         }
     }

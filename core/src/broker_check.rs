@@ -155,6 +155,33 @@ pub async fn check(
     )
 }
 
+/// Why `require` refused a resolver's whole answer: no broker passed the check. Each
+/// broker and why it failed; `Display` gives the resolver's failure text
+/// (`no broker passed the broker check (plugin.provtarget.broker_check = require):
+/// nats://a:1: connection refused; ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoBrokerPassed {
+    /// `(broker, why)` for every broker of the answer, in the resolver's order.
+    pub failures: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for NoBrokerPassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no broker passed the broker check ({} = require): ",
+            keys::BROKER_CHECK
+        )?;
+        for (i, (server, why)) in self.failures.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{server}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NoBrokerPassed {}
+
 /// Applies `mode` to a resolver's answer and its check `results` (same order as
 /// `servers`): `warn` keeps every broker and logs each failure; `require` keeps the
 /// brokers that passed, or fails with every broker and why (the text of the
@@ -164,7 +191,7 @@ pub fn verdict(
     resolver: &str,
     servers: Vec<Server>,
     results: &[BrokerResult],
-) -> Result<Vec<Server>, String> {
+) -> Result<Vec<Server>, NoBrokerPassed> {
     fn failed(r: &BrokerResult) -> Option<(&str, &str)> {
         r.reason.as_deref().map(|why| (r.server.as_str(), why))
     }
@@ -189,16 +216,13 @@ pub fn verdict(
                 .map(|(s, _)| s)
                 .collect();
             if kept.is_empty() {
-                let reasons: Vec<String> = results
-                    .iter()
-                    .filter_map(failed)
-                    .map(|(server, why)| format!("{server}: {why}"))
-                    .collect();
-                return Err(format!(
-                    "no broker passed the broker check ({} = require): {}",
-                    keys::BROKER_CHECK,
-                    reasons.join("; ")
-                ));
+                return Err(NoBrokerPassed {
+                    failures: results
+                        .iter()
+                        .filter_map(failed)
+                        .map(|(server, why)| (server.to_string(), why.to_string()))
+                        .collect(),
+                });
             }
             for (server, why) in results.iter().filter_map(failed) {
                 tracing::warn!(
@@ -835,8 +859,13 @@ mod tests {
             .map(|s| result(s, Some("connection refused")))
             .collect();
         let err = verdict(Mode::Require, "R", servers, &none).unwrap_err();
+        assert_eq!(err.failures.len(), 3);
         assert_eq!(
-            err,
+            err.failures[0],
+            ("nats://a:1".to_string(), "connection refused".to_string())
+        );
+        assert_eq!(
+            err.to_string(),
             "no broker passed the broker check (plugin.provtarget.broker_check = require): \
              nats://a:1: connection refused; nats://b:2: connection refused; nats://c:3: connection refused"
         );

@@ -727,9 +727,9 @@ impl Host {
         };
         let verdict = crate::broker_check::verdict(settings.mode, resolver, servers, &results);
         brokers.extend(results);
-        verdict.map_err(|error| Failure::Failed {
+        verdict.map_err(|e| Failure::Failed {
             resolver: resolver.to_string(),
-            error,
+            error: e.to_string(),
         })
     }
 

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use provtarget::{
     host::PluginAdapter,
-    resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
+    resolver::{CancelToken, RawTargets, ResolveContext, ResolverError, Settings, TargetResolver},
 };
 use provtarget_abi::Config;
 use provtarget_bench_plugin::{FixedTargets, COUNT_KEY};
@@ -25,11 +25,15 @@ impl TargetResolver for Native {
     fn version(&self) -> String {
         "0.1.0".into()
     }
-    fn configure(&mut self, _ctx: &ResolveContext, config: &Config) -> Result<Settings, String> {
+    fn configure(
+        &mut self,
+        _ctx: &ResolveContext,
+        config: &Config,
+    ) -> Result<Settings, ResolverError> {
         self.0 = FixedTargets::from_config(config).map_err(|e| e.to_string())?;
         Ok(Settings::new())
     }
-    fn targets(&self, _ctx: &ResolveContext) -> Result<RawTargets, String> {
+    fn targets(&self, _ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
         Ok(self.0.targets().into())
     }
 }

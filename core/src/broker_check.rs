@@ -25,7 +25,7 @@
 use std::{
     io::{self, Read, Write},
     net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs},
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     thread,
     time::{Duration, Instant},
@@ -40,6 +40,12 @@ use rustls::{
 };
 use serde_json::{json, Value};
 
+/// The broker check's settings and mode, parsed with the configuration (they live in
+/// [`crate::config`], the lower layer, and keep their names here).
+pub use crate::config::{
+    BrokerCheckMode as Mode, BrokerCheckSettings as Settings,
+    DEFAULT_BROKER_CHECK_TIMEOUT as DEFAULT_TIMEOUT,
+};
 use crate::{
     config::keys,
     resolver::CancelToken,
@@ -50,69 +56,12 @@ use crate::{
 /// The longest first line read from a broker (64 KiB); a longer one is not NATS.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// `plugin.provtarget.broker_check_timeout` when unset.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// How much of a first line or INFO is quoted in a reason.
 const QUOTED: usize = 60;
 
 /// Extra time the collector waits past the deadline for threads to report (they
 /// watch the deadline themselves; this only absorbs scheduling delay).
 const COLLECT_GRACE: Duration = Duration::from_millis(100);
-
-/// What to do with the brokers of an answer (`plugin.provtarget.broker_check`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// No check (the default).
-    #[default]
-    Off,
-    /// Check; keep every broker, log each failure once.
-    Warn,
-    /// Check; answer only the brokers that passed, fail the resolver when none did.
-    Require,
-}
-
-impl Mode {
-    /// `off`, `warn` or `require`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Off => "off",
-            Mode::Warn => "warn",
-            Mode::Require => "require",
-        }
-    }
-
-    /// Parses `off`, `warn` or `require` (case-insensitive, trimmed; empty is `off`).
-    pub fn parse(value: &str) -> Result<Mode, String> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "off" | "" => Ok(Mode::Off),
-            "warn" => Ok(Mode::Warn),
-            "require" => Ok(Mode::Require),
-            _ => Err("use off, warn or require; the broker check stays off".into()),
-        }
-    }
-}
-
-/// The broker check's settings, parsed once from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// `plugin.provtarget.broker_check`.
-    pub mode: Mode,
-    /// `plugin.provtarget.broker_check_timeout`: the whole check's deadline.
-    pub timeout: Duration,
-    /// `plugin.provtarget.broker_check_ca`: verify TLS brokers against this bundle.
-    pub ca: Option<PathBuf>,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            mode: Mode::Off,
-            timeout: DEFAULT_TIMEOUT,
-            ca: None,
-        }
-    }
-}
 
 /// The check of one broker.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,6 +155,33 @@ pub async fn check(
     )
 }
 
+/// Why `require` refused a resolver's whole answer: no broker passed the check. Each
+/// broker and why it failed; `Display` gives the resolver's failure text
+/// (`no broker passed the broker check (plugin.provtarget.broker_check = require):
+/// nats://a:1: connection refused; ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoBrokerPassed {
+    /// `(broker, why)` for every broker of the answer, in the resolver's order.
+    pub failures: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for NoBrokerPassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no broker passed the broker check ({} = require): ",
+            keys::BROKER_CHECK
+        )?;
+        for (i, (server, why)) in self.failures.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{server}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NoBrokerPassed {}
+
 /// Applies `mode` to a resolver's answer and its check `results` (same order as
 /// `servers`): `warn` keeps every broker and logs each failure; `require` keeps the
 /// brokers that passed, or fails with every broker and why (the text of the
@@ -215,7 +191,7 @@ pub fn verdict(
     resolver: &str,
     servers: Vec<Server>,
     results: &[BrokerResult],
-) -> Result<Vec<Server>, String> {
+) -> Result<Vec<Server>, NoBrokerPassed> {
     fn failed(r: &BrokerResult) -> Option<(&str, &str)> {
         r.reason.as_deref().map(|why| (r.server.as_str(), why))
     }
@@ -240,16 +216,13 @@ pub fn verdict(
                 .map(|(s, _)| s)
                 .collect();
             if kept.is_empty() {
-                let reasons: Vec<String> = results
-                    .iter()
-                    .filter_map(failed)
-                    .map(|(server, why)| format!("{server}: {why}"))
-                    .collect();
-                return Err(format!(
-                    "no broker passed the broker check ({} = require): {}",
-                    keys::BROKER_CHECK,
-                    reasons.join("; ")
-                ));
+                return Err(NoBrokerPassed {
+                    failures: results
+                        .iter()
+                        .filter_map(failed)
+                        .map(|(server, why)| (server.to_string(), why.to_string()))
+                        .collect(),
+                });
             }
             for (server, why) in results.iter().filter_map(failed) {
                 tracing::warn!(
@@ -821,6 +794,7 @@ mod tests {
         assert_eq!(Mode::parse("off"), Ok(Mode::Off));
         assert!(Mode::parse("yes")
             .unwrap_err()
+            .to_string()
             .contains("off, warn or require"));
     }
 
@@ -838,6 +812,7 @@ mod tests {
         );
         assert!(parse_info(b"INFO {nope")
             .unwrap_err()
+            .to_string()
             .starts_with("not NATS: INFO is not valid JSON ("));
         assert_eq!(
             parse_info(br#"INFO {"version":"1"}"#).unwrap_err(),
@@ -884,8 +859,13 @@ mod tests {
             .map(|s| result(s, Some("connection refused")))
             .collect();
         let err = verdict(Mode::Require, "R", servers, &none).unwrap_err();
+        assert_eq!(err.failures.len(), 3);
         assert_eq!(
-            err,
+            err.failures[0],
+            ("nats://a:1".to_string(), "connection refused".to_string())
+        );
+        assert_eq!(
+            err.to_string(),
             "no broker passed the broker check (plugin.provtarget.broker_check = require): \
              nats://a:1: connection refused; nats://b:2: connection refused; nats://c:3: connection refused"
         );

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::config::{keys, ConfigBuilder, HostConfig, DEFAULT_CONFIG_FILE};
+use crate::config::{keys, ConfigBuilder, ConfigError, HostConfig, DEFAULT_CONFIG_FILE};
 
 /// The whole command definition (for man pages and completions).
 pub fn command() -> clap::Command {
@@ -118,7 +118,7 @@ pub struct HostArgs {
 impl HostArgs {
     /// The host configuration these flags make: the file (`--config`, else the default
     /// file when it exists), the environment, then the flags; `timeout` is `targets`' `--timeout`.
-    pub fn config(&self, timeout: Option<&str>) -> Result<HostConfig, String> {
+    pub fn config(&self, timeout: Option<&str>) -> Result<HostConfig, ConfigError> {
         let (path, required) = match &self.config {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
@@ -132,9 +132,9 @@ impl HostArgs {
                 _ => {
                     // Masked: `--set x.password:S3CRET` must not echo the password.
                     let item = crate::text::printable(&crate::text::masked_input(item));
-                    return Err(format!(
+                    return Err(ConfigError::Flag(format!(
                         "--set \"{item}\": expected KEY=VALUE, e.g. --set plugin.provtarget.timeout=30"
-                    ));
+                    )));
                 }
             }
         }
@@ -151,9 +151,9 @@ impl HostArgs {
                         )
                     })
                     .unwrap_or_default();
-                return Err(format!(
+                return Err(ConfigError::Flag(format!(
                     "--plugin-dir {shown} is a relative path; plugin directories must be absolute (they decide what code is loaded): give an absolute path{absolute}"
-                ));
+                )));
             }
             b = b.directories_flag(self.plugin_dirs.clone());
         }
@@ -167,14 +167,15 @@ impl HostArgs {
             b = b.flag(keys::INSECURE_SKIP_OWNER_CHECKS, "true");
         }
         if let Some(t) = timeout {
-            crate::config::parse_duration(t).map_err(|e| format!("--timeout {e}"))?;
+            crate::config::parse_duration(t)
+                .map_err(|e| ConfigError::Flag(format!("--timeout {e}")))?;
             b = b.flag(keys::TIMEOUT, t);
         }
         let config = b.build();
         // A value typed on the command line that cannot be used is an error, as a bad
         // --timeout is; in the file or the environment it is a warning.
         if let Some(e) = config.flag_errors().first() {
-            return Err(e.clone());
+            return Err(ConfigError::Flag(e.clone()));
         }
         Ok(config)
     }

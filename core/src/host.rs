@@ -19,9 +19,9 @@ use provtarget_loader::{
 };
 
 use crate::{
-    config::HostConfig,
+    config::{ConfigWarning, HostConfig},
     default_resolver::{BuildDefaults, JwtResolver},
-    resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
+    resolver::{CancelToken, RawTargets, ResolveContext, ResolverError, Settings, TargetResolver},
     selection::{self, Member},
     targets::{self, AnswerError, Server},
 };
@@ -34,6 +34,43 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 pub const DEFAULT_CONFIGURE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) use crate::resolver::config_pairs;
+
+/// A start-up warning of the host, by where it comes from. `Display` (and
+/// `Deref<Target = str>`) give its one line, as logged and shown by `buildinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostWarning {
+    /// From the loader (directories, trust, signatures), as it logged it.
+    Loader(String),
+    /// From the configuration: its key and source are fields of the value.
+    Config(ConfigWarning),
+    /// From the chain plan (duplicates, names not loaded, a chain without deadline).
+    Selection(String),
+    /// From configuring the chain (the fallback to the built-in resolver).
+    Chain(String),
+}
+
+impl HostWarning {
+    /// The one line.
+    pub fn as_str(&self) -> &str {
+        match self {
+            HostWarning::Loader(t) | HostWarning::Selection(t) | HostWarning::Chain(t) => t,
+            HostWarning::Config(w) => w.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for HostWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::ops::Deref for HostWarning {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
 
 /// A loaded plugin seen through the native [`TargetResolver`] trait.
 pub struct PluginAdapter {
@@ -77,18 +114,21 @@ impl TargetResolver for PluginAdapter {
         &mut self,
         ctx: &ResolveContext,
         config: &provtarget_abi::Config,
-    ) -> Result<Settings, String> {
-        let pairs = crate::host::config_pairs(config);
+    ) -> Result<Settings, ResolverError> {
+        let pairs = config_pairs(config);
         let _guard = last_words::enter(&self.info.name, Call::Configure);
         let resolver = self
             .resolver
             .as_mut()
             .expect("the resolver is taken only when the adapter is dropped");
-        resolver.configure(ctx, &pairs)
+        resolver.configure(ctx, &pairs).map_err(ResolverError::from)
     }
-    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
         let _guard = last_words::enter(&self.info.name, Call::Targets);
-        self.resolver().targets(ctx).map(RawTargets::from)
+        self.resolver()
+            .targets(ctx)
+            .map(RawTargets::from)
+            .map_err(ResolverError::from)
     }
 }
 
@@ -232,7 +272,7 @@ pub struct Host {
     disabled: Vec<DisabledResolver>,
     /// Every member of the chain as configured, in order, active or not.
     planned: Vec<Planned>,
-    warnings: Vec<String>,
+    warnings: Vec<HostWarning>,
     /// Names in `plugin.provtarget.resolvers` that matched no loaded plugin.
     not_loaded: Vec<String>,
     /// `; N libraries were refused: ...` (the first three reasons), or empty.
@@ -400,29 +440,7 @@ impl fmt::Display for ResolveError {
 
 impl std::error::Error for ResolveError {}
 
-/// Loads plugins as `options` say, loading only the plugins the chain `config`
-/// selects when the verdict cache (`plugin.provtarget.cache_dir`) can report the
-/// others without loading them; new and changed files are always loaded to learn
-/// what they are. See [`provtarget_loader::load_with`].
-pub fn load_for_chain(
-    config: &HostConfig,
-    options: &provtarget_loader::LoaderOptions,
-) -> LoadReport {
-    provtarget_loader::load_with(options, |names| chain_plugins(config, names))
-}
-
-/// The indices into `names` (the accepted plugins, in scan order) of the plugins the
-/// chain `config` selects would run: what [`provtarget_loader::load_with`] must load.
-pub fn chain_plugins(config: &HostConfig, names: &[&str]) -> Vec<usize> {
-    selection::plan(config.resolvers(), names, config.timeout().is_some())
-        .members
-        .into_iter()
-        .filter_map(|m| match m {
-            Member::Plugin(i) => Some(i),
-            Member::BuiltIn => None,
-        })
-        .collect()
-}
+pub use crate::selection::{chain_plugins, load_for_chain};
 
 impl Host {
     /// Loads plugins as `config` says, selects and configures the resolver chain.
@@ -477,126 +495,14 @@ impl Host {
         mut report: LoadReport,
         remote: Vec<RemotePlugin>,
     ) -> Host {
-        let mut warnings: Vec<String> = config.warnings().to_vec();
-        // The loader logs its own warnings; keep them for buildinfo without logging
-        // them a second time.
-        let already_logged = report.warnings.len();
-        warnings.splice(0..0, report.warnings.iter().cloned());
-        let declared: Vec<String> = report
-            .libraries
-            .iter()
-            .filter_map(|l| l.plugin.as_ref())
-            .flat_map(|p| p.config_keys.iter().map(|k| k.key.clone()))
-            .collect();
-        // `PROVTARGET_*` variables are resolved against the declared keys now that
-        // they are known (PROVTARGET_FQDN_IDENTITY -> plugin.provtarget.fqdn.identity).
         let mut config = config;
-        warnings.extend(config.apply_declared_env(&declared));
-        warnings.extend(config.unknown_key_warnings(&declared));
-
-        // The chain is planned over every accepted library, loaded (here or in a
-        // child) or known from the verdict cache, so a warm cache plans (and warns)
-        // exactly as a cold one.
-        let accepted: Vec<(usize, &str)> = report
-            .libraries
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.verdict == provtarget_loader::Verdict::Loaded)
-            .filter_map(|(i, l)| Some((i, l.plugin.as_ref()?.info.name.as_str())))
-            .collect();
-        let names: Vec<&str> = accepted.iter().map(|(_, n)| *n).collect();
-        let accepted: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
-        let mut plugins: Vec<Option<Candidate>> = std::mem::take(&mut report.plugins)
-            .into_iter()
-            .map(Candidate::Local)
-            .chain(remote.into_iter().map(Candidate::Remote))
-            .map(Some)
-            .collect();
-        let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
-        let not_loaded: Vec<String> = config
-            .resolvers()
-            .iter()
-            .filter(|n| !provtarget_loader::is_reserved_name(n) && !names.contains(&n.as_str()))
-            .cloned()
-            .collect();
-        warnings.extend(plan.warnings);
-        let candidates: Vec<(Box<dyn TargetResolver>, Origin)> = plan
-            .members
-            .iter()
-            .filter_map(|m| match m {
-                Member::BuiltIn => Some((default_resolver(), Origin::BuiltIn)),
-                Member::Plugin(i) => plugins
-                    .iter_mut()
-                    .find(|p| {
-                        p.as_ref()
-                            .is_some_and(|p| Some(&p.record()) == accepted.get(*i))
-                    })
-                    .and_then(Option::take)
-                    .map(|p| {
-                        let origin = Origin::Plugin(report.libraries[p.record()].path.clone());
-                        (p.into_resolver(), origin)
-                    }),
-            })
-            .collect();
-
-        let resolver_config = config.resolver_config();
-        let configure_deadline = config.timeout().unwrap_or(DEFAULT_CONFIGURE_TIMEOUT);
-        let mut chain = Vec::new();
-        let mut disabled = Vec::new();
-        let mut planned = Vec::new();
-        for (resolver, origin) in candidates {
-            let result = activate(resolver, origin, &resolver_config, configure_deadline);
-            place(result, &mut chain, &mut planned, &mut disabled);
-        }
-        if chain.is_empty() {
-            // Every chosen resolver failed to configure: fall back to the built-in one
-            // rather than have no resolver at all.
-            let fallback = default_resolver();
-            let name = fallback.name();
-            if !disabled.iter().any(|d| d.name == name) {
-                warnings.push(format!(
-                    "no resolver could be configured; falling back to the built-in {name}"
-                ));
-                // (The built-in resolver's configure reports problems through its log
-                // and does not fail today; if it ever does, buildinfo shows why.)
-                let result = activate(
-                    fallback,
-                    Origin::BuiltIn,
-                    &resolver_config,
-                    configure_deadline,
-                );
-                if !place(result, &mut chain, &mut planned, &mut disabled) {
-                    warnings.push(format!(
-                        "the built-in {name} could not be configured either; no resolver is active"
-                    ));
-                }
-            }
-        }
+        let (mut warnings, already_logged) = start_warnings(&mut config, &report);
+        let (candidates, not_loaded) = candidates(&config, &mut report, remote, &mut warnings);
+        let (chain, planned, disabled) = configure_chain(candidates, &config, &mut warnings);
         for w in &warnings[already_logged..] {
             tracing::warn!("{w}");
         }
-        // Why a resolver named but not loaded may be missing: the libraries refused.
-        let refused: Vec<String> = report
-            .libraries
-            .iter()
-            .filter_map(|l| match &l.verdict {
-                provtarget_loader::Verdict::Rejected(r) => Some(r.message.clone()),
-                _ => None,
-            })
-            .collect();
-        let refused = match refused.len() {
-            0 => String::new(),
-            n => format!(
-                "; {n} {} refused: {}{}",
-                if n == 1 {
-                    "library was"
-                } else {
-                    "libraries were"
-                },
-                refused[..n.min(3)].join("; "),
-                if n > 3 { "; ..." } else { "" }
-            ),
-        };
+        let refused = refused_summary(&report);
         let planned = with_not_loaded(config.resolvers(), planned, &not_loaded, &refused);
         let refused = crate::text::shown(&refused);
         Host {
@@ -632,7 +538,7 @@ impl Host {
     }
 
     /// Start-up warnings (configuration, loader, selection).
-    pub fn warnings(&self) -> &[String] {
+    pub fn warnings(&self) -> &[HostWarning] {
         &self.warnings
     }
 
@@ -659,35 +565,19 @@ impl Host {
             if cancel.is_cancelled() {
                 break;
             }
-            let failure = match run_targets(active, cancel, deadline).await {
-                Ok(list) => match targets::read_answer(&list) {
-                    Ok(servers) => match self
-                        .check_brokers(&active.name, servers, cancel, &mut brokers)
-                        .await
-                    {
-                        Ok(servers) => {
-                            outcomes.push(None);
-                            let provenance = answer_provenance(&active.name, &list);
-                            return Ok(Resolution {
-                                resolver: active.name.clone(),
-                                servers,
-                                failed,
-                                chain: self.chain_result(&outcomes, false),
-                                brokers,
-                                provenance,
-                            });
-                        }
-                        Err(failure) => failure,
-                    },
-                    Err(AnswerError::Empty) => Failure::NoServers {
+            let failure = match self.ask(active, cancel, deadline, &mut brokers).await {
+                Ok((servers, provenance)) => {
+                    outcomes.push(None);
+                    return Ok(Resolution {
                         resolver: active.name.clone(),
-                    },
-                    Err(AnswerError::Invalid(error)) => Failure::Failed {
-                        resolver: active.name.clone(),
-                        error,
-                    },
-                },
-                Err(e) => e.into_failure(&active.name),
+                        servers,
+                        failed,
+                        chain: self.chain_result(&outcomes, false),
+                        brokers,
+                        provenance,
+                    });
+                }
+                Err(failure) => failure,
             };
             if let Some(next) = self.chain.get(i + 1) {
                 if !cancel.is_cancelled() {
@@ -701,7 +591,63 @@ impl Host {
             outcomes.push(Some(failure.clone()));
             failed.push(failure);
         }
-        let failure = if self.chain.is_empty() {
+        let failure = self.final_failure(&failed, cancel);
+        if matches!(failure, Failure::Cancelled { .. })
+            && matches!(failed.last(), Some(Failure::Failed { .. }))
+        {
+            // Told as the cancellation it was, with the error as its last error.
+            failed.pop();
+            if let Some(Some(last)) = outcomes.last_mut() {
+                *last = failure.clone();
+            }
+        }
+        if failed.last() != Some(&failure) && failure != Failure::NoResolver {
+            failed.push(failure.clone());
+        }
+        Err(ResolveError {
+            chain: self.chain_result(&outcomes, cancel.is_cancelled()),
+            failure,
+            failed,
+            note: self.failure_note(),
+            brokers,
+        })
+    }
+
+    /// One member of the chain: its `targets`, the answer read, the broker check; the
+    /// servers and the answer's provenance, or why it failed.
+    async fn ask(
+        &self,
+        active: &ActiveResolver,
+        cancel: &CancelToken,
+        deadline: Option<Duration>,
+        brokers: &mut Vec<crate::broker_check::BrokerResult>,
+    ) -> Result<(Vec<Server>, Option<String>), Failure> {
+        let list = run_targets(active, cancel, deadline)
+            .await
+            .map_err(|e| e.into_failure(&active.name))?;
+        let servers = match targets::read_answer(&list) {
+            Ok(servers) => servers,
+            Err(AnswerError::Empty) => {
+                return Err(Failure::NoServers {
+                    resolver: active.name.clone(),
+                })
+            }
+            Err(AnswerError::Invalid(error)) => {
+                return Err(Failure::Failed {
+                    resolver: active.name.clone(),
+                    error,
+                })
+            }
+        };
+        let servers = self
+            .check_brokers(&active.name, servers, cancel, brokers)
+            .await?;
+        Ok((servers, answer_provenance(&active.name, &list)))
+    }
+
+    /// Why the chain gave no answer, from what each member did (`failed`).
+    fn final_failure(&self, failed: &[Failure], cancel: &CancelToken) -> Failure {
+        if self.chain.is_empty() {
             Failure::NoResolver
         } else if cancel.is_cancelled() {
             // Cancelled by the caller: that, not an earlier resolver's failure, is why
@@ -725,19 +671,12 @@ impl Host {
             }
         } else {
             failed.last().cloned().unwrap_or(Failure::NoResolver)
-        };
-        if matches!(failure, Failure::Cancelled { .. })
-            && matches!(failed.last(), Some(Failure::Failed { .. }))
-        {
-            // Told as the cancellation it was, with the error as its last error.
-            failed.pop();
-            if let Some(Some(last)) = outcomes.last_mut() {
-                *last = failure.clone();
-            }
         }
-        if failed.last() != Some(&failure) && failure != Failure::NoResolver {
-            failed.push(failure.clone());
-        }
+    }
+
+    /// What the final failure line adds: the resolvers named but not loaded, and the
+    /// chosen resolvers that could not start, with why.
+    fn failure_note(&self) -> Option<String> {
         let mut notes = Vec::new();
         if !self.not_loaded.is_empty() {
             let names: Vec<String> = self
@@ -762,14 +701,7 @@ impl Host {
                 crate::text::shown(&d.reason)
             ));
         }
-        let note = (!notes.is_empty()).then(|| notes.join("; "));
-        Err(ResolveError {
-            chain: self.chain_result(&outcomes, cancel.is_cancelled()),
-            failure,
-            failed,
-            note,
-            brokers,
-        })
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 
     /// The broker check (`plugin.provtarget.broker_check`) of one resolver's answer:
@@ -795,9 +727,9 @@ impl Host {
         };
         let verdict = crate::broker_check::verdict(settings.mode, resolver, servers, &results);
         brokers.extend(results);
-        verdict.map_err(|error| Failure::Failed {
+        verdict.map_err(|e| Failure::Failed {
             resolver: resolver.to_string(),
-            error,
+            error: e.to_string(),
         })
     }
 
@@ -875,6 +807,161 @@ fn with_not_loaded(
     }
     out.extend(left.into_iter().flatten());
     out
+}
+
+/// The resolvers picked for the chain, in order, with where each comes from.
+type Candidates = Vec<(Box<dyn TargetResolver>, Origin)>;
+
+/// The loader's warnings (already logged by it: their count comes back too) then the
+/// configuration's, with the `PROVTARGET_*` variables resolved against the keys the
+/// loaded plugins declare, and the keys nothing reads.
+fn start_warnings(config: &mut HostConfig, report: &LoadReport) -> (Vec<HostWarning>, usize) {
+    let mut warnings: Vec<HostWarning> = report
+        .warnings
+        .iter()
+        .cloned()
+        .map(HostWarning::Loader)
+        .collect();
+    let already_logged = warnings.len();
+    warnings.extend(config.warnings().iter().cloned().map(HostWarning::Config));
+    let declared: Vec<String> = report
+        .libraries
+        .iter()
+        .filter_map(|l| l.plugin.as_ref())
+        .flat_map(|p| p.config_keys.iter().map(|k| k.key.clone()))
+        .collect();
+    // `PROVTARGET_*` variables are resolved against the declared keys now that
+    // they are known (PROVTARGET_FQDN_IDENTITY -> plugin.provtarget.fqdn.identity).
+    let env = config.apply_declared_env(&declared);
+    warnings.extend(env.into_iter().map(HostWarning::Config));
+    let unknown = config.unknown_key_warnings(&declared);
+    warnings.extend(unknown.into_iter().map(HostWarning::Config));
+    (warnings, already_logged)
+}
+
+/// The resolvers the chain plan picks, in order, with where each comes from, and the
+/// names the configuration asks for that no library provides. The plan's warnings
+/// join `warnings`.
+fn candidates(
+    config: &HostConfig,
+    report: &mut LoadReport,
+    remote: Vec<RemotePlugin>,
+    warnings: &mut Vec<HostWarning>,
+) -> (Candidates, Vec<String>) {
+    // The chain is planned over every accepted library, loaded (here or in a
+    // child) or known from the verdict cache, so a warm cache plans (and warns)
+    // exactly as a cold one.
+    let accepted: Vec<(usize, &str)> = report
+        .libraries
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.verdict == provtarget_loader::Verdict::Loaded)
+        .filter_map(|(i, l)| Some((i, l.plugin.as_ref()?.info.name.as_str())))
+        .collect();
+    let names: Vec<&str> = accepted.iter().map(|(_, n)| *n).collect();
+    let accepted: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
+    let plan = selection::plan(config.resolvers(), &names, config.timeout().is_some());
+    let not_loaded: Vec<String> = config
+        .resolvers()
+        .iter()
+        .filter(|n| !provtarget_loader::is_reserved_name(n) && !names.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    warnings.extend(plan.warnings.into_iter().map(HostWarning::Selection));
+    let mut plugins: Vec<Option<Candidate>> = std::mem::take(&mut report.plugins)
+        .into_iter()
+        .map(Candidate::Local)
+        .chain(remote.into_iter().map(Candidate::Remote))
+        .map(Some)
+        .collect();
+    let candidates = plan
+        .members
+        .iter()
+        .filter_map(|m| match m {
+            Member::BuiltIn => Some((default_resolver(), Origin::BuiltIn)),
+            Member::Plugin(i) => plugins
+                .iter_mut()
+                .find(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| Some(&p.record()) == accepted.get(*i))
+                })
+                .and_then(Option::take)
+                .map(|p| {
+                    let origin = Origin::Plugin(report.libraries[p.record()].path.clone());
+                    (p.into_resolver(), origin)
+                }),
+        })
+        .collect();
+    (candidates, not_loaded)
+}
+
+/// Configures each candidate (active into the chain, or disabled), falling back to
+/// the built-in resolver when none could be configured; warnings join `warnings`.
+fn configure_chain(
+    candidates: Candidates,
+    config: &HostConfig,
+    warnings: &mut Vec<HostWarning>,
+) -> (Vec<ActiveResolver>, Vec<Planned>, Vec<DisabledResolver>) {
+    let resolver_config = config.resolver_config();
+    let configure_deadline = config.timeout().unwrap_or(DEFAULT_CONFIGURE_TIMEOUT);
+    let mut chain = Vec::new();
+    let mut disabled = Vec::new();
+    let mut planned = Vec::new();
+    for (resolver, origin) in candidates {
+        let result = activate(resolver, origin, &resolver_config, configure_deadline);
+        place(result, &mut chain, &mut planned, &mut disabled);
+    }
+    if chain.is_empty() {
+        // Every chosen resolver failed to configure: fall back to the built-in one
+        // rather than have no resolver at all.
+        let fallback = default_resolver();
+        let name = fallback.name();
+        if !disabled.iter().any(|d| d.name == name) {
+            warnings.push(HostWarning::Chain(format!(
+                "no resolver could be configured; falling back to the built-in {name}"
+            )));
+            // (The built-in resolver's configure reports problems through its log
+            // and does not fail today; if it ever does, buildinfo shows why.)
+            let result = activate(
+                fallback,
+                Origin::BuiltIn,
+                &resolver_config,
+                configure_deadline,
+            );
+            if !place(result, &mut chain, &mut planned, &mut disabled) {
+                warnings.push(HostWarning::Chain(format!(
+                    "the built-in {name} could not be configured either; no resolver is active"
+                )));
+            }
+        }
+    }
+    (chain, planned, disabled)
+}
+
+/// Why a resolver named but not loaded may be missing: the libraries refused (the
+/// first three), as `; 2 libraries were refused: ...`, or empty.
+fn refused_summary(report: &LoadReport) -> String {
+    let refused: Vec<String> = report
+        .libraries
+        .iter()
+        .filter_map(|l| match &l.verdict {
+            provtarget_loader::Verdict::Rejected(r) => Some(r.message.clone()),
+            _ => None,
+        })
+        .collect();
+    match refused.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} {} refused: {}{}",
+            if n == 1 {
+                "library was"
+            } else {
+                "libraries were"
+            },
+            refused[..n.min(3)].join("; "),
+            if n > 3 { "; ..." } else { "" }
+        ),
+    }
 }
 
 /// How one `targets` call ended without targets.
@@ -1015,28 +1102,16 @@ fn answer_provenance(resolver: &str, list: &RawTargets) -> Option<String> {
     Some(shown)
 }
 
-/// Runs one resolver's `targets` on a dedicated thread, awaiting it without blocking
-/// the runtime. Missing the deadline cancels the resolver; one that then ignores
-/// cancellation for [`CANCEL_GRACE`] is abandoned (its thread keeps running, detached)
-/// and reported.
-async fn run_targets(
+/// The answer of one resolver's `targets`, run on a thread of its own with `token`;
+/// the resolver is marked idle again however the call ends.
+fn spawn_targets(
     active: &ActiveResolver,
-    outer: &CancelToken,
-    deadline: Option<Duration>,
-) -> Result<RawTargets, CallError> {
-    if active.busy.swap(true, Ordering::SeqCst) {
-        return Err(CallError::Error(
-            "its previous call ignored cancellation and is still running; not starting another"
-                .into(),
-        ));
-    }
-    // A child of the caller's token: the caller's cancel reaches the resolver at
-    // once; a missed deadline cancels only this call.
-    let token = outer.child();
-    let ctx = ResolveContext::new(&active.name, token.clone());
+    token: CancelToken,
+) -> Result<tokio::sync::oneshot::Receiver<Result<RawTargets, ResolverError>>, CallError> {
+    let ctx = ResolveContext::new(&active.name, token);
     let resolver = Arc::clone(&active.resolver);
     let busy = Arc::clone(&active.busy);
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = thread::Builder::new()
         .name(format!("targets {}", active.name))
         .spawn(move || {
@@ -1063,6 +1138,28 @@ async fn run_targets(
             "cannot start a resolver thread: {e}"
         )));
     }
+    Ok(rx)
+}
+
+/// Runs one resolver's `targets` on a dedicated thread, awaiting it without blocking
+/// the runtime. Missing the deadline cancels the resolver; one that then ignores
+/// cancellation for [`CANCEL_GRACE`] is abandoned (its thread keeps running, detached)
+/// and reported.
+async fn run_targets(
+    active: &ActiveResolver,
+    outer: &CancelToken,
+    deadline: Option<Duration>,
+) -> Result<RawTargets, CallError> {
+    if active.busy.swap(true, Ordering::SeqCst) {
+        return Err(CallError::Error(
+            "its previous call ignored cancellation and is still running; not starting another"
+                .into(),
+        ));
+    }
+    // A child of the caller's token: the caller's cancel reaches the resolver at
+    // once; a missed deadline cancels only this call.
+    let token = outer.child();
+    let mut rx = spawn_targets(active, token.clone())?;
     let started = Instant::now();
     let expired = async {
         match deadline {
@@ -1075,7 +1172,7 @@ async fn run_targets(
         result = &mut rx => {
             return match result {
                 Ok(Ok(list)) => Ok(list),
-                Ok(Err(e)) => Err(CallError::Error(e)),
+                Ok(Err(e)) => Err(CallError::Error(e.into_message())),
                 Err(_) => Err(CallError::Error("the resolver thread ended without an answer".into())),
             };
         }
@@ -1086,7 +1183,7 @@ async fn run_targets(
     let last_word = match tokio::time::timeout(CANCEL_GRACE, &mut rx).await {
         // What the resolver said once cancelled: the SDK retry's last failure, say.
         // A bare "context canceled" adds nothing.
-        Ok(Ok(Err(e))) if e.trim() != "context canceled" => Some(e),
+        Ok(Ok(Err(e))) if e.message().trim() != "context canceled" => Some(e.into_message()),
         Ok(_) => None,
         Err(_) => {
             let msg = format!(

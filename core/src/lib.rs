@@ -25,11 +25,25 @@
 //! assert_eq!(servers, ["nats://prov1.example.net:4222", "tls://prov2.example.net:4223"]);
 //! ```
 //!
-//! Modules: [`config`] (file, environment, flags), [`host`] (selection, chains,
-//! deadlines), [`resolver`] (the native [`resolver::TargetResolver`] trait and the
-//! per-call context), [`isolation`] (plugin code in child processes: probe and
-//! process modes, `plugins check`), [`default_resolver`], [`targets`] (Choria's parsing rules),
-//! [`buildinfo`], [`output`] (the JSON documents' schema names and `targets`' one shape), [`text`] (making untrusted text safe to show), [`cli`] (the command line).
+//! # Public API
+//!
+//! What an embedder needs, in the order a request flows:
+//! - [`config`]: [`config::ConfigBuilder`] (file, environment, flags) makes a
+//!   [`config::HostConfig`]; its problems are typed ([`config::ConfigWarning`],
+//!   [`config::ConfigError`], [`config::ValueError`]);
+//! - [`host`]: [`host::Host`] loads the plugins, plans and configures the chain, and
+//!   answers [`host::Resolution`] (or [`host::ResolveError`]);
+//! - [`resolver`]: the [`resolver::TargetResolver`] trait every resolver implements,
+//!   its [`resolver::ResolverError`], cancellation; [`default_resolver`] the built-in one;
+//! - [`targets`]: the answer's [`targets::Server`]s and Choria's parsing rules
+//!   ([`targets::ServerError`], [`targets::TargetsError`]); [`broker_check`] the
+//!   brokers' check carried in the answer;
+//! - rendering: [`buildinfo`], [`output`] (the JSON documents' schema names and
+//!   `targets`' one shape), [`text`] (making untrusted text safe to show);
+//! - [`cli`]: the command line ([`cli::command`] for packaging and docs).
+//!
+//! [`isolation`] (plugin code in child processes) is public only until its users go
+//! through [`host::Host`] and the hidden `plumbing` entry point the binary uses.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -40,9 +54,20 @@ pub mod config;
 pub mod default_resolver;
 pub mod host;
 pub mod isolation;
-pub mod logsink;
+mod logsink;
 pub mod output;
 pub mod resolver;
-pub mod selection;
+mod selection;
 pub mod targets;
 pub mod text;
+
+/// The binary's plumbing (`provtarget`'s `main.rs` is a crate of its own): the hidden
+/// child subcommands and the bounded stderr log sink. Not an API.
+#[doc(hidden)]
+pub mod plumbing {
+    pub use crate::isolation::{child_main, is_child_command, may_need_resolver_processes};
+    /// The stderr sink every log line and message goes through.
+    pub mod logsink {
+        pub use crate::logsink::{dropped, dropped_summary, line, suppressed, Stderr, MAX_REPEATS};
+    }
+}

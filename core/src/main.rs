@@ -28,9 +28,9 @@ use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if provtarget::isolation::is_child_command(args.first()) {
+    if provtarget::plumbing::is_child_command(args.first()) {
         // A child of this host's crash isolation (hidden subcommands).
-        return provtarget::isolation::child_main(&args);
+        return provtarget::plumbing::child_main(&args);
     }
     if let Err(e) = stdout_is_open() {
         say(&e);
@@ -42,7 +42,52 @@ fn main() -> ExitCode {
     // process isolation the first resolver process starts now and its start runs
     // beside this process's own (the signal thread, scanning and checking plugins).
     let helper = this_helper();
-    let job = match cli.command {
+    let job = job_of(cli.command);
+    let job = match job {
+        Ok(job) => job,
+        Err(e) => {
+            say(e.as_str());
+            return ExitCode::from(2);
+        }
+    };
+    if let (Job::Buildinfo(config, _) | Job::Targets(config, _), Some(helper)) = (&job, &helper) {
+        if provtarget::plumbing::may_need_resolver_processes(
+            config.isolation(),
+            &config.loader_options(),
+        ) {
+            // While this process has one thread: a fork, not an exec (see fork_spare).
+            helper.fork_spare();
+        }
+    }
+    // Before any plugin code can run: a plugin that kills the process still leaves one
+    // line naming itself and the call (not in the forked child above, which, like an
+    // exec'd one, reports through its host).
+    provtarget_loader::process::last_words::install();
+    if let Err(e) = init_logging(log_level.as_deref()) {
+        say(&e);
+        return ExitCode::from(2);
+    }
+    let signals = Signals::watch();
+    let text_output = match &job {
+        Job::Buildinfo(_, json) | Job::Targets(_, json) => !json,
+        Job::Check { json, .. } => !json,
+    };
+    let result = run(job, helper, &signals);
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            say(&e);
+            ExitCode::from(2)
+        }
+    };
+    report_dropped_log_lines(text_output);
+    code
+}
+
+/// The job a command asks for, with the host configuration it reads (an error is the
+/// one line for exit 2).
+fn job_of(command: Command) -> Result<Job, provtarget::config::ConfigError> {
+    match command {
         Command::Buildinfo { host, json } => host.config(None).map(|c| Job::Buildinfo(c, json)),
         Command::Targets {
             host,
@@ -65,55 +110,21 @@ fn main() -> ExitCode {
             insecure: insecure_skip_owner_checks,
             json,
         }),
-    };
-    let job = match job {
-        Ok(job) => job,
-        Err(e) => {
-            say(&e);
-            return ExitCode::from(2);
-        }
-    };
-    if let (Job::Buildinfo(config, _) | Job::Targets(config, _), Some(helper)) = (&job, &helper) {
-        if provtarget::isolation::may_need_resolver_processes(
-            config.isolation(),
-            &config.loader_options(),
-        ) {
-            // While this process has one thread: a fork, not an exec (see fork_spare).
-            helper.fork_spare();
-        }
     }
-    // Before any plugin code can run: a plugin that kills the process still leaves one
-    // line naming itself and the call (not in the forked child above, which, like an
-    // exec'd one, reports through its host).
-    provtarget_loader::process::last_words::install();
-    if let Err(e) = init_logging(log_level.as_deref()) {
-        say(&e);
-        return ExitCode::from(2);
-    }
-    let signals = Signals::watch();
-    let text_output = match &job {
-        Job::Buildinfo(_, json) | Job::Targets(_, json) => !json,
-        Job::Check { json, .. } => !json,
-    };
-    let result = match job {
+}
+
+/// Runs the job: its exit status, or the one line for exit 2.
+fn run(job: Job, helper: Option<Helper>, signals: &Signals) -> Result<ExitCode, String> {
+    match job {
         Job::Buildinfo(config, json) => buildinfo_cmd(config, helper, json),
-        Job::Targets(config, json) => targets_cmd(config, helper, json, &signals),
+        Job::Targets(config, json) => targets_cmd(config, helper, json, signals),
         Job::Check {
             file,
             pins,
             insecure,
             json,
         } => check_cmd(&file, pins, insecure, json, helper),
-    };
-    let code = match result {
-        Ok(code) => code,
-        Err(e) => {
-            say(&e);
-            ExitCode::from(2)
-        }
-    };
-    report_dropped_log_lines(text_output);
-    code
+    }
 }
 
 /// The command line, parsed. `--help` and `--version` are printed through [`emit`], so
@@ -135,7 +146,7 @@ fn parse_cli() -> Cli {
             _ => {
                 // Usage errors go to stderr (dropped, not fatal, if it is broken).
                 let text = e.render().to_string();
-                provtarget::logsink::line(text.trim_end());
+                provtarget::plumbing::logsink::line(text.trim_end());
                 std::process::exit(e.exit_code())
             }
         },
@@ -175,20 +186,20 @@ fn stdout_is_open() -> Result<(), String> {
 /// stderr if it works again, else (text output only, never inside JSON) as the last
 /// line of stdout, the one channel left.
 fn report_dropped_log_lines(text_output: bool) {
-    let repeated = provtarget::logsink::suppressed();
+    let repeated = provtarget::plumbing::logsink::suppressed();
     if repeated > 0 {
         say(&format!(
             "{repeated} repeated log line(s) were not written (each line is written at most \
              {} times)",
-            provtarget::logsink::MAX_REPEATS
+            provtarget::plumbing::logsink::MAX_REPEATS
         ));
     }
-    let Some(summary) = provtarget::logsink::dropped_summary() else {
+    let Some(summary) = provtarget::plumbing::logsink::dropped_summary() else {
         return;
     };
-    let before = provtarget::logsink::dropped();
-    provtarget::logsink::line(&summary);
-    if provtarget::logsink::dropped() > before && text_output {
+    let before = provtarget::plumbing::logsink::dropped();
+    provtarget::plumbing::logsink::line(&summary);
+    if provtarget::plumbing::logsink::dropped() > before && text_output {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{summary}").and_then(|()| out.flush());
     }
@@ -216,9 +227,9 @@ const EXIT_BROKEN_PIPE: u8 = 141;
 const EXIT_OUTPUT_ERROR: u8 = 74;
 
 /// One line on stderr, `provtarget: ` first. A stderr that cannot be written is
-/// dropped and counted ([`provtarget::logsink`]; `eprintln!` would panic).
+/// dropped and counted ([`provtarget::plumbing::logsink`]; `eprintln!` would panic).
 fn say(message: &str) {
-    provtarget::logsink::line(&format!("provtarget: {message}"));
+    provtarget::plumbing::logsink::line(&format!("provtarget: {message}"));
 }
 
 /// Writes `text` to stdout and flushes it. A closed pipe ends the process quietly
@@ -480,7 +491,7 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         // A line stderr cannot take is dropped and counted, never an error (on which
         // tracing-subscriber would `eprintln!`, a panic on the same broken stderr).
-        .with_writer(provtarget::logsink::Stderr)
+        .with_writer(provtarget::plumbing::logsink::Stderr)
         .log_internal_errors(false)
         // Colour only on a terminal: stderr usually ends up in a journal or log file.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())

@@ -2,6 +2,7 @@
 //! the per-call context the host hands it.
 
 use std::{
+    fmt,
     sync::{Arc, Condvar, Mutex},
     time::{Duration, Instant},
 };
@@ -39,12 +40,67 @@ pub trait TargetResolver: Send + Sync {
 
     /// Reads the host configuration; returns the provisioning settings to report.
     /// Errors are one line, naming what is wrong and how to fix it.
-    fn configure(&mut self, ctx: &ResolveContext, config: &Config) -> Result<Settings, String>;
+    fn configure(
+        &mut self,
+        ctx: &ResolveContext,
+        config: &Config,
+    ) -> Result<Settings, ResolverError>;
 
     /// Returns provisioning brokers as `host:port` or `scheme://host:port` strings
     /// (validated by the host afterwards). Should retry until it has targets or
     /// `ctx` is cancelled. A native resolver returns its `Vec<String>` with `.into()`.
-    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String>;
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError>;
+}
+
+/// Why a resolver's `configure` or `targets` failed: the resolver's own one-line
+/// message (a plugin's text crosses the stable ABI as text), shown unchanged by
+/// [`Display`](fmt::Display). A resolver builds one from a `String` or `&str` with
+/// `.into()` (and `?` converts a `Result<_, String>`).
+///
+/// ```
+/// use provtarget::resolver::ResolverError;
+/// let e = ResolverError::from("no SRV record for _choria._tcp.example.net");
+/// assert_eq!(e.to_string(), "no SRV record for _choria._tcp.example.net");
+/// assert_eq!(e.message(), "no SRV record for _choria._tcp.example.net");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverError {
+    message: String,
+}
+
+impl ResolverError {
+    /// The resolver's message, as it gave it (raw: show it through
+    /// [`crate::text::shown`]).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The message, owned.
+    pub fn into_message(self) -> String {
+        self.message
+    }
+}
+
+impl fmt::Display for ResolverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ResolverError {}
+
+impl From<String> for ResolverError {
+    fn from(message: String) -> ResolverError {
+        ResolverError { message }
+    }
+}
+
+impl From<&str> for ResolverError {
+    fn from(message: &str) -> ResolverError {
+        ResolverError {
+            message: message.to_string(),
+        }
+    }
 }
 
 /// The unvalidated `host:port` strings a resolver returned: the native resolver's own
@@ -406,6 +462,20 @@ impl HostServices for ResolveContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resolver_error_shows_the_resolvers_text_unchanged() {
+        let e = ResolverError::from(format!("consul at {} is down", "10.0.0.1:8500"));
+        assert_eq!(e.to_string(), "consul at 10.0.0.1:8500 is down");
+        assert_eq!(e.message(), "consul at 10.0.0.1:8500 is down");
+        let boxed: Box<dyn std::error::Error> = Box::new(e.clone());
+        assert_eq!(boxed.to_string(), e.into_message());
+        // `?` turns a resolver's own `String` error into one.
+        fn fails() -> Result<(), ResolverError> {
+            Err("no JWT".to_string())?
+        }
+        assert_eq!(fails().unwrap_err(), ResolverError::from("no JWT"));
+    }
 
     #[test]
     fn cancel_wakes_a_sleeper_early() {

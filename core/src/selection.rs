@@ -1,17 +1,13 @@
 //! Which resolvers form the chain: a pure function of the names the configuration
 //! asks for and the plugins that loaded, so the policy is tested without `dlopen`.
 //!
-//! ```
-//! use provtarget::selection::{plan, Member};
-//!
-//! let wanted = vec!["Acme DC".to_string(), "default".to_string()];
-//! let p = plan(&wanted, &["Other", "Acme DC"], true);
-//! assert_eq!(p.members, [Member::Plugin(1), Member::BuiltIn]);
-//! assert!(p.warnings.is_empty());
-//! ```
+//! (Private to the crate: `plan(&["Acme DC", "default"], &["Other", "Acme DC"], true)`
+//! is `[Member::Plugin(1), Member::BuiltIn]` with no warnings; see the unit tests.)
 #![forbid(unsafe_code)]
 
-use crate::default_resolver;
+use provtarget_loader::LoadReport;
+
+use crate::{config::HostConfig, default_resolver};
 
 /// One member of the planned chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +103,41 @@ pub fn plan(wanted: &[String], loaded: &[&str], has_timeout: bool) -> Plan {
     Plan { members, warnings }
 }
 
+/// Loads plugins as `options` say, loading only the plugins the chain `config`
+/// selects when the verdict cache (`plugin.provtarget.cache_dir`) can report the
+/// others without loading them; new and changed files are always loaded to learn
+/// what they are. See [`provtarget_loader::load_with`].
+pub fn load_for_chain(
+    config: &HostConfig,
+    options: &provtarget_loader::LoaderOptions,
+) -> LoadReport {
+    provtarget_loader::load_with(options, |names| chain_plugins(config, names))
+}
+
+/// The indices into `names` (the accepted plugins, in scan order) of the plugins the
+/// chain `config` selects would run: what [`provtarget_loader::load_with`] must load.
+pub fn chain_plugins(config: &HostConfig, names: &[&str]) -> Vec<usize> {
+    plan(config.resolvers(), names, config.timeout().is_some())
+        .members
+        .into_iter()
+        .filter_map(|m| match m {
+            Member::Plugin(i) => Some(i),
+            Member::BuiltIn => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_plugin_then_the_built_in_resolver() {
+        let wanted = vec!["Acme DC".to_string(), "default".to_string()];
+        let p = plan(&wanted, &["Other", "Acme DC"], true);
+        assert_eq!(p.members, [Member::Plugin(1), Member::BuiltIn]);
+        assert!(p.warnings.is_empty());
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

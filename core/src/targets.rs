@@ -88,7 +88,7 @@
 
 use std::fmt;
 
-use crate::resolver::RawTargets;
+use crate::resolver::{RawTargets, ResolverError};
 
 /// Returned by the host when no resolver is active (Choria's text).
 pub const NO_RESOLVER: &str = "no Provisioning Target Resolver registered";
@@ -121,15 +121,100 @@ impl fmt::Display for Server {
 /// Parses every entry of `list` into a [`Server`], failing with the first bad entry's
 /// error (see the [module docs](self) for the rules and error texts). An empty list
 /// gives an empty result; [`servers_from`] turns that into an error.
-pub fn parse_servers<I>(list: I) -> Result<Vec<Server>, String>
+pub fn parse_servers<I>(list: I) -> Result<Vec<Server>, ServerError>
 where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
     list.into_iter()
-        .map(|entry| parse_server(entry.as_ref()))
+        .map(|entry| parse_server(entry.as_ref()).map_err(|text| ServerError { text }))
         .collect()
 }
+
+/// Why an entry of a resolver's answer is not a usable server: Choria's one-line text
+/// (`could not parse host foo: address foo: missing port in address`), credentials
+/// masked and control characters escaped, as [`Display`](fmt::Display) shows it and
+/// as the error reads when compared with a `&str`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    text: String,
+}
+
+impl ServerError {
+    /// The one-line text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Why a resolver's result gave no servers ([`servers_from`]): which resolver, which
+/// way it failed, and Choria's one-line text for it (ready to show: credentials masked,
+/// control characters escaped), as [`Display`](fmt::Display) shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetsError {
+    resolver: String,
+    kind: TargetsErrorKind,
+    text: String,
+}
+
+/// The ways a resolver's result can give no servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetsErrorKind {
+    /// The resolver returned an error.
+    Failed,
+    /// The resolver returned no targets.
+    Empty,
+    /// The answer is over [`MAX_TARGETS`] or an entry does not parse.
+    Invalid,
+}
+
+impl TargetsError {
+    /// The resolver's name, as given to [`servers_from`].
+    pub fn resolver(&self) -> &str {
+        &self.resolver
+    }
+
+    /// Which way the result failed.
+    pub fn kind(&self) -> TargetsErrorKind {
+        self.kind
+    }
+
+    /// The one-line text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// `Display`, `Deref<Target = str>` (the error reads as its one line) and comparison
+/// with text, for the error types whose value is one shown line.
+macro_rules! one_line_error {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.text)
+            }
+        }
+        impl std::error::Error for $t {}
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.text
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.text == other
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.text == *other
+            }
+        }
+    };
+}
+one_line_error!(ServerError);
+one_line_error!(TargetsError);
 
 /// Most targets one answer may hold: an answer with more is refused, before any of it
 /// is copied or parsed. A site has a handful of provisioning brokers; a thousand is
@@ -174,7 +259,7 @@ pub fn read_answer(list: &RawTargets) -> Result<Vec<Server>, AnswerError> {
             list.len()
         )));
     }
-    parse_servers(list).map_err(AnswerError::Invalid)
+    parse_servers(list).map_err(|e| AnswerError::Invalid(e.text))
 }
 
 /// Whether `list` is within the bounds [`read_answer`] checks before parsing anything:
@@ -197,19 +282,27 @@ pub fn within_bounds(list: &RawTargets) -> bool {
 /// logged and carried in JSON.
 pub fn servers_from(
     resolver_name: &str,
-    result: Result<RawTargets, String>,
-) -> Result<Vec<Server>, String> {
-    let could_not = |err: String| {
+    result: Result<RawTargets, ResolverError>,
+) -> Result<Vec<Server>, TargetsError> {
+    let error = |kind, text| TargetsError {
+        resolver: resolver_name.to_string(),
+        kind,
+        text,
+    };
+    let could_not = |err: &dyn fmt::Display| {
         crate::text::shown(&format!(
             "could not determine provisioning servers using {resolver_name} provisioning target plugin: {err}"
         ))
     };
-    let list = result.map_err(could_not)?;
+    let list = result.map_err(|e| error(TargetsErrorKind::Failed, could_not(&e)))?;
     read_answer(&list).map_err(|e| match e {
-        AnswerError::Empty => crate::text::printable(&format!(
-            "provisioning target plugin {resolver_name} returned no servers"
-        )),
-        AnswerError::Invalid(err) => could_not(err),
+        AnswerError::Empty => error(
+            TargetsErrorKind::Empty,
+            crate::text::printable(&format!(
+                "provisioning target plugin {resolver_name} returned no servers"
+            )),
+        ),
+        AnswerError::Invalid(err) => error(TargetsErrorKind::Invalid, could_not(&err)),
     })
 }
 
@@ -242,7 +335,7 @@ fn masked_error(entry: &str, err: String) -> String {
             let masked = format!(
                 "{}{}{}",
                 &entry[..start],
-                crate::buildinfo::MASK,
+                crate::text::MASK,
                 &entry[start + at..]
             );
             match parse_entry(&masked) {
@@ -578,6 +671,35 @@ fn go_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_errors_carry_the_resolver_and_the_way_it_failed() {
+        let failed = servers_from("Acme", Err("consul is down".into())).unwrap_err();
+        assert_eq!(failed.resolver(), "Acme");
+        assert_eq!(failed.kind(), TargetsErrorKind::Failed);
+        assert_eq!(
+            failed.to_string(),
+            "could not determine provisioning servers using Acme provisioning target plugin: consul is down"
+        );
+        let empty = servers_from("Acme", Ok(RawTargets::default())).unwrap_err();
+        assert_eq!(empty.kind(), TargetsErrorKind::Empty);
+        assert_eq!(
+            empty.as_str(),
+            "provisioning target plugin Acme returned no servers"
+        );
+        let invalid = servers_from("Acme", Ok(vec!["foo".to_string()].into())).unwrap_err();
+        assert_eq!(invalid.kind(), TargetsErrorKind::Invalid);
+        assert!(invalid.ends_with("could not parse host foo: address foo: missing port in address"));
+        let bad = parse_servers(["ok:1", "foo"]).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "could not parse host foo: address foo: missing port in address"
+        );
+        assert_eq!(
+            bad,
+            "could not parse host foo: address foo: missing port in address"
+        );
+    }
 
     fn one(entry: &str) -> Result<String, String> {
         parse_server(entry).map(|s| s.to_string())

@@ -12,6 +12,10 @@
 //! escaped); JSON carries text through [`redact_userinfo`] only (masked, raw: serde
 //! escapes what JSON needs, and a JSON reader gets the text back unchanged).
 
+/// What replaces a secret's value (and the credentials inside a URL) wherever input
+/// is echoed: buildinfo's settings, `targets`' parse errors, masked input lines.
+pub const MASK: &str = "*****";
+
 /// `s` with every control character escaped, so it shows as one line and cannot drive
 /// the terminal (the loader's rule, shared so reasons and reports escape alike).
 pub use provtarget_loader::printable;
@@ -39,7 +43,7 @@ pub fn redact_userinfo(value: &str) -> String {
         let authority = &tail[..end];
         match authority.rfind('@') {
             Some(at) => {
-                out.push_str("*****");
+                out.push_str(MASK);
                 out.push_str(&authority[at..]);
             }
             None => out.push_str(authority),

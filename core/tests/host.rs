@@ -215,3 +215,44 @@ async fn a_resolver_still_running_after_abandonment_gets_no_second_thread() {
         "could not determine provisioning servers using Test Kit provisioning target plugin: its previous call ignored cancellation and is still running; not starting another"
     );
 }
+
+#[test]
+fn start_up_warnings_are_typed_by_where_they_come_from() {
+    use provtarget::{config::ConfigWarningKind, host::HostWarning};
+    let dir = dir_with("host-warn-kinds", &[]);
+    let host = Host::start(config(
+        &dir,
+        &[
+            (keys::ISOLATION, "sandbox"),
+            ("plugin.provtarget.timeot", "3"),
+            (keys::RESOLVERS, "Nowhere"),
+        ],
+    ));
+    let config_warning = |kind| {
+        host.warnings().iter().find_map(|w| match w {
+            HostWarning::Config(c) if c.kind == kind => Some(c.clone()),
+            _ => None,
+        })
+    };
+    let invalid = config_warning(ConfigWarningKind::InvalidValue).expect("the bad isolation mode");
+    assert_eq!(invalid.key.as_deref(), Some(keys::ISOLATION));
+    assert_eq!(invalid.source.as_deref(), Some("flag"));
+    assert_eq!(
+        invalid.to_string(),
+        "plugin.provtarget.isolation = \"sandbox\" (flag) ignored: use none, probe or process"
+    );
+    let unknown = config_warning(ConfigWarningKind::UnknownKey).expect("the misspelt key");
+    assert_eq!(unknown.key.as_deref(), Some("plugin.provtarget.timeot"));
+    assert!(
+        unknown.ends_with("did you mean plugin.provtarget.timeout?"),
+        "{unknown}"
+    );
+    // The chain plan's warning about a name no library provides.
+    assert!(
+        host.warnings()
+            .iter()
+            .any(|w| matches!(w, HostWarning::Selection(t) if t.contains("Nowhere"))),
+        "{:?}",
+        host.warnings()
+    );
+}

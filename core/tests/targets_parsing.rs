@@ -11,11 +11,15 @@ fn list(entries: &[&str]) -> Vec<String> {
 }
 
 fn parse(entries: &[&str]) -> Result<Vec<String>, String> {
-    parse_servers(list(entries)).map(|servers| servers.iter().map(Server::to_string).collect())
+    parse_servers(list(entries))
+        .map(|servers| servers.iter().map(Server::to_string).collect())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_one(entry: &str) -> Result<Server, String> {
-    parse_servers(list(&[entry])).map(|mut servers| servers.remove(0))
+    parse_servers(list(&[entry]))
+        .map(|mut servers| servers.remove(0))
+        .map_err(|e| e.to_string())
 }
 
 fn server(scheme: &str, host: &str, port: u16) -> Server {

@@ -95,15 +95,12 @@ use provtarget_abi::{
     Cancellation, Cancelled, Config, LogLevel,
 };
 
-use crate::resolver::{RawTargets, ResolveContext, Settings, TargetResolver};
+use crate::resolver::{RawTargets, ResolveContext, ResolverError, Settings, TargetResolver};
 
 use self::srv::{LookupError, SrvClient};
 
 /// The resolver's name, as in Choria.
 pub const NAME: &str = "Choria JWT Resolver";
-
-/// The JWT path used when neither the configuration nor the packager names one.
-pub const DEFAULT_JWT_FILE: &str = "/etc/choria/provisioning.jwt";
 
 /// The SRV service looked up under the SRV domain.
 pub const SRV_SERVICE: &str = "_choria-provisioner._tcp";
@@ -121,50 +118,8 @@ use crate::config::keys::{
     SRV_DOMAIN as KEY_SRV_DOMAIN,
 };
 use crate::config::parse_dns_server;
-
-/// Defaults a packager compiles in, the lowest layer of the precedence (see the
-/// [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildDefaults {
-    /// Where the provisioning JWT is looked for.
-    pub jwt_file: String,
-    /// Comma-separated broker URLs, if any.
-    pub broker_urls: Option<String>,
-    /// SRV domain, if any.
-    pub srv_domain: Option<String>,
-}
-
-impl BuildDefaults {
-    /// The defaults of this build, from environment variables at compile time:
-    /// `PROVTARGET_DEFAULT_JWT_FILE` (else [`DEFAULT_JWT_FILE`]),
-    /// `PROVTARGET_DEFAULT_BROKER_URLS` and `PROVTARGET_DEFAULT_SRV_DOMAIN` (empty
-    /// means unset).
-    ///
-    /// ```sh
-    /// PROVTARGET_DEFAULT_SRV_DOMAIN=example.net cargo build --release -p provtarget
-    /// ```
-    pub fn compiled() -> BuildDefaults {
-        let set = |v: Option<&'static str>| v.map(str::trim).filter(|v| !v.is_empty());
-        BuildDefaults {
-            jwt_file: set(option_env!("PROVTARGET_DEFAULT_JWT_FILE"))
-                .unwrap_or(DEFAULT_JWT_FILE)
-                .to_string(),
-            broker_urls: set(option_env!("PROVTARGET_DEFAULT_BROKER_URLS")).map(String::from),
-            srv_domain: set(option_env!("PROVTARGET_DEFAULT_SRV_DOMAIN")).map(String::from),
-        }
-    }
-}
-
-impl Default for BuildDefaults {
-    /// The standard JWT path and nothing else.
-    fn default() -> BuildDefaults {
-        BuildDefaults {
-            jwt_file: DEFAULT_JWT_FILE.to_string(),
-            broker_urls: None,
-            srv_domain: None,
-        }
-    }
-}
+/// The build defaults live with the configuration (the lower layer); named here too.
+pub use crate::config::{BuildDefaults, DEFAULT_JWT_FILE};
 
 /// Where `targets` gets brokers from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,27 +264,18 @@ impl TargetResolver for JwtResolver {
         env!("CARGO_PKG_VERSION").to_string()
     }
 
-    fn configure(&mut self, ctx: &ResolveContext, config: &Config) -> Result<Settings, String> {
+    fn configure(
+        &mut self,
+        ctx: &ResolveContext,
+        config: &Config,
+    ) -> Result<Settings, ResolverError> {
         let jwt_file = match config.get(KEY_JWT_FILE) {
             Some(path) => path.trim().to_string(),
             None => self.defaults.jwt_file.clone(),
         };
         let claims = read_jwt(ctx, &jwt_file);
 
-        let dns_server = config
-            .get(KEY_DNS_SERVER)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .and_then(|v| match parse_dns_server(v) {
-                Ok(addr) => Some(addr),
-                Err(e) => {
-                    ctx.log(
-                        LogLevel::Error,
-                        &format!("ignoring {KEY_DNS_SERVER} = {v:?}: {e}"),
-                    );
-                    None
-                }
-            });
+        let dns_server = configured_dns_server(ctx, config);
         self.srv = SrvClient::new(dns_server, SRV_CACHE_AGE);
 
         let configured = (
@@ -350,9 +296,45 @@ impl TargetResolver for JwtResolver {
         let (source, origin) = choose_source(Some(configured), claims.as_ref(), &self.defaults);
         self.source = source;
 
+        Ok(self.settings(jwt_file, origin.as_str(), claims))
+    }
+
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
+        match &self.source {
+            Source::BrokerUrls(urls) => {
+                ctx.log(
+                    LogLevel::Debug,
+                    &format!(
+                        "Using provisioning broker URLs {}",
+                        crate::text::redact_userinfo(&urls.join(","))
+                    ),
+                );
+                Ok(urls.clone().into())
+            }
+            Source::SrvDomain(domain) => self
+                .srv_targets(ctx, domain)
+                .map(RawTargets::from)
+                .map_err(ResolverError::from),
+            Source::Nothing => {
+                ctx.log(LogLevel::Warn, NO_SOURCE_WARNING);
+                Ok(RawTargets::default())
+            }
+        }
+    }
+}
+
+impl JwtResolver {
+    /// The settings `configure` reports: the JWT file, the source and what it holds,
+    /// the DNS server, and the claims of the JWT when there is one.
+    fn settings(
+        &self,
+        jwt_file: String,
+        origin: &str,
+        claims: Option<jwt::ProvClaims>,
+    ) -> Settings {
         let mut settings: Settings = vec![
             ("provisioning.jwt_file".into(), jwt_file),
-            ("provisioning.source".into(), origin.as_str().into()),
+            ("provisioning.source".into(), origin.into()),
         ];
         match &self.source {
             Source::BrokerUrls(urls) => {
@@ -391,28 +373,27 @@ impl TargetResolver for JwtResolver {
                 ));
             }
         }
-        Ok(settings)
+        settings
     }
+}
 
-    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
-        match &self.source {
-            Source::BrokerUrls(urls) => {
+/// `plugin.provtarget.dns_server` when set and valid; an invalid one is logged and
+/// the system's DNS configuration used.
+fn configured_dns_server(ctx: &ResolveContext, config: &Config) -> Option<std::net::SocketAddr> {
+    config
+        .get(KEY_DNS_SERVER)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .and_then(|v| match parse_dns_server(v) {
+            Ok(addr) => Some(addr),
+            Err(e) => {
                 ctx.log(
-                    LogLevel::Debug,
-                    &format!(
-                        "Using provisioning broker URLs {}",
-                        crate::text::redact_userinfo(&urls.join(","))
-                    ),
+                    LogLevel::Error,
+                    &format!("ignoring {KEY_DNS_SERVER} = {v:?}: {e}"),
                 );
-                Ok(urls.clone().into())
+                None
             }
-            Source::SrvDomain(domain) => self.srv_targets(ctx, domain).map(RawTargets::from),
-            Source::Nothing => {
-                ctx.log(LogLevel::Warn, NO_SOURCE_WARNING);
-                Ok(RawTargets::default())
-            }
-        }
-    }
+        })
 }
 
 /// Reads and validates the JWT at `path`; `None` (after logging why) when there is no
@@ -594,6 +575,7 @@ mod tests {
         assert_eq!(parse_dns_server("::1"), Ok("[::1]:53".parse().unwrap()));
         assert!(parse_dns_server("dns.example:53")
             .unwrap_err()
+            .to_string()
             .contains("expected ip:port"));
     }
 

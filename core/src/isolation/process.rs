@@ -49,7 +49,7 @@ use super::{
     wire, Helper, LogLabel, DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND,
 };
 use crate::{
-    resolver::{config_pairs, RawTargets, ResolveContext, Settings, TargetResolver},
+    resolver::{config_pairs, RawTargets, ResolveContext, ResolverError, Settings, TargetResolver},
     text::printable,
 };
 
@@ -927,7 +927,7 @@ impl TargetResolver for ProcessResolver {
         &mut self,
         ctx: &ResolveContext,
         config: &provtarget_abi::Config,
-    ) -> Result<Settings, String> {
+    ) -> Result<Settings, ResolverError> {
         // Kept for a restarted child, which is configured again before its call.
         let config = config_pairs(config);
         self.config = Some(config.clone());
@@ -937,17 +937,17 @@ impl TargetResolver for ProcessResolver {
         };
         match self.request(ctx, request) {
             Ok(Answer::Configured(settings)) => Ok(settings),
-            Ok(other) => Err(CallError::Unexpected(other.kind()).to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => Err(CallError::Unexpected(other.kind()).to_string().into()),
+            Err(e) => Err(e.to_string().into()),
         }
     }
-    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, String> {
+    fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
         match self.request(ctx, |id| Request::Targets { id }) {
             Ok(Answer::Targets { list, provenance }) => {
                 Ok(RawTargets::from(list).with_provenance(provenance))
             }
-            Ok(other) => Err(CallError::Unexpected(other.kind()).to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => Err(CallError::Unexpected(other.kind()).to_string().into()),
+            Err(e) => Err(e.to_string().into()),
         }
     }
 }

@@ -52,23 +52,56 @@ fn with_sets(mut cmd: Command, sets: &[String]) -> Command {
     cmd
 }
 
+/// What both rows share: a work folder, an empty configuration, a key pair made by
+/// `minisign` and a trusted-keys folder holding its public key.
+struct Setup {
+    work: TempDir,
+    config: PathBuf,
+    _keys: TempDir,
+    secret: PathBuf,
+    trusted: String,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let work = TempDir::new("bench-sig");
+        let config = empty_config(&work);
+        let keys = TempDir::new("bench-sig-keys");
+        let (public, secret) = keygen(work.path());
+        std::fs::copy(&public, keys.path().join("bench.pub")).expect("copy the key");
+        let trusted = format!("plugin.provtarget.trusted_keys={}", keys.path().display());
+        Setup {
+            work,
+            config,
+            _keys: keys,
+            secret,
+            trusted,
+        }
+    }
+}
+
 /// The rows.
 pub fn rows(bins: &Bins, plugin: &Path, runs: usize) {
-    let work = TempDir::new("bench-sig");
-    let config = empty_config(&work);
-    let keys = TempDir::new("bench-sig-keys");
-    let (public, secret) = keygen(work.path());
-    std::fs::copy(&public, keys.path().join("bench.pub")).expect("copy the key");
-    let trusted = format!("plugin.provtarget.trusted_keys={}", keys.path().display());
+    let setup = Setup::new();
+    targets_row(bins, plugin, runs, &setup);
+    buildinfo_row(bins, plugin, runs, &setup);
+}
 
-    // 1. `provtarget targets`, one signed plugin, whole process: enforce vs off.
+/// 1. `provtarget targets`, one signed plugin, whole process: enforce vs off.
+fn targets_row(bins: &Bins, plugin: &Path, runs: usize, setup: &Setup) {
+    let Setup {
+        config,
+        secret,
+        trusted,
+        ..
+    } = setup;
     let (dir, files) = plugin_dir(plugin, "bench-sig-targets", 1, 700);
-    sign_all(&secret, &files);
+    sign_all(secret, &files);
     let targets = |mode: &str| {
         let mut cmd = Command::new(&bins.provtarget);
         cmd.arg("targets")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--plugin-dir")
             .arg(dir.path());
         let mut cmd = with_sets(
@@ -101,11 +134,20 @@ pub fn rows(bins: &Bins, plugin: &Path, runs: usize) {
         &o,
         "≤ 1.2x",
     );
+}
 
-    // 2. Warm `buildinfo --json`, 100 signed libraries, enforce, vs C dlopen-only.
+/// 2. Warm `buildinfo --json`, 100 signed libraries, enforce, vs C dlopen-only.
+fn buildinfo_row(bins: &Bins, plugin: &Path, runs: usize, setup: &Setup) {
+    let Setup {
+        work,
+        config,
+        secret,
+        trusted,
+        ..
+    } = setup;
     let c = compile_dlopen_only(work.path());
     let (dir, files) = plugin_dir(plugin, "bench-sig-100", 100, 800);
-    sign_all(&secret, &files);
+    sign_all(secret, &files);
     let baseline = || {
         let r = run(Command::new(&c).args(&files));
         assert_eq!(r.stdout.trim(), "100");
@@ -117,7 +159,7 @@ pub fn rows(bins: &Bins, plugin: &Path, runs: usize) {
         cmd.arg("buildinfo")
             .arg("--json")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--plugin-dir")
             .arg(dir.path());
         let mut cmd = with_sets(

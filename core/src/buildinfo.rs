@@ -7,37 +7,11 @@ use serde_json::{json, Value};
 
 use crate::{
     host::{Host, Origin},
-    text::{printable, redact_userinfo, shown as safe},
+    text::{printable, shown},
 };
 
-/// What replaces a secret's value.
-pub const MASK: &str = "*****";
-
-/// Whether a setting's value is a secret, to be shown as [`MASK`]: the one policy of
-/// [`crate::text::is_secret_key`] (`token`, `password`, `pwd`, `secret`,
-/// `authorization`, key material, `extensions`, which may carry anything, ... in the
-/// last part of its key).
-pub fn is_secret(key: &str) -> bool {
-    // Judged by the last part of the key, so `plugin.provtarget.http.token.url` (where
-    // to get a token) is shown while `...token` and `...password` are masked.
-    crate::text::is_secret_key(key)
-}
-
-/// A setting as shown: secrets masked, credentials inside URLs masked, control
-/// characters escaped.
-fn shown(key: &str, value: &str) -> String {
-    printable(&masked(key, value))
-}
-
-/// A setting for JSON: secrets and credentials inside URLs masked, nothing escaped
-/// (JSON carries raw text; its encoder escapes what it must).
-fn masked(key: &str, value: &str) -> String {
-    if is_secret(key) && !value.is_empty() {
-        MASK.to_string()
-    } else {
-        redact_userinfo(value)
-    }
-}
+pub use crate::text::MASK;
+use crate::text::{masked_setting as masked, shown_setting};
 
 /// The configuration's settings with their sources, for buildinfo: secrets masked by
 /// the host's policy and also every key an active plugin masked in its own settings
@@ -127,7 +101,7 @@ fn write_resolvers(out: &mut String, host: &Host) {
             out,
             "            Disabled Resolver: {}: {}",
             printable(&d.name),
-            safe(&d.reason)
+            shown(&d.reason)
         );
     }
 }
@@ -205,7 +179,7 @@ fn write_provisioning_settings(out: &mut String, host: &Host) {
         let _ = writeln!(out);
         let _ = writeln!(out, "    Provisioning Settings:");
         for (k, v) in settings {
-            let _ = writeln!(out, "            {}: {}", printable(k), shown(k, v));
+            let _ = writeln!(out, "            {}: {}", printable(k), shown_setting(k, v));
         }
     }
 }
@@ -224,7 +198,7 @@ fn write_sources(out: &mut String, host: &Host) {
             out,
             "            {} = {value} ({})",
             printable(&s.key),
-            safe(&s.origin)
+            shown(&s.origin)
         );
     }
 }
@@ -247,7 +221,7 @@ fn write_warnings(out: &mut String, host: &Host) {
         let _ = writeln!(out);
         let _ = writeln!(out, "Warnings:");
         for w in host.warnings() {
-            let _ = writeln!(out, "    {}", safe(w));
+            let _ = writeln!(out, "    {}", shown(w));
         }
     }
 }
@@ -489,13 +463,13 @@ pub fn json(host: &Host) -> Value {
                 Origin::Plugin(p) => Value::String(p.display().to_string()),
             },
         })).collect::<Vec<_>>(),
-        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": safe(&d.reason)})).collect::<Vec<_>>(),
+        "disabled": host.disabled().iter().map(|d| json!({"name": d.name, "reason": shown(&d.reason)})).collect::<Vec<_>>(),
         "settings": settings,
         "sources": sources(host).iter().map(|s| json!({
             "key": s.key,
             "value": s.value,
             "source": s.source,
-            "origin": safe(&s.origin),
+            "origin": shown(&s.origin),
         })).collect::<Vec<_>>(),
         "config_file": config.file().map(|p| p.display().to_string()),
         "directories": config.directories().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
@@ -506,7 +480,7 @@ pub fn json(host: &Host) -> Value {
         "isolation": config.isolation().as_str(),
         "signatures": signatures_json(host),
         "plugins": plugins,
-        "warnings": host.warnings().iter().map(|w| safe(w)).collect::<Vec<_>>(),
+        "warnings": host.warnings().iter().map(|w| shown(w)).collect::<Vec<_>>(),
     })
 }
 
@@ -556,15 +530,19 @@ mod tests {
             "plugin.provtarget.etcd.password",
             "plugin.provtarget.http.header.X-aws-ec2-metadata-token",
         ] {
-            assert!(is_secret(k), "{k}");
-            assert_eq!(shown(k, "hunter2"), MASK);
+            assert!(crate::text::is_secret_key(k), "{k}");
+            assert_eq!(shown_setting(k, "hunter2"), MASK);
         }
-        assert_eq!(shown("provisioning.token", ""), "", "empty stays empty");
         assert_eq!(
-            shown("provisioning.broker_urls", "nats://prov:hunter2@b:4222"),
+            shown_setting("provisioning.token", ""),
+            "",
+            "empty stays empty"
+        );
+        assert_eq!(
+            shown_setting("provisioning.broker_urls", "nats://prov:hunter2@b:4222"),
             "nats://*****@b:4222"
         );
-        assert_eq!(shown("plugin.x", "a\x1b[31m"), "a\\u{1b}[31m");
+        assert_eq!(shown_setting("plugin.x", "a\x1b[31m"), "a\\u{1b}[31m");
         for k in [
             "provisioning.broker_urls",
             "provisioning.srv_domain",
@@ -572,8 +550,8 @@ mod tests {
             "plugin.provtarget.http.token.url",
             "plugin.provtarget.http.token.into",
         ] {
-            assert!(!is_secret(k), "{k}");
-            assert_eq!(shown(k, "v"), "v");
+            assert!(!crate::text::is_secret_key(k), "{k}");
+            assert_eq!(shown_setting(k, "v"), "v");
         }
     }
 }

@@ -59,7 +59,7 @@ pub fn redact_userinfo(value: &str) -> String {
 /// `passphrase`, `credential`, `authorization`, `cookie`, `apikey`/`api_key`,
 /// `private_key`/`privatekey`, or is `extensions` (which may carry anything). The one
 /// policy for every echo of input: settings shown by buildinfo
-/// ([`crate::buildinfo::is_secret`]) and malformed lines, flags and variables
+/// ([`is_secret_key`]) and malformed lines, flags and variables
 /// ([`masked_input`]).
 pub fn is_secret_key(key: &str) -> bool {
     let last = key
@@ -126,6 +126,22 @@ pub fn masked_input(text: &str) -> String {
         at = end + text[end..].chars().next().map_or(0, char::len_utf8);
     }
     redact_userinfo(text)
+}
+
+/// A setting's value for JSON: a secret's (by [`is_secret_key`]) replaced by [`MASK`],
+/// credentials inside URLs masked, nothing escaped (JSON carries raw text; its
+/// encoder escapes what it must).
+pub fn masked_setting(key: &str, value: &str) -> String {
+    if is_secret_key(key) && !value.is_empty() {
+        MASK.to_string()
+    } else {
+        redact_userinfo(value)
+    }
+}
+
+/// A setting's value for a terminal: [`masked_setting`], then escaped to one line.
+pub fn shown_setting(key: &str, value: &str) -> String {
+    printable(&masked_setting(key, value))
 }
 
 #[cfg(test)]

@@ -1,50 +1,24 @@
-//! What a child process reports about the library it loaded, as JSON: the handshake
-//! (`magic`, `protocol`) and the loader's [`OutcomeRecord`] (the verdict, with the
-//! stage, kind and reason of a refusal, and the plugin's self-description), in the
-//! one spelling of the record model (`provtarget_loader::record`). Every field is
-//! required and an unknown one is refused: the error names it.
+//! What a child process reports about the library it loaded, as JSON: the loader's
+//! [`OutcomeRecord`] (the verdict, with the stage, kind and reason of a refusal, and
+//! the plugin's self-description), in the one spelling of the record model
+//! (`provtarget_loader::record`). It travels as the `report` of the child's handshake
+//! (`protocol.rs`, which carries the magic cookie and the protocol version). Every
+//! field is required and an unknown one is refused: the error names it.
 #![forbid(unsafe_code)]
 
 use provtarget_loader::{record::OutcomeRecord, PluginFacts, Verdict};
+use serde::Deserialize as _;
 use serde_json::Value;
-
-/// The first field of every handshake: a child that does not send it is not a
-/// provtarget helper (e.g. the wrong executable was named), whatever it prints.
-pub const MAGIC: &str = "provtarget-plugin-child-7c1e4b9a";
-/// The protocol version of the lines exchanged with a child. 2: a resolver child is
-/// handed its library on its socket (the `load` line with the descriptor attached)
-/// instead of at start; 1 had it as inherited descriptor 3 and `__serve PATH`.
-/// 3: a `targets` reply is `{"targets": [...], "provenance": ...}` (interface 1.2).
-/// 4: the report is the record model's `verdict` and `plugin` objects (3 had the
-/// verdict's fields at the top and the plugin's spelled by hand).
-pub const PROTOCOL: u64 = 4;
 
 /// The verdict and facts as one JSON object.
 pub fn report(verdict: &Verdict, plugin: Option<&PluginFacts>) -> Value {
-    let mut v = serde_json::to_value(OutcomeRecord::new(verdict, plugin)).unwrap_or(Value::Null);
-    v["magic"] = MAGIC.into();
-    v["protocol"] = PROTOCOL.into();
-    v
+    serde_json::to_value(OutcomeRecord::new(verdict, plugin)).unwrap_or(Value::Null)
 }
 
 /// Reads [`report`]'s object back. `Err` says what is wrong with it, naming the field.
 pub fn parse(v: &Value) -> Result<(Verdict, Option<PluginFacts>), String> {
-    if v["magic"] != MAGIC {
-        return Err("the child is not a provtarget helper (no handshake)".into());
-    }
-    if v["protocol"] != PROTOCOL {
-        return Err(format!(
-            "the child speaks protocol {}, this host {PROTOCOL}; use the same provtarget build",
-            v["protocol"]
-        ));
-    }
-    let mut record = v.clone();
-    if let Some(fields) = record.as_object_mut() {
-        fields.remove("magic");
-        fields.remove("protocol");
-    }
     let malformed = |e: &dyn std::fmt::Display| format!("the child's report is malformed: {e}");
-    serde_json::from_value::<OutcomeRecord>(record)
+    OutcomeRecord::deserialize(v)
         .map_err(|e| malformed(&e))?
         .into_parts()
         .map_err(|e| malformed(&e))
@@ -54,7 +28,6 @@ pub fn parse(v: &Value) -> Result<(Verdict, Option<PluginFacts>), String> {
 mod tests {
     use super::*;
     use provtarget_loader::{Refusal, RefusalKind, Stage};
-    use serde_json::json;
 
     #[test]
     fn a_refusal_survives_the_round_trip() {
@@ -66,16 +39,6 @@ mod tests {
         let (back, plugin) = parse(&report(&verdict, None)).unwrap();
         assert_eq!(back, verdict);
         assert!(plugin.is_none());
-    }
-
-    #[test]
-    fn a_report_without_the_magic_cookie_is_refused() {
-        let err = parse(&json!({"verdict": "loaded", "protocol": PROTOCOL})).unwrap_err();
-        assert!(err.contains("not a provtarget helper"), "{err}");
-        let other = PROTOCOL + 1;
-        let err =
-            parse(&json!({"magic": MAGIC, "protocol": other, "verdict": "loaded"})).unwrap_err();
-        assert!(err.contains(&format!("protocol {other}")), "{err}");
     }
 
     fn facts() -> PluginFacts {

@@ -293,10 +293,10 @@ pub struct Resolution {
     /// The broker check of every answer of the chain, in order (empty when
     /// `plugin.provtarget.broker_check` is off).
     pub brokers: Vec<crate::broker_check::BrokerResult>,
-    /// Where the answer came from, as the resolver said it (interface 1.2), one line,
-    /// escaped and bounded ([`crate::resolver::provenance_shown`]); `None` when it
-    /// said nothing (every 1.0 and 1.1 plugin).
-    pub provenance: Option<String>,
+    /// Everything the resolver said besides its targets (interface 1.2 on: its
+    /// provenance), each text one line, escaped and bounded
+    /// ([`crate::resolver::answer_shown`]); fields its interface cannot give are `None`.
+    pub answer: provtarget_abi::host::Answer,
 }
 
 /// Why one resolver of the chain gave no servers. `Display` gives Choria's texts,
@@ -566,7 +566,7 @@ impl Host {
                 break;
             }
             let failure = match self.ask(active, cancel, deadline, &mut brokers).await {
-                Ok((servers, provenance)) => {
+                Ok((servers, answer)) => {
                     outcomes.push(None);
                     return Ok(Resolution {
                         resolver: active.name.clone(),
@@ -574,7 +574,7 @@ impl Host {
                         failed,
                         chain: self.chain_result(&outcomes, false),
                         brokers,
-                        provenance,
+                        answer,
                     });
                 }
                 Err(failure) => failure,
@@ -614,14 +614,14 @@ impl Host {
     }
 
     /// One member of the chain: its `targets`, the answer read, the broker check; the
-    /// servers and the answer's provenance, or why it failed.
+    /// servers and the answer record as shown, or why it failed.
     async fn ask(
         &self,
         active: &ActiveResolver,
         cancel: &CancelToken,
         deadline: Option<Duration>,
         brokers: &mut Vec<crate::broker_check::BrokerResult>,
-    ) -> Result<(Vec<Server>, Option<String>), Failure> {
+    ) -> Result<(Vec<Server>, provtarget_abi::host::Answer), Failure> {
         let list = run_targets(active, cancel, deadline)
             .await
             .map_err(|e| e.into_failure(&active.name))?;
@@ -642,7 +642,7 @@ impl Host {
         let servers = self
             .check_brokers(&active.name, servers, cancel, brokers)
             .await?;
-        Ok((servers, answer_provenance(&active.name, &list)))
+        Ok((servers, answer_logged(&active.name, &list)))
     }
 
     /// Why the chain gave no answer, from what each member did (`failed`).
@@ -1094,12 +1094,14 @@ fn configure(
     }
 }
 
-/// The answer's provenance as shown ([`crate::resolver::provenance_shown`]), logged at
-/// info with the resolver's name when there is one.
-fn answer_provenance(resolver: &str, list: &RawTargets) -> Option<String> {
-    let shown = crate::resolver::provenance_shown(list.provenance()?);
-    tracing::info!(plugin = resolver, "answer provenance: {shown}");
-    Some(shown)
+/// The answer record as shown ([`crate::resolver::answer_shown`]), its provenance
+/// logged at info with the resolver's name when there is one.
+fn answer_logged(resolver: &str, list: &RawTargets) -> provtarget_abi::host::Answer {
+    let shown = crate::resolver::answer_shown(list.answer());
+    if let Some(provenance) = &shown.provenance {
+        tracing::info!(plugin = resolver, "answer provenance: {provenance}");
+    }
+    shown
 }
 
 /// The answer of one resolver's `targets`, run on a thread of its own with `token`;

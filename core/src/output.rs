@@ -28,6 +28,8 @@
 
 use serde_json::{json, Value};
 
+use provtarget_abi::host::Answer;
+
 use crate::host::{ChainEntry, Failure, Resolution, ResolveError};
 
 /// The `schema` of `provtarget targets --json` (`schemas/targets.schema.json`).
@@ -83,8 +85,8 @@ pub fn targets_json(result: &Result<Resolution, ResolveError>) -> Value {
             "note": null,
             "failed": failed_json(&res.failed),
             "chain": chain_json(&res.chain),
-            "provenance": res.provenance,
-        }),
+        })
+        .with_answer(&res.answer),
         Err(e) => json!({
             "schema": TARGETS_SCHEMA,
             "ok": false,
@@ -95,8 +97,25 @@ pub fn targets_json(result: &Result<Resolution, ResolveError>) -> Value {
             "note": e.note,
             "failed": failed_json(&e.failed),
             "chain": chain_json(&e.chain),
-            "provenance": null,
-        }),
+        })
+        .with_answer(&Answer::default()),
+    }
+}
+
+/// Adds the answer record's fields (`provenance`, ...) to a `targets` document, null
+/// when not given, so a new field of the record reaches the JSON with no edit here.
+trait WithAnswer {
+    fn with_answer(self, answer: &Answer) -> Value;
+}
+
+impl WithAnswer for Value {
+    fn with_answer(mut self, answer: &Answer) -> Value {
+        if let (Some(doc), Ok(Value::Object(fields))) =
+            (self.as_object_mut(), serde_json::to_value(answer))
+        {
+            doc.extend(fields);
+        }
+        self
     }
 }
 
@@ -118,8 +137,10 @@ pub fn chain_text(chain: &[ChainEntry]) -> String {
 /// check), or nothing when
 /// the resolver said nothing (1.0 and 1.1 plugins).
 pub fn provenance_text(res: &Resolution) -> String {
-    match &res.provenance {
-        Some(p) => format!("Provenance: {p}\n"),
-        None => String::new(),
+    let answer = &res.answer;
+    let mut text = String::new();
+    if let Some(p) = &answer.provenance {
+        text.push_str(&format!("Provenance: {p}\n"));
     }
+    text
 }

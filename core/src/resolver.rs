@@ -8,7 +8,7 @@ use std::{
 };
 
 use provtarget_abi::{
-    host::{HostServices, TargetList},
+    host::{Answer, HostServices, TargetList},
     Cancellation, Cancelled, Config, LogLevel,
 };
 
@@ -115,7 +115,7 @@ impl From<&str> for ResolverError {
 /// assert_eq!(list.iter().collect::<Vec<_>>(), ["broker1:4222"]);
 /// assert!(RawTargets::default().is_empty());
 /// ```
-pub struct RawTargets(Raw, Option<String>);
+pub struct RawTargets(Raw, Answer);
 
 enum Raw {
     /// From a resolver compiled into the host.
@@ -127,7 +127,7 @@ enum Raw {
 impl Default for RawTargets {
     /// No targets (allocates nothing).
     fn default() -> RawTargets {
-        RawTargets(Raw::Native(Vec::new()), None)
+        RawTargets(Raw::Native(Vec::new()), Answer::default())
     }
 }
 
@@ -169,16 +169,24 @@ impl RawTargets {
     /// Where the answer came from, as the resolver said it (raw text; interface 1.2
     /// plugins and native resolvers that set it): see [`provenance_shown`].
     pub fn provenance(&self) -> Option<&str> {
-        match (&self.1, &self.0) {
-            (Some(p), _) => Some(p),
-            (None, Raw::Plugin(list)) => list.provenance(),
-            (None, Raw::Native(_)) => None,
-        }
+        self.1.provenance.as_deref()
+    }
+
+    /// Everything the resolver said besides its targets (raw text: see
+    /// [`answer_shown`]).
+    pub fn answer(&self) -> &Answer {
+        &self.1
     }
 
     /// The same targets, saying where they came from.
     pub fn with_provenance(mut self, provenance: Option<String>) -> RawTargets {
-        self.1 = provenance.filter(|p| !p.is_empty());
+        self.1.provenance = provenance.filter(|p| !p.is_empty());
+        self
+    }
+
+    /// The same targets with the rest of an answer (as the child protocol carries it).
+    pub fn with_answer(mut self, answer: Answer) -> RawTargets {
+        self.1 = answer;
         self
     }
 }
@@ -208,6 +216,12 @@ pub fn provenance_shown(raw: &str) -> String {
         text.push('…');
     }
     text
+}
+
+/// An answer record as the host shows, logs and sends it: every text field through
+/// [`provenance_shown`] (one line, escaped, masked, bounded).
+pub fn answer_shown(answer: &Answer) -> Answer {
+    answer.clone().map_texts(provenance_shown)
 }
 
 /// Iterator over [`RawTargets`], yielding `&str`.
@@ -245,19 +259,20 @@ impl<'a> IntoIterator for &'a RawTargets {
 
 impl From<Vec<String>> for RawTargets {
     fn from(list: Vec<String>) -> RawTargets {
-        RawTargets(Raw::Native(list), None)
+        RawTargets(Raw::Native(list), Answer::default())
     }
 }
 
 impl From<TargetList> for RawTargets {
     fn from(list: TargetList) -> RawTargets {
-        RawTargets(Raw::Plugin(list), None)
+        let answer = list.answer().clone();
+        RawTargets(Raw::Plugin(list), answer)
     }
 }
 
 impl FromIterator<String> for RawTargets {
     fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> RawTargets {
-        RawTargets(Raw::Native(iter.into_iter().collect()), None)
+        RawTargets(Raw::Native(iter.into_iter().collect()), Answer::default())
     }
 }
 

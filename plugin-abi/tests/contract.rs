@@ -21,7 +21,7 @@ use provtarget_abi::{
 const V1_0: &str = "1.0.0";
 /// The frozen second layout, as the 1.1 fixture declares it.
 const V1_1: &str = "1.1.0";
-use provtarget_testsupport::{cdylib, TempDir};
+use provtarget_testsupport::{cdylib, frozen::layout_code, TempDir};
 
 /// Called with the 1-based number of each sleep.
 type SleepHook = Box<dyn FnMut(usize) + Send>;
@@ -469,21 +469,6 @@ fn layouts_are_chosen_by_the_declared_version() {
     assert!(supported.contains(&V1_0), "{supported:?}");
 }
 
-/// Reduces Rust source to its code tokens: comments, attributes that only silence
-/// lints, and white space removed.
-fn code_of(source: &str) -> String {
-    source
-        .lines()
-        .map(|l| match l.find("//") {
-            Some(i) => &l[..i],
-            None => l,
-        })
-        .filter(|l| !l.trim_start().starts_with("#![allow("))
-        .flat_map(str::split_whitespace)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[test]
 fn the_frozen_1_0_layout_and_the_legacy_fixture_have_not_drifted_apart() {
     // The legacy test plugin (tests/legacy-1.0) is built against its own copy of the
@@ -492,10 +477,10 @@ fn the_frozen_1_0_layout_and_the_legacy_fixture_have_not_drifted_apart() {
     let root = provtarget_testsupport::workspace_root();
     let frozen = std::fs::read_to_string(root.join("plugin-abi/src/ffi/v1_0.rs")).unwrap();
     let fixture = std::fs::read_to_string(root.join("tests/legacy-1.0/abi/src/lib.rs")).unwrap();
-    assert!(code_of(&frozen).contains("pub struct PluginModule"));
+    assert!(layout_code(&frozen).contains("pub struct PluginModule"));
     assert_eq!(
-        code_of(&frozen),
-        code_of(&fixture),
+        layout_code(&frozen),
+        layout_code(&fixture),
         "plugin-abi/src/ffi/v1_0.rs and tests/legacy-1.0/abi/src/lib.rs differ in code"
     );
     assert!(frozen.contains(&format!("INTERFACE_VERSION: &str = \"{V1_0}\"")));
@@ -508,10 +493,10 @@ fn the_frozen_1_1_layout_and_the_1_1_fixture_have_not_drifted_apart() {
     let root = provtarget_testsupport::workspace_root();
     let frozen = std::fs::read_to_string(root.join("plugin-abi/src/ffi/v1_1.rs")).unwrap();
     let fixture = std::fs::read_to_string(root.join("tests/legacy-1.1/abi/src/lib.rs")).unwrap();
-    assert!(code_of(&frozen).contains("pub config_keys"));
+    assert!(layout_code(&frozen).contains("pub config_keys"));
     assert_eq!(
-        code_of(&frozen),
-        code_of(&fixture),
+        layout_code(&frozen),
+        layout_code(&fixture),
         "plugin-abi/src/ffi/v1_1.rs and tests/legacy-1.1/abi/src/lib.rs differ in code"
     );
     assert!(frozen.contains(&format!("INTERFACE_VERSION: &str = \"{V1_1}\"")));

@@ -13,9 +13,10 @@ use super::command::{is_host_config_var, scrub_env};
 use super::resolver_child::Spare;
 
 /// The executable run as a child (it must be a `provtarget` binary of the same build,
-/// or a program that calls [`child_main`] for the hidden subcommands), with the resolver
-/// children started ahead of need ([`Helper::prestart`]). Clones share those children;
-/// they end when the last clone is dropped.
+/// or a program that calls [`child_main`](crate::plumbing::child_main) for the hidden
+/// subcommands), with the resolver children started ahead of need
+/// ([`Helper::prestart`]). Clones share those children; they end when the last clone
+/// is dropped.
 #[derive(Clone)]
 pub struct Helper {
     path: PathBuf,
@@ -76,7 +77,7 @@ impl Helper {
     /// the host's own work (reading its configuration, scanning directories, checking
     /// libraries) instead of after it; each is started on a short-lived thread, so
     /// this returns at once. A waiting child knows nothing yet: it is handed its
-    /// sealed copy of a library ([`process`]) only once that library passed every
+    /// sealed copy of a library ([`super::process`]) only once that library passed every
     /// check here. Failing to start one is not an error: a child is then started when
     /// needed, as without this.
     pub fn prestart(&self, count: usize) {

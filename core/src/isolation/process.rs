@@ -6,7 +6,7 @@
 //! Transport: one Unix stream socket, the child's stdin (the child moves it to a
 //! descriptor of its own and puts `/dev/null` at 0 before any plugin code runs, so a
 //! plugin that reads stdin or prints cannot touch the protocol). A child starts
-//! knowing nothing, so it can be started ahead of need ([`Spare`],
+//! knowing nothing, so it can be started ahead of need ([`Spare`](super::resolver_child::Spare),
 //! [`Helper::prestart`]): the host hands it the sealed in-memory copy of a library
 //! that passed every check as an `SCM_RIGHTS` descriptor with the first line,
 //! `Request::Load`.

@@ -185,7 +185,7 @@ impl Proc {
 }
 
 /// A resolver child started ahead of need, waiting for its library (see
-/// [`Helper::prestart`]). Dropping it ends the child.
+/// [`super::helper::Helper::prestart`]). Dropping it ends the child.
 pub struct Spare {
     pub(super) running: Running,
     pub(super) label: LogLabel,
@@ -200,7 +200,7 @@ impl Spare {
     }
 
     /// Forks a resolver child from this process, which must have a single thread (the
-    /// `provtarget` command at start-up, see [`Helper::fork_spare`]). The copy sets
+    /// `provtarget` command at start-up, see [`super::helper::Helper::fork_spare`]). The copy sets
     /// its stdio (the socket, `/dev/null`, the log pipe), serves like `__serve` and
     /// exits; it never returns from here. Costs a `fork`, not an `exec` of the helper.
     pub(super) fn fork() -> std::io::Result<Spare> {

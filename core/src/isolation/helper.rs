@@ -77,7 +77,7 @@ impl Helper {
     /// the host's own work (reading its configuration, scanning directories, checking
     /// libraries) instead of after it; each is started on a short-lived thread, so
     /// this returns at once. A waiting child knows nothing yet: it is handed its
-    /// sealed copy of a library ([`super::process`]) only once that library passed every
+    /// sealed copy of a library (`process`) only once that library passed every
     /// check here. Failing to start one is not an error: a child is then started when
     /// needed, as without this.
     pub fn prestart(&self, count: usize) {

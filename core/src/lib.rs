@@ -42,8 +42,9 @@
 //!   `targets`' one shape), [`text`] (making untrusted text safe to show);
 //! - [`cli`]: the command line ([`cli::command`] for packaging and docs).
 //!
-//! [`isolation`] (plugin code in child processes) is public only until its users go
-//! through [`host::Host`] and the hidden `plumbing` entry point the binary uses.
+//! Crash isolation (plugin code in child processes) is private: it is reached through
+//! [`host::Host`], and the binary's child subcommands through the hidden `plumbing`
+//! entry point.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -53,7 +54,7 @@ pub mod cli;
 pub mod config;
 pub mod default_resolver;
 pub mod host;
-pub mod isolation;
+mod isolation;
 mod logsink;
 pub mod output;
 pub mod resolver;
@@ -62,10 +63,14 @@ pub mod targets;
 pub mod text;
 
 /// The binary's plumbing (`provtarget`'s `main.rs` is a crate of its own): the hidden
-/// child subcommands and the bounded stderr log sink. Not an API.
+/// child subcommands, the helper executable children are started from, `plugins
+/// check`'s one-file check, and the bounded stderr log sink. Not an API.
 #[doc(hidden)]
 pub mod plumbing {
-    pub use crate::isolation::{child_main, is_child_command, may_need_resolver_processes};
+    pub use crate::isolation::{
+        check_file, child_main, is_child_command, may_hold_plugins, may_need_resolver_processes,
+        Helper,
+    };
     /// The stderr sink every log line and message goes through.
     pub mod logsink {
         pub use crate::logsink::{dropped, dropped_summary, line, suppressed, Stderr, MAX_REPEATS};

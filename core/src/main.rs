@@ -18,7 +18,7 @@ use provtarget::{
     cli::{Cli, Command, PluginsCommand},
     config::{ConfigBuilder, HostConfig},
     host::Host,
-    isolation::Helper,
+    plumbing::Helper,
     resolver::CancelToken,
     text::printable,
 };
@@ -652,7 +652,7 @@ fn check_cmd(
         return Err("cannot find this program's own executable to load the file in a child".into());
     };
     let record =
-        provtarget::isolation::check_file(file, &options, &helper, env_config.probe_timeout());
+        provtarget::plumbing::check_file(file, &options, &helper, env_config.probe_timeout());
     if as_json {
         let mut doc = buildinfo::record_json(&record);
         doc["schema"] = provtarget::output::PLUGINS_CHECK_SCHEMA.into();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use provtarget::{
     config::{keys, ConfigBuilder},
     host::{Failure, Host},
-    isolation::Helper,
+    plumbing::Helper,
     resolver::CancelToken,
 };
 use provtarget_testsupport::{cdylib, cdylib_file_name, provtarget_bin, TempDir};
@@ -162,7 +162,7 @@ fn children_are_started_ahead_of_need_only_where_plugins_may_be() {
         directories: vec![d.to_path_buf()],
         ..provtarget_loader::LoaderOptions::default()
     };
-    let may_hold = |d: &std::path::Path| provtarget::isolation::may_hold_plugins(&options(d));
+    let may_hold = |d: &std::path::Path| provtarget::plumbing::may_hold_plugins(&options(d));
     assert!(!may_hold(&dir.path().join("missing")));
     assert!(!may_hold(dir.path()), "empty");
     dir.write("README", "not a plugin");

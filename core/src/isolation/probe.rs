@@ -14,13 +14,12 @@ use std::{
 
 use provtarget_loader::{PluginFacts, Prepared, Refusal, RefusalKind, Stage, Verdict};
 
-use super::{
-    child_command,
-    exit::ChildExit,
-    inherited, pipe,
-    protocol::{send, Handshake, ProtocolError},
-    relog, wire, Helper, PROBE_COMMAND,
-};
+use super::command::PROBE_COMMAND;
+use super::exit::ChildExit;
+use super::helper::{child_command, Helper};
+use super::protocol::{send, Handshake, ProtocolError};
+use super::relay::{inherited, pipe, relog, LogLabel};
+use super::wire;
 use crate::text::printable;
 
 /// The descriptor a child finds the sealed copy at.
@@ -111,7 +110,7 @@ fn spawn(
     let relayed = child
         .stderr
         .take()
-        .map(|stderr| relog(stderr, super::LogLabel::new(&path.to_string_lossy()), None));
+        .map(|stderr| relog(stderr, LogLabel::new(&path.to_string_lossy()), None));
     Ok(Probing {
         child,
         reports,

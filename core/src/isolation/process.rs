@@ -6,7 +6,7 @@
 //! Transport: one Unix stream socket, the child's stdin (the child moves it to a
 //! descriptor of its own and puts `/dev/null` at 0 before any plugin code runs, so a
 //! plugin that reads stdin or prints cannot touch the protocol). A child starts
-//! knowing nothing, so it can be started ahead of need ([`Spare`],
+//! knowing nothing, so it can be started ahead of need ([`Spare`](super::resolver_child::Spare),
 //! [`Helper::prestart`]): the host hands it the sealed in-memory copy of a library
 //! that passed every check as an `SCM_RIGHTS` descriptor with the first line,
 //! `Request::Load`.
@@ -26,16 +26,14 @@
 use std::{
     fmt,
     fs::File,
-    io::{BufReader, IoSlice, Write},
+    io::{IoSlice, Write},
     mem::MaybeUninit,
     os::{
-        fd::{AsFd, BorrowedFd, OwnedFd},
-        unix::{net::UnixStream, process::ExitStatusExt},
+        fd::{AsFd, BorrowedFd},
+        unix::net::UnixStream,
     },
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
     sync::{Mutex, MutexGuard},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -43,12 +41,14 @@ use provtarget_abi::backoff;
 use provtarget_loader::{PluginFacts, Prepared, Verdict};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
-use super::{
-    exit::{Breach, ChildExit},
-    protocol::{send, Answer, Handshake, ProtocolError, Reply, Request},
-    wire, Helper, LogLabel, DEFAULT_PROBE_TIMEOUT, SERVE_COMMAND,
-};
+use super::exit::{Breach, ChildExit};
+use super::helper::Helper;
+use super::protocol::{send, Answer, Handshake, ProtocolError, Reply, Request};
+use super::relay::LogLabel;
+use super::resolver_child::{start_child, Next, Running, MAX_LINE};
+use super::wire;
 use crate::{
+    config::DEFAULT_PROBE_TIMEOUT,
     resolver::{config_pairs, RawTargets, ResolveContext, ResolverError, Settings, TargetResolver},
     text::printable,
 };
@@ -87,228 +87,6 @@ struct State {
     retry_at: Option<Instant>,
     /// How the last child ended.
     last_end: Option<Down>,
-}
-
-struct Running {
-    child: Proc,
-    requests: UnixStream,
-    replies: Replies,
-    next_id: u64,
-    /// To wait for the child's last log lines when it is ended.
-    log: super::LogFlush,
-}
-
-impl Running {
-    /// Whether the child still runs.
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-/// How long ending a child waits for its last log lines to be re-logged (its stderr
-/// closes as soon as the killed process is gone).
-const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
-
-/// The child's lines, read by the caller itself (no thread, no hand-over): a blocking
-/// read with a timeout, the part of a line read before a timeout kept for the next.
-struct Replies {
-    reader: BufReader<UnixStream>,
-    pending: Vec<u8>,
-}
-
-/// The longest line a child may send. The longest valid one, an answer of the most
-/// targets the host accepts with every entry at its longest and escaped, is under
-/// 7 MiB; a child (its plugin) sending more without end must not exhaust the host's
-/// memory.
-pub const MAX_LINE: usize = 16 << 20;
-
-/// What [`Replies::next`] got.
-enum Next {
-    /// A whole line, without its `\n`.
-    Line(Vec<u8>),
-    /// Nothing within the wait.
-    Timeout,
-    /// The child closed its end (it ended).
-    Closed,
-    /// A line over [`MAX_LINE`]: the child breaks the protocol.
-    TooLong,
-}
-
-impl Replies {
-    /// The next line within `wait`.
-    fn next(&mut self, wait: Duration) -> Next {
-        let wait = wait.max(Duration::from_millis(1));
-        if self.reader.get_ref().set_read_timeout(Some(wait)).is_err() {
-            return Next::Closed;
-        }
-        loop {
-            match super::read_line_bounded(&mut self.reader, &mut self.pending, MAX_LINE) {
-                Ok(super::Bounded::Line) => {
-                    let mut line = std::mem::take(&mut self.pending);
-                    line.pop();
-                    return Next::Line(line);
-                }
-                Ok(super::Bounded::Long) => {
-                    self.pending = Vec::new();
-                    return Next::TooLong;
-                }
-                // End of the stream (a partial last line is not a reply).
-                Ok(super::Bounded::End) => return Next::Closed,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Next::Timeout
-                }
-                Err(_) => return Next::Closed,
-            }
-        }
-    }
-}
-
-impl Drop for Running {
-    /// Kills the child. It is reaped here when already gone, else by a short-lived
-    /// thread, so that ending a host (or the `provtarget` command) does not wait for
-    /// the kernel to tear a killed process down; a program that exits first leaves the
-    /// reaping to init, the child being dead either way.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        // Its last lines (often why it failed) are logged before the host goes on, or
-        // ends, without waiting for the killed child to be torn down.
-        self.log.flush(LAST_LINES_WAIT);
-        if let Ok(None) = self.child.try_wait() {
-            let mut child = std::mem::replace(&mut self.child, Proc::HandedOver);
-            let spawned = thread::Builder::new()
-                .name("reap child".into())
-                .spawn(move || {
-                    let _ = child.wait();
-                });
-            if let Err(e) = spawned {
-                tracing::warn!(
-                    "cannot start a thread to reap a killed resolver process ({e}); it stays \
-                     a zombie until this program ends"
-                );
-            }
-        }
-    }
-}
-
-/// A resolver child: started from the helper executable, or forked from this process
-/// at start-up ([`Spare::fork`]).
-enum Proc {
-    Spawned(Child),
-    Forked {
-        pid: rustix::process::Pid,
-        ended: Option<ExitStatus>,
-    },
-    /// Handed to a thread that reaps it (see `Running`'s `drop`).
-    HandedOver,
-}
-
-impl Proc {
-    fn kill(&mut self) -> std::io::Result<()> {
-        match self {
-            Proc::Spawned(child) => child.kill(),
-            Proc::Forked { pid, ended: None } => Ok(rustix::process::kill_process(
-                *pid,
-                rustix::process::Signal::KILL,
-            )?),
-            Proc::Forked { .. } | Proc::HandedOver => Ok(()),
-        }
-    }
-
-    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
-        self.reap(rustix::process::WaitOptions::NOHANG)
-    }
-
-    fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        self.reap(rustix::process::WaitOptions::empty())?
-            .ok_or_else(|| std::io::Error::other("the child did not end"))
-    }
-
-    fn reap(
-        &mut self,
-        options: rustix::process::WaitOptions,
-    ) -> std::io::Result<Option<ExitStatus>> {
-        match self {
-            Proc::Spawned(child) if options.is_empty() => child.wait().map(Some),
-            Proc::Spawned(child) => child.try_wait(),
-            Proc::Forked {
-                ended: Some(status),
-                ..
-            } => Ok(Some(*status)),
-            Proc::HandedOver => Err(std::io::Error::other("the child was handed over")),
-            Proc::Forked { pid, ended } => {
-                let Some((_, status)) = rustix::process::waitpid(Some(*pid), options)? else {
-                    return Ok(None);
-                };
-                let status = ExitStatus::from_raw(status.as_raw());
-                *ended = Some(status);
-                Ok(Some(status))
-            }
-        }
-    }
-}
-
-/// A resolver child started ahead of need, waiting for its library (see
-/// [`Helper::prestart`]). Dropping it ends the child.
-pub struct Spare {
-    running: Running,
-    label: LogLabel,
-}
-
-impl Spare {
-    /// Starts `helper __serve`.
-    pub(super) fn start(helper: &Helper) -> std::io::Result<Spare> {
-        let label = LogLabel::new("resolver process");
-        let running = start_child(helper, &label)?;
-        Ok(Spare { running, label })
-    }
-
-    /// Forks a resolver child from this process, which must have a single thread (the
-    /// `provtarget` command at start-up, see [`Helper::fork_spare`]). The copy sets
-    /// its stdio (the socket, `/dev/null`, the log pipe), serves like `__serve` and
-    /// exits; it never returns from here. Costs a `fork`, not an `exec` of the helper.
-    pub(super) fn fork() -> std::io::Result<Spare> {
-        let (ours, theirs) = UnixStream::pair()?;
-        let (log_r, log_w) = super::pipe()?;
-        let null = File::options().write(true).open("/dev/null")?;
-        match provtarget_loader::process::fork_single_threaded()? {
-            provtarget_loader::process::Forked::Child => {
-                drop((ours, log_r));
-                let code = match become_served(&theirs, &null, &log_w) {
-                    Ok(()) => {
-                        drop((theirs, null, log_w));
-                        // The copy keeps nothing above stderr: not the host's
-                        // descriptors, nor those whoever started the host left open.
-                        provtarget_loader::process::close_from(3, &loader_debug_output());
-                        super::scrub_own_env();
-                        super::serve_main()
-                    }
-                    Err(_) => 2,
-                };
-                std::process::exit(code.into())
-            }
-            provtarget_loader::process::Forked::Parent(pid) => {
-                drop((theirs, null));
-                let pid = rustix::process::Pid::from_raw(pid as i32)
-                    .ok_or_else(|| std::io::Error::other("fork gave no process id"))?;
-                let label = LogLabel::new("resolver process");
-                let child = Proc::Forked { pid, ended: None };
-                let log = super::LogFlush::over(log_r, log_w, &label);
-                let running = adopt(child, ours, log)?;
-                Ok(Spare { running, label })
-            }
-        }
-    }
-
-    /// Whether the child still runs.
-    pub(super) fn alive(&mut self) -> bool {
-        self.running.alive()
-    }
 }
 
 /// How one request ended without a normal reply.
@@ -690,87 +468,6 @@ enum Launch {
     /// Its handshake was refused.
     Refused(ProtocolError),
 }
-/// Starts `helper __serve` on a new socket pair (its end as the child's stdin), with
-/// its stderr re-logged under `label`.
-fn start_child(helper: &Helper, label: &LogLabel) -> std::io::Result<Running> {
-    let (ours, theirs) = UnixStream::pair()?;
-    let (log_theirs, log) = super::LogFlush::pipe(label)?;
-    let mut cmd = Command::new(helper.path());
-    cmd.arg(SERVE_COMMAND)
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log_theirs));
-    super::scrub_env(&mut cmd);
-    // Nothing above stderr is inherited (whoever started the host may have left
-    // descriptors open).
-    let spawned = provtarget_loader::process::spawn_with_fds(&mut cmd, &[]);
-    // The command holds the child's ends: closed here, so the child's end of the
-    // socket is the child's alone (its exit is then seen as the end of the stream).
-    drop(cmd);
-    adopt(Proc::Spawned(spawned?), ours, log)
-}
-
-/// The host's side of a started child: its replies read on `ours`, its stderr
-/// re-logged through `log`.
-fn adopt(mut child: Proc, ours: UnixStream, log: super::LogFlush) -> std::io::Result<Running> {
-    let lines = match ours.try_clone() {
-        Ok(lines) => lines,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
-    };
-    Ok(Running {
-        child,
-        requests: ours,
-        replies: Replies {
-            reader: BufReader::new(lines),
-            pending: Vec::new(),
-        },
-        next_id: 1,
-        log,
-    })
-}
-
-/// The descriptors the dynamic loader writes `LD_DEBUG` output to (files named
-/// after `LD_DEBUG_OUTPUT`), which a forked child keeps: they are glibc's, opened
-/// for debugging by whoever set the variable, not the caller's secrets.
-fn loader_debug_output() -> Vec<i32> {
-    use std::os::unix::ffi::OsStrExt;
-    let Some(prefix) = std::env::var_os("LD_DEBUG_OUTPUT") else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let n: i32 = e.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(e.path()).ok()?;
-            target
-                .as_os_str()
-                .as_bytes()
-                .starts_with(prefix.as_bytes())
-                .then_some(n)
-        })
-        .collect()
-}
-
-/// In a forked child: the socket as stdin, `/dev/null` as stdout, the log pipe as
-/// stderr (each first moved above the standard numbers, in case one of them was
-/// closed in the parent and the new descriptor took its number).
-fn become_served(socket: &UnixStream, null: &File, log: &File) -> std::io::Result<()> {
-    let socket = rustix::io::fcntl_dupfd_cloexec(socket, 3)?;
-    let null = rustix::io::fcntl_dupfd_cloexec(null, 3)?;
-    let log = rustix::io::fcntl_dupfd_cloexec(log, 3)?;
-    rustix::stdio::dup2_stdin(&socket)?;
-    rustix::stdio::dup2_stdout(&null)?;
-    rustix::stdio::dup2_stderr(&log)?;
-    Ok(())
-}
-
 /// Sends the `load` request with `image` attached (`SCM_RIGHTS`).
 fn send_load(to: &UnixStream, path: &Path, image: BorrowedFd<'_>) -> std::io::Result<()> {
     let load = Request::Load {
@@ -808,7 +505,7 @@ fn handed(
             Some(spare) => (spare.running, spare.label, true),
             None => {
                 let label = LogLabel::new(&shown);
-                (start_child(helper, &label)?, label, false)
+                (start_child(helper.path(), &label)?, label, false)
             }
         };
         label.set(&shown);
@@ -1004,8 +701,14 @@ impl fmt::Display for CallError {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, Write};
+    use std::{
+        io::{BufRead, Write},
+        os::unix::process::ExitStatusExt,
+        process::{Command, ExitStatus, Stdio},
+        thread,
+    };
 
+    use super::super::resolver_child::{adopt, Proc};
     use super::*;
     use crate::resolver::CancelToken;
 
@@ -1013,7 +716,7 @@ mod tests {
     /// end of the socket is returned: the test plays the child.
     fn fake_child() -> (Running, UnixStream) {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let (_, log) = super::super::LogFlush::pipe(&LogLabel::new("test")).unwrap();
+        let (_, log) = super::super::relay::LogFlush::pipe(&LogLabel::new("test")).unwrap();
         let sleep = Command::new("sleep")
             .arg("30")
             .stdin(Stdio::null())

@@ -12,7 +12,7 @@
 //! Reading a line never guesses: a message that is not JSON, names an unknown
 //! request or reply, lacks a field, has one of the wrong type or one more is a
 //! [`ProtocolError`] naming the field. The line bounds are the readers' (see
-//! [`super::process::MAX_LINE`]).
+//! [`super::resolver_child::MAX_LINE`]).
 #![forbid(unsafe_code)]
 
 use std::{fmt, io::Write};

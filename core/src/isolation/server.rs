@@ -21,10 +21,9 @@ use std::{
 use provtarget_abi::host::PluginResolver;
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
-use super::{
-    protocol::{send, Answer, Handshake, ProtocolError, Reply, Request},
-    wire, SERVE_COMMAND,
-};
+use super::command::SERVE_COMMAND;
+use super::protocol::{send, Answer, Handshake, ProtocolError, Reply, Request};
+use super::wire;
 use crate::resolver::{CancelToken, RawTargets, ResolveContext};
 
 /// The longest first line (`load`) a child accepts.

@@ -104,42 +104,67 @@ fn references(
             if preceded_by_path {
                 continue;
             }
-            let after = segments_after(line, i + 2);
-            let path: Vec<String> = match before.as_str() {
-                "crate" => after,
-                "super" => {
-                    // `super::super::x` is followed through.
-                    // `super` of `a/b.rs` and of `a/b/mod.rs` is `a`.
-                    let mut base = me.to_vec();
-                    base.pop();
-                    let mut rest = after.as_slice();
-                    while rest.first().is_some_and(|s| s == "super") {
-                        base.pop();
-                        rest = &rest[1..];
-                    }
-                    base.extend(rest.iter().cloned());
-                    base
-                }
-                child if is_mod_rs => {
-                    let mut p = me.to_vec();
-                    p.push(child.to_string());
-                    if files.contains_key(&p) {
-                        p.extend(after);
-                        p
-                    } else {
-                        continue;
-                    }
-                }
-                _ => continue,
+            // `super::{a::x, b::y}` and `crate::{a, b::c}`: each item is a path of
+            // its own (on this line; rustfmt puts long lists one item a line, each
+            // of which then starts with its own first segment and is read below
+            // as a reference only if it names a file).
+            let afters: Vec<Vec<String>> = match line[i + 2..].strip_prefix('{') {
+                Some(list) => list
+                    .split(['}', ','])
+                    .map(|item| segments_after(item.trim_start(), 0))
+                    .filter(|segs| !segs.is_empty())
+                    .collect(),
+                None => vec![segments_after(line, i + 2)],
             };
-            if let Some(target) = file_for(files, &path) {
-                if target != me {
-                    out.insert(target);
+            for after in afters {
+                if let Some(target) = resolve(files, me, is_mod_rs, &before, after) {
+                    if target != me {
+                        out.insert(target);
+                    }
                 }
             }
         }
     }
     out
+}
+
+/// The file a path names, read from `me`: `before` is the segment before `::`
+/// (`crate`, `super`, or a child module of a `mod.rs`), `after` the segments after.
+fn resolve(
+    files: &BTreeMap<Vec<String>, PathBuf>,
+    me: &[String],
+    is_mod_rs: bool,
+    before: &str,
+    after: Vec<String>,
+) -> Option<Vec<String>> {
+    let path: Vec<String> = match before {
+        "crate" => after,
+        "super" => {
+            // `super::super::x` is followed through.
+            // `super` of `a/b.rs` and of `a/b/mod.rs` is `a`.
+            let mut base = me.to_vec();
+            base.pop();
+            let mut rest = after.as_slice();
+            while rest.first().is_some_and(|s| s == "super") {
+                base.pop();
+                rest = &rest[1..];
+            }
+            base.extend(rest.iter().cloned());
+            base
+        }
+        child if is_mod_rs => {
+            let mut p = me.to_vec();
+            p.push(child.to_string());
+            if files.contains_key(&p) {
+                p.extend(after);
+                p
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    };
+    file_for(files, &path)
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -262,4 +287,29 @@ fn the_reader_sees_the_references_it_must() {
     );
     let total: usize = g.values().map(|s| s.len()).sum();
     assert!(total > 20, "only {total} references found");
+}
+
+#[test]
+fn grouped_and_nested_paths_are_read() {
+    // `use super::{relay::pipe, command::X}` from a child names its siblings, not
+    // `mod.rs`; `crate::a::b` names `a/b.rs` when it exists, else `a.rs`.
+    let mut files = BTreeMap::new();
+    for m in [
+        &["iso"][..],
+        &["iso", "relay"],
+        &["iso", "command"],
+        &["text"],
+    ] {
+        let m: Vec<String> = m.iter().map(|s| s.to_string()).collect();
+        let file = if m.len() == 1 { "x/mod.rs" } else { "x/y.rs" };
+        files.insert(m, PathBuf::from(file));
+    }
+    let me = vec!["iso".to_string(), "relay".to_string()];
+    let refs = references(
+        &files,
+        &me,
+        "use super::{command::X, relay::y};\nuse crate::text::shown;\n",
+    );
+    let names: Vec<String> = refs.iter().map(|m| shown(m)).collect();
+    assert_eq!(names, ["iso::command", "text"]);
 }

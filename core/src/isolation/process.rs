@@ -640,9 +640,7 @@ impl TargetResolver for ProcessResolver {
     }
     fn targets(&self, ctx: &ResolveContext) -> Result<RawTargets, ResolverError> {
         match self.request(ctx, |id| Request::Targets { id }) {
-            Ok(Answer::Targets { list, provenance }) => {
-                Ok(RawTargets::from(list).with_provenance(provenance))
-            }
+            Ok(Answer::Targets { list, answer }) => Ok(RawTargets::from(list).with_answer(answer)),
             Ok(other) => Err(CallError::Unexpected(other.kind()).to_string().into()),
             Err(e) => Err(e.to_string().into()),
         }
@@ -759,14 +757,14 @@ mod tests {
     fn a_typed_reply_answers_its_request() {
         let (request, got) = call(|id| {
             format!(
-                r#"{{"id":{id},"answer":{{"targets":{{"list":["b:4222"],"provenance":"here"}}}}}}"#
+                r#"{{"id":{id},"answer":{{"targets":{{"list":["b:4222"],"answer":{{"provenance":"here"}}}}}}}}"#
             )
         });
         assert_eq!(request, Request::Targets { id: 1 });
         match got {
-            Ok(Answer::Targets { list, provenance }) => {
+            Ok(Answer::Targets { list, answer }) => {
                 assert_eq!(list, ["b:4222"]);
-                assert_eq!(provenance.as_deref(), Some("here"));
+                assert_eq!(answer.provenance.as_deref(), Some("here"));
             }
             Ok(other) => panic!("{other:?}"),
             Err(_) => panic!("lost"),

@@ -20,6 +20,8 @@ use std::{fmt, io::Write};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
+pub use provtarget_abi::host::Answer as AnswerRecord;
+
 use crate::resolver::Settings;
 
 /// The first field of every handshake: a child that does not send it is not a
@@ -30,7 +32,8 @@ pub const MAGIC: &str = "provtarget-plugin-child-7c1e4b9a";
 /// its library on its socket (the `load` line with the descriptor attached) instead
 /// of at start; 1 had it as inherited descriptor 3 and `__serve PATH`. 3: a
 /// `targets` reply carries the answer's provenance (interface 1.2). 4: the typed
-/// messages of this module (externally tagged, the report nested in the handshake).
+/// messages of this module (externally tagged, the report nested in the handshake,
+/// a `targets` answer carrying the answer record whole).
 pub const PROTOCOL: u64 = 4;
 
 /// A child's first line: who it is and what it loaded.
@@ -92,8 +95,10 @@ pub enum Answer {
     Targets {
         /// The targets, unvalidated (the host reads them as any answer).
         list: Vec<String>,
-        /// Where the answer came from (interface 1.2), already bounded and escaped.
-        provenance: Option<String>,
+        /// The rest of the answer (interface 1.2 on: its provenance), every text
+        /// already bounded and escaped: the record whole, so a new field of it
+        /// crosses with no edit here.
+        answer: AnswerRecord,
     },
     /// The call failed: the resolver's one-line error.
     Error(String),
@@ -289,11 +294,15 @@ mod tests {
             Answer::Configured(config),
             Answer::Targets {
                 list: vec!["nats://b:4222".into(), "b2:4222".into()],
-                provenance: Some("etcd key /choria/prov revision 42".into()),
+                answer: {
+                    let mut answer = AnswerRecord::default();
+                    answer.provenance = Some("etcd key /choria/prov revision 42".into());
+                    answer
+                },
             },
             Answer::Targets {
                 list: Vec::new(),
-                provenance: None,
+                answer: AnswerRecord::default(),
             },
             Answer::Error("context canceled".into()),
         ] {
@@ -333,12 +342,12 @@ mod tests {
                 "a malformed reply: field `id`: invalid type: string \"7\", expected u64",
             ),
             (
-                r#"{"id": 7, "answer": {"targets": {"list": [1], "provenance": null}}}"#,
+                r#"{"id": 7, "answer": {"targets": {"list": [1], "answer": {"provenance": null}}}}"#,
                 reply,
                 "field `answer.targets.list[0]`: invalid type: integer `1`",
             ),
             (
-                r#"{"id": 7, "answer": {"targets": {"provenance": null}}}"#,
+                r#"{"id": 7, "answer": {"targets": {"answer": {"provenance": null}}}}"#,
                 reply,
                 "field `answer.targets`: missing field `list`",
             ),

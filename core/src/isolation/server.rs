@@ -213,11 +213,11 @@ fn targets_answer(list: RawTargets) -> Answer {
     };
     match refused {
         Some(crate::targets::AnswerError::Invalid(e)) => Answer::Error(e),
-        // The provenance goes bounded and escaped (the host's `provenance_shown`
-        // leaves such a text as it is).
+        // The answer record goes bounded and escaped (the host's `answer_shown`
+        // leaves such texts as they are).
         _ => Answer::Targets {
             list: list.to_vec(),
-            provenance: list.provenance().map(crate::resolver::provenance_shown),
+            answer: crate::resolver::answer_shown(list.answer()),
         },
     }
 }

@@ -120,7 +120,8 @@ fn defines(text: &str, name: &str) -> bool {
         text.match_indices(&format!("{k} {name}")).any(|(i, m)| {
             let next = text[i + m.len()..].chars().next().unwrap_or(' ');
             let prev = text[..i].chars().last().unwrap_or(' ');
-            !(next.is_alphanumeric() || next == '_') && !(prev.is_alphanumeric() || prev == '_')
+            let word = |c: char| c.is_alphanumeric() || c == '_';
+            !(word(next) || word(prev))
         })
     }) || text.contains(&format!(" as {name};"))
         || reexports(text, name)

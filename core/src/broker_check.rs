@@ -49,7 +49,7 @@ pub use crate::config::{
 use crate::{
     config::keys,
     resolver::CancelToken,
-    targets::Server,
+    servers::Server,
     text::{printable, shown},
 };
 
@@ -832,7 +832,7 @@ mod tests {
 
     #[test]
     fn require_keeps_passed_brokers_in_order_or_fails_naming_each() {
-        let servers = crate::targets::parse_servers(["a:1", "b:2", "c:3"]).unwrap();
+        let servers = crate::servers::parse_servers(["a:1", "b:2", "c:3"]).unwrap();
         let result = |s: &Server, reason: Option<&str>| BrokerResult {
             resolver: "R".into(),
             server: s.to_string(),

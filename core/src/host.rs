@@ -23,7 +23,7 @@ use crate::{
     default_resolver::{BuildDefaults, JwtResolver},
     resolver::{CancelToken, RawTargets, ResolveContext, ResolverError, Settings, TargetResolver},
     selection::{self, Member},
-    targets::{self, AnswerError, Server},
+    servers::{self, AnswerError, Server},
 };
 
 /// How long a resolver gets to return after it has been cancelled before the host
@@ -362,7 +362,7 @@ impl fmt::Display for Failure {
             )
         };
         match self {
-            Failure::NoResolver => f.write_str(targets::NO_RESOLVER),
+            Failure::NoResolver => f.write_str(servers::NO_RESOLVER),
             Failure::Cancelled {
                 resolver,
                 last_error,
@@ -625,7 +625,7 @@ impl Host {
         let list = run_targets(active, cancel, deadline)
             .await
             .map_err(|e| e.into_failure(&active.name))?;
-        let servers = match targets::read_answer(&list) {
+        let servers = match servers::read_answer(&list) {
             Ok(servers) => servers,
             Err(AnswerError::Empty) => {
                 return Err(Failure::NoServers {

@@ -5,7 +5,7 @@
 //! `provtarget-loader`), picks the active resolver or chain, and calls `configure` once
 //! on each; [`host::Host::resolve`] then runs `targets` off the async runtime with
 //! cancellation and deadlines, and validates what comes back into
-//! [`targets::Server`]s.
+//! [`servers::Server`]s.
 //!
 //! ```
 //! use provtarget::{config::{keys, ConfigBuilder}, host::Host, resolver::CancelToken};
@@ -35,8 +35,8 @@
 //!   answers [`host::Resolution`] (or [`host::ResolveError`]);
 //! - [`resolver`]: the [`resolver::TargetResolver`] trait every resolver implements,
 //!   its [`resolver::ResolverError`], cancellation; [`default_resolver`] the built-in one;
-//! - [`targets`]: the answer's [`targets::Server`]s and Choria's parsing rules
-//!   ([`targets::ServerError`], [`targets::TargetsError`]); [`broker_check`] the
+//! - [`servers`]: the answer's [`servers::Server`]s and Choria's parsing rules
+//!   ([`servers::ServerError`], [`servers::TargetsError`]); [`broker_check`] the
 //!   brokers' check carried in the answer;
 //! - rendering: [`buildinfo`], [`output`] (the JSON documents' schema names and
 //!   `targets`' one shape), [`text`] (making untrusted text safe to show);
@@ -59,7 +59,7 @@ mod logsink;
 pub mod output;
 pub mod resolver;
 mod selection;
-pub mod targets;
+pub mod servers;
 pub mod text;
 
 /// The binary's plumbing (`provtarget`'s `main.rs` is a crate of its own): the hidden

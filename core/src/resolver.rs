@@ -105,7 +105,7 @@ impl From<&str> for ResolverError {
 
 /// The unvalidated `host:port` strings a resolver returned: the native resolver's own
 /// `String`s, or a plugin's list left in the plugin's memory ([`TargetList`]), so
-/// neither is copied on the way to [`parse_servers`](crate::targets::parse_servers).
+/// neither is copied on the way to [`parse_servers`](crate::servers::parse_servers).
 ///
 /// ```
 /// use provtarget::resolver::RawTargets;

@@ -17,7 +17,7 @@ use dns_support::{SrvRecord, TestDns, ZONE};
 use provtarget::{
     default_resolver::{BuildDefaults, JwtResolver, NAME, NO_SOURCE_WARNING},
     resolver::{CancelToken, RawTargets, ResolveContext, Settings, TargetResolver},
-    targets::servers_from,
+    servers::servers_from,
 };
 use provtarget_abi::Config;
 use provtarget_testsupport::TempDir;

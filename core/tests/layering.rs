@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["text", "logsink"],
     &["config"],
-    &["resolver", "targets"],
+    &["resolver", "servers"],
     &["selection", "default_resolver", "broker_check"],
     &["isolation"],
     &["host"],

@@ -206,13 +206,13 @@ fn call(resolver: &mut PluginResolver, ctx: &ResolveContext, request: Request) -
 /// would be a line of many MiB); the host reads (parses) every answer it gets, so one
 /// within the bounds is sent as it is.
 fn targets_answer(list: RawTargets) -> Answer {
-    let refused = if crate::targets::within_bounds(&list) {
+    let refused = if crate::servers::within_bounds(&list) {
         None
     } else {
-        crate::targets::read_answer(&list).err()
+        crate::servers::read_answer(&list).err()
     };
     match refused {
-        Some(crate::targets::AnswerError::Invalid(e)) => Answer::Error(e),
+        Some(crate::servers::AnswerError::Invalid(e)) => Answer::Error(e),
         // The answer record goes bounded and escaped (the host's `answer_shown`
         // leaves such texts as they are).
         _ => Answer::Targets {

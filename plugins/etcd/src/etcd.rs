@@ -45,7 +45,7 @@ impl Query {
             Query::Key(k) => json!({ "key": B64.encode(k) }),
             Query::Prefix(p) => json!({
                 "key": B64.encode(p),
-                "range_end": B64.encode(crate::targets::prefix_end(p.as_bytes())),
+                "range_end": B64.encode(crate::values::prefix_end(p.as_bytes())),
                 "limit": limit,
             }),
         }
@@ -57,7 +57,7 @@ impl Query {
             Query::Key(k) => req["key"] = B64.encode(k).into(),
             Query::Prefix(p) => {
                 req["key"] = B64.encode(p).into();
-                req["range_end"] = B64.encode(crate::targets::prefix_end(p.as_bytes())).into();
+                req["range_end"] = B64.encode(crate::values::prefix_end(p.as_bytes())).into();
             }
         }
         json!({ "create_request": req })
@@ -254,7 +254,7 @@ impl Client {
     ) -> Result<Range, CallError> {
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % n;
-        let body = query.range_body(crate::targets::MAX_TARGETS + 1);
+        let body = query.range_body(crate::values::MAX_TARGETS + 1);
         let mut race = Race {
             ctx,
             until,

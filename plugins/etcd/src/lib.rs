@@ -49,9 +49,9 @@
 mod etcd;
 mod http;
 mod refusal;
-mod targets;
 #[cfg(feature = "tls")]
 mod tls;
+mod values;
 
 use std::{path::Path, time::Duration};
 
@@ -376,7 +376,7 @@ impl EtcdResolver {
                     let Query::Key(k) = &self.query else { continue };
                     let source =
                         format!("etcd key {k:?} at {}", client.endpoints[range.member].url);
-                    let found = targets::parse_value(&value, &source)?;
+                    let found = values::parse_value(&value, &source)?;
                     if !found.is_empty() {
                         ctx.debug(format_args!(
                             "{} brokers from the watch on {source}",
@@ -425,22 +425,22 @@ impl EtcdResolver {
         match &self.query {
             Query::Key(k) => match range.kvs.first() {
                 None => Ok(Vec::new()),
-                Some((_, value)) => Ok(targets::parse_value(
+                Some((_, value)) => Ok(values::parse_value(
                     value,
                     &format!("etcd key {k:?} at {url}"),
                 )?),
             },
             Query::Prefix(p) => {
-                if range.kvs.len() > targets::MAX_TARGETS {
+                if range.kvs.len() > values::MAX_TARGETS {
                     return Err(format!(
                         "etcd prefix {p:?} at {url} holds more than {} keys",
-                        targets::MAX_TARGETS
+                        values::MAX_TARGETS
                     )
                     .into());
                 }
                 let mut found = Vec::new();
                 for (key, value) in &range.kvs {
-                    match targets::parse_single(
+                    match values::parse_single(
                         value,
                         &format!("etcd key {key:?} (prefix {p:?}) at {url}"),
                     ) {

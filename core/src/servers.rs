@@ -8,7 +8,7 @@
 //! with Choria's provisioning error texts.
 //!
 //! ```
-//! use provtarget::{resolver::RawTargets, targets::{parse_servers, servers_from}};
+//! use provtarget::{resolver::RawTargets, servers::{parse_servers, servers_from}};
 //!
 //! let list = vec![" broker1:4222 ".to_string(), "TLS://u:p@[::1]:4223/path".to_string()];
 //! let servers = parse_servers(&list).unwrap();

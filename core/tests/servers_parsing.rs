@@ -3,7 +3,7 @@
 
 use provtarget::{
     resolver::RawTargets,
-    targets::{parse_servers, servers_from, Server, NO_RESOLVER},
+    servers::{parse_servers, servers_from, Server, NO_RESOLVER},
 };
 
 fn list(entries: &[&str]) -> Vec<String> {

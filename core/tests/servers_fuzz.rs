@@ -4,10 +4,10 @@
 //! control or format characters and without the entry's credentials.
 //!
 //! 512 cases per property in the normal suite; `PROPTEST_CASES=100000 cargo test -p
-//! provtarget --test targets_fuzz --release` for a longer run.
+//! provtarget --test servers_fuzz --release` for a longer run.
 
 use proptest::prelude::*;
-use provtarget::targets::{parse_servers, servers_from, Server};
+use provtarget::servers::{parse_servers, servers_from, Server};
 
 /// The same host and port, read back from `server`'s `Display` by the `url` crate.
 fn round_trips(server: &Server) -> Result<(), String> {

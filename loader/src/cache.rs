@@ -689,26 +689,10 @@ pub fn host_build_key() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use provtarget_abi::{host::PluginInfo, ConfigKey, PluginType};
 
+    /// The record model's sample plugin: one sample for the loader's tests.
     fn facts() -> PluginFacts {
-        PluginFacts {
-            info: PluginInfo {
-                name: "Acme \"DC\"\n".into(),
-                version: "1.2.3".into(),
-                plugin_type: PluginType::ProvisionTargetResolver,
-                plugin_type_id: 3,
-                vendor: "Acme".into(),
-                description: "d".into(),
-                interface_version: "1.1.0".into(),
-                rustc_version: "rustc 1".into(),
-                target: "x86_64".into(),
-                abi_stable_version: "0.11".into(),
-                sdk_version: "1.1.0".into(),
-            },
-            interface_version: "1.1.0".into(),
-            config_keys: vec![ConfigKey::new("plugin.acme.file", "/x", "where")],
-        }
+        crate::record::tests::plugin()
     }
 
     fn identity() -> FileIdentity {

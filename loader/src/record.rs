@@ -394,10 +394,12 @@ fn to_value<T: Serialize>(value: T) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn plugin() -> PluginFacts {
+    /// A plugin with every field set, odd text included (also the cache tests'
+    /// sample).
+    pub(crate) fn plugin() -> PluginFacts {
         PluginFacts {
             info: PluginInfo {
                 name: "Acme \"DC\"\n".into(),

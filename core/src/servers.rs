@@ -185,22 +185,13 @@ impl TargetsError {
     }
 }
 
-/// `Display`, `Deref<Target = str>` (the error reads as its one line) and comparison
-/// with text, for the error types whose value is one shown line.
+/// `Display`, `Deref<Target = str>` (the error reads as its one line,
+/// [`crate::text::one_line_text`]) and comparison with text, for the error types whose
+/// value is one shown line.
 macro_rules! one_line_error {
     ($t:ty) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.text)
-            }
-        }
+        crate::text::one_line_text!($t, text);
         impl std::error::Error for $t {}
-        impl std::ops::Deref for $t {
-            type Target = str;
-            fn deref(&self) -> &str {
-                &self.text
-            }
-        }
         impl PartialEq<str> for $t {
             fn eq(&self, other: &str) -> bool {
                 self.text == other

@@ -144,6 +144,25 @@ pub fn shown_setting(key: &str, value: &str) -> String {
     printable(&masked_setting(key, value))
 }
 
+/// `Display` and `Deref<Target = str>` for a type whose value is one shown line held
+/// in the named `String` field: the error and warning types read as their line.
+macro_rules! one_line_text {
+    ($t:ty, $field:ident) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.$field)
+            }
+        }
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.$field
+            }
+        }
+    };
+}
+pub(crate) use one_line_text;
+
 #[cfg(test)]
 mod tests {
     use super::*;

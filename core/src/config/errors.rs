@@ -83,18 +83,7 @@ impl ConfigWarning {
     }
 }
 
-impl fmt::Display for ConfigWarning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl std::ops::Deref for ConfigWarning {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.text
-    }
-}
+crate::text::one_line_text!(ConfigWarning, text);
 
 impl From<ConfigWarning> for String {
     fn from(w: ConfigWarning) -> String {

@@ -444,7 +444,7 @@ pub fn json(host: &Host) -> Value {
         .iter()
         .map(|lib| library_json(host, lib))
         .collect();
-    json!({
+    let mut doc = json!({
         "schema": crate::output::BUILDINFO_SCHEMA,
         "build": {
             "version": env!("CARGO_PKG_VERSION"),
@@ -479,9 +479,11 @@ pub fn json(host: &Host) -> Value {
         "timeout_seconds": config.timeout().map(|t| t.as_secs_f64()),
         "isolation": config.isolation().as_str(),
         "signatures": signatures_json(host),
-        "plugins": plugins,
         "warnings": host.warnings().iter().map(|w| shown(w)).collect::<Vec<_>>(),
-    })
+    });
+    // Moved in, not through `json!` (which would serialize the whole list again).
+    doc["plugins"] = Value::Array(plugins);
+    doc
 }
 
 /// One library as JSON (also used by `plugins check --json`).

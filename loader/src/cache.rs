@@ -556,8 +556,22 @@ enum Unusable {
     Damaged(String),
 }
 
-/// Parses a cache file.
+/// Parses a cache file: read straight into its records when it is a well-formed cache
+/// of this format and version (every run of a warm cache), else through
+/// [`parse_checked`], which names what is wrong.
 fn parse(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, Unusable> {
+    let Ok(file) = serde_json::from_slice::<FileRecord<EntryRecord>>(bytes) else {
+        return parse_checked(bytes);
+    };
+    if file.format != FORMAT || file.version != VERSION {
+        return parse_checked(bytes);
+    }
+    entries_of(file)
+}
+
+/// [`parse`] one step at a time (JSON, then the shape, format and version, then each
+/// entry), so that a damaged or other cache is reported by what is wrong with it.
+fn parse_checked(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, Unusable> {
     let damaged = |what: String| Unusable::Damaged(what);
     let wrong_shape = |what: &str| {
         damaged(format!(
@@ -579,17 +593,35 @@ fn parse(bytes: &[u8]) -> Result<HashMap<PathBuf, Entry>, Unusable> {
     }
     let file: FileRecord<Value> =
         serde_json::from_value(root).map_err(|e| wrong_shape(&e.to_string()))?;
+    let mut records = Vec::with_capacity(file.entries.len());
+    for (i, e) in file.entries.into_iter().enumerate() {
+        let record = serde_json::from_value::<EntryRecord>(e)
+            .map_err(|e| wrong_shape(&format!("entry {i}: {e}")))?;
+        records.push(record);
+    }
+    entries_of(FileRecord {
+        format: file.format,
+        version: file.version,
+        host: file.host,
+        entries: records,
+    })
+}
+
+/// The entries of a cache file of this format and version, once its host build is
+/// this one's.
+fn entries_of(file: FileRecord<EntryRecord>) -> Result<HashMap<PathBuf, Entry>, Unusable> {
     if file.host != host_build_key() {
-        return Err(damaged(
+        return Err(Unusable::Damaged(
             "was written by another provtarget build (its host build key differs)".into(),
         ));
     }
     let mut entries = HashMap::with_capacity(file.entries.len());
     for (i, e) in file.entries.into_iter().enumerate() {
-        let (path, entry) = serde_json::from_value::<EntryRecord>(e)
-            .map_err(|e| e.to_string())
-            .and_then(|e| entry_from(e).map_err(|e| e.to_string()))
-            .map_err(|why| wrong_shape(&format!("entry {i}: {why}")))?;
+        let (path, entry) = entry_from(e).map_err(|why| {
+            Unusable::Damaged(format!(
+                "is corrupt (valid JSON of the wrong shape: entry {i}: {why})"
+            ))
+        })?;
         entries.insert(path, entry);
     }
     Ok(entries)

@@ -16,6 +16,10 @@ use std::{
     io::{self, Read, Seek, SeekFrom},
     os::unix::fs::FileExt,
     path::Path,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
 };
 
 use sha2::{Digest, Sha256};
@@ -100,14 +104,28 @@ impl Image {
     /// Reads `file` (expected to hold `expected` bytes; one byte more is read, to
     /// notice a file that grew). `path` names the copy and the log lines.
     /// `charge` is its share of [`MAX_HELD_TOTAL`] (reserved by the caller).
+    ///
+    /// `follow`, when given, is called once the sealed copy is created and before
+    /// anything is copied into it, with a descriptor of its own for it and the
+    /// [`CopyProgress`] to read it by as it grows (see [`each_chunk_as_copied`]): a
+    /// thread can then hash the copy while it is made. It is not called when no sealed
+    /// copy can be made.
     pub(crate) fn read(
         file: File,
         expected: u64,
         path: &Path,
         charge: Charge,
+        follow: Option<&mut dyn FnMut(File, Arc<CopyProgress>)>,
     ) -> io::Result<Image> {
         #[cfg(target_os = "linux")]
-        match sealed_copy(path, &file, expected) {
+        let copy = match follow {
+            None => sealed_copy(path, &file, expected),
+            Some(follow) => sealed_copy_followed(path, &file, expected, follow),
+        };
+        #[cfg(not(target_os = "linux"))]
+        let _ = follow;
+        #[cfg(target_os = "linux")]
+        match copy {
             Ok((fd, len)) => {
                 return Ok(Image {
                     fd,
@@ -202,16 +220,6 @@ impl Image {
         }
     }
 
-    /// A descriptor of its own for the sealed copy and its size, for reading it on
-    /// another thread while this one goes on (the copy cannot change: what that
-    /// thread reads is what is checked and loaded); `None` without a sealed copy.
-    pub(crate) fn sealed_reader(&self) -> Option<(File, u64)> {
-        match &self.bytes {
-            Bytes::Sealed { len } => Some((self.fd.try_clone().ok()?, *len)),
-            Bytes::Owned(_) => None,
-        }
-    }
-
     /// All the bytes, read into memory (for a legacy signature, which covers the
     /// bytes themselves rather than their hash).
     pub(crate) fn bytes(&self) -> io::Result<Vec<u8>> {
@@ -278,8 +286,123 @@ pub(crate) fn each_chunk_of(fd: &File, len: u64, mut f: impl FnMut(&[u8])) -> io
     Ok(())
 }
 
-/// The bytes read at a time by [`each_chunk_of`].
+/// The bytes read at a time by [`each_chunk_of`] and [`each_chunk_as_copied`], and
+/// copied at a time by a followed copy.
 const CHUNK: usize = 64 << 10;
+
+/// How far a copy into a sealed `memfd` has got ([`Image::read`] with `follow`),
+/// shared with the thread that reads the copy as it grows.
+///
+/// Why reading before the seal still reads the bytes that are loaded: the `memfd` is
+/// new and this process's own (no other process holds it; one that could open it
+/// through `/proc/<pid>/fd` could as well write this process's memory), it is written
+/// once, front to back, by the copy alone, and a byte is read only after it is written
+/// ([`CopyProgress::written`]). The seals then forbid any later write, so every byte
+/// read is the byte the checks after it and `dlopen` see.
+pub(crate) struct CopyProgress {
+    /// Bytes written so far (never written again).
+    written: AtomicU64,
+    /// The sealed length once the copy is sealed; [`COPYING`] until then,
+    /// [`ABANDONED`] when the copy failed.
+    end: AtomicU64,
+    /// The thread reading the copy, woken at each step.
+    reader: OnceLock<std::thread::Thread>,
+}
+
+/// [`CopyProgress::end`] while the copy is made.
+const COPYING: u64 = u64::MAX;
+/// [`CopyProgress::end`] when the copy failed (no sealed copy will exist).
+const ABANDONED: u64 = u64::MAX - 1;
+
+impl CopyProgress {
+    /// Nothing copied yet.
+    pub(crate) fn new() -> CopyProgress {
+        CopyProgress {
+            written: AtomicU64::new(0),
+            end: AtomicU64::new(COPYING),
+            reader: OnceLock::new(),
+        }
+    }
+
+    /// Names the thread to wake when the copy grows or ends.
+    pub(crate) fn set_reader(&self, thread: std::thread::Thread) {
+        let _ = self.reader.set(thread);
+    }
+
+    /// Wakes the reading thread (a wake-up before it sleeps is kept for it).
+    pub(crate) fn wake(&self) {
+        if let Some(reader) = self.reader.get() {
+            reader.unpark();
+        }
+    }
+
+    fn advance(&self, written: u64) {
+        self.written.store(written, Ordering::Release);
+        self.wake();
+    }
+
+    fn end(&self, end: u64) {
+        self.end.store(end, Ordering::Release);
+        self.wake();
+    }
+}
+
+/// Marks a followed copy abandoned unless it was sealed (any early return).
+struct AbandonUnlessSealed<'a>(&'a CopyProgress);
+
+impl Drop for AbandonUnlessSealed<'_> {
+    fn drop(&mut self) {
+        let _ =
+            self.0
+                .end
+                .compare_exchange(COPYING, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+        self.0.wake();
+    }
+}
+
+/// Reads the copy that `progress` follows through `fd` (a descriptor of that `memfd`),
+/// in order, into `f`, each byte once it is written, until the copy is sealed; returns
+/// its sealed length, every byte of which was given to `f`. Fails when the copy is
+/// abandoned or `stop` is set.
+pub(crate) fn each_chunk_as_copied(
+    fd: &File,
+    progress: &CopyProgress,
+    stop: &AtomicBool,
+    mut f: impl FnMut(&[u8]),
+) -> io::Result<u64> {
+    let mut buffer = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("stopped"));
+        }
+        // `end` first: once it is set, every byte up to it is written.
+        let end = progress.end.load(Ordering::Acquire);
+        if end == ABANDONED {
+            return Err(io::Error::other("the sealed copy was not completed"));
+        }
+        let available = if end == COPYING {
+            progress.written.load(Ordering::Acquire)
+        } else {
+            end
+        };
+        if offset < available {
+            let want = usize::try_from(available - offset)
+                .unwrap_or(usize::MAX)
+                .min(buffer.len());
+            let n = fd.read_at(&mut buffer[..want], offset)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            f(&buffer[..n]);
+            offset += n as u64;
+        } else if end != COPYING {
+            return Ok(offset);
+        } else {
+            std::thread::park();
+        }
+    }
+}
 
 /// A sealed, close-on-exec `memfd` holding the contents of `file` (at most
 /// `expected + 1` bytes, copied by the kernel), and its size once sealed.
@@ -298,6 +421,52 @@ fn sealed_copy(path: &Path, file: &File, expected: u64) -> io::Result<(File, u64
             "the in-memory copy holds {size} bytes after {copied} were copied"
         )));
     }
+    Ok((memfd, size))
+}
+
+/// [`sealed_copy`], copied [`CHUNK`] bytes at a time (`sendfile`) and followed: `follow`
+/// gets a descriptor of the new `memfd` and the [`CopyProgress`] before the first
+/// byte is copied, and the progress is advanced after each chunk and ended once the
+/// copy is sealed and its size checked (or abandoned on any failure).
+#[cfg(target_os = "linux")]
+fn sealed_copy_followed(
+    path: &Path,
+    file: &File,
+    expected: u64,
+    follow: &mut dyn FnMut(File, Arc<CopyProgress>),
+) -> io::Result<(File, u64)> {
+    let mut memfd = sys::memfd_named_after(path)?;
+    let progress = Arc::new(CopyProgress::new());
+    let abandon = AbandonUnlessSealed(&progress);
+    follow(memfd.try_clone()?, Arc::clone(&progress));
+    let limit = expected.saturating_add(1);
+    let mut copied = 0u64;
+    while copied < limit {
+        let want = usize::try_from(limit - copied)
+            .unwrap_or(usize::MAX)
+            .min(CHUNK);
+        let n = match rustix::fs::sendfile(&memfd, file, None, want) {
+            Ok(n) => n as u64,
+            Err(sys::Errno::INTR) => continue,
+            // No sendfile between these two: the rest by std's copy (one step).
+            Err(_) => io::copy(&mut file.take(limit - copied), &mut memfd)?,
+        };
+        if n == 0 {
+            break;
+        }
+        copied += n;
+        progress.advance(copied);
+    }
+    sys::seal(&memfd)?;
+    let size = memfd.metadata()?.len();
+    if size != copied {
+        return Err(io::Error::other(format!(
+            "the in-memory copy holds {size} bytes after {copied} were copied"
+        )));
+    }
+    progress.end(size);
+    // Sealed: the guard finds the end set and leaves it.
+    drop(abandon);
     Ok((memfd, size))
 }
 
@@ -324,12 +493,40 @@ mod tests {
     fn a_sealed_copy_hashes_like_the_file_and_cannot_be_changed() {
         let source = provtarget_testsupport::cdylib("provtarget-testkit");
         let bytes = std::fs::read(&source).unwrap();
+        // Followed: a thread reads the copy as it is made, every byte once written.
+        let mut reader = None;
+        let mut follow = |fd: File, progress: Arc<CopyProgress>| {
+            let reading = Arc::clone(&progress);
+            let thread = std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let stop = AtomicBool::new(false);
+                each_chunk_as_copied(&fd, &reading, &stop, |c| seen.extend_from_slice(c))
+                    .map(|len| (len, seen))
+            });
+            progress.set_reader(thread.thread().clone());
+            reader = Some(thread);
+        };
+        let charge = Charge::reserve(bytes.len() as u64).unwrap();
+        let followed = Image::read(
+            File::open(&source).unwrap(),
+            bytes.len() as u64,
+            &source,
+            charge,
+            Some(&mut follow),
+        )
+        .unwrap();
+        let (len, seen) = reader.expect("followed").join().unwrap().unwrap();
+        assert_eq!(len, bytes.len() as u64);
+        assert!(seen == bytes, "the thread read other bytes than the file's");
+        assert_eq!(followed.len(), bytes.len() as u64);
+        drop(followed);
         let charge = Charge::reserve(bytes.len() as u64).unwrap();
         let image = Image::read(
             File::open(&source).unwrap(),
             bytes.len() as u64,
             &source,
             charge,
+            None,
         )
         .unwrap();
         assert_eq!(image.len(), bytes.len() as u64);

@@ -258,11 +258,14 @@ impl<'a> Session<'a> {
         }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
-        let image = read(file, &meta, path)?;
-        // The BLAKE2b a prehashed signature covers (the larger part of verifying it),
-        // computed from the sealed copy on a thread of its own while steps 5 and 6 run
-        // here; waited for in step 5b.
-        let prehash = signature::Prehash::start(&image, sig.as_ref());
+        //    The BLAKE2b a prehashed signature covers (the larger part of verifying
+        //    it) is computed on a thread of its own as the copy is made and while
+        //    steps 5 and 6 run here; waited for in step 5b.
+        let mut prehash = signature::Prehash::none();
+        let mut follow = |fd, progress| prehash = signature::Prehash::follow(fd, progress);
+        let follow: Option<&mut dyn FnMut(_, _)> =
+            signature::Prehash::wanted(sig.as_ref()).then_some(&mut follow);
+        let image = read(file, &meta, path, follow)?;
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
         let known = hit.and_then(|h| h.sha256.as_deref());
         self.hash_and_pin(&image, name, path, record, cache.hash_for_cache, known)?;
@@ -532,7 +535,12 @@ pub(crate) fn check_unique(
 
 /// Step 4: the size limit, then one read of the whole file, which must still have the
 /// size `fstat` gave.
-fn read(file: File, meta: &Metadata, path: &Path) -> Result<Image, Refusal> {
+fn read(
+    file: File,
+    meta: &Metadata,
+    path: &Path,
+    follow: Option<&mut dyn FnMut(File, std::sync::Arc<crate::image::CopyProgress>)>,
+) -> Result<Image, Refusal> {
     let p = shown(path);
     if meta.len() > MAX_LIBRARY_SIZE {
         return Err(Refusal::new(
@@ -559,7 +567,7 @@ fn read(file: File, meta: &Metadata, path: &Path) -> Result<Image, Refusal> {
             ),
         )
     })?;
-    let image = Image::read(file, meta.len(), path, charge).map_err(|e| {
+    let image = Image::read(file, meta.len(), path, charge, follow).map_err(|e| {
         Refusal::new(
             Stage::Open,
             RefusalKind::Unreadable,

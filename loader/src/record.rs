@@ -375,10 +375,11 @@ pub fn document(lib: &LibraryRecord) -> Map<String, Value> {
 /// Adds the fields of `part` to `doc`; all null when there is no `part`.
 fn put<T: Serialize + Default>(doc: &mut Map<String, Value>, part: Option<T>) {
     let present = part.is_some();
-    if let Value::Object(fields) = to_value(part.unwrap_or_default()) {
-        for (key, value) in fields {
-            doc.insert(key, if present { value } else { Value::Null });
+    if let Value::Object(mut fields) = to_value(part.unwrap_or_default()) {
+        if !present {
+            fields.values_mut().for_each(|v| *v = Value::Null);
         }
+        doc.append(&mut fields);
     }
 }
 

@@ -12,10 +12,19 @@
 //! anything of it runs). Other fields (minisign's default `timestamp:`) are ignored.
 #![forbid(unsafe_code)]
 
-use std::{ffi::OsStr, io::Read, os::unix::ffi::OsStrExt, path::Path};
+use std::{
+    ffi::OsStr,
+    io::Read,
+    os::unix::ffi::OsStrExt,
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 use crate::{
-    image::Image,
+    image::{CopyProgress, Image},
     sys::{self, Errno},
     text::{printable, shown},
     trusted_keys::{key_id_of, key_id_text, SignatureMode, TrustStore, TrustedKey},
@@ -296,8 +305,10 @@ type Problem = (RefusalKind, String);
 /// the very bytes that are loaded. Dropped unfinished (the library was refused
 /// first), it tells the thread to stop.
 pub(crate) struct Prehash {
-    running: Option<std::thread::JoinHandle<std::io::Result<Digest>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    running: Option<std::thread::JoinHandle<std::io::Result<(Digest, u64)>>>,
+    stop: Arc<AtomicBool>,
+    /// The copy the thread follows, to wake it when told to stop.
+    progress: Option<Arc<CopyProgress>>,
 }
 
 /// A BLAKE2b-512 hash.
@@ -309,60 +320,86 @@ impl Prehash {
         Prehash {
             running: None,
             stop: Default::default(),
+            progress: None,
         }
     }
 
-    /// Starts hashing `image` when `sig` is a prehashed signature to check and the
-    /// image is a sealed copy another thread can read; otherwise [`Prehash::none`].
-    pub(crate) fn start(image: &Image, sig: Option<&SigFile>) -> Prehash {
+    /// Whether `sig` is a prehashed signature to check, whose BLAKE2b is then worth
+    /// computing on a thread of its own while the library is copied and checked.
+    pub(crate) fn wanted(sig: Option<&SigFile>) -> bool {
         let Some(SigFile::Bytes(bytes, _)) = sig else {
-            return Prehash::none();
+            return false;
         };
-        let prehashed = std::str::from_utf8(bytes)
+        std::str::from_utf8(bytes)
             .ok()
             .and_then(|text| signature_blob(text).ok())
-            .is_some_and(|blob| blob.starts_with(b"ED"));
-        let Some((fd, len)) = prehashed.then(|| image.sealed_reader()).flatten() else {
-            return Prehash::none();
-        };
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        let running = std::thread::Builder::new()
-            .name("blake2b".into())
-            .spawn(move || blake2b(len, |f| crate::image::each_chunk_of(&fd, len, f), &stopped))
-            .ok();
-        Prehash { running, stop }
+            .is_some_and(|blob| blob.starts_with(b"ED"))
     }
 
-    /// The hash of `image`: the thread's, or computed now.
+    /// Starts hashing the sealed copy being made, as it is made: `fd` is a descriptor
+    /// of its own for that `memfd`, `progress` how far the copy has got (see
+    /// [`crate::image::CopyProgress`] for why the bytes hashed are the bytes loaded).
+    pub(crate) fn follow(fd: std::fs::File, progress: Arc<CopyProgress>) -> Prehash {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let reading = Arc::clone(&progress);
+        let running = std::thread::Builder::new()
+            .name("blake2b".into())
+            .spawn(move || {
+                blake2b(
+                    |f| crate::image::each_chunk_as_copied(&fd, &reading, &stopped, f),
+                    &stopped,
+                )
+            })
+            .ok();
+        if let Some(thread) = &running {
+            progress.set_reader(thread.thread().clone());
+        }
+        Prehash {
+            running,
+            stop,
+            progress: Some(progress),
+        }
+    }
+
+    /// The hash of `image`: the thread's (when it hashed exactly the bytes of
+    /// `image`), or computed now.
     fn finish(mut self, image: &Image) -> std::io::Result<Digest> {
         match self.running.take().map(|t| t.join()) {
-            Some(Ok(digest)) => digest,
-            // The thread panicked (it does not) or none was started: hash here.
-            _ => blake2b(image.len(), |f| image.each_chunk(f), &Default::default()),
+            Some(Ok(Ok((digest, len)))) if len == image.len() => Ok(digest),
+            Some(Ok(Err(e))) => Err(e),
+            // None was started, the thread panicked (it does not) or hashed another
+            // length (it cannot: it reads up to the sealed length): hash here.
+            _ => blake2b(
+                |f| image.each_chunk(f).map(|()| image.len()),
+                &Default::default(),
+            )
+            .map(|(digest, _)| digest),
         }
     }
 }
 
 impl Drop for Prehash {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(progress) = &self.progress {
+            progress.wake();
+        }
     }
 }
 
-/// BLAKE2b-512 of the bytes `each` feeds (`len` of them), with the `blake2` crate
-/// (about six times faster than minisign-verify's own; `blake2b_simd`'s AVX2 code
-/// measured no faster for one stream); gives up when `stop` is set.
+/// BLAKE2b-512 of the bytes `each` feeds, and how many it said it fed, with the
+/// `blake2` crate (about six times faster than minisign-verify's own; `blake2b_simd`'s
+/// AVX2 code measured no faster for one stream); gives up when `stop` is set.
 fn blake2b(
-    len: u64,
-    each: impl FnOnce(&mut dyn FnMut(&[u8])) -> std::io::Result<()>,
-    stop: &std::sync::atomic::AtomicBool,
-) -> std::io::Result<Digest> {
+    each: impl FnOnce(&mut dyn FnMut(&[u8])) -> std::io::Result<u64>,
+    stop: &AtomicBool,
+) -> std::io::Result<(Digest, u64)> {
     use blake2::Digest as _;
     let mut hasher = blake2::Blake2b512::new();
     let mut stopped = false;
-    each(&mut |chunk| {
-        stopped = stopped || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let len = each(&mut |chunk| {
+        stopped = stopped || stop.load(Ordering::Relaxed);
         if !stopped {
             hasher.update(chunk);
         }
@@ -374,7 +411,7 @@ fn blake2b(
     }
     let mut digest = [0u8; 64];
     digest.copy_from_slice(&hasher.finalize());
-    Ok(digest)
+    Ok((digest, len))
 }
 
 /// The signature line (the second) of a `.minisig`, decoded.
@@ -821,20 +858,29 @@ mod tests {
         let bytes = std::fs::read(&source).unwrap();
         let len = bytes.len() as u64;
         let charge = crate::image::Charge::reserve(len).unwrap();
-        let image = Image::read(std::fs::File::open(&source).unwrap(), len, &source, charge)
-            .expect("sealed copy");
+        // Hashed on a thread of its own as the sealed copy is made.
+        let mut prehash = Prehash::none();
+        let mut follow = |fd, progress| prehash = Prehash::follow(fd, progress);
+        let image = Image::read(
+            std::fs::File::open(&source).unwrap(),
+            len,
+            &source,
+            charge,
+            Some(&mut follow),
+        )
+        .expect("sealed copy");
+        assert!(image.is_sealed());
         let want = blake2::Blake2b512::digest(&bytes);
-        // A prehashed signature: hashed on a thread of its own, from the sealed copy.
-        let prehash = Prehash::start(&image, Some(&minisig_labelled(b"ED")));
         assert!(prehash.running.is_some(), "no thread started");
         assert_eq!(prehash.finish(&image).unwrap().as_slice(), want.as_slice());
-        // A legacy signature covers the bytes themselves: nothing to hash early.
+        // Only a prehashed signature wants it: a legacy one covers the bytes themselves.
+        assert!(Prehash::wanted(Some(&minisig_labelled(b"ED"))));
         for sig in [
             Some(&minisig_labelled(b"Ed")),
             Some(&SigFile::Missing),
             None,
         ] {
-            assert!(Prehash::start(&image, sig).running.is_none());
+            assert!(!Prehash::wanted(sig));
         }
         // Without an early start the hash is computed when asked, the same.
         assert_eq!(
@@ -842,8 +888,43 @@ mod tests {
             want.as_slice()
         );
         // Stopped (the library was refused first): no hash comes out of it.
-        let stop = std::sync::atomic::AtomicBool::new(true);
-        assert!(blake2b(len, |f| image.each_chunk(f), &stop).is_err());
+        let stop = AtomicBool::new(true);
+        assert!(blake2b(|f| image.each_chunk(f).map(|()| len), &stop).is_err());
+    }
+
+    #[test]
+    fn a_copy_that_fails_ends_the_thread_following_it() {
+        // A descriptor that cannot be read: the copy fails after the thread started.
+        let dir = provtarget_testsupport::TempDir::new("prehash");
+        let path = dir.path().join("libwrite-only.so");
+        std::fs::write(&path, vec![7u8; 300 << 10]).unwrap();
+        let write_only = std::fs::File::options().write(true).open(&path).unwrap();
+        let charge = crate::image::Charge::reserve(300 << 10).unwrap();
+        let mut prehash = Prehash::none();
+        let mut follow = |fd, progress| prehash = Prehash::follow(fd, progress);
+        let read = Image::read(write_only, 300 << 10, &path, charge, Some(&mut follow));
+        assert!(read.is_err(), "a write-only descriptor was read");
+        let thread = prehash.running.take().expect("the thread was started");
+        let ended = thread.join().expect("the thread does not panic");
+        let e = ended.expect_err("a hash came out of a failed copy");
+        assert!(e.to_string().contains("not completed"), "{e}");
+    }
+
+    #[test]
+    fn dropping_the_prehash_stops_a_thread_waiting_for_the_copy() {
+        // The thread waits for bytes that never come until it is told to stop.
+        let dir = provtarget_testsupport::TempDir::new("prehash");
+        let memfd = crate::sys::memfd_named_after(&dir.path().join("libwaiting.so")).unwrap();
+        let progress = std::sync::Arc::new(crate::image::CopyProgress::new());
+        let prehash = Prehash::follow(memfd, progress.clone());
+        let thread = {
+            let mut prehash = prehash;
+            let thread = prehash.running.take().unwrap();
+            drop(prehash);
+            thread
+        };
+        let ended = thread.join().expect("the thread does not panic");
+        assert!(ended.is_err(), "a hash came out of an empty copy");
     }
 
     #[test]

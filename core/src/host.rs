@@ -471,6 +471,8 @@ impl Host {
         let options = options.unwrap_or_else(|| config.loader_options());
         let chain = |names: &[&str]| chain_plugins(&config, names);
         let (report, remote) = crate::isolation::load(&config, &options, helper.as_ref(), &chain);
+        // A library copied and hashed early that no file took is not kept.
+        provtarget_loader::process::early::discard();
         let host = Host::start_with_remote(config, report, remote);
         if let Some(helper) = helper {
             // Every chain member is configured: a resolver process started ahead of

@@ -50,14 +50,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let (Job::Buildinfo(config, _) | Job::Targets(config, _), Some(helper)) = (&job, &helper) {
-        if provtarget::plumbing::may_need_resolver_processes(
-            config.isolation(),
-            &config.loader_options(),
-        ) {
-            // While this process has one thread: a fork, not an exec (see fork_spare).
-            helper.fork_spare();
+    // The first library whose signature will be checked, opened now and copied and
+    // hashed on a thread of its own from just after the fork (provtarget_loader's
+    // `early`): that work then runs beside this process's own start.
+    let mut early = None;
+    if let Job::Buildinfo(config, _) | Job::Targets(config, _) = &job {
+        early = provtarget_loader::process::early::pick(&config.loader_options());
+        if let Some(helper) = &helper {
+            if provtarget::plumbing::may_need_resolver_processes(
+                config.isolation(),
+                &config.loader_options(),
+            ) {
+                // While this process has one thread: a fork, not an exec (see
+                // fork_spare).
+                helper.fork_spare();
+            }
         }
+    }
+    if let Some(early) = early {
+        early.start();
     }
     // Before any plugin code can run: a plugin that kills the process still leaves one
     // line naming itself and the call (not in the forked child above, which, like an

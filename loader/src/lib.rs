@@ -144,6 +144,7 @@ mod directory;
 mod discover;
 #[cfg(target_os = "linux")]
 mod dlopen_failure;
+mod early;
 #[cfg(target_os = "linux")]
 mod elf;
 mod gate;
@@ -191,9 +192,18 @@ pub use trusted_keys::{SignatureMode, SignaturePolicy, DEFAULT_TRUSTED_KEYS};
 ///   chosen numbers (the sealed copy of a library, a reply pipe);
 /// - [`process::exit_now`]: ending the process at once from any thread, with no lock
 ///   taken (a signal's second path).
+/// - [`process::early`]: the first library copied and hashed on a thread of its own
+///   while the host starts (signed plugins cost no more start-up than they must).
 pub mod process {
     pub use crate::sys::child::{close_from, fork_single_threaded, spawn_with_fds, Forked};
     pub use crate::sys::exit::now as exit_now;
+
+    /// The first library of a run copied and hashed ahead of its turn, while the host
+    /// starts: [`early::pick`] (before a fork: it starts no thread), then
+    /// [`early::Early::start`]; [`early::discard`] once the libraries are loaded.
+    pub mod early {
+        pub use crate::early::{discard, pick, Early};
+    }
 
     /// Last words: one line on stderr naming the plugin and the call when plugin code
     /// kills the process. See [`last_words::install`] and [`last_words::enter`].

@@ -31,7 +31,7 @@ use crate::{
 
 /// A file larger than this is refused unread: no resolver plugin is near it, and the
 /// whole file is held in memory (the sealed copy) for as long as the host runs.
-const MAX_LIBRARY_SIZE: u64 = 256 << 20;
+pub(crate) const MAX_LIBRARY_SIZE: u64 = 256 << 20;
 
 /// What one load run shares between files: options, our uid, the parsed pin file.
 pub(crate) struct Session<'a> {
@@ -261,11 +261,20 @@ impl<'a> Session<'a> {
         //    The BLAKE2b a prehashed signature covers (the larger part of verifying
         //    it) is computed on a thread of its own as the copy is made and while
         //    steps 5 and 6 run here; waited for in step 5b.
-        let mut prehash = signature::Prehash::none();
-        let mut follow = |fd, progress| prehash = signature::Prehash::follow(fd, progress);
-        let follow: Option<&mut dyn FnMut(_, _)> =
-            signature::Prehash::wanted(sig.as_ref()).then_some(&mut follow);
-        let image = read(file, &meta, path, follow)?;
+        //    When this file was picked at start-up (`crate::early`), its sealed copy
+        //    and hash are on their way already: the very file judged above (same
+        //    identity), copied once.
+        let (image, prehash) = match crate::early::take(path, &id) {
+            Some(early) => early,
+            None => {
+                let mut prehash = signature::Prehash::none();
+                let mut follow = |fd, progress| prehash = signature::Prehash::follow(fd, progress);
+                let follow: Option<&mut dyn FnMut(_, _)> =
+                    signature::Prehash::wanted(sig.as_ref()).then_some(&mut follow);
+                let image = read(file, &meta, path, follow)?;
+                (image, prehash)
+            }
+        };
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
         let known = hit.and_then(|h| h.sha256.as_deref());
         self.hash_and_pin(&image, name, path, record, cache.hash_for_cache, known)?;

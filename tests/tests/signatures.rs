@@ -670,3 +670,92 @@ fn the_verdict_cache_never_reuses_a_stale_signature_verdict() {
         "\"loaded\" false \"refused\""
     );
 }
+
+/// With a verdict cache, the first library is copied and hashed while the host starts
+/// (provtarget_loader's `early`). That copy is the one verified and loaded: a byte
+/// changed after signing is refused as ever, and the copy is not used for a file
+/// replaced since.
+#[test]
+fn the_library_copied_while_the_host_starts_is_the_one_verified_and_loaded() {
+    const EARLY: &str = "using the copy and hash made while the host started";
+    let Some(tool) = minisign() else { return };
+    let secrets = TempDir::new("sig-early-secrets");
+    let key = keygen(&tool, &secrets, "acme");
+    let keys = trusted("sig-early-keys", &[(&key, "")]);
+    let cache = TempDir::new("sig-early-cache");
+    let dir = plugin_dir("sig-early", &["provtarget-dc-hint", "provtarget-fqdn"]);
+    let dc = cdylib_file_name("provtarget-dc-hint");
+    for file in [&dc, &cdylib_file_name("provtarget-fqdn")] {
+        sign(
+            &tool,
+            &key,
+            &dir.path().join(file),
+            &format!("file:{file}"),
+            false,
+        );
+    }
+    let d = path_str(dir.path());
+    let mut sets = vec![
+        format!("plugin.provtarget.trusted_keys={}", path_str(keys.path())),
+        format!("plugin.provtarget.cache_dir={}", path_str(cache.path())),
+        format!("plugin.provtarget.resolvers={DC_HINT}"),
+        "plugin.provtarget.signatures=enforce".to_string(),
+    ];
+    let buildinfo = |sets: &[String]| {
+        provtarget(&plugin_args(
+            "buildinfo",
+            &d,
+            sets,
+            &["--json", "--log-level", "debug"],
+        ))
+    };
+    let dc_hint = |run: &Run| -> serde_json::Value {
+        let v = run.json();
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["path"].as_str().unwrap().ends_with(&dc))
+            .unwrap()
+            .clone()
+    };
+    // Cold, then warm: the early copy is used, verified and loaded (and active).
+    for round in ["cold", "warm"] {
+        let run = buildinfo(&sets);
+        run.ok();
+        assert!(
+            run.stderr.contains(EARLY),
+            "{round}: not used:\n{}",
+            run.stderr
+        );
+        let lib = dc_hint(&run);
+        assert_eq!(lib["status"], "loaded", "{round}: {lib:#}");
+        assert_eq!(lib["signature"]["state"], "signed", "{round}: {lib:#}");
+        assert_eq!(lib["active"], true, "{round}: {lib:#}");
+    }
+    // One byte changed in place after signing: the early copy holds the changed byte,
+    // and is refused.
+    let path = dir.path().join(&dc);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let run = buildinfo(&sets);
+    run.ok();
+    assert!(run.stderr.contains(EARLY), "not used:\n{}", run.stderr);
+    let lib = dc_hint(&run);
+    assert_eq!(lib["status"], "rejected", "{lib:#}");
+    assert_eq!(lib["kind"], "bad-signature", "{lib:#}");
+    assert!(
+        lib["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not match its signature"),
+        "{lib:#}"
+    );
+    // Signatures off: nothing is copied early (and nothing is verified).
+    sets[3] = "plugin.provtarget.signatures=off".into();
+    let run = buildinfo(&sets);
+    run.ok();
+    assert!(!run.stderr.contains(EARLY), "{}", run.stderr);
+}

@@ -39,8 +39,13 @@ pub(crate) struct Session<'a> {
     euid: u32,
     /// `None` when pinning is off; `Some(Err)` when the pin file is unusable.
     pins: Option<Result<Pins, String>>,
-    /// Trusted keys, revocations and the effective signature mode.
-    store: TrustStore,
+    /// Trusted keys, revocations and the effective signature mode: read at the start,
+    /// or, with a mode set (`warn`, `enforce`) and no verdict cache (nothing needs
+    /// its digest before a library's signature is checked), when a signature is
+    /// first checked, while the library's hash is being computed.
+    store: std::cell::OnceCell<TrustStore>,
+    /// Warnings of a trust store read after the start, for the report.
+    late_warnings: std::cell::RefCell<Vec<String>>,
 }
 
 /// A plugin that passed every check, ready to be recorded as loaded.
@@ -69,22 +74,47 @@ impl<'a> Session<'a> {
             }
             pins
         });
-        let (store, store_warnings) = TrustStore::load(
-            &options.signatures,
-            euid,
-            options.insecure_skip_owner_checks,
-        );
-        for w in store_warnings {
-            tracing::warn!("{}", crate::text::printable(&w));
-            warnings.push(w);
-        }
         let session = Session {
             options,
             euid,
             pins,
-            store,
+            store: std::cell::OnceCell::new(),
+            late_warnings: Default::default(),
         };
+        let explicit = options
+            .signatures
+            .mode
+            .is_some_and(|m| m != SignatureMode::Off);
+        if !explicit || options.cache_dir.is_some() {
+            session.store();
+            warnings.append(&mut session.late_warnings.borrow_mut());
+        }
         (session, warnings)
+    }
+
+    /// The trust store, read (and its warnings logged) on first use.
+    fn store(&self) -> &TrustStore {
+        self.store.get_or_init(|| {
+            let (store, warnings) = TrustStore::load(
+                &self.options.signatures,
+                self.euid,
+                self.options.insecure_skip_owner_checks,
+            );
+            for w in &warnings {
+                tracing::warn!("{}", crate::text::printable(w));
+            }
+            self.late_warnings.borrow_mut().extend(warnings);
+            store
+        })
+    }
+
+    /// The warnings of the trust store read since the last call (see
+    /// [`Session::store`]); with `read`, the store is read now if it was not yet.
+    pub(crate) fn late_warnings(&self, read: bool) -> Vec<String> {
+        if read {
+            self.store();
+        }
+        std::mem::take(&mut self.late_warnings.borrow_mut())
     }
 
     /// The owner/mode rule for a plugin directory (`None`: passes or skipped by the
@@ -136,7 +166,7 @@ impl<'a> Session<'a> {
                     started,
                     cached,
                     loaded: loaded.to_vec(),
-                    signature_mode: self.store.mode,
+                    signature_mode: self.signature_mode(),
                 },
                 Ok(Prepare::FromCache(verdict)) => {
                     if let Err(refusal) = verdict {
@@ -190,7 +220,7 @@ impl<'a> Session<'a> {
                 started,
                 cached,
                 loaded: Vec::new(),
-                signature_mode: self.store.mode,
+                signature_mode: self.signature_mode(),
             }),
             // Without a cache there is no answer from it; were there one, it would be
             // the final record.
@@ -233,17 +263,22 @@ impl<'a> Session<'a> {
         // 3b. The signature beside it, by identity (one fstatat; not looked at when
         //     signatures are off). A cached verdict is used only if it was decided
         //     under the same mode, trust store and signature file.
-        let checking = self.store.mode != SignatureMode::Off;
-        let sig_key = if checking {
-            signature::cache_key(&self.store, &signature::stat_key(&dir.file, name))
-        } else {
+        let checking = self.signature_mode() != SignatureMode::Off;
+        // Only a verdict cache needs the key (without one the trust store may not
+        // be read yet).
+        let keyed = cache.cache.is_some();
+        let sig_key = if !checking {
             signature::OFF_KEY.to_string()
+        } else if keyed {
+            signature::cache_key(self.store(), &signature::stat_key(&dir.file, name))
+        } else {
+            String::new()
         };
         let hit = cache
             .cache
             .and_then(|c| c.lookup(path, &id))
             .filter(|h| h.signature.as_ref().is_some_and(|s| s.key == sig_key));
-        record.signature_key = Some(sig_key);
+        record.signature_key = (keyed || !checking).then_some(sig_key);
         // An unchanged file judged by an earlier run: its verdict without loading it.
         if let (Some(hit), true) = (hit, cache.answer) {
             if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
@@ -254,7 +289,9 @@ impl<'a> Session<'a> {
         // under the identity of the very file read.
         let sig = checking.then(|| SigFile::read(&dir.file, name, path));
         if let Some(sig) = &sig {
-            record.signature_key = Some(signature::cache_key(&self.store, &sig.key_part()));
+            if keyed {
+                record.signature_key = Some(signature::cache_key(self.store(), &sig.key_part()));
+            }
         }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
@@ -315,7 +352,7 @@ impl<'a> Session<'a> {
         };
         record.cached = true;
         record.signature = hit.signature.as_ref().and_then(|s| s.facts.clone());
-        if self.store.mode == SignatureMode::Warn && hit.refusal.is_none() {
+        if self.signature_mode() == SignatureMode::Warn && hit.refusal.is_none() {
             signature::warn_loaded(record);
         }
         if let (Some(facts), Some(sha256)) = (record.file.as_mut(), &hit.sha256) {
@@ -429,7 +466,7 @@ impl<'a> Session<'a> {
             name,
             path,
             sig,
-            &self.store,
+            self.store(),
             &mut record.file,
             prehash,
         );
@@ -438,7 +475,9 @@ impl<'a> Session<'a> {
                 record.signature = Some(facts);
                 Ok(())
             }
-            Err((facts, problem)) => signature::judge(self.store.mode, record, facts, problem),
+            Err((facts, problem)) => {
+                signature::judge(self.signature_mode(), record, facts, problem)
+            }
         }
     }
 
@@ -459,7 +498,11 @@ impl<'a> Session<'a> {
 
     /// The signature mode of this run (the automatic default resolved).
     pub(crate) fn signature_mode(&self) -> SignatureMode {
-        self.store.mode
+        match self.store.get() {
+            Some(store) => store.mode,
+            // Not read yet: the mode is set (`warn` or `enforce`), and the store keeps it.
+            None => self.options.signatures.mode.unwrap_or(SignatureMode::Off),
+        }
     }
 
     /// The effective uid owners are judged against.

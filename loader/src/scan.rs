@@ -342,7 +342,11 @@ impl<'a> Scan<'a> {
 
     /// Orders the plugins, logs the refusal summary, and saves the cache.
     fn finish(mut self) -> LoadReport {
+        // The trust store's warnings, if it was read after the start (or only now:
+        // they are reported even when no signature was checked).
+        let late = self.session.late_warnings(true);
         let report = &mut self.report;
+        report.warnings.extend(late);
         report.plugins.sort_by_key(|p| p.record);
         if let Some(w) = self.refusals_logged.finish() {
             warn(report, w);

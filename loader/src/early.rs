@@ -147,10 +147,11 @@ fn copy_followed(
     Ok((image, prehash))
 }
 
-/// The early copy of the library at `path`, if it is the file whose descriptor has
-/// `identity` and `len` bytes: its sealed image, and the hash being computed. Waits
-/// for the copy, not for the hash. `None` otherwise (any other file, a file changed
-/// since, or a copy that failed): the early work is then dropped.
+/// The early copy of the library at `path`, if it is the file whose open descriptor
+/// has `identity` (device, inode, size, times) and the copy holds that many bytes: its
+/// sealed image, and the hash being computed. Waits for the copy, not for the hash.
+/// `None` for any other path (the copy is kept for its own file); for this path
+/// changed since, or a copy that failed, `None` and the early work is dropped.
 pub(crate) fn take(path: &Path, identity: &FileIdentity) -> Option<(Image, Prehash)> {
     let mut slot = lock();
     if slot.as_ref().is_none_or(|s| s.path != path) {

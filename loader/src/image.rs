@@ -117,15 +117,10 @@ impl Image {
         charge: Charge,
         follow: Option<&mut dyn FnMut(File, Arc<CopyProgress>)>,
     ) -> io::Result<Image> {
-        #[cfg(target_os = "linux")]
-        let copy = match follow {
-            None => sealed_copy(path, &file, expected),
-            Some(follow) => sealed_copy_followed(path, &file, expected, follow),
-        };
         #[cfg(not(target_os = "linux"))]
         let _ = follow;
         #[cfg(target_os = "linux")]
-        match copy {
+        match sealed_copy(path, &file, expected, follow) {
             Ok((fd, len)) => {
                 return Ok(Image {
                     fd,
@@ -269,21 +264,11 @@ impl Image {
 /// chunks, in order, into `f`: [`CHUNK`] bytes at a time through one buffer, small
 /// enough to stay in the CPU's cache for the hash that reads it and to come from the
 /// heap rather than a fresh mapping per pass.
-pub(crate) fn each_chunk_of(fd: &File, len: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
-    let mut buffer = vec![0u8; CHUNK];
-    let mut offset = 0u64;
-    while offset < len {
-        let want = usize::try_from(len - offset)
-            .unwrap_or(usize::MAX)
-            .min(buffer.len());
-        let n = fd.read_at(&mut buffer[..want], offset)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        f(&buffer[..n]);
-        offset += n as u64;
-    }
-    Ok(())
+pub(crate) fn each_chunk_of(fd: &File, len: u64, f: impl FnMut(&[u8])) -> io::Result<()> {
+    // A copy already sealed at `len` bytes, read by the same loop.
+    let sealed = CopyProgress::new();
+    sealed.end.store(len, Ordering::Relaxed);
+    each_chunk_as_copied(fd, &sealed, &AtomicBool::new(false), f).map(drop)
 }
 
 /// The bytes read at a time by [`each_chunk_of`] and [`each_chunk_as_copied`], and
@@ -406,58 +391,35 @@ pub(crate) fn each_chunk_as_copied(
 
 /// A sealed, close-on-exec `memfd` holding the contents of `file` (at most
 /// `expected + 1` bytes, copied by the kernel), and its size once sealed.
+///
+/// With `follow`, the copy is made [`CHUNK`] bytes at a time (`sendfile`) and
+/// followed: `follow` gets a descriptor of the new `memfd` and the [`CopyProgress`]
+/// before the first byte is copied; the progress is advanced after each chunk and
+/// ended once the copy is sealed and its size checked (or abandoned on any failure).
+/// Without, std copies it in one step.
 #[cfg(target_os = "linux")]
-fn sealed_copy(path: &Path, file: &File, expected: u64) -> io::Result<(File, u64)> {
-    let mut memfd = sys::memfd_named_after(path)?;
-    // File to file: std copies in the kernel (copy_file_range, else sendfile), with no
-    // buffer of ours in between.
-    let copied = io::copy(&mut file.take(expected.saturating_add(1)), &mut memfd)?;
-    sys::seal(&memfd)?;
-    // The size of the sealed file itself (equal to `copied`, unless something wrote to
-    // the memfd before the seals): what is checked is exactly what `dlopen` will map.
-    let size = memfd.metadata()?.len();
-    if size != copied {
-        return Err(io::Error::other(format!(
-            "the in-memory copy holds {size} bytes after {copied} were copied"
-        )));
-    }
-    Ok((memfd, size))
-}
-
-/// [`sealed_copy`], copied [`CHUNK`] bytes at a time (`sendfile`) and followed: `follow`
-/// gets a descriptor of the new `memfd` and the [`CopyProgress`] before the first
-/// byte is copied, and the progress is advanced after each chunk and ended once the
-/// copy is sealed and its size checked (or abandoned on any failure).
-#[cfg(target_os = "linux")]
-fn sealed_copy_followed(
+fn sealed_copy(
     path: &Path,
     file: &File,
     expected: u64,
-    follow: &mut dyn FnMut(File, Arc<CopyProgress>),
+    follow: Option<&mut dyn FnMut(File, Arc<CopyProgress>)>,
 ) -> io::Result<(File, u64)> {
     let mut memfd = sys::memfd_named_after(path)?;
+    let limit = expected.saturating_add(1);
     let progress = Arc::new(CopyProgress::new());
     let abandon = AbandonUnlessSealed(&progress);
-    follow(memfd.try_clone()?, Arc::clone(&progress));
-    let limit = expected.saturating_add(1);
-    let mut copied = 0u64;
-    while copied < limit {
-        let want = usize::try_from(limit - copied)
-            .unwrap_or(usize::MAX)
-            .min(CHUNK);
-        let n = match rustix::fs::sendfile(&memfd, file, None, want) {
-            Ok(n) => n as u64,
-            Err(sys::Errno::INTR) => continue,
-            // No sendfile between these two: the rest by std's copy (one step).
-            Err(_) => io::copy(&mut file.take(limit - copied), &mut memfd)?,
-        };
-        if n == 0 {
-            break;
+    let copied = match follow {
+        // File to file: std copies in the kernel (copy_file_range, else sendfile),
+        // with no buffer of ours in between.
+        None => io::copy(&mut file.take(limit), &mut memfd)?,
+        Some(follow) => {
+            follow(memfd.try_clone()?, Arc::clone(&progress));
+            copy_in_steps(file, &mut memfd, limit, &progress)?
         }
-        copied += n;
-        progress.advance(copied);
-    }
+    };
     sys::seal(&memfd)?;
+    // The size of the sealed file itself (equal to `copied`, unless something wrote to
+    // the memfd before the seals): what is checked is exactly what `dlopen` will map.
     let size = memfd.metadata()?.len();
     if size != copied {
         return Err(io::Error::other(format!(
@@ -468,6 +430,35 @@ fn sealed_copy_followed(
     // Sealed: the guard finds the end set and leaves it.
     drop(abandon);
     Ok((memfd, size))
+}
+
+/// Copies up to `limit` bytes of `file` into `memfd`, [`CHUNK`] at a time, advancing
+/// `progress` after each; how many were copied.
+#[cfg(target_os = "linux")]
+fn copy_in_steps(
+    file: &File,
+    memfd: &mut File,
+    limit: u64,
+    progress: &CopyProgress,
+) -> io::Result<u64> {
+    let mut copied = 0u64;
+    while copied < limit {
+        let want = usize::try_from(limit - copied)
+            .unwrap_or(usize::MAX)
+            .min(CHUNK);
+        let n = match rustix::fs::sendfile(&*memfd, file, None, want) {
+            Ok(n) => n as u64,
+            Err(sys::Errno::INTR) => continue,
+            // No sendfile between these two: the rest by std's copy (one step).
+            Err(_) => io::copy(&mut file.take(limit - copied), memfd)?,
+        };
+        if n == 0 {
+            break;
+        }
+        copied += n;
+        progress.advance(copied);
+    }
+    Ok(copied)
 }
 
 fn hex(bytes: &[u8]) -> String {

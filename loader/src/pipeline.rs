@@ -264,21 +264,15 @@ impl<'a> Session<'a> {
         //     signatures are off). A cached verdict is used only if it was decided
         //     under the same mode, trust store and signature file.
         let checking = self.signature_mode() != SignatureMode::Off;
-        // Only a verdict cache needs the key (without one the trust store may not
-        // be read yet).
         let keyed = cache.cache.is_some();
-        let sig_key = if !checking {
-            signature::OFF_KEY.to_string()
-        } else if keyed {
-            signature::cache_key(self.store(), &signature::stat_key(&dir.file, name))
-        } else {
-            String::new()
-        };
-        let hit = cache
-            .cache
-            .and_then(|c| c.lookup(path, &id))
-            .filter(|h| h.signature.as_ref().is_some_and(|s| s.key == sig_key));
-        record.signature_key = (keyed || !checking).then_some(sig_key);
+        record.signature_key =
+            self.signature_key(checking, keyed, || signature::stat_key(&dir.file, name));
+        let hit = cache.cache.and_then(|c| c.lookup(path, &id)).filter(|h| {
+            match (&h.signature, &record.signature_key) {
+                (Some(cached), Some(key)) => &cached.key == key,
+                _ => false,
+            }
+        });
         // An unchanged file judged by an earlier run: its verdict without loading it.
         if let (Some(hit), true) = (hit, cache.answer) {
             if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
@@ -289,9 +283,7 @@ impl<'a> Session<'a> {
         // under the identity of the very file read.
         let sig = checking.then(|| SigFile::read(&dir.file, name, path));
         if let Some(sig) = &sig {
-            if keyed {
-                record.signature_key = Some(signature::cache_key(self.store(), &sig.key_part()));
-            }
+            record.signature_key = self.signature_key(checking, keyed, || sig.key_part());
         }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
@@ -303,14 +295,7 @@ impl<'a> Session<'a> {
         //    identity), copied once.
         let (image, prehash) = match crate::early::take(path, &id) {
             Some(early) => early,
-            None => {
-                let mut prehash = signature::Prehash::none();
-                let mut follow = |fd, progress| prehash = signature::Prehash::follow(fd, progress);
-                let follow: Option<&mut dyn FnMut(_, _)> =
-                    signature::Prehash::wanted(sig.as_ref()).then_some(&mut follow);
-                let image = read(file, &meta, path, follow)?;
-                (image, prehash)
-            }
+            None => read_hashing(file, &meta, path, sig.as_ref())?,
         };
         // 5. Hash (when pinning is on or the caller wants it reported) and pinning.
         let known = hit.and_then(|h| h.sha256.as_deref());
@@ -327,6 +312,25 @@ impl<'a> Session<'a> {
             image,
             cached: hit.cloned().map(Box::new),
         })
+    }
+
+    /// The key a record's verdict is cached under for its signature: the mode's
+    /// when signatures are off; else, with a verdict cache (`keyed`), the trust
+    /// store's digest and `sig_part` (the `.minisig`'s identity); `None` without a
+    /// cache (nothing needs it, and the trust store may not be read yet).
+    fn signature_key(
+        &self,
+        checking: bool,
+        keyed: bool,
+        sig_part: impl FnOnce() -> String,
+    ) -> Option<String> {
+        if !checking {
+            Some(signature::OFF_KEY.to_string())
+        } else if keyed {
+            Some(signature::cache_key(self.store(), &sig_part()))
+        } else {
+            None
+        }
     }
 
     /// The verdict for a file whose identity the cache knows: pins (checked against
@@ -639,6 +643,22 @@ fn read(
         ));
     }
     Ok(image)
+}
+
+/// Step 4 with the BLAKE2b a prehashed signature `sig` covers started on a thread of
+/// its own, following the copy as it is made ([`signature::Prehash::follow`]).
+fn read_hashing(
+    file: File,
+    meta: &Metadata,
+    path: &Path,
+    sig: Option<&SigFile>,
+) -> Result<(Image, signature::Prehash), Refusal> {
+    let mut prehash = signature::Prehash::none();
+    let mut follow = |fd, progress| prehash = signature::Prehash::follow(fd, progress);
+    let follow: Option<&mut dyn FnMut(_, _)> =
+        signature::Prehash::wanted(sig).then_some(&mut follow);
+    let image = read(file, meta, path, follow)?;
+    Ok((image, prehash))
 }
 
 /// Step 6, the ELF pre-check (Linux). Elsewhere the dynamic linker is the only judge.

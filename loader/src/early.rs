@@ -99,7 +99,7 @@ pub fn pick(options: &LoaderOptions) -> Option<Early> {
 
 impl Early {
     /// Copies the library into its sealed `memfd` and hashes that copy, on a thread of
-    /// its own, for the pipeline to [`take`] when it reaches the file. Does nothing when
+    /// its own, for the pipeline to take when it reaches the file. Does nothing when
     /// the copy cannot be held (the bound on libraries held at once) or no thread
     /// starts.
     pub fn start(self) {

@@ -1,7 +1,7 @@
 //! One serde model of a library's record, and the one spelling of its keys.
 //!
 //! - [`PluginRecord`]: what the plugin says about itself (the fields of
-//!   [`PluginInfo`](provtarget_abi::host::PluginInfo), mirrored here because the
+//!   [`PluginInfo`], mirrored here because the
 //!   contract crate carries no serde) and the configuration keys it declares
 //!   ([`ConfigKeyRecord`]);
 //! - [`VerdictRecord`]: loaded, rejected (stage, kind, reason) or skipped (reason);

@@ -759,3 +759,53 @@ fn the_library_copied_while_the_host_starts_is_the_one_verified_and_loaded() {
     run.ok();
     assert!(!run.stderr.contains(EARLY), "{}", run.stderr);
 }
+
+/// With a mode set and no verdict cache the trust store is read only when a signature
+/// is first checked: its warning still reaches the log and the report, whether a
+/// signature was checked or none was.
+#[test]
+fn a_trust_store_read_late_still_reports_its_warning() {
+    let Some(tool) = minisign() else { return };
+    let secrets = TempDir::new("sig-late-secrets");
+    let key = keygen(&tool, &secrets, "acme");
+    let keys = trusted("sig-late-keys", &[(&key, "")]);
+    set_mode(keys.path(), 0o775);
+    let signed = plugin_dir("sig-late", &["provtarget-fqdn"]);
+    let fqdn = cdylib_file_name("provtarget-fqdn");
+    sign(
+        &tool,
+        &key,
+        &signed.path().join(&fqdn),
+        &format!("file:{fqdn}"),
+        false,
+    );
+    let empty = TempDir::new("sig-late-empty");
+    let sets = [
+        format!("plugin.provtarget.trusted_keys={}", path_str(keys.path())),
+        "plugin.provtarget.signatures=enforce".to_string(),
+        "plugin.provtarget.cache_dir=none".to_string(),
+    ];
+    let warning = "no key is trusted: trusted-keys directory";
+    for (dir, checked) in [(&signed, true), (&empty, false)] {
+        let d = path_str(dir.path());
+        let run = provtarget(&plugin_args("buildinfo", &d, &sets, &["--json"]));
+        run.ok();
+        run.stderr_has(warning);
+        let v = run.json();
+        let warnings = v["warnings"].as_array().unwrap();
+        assert!(
+            warnings.iter().any(|w| w
+                .as_str()
+                .unwrap()
+                .contains("is group-writable (mode 0775)")),
+            "checked {checked}: {v:#}"
+        );
+        let plugins = v["plugins"].as_array().unwrap();
+        if checked {
+            assert_eq!(plugins[0]["kind"], "untrusted-key", "{v:#}");
+        } else {
+            assert!(plugins.is_empty(), "{v:#}");
+        }
+    }
+    set_mode(keys.path(), 0o755);
+}

@@ -55,12 +55,10 @@ fn main() -> ExitCode {
     // `early`): that work then runs beside this process's own start.
     let mut early = None;
     if let Job::Buildinfo(config, _) | Job::Targets(config, _) = &job {
-        early = provtarget_loader::process::early::pick(&config.loader_options());
+        let options = config.loader_options();
+        early = provtarget_loader::process::early::pick(&options);
         if let Some(helper) = &helper {
-            if provtarget::plumbing::may_need_resolver_processes(
-                config.isolation(),
-                &config.loader_options(),
-            ) {
+            if provtarget::plumbing::may_need_resolver_processes(config.isolation(), &options) {
                 // While this process has one thread: a fork, not an exec (see
                 // fork_spare).
                 helper.fork_spare();

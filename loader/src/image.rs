@@ -266,9 +266,7 @@ impl Image {
 /// heap rather than a fresh mapping per pass.
 pub(crate) fn each_chunk_of(fd: &File, len: u64, f: impl FnMut(&[u8])) -> io::Result<()> {
     // A copy already sealed at `len` bytes, read by the same loop.
-    let sealed = CopyProgress::new();
-    sealed.end.store(len, Ordering::Relaxed);
-    each_chunk_as_copied(fd, &sealed, &AtomicBool::new(false), f).map(drop)
+    each_chunk_as_copied(fd, &CopyProgress::sealed(len), &AtomicBool::new(false), f).map(drop)
 }
 
 /// The bytes read at a time by [`each_chunk_of`] and [`each_chunk_as_copied`], and
@@ -305,6 +303,15 @@ impl CopyProgress {
         CopyProgress {
             written: AtomicU64::new(0),
             end: AtomicU64::new(COPYING),
+            reader: OnceLock::new(),
+        }
+    }
+
+    /// A copy already sealed at `len` bytes.
+    fn sealed(len: u64) -> CopyProgress {
+        CopyProgress {
+            written: AtomicU64::new(len),
+            end: AtomicU64::new(len),
             reader: OnceLock::new(),
         }
     }

@@ -86,8 +86,7 @@ impl<'a> Session<'a> {
             .mode
             .is_some_and(|m| m != SignatureMode::Off);
         if !explicit || options.cache_dir.is_some() {
-            session.store();
-            warnings.append(&mut session.late_warnings.borrow_mut());
+            warnings.extend(session.late_warnings(true));
         }
         (session, warnings)
     }

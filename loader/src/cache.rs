@@ -754,6 +754,22 @@ mod tests {
         dir
     }
 
+    /// Saves a cache in `dir` holding one accepted library, `/p/a.so`.
+    fn save_one_accepted(dir: &Path) {
+        let mut cache = cache_in(dir);
+        cache.record(
+            Path::new("/p/a.so"),
+            identity(),
+            CachedVerdict {
+                refusal: None,
+                plugin: Some(facts()),
+                sha256: None,
+                signature: None,
+            },
+        );
+        cache.save().unwrap();
+    }
+
     #[test]
     fn verdicts_round_trip_and_identity_must_match_exactly() {
         let dir = temp("roundtrip");
@@ -826,18 +842,7 @@ mod tests {
     #[test]
     fn damaged_files_are_ignored_with_a_warning_naming_them() {
         let dir = temp("damaged");
-        let mut cache = cache_in(&dir);
-        cache.record(
-            Path::new("/p/a.so"),
-            identity(),
-            CachedVerdict {
-                refusal: None,
-                plugin: Some(facts()),
-                sha256: None,
-                signature: None,
-            },
-        );
-        cache.save().unwrap();
+        save_one_accepted(&dir);
         let good = std::fs::read(dir.join(CACHE_FILE_NAME)).unwrap();
         let text = String::from_utf8(good.clone()).unwrap();
         for (bytes, expect) in [
@@ -899,18 +904,7 @@ mod tests {
     #[test]
     fn a_cache_of_another_version_is_rebuilt_quietly() {
         let dir = temp("version");
-        let mut cache = cache_in(&dir);
-        cache.record(
-            Path::new("/p/a.so"),
-            identity(),
-            CachedVerdict {
-                refusal: None,
-                plugin: Some(facts()),
-                sha256: None,
-                signature: None,
-            },
-        );
-        cache.save().unwrap();
+        save_one_accepted(&dir);
         let text = std::fs::read_to_string(dir.join(CACHE_FILE_NAME)).unwrap();
         let host = serde_json::from_str::<Value>(&text).unwrap()["host"].clone();
         let v1 = serde_json::json!({

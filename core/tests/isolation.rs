@@ -241,18 +241,18 @@ fn a_handshake_of_another_build_or_program_is_refused_in_one_line() {
     let cases = [
         (
             r#"{"magic":"provtarget-plugin-child-7c1e4b9a","protocol":3,"report":{}}"#,
-            "the child speaks protocol 3, this host 4; use the same provtarget build",
+            "the child speaks protocol 3, this host 5; use the same provtarget build",
         ),
         (
             "Usage: some-other-program [OPTIONS]",
             "the child is not a provtarget helper (no handshake)",
         ),
         (
-            r#"{"magic":"provtarget-plugin-child-7c1e4b9a","protocol":4}"#,
+            r#"{"magic":"provtarget-plugin-child-7c1e4b9a","protocol":5}"#,
             "a malformed handshake: field `.`: missing field `report`",
         ),
         (
-            r#"{"magic":"provtarget-plugin-child-7c1e4b9a","protocol":4,"report":{},"verdict":"loaded"}"#,
+            r#"{"magic":"provtarget-plugin-child-7c1e4b9a","protocol":5,"report":{},"verdict":"loaded"}"#,
             "a malformed handshake: field `verdict`: unknown field `verdict`",
         ),
     ];

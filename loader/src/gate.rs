@@ -140,8 +140,68 @@ pub enum Gated {
 }
 
 /// Decides, for each library that passed every check made without running its code,
-/// whether it is loaded in this process.
-pub type Gate<'a> = dyn FnMut(Prepared) -> Gated + 'a;
+/// whether it is loaded in this process: a [`Gatekeeper`] (any
+/// `FnMut(Prepared) -> Gated` closure is one).
+pub type Gate<'a> = dyn Gatekeeper + 'a;
+
+/// What a [`Gate`] is told: each library that passed every check made without running
+/// its code ([`Gatekeeper::judge`]), and, earlier, each library whose signature is
+/// still being verified when every other such check has passed
+/// ([`Gatekeeper::verifying`]), so that a child can be handed its sealed copy, check
+/// it and wait, running none of its code, while the host verifies.
+pub trait Gatekeeper {
+    /// Decides whether `prepared` is loaded in this process.
+    fn judge(&mut self, prepared: Prepared) -> Gated;
+
+    /// `library` passed every check made without running its code except its
+    /// signature, which is being verified now. Whatever the gatekeeper does with its
+    /// sealed copy must run none of its code: the library reaches
+    /// [`Gatekeeper::judge`] once verified, or [`Gatekeeper::withdrawn`] if refused.
+    /// Nothing by default.
+    fn verifying(&mut self, library: Verifying<'_>) {
+        let _ = library;
+    }
+
+    /// The library at `path`, announced by [`Gatekeeper::verifying`], was refused (its
+    /// signature): it never reaches [`Gatekeeper::judge`], and nothing of it may run.
+    /// Nothing by default.
+    fn withdrawn(&mut self, path: &Path) {
+        let _ = path;
+    }
+}
+
+impl<F: FnMut(Prepared) -> Gated> Gatekeeper for F {
+    fn judge(&mut self, prepared: Prepared) -> Gated {
+        self(prepared)
+    }
+}
+
+/// A library whose signature is being verified, every other check made without
+/// running its code passed: see [`Gatekeeper::verifying`].
+pub struct Verifying<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) image: &'a Image,
+    pub(crate) cached: bool,
+}
+
+impl Verifying<'_> {
+    /// The library's path.
+    pub fn path(&self) -> &Path {
+        self.path
+    }
+
+    /// Its sealed in-memory copy (the bytes being verified, and the ones
+    /// [`Prepared::sealed_fd`] will give once verified).
+    pub fn sealed_fd(&self) -> BorrowedFd<'_> {
+        self.image.fd().as_fd()
+    }
+
+    /// Whether the verdict cache holds a verdict for this very file
+    /// ([`Prepared::cached_verdict`] will then be `Some`).
+    pub fn cached(&self) -> bool {
+        self.cached
+    }
+}
 
 /// Like [`crate::load_all`], but each library that passed every check made without
 /// running its code is handed to `gate` first, which loads it here
@@ -178,9 +238,20 @@ pub fn prepare_file(
 /// sealed copy `fd` made by [`Prepared`] in another process (`path` names it in
 /// messages), re-runs the ELF pre-check on it, verifies it, reads its information and
 /// constructs the resolver. A descriptor that is not a sealed copy is refused.
+/// [`check_sealed`] then [`Sealed::load`].
 pub fn load_sealed(fd: OwnedFd, path: &Path) -> (LibraryRecord, Option<LoadedPlugin>) {
+    match check_sealed(fd, path) {
+        Ok(sealed) => sealed.load(),
+        Err(record) => (*record, None),
+    }
+}
+
+/// The checks [`load_sealed`] makes before `dlopen`, none of which runs code of the
+/// library: `fd` must be a sealed copy, and its bytes pass the ELF pre-check. `Err` is
+/// the final record of a refused copy.
+pub fn check_sealed(fd: OwnedFd, path: &Path) -> Result<Sealed, Box<LibraryRecord>> {
     let started = Instant::now();
-    let mut record = LibraryRecord::new(path);
+    let record = LibraryRecord::new(path);
     #[cfg(target_os = "linux")]
     let image = Image::from_sealed(File::from(fd));
     #[cfg(not(target_os = "linux"))]
@@ -196,22 +267,33 @@ pub fn load_sealed(fd: OwnedFd, path: &Path) -> (LibraryRecord, Option<LoadedPlu
                 RefusalKind::Unreadable,
                 format!("cannot read {}: {e}", shown(path)),
             );
-            return (refuse(record, refusal, started), None);
+            return Err(Box::new(refuse(record, refusal, started)));
         }
     };
     if let Err(refusal) = pipeline::recheck(&image, path) {
-        return (refuse(record, refusal, started), None);
+        return Err(Box::new(refuse(record, refusal, started)));
     }
-    let prepared = Prepared {
-        record: std::mem::replace(&mut record, LibraryRecord::new(path)),
+    Ok(Sealed(Prepared {
+        record,
         image,
         started,
         cached: None,
         loaded: Vec::new(),
-        // The host checked the signature before handing the copy over.
+        // The host checked the signature before handing the copy over (or before
+        // telling the child to load it).
         signature_mode: crate::SignatureMode::Off,
-    };
-    prepared.load(&[])
+    }))
+}
+
+/// A sealed copy received from another process that passed [`check_sealed`]; nothing
+/// of it has run.
+pub struct Sealed(Prepared);
+
+impl Sealed {
+    /// Loads it here: `dlopen`, verify, info, constructor.
+    pub fn load(self) -> (LibraryRecord, Option<LoadedPlugin>) {
+        self.0.load(&[])
+    }
 }
 
 /// The signature's `name:` and `interface:` fields against the loaded plugin's facts.

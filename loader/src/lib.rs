@@ -169,7 +169,10 @@ pub use cache::{
     MAX_CACHE_FILE,
 };
 pub use discover::is_candidate_name;
-pub use gate::{load_all_gated, load_sealed, load_with_gated, prepare_file, Gate, Gated, Prepared};
+pub use gate::{
+    check_sealed, load_all_gated, load_sealed, load_with_gated, prepare_file, Gate, Gated,
+    Gatekeeper, Prepared, Sealed, Verifying,
+};
 pub use input::{read_bounded, trust_warnings, InputError, InputFile};
 pub use options::{is_reserved_name, LoaderOptions, DEFAULT_DIRECTORY, RESERVED_NAMES};
 pub use report::{

@@ -17,7 +17,7 @@ use provtarget_abi::host::{PluginInfo, PluginResolver};
 use crate::{
     cache::{CachedVerdict, FileIdentity, VerdictCache},
     directory::Dir,
-    gate::{Gate, Gated, Prepared},
+    gate::{Gate, Gated, Prepared, Verifying},
     image::Image,
     info, library,
     pins::Pins,
@@ -157,34 +157,35 @@ impl<'a> Session<'a> {
         let started = Instant::now();
         let mut record = LibraryRecord::new(path);
         let mut identity = None;
-        let prepared =
-            match self.prepare(dir, name, path, loaded, &mut record, cache, &mut identity) {
-                Ok(Prepare::Image { image, cached }) => Prepared {
-                    record,
-                    image,
-                    started,
-                    cached,
-                    loaded: loaded.to_vec(),
-                    signature_mode: self.signature_mode(),
-                },
-                Ok(Prepare::FromCache(verdict)) => {
-                    if let Err(refusal) = verdict {
-                        record.verdict = Verdict::Rejected(refusal);
-                    }
-                    record.load_time = started.elapsed();
-                    record.log();
-                    return (record, None, identity);
-                }
-                Err(refusal) => {
+        let mut gate = gate;
+        let facts = (loaded, &mut record, &mut identity);
+        let prepared = match self.prepare(dir, name, path, facts, cache, gate.as_deref_mut()) {
+            Ok(Prepare::Image { image, cached }) => Prepared {
+                record,
+                image,
+                started,
+                cached,
+                loaded: loaded.to_vec(),
+                signature_mode: self.signature_mode(),
+            },
+            Ok(Prepare::FromCache(verdict)) => {
+                if let Err(refusal) = verdict {
                     record.verdict = Verdict::Rejected(refusal);
-                    record.load_time = started.elapsed();
-                    record.log();
-                    return (record, None, identity);
                 }
-            };
+                record.load_time = started.elapsed();
+                record.log();
+                return (record, None, identity);
+            }
+            Err(refusal) => {
+                record.verdict = Verdict::Rejected(refusal);
+                record.load_time = started.elapsed();
+                record.log();
+                return (record, None, identity);
+            }
+        };
         let prepared = match gate {
             None => prepared,
-            Some(gate) => match gate(prepared) {
+            Some(gate) => match gate.judge(prepared) {
                 Gated::Load(prepared) => prepared,
                 Gated::Decided(record) => return (record, None, identity),
             },
@@ -204,15 +205,8 @@ impl<'a> Session<'a> {
         let started = Instant::now();
         let mut record = LibraryRecord::new(path);
         let mut identity = None;
-        match self.prepare(
-            dir,
-            name,
-            path,
-            &[],
-            &mut record,
-            CacheUse::NONE,
-            &mut identity,
-        ) {
+        let facts = (&[][..], &mut record, &mut identity);
+        match self.prepare(dir, name, path, facts, CacheUse::NONE, None) {
             Ok(Prepare::Image { image, cached }) => Ok(Prepared {
                 record,
                 image,
@@ -242,18 +236,20 @@ impl<'a> Session<'a> {
 
     /// Steps 1–6, none of which runs any code of the file, with the verdict cache:
     /// the answer from the cache, or a sealed image that may be loaded (in this
-    /// process or in a child). Facts are recorded as they become known.
-    #[allow(clippy::too_many_arguments)]
+    /// process or in a child). Facts are recorded as they become known: `facts` is
+    /// the plugins accepted so far, the record and the identity of the file opened.
+    /// `gate` is told of the library while its signature is verified
+    /// ([`crate::Gatekeeper::verifying`]).
     fn prepare(
         &self,
         dir: &Dir,
         name: &OsStr,
         path: &Path,
-        loaded: &[(String, PathBuf)],
-        record: &mut LibraryRecord,
+        facts: PrepareFacts<'_, '_>,
         cache: CacheUse<'_>,
-        identity: &mut Option<FileIdentity>,
+        gate: Option<&mut Gate<'_>>,
     ) -> Result<Prepare, Refusal> {
+        let (loaded, record, identity) = facts;
         // 1–3. Open without following symlinks or blocking, relative to the judged
         //      directory; file type; facts; owner and mode. Nothing is read yet.
         let (file, meta) = self.open_trusted(dir, name, path, record)?;
@@ -264,14 +260,7 @@ impl<'a> Session<'a> {
         //     under the same mode, trust store and signature file.
         let checking = self.signature_mode() != SignatureMode::Off;
         let keyed = cache.cache.is_some();
-        record.signature_key =
-            self.signature_key(checking, keyed, || signature::stat_key(&dir.file, name));
-        let hit = cache.cache.and_then(|c| c.lookup(path, &id)).filter(|h| {
-            match (&h.signature, &record.signature_key) {
-                (Some(cached), Some(key)) => &cached.key == key,
-                _ => false,
-            }
-        });
+        let hit = self.cache_hit(dir, name, path, &id, cache, record);
         // An unchanged file judged by an earlier run: its verdict without loading it.
         if let (Some(hit), true) = (hit, cache.answer) {
             if let Some(verdict) = self.verdict_from_cache(hit, name, path, loaded, record) {
@@ -304,13 +293,51 @@ impl<'a> Session<'a> {
         //    reported after the signature's verdict).
         let elf = precheck(&image, path);
         // 5b. The signature, verified over the sealed copy: the bytes loaded next (here
-        //     or in a child) are the bytes verified.
-        self.check_signature(&image, name, path, sig.as_ref(), record, prehash)?;
+        //     or in a child) are the bytes verified. While its hash is still being
+        //     computed, the gate may hand the copy to a child that checks it and waits
+        //     (it runs none of its code before the gate's `judge`).
+        let mut ahead = gate.filter(|_| elf.is_ok() && prehash.is_running() && image.is_sealed());
+        if let Some(gate) = ahead.as_deref_mut() {
+            let cached = hit.is_some();
+            gate.verifying(Verifying {
+                path,
+                image: &image,
+                cached,
+            });
+        }
+        let verified = self.check_signature(&image, name, path, sig.as_ref(), record, prehash);
+        if let (Err(_), Some(gate)) = (&verified, ahead) {
+            gate.withdrawn(path);
+        }
+        verified?;
         elf?;
         Ok(Prepare::Image {
             image,
             cached: hit.cloned().map(Box::new),
         })
+    }
+
+    /// Step 3b: the verdict cache's entry for this very file (`id`), recorded under the
+    /// same mode, trust store and signature file (whose key is set in `record`).
+    fn cache_hit<'c>(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+        id: &FileIdentity,
+        cache: CacheUse<'c>,
+        record: &mut LibraryRecord,
+    ) -> Option<&'c CachedVerdict> {
+        let checking = self.signature_mode() != SignatureMode::Off;
+        let keyed = cache.cache.is_some();
+        record.signature_key =
+            self.signature_key(checking, keyed, || signature::stat_key(&dir.file, name));
+        let key = record.signature_key.as_ref()?;
+        let hit = cache.cache?.lookup(path, id)?;
+        hit.signature
+            .as_ref()
+            .is_some_and(|s| &s.key == key)
+            .then_some(hit)
     }
 
     /// The key a record's verdict is cached under for its signature: the mode's
@@ -513,6 +540,14 @@ impl<'a> Session<'a> {
         self.euid
     }
 }
+
+/// What [`Session::prepare`] records as it goes: the plugins accepted so far, the
+/// library's record and the identity of the file opened.
+type PrepareFacts<'l, 'r> = (
+    &'l [(String, PathBuf)],
+    &'r mut LibraryRecord,
+    &'r mut Option<FileIdentity>,
+);
 
 /// How [`Session::examine_with`] uses the verdict cache.
 #[derive(Clone, Copy)]

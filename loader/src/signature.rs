@@ -324,6 +324,11 @@ impl Prehash {
         }
     }
 
+    /// Whether a thread is computing the hash (still, or done and not yet joined).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
     /// Whether `sig` is a prehashed signature to check, whose BLAKE2b is then worth
     /// computing on a thread of its own while the library is copied and checked.
     pub(crate) fn wanted(sig: Option<&SigFile>) -> bool {

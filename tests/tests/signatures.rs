@@ -809,3 +809,74 @@ fn a_trust_store_read_late_still_reports_its_warning() {
     }
     set_mode(keys.path(), 0o755);
 }
+
+/// Under process isolation a library whose signature is still being verified is
+/// handed to its resolver process at once (which checks the copy and waits): its code
+/// runs only once the signature holds, and never when it is refused; the held child
+/// then ends unloaded. A held library that hangs once told to load is refused at the
+/// deadline, as any other.
+#[test]
+fn a_library_held_while_its_signature_is_verified_runs_only_once_verified() {
+    const HELD: &str = "handed to a resolver process while its signature is verified";
+    const UNLOADED: &str = "ended unloaded";
+    let Some(tool) = minisign() else { return };
+    let secrets = TempDir::new("sig-held-secrets");
+    let key = keygen(&tool, &secrets, "acme");
+    let keys = trusted("sig-held-keys", &[(&key, "")]);
+    let (mark, hang) = ("provtarget-test-ctor-mark", "provtarget-test-ctor-hang");
+    let dir = plugin_dir("sig-held", &[mark]);
+    let hang_dir = plugin_dir("sig-held-hang", &[hang]);
+    let (file, hang_file) = (cdylib_file_name(mark), cdylib_file_name(hang));
+    let path = dir.path().join(&file);
+    sign(&tool, &key, &path, &format!("file:{file}"), false);
+    let hang_path = hang_dir.path().join(&hang_file);
+    sign(&tool, &key, &hang_path, &format!("file:{hang_file}"), false);
+    let loads = TempDir::new("sig-held-loads");
+    let loads = loads.path().join("loads");
+    let sets = [
+        format!("plugin.provtarget.trusted_keys={}", path_str(keys.path())),
+        "plugin.provtarget.signatures=enforce".to_string(),
+        "plugin.provtarget.isolation=process".to_string(),
+        "plugin.provtarget.cache_dir=none".to_string(),
+    ];
+    let buildinfo = |dir: &Path| {
+        let d = path_str(dir);
+        let args = plugin_args("buildinfo", &d, &sets, &["--json", "--log-level", "debug"]);
+        let env = [
+            ("CTOR_MARK_FILE", path_str(&loads)),
+            ("PROVTARGET_PROBE_TIMEOUT", "1s".to_string()),
+        ];
+        let run = provtarget_env(&args, &env);
+        run.ok();
+        assert!(run.stderr.contains(HELD), "not held:\n{}", run.stderr);
+        let lib = run.json()["plugins"][0].clone();
+        (run, lib)
+    };
+    let times_loaded = || {
+        std::fs::read_to_string(&loads)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // Signed: held, then loaded once (in its resolver process).
+    let (_, lib) = buildinfo(dir.path());
+    assert_eq!(lib["status"], "loaded", "{lib:#}");
+    assert_eq!(lib["signature"]["state"], "signed", "{lib:#}");
+    assert_eq!(times_loaded(), 1);
+    // One byte changed after signing: held while verified, refused, never loaded.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let (run, lib) = buildinfo(dir.path());
+    assert_eq!(lib["kind"], "bad-signature", "{lib:#}");
+    assert!(run.stderr.contains(UNLOADED), "{}", run.stderr);
+    assert_eq!(times_loaded(), 1, "the refused library's code ran");
+    assert_no_processes_tagged(&path_str(dir.path()));
+    // Signed, but hangs once loaded: refused at the deadline, its process killed.
+    let (_, lib) = buildinfo(hang_dir.path());
+    assert_eq!(lib["kind"], "crashed-while-loading", "{lib:#}");
+    let reason = lib["reason"].as_str().unwrap();
+    assert!(reason.contains("did not answer within 1s"), "{lib:#}");
+    assert_no_processes_tagged(&path_str(hang_dir.path()));
+}

@@ -44,8 +44,8 @@ use std::{
 };
 
 use provtarget_loader::{
-    load_with_gated, Gated, LibraryRecord, LoadReport, LoaderOptions, PluginFacts, Prepared,
-    Verdict,
+    load_with_gated, Gated, Gatekeeper, LibraryRecord, LoadReport, LoaderOptions, PluginFacts,
+    Prepared, Verdict, Verifying,
 };
 
 pub use child::{child_main, is_child_command};
@@ -101,13 +101,16 @@ pub fn load(
         deadline: config.probe_timeout().unwrap_or(DEFAULT_PROBE_TIMEOUT),
         chosen: config.resolvers(),
         remote: Vec::new(),
+        held: None,
     };
     // The chain's first resolver process starts now, beside the loader's work, unless
     // one already waits (the `provtarget` command forks one at start-up).
     if helper.waiting() == 0 && may_need_resolver_processes(mode, options) {
         helper.prestart(1);
     }
-    let report = load_with_gated(options, chain, &mut |prepared| gate.judge(prepared));
+    let report = load_with_gated(options, chain, &mut gate);
+    // A child still holding a library nothing approved: killed unloaded.
+    drop(gate.held);
     let plugins = approved(&report, gate.remote);
     if mode == Isolation::Process {
         prestart_chain(helper, &report, &plugins, chain);
@@ -155,16 +158,23 @@ struct Gate<'a> {
     /// The resolvers the configuration names (`plugin.provtarget.resolvers`).
     chosen: &'a [String],
     remote: Vec<(PathBuf, process::ProcessResolver)>,
+    /// Process mode: the resolver child holding the library whose signature is being
+    /// verified (see [`Gatekeeper::verifying`]).
+    held: Option<process::Held>,
 }
 
-impl Gate<'_> {
+impl Gatekeeper for Gate<'_> {
     /// The verdict on `prepared`: known from the cache, or from a child.
     fn judge(&mut self, prepared: Prepared) -> Gated {
+        let held = self.held.take();
         if let Some((verdict, facts)) = known_verdict(&prepared) {
             return self.known(prepared, verdict, facts);
         }
         match self.mode {
-            Isolation::Process => self.in_resolver_child(prepared),
+            Isolation::Process => {
+                let held = held.filter(|held| held.holds(&prepared));
+                self.in_resolver_child(prepared, held)
+            }
             _ => match probe::probe(&prepared, self.helper, self.deadline) {
                 Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
                 Ok((Verdict::Loaded, _)) => Gated::Load(prepared),
@@ -173,6 +183,35 @@ impl Gate<'_> {
         }
     }
 
+    /// Process mode: a library the cache has no verdict for goes to a resolver child
+    /// now, which checks its sealed copy while the signature is verified here, and
+    /// loads it only when [`Gatekeeper::judge`] tells it to.
+    fn verifying(&mut self, library: Verifying<'_>) {
+        self.held = None;
+        if self.mode == Isolation::Process && !library.cached() {
+            self.held = process::Held::start(&library, self.helper);
+            if self.held.is_some() {
+                tracing::debug!(
+                    "{} handed to a resolver process while its signature is verified",
+                    library.path().display()
+                );
+            }
+        }
+    }
+
+    /// The held library was refused: its child ends, unloaded.
+    fn withdrawn(&mut self, path: &Path) {
+        if let Some(held) = self.held.take() {
+            held.withdraw();
+            tracing::debug!(
+                "the resolver process holding {} ended unloaded",
+                path.display()
+            );
+        }
+    }
+}
+
+impl Gate<'_> {
     /// A library whose verdict the cache holds: probe mode loads an approved one
     /// here; process mode gives it a resolver whose child starts when configured.
     fn known(&mut self, prepared: Prepared, verdict: Verdict, facts: Option<PluginFacts>) -> Gated {
@@ -200,7 +239,7 @@ impl Gate<'_> {
     /// Process mode: loads `prepared` in a resolver child, which is kept to serve it
     /// when it will likely be used: named in the chain, or the first plugin when none
     /// is named.
-    fn in_resolver_child(&mut self, prepared: Prepared) -> Gated {
+    fn in_resolver_child(&mut self, prepared: Prepared, held: Option<process::Held>) -> Gated {
         let first = self.remote.is_empty();
         let chosen = self.chosen;
         let keep = |name: &str| {
@@ -210,7 +249,7 @@ impl Gate<'_> {
                 chosen.iter().any(|c| c == name)
             }
         };
-        match process::start(&prepared, self.helper, self.deadline, keep) {
+        match process::start(&prepared, self.helper, self.deadline, keep, held) {
             Err(refusal) => Gated::Decided(prepared.refuse(refusal)),
             Ok((verdict, facts, resolver)) => {
                 if let Some(resolver) = resolver {

@@ -254,6 +254,7 @@ impl ProcessResolver {
             &self.path,
             &self.helper,
             DEFAULT_PROBE_TIMEOUT,
+            None,
         );
         let (running, verdict, actual) = match launched {
             Ok(launched) => launched,
@@ -468,12 +469,9 @@ enum Launch {
     /// Its handshake was refused.
     Refused(ProtocolError),
 }
-/// Sends the `load` request with `image` attached (`SCM_RIGHTS`).
-fn send_load(to: &UnixStream, path: &Path, image: BorrowedFd<'_>) -> std::io::Result<()> {
-    let load = Request::Load {
-        path: path.to_string_lossy().into_owned(),
-    };
-    let mut line = serde_json::to_vec(&load)?;
+/// Sends `first` (a `load` or `hold` request) with `image` attached (`SCM_RIGHTS`).
+fn send_first(to: &UnixStream, first: &Request, image: BorrowedFd<'_>) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(first)?;
     line.push(b'\n');
     let fds = [image];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
@@ -493,13 +491,20 @@ fn send_load(to: &UnixStream, path: &Path, image: BorrowedFd<'_>) -> std::io::Re
 }
 
 /// A resolver child to hand a library: one started ahead of need when `helper` has
-/// one waiting and it takes the `load` request (`image` attached), else a new one.
+/// one waiting and it takes the first request (`image` attached: `load`, or `hold`
+/// when `hold`), else a new one.
 fn handed(
     image: BorrowedFd<'_>,
     path: &Path,
     helper: &Helper,
+    hold: bool,
 ) -> std::io::Result<(Running, LogLabel)> {
     let shown = path.to_string_lossy();
+    let path = shown.clone().into_owned();
+    let first = match hold {
+        true => Request::Hold { path },
+        false => Request::Load { path },
+    };
     loop {
         let (running, label, waited) = match helper.take_spare() {
             Some(spare) => (spare.running, spare.label, true),
@@ -510,7 +515,7 @@ fn handed(
         };
         label.set(&shown);
         let mut running = running;
-        match send_load(&running.requests, path, image) {
+        match send_first(&running.requests, &first, image) {
             Ok(()) => return Ok((running, label)),
             // A waiting child that died meanwhile: the next one (or a new one) is asked.
             Err(_) if waited && !running.alive() => continue,
@@ -519,16 +524,95 @@ fn handed(
     }
 }
 
+/// A resolver child handed a library whose signature the host is still verifying
+/// ([`Request::Hold`]): it has checked the sealed copy and waits for
+/// [`Request::Go`], having run none of the library's code. Dropped unused (the
+/// library was refused, or another one reached the gate), it is killed unloaded.
+pub struct Held {
+    running: Running,
+    label: LogLabel,
+    path: PathBuf,
+    /// The `(device, inode)` of the sealed copy handed over.
+    copy: (u64, u64),
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held").field("path", &self.path).finish()
+    }
+}
+
+/// The `(device, inode)` of a sealed copy.
+fn copy_identity(image: BorrowedFd<'_>) -> std::io::Result<(u64, u64)> {
+    let stat = rustix::fs::fstat(image)?;
+    Ok((stat.st_dev, stat.st_ino))
+}
+
+impl Held {
+    /// Hands `library` (its sealed copy) to a resolver child to check and hold. `None`
+    /// when no child could take it: the library is handed over as usual once
+    /// verified.
+    pub fn start(library: &provtarget_loader::Verifying<'_>, helper: &Helper) -> Option<Held> {
+        let image = library.sealed_fd();
+        let copy = copy_identity(image).ok()?;
+        let (running, label) = handed(image, library.path(), helper, true).ok()?;
+        Some(Held {
+            running,
+            label,
+            path: library.path().to_path_buf(),
+            copy,
+        })
+    }
+
+    /// The library was refused: the child is told ([`Request::Cancel`]) and ends
+    /// unloaded; it is waited for (up to [`CANCEL_GRACE`], then killed), so that it is
+    /// gone when the refusal is reported.
+    pub fn withdraw(mut self) {
+        if send(&self.running.requests, &Request::Cancel).is_ok() {
+            let started = Instant::now();
+            loop {
+                match self.running.replies.next(CANCEL_GRACE) {
+                    Next::Closed => {
+                        let _ = self.running.child.wait();
+                        break;
+                    }
+                    // A child that answers a hold or ignores the cancellation is killed
+                    // (below, as the held child is dropped).
+                    Next::Timeout | Next::TooLong => break,
+                    Next::Line(_) if started.elapsed() >= CANCEL_GRACE => break,
+                    Next::Line(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Whether it holds `prepared`: the same path and the same sealed copy.
+    pub fn holds(&self, prepared: &Prepared) -> bool {
+        prepared.record().path == self.path
+            && prepared
+                .sealed_fd()
+                .is_some_and(|fd| copy_identity(fd).is_ok_and(|copy| copy == self.copy))
+    }
+}
+
 /// Hands the sealed copy `image` of the library at `path` to a resolver child (see
-/// [`handed`]) and reads its handshake (within `deadline`): the child's verdict and
-/// the plugin's information.
+/// [`handed`]), or tells the child `held` that holds it to load it, and reads its
+/// handshake (within `deadline`): the child's verdict and the plugin's information.
 fn launch(
     image: BorrowedFd<'_>,
     path: &Path,
     helper: &Helper,
     deadline: Duration,
+    held: Option<Held>,
 ) -> Result<(Running, Verdict, Option<PluginFacts>), Launch> {
-    let (mut running, label) = handed(image, path, helper).map_err(Launch::Io)?;
+    let (mut running, label) = match held {
+        Some(Held { running, label, .. }) => {
+            // A child gone meanwhile shows below, as any child that ends first.
+            let _ = send(&running.requests, &Request::Go);
+            (running, label)
+        }
+        None => handed(image, path, helper, false).map_err(Launch::Io)?,
+    };
     match running.replies.next(deadline) {
         Next::Line(line) => {
             let hello = Handshake::decode(&line).map_err(Launch::Refused)?;
@@ -555,12 +639,14 @@ fn launch(
 
 /// Process mode's probe: loads `prepared` in a resolver child (the same child then
 /// serves it, if `keep` says it will be used, saving a second start) and returns the
-/// child's verdict, the plugin's information and, when approved, its adapter.
+/// child's verdict, the plugin's information and, when approved, its adapter. `held`:
+/// a child already holding it ([`Held::holds`]), told to load it.
 pub fn start(
     prepared: &Prepared,
     helper: &Helper,
     deadline: Duration,
     keep: impl FnOnce(&str) -> bool,
+    held: Option<Held>,
 ) -> Result<(Verdict, Option<PluginFacts>, Option<ProcessResolver>), provtarget_loader::Refusal> {
     let path = &prepared.record().path;
     let p = printable(&path.to_string_lossy());
@@ -568,7 +654,7 @@ pub fn start(
         // Without a sealed copy there is nothing to hand over: the probe says why.
         return super::probe::probe(prepared, helper, deadline).map(|(v, f)| (v, f, None));
     };
-    let (running, verdict, facts) = match launch(image, path, helper, deadline) {
+    let (running, verdict, facts) = match launch(image, path, helper, deadline, held) {
         Ok(ok) => ok,
         Err(Launch::Io(e)) => {
             return Err(provtarget_loader::Refusal::new(

@@ -5,7 +5,8 @@
 //!   report of the library it loaded ([`super::wire::report`], carried as it is).
 //!   A probing child writes only that, on its report descriptor.
 //! - A resolver child is sent [`Request`]s on its socket: first [`Request::Load`]
-//!   (with the sealed copy attached), then [`Request::Configure`] and
+//!   (with the sealed copy attached; or [`Request::Hold`] with it, then
+//!   [`Request::Go`] once the host has verified its signature), then [`Request::Configure`] and
 //!   [`Request::Targets`], each answered by one [`Reply`] with the same id, and
 //!   [`Request::Cancel`] for the call in progress.
 //!
@@ -33,8 +34,9 @@ pub const MAGIC: &str = "provtarget-plugin-child-7c1e4b9a";
 /// of at start; 1 had it as inherited descriptor 3 and `__serve PATH`. 3: a
 /// `targets` reply carries the answer's provenance (interface 1.2). 4: the typed
 /// messages of this module (externally tagged, the report nested in the handshake,
-/// a `targets` answer carrying the answer record whole).
-pub const PROTOCOL: u64 = 4;
+/// a `targets` answer carrying the answer record whole). 5: `hold` and `go`, a library
+/// handed over while the host still verifies its signature.
+pub const PROTOCOL: u64 = 5;
 
 /// A child's first line: who it is and what it loaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +61,16 @@ pub enum Request {
         /// The library's path.
         path: String,
     },
+    /// The first request, instead of `load`, while the host still verifies the
+    /// library's signature: check the sealed copy attached (as `load` does before
+    /// `dlopen`) and wait, running none of its code, for [`Request::Go`] (then load
+    /// it); anything else, or the end of the socket, ends the child unloaded.
+    Hold {
+        /// The library's path.
+        path: String,
+    },
+    /// After [`Request::Hold`]: the host verified the library; load it.
+    Go,
     /// Call the resolver's `configure` with these `(key, value)` pairs.
     Configure {
         /// Echoed by the reply.
@@ -210,6 +222,8 @@ impl Request {
     pub fn kind(&self) -> &'static str {
         match self {
             Request::Load { .. } => "load",
+            Request::Hold { .. } => "hold",
+            Request::Go => "go",
             Request::Configure { .. } => "configure",
             Request::Targets { .. } => "targets",
             Request::Cancel => "cancel",
@@ -287,6 +301,10 @@ mod tests {
             },
             Request::Targets { id: u64::MAX },
             Request::Cancel,
+            Request::Hold {
+                path: "/usr/lib/choria/provtarget/liby.so".into(),
+            },
+            Request::Go,
         ] {
             round_trip(request, Request::decode);
         }
@@ -316,6 +334,8 @@ mod tests {
     fn the_round_trip_lists_every_variant() {
         let kinds = |r: &Request| match r {
             Request::Load { .. }
+            | Request::Hold { .. }
+            | Request::Go
             | Request::Configure { .. }
             | Request::Targets { .. }
             | Request::Cancel => r.kind(),

@@ -1,5 +1,6 @@
 //! The resolver child (`provtarget __serve`): takes its socket off stdin, waits for
-//! its library ([`Request::Load`] and the sealed copy), loads it, sends the
+//! its library ([`Request::Load`] and the sealed copy; or [`Request::Hold`], checked
+//! at once and loaded on [`Request::Go`]), loads it, sends the
 //! [`Handshake`], then answers [`Request`]s until the host closes the socket. The
 //! host's side is [`super::process`].
 #![forbid(unsafe_code)]
@@ -45,11 +46,29 @@ pub(super) fn serve() -> u8 {
             return 2;
         }
     };
-    let (path, rest, image) = match first_request(&socket) {
+    let (first, rest, image) = match first_request(&socket) {
         Ok(got) => got,
         Err(code) => return code,
     };
-    let (record, plugin) = provtarget_loader::load_sealed(image, Path::new(&path));
+    let mut requests = match socket.try_clone() {
+        Ok(s) => BufReader::new(Cursor::new(rest).chain(s)),
+        Err(_) => return 2,
+    };
+    let (record, plugin) = match first {
+        First::Load(path) => provtarget_loader::load_sealed(image, Path::new(&path)),
+        First::Hold(path) => {
+            // Checked now, while the host verifies the signature; loaded only when
+            // it says so.
+            let checked = provtarget_loader::check_sealed(image, Path::new(&path));
+            if let Err(code) = wait_for_go(&mut requests) {
+                return code;
+            }
+            match checked {
+                Ok(sealed) => sealed.load(),
+                Err(record) => (*record, None),
+            }
+        }
+    };
     let hello = Handshake::new(wire::report(&record.verdict, record.plugin.as_ref()));
     if send(&socket, &hello).is_err() {
         return 2;
@@ -57,17 +76,42 @@ pub(super) fn serve() -> u8 {
     let Some(plugin) = plugin else {
         return 0;
     };
-    let requests = match socket.try_clone() {
-        Ok(s) => Cursor::new(rest).chain(s),
-        Err(_) => return 2,
-    };
     answer_requests(&socket, requests, &plugin.info.name, plugin.resolver)
 }
 
-/// Waits for the `load` request and its descriptor: the library's path, the bytes
-/// read past that line, and the sealed copy. `Err` is the exit status: 0 when the
-/// host ended (or discarded this child) before handing it a library.
-fn first_request(socket: &UnixStream) -> Result<(String, Vec<u8>, OwnedFd), u8> {
+/// The first request: load the library now, or hold it until told.
+enum First {
+    /// [`Request::Load`]: its path.
+    Load(String),
+    /// [`Request::Hold`]: its path.
+    Hold(String),
+}
+
+/// After a [`Request::Hold`]: waits for [`Request::Go`]. `Err` is the exit status:
+/// 0 when the host withdrew the library (closed the socket, or sent
+/// [`Request::Cancel`]), 2 for anything else (said on stderr).
+fn wait_for_go(requests: &mut impl BufRead) -> Result<(), u8> {
+    let mut line = Vec::new();
+    let read = requests
+        .take(MAX_LOAD_LINE as u64)
+        .read_until(b'\n', &mut line);
+    if read.is_err() || line.is_empty() {
+        return Err(0);
+    }
+    let said = match Request::decode(trim_newline(&line)) {
+        Ok(Request::Go) => return Ok(()),
+        Ok(Request::Cancel) => return Err(0),
+        Ok(other) => format!("a {} request while waiting for go", other.kind()),
+        Err(e) => e.to_string(),
+    };
+    crate::logsink::line(&format!("provtarget: {SERVE_COMMAND}: {said}"));
+    Err(2)
+}
+
+/// Waits for the first request and its descriptor: what to do with the library, the
+/// bytes read past that line, and the sealed copy. `Err` is the exit status: 0 when
+/// the host ended (or discarded this child) before handing it a library.
+fn first_request(socket: &UnixStream) -> Result<(First, Vec<u8>, OwnedFd), u8> {
     let (line, rest, image) = match receive_load(socket) {
         Ok(got) => got,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(0),
@@ -77,14 +121,16 @@ fn first_request(socket: &UnixStream) -> Result<(String, Vec<u8>, OwnedFd), u8> 
         }
     };
     match (Request::decode(trim_newline(&line)), image) {
-        (Ok(Request::Load { path }), Some(image)) => Ok((path, rest, image)),
+        (Ok(Request::Load { path }), Some(image)) => Ok((First::Load(path), rest, image)),
+        (Ok(Request::Hold { path }), Some(image)) => Ok((First::Hold(path), rest, image)),
         (Err(e), _) => {
             crate::logsink::line(&format!("provtarget: {SERVE_COMMAND}: {e}"));
             Err(2)
         }
         (Ok(_), _) => {
             crate::logsink::line(&format!(
-                "provtarget: {SERVE_COMMAND}: the first request must be a load with a descriptor"
+                "provtarget: {SERVE_COMMAND}: the first request must be a load or hold with a \
+                 descriptor"
             ));
             Err(2)
         }
@@ -190,7 +236,7 @@ fn call(resolver: &mut PluginResolver, ctx: &ResolveContext, request: Request) -
                 Err(e) => Answer::Error(e),
             },
         ),
-        Request::Load { .. } | Request::Cancel => {
+        Request::Load { .. } | Request::Hold { .. } | Request::Go | Request::Cancel => {
             crate::logsink::line(&format!(
                 "provtarget: {SERVE_COMMAND}: a {} request after the first",
                 request.kind()
@@ -273,5 +319,30 @@ fn receive_load(socket: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<u8>, Optio
         if got.len() > MAX_LOAD_LINE {
             return Err(std::io::Error::other("the first line is too long"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A held child loads only on `go`; a cancellation or the end of the socket ends
+    /// it unloaded (exit 0), anything else is a breach of the protocol (exit 2).
+    #[test]
+    fn a_held_child_loads_only_when_told_go() {
+        let wait = |input: &str| wait_for_go(&mut BufReader::new(input.as_bytes()));
+        assert_eq!(wait("\"go\"\n"), Ok(()));
+        assert_eq!(wait("\"go\""), Ok(()));
+        assert_eq!(wait("\"cancel\"\n"), Err(0));
+        assert_eq!(wait(""), Err(0));
+        assert_eq!(wait("{\"load\":{\"path\":\"/x.so\"}}\n"), Err(2));
+        assert_eq!(wait("{\"targets\":{\"id\":1}}\n"), Err(2));
+        assert_eq!(wait("go\n"), Err(2));
+        // What follows `go` stays for the requests that come after it.
+        let mut requests = BufReader::new("\"go\"\n{\"targets\":{\"id\":1}}\n".as_bytes());
+        assert_eq!(wait_for_go(&mut requests), Ok(()));
+        let mut rest = String::new();
+        requests.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "{\"targets\":{\"id\":1}}\n");
     }
 }

@@ -290,6 +290,9 @@ pub(crate) struct CopyProgress {
     end: AtomicU64,
     /// The thread reading the copy, woken at each step.
     reader: OnceLock<std::thread::Thread>,
+    /// The most bytes the copy may write (its `memfd` is this process's new one), for
+    /// a reader that maps it rather than reading it; `None` for a copy already sealed.
+    limit: Option<u64>,
 }
 
 /// [`CopyProgress::end`] while the copy is made.
@@ -298,12 +301,14 @@ const COPYING: u64 = u64::MAX;
 const ABANDONED: u64 = u64::MAX - 1;
 
 impl CopyProgress {
-    /// Nothing copied yet.
-    pub(crate) fn new() -> CopyProgress {
+    /// Nothing copied yet into a new `memfd` of this process, which the copy fills
+    /// with at most `limit` bytes.
+    pub(crate) fn new(limit: u64) -> CopyProgress {
         CopyProgress {
             written: AtomicU64::new(0),
             end: AtomicU64::new(COPYING),
             reader: OnceLock::new(),
+            limit: Some(limit),
         }
     }
 
@@ -313,6 +318,7 @@ impl CopyProgress {
             written: AtomicU64::new(len),
             end: AtomicU64::new(len),
             reader: OnceLock::new(),
+            limit: None,
         }
     }
 
@@ -352,8 +358,10 @@ impl Drop for AbandonUnlessSealed<'_> {
     }
 }
 
-/// Reads the copy that `progress` follows through `fd` (a descriptor of that `memfd`),
-/// in order, into `f`, each byte once it is written, until the copy is sealed; returns
+/// Reads the copy that `progress` follows through `fd` (a descriptor of that `memfd`:
+/// in place through a read-only private mapping while the copy is made, else through
+/// a buffer), in order, into `f`, each byte once it is written, until the copy is
+/// sealed; returns
 /// its sealed length, every byte of which was given to `f`. Fails when the copy is
 /// abandoned or `stop` is set.
 pub(crate) fn each_chunk_as_copied(
@@ -362,7 +370,16 @@ pub(crate) fn each_chunk_as_copied(
     stop: &AtomicBool,
     mut f: impl FnMut(&[u8]),
 ) -> io::Result<u64> {
-    let mut buffer = vec![0u8; CHUNK];
+    // A copy being made is read through a read-only private mapping of its `memfd`
+    // (no second copy of its bytes through a buffer); else through the buffer.
+    #[cfg(target_os = "linux")]
+    let mapping = progress
+        .limit
+        .and_then(|limit| usize::try_from(limit).ok())
+        .and_then(|limit| sys::CopyMapping::new(fd, limit).ok());
+    #[cfg(not(target_os = "linux"))]
+    let mapping: Option<sys::CopyMapping> = None;
+    let mut buffer = Vec::new();
     let mut offset = 0u64;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -381,12 +398,22 @@ pub(crate) fn each_chunk_as_copied(
         if offset < available {
             let want = usize::try_from(available - offset)
                 .unwrap_or(usize::MAX)
-                .min(buffer.len());
-            let n = fd.read_at(&mut buffer[..want], offset)?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            f(&buffer[..n]);
+                .min(CHUNK);
+            let n = match &mapping {
+                Some(mapping) => {
+                    f(mapping.written(offset, want, available)?);
+                    want
+                }
+                None => {
+                    buffer.resize(CHUNK, 0);
+                    let n = fd.read_at(&mut buffer[..want], offset)?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    f(&buffer[..n]);
+                    n
+                }
+            };
             offset += n as u64;
         } else if end != COPYING {
             return Ok(offset);
@@ -413,7 +440,7 @@ fn sealed_copy(
 ) -> io::Result<(File, u64)> {
     let mut memfd = sys::memfd_named_after(path)?;
     let limit = expected.saturating_add(1);
-    let progress = Arc::new(CopyProgress::new());
+    let progress = Arc::new(CopyProgress::new(limit));
     let abandon = AbandonUnlessSealed(&progress);
     let copied = match follow {
         // File to file: std copies in the kernel (copy_file_range, else sendfile),
@@ -538,6 +565,29 @@ mod tests {
 
     /// The seal used when the write seal is refused with EBUSY (see `sys::seal`): a
     /// copy sealed so is accepted as sealed (a child takes it) and cannot change.
+    /// A copy being made is read in place, through a read-only private mapping: only
+    /// what was written, each byte as written, and the mapping does not stop the
+    /// write seal that follows.
+    #[test]
+    fn a_copy_read_in_place_sees_what_was_written_and_still_seals() {
+        let memfd = sys::memfd_named_after(Path::new("/mapped-test")).expect("memfd");
+        let mapping = sys::CopyMapping::new(&memfd, 3 * 4096 + 1).expect("mapped");
+        let first = vec![0xa5u8; 4096 + 7];
+        memfd.write_at(&first, 0).expect("write");
+        assert_eq!(mapping.written(0, first.len(), 4096 + 7).unwrap(), first);
+        // Not past what was written, nor past the mapping.
+        assert!(mapping.written(4096, 8, 4096 + 7).is_err());
+        assert!(mapping.written(0, 3 * 4096 + 2, u64::MAX).is_err());
+        assert!(mapping.written(u64::MAX, 1, u64::MAX).is_err());
+        // Bytes written after the mapping was made are seen too.
+        memfd.write_at(b"tail", 4096 + 7).expect("write");
+        assert_eq!(mapping.written(4096 + 7, 4, 4096 + 11).unwrap(), b"tail");
+        assert!(sys::CopyMapping::new(&memfd, 0).is_err());
+        sys::seal(&memfd).expect("sealed with the mapping in place");
+        assert!(sys::is_sealed(&memfd).unwrap());
+        assert!(memfd.write_at(b"x", 0).is_err());
+    }
+
     #[test]
     fn a_copy_sealed_against_future_writes_is_sealed_too() {
         let memfd = sys::memfd_named_after(Path::new("/future-write-test")).expect("memfd");

@@ -925,7 +925,7 @@ mod tests {
         // The thread waits for bytes that never come until it is told to stop.
         let dir = provtarget_testsupport::TempDir::new("prehash");
         let memfd = crate::sys::memfd_named_after(&dir.path().join("libwaiting.so")).unwrap();
-        let progress = std::sync::Arc::new(crate::image::CopyProgress::new());
+        let progress = std::sync::Arc::new(crate::image::CopyProgress::new(1 << 20));
         let prehash = Prehash::follow(memfd, progress.clone());
         let thread = {
             let mut prehash = prehash;

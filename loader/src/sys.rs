@@ -8,7 +8,8 @@
 //! them, [`LoadedLibrary`] and [`defined_globally`] look symbols up (`dlsym`) in
 //! libraries already loaded, to tell why the dynamic linker refused one. Every other
 //! module of the crate starts with `#![forbid(unsafe_code)]`, which no inner
-//! `allow` can lift.
+//! `allow` can lift. [`CopyMapping`] maps a copy being made, read-only, so that its
+//! hash reads the bytes in place.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -120,7 +121,8 @@ pub(crate) fn memfd_named_after(path: &Path) -> io::Result<File> {
 /// another CPU's batches (seen on a loaded 2-core machine). The future-write seal
 /// (Linux 5.1) then does the same job here: it refuses every later `write` and every
 /// new writable shared mapping, and there is no earlier one (this process wrote the
-/// copy with `write`/`sendfile` and never mapped it).
+/// copy with `write`/`sendfile`, and maps it only private and read-only, see
+/// [`CopyMapping`]).
 #[cfg(target_os = "linux")]
 pub(crate) fn seal(memfd: &File) -> io::Result<()> {
     use rustix::fs::SealFlags;
@@ -150,6 +152,75 @@ pub(crate) fn is_sealed(memfd: &File) -> io::Result<bool> {
     let seals = rustix::fs::fcntl_get_seals(memfd)?;
     Ok(seals.contains(SealFlags::SHRINK | SealFlags::GROW)
         && seals.intersects(SealFlags::WRITE | SealFlags::FUTURE_WRITE))
+}
+
+/// A read-only private mapping of a `memfd` this process is filling (a followed copy,
+/// see [`crate::image::CopyProgress`]), read without copying its bytes again: only
+/// the bytes the copy has written are ever looked at.
+#[cfg(target_os = "linux")]
+pub(crate) struct CopyMapping {
+    start: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl CopyMapping {
+    /// Maps the first `len` bytes (the most the copy may write) of `memfd`, read-only
+    /// and private: no shared writable mapping exists for the write seal to refuse,
+    /// and the pages are the `memfd`'s own until written here (never).
+    pub(crate) fn new(memfd: &File, len: usize) -> io::Result<CopyMapping> {
+        use std::os::fd::AsRawFd;
+        if len == 0 {
+            return Err(io::Error::other("nothing to map"));
+        }
+        // SAFETY: a new mapping chosen by the kernel (no address given), of a
+        // descriptor we hold open for the call; it touches no existing memory. The
+        // result is checked before use and unmapped exactly once, on drop.
+        let start = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                memfd.as_raw_fd(),
+                0,
+            )
+        };
+        if start == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let start =
+            std::ptr::NonNull::new(start).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(CopyMapping { start, len })
+    }
+
+    /// The `want` bytes from `offset`, all below `written`: the bytes the copy has
+    /// written so far (it never writes them again, and the file never shrinks while
+    /// it is this process's copy being made). `Err` for a range past either bound.
+    pub(crate) fn written(&self, offset: u64, want: usize, written: u64) -> io::Result<&[u8]> {
+        let end = offset.checked_add(want as u64);
+        let (Ok(from), Some(end)) = (usize::try_from(offset), end) else {
+            return Err(io::Error::other("past the mapping"));
+        };
+        if end > written || end > self.len as u64 {
+            return Err(io::Error::other("past what was copied"));
+        }
+        // SAFETY: `from..from + want` lies inside the mapping (checked against `len`)
+        // and below `written`, so inside the file (no SIGBUS) and on bytes already
+        // written, which nothing writes again: the `memfd` is new and this process's
+        // own, written once, front to back, by the copy alone, then sealed (see
+        // `CopyProgress`). The slice borrows `self`, so it cannot outlive the mapping.
+        Ok(unsafe { std::slice::from_raw_parts(self.start.as_ptr().cast::<u8>().add(from), want) })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for CopyMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives
+        // `self` (they borrow it).
+        let _ = unsafe { libc::munmap(self.start.as_ptr(), self.len) };
+    }
 }
 
 /// Leaks `file`'s descriptor on purpose: a library loaded through `/proc/self/fd/N`

@@ -266,7 +266,14 @@ impl Image {
 /// heap rather than a fresh mapping per pass.
 pub(crate) fn each_chunk_of(fd: &File, len: u64, f: impl FnMut(&[u8])) -> io::Result<()> {
     // A copy already sealed at `len` bytes, read by the same loop.
-    each_chunk_as_copied(fd, &CopyProgress::sealed(len), &AtomicBool::new(false), f).map(drop)
+    each_chunk_as_copied(
+        fd,
+        None,
+        &CopyProgress::sealed(len),
+        &AtomicBool::new(false),
+        f,
+    )
+    .map(drop)
 }
 
 /// The bytes read at a time by [`each_chunk_of`] and [`each_chunk_as_copied`], and
@@ -322,6 +329,14 @@ impl CopyProgress {
         }
     }
 
+    /// A read-only private mapping of the copy's `memfd` (`fd`), to read it in place
+    /// while it is made ([`each_chunk_as_copied`]); `None` for a copy already sealed,
+    /// or when it cannot be mapped (it is then read through a buffer).
+    pub(crate) fn map(&self, fd: &File) -> Option<sys::CopyMapping> {
+        let limit = usize::try_from(self.limit?).ok()?;
+        sys::CopyMapping::new(fd, limit).ok()
+    }
+
     /// Names the thread to wake when the copy grows or ends.
     pub(crate) fn set_reader(&self, thread: std::thread::Thread) {
         let _ = self.reader.set(thread);
@@ -358,27 +373,19 @@ impl Drop for AbandonUnlessSealed<'_> {
     }
 }
 
-/// Reads the copy that `progress` follows through `fd` (a descriptor of that `memfd`:
-/// in place through a read-only private mapping while the copy is made, else through
-/// a buffer), in order, into `f`, each byte once it is written, until the copy is
+/// Reads the copy that `progress` follows through `fd` (a descriptor of that `memfd`;
+/// in place through `mapping`, its read-only private mapping ([`CopyProgress::map`]),
+/// when given, else through a buffer), in order, into `f`, each byte once it is written, until the copy is
 /// sealed; returns
 /// its sealed length, every byte of which was given to `f`. Fails when the copy is
 /// abandoned or `stop` is set.
 pub(crate) fn each_chunk_as_copied(
     fd: &File,
+    mapping: Option<&sys::CopyMapping>,
     progress: &CopyProgress,
     stop: &AtomicBool,
     mut f: impl FnMut(&[u8]),
 ) -> io::Result<u64> {
-    // A copy being made is read through a read-only private mapping of its `memfd`
-    // (no second copy of its bytes through a buffer); else through the buffer.
-    #[cfg(target_os = "linux")]
-    let mapping = progress
-        .limit
-        .and_then(|limit| usize::try_from(limit).ok())
-        .and_then(|limit| sys::CopyMapping::new(fd, limit).ok());
-    #[cfg(not(target_os = "linux"))]
-    let mapping: Option<sys::CopyMapping> = None;
     let mut buffer = Vec::new();
     let mut offset = 0u64;
     loop {
@@ -399,7 +406,7 @@ pub(crate) fn each_chunk_as_copied(
             let want = usize::try_from(available - offset)
                 .unwrap_or(usize::MAX)
                 .min(CHUNK);
-            let n = match &mapping {
+            let n = match mapping {
                 Some(mapping) => {
                     f(mapping.written(offset, want, available)?);
                     want
@@ -525,7 +532,7 @@ mod tests {
             let thread = std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 let stop = AtomicBool::new(false);
-                each_chunk_as_copied(&fd, &reading, &stop, |c| seen.extend_from_slice(c))
+                each_chunk_as_copied(&fd, None, &reading, &stop, |c| seen.extend_from_slice(c))
                     .map(|len| (len, seen))
             });
             progress.set_reader(thread.thread().clone());

@@ -305,7 +305,9 @@ type Problem = (RefusalKind, String);
 /// the very bytes that are loaded. Dropped unfinished (the library was refused
 /// first), it tells the thread to stop.
 pub(crate) struct Prehash {
-    running: Option<std::thread::JoinHandle<std::io::Result<(Digest, u64)>>>,
+    /// The thread's result, sent as soon as it is computed: the thread then unmaps
+    /// the copy and ends, and nothing waits for either.
+    running: Option<std::sync::mpsc::Receiver<std::io::Result<(Digest, u64)>>>,
     stop: Arc<AtomicBool>,
     /// The copy the thread follows, to wake it when told to stop.
     progress: Option<Arc<CopyProgress>>,
@@ -348,18 +350,28 @@ impl Prehash {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let reading = Arc::clone(&progress);
-        let running = std::thread::Builder::new()
+        let (result, running) = std::sync::mpsc::sync_channel(1);
+        let job = move || {
+            let mapping = reading.map(&fd);
+            let hashed = blake2b(
+                |f| {
+                    let each = crate::image::each_chunk_as_copied;
+                    each(&fd, mapping.as_ref(), &reading, &stopped, f)
+                },
+                &stopped,
+            );
+            let _ = result.send(hashed);
+        };
+        let spawned = std::thread::Builder::new()
             .name("blake2b".into())
-            .spawn(move || {
-                blake2b(
-                    |f| crate::image::each_chunk_as_copied(&fd, &reading, &stopped, f),
-                    &stopped,
-                )
-            })
-            .ok();
-        if let Some(thread) = &running {
-            progress.set_reader(thread.thread().clone());
-        }
+            .spawn(job);
+        let running = match spawned {
+            Ok(thread) => {
+                progress.set_reader(thread.thread().clone());
+                Some(running)
+            }
+            Err(_) => None,
+        };
         Prehash {
             running,
             stop,
@@ -370,7 +382,7 @@ impl Prehash {
     /// The hash of `image`: the thread's (when it hashed exactly the bytes of
     /// `image`), or computed now.
     fn finish(mut self, image: &Image) -> std::io::Result<Digest> {
-        match self.running.take().map(|t| t.join()) {
+        match self.running.take().map(|r| r.recv()) {
             Some(Ok(Ok((digest, len)))) if len == image.len() => Ok(digest),
             Some(Ok(Err(e))) => Err(e),
             // None was started, the thread panicked (it does not) or hashed another
@@ -915,7 +927,7 @@ mod tests {
         let read = Image::read(write_only, 300 << 10, &path, charge, Some(&mut follow));
         assert!(read.is_err(), "a write-only descriptor was read");
         let thread = prehash.running.take().expect("the thread was started");
-        let ended = thread.join().expect("the thread does not panic");
+        let ended = thread.recv().expect("the thread sends its result");
         let e = ended.expect_err("a hash came out of a failed copy");
         assert!(e.to_string().contains("not completed"), "{e}");
     }
@@ -933,7 +945,7 @@ mod tests {
             drop(prehash);
             thread
         };
-        let ended = thread.join().expect("the thread does not panic");
+        let ended = thread.recv().expect("the thread sends its result");
         assert!(ended.is_err(), "a hash came out of an empty copy");
     }
 

@@ -157,13 +157,11 @@ pub(crate) fn is_sealed(memfd: &File) -> io::Result<bool> {
 /// A read-only private mapping of a `memfd` this process is filling (a followed copy,
 /// see [`crate::image::CopyProgress`]), read without copying its bytes again: only
 /// the bytes the copy has written are ever looked at.
-#[cfg(target_os = "linux")]
 pub(crate) struct CopyMapping {
     start: std::ptr::NonNull<libc::c_void>,
     len: usize,
 }
 
-#[cfg(target_os = "linux")]
 impl CopyMapping {
     /// Maps the first `len` bytes (the most the copy may write) of `memfd`, read-only
     /// and private: no shared writable mapping exists for the write seal to refuse,
@@ -214,7 +212,6 @@ impl CopyMapping {
     }
 }
 
-#[cfg(target_os = "linux")]
 impl Drop for CopyMapping {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives

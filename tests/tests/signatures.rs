@@ -464,7 +464,7 @@ fn revocations_and_key_limits_are_enforced() {
 }
 
 #[test]
-fn a_signed_interface_1_0_build_and_a_legacy_signature_load_in_enforce() {
+fn signed_interface_1_0_and_1_1_builds_and_a_legacy_signature_load_in_enforce() {
     let Some(tool) = minisign() else { return };
     let secrets = TempDir::new("sig-legacy-secrets");
     let key = keygen(&tool, &secrets, "acme");
@@ -480,6 +480,21 @@ fn a_signed_interface_1_0_build_and_a_legacy_signature_load_in_enforce() {
     );
     let v = check(&lib, "enforce", keys.path(), None).ok().json();
     assert_eq!(v["interface_version"], "1.0.0", "{v:#}");
+    assert_eq!(v["signature"]["state"], "signed", "{v:#}");
+    // A 1.1 build, signed with the interface it names: loads too.
+    let lib = dir.copy_in(
+        &provtarget_testsupport::legacy_1_1_plugin(),
+        "liblegacy11.so",
+    );
+    sign(
+        &tool,
+        &key,
+        &lib,
+        "file:liblegacy11.so interface:1.1",
+        false,
+    );
+    let v = check(&lib, "enforce", keys.path(), None).ok().json();
+    assert_eq!(v["interface_version"], "1.1.0", "{v:#}");
     assert_eq!(v["signature"]["state"], "signed", "{v:#}");
     // minisign -l: the legacy (not prehashed) format.
     let old = dir.copy_in(&cdylib("provtarget-dc-hint"), "libold.so");

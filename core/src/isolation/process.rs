@@ -536,12 +536,6 @@ pub struct Held {
     copy: (u64, u64),
 }
 
-impl fmt::Debug for Held {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Held").field("path", &self.path).finish()
-    }
-}
-
 /// The `(device, inode)` of a sealed copy.
 fn copy_identity(image: BorrowedFd<'_>) -> std::io::Result<(u64, u64)> {
     let stat = rustix::fs::fstat(image)?;
@@ -568,21 +562,12 @@ impl Held {
     /// unloaded; it is waited for (up to [`CANCEL_GRACE`], then killed), so that it is
     /// gone when the refusal is reported.
     pub fn withdraw(mut self) {
-        if send(&self.running.requests, &Request::Cancel).is_ok() {
-            let started = Instant::now();
-            loop {
-                match self.running.replies.next(CANCEL_GRACE) {
-                    Next::Closed => {
-                        let _ = self.running.child.wait();
-                        break;
-                    }
-                    // A child that answers a hold or ignores the cancellation is killed
-                    // (below, as the held child is dropped).
-                    Next::Timeout | Next::TooLong => break,
-                    Next::Line(_) if started.elapsed() >= CANCEL_GRACE => break,
-                    Next::Line(_) => {}
-                }
-            }
+        // A child that sends anything instead, or ignores the cancellation, is killed
+        // as the held child is dropped.
+        if send(&self.running.requests, &Request::Cancel).is_ok()
+            && matches!(self.running.replies.next(CANCEL_GRACE), Next::Closed)
+        {
+            let _ = self.running.child.wait();
         }
     }
 

@@ -470,32 +470,28 @@ fn signed_interface_1_0_and_1_1_builds_and_a_legacy_signature_load_in_enforce() 
     let key = keygen(&tool, &secrets, "acme");
     let keys = trusted("sig-legacy-keys", &[(&key, "")]);
     let dir = TempDir::new("sig-legacy");
-    let lib = dir.copy_in(&provtarget_testsupport::legacy_1_0_plugin(), "liblegacy.so");
-    sign(
-        &tool,
-        &key,
-        &lib,
-        "file:liblegacy.so interface:1.0 name:Legacy 1.0 Resolver",
-        false,
-    );
-    let v = check(&lib, "enforce", keys.path(), None).ok().json();
-    assert_eq!(v["interface_version"], "1.0.0", "{v:#}");
-    assert_eq!(v["signature"]["state"], "signed", "{v:#}");
-    // A 1.1 build, signed with the interface it names: loads too.
-    let lib = dir.copy_in(
-        &provtarget_testsupport::legacy_1_1_plugin(),
-        "liblegacy11.so",
-    );
-    sign(
-        &tool,
-        &key,
-        &lib,
-        "file:liblegacy11.so interface:1.1",
-        false,
-    );
-    let v = check(&lib, "enforce", keys.path(), None).ok().json();
-    assert_eq!(v["interface_version"], "1.1.0", "{v:#}");
-    assert_eq!(v["signature"]["state"], "signed", "{v:#}");
+    // Builds against the released interfaces, each signed naming its interface.
+    let builds = [
+        (
+            provtarget_testsupport::legacy_1_0_plugin(),
+            "liblegacy.so",
+            "interface:1.0 name:Legacy 1.0 Resolver",
+            "1.0.0",
+        ),
+        (
+            provtarget_testsupport::legacy_1_1_plugin(),
+            "liblegacy11.so",
+            "interface:1.1",
+            "1.1.0",
+        ),
+    ];
+    for (built, name, fields, interface) in builds {
+        let lib = dir.copy_in(&built, name);
+        sign(&tool, &key, &lib, &format!("file:{name} {fields}"), false);
+        let v = check(&lib, "enforce", keys.path(), None).ok().json();
+        assert_eq!(v["interface_version"], interface, "{v:#}");
+        assert_eq!(v["signature"]["state"], "signed", "{v:#}");
+    }
     // minisign -l: the legacy (not prehashed) format.
     let old = dir.copy_in(&cdylib("provtarget-dc-hint"), "libold.so");
     sign(&tool, &key, &old, "file:libold.so", true);

@@ -824,7 +824,7 @@ fn a_trust_store_read_late_still_reports_its_warning() {
 /// Under process isolation a library whose signature is still being verified is
 /// handed to its resolver process at once (which checks the copy and waits): its code
 /// runs only once the signature holds, and never when it is refused; the held child
-/// then ends unloaded. A held library that hangs once told to load is refused at the
+/// then ends unloaded (under `warn` a bad signature still loads, with its warning). A held library that hangs once told to load is refused at the
 /// deadline, as any other.
 #[test]
 fn a_library_held_while_its_signature_is_verified_runs_only_once_verified() {
@@ -844,13 +844,13 @@ fn a_library_held_while_its_signature_is_verified_runs_only_once_verified() {
     sign(&tool, &key, &hang_path, &format!("file:{hang_file}"), false);
     let loads = TempDir::new("sig-held-loads");
     let loads = loads.path().join("loads");
-    let sets = [
-        format!("plugin.provtarget.trusted_keys={}", path_str(keys.path())),
-        "plugin.provtarget.signatures=enforce".to_string(),
-        "plugin.provtarget.isolation=process".to_string(),
-        "plugin.provtarget.cache_dir=none".to_string(),
-    ];
-    let buildinfo = |dir: &Path| {
+    let buildinfo = |dir: &Path, mode: &str| {
+        let sets = [
+            format!("plugin.provtarget.trusted_keys={}", path_str(keys.path())),
+            format!("plugin.provtarget.signatures={mode}"),
+            "plugin.provtarget.isolation=process".to_string(),
+            "plugin.provtarget.cache_dir=none".to_string(),
+        ];
         let d = path_str(dir);
         let args = plugin_args("buildinfo", &d, &sets, &["--json", "--log-level", "debug"]);
         let env = [
@@ -870,7 +870,7 @@ fn a_library_held_while_its_signature_is_verified_runs_only_once_verified() {
             .count()
     };
     // Signed: held, then loaded once (in its resolver process).
-    let (_, lib) = buildinfo(dir.path());
+    let (_, lib) = buildinfo(dir.path(), "enforce");
     assert_eq!(lib["status"], "loaded", "{lib:#}");
     assert_eq!(lib["signature"]["state"], "signed", "{lib:#}");
     assert_eq!(times_loaded(), 1);
@@ -879,13 +879,19 @@ fn a_library_held_while_its_signature_is_verified_runs_only_once_verified() {
     let i = bytes.len() / 2;
     bytes[i] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
-    let (run, lib) = buildinfo(dir.path());
+    let (run, lib) = buildinfo(dir.path(), "enforce");
     assert_eq!(lib["kind"], "bad-signature", "{lib:#}");
     assert!(run.stderr.contains(UNLOADED), "{}", run.stderr);
     assert_eq!(times_loaded(), 1, "the refused library's code ran");
     assert_no_processes_tagged(&path_str(dir.path()));
+    // The same under `warn`: held, then told to load it all the same (with its warning).
+    let (run, lib) = buildinfo(dir.path(), "warn");
+    assert_eq!(lib["status"], "loaded", "{lib:#}");
+    assert_eq!(lib["signature"]["state"], "refused", "{lib:#}");
+    assert!(!run.stderr.contains(UNLOADED), "{}", run.stderr);
+    assert_eq!(times_loaded(), 2);
     // Signed, but hangs once loaded: refused at the deadline, its process killed.
-    let (_, lib) = buildinfo(hang_dir.path());
+    let (_, lib) = buildinfo(hang_dir.path(), "enforce");
     assert_eq!(lib["kind"], "crashed-while-loading", "{lib:#}");
     let reason = lib["reason"].as_str().unwrap();
     assert!(reason.contains("did not answer within 1s"), "{lib:#}");

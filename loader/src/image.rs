@@ -373,12 +373,11 @@ impl Drop for AbandonUnlessSealed<'_> {
     }
 }
 
-/// Reads the copy that `progress` follows through `fd` (a descriptor of that `memfd`;
-/// in place through `mapping`, its read-only private mapping ([`CopyProgress::map`]),
-/// when given, else through a buffer), in order, into `f`, each byte once it is written, until the copy is
-/// sealed; returns
-/// its sealed length, every byte of which was given to `f`. Fails when the copy is
-/// abandoned or `stop` is set.
+/// Reads the copy that `progress` follows, in order, into `f`, each byte once it is
+/// written, until the copy is sealed: in place through `mapping`, its read-only private
+/// mapping ([`CopyProgress::map`]), when given, else through `fd` (a descriptor of that
+/// `memfd`) and a buffer. Returns its sealed length, every byte of which was given to
+/// `f`; fails when the copy is abandoned or `stop` is set.
 pub(crate) fn each_chunk_as_copied(
     fd: &File,
     mapping: Option<&sys::CopyMapping>,
@@ -570,8 +569,6 @@ mod tests {
         assert!(file.set_len(0).is_err());
     }
 
-    /// The seal used when the write seal is refused with EBUSY (see `sys::seal`): a
-    /// copy sealed so is accepted as sealed (a child takes it) and cannot change.
     /// A copy being made is read in place, through a read-only private mapping: only
     /// what was written, each byte as written, and the mapping does not stop the
     /// write seal that follows.
@@ -595,6 +592,8 @@ mod tests {
         assert!(memfd.write_at(b"x", 0).is_err());
     }
 
+    /// The seal used when the write seal is refused with EBUSY (see `sys::seal`): a
+    /// copy sealed so is accepted as sealed (a child takes it) and cannot change.
     #[test]
     fn a_copy_sealed_against_future_writes_is_sealed_too() {
         let memfd = sys::memfd_named_after(Path::new("/future-write-test")).expect("memfd");

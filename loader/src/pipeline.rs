@@ -259,7 +259,6 @@ impl<'a> Session<'a> {
         //     signatures are off). A cached verdict is used only if it was decided
         //     under the same mode, trust store and signature file.
         let checking = self.signature_mode() != SignatureMode::Off;
-        let keyed = cache.cache.is_some();
         let hit = self.cache_hit(dir, name, path, &id, cache, record);
         // An unchanged file judged by an earlier run: its verdict without loading it.
         if let (Some(hit), true) = (hit, cache.answer) {
@@ -271,7 +270,7 @@ impl<'a> Session<'a> {
         // under the identity of the very file read.
         let sig = checking.then(|| SigFile::read(&dir.file, name, path));
         if let Some(sig) = &sig {
-            record.signature_key = self.signature_key(checking, keyed, || sig.key_part());
+            record.signature_key = self.signature_key(cache, || sig.key_part());
         }
         // 4. Read it once, from the descriptor (into a sealed memfd on Linux): hash,
         //    ELF check and dlopen all see these very bytes.
@@ -328,10 +327,7 @@ impl<'a> Session<'a> {
         cache: CacheUse<'c>,
         record: &mut LibraryRecord,
     ) -> Option<&'c CachedVerdict> {
-        let checking = self.signature_mode() != SignatureMode::Off;
-        let keyed = cache.cache.is_some();
-        record.signature_key =
-            self.signature_key(checking, keyed, || signature::stat_key(&dir.file, name));
+        record.signature_key = self.signature_key(cache, || signature::stat_key(&dir.file, name));
         let key = record.signature_key.as_ref()?;
         let hit = cache.cache?.lookup(path, id)?;
         hit.signature
@@ -341,18 +337,17 @@ impl<'a> Session<'a> {
     }
 
     /// The key a record's verdict is cached under for its signature: the mode's
-    /// when signatures are off; else, with a verdict cache (`keyed`), the trust
-    /// store's digest and `sig_part` (the `.minisig`'s identity); `None` without a
-    /// cache (nothing needs it, and the trust store may not be read yet).
+    /// when signatures are off; else, with a verdict cache, the trust store's digest
+    /// and `sig_part` (the `.minisig`'s identity); `None` without a cache (nothing
+    /// needs it, and the trust store may not be read yet).
     fn signature_key(
         &self,
-        checking: bool,
-        keyed: bool,
+        cache: CacheUse<'_>,
         sig_part: impl FnOnce() -> String,
     ) -> Option<String> {
-        if !checking {
+        if self.signature_mode() == SignatureMode::Off {
             Some(signature::OFF_KEY.to_string())
-        } else if keyed {
+        } else if cache.cache.is_some() {
             Some(signature::cache_key(self.store(), &sig_part()))
         } else {
             None

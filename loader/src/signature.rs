@@ -24,7 +24,7 @@ use std::{
 };
 
 use crate::{
-    image::{CopyProgress, Image},
+    image::{each_chunk_as_copied, CopyProgress, Image},
     sys::{self, Errno},
     text::{printable, shown},
     trusted_keys::{key_id_of, key_id_text, SignatureMode, TrustStore, TrustedKey},
@@ -298,12 +298,12 @@ pub(crate) fn fields(comment: &str) -> Bound<'_> {
 type Problem = (RefusalKind, String);
 
 /// The BLAKE2b-512 of a library's sealed copy, the hash a prehashed signature (minisign's
-/// default) covers: computed on a thread of its own from the moment the copy is sealed,
-/// while the rest of the checks run here (SHA-256 when needed, reading the signature
-/// and the key, the ELF pre-check), and waited for only when the signature is checked.
-/// The thread reads the sealed copy itself (it cannot change), so the hash is still of
-/// the very bytes that are loaded. Dropped unfinished (the library was refused
-/// first), it tells the thread to stop.
+/// default) covers: computed on a thread of its own as the copy is made
+/// ([`Prehash::follow`]), while the rest of the checks run here (SHA-256 when needed,
+/// reading the signature and the key, the ELF pre-check), and waited for only when the
+/// signature is checked. The thread reads each byte of the new copy once it is written
+/// (see [`CopyProgress`]), so the hash is still of the very bytes that are loaded.
+/// Dropped unfinished (the library was refused first), it tells the thread to stop.
 pub(crate) struct Prehash {
     /// The thread's result, sent as soon as it is computed: the thread then unmaps
     /// the copy and ends, and nothing waits for either.
@@ -326,7 +326,8 @@ impl Prehash {
         }
     }
 
-    /// Whether a thread is computing the hash (still, or done and not yet joined).
+    /// Whether a thread is computing the hash (still, or done and its result not yet
+    /// taken).
     pub(crate) fn is_running(&self) -> bool {
         self.running.is_some()
     }
@@ -353,13 +354,10 @@ impl Prehash {
         let (result, running) = std::sync::mpsc::sync_channel(1);
         let job = move || {
             let mapping = reading.map(&fd);
-            let hashed = blake2b(
-                |f| {
-                    let each = crate::image::each_chunk_as_copied;
-                    each(&fd, mapping.as_ref(), &reading, &stopped, f)
-                },
-                &stopped,
-            );
+            let each = |f: &mut dyn FnMut(&[u8])| {
+                each_chunk_as_copied(&fd, mapping.as_ref(), &reading, &stopped, f)
+            };
+            let hashed = blake2b(each, &stopped);
             let _ = result.send(hashed);
         };
         let spawned = std::thread::Builder::new()
